@@ -1,0 +1,96 @@
+"""The ``planctl`` command line: global options, error handling, sub-commands.
+
+Commands are thin: parse, call one library function, render with Rich. Heavy
+libraries are imported inside the commands, so ``planctl --help`` stays fast.
+All expected errors become one line on stderr and an exit code here, in
+:meth:`PlanctlGroup.invoke`, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from planctl import __version__
+from planctl.cli.context import State, err_console
+from planctl.errors import ExitCode, PlanctlError
+
+
+class PlanctlGroup(TyperGroup):
+    """Maps planctl's errors to a one-line message and an exit code, in one place."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PlanctlError as error:
+            report_error(ctx, error)
+            raise typer.Exit(int(error.exit_code)) from None
+        except KeyboardInterrupt:
+            err_console().print("[red]interrupted[/red]")
+            raise typer.Exit(130) from None
+
+
+def report_error(ctx: Any, error: PlanctlError) -> None:
+    state = ctx.obj if isinstance(ctx.obj, State) else None
+    if state is not None and state.debug:
+        err_console().print_exception()
+    message = f"[bold red]error:[/bold red] {error.message}"
+    if error.hint:
+        message += f" [dim]— {error.hint}[/dim]"
+    err_console().print(message, highlight=False, soft_wrap=True)
+
+
+app = typer.Typer(
+    cls=PlanctlGroup,
+    name="planctl",
+    help="Data-management toolkit for a training planner's database: "
+    "migrations, exports, calendar sync and backups.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"planctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show what is being done (log lines on stderr).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and requested output.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Debug logging and full tracebacks.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    ] = False,
+) -> None:
+    """Data-management toolkit for a training planner's database."""
+    ctx.obj = State(verbose=verbose, quiet=quiet, debug=debug)
+    ctx.obj.setup_console_logging()
+
+
+from planctl.cli import db as _db  # noqa: E402  (registers the db-* commands)
+
+_db.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except PlanctlError as error:  # raised outside a command (e.g. in a callback)
+        err_console().print(f"[bold red]error:[/bold red] {error}", highlight=False)
+        sys.exit(int(error.exit_code))
+
+
+__all__ = ["ExitCode", "app", "main"]

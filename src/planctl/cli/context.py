@@ -1,0 +1,69 @@
+"""Per-invocation state shared by the commands: settings, consoles, verbosity."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from planctl.config import Settings
+
+
+@cache
+def err_console() -> Console:
+    return Console(stderr=True)
+
+
+@cache
+def out_console() -> Console:
+    return Console()
+
+
+@dataclass
+class State:
+    verbose: bool = False
+    quiet: bool = False
+    debug: bool = False
+    _settings: Settings | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from planctl.config import load_settings
+
+            self._settings = load_settings()
+        return self._settings
+
+    def service_logger(self, service: str) -> logging.Logger:
+        """Attach the service's log file (in the configured log dir) and return its logger."""
+        from planctl.config import url_password
+        from planctl.logs import service_logger
+
+        secret = url_password(self.settings.database_url)
+        return service_logger(service, self.settings.log_dir, secrets=(secret,) if secret else ())
+
+    def setup_console_logging(self) -> None:
+        """-v shows INFO lines on stderr, --debug DEBUG lines; otherwise nothing."""
+        if not (self.verbose or self.debug):
+            return
+        from rich.logging import RichHandler
+
+        from planctl.logs import MaskingFilter
+
+        logger = logging.getLogger("planctl")
+        if any(isinstance(h, RichHandler) for h in logger.handlers):
+            return
+        handler = RichHandler(console=err_console(), show_path=False, rich_tracebacks=True)
+        handler.setLevel(logging.DEBUG if self.debug else logging.INFO)
+        handler.addFilter(MaskingFilter())
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+
+    def say(self, message: str) -> None:
+        """A human-facing status line on stdout, silenced by --quiet."""
+        if not self.quiet:
+            out_console().print(message, highlight=False)

@@ -1,0 +1,223 @@
+"""The flat ``db-*`` commands (manage.py style): migrations, seed, info."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from planctl.cli.context import State, out_console
+from planctl.errors import PlanctlError
+
+
+def _state(ctx: typer.Context) -> State:
+    assert isinstance(ctx.obj, State)
+    return ctx.obj
+
+
+def _rev(revision: str | None) -> str:
+    return revision or "<none>"
+
+
+def db_upgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    sql: Annotated[bool, typer.Option("--sql", help="Print the SQL instead of running it.")] = False,
+) -> None:
+    """Bring the schema up to REVISION (default: head)."""
+    from planctl.db import migrate
+
+    state = _state(ctx)
+    url = state.settings.database_url
+    if sql:
+        sys.stdout.write(migrate.upgrade_sql(url, revision))
+        return
+    log = state.service_logger("migrations")
+    before, after = migrate.upgrade(url, revision)
+    if before == after:
+        state.say(f"Already at {_rev(after)}; nothing to do ({state.settings.masked_url}).")
+    else:
+        log.info("upgraded %s from %s to %s", state.settings.masked_url, _rev(before), _rev(after))
+        state.say(f"Upgraded {state.settings.masked_url} from {_rev(before)} to [bold]{_rev(after)}[/bold].")
+
+
+def db_downgrade(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Target revision, '-1' or 'base'.")] = "-1",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Undo migrations down to REVISION (default: one step). Drops data with the schema."""
+    from planctl.db import migrate
+
+    state = _state(ctx)
+    url = state.settings.database_url
+    if not yes:
+        if not sys.stdin.isatty():
+            raise PlanctlError(
+                "refusing to downgrade without confirmation", "pass --yes to run it unattended"
+            )
+        typer.confirm(
+            f"Downgrade {state.settings.masked_url} to {revision}? Tables and data of the "
+            "undone revisions are dropped",
+            abort=True,
+        )
+    log = state.service_logger("migrations")
+    before, after = migrate.downgrade(url, revision)
+    log.info("downgraded %s from %s to %s", state.settings.masked_url, _rev(before), _rev(after))
+    state.say(f"Downgraded {state.settings.masked_url} from {_rev(before)} to [bold]{_rev(after)}[/bold].")
+
+
+def db_current(ctx: typer.Context) -> None:
+    """Show the database's current revision."""
+    from planctl.db import migrate
+
+    state = _state(ctx)
+    current = migrate.current(state.settings.database_url)
+    head = migrate.head_revision()
+    if current is None:
+        status = "[yellow]empty database, no revision[/yellow] (run planctl db-upgrade)"
+    elif current == head:
+        status = "[green](head)[/green]"
+    else:
+        status = f"[yellow](head is {head}; run planctl db-upgrade)[/yellow]"
+    out_console().print(f"{_rev(current)} {status}", highlight=False)
+
+
+def db_history(ctx: typer.Context) -> None:
+    """List the migrations, newest first."""
+    from rich.table import Table
+
+    from planctl.db import migrate
+
+    state = _state(ctx)
+    try:
+        current = migrate.current(state.settings.database_url, missing_ok=True)
+    except PlanctlError:
+        current = None  # history is readable without a database
+    table = Table(title="Migrations", title_justify="left")
+    for column in ("revision", "parent", "created (UTC)", "message", ""):
+        table.add_column(column)
+    for rev in migrate.history(current):
+        marks = " ".join(m for m, on in (("head", rev.is_head), ("current", rev.is_current)) if on)
+        table.add_row(rev.revision, rev.down_revision or "<base>", rev.created, rev.message, marks)
+    out_console().print(table)
+
+
+def db_check(ctx: typer.Context) -> None:
+    """Exit 5 unless the database is at head and matches the models (for CI and cron)."""
+    from planctl.db import migrate
+
+    state = _state(ctx)
+    result = migrate.check(state.settings.database_url)
+    state.say(f"[green]OK[/green]: {state.settings.masked_url} is at head {result.head} and matches the models.")
+
+
+def db_revision(
+    ctx: typer.Context,
+    message: Annotated[str, typer.Option("--message", "-m", help="What the migration does.")],
+    autogenerate: Annotated[
+        bool, typer.Option("--autogenerate", help="Diff the models against the database.")
+    ] = False,
+) -> None:
+    """Write a new migration script (for developers working in a checkout)."""
+    from planctl.db import migrate
+
+    state = _state(ctx)
+    log = state.service_logger("migrations")
+    path = migrate.revision(state.settings.database_url, message, autogenerate=autogenerate)
+    log.info("wrote revision %s", path)
+    state.say(f"Wrote {path}")
+
+
+def db_stamp(
+    ctx: typer.Context,
+    revision: Annotated[str, typer.Argument(help="Revision to record, e.g. head.")],
+) -> None:
+    """Record REVISION as current without running any migration."""
+    from planctl.db import migrate
+
+    state = _state(ctx)
+    log = state.service_logger("migrations")
+    after = migrate.stamp(state.settings.database_url, revision)
+    log.info("stamped %s at %s", state.settings.masked_url, _rev(after))
+    state.say(f"Stamped {state.settings.masked_url} at [bold]{_rev(after)}[/bold].")
+
+
+def db_seed(
+    ctx: typer.Context,
+    scale: Annotated[
+        int | None,
+        typer.Option("--scale", min=1, help="Generate N sessions (with proportional clients and contracts)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the existing data of a non-empty database.")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of the generated data.")] = 2026,
+) -> None:
+    """Load a deterministic Spanish demo data set (or N generated sessions)."""
+    from rich.table import Table
+
+    from planctl.db import seed as seeding
+
+    state = _state(ctx)
+    started = time.perf_counter()
+    counts = seeding.seed(state.settings.database_url, scale=scale, force=force, random_seed=seed)
+    elapsed = time.perf_counter() - started
+    if state.quiet:
+        return
+    table = Table(title=f"Seeded {state.settings.masked_url} in {elapsed:.1f} s", title_justify="left")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, count in counts.items():
+        table.add_row(name, f"{count:,}")
+    out_console().print(table)
+
+
+def db_info(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show the backend, masked URL, revision vs head and rows per table."""
+    from rich.table import Table
+
+    from planctl.db.status import database_info
+
+    state = _state(ctx)
+    info = database_info(state.settings.database_url)
+    if as_json:
+        sys.stdout.write(json.dumps(info.as_dict(), indent=2, ensure_ascii=False) + "\n")
+        return
+    console = out_console()
+    console.print(f"[bold]backend[/bold]   {info.backend} ({info.server_version})", highlight=False)
+    console.print(f"[bold]database[/bold]  {info.masked_url}", highlight=False)
+    status = "[green]at head[/green]" if info.at_head else "[yellow]not at head — run planctl db-upgrade[/yellow]"
+    console.print(
+        f"[bold]revision[/bold]  {_rev(info.revision)} (head {_rev(info.head)}) {status}", highlight=False
+    )
+    table = Table(title="Rows per table", title_justify="left")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, count in info.tables.items():
+        table.add_row(name, "[dim]missing[/dim]" if count is None else f"{count:,}")
+    console.print(table)
+
+
+COMMANDS = {
+    "db-upgrade": db_upgrade,
+    "db-downgrade": db_downgrade,
+    "db-current": db_current,
+    "db-history": db_history,
+    "db-check": db_check,
+    "db-revision": db_revision,
+    "db-stamp": db_stamp,
+    "db-seed": db_seed,
+    "db-info": db_info,
+}
+
+
+def register(app: typer.Typer) -> None:
+    for name, fn in COMMANDS.items():
+        app.command(name, rich_help_panel="Database")(fn)

@@ -1,0 +1,1 @@
+"""Database layer: the schema as code, engines, migrations and demo data."""

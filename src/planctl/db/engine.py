@@ -1,0 +1,197 @@
+"""Engines for SQLite and PostgreSQL, and driver errors translated for humans.
+
+SQLite connections enable ``PRAGMA foreign_keys=ON`` and get real transactions
+around DDL (the pysqlite driver otherwise commits implicitly before DDL), so a
+failed migration leaves nothing half-applied on either engine.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, exc, make_url
+from sqlalchemy.engine import URL, Connection
+
+from planctl.config import mask_url, url_password
+from planctl.errors import ConfigError, DatabaseError
+
+# SQLite stores Numeric as text-compatible REAL; planctl keeps Decimal at the
+# edges and knows that, so the per-statement warning is noise.
+warnings.filterwarnings("ignore", message=r".*does \*not\* support Decimal objects natively")
+
+SUPPORTED = "sqlite:///path/to/file.db or postgresql://user@host/dbname"
+
+
+def parse_url(database_url: str) -> URL:
+    """Parse and check *database_url*: a supported backend with a usable target."""
+    masked = mask_url(database_url)
+    try:
+        url = make_url(database_url)
+    except exc.ArgumentError:
+        raise ConfigError(
+            f"malformed DATABASE_URL '{masked}'", f"expected {SUPPORTED}"
+        ) from None
+    backend = url.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"unsupported database '{backend}' in DATABASE_URL '{masked}'",
+            f"planctl supports {SUPPORTED}",
+        )
+    try:
+        url.get_dialect()
+    except exc.NoSuchModuleError:
+        raise ConfigError(
+            f"unknown database driver '{url.drivername}' in DATABASE_URL '{masked}'",
+            "use sqlite:/// or postgresql+psycopg:// (psycopg 3 ships with planctl)",
+        ) from None
+    if backend == "postgresql" and url.get_driver_name() != "psycopg":
+        raise ConfigError(
+            f"driver '{url.get_driver_name()}' is not installed for DATABASE_URL '{masked}'",
+            "use postgresql+psycopg:// (or plain postgresql://)",
+        )
+    return url
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file behind a SQLite URL, or None for an in-memory database."""
+    if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+        return None
+    return Path(url.database)
+
+
+def check_sqlite_target(url: URL, *, create: bool = True) -> None:
+    """Fail early and clearly when a SQLite file cannot be opened or created."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if path.exists():
+        if not os.access(path, os.R_OK):
+            raise DatabaseError(
+                f"cannot read SQLite database '{path}'", "check the file's permissions"
+            )
+        return
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise DatabaseError(
+            f"directory '{directory}' of SQLite database '{path.name}' does not exist",
+            "create it or fix DATABASE_URL",
+        )
+    if create and not os.access(directory, os.W_OK | os.X_OK):
+        raise DatabaseError(
+            f"cannot create SQLite database '{path}': directory '{directory}' is read-only",
+            "choose a writable directory in DATABASE_URL",
+        )
+    if not create:
+        raise DatabaseError(
+            f"SQLite database '{path}' does not exist", "run planctl db-upgrade to create it"
+        )
+
+
+def _install_sqlite_hooks(engine: Engine, *, foreign_keys: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy emit BEGIN itself so DDL is transactional too.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+def make_engine(database_url: str, *, foreign_keys: bool = True, **kwargs: Any) -> Engine:
+    """An Engine for *database_url*, configured the way planctl expects.
+
+    *foreign_keys* is turned off only by the migration runner: SQLite batch
+    migrations recreate tables, and with enforcement on, dropping a parent
+    table would cascade-delete its children.
+    """
+    url = parse_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(url, **kwargs)
+        _install_sqlite_hooks(engine, foreign_keys=foreign_keys)
+        return engine
+    kwargs.setdefault("pool_pre_ping", False)
+    connect_args = kwargs.pop("connect_args", {})
+    connect_args.setdefault("connect_timeout", 10)
+    connect_args.setdefault("application_name", "planctl")
+    return create_engine(url, connect_args=connect_args, **kwargs)
+
+
+def describe_db_error(error: BaseException, database_url: str) -> DatabaseError:
+    """Turn a driver error into a one-line :class:`DatabaseError` with a hint."""
+    masked = mask_url(database_url)
+    original = getattr(error, "orig", None) or error
+    text = " ".join(str(original).split())
+    secret = url_password(database_url)
+    if secret:
+        text = text.replace(secret, "***")
+    lowered = text.lower()
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        return DatabaseError(
+            f"authentication failed for {masked}", "check the user and password in DATABASE_URL"
+        )
+    if "does not exist" in lowered and "database" in lowered:
+        return DatabaseError(
+            f"database does not exist: {masked}", "create it (createdb) or fix DATABASE_URL"
+        )
+    if any(s in lowered for s in ("connection refused", "could not connect", "timeout expired",
+                                  "name or service not known", "could not translate host")):
+        return DatabaseError(
+            f"cannot connect to {masked}: server unreachable",
+            "is PostgreSQL running and is the host/port in DATABASE_URL right?",
+        )
+    if "unable to open database file" in lowered:
+        return DatabaseError(
+            f"cannot open SQLite database {masked}", "check that the directory exists and is writable"
+        )
+    if "readonly database" in lowered or "read-only" in lowered:
+        return DatabaseError(
+            f"SQLite database {masked} is read-only", "check the file's and directory's permissions"
+        )
+    if "database is locked" in lowered:
+        return DatabaseError(
+            f"SQLite database {masked} is locked by another process", "retry when it has finished"
+        )
+    if "file is not a database" in lowered:
+        return DatabaseError(
+            f"{masked} is not a SQLite database", "point DATABASE_URL at a planner database"
+        )
+    return DatabaseError(f"database error on {masked}: {text}")
+
+
+@contextmanager
+def translate_db_errors(database_url: str) -> Iterator[None]:
+    """Re-raise SQLAlchemy/driver errors as :class:`DatabaseError`."""
+    try:
+        yield
+    except exc.DBAPIError as error:
+        raise describe_db_error(error, database_url) from error
+    except exc.SQLAlchemyError as error:
+        raise describe_db_error(error, database_url) from error
+
+
+@contextmanager
+def connect(database_url: str, *, create: bool = False, foreign_keys: bool = True) -> Iterator[Connection]:
+    """A connection in a transaction that commits on success; errors translated.
+
+    With *create* false, a SQLite file that does not exist yet is an error
+    instead of being silently created empty.
+    """
+    url = parse_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        check_sqlite_target(url, create=create)
+    engine = make_engine(database_url, foreign_keys=foreign_keys)
+    try:
+        with translate_db_errors(database_url), engine.begin() as connection:
+            yield connection
+    finally:
+        engine.dispose()

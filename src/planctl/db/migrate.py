@@ -1,0 +1,329 @@
+"""Migration runner over Alembic's Python API (the ``db-*`` commands call these).
+
+The Alembic environment is found either inside the installed package
+(``planctl/migrations``, shipped in the wheel) or at the top of a source
+checkout (``migrations/``). The live connection travels to ``env.py`` in
+``Config.attributes``, so every command runs in one transaction.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import MetaData, inspect
+from sqlalchemy.engine import Connection
+
+from planctl.config import mask_url
+from planctl.db.engine import make_engine, parse_url, check_sqlite_target, translate_db_errors
+from planctl.errors import MigrationError, VerificationError
+
+if TYPE_CHECKING:
+    from alembic.script import Script
+
+log = logging.getLogger("planctl.migrations")
+
+VERSION_TABLE = "alembic_version"
+FILE_TEMPLATE = "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s"
+
+
+def migrations_dir() -> Path:
+    """Where the Alembic environment lives: in the package, else in the checkout."""
+    here = Path(__file__).resolve().parent.parent  # planctl/
+    for candidate in (here / "migrations", here.parent.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise MigrationError(
+        "the migrations directory is missing from this installation",
+        "reinstall planctl (pip install --force-reinstall planctl)",
+    )
+
+
+def alembic_config(database_url: str, *, stdout: TextIO | None = None) -> Config:
+    """An Alembic Config pointing at planctl's migrations and *database_url*."""
+    config = Config(stdout=stdout or io.StringIO())
+    config.set_main_option("script_location", str(migrations_dir()))
+    # ConfigParser interpolation: a literal % in a password must be doubled.
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    config.set_main_option("file_template", FILE_TEMPLATE)
+    config.set_main_option("timezone", "UTC")
+    config.attributes["planctl"] = True
+    return config
+
+
+def script_directory() -> ScriptDirectory:
+    return ScriptDirectory(str(migrations_dir()))
+
+
+def head_revision() -> str | None:
+    heads = script_directory().get_heads()
+    if len(heads) > 1:
+        raise MigrationError(
+            f"the migrations have {len(heads)} heads ({', '.join(heads)})",
+            "merge them with alembic merge before upgrading",
+        )
+    return heads[0] if heads else None
+
+
+@contextmanager
+def _migration_connection(database_url: str, *, create: bool) -> Iterator[Connection]:
+    url = parse_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        check_sqlite_target(url, create=create)
+    engine = make_engine(database_url, foreign_keys=False)
+    try:
+        with translate_db_errors(database_url), engine.begin() as connection:
+            yield connection
+            if url.get_backend_name() == "sqlite":
+                _check_foreign_keys(connection)
+    finally:
+        engine.dispose()
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """After a SQLite migration ran without enforcement, prove nothing dangles."""
+    problems = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if problems:
+        tables = sorted({row[0] for row in problems})
+        raise MigrationError(
+            f"migration would leave {len(problems)} rows with broken foreign keys in "
+            f"{', '.join(tables)}; rolled back",
+            "fix the data or the migration and retry",
+        )
+
+
+def _run(database_url: str, action: str, fn: Any, *args: Any, create: bool = False,
+         **kwargs: Any) -> None:
+    config = alembic_config(database_url)
+    try:
+        with _migration_connection(database_url, create=create) as connection:
+            config.attributes["connection"] = connection
+            fn(config, *args, **kwargs)
+    except CommandError as error:
+        raise _describe_command_error(error, action) from None
+    log.info("%s on %s", action, mask_url(database_url))
+
+
+def _describe_command_error(error: CommandError, action: str) -> MigrationError:
+    text = " ".join(str(error).split())
+    if "Can't locate revision" in text or "No such revision" in text:
+        return MigrationError(f"{action} failed: {text}", "planctl db-history lists the revisions")
+    if "Relative revision" in text or "didn't produce" in text or "below base" in text:
+        return MigrationError(
+            f"{action} failed: cannot go below the first revision ({text})",
+            "planctl db-current shows where the database is",
+        )
+    return MigrationError(f"{action} failed: {text}")
+
+
+def upgrade(database_url: str, revision: str = "head") -> tuple[str | None, str | None]:
+    """Upgrade to *revision*; returns (revision before, revision after)."""
+    before = current(database_url, missing_ok=True)
+    _run(database_url, f"upgrade to {revision}", command.upgrade, revision, create=True)
+    return before, current(database_url)
+
+
+def upgrade_sql(database_url: str, revision: str = "head", start: str | None = None) -> str:
+    """The SQL an upgrade would run (Alembic offline mode), without touching the database."""
+    out = io.StringIO()
+    config = alembic_config(database_url, stdout=out)
+    config.attributes["sql_output"] = out
+    target = f"{start}:{revision}" if start else revision
+    try:
+        command.upgrade(config, target, sql=True)
+    except CommandError as error:
+        raise _describe_command_error(error, f"upgrade to {revision}") from None
+    return out.getvalue()
+
+
+def downgrade(database_url: str, revision: str = "-1") -> tuple[str | None, str | None]:
+    """Downgrade to *revision* (default: one step); returns (before, after)."""
+    before = current(database_url)
+    if before is None and revision != "base":
+        raise MigrationError(
+            f"cannot downgrade {mask_url(database_url)}: it has no schema revision",
+            "nothing to undo; planctl db-upgrade creates the schema",
+        )
+    _run(database_url, f"downgrade to {revision}", command.downgrade, revision)
+    return before, current(database_url)
+
+
+def stamp(database_url: str, revision: str) -> str | None:
+    """Record *revision* as current without running migrations."""
+    _run(database_url, f"stamp {revision}", command.stamp, revision, create=True)
+    return current(database_url)
+
+
+def current(database_url: str, *, missing_ok: bool = False) -> str | None:
+    """The database's revision, or None for an empty (unversioned) database."""
+    url = parse_url(database_url)
+    if url.get_backend_name() == "sqlite" and missing_ok:
+        from planctl.db.engine import sqlite_path
+
+        path = sqlite_path(url)
+        if path is not None and not path.exists():
+            return None
+    with _migration_connection(database_url, create=False) as connection:
+        heads = MigrationContext.configure(connection).get_current_heads()
+    return heads[0] if heads else None
+
+
+@dataclass(frozen=True)
+class RevisionInfo:
+    revision: str
+    down_revision: str | None
+    message: str
+    created: str
+    is_head: bool
+    is_current: bool = False
+
+
+def history(current_revision: str | None = None) -> list[RevisionInfo]:
+    """All revisions, newest first."""
+    scripts: list[Script] = list(script_directory().walk_revisions())
+    result = []
+    for script in scripts:
+        down = script.down_revision
+        if isinstance(down, tuple):
+            down = ",".join(down)
+        result.append(
+            RevisionInfo(
+                revision=script.revision,
+                down_revision=down,
+                message=(script.doc or "").strip(),
+                created=_create_date(script),
+                is_head=script.is_head,
+                is_current=script.revision == current_revision,
+            )
+        )
+    return result
+
+
+def _create_date(script: Script) -> str:
+    path = Path(script.path)
+    for line in path.read_text(encoding="utf-8").splitlines()[:12]:
+        if line.startswith("Create Date:"):
+            return line.partition(":")[2].strip()[:19]
+    return ""
+
+
+def revision(database_url: str, message: str, *, autogenerate: bool = False) -> Path:
+    """Write a new revision script; with *autogenerate*, diff the models against the database."""
+    directory = migrations_dir() / "versions"
+    config = alembic_config(database_url)
+    try:
+        if autogenerate:
+            with _migration_connection(database_url, create=True) as connection:
+                config.attributes["connection"] = connection
+                config.attributes["autogenerate"] = True
+                scripts = command.revision(config, message=message, autogenerate=True)
+        else:
+            scripts = command.revision(config, message=message)
+    except CommandError as error:
+        raise _describe_command_error(error, "revision") from None
+    script = scripts[0] if isinstance(scripts, list) else scripts
+    if script is None:
+        raise MigrationError(
+            "no changes detected between the models and the database",
+            "no revision written; edit planctl/db/models.py first",
+        )
+    log.info("new revision %s in %s", script.revision, directory)
+    return Path(script.path)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    revision: str | None
+    head: str | None
+    differences: list[str]
+
+    @property
+    def at_head(self) -> bool:
+        return self.revision == self.head
+
+    @property
+    def ok(self) -> bool:
+        return self.at_head and not self.differences
+
+
+def compare(database_url: str, metadata: MetaData | None = None) -> CheckResult:
+    """Compare the database with the models and with head (no writes)."""
+    from alembic.autogenerate import compare_metadata
+
+    from planctl.db.models import metadata as model_metadata
+
+    target = model_metadata if metadata is None else metadata
+    head = head_revision()
+    with _migration_connection(database_url, create=False) as connection:
+        context = MigrationContext.configure(
+            connection,
+            opts={"compare_type": True, "render_as_batch": True,
+                  "include_name": _include_name},
+        )
+        heads = context.get_current_heads()
+        revision = heads[0] if heads else None
+        diffs = compare_metadata(context, target) if revision is not None else []
+    return CheckResult(revision, head, [_describe_diff(d) for d in diffs])
+
+
+def check(database_url: str, metadata: MetaData | None = None) -> CheckResult:
+    """Like :func:`compare`, but raise :class:`VerificationError` on any drift."""
+    result = compare(database_url, metadata)
+    masked = mask_url(database_url)
+    if result.revision is None:
+        raise VerificationError(
+            f"database {masked} has no schema (no Alembic revision)",
+            "run planctl db-upgrade",
+        )
+    if not result.at_head:
+        raise VerificationError(
+            f"database {masked} is at revision {result.revision}, head is {result.head}",
+            "run planctl db-upgrade",
+        )
+    if result.differences:
+        raise VerificationError(
+            f"database {masked} differs from the models in {len(result.differences)} places: "
+            + "; ".join(result.differences[:5]),
+            "write a migration with planctl db-revision --autogenerate",
+        )
+    return result
+
+
+def _include_name(name: str | None, type_: str, _parent: Any) -> bool:
+    """Ignore tables planctl does not own (only for autogenerate/compare)."""
+    if type_ == "table":
+        from planctl.db.models import metadata as model_metadata
+
+        return name in model_metadata.tables
+    return True
+
+
+def _describe_diff(diff: Any) -> str:
+    if isinstance(diff, list):  # column modifications come grouped
+        return ", ".join(_describe_diff(d) for d in diff)
+    kind = diff[0]
+    if kind in ("add_table", "remove_table"):
+        return f"{kind} {diff[1].name}"
+    if kind in ("add_column", "remove_column"):
+        return f"{kind} {diff[2]}.{diff[3].name}"
+    if kind in ("add_index", "remove_index"):
+        return f"{kind} {diff[1].name}"
+    if kind.startswith("modify_"):
+        return f"{kind} {diff[2]}.{diff[3]}"
+    if kind in ("add_constraint", "remove_constraint", "add_fk", "remove_fk"):
+        return f"{kind} {getattr(diff[1], 'name', diff[1])}"
+    return str(kind)
+
+
+def table_names(connection: Connection) -> list[str]:
+    return inspect(connection).get_table_names()

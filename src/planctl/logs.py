@@ -1,0 +1,80 @@
+"""Per-service rotating log files: ``<log dir>/<service>.log``.
+
+Each service logs under ``planctl.<service>``; the file name is the domain's
+Spanish one. Files are opened lazily, so ``planctl --help`` creates nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+from pathlib import Path
+
+from planctl.config import mask_url
+
+LOG_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"
+
+SERVICE_FILES: dict[str, str] = {
+    "migrations": "migraciones.log",
+    "export": "exportacion.log",
+    "sync": "sincronizacion.log",
+    "backup": "backup.log",
+}
+
+_MAX_BYTES = 5 * 1024 * 1024
+_BACKUP_COUNT = 5
+
+
+class MaskingFilter(logging.Filter):
+    """Mask any URL password that slipped into a log record."""
+
+    def __init__(self, secrets: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self.secrets = tuple(s for s in secrets if s)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = mask_url_in_text(record.getMessage())
+        for secret in self.secrets:
+            message = message.replace(secret, "***")
+        record.msg, record.args = message, None
+        return True
+
+
+def mask_url_in_text(text: str) -> str:
+    """Mask every ``scheme://user:password@`` occurrence inside free text."""
+    return " ".join(mask_url(word) if "://" in word else word for word in text.split(" "))
+
+
+def service_logger(service: str, log_dir: Path, *, secrets: tuple[str, ...] = ()) -> logging.Logger:
+    """Logger for *service* writing to its rotating file in *log_dir* (idempotent)."""
+    if service not in SERVICE_FILES:
+        raise ValueError(f"unknown log service {service!r}")
+    logger = logging.getLogger(f"planctl.{service}")
+    logger.setLevel(logging.DEBUG)
+    path = (log_dir / SERVICE_FILES[service]).resolve()
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == path:
+            return logger
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=_MAX_BYTES, backupCount=_BACKUP_COUNT, encoding="utf-8", delay=True
+    )
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(MaskingFilter(secrets))
+    logger.addHandler(handler)
+    if not path.exists():
+        # Logs may quote hosts and user names: keep them to their owner.
+        path.touch(mode=0o600)
+        os.chmod(path, 0o600)
+    return logger
+
+
+def close_service_loggers() -> None:
+    """Detach file handlers (tests switch log directories between runs)."""
+    for service in SERVICE_FILES:
+        logger = logging.getLogger(f"planctl.{service}")
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.FileHandler):
+                handler.close()
+                logger.removeHandler(handler)
