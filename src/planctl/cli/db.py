@@ -18,6 +18,11 @@ def _state(ctx: typer.Context) -> State:
     return ctx.obj
 
 
+def _can_prompt() -> bool:
+    """Whether a confirmation question can be answered (cron and CI have no terminal)."""
+    return sys.stdin.isatty()
+
+
 def _rev(revision: str | None) -> str:
     return revision or "<none>"
 
@@ -55,7 +60,7 @@ def db_downgrade(
     state = _state(ctx)
     url = state.settings.database_url
     if not yes:
-        if not sys.stdin.isatty():
+        if not _can_prompt():
             raise PlanctlError(
                 "refusing to downgrade without confirmation", "pass --yes to run it unattended"
             )
@@ -155,6 +160,9 @@ def db_seed(
     force: Annotated[
         bool, typer.Option("--force", help="Replace the existing data of a non-empty database.")
     ] = False,
+    if_empty: Annotated[
+        bool, typer.Option("--if-empty", help="Do nothing (exit 0) when the database already has data.")
+    ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the generated data.")] = 2026,
 ) -> None:
     """Load a deterministic Spanish demo data set (or N generated sessions)."""
@@ -164,11 +172,17 @@ def db_seed(
 
     state = _state(ctx)
     started = time.perf_counter()
-    counts = seeding.seed(state.settings.database_url, scale=scale, force=force, random_seed=seed)
+    counts = seeding.seed(
+        state.settings.database_url, scale=scale, force=force, if_empty=if_empty, random_seed=seed
+    )
     elapsed = time.perf_counter() - started
+    if counts is None:
+        state.say(f"{state.settings.masked_url} already has data; left as it is (--if-empty).")
+        return
     if state.quiet:
         return
-    table = Table(title=f"Seeded {state.settings.masked_url} in {elapsed:.1f} s", title_justify="left")
+    state.say(f"Seeded {state.settings.masked_url} in {elapsed:.1f} s.")
+    table = Table()
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, count in counts.items():
@@ -218,6 +232,11 @@ COMMANDS = {
 }
 
 
+# Relative revisions look like options ("-1"): let them through as arguments.
+REVISION_ARGUMENT_SETTINGS = {"ignore_unknown_options": True}
+
+
 def register(app: typer.Typer) -> None:
     for name, fn in COMMANDS.items():
-        app.command(name, rich_help_panel="Database")(fn)
+        settings = REVISION_ARGUMENT_SETTINGS if name in ("db-upgrade", "db-downgrade") else {}
+        app.command(name, rich_help_panel="Database", context_settings=settings)(fn)

@@ -59,9 +59,12 @@ def parse_url(database_url: str) -> URL:
 
 def sqlite_path(url: URL) -> Path | None:
     """The file behind a SQLite URL, or None for an in-memory database."""
-    if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+    database = url.database
+    if database in (None, "", ":memory:") or url.query.get("mode") == "memory":
         return None
-    return Path(url.database)
+    if url.query.get("uri") == "true" and database.startswith("file:"):
+        database = database.removeprefix("file:")
+    return Path(database)
 
 
 def check_sqlite_target(url: URL, *, create: bool = True) -> None:
@@ -70,6 +73,8 @@ def check_sqlite_target(url: URL, *, create: bool = True) -> None:
     if path is None:
         return
     if path.exists():
+        if path.is_dir():
+            raise DatabaseError(f"SQLite database '{path}' is a directory", "point DATABASE_URL at a file")
         if not os.access(path, os.R_OK):
             raise DatabaseError(
                 f"cannot read SQLite database '{path}'", "check the file's permissions"

@@ -231,7 +231,10 @@ def revision(database_url: str, message: str, *, autogenerate: bool = False) -> 
             scripts = command.revision(config, message=message)
     except CommandError as error:
         raise _describe_command_error(error, "revision") from None
-    script = scripts[0] if isinstance(scripts, list) else scripts
+    if isinstance(scripts, list):
+        script = scripts[0] if scripts else None
+    else:
+        script = scripts
     if script is None:
         raise MigrationError(
             "no changes detected between the models and the database",

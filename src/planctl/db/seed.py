@@ -340,10 +340,11 @@ def _reset_sequences(connection: Connection) -> None:
 
 
 def seed(database_url: str, *, scale: int | None = None, force: bool = False,
-         random_seed: int = 2026) -> dict[str, int]:
+         if_empty: bool = False, random_seed: int = 2026) -> dict[str, int] | None:
     """Load demo data into an empty database at head; returns rows per table.
 
-    Refuses a non-empty database unless *force*, which replaces its contents.
+    Refuses a non-empty database unless *force*, which replaces its contents;
+    with *if_empty* a non-empty database is left alone and None is returned.
     Everything runs in one transaction: a failure leaves the database as it was.
     """
     if scale is not None and scale < 1:
@@ -352,6 +353,8 @@ def seed(database_url: str, *, scale: int | None = None, force: bool = False,
     with connect(database_url) as connection:
         _require_schema(connection, database_url)
         existing = _row_counts(connection)
+        if any(existing.values()) and if_empty and not force:
+            return None
         if any(existing.values()) and not force:
             busy = ", ".join(f"{n} ({c})" for n, c in existing.items() if c)
             raise SeedError(

@@ -1,0 +1,40 @@
+# planctl — developer and demo entry points. `make help` lists them.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: help install demo test lint bench clean
+
+help:
+	@echo "make install  create $(VENV) and install planctl with its test/dev extras"
+	@echo "make demo     install, migrate, seed demo data and show db-info (SQLite default)"
+	@echo "make test     run the test suite on SQLite and PostgreSQL"
+	@echo "make lint     ruff and mypy"
+	@echo "make bench    run the benchmarks under bench/ (writes bench/RESULTS.md)"
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+demo: install
+	$(BIN)/planctl db-upgrade
+	$(BIN)/planctl db-seed --if-empty
+	$(BIN)/planctl db-info
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check src tests bench migrations/env.py
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,174 @@
+"""Alembic migrations through planctl: round trips, drift detection, commands."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, MetaData, String, inspect, text
+
+from planctl.db import migrate
+from planctl.db.engine import connect
+from planctl.db.models import TABLE_NAMES, metadata
+from planctl.errors import VerificationError
+
+
+def _tables(url: str) -> set[str]:
+    with connect(url) as connection:
+        return set(inspect(connection).get_table_names())
+
+
+def test_exactly_one_head() -> None:
+    heads = migrate.script_directory().get_heads()
+    assert len(heads) == 1
+    assert migrate.head_revision() == heads[0]
+
+
+def test_round_trip_upgrade_downgrade_upgrade(db_url: str) -> None:
+    head = migrate.head_revision()
+    assert migrate.upgrade(db_url) == (None, head)
+    assert set(TABLE_NAMES) <= _tables(db_url)
+    migrate.check(db_url)
+    assert migrate.downgrade(db_url, "base") == (head, None)
+    assert _tables(db_url) & set(TABLE_NAMES) == set()
+    assert migrate.upgrade(db_url) == (None, head)
+    assert migrate.check(db_url).ok
+
+
+def test_check_is_red_after_a_model_change(migrated_url: str) -> None:
+    changed = MetaData(naming_convention=metadata.naming_convention)
+    for table in metadata.sorted_tables:
+        table.to_metadata(changed)
+    changed.tables["clientes"].append_column(Column("web", String(200)))
+    with pytest.raises(VerificationError) as raised:
+        migrate.check(migrated_url, changed)
+    assert "add_column clientes.web" in raised.value.message
+    assert raised.value.exit_code == 5
+
+
+def test_check_is_red_when_the_database_drifts(migrated_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+    assert cli("db-check", url=migrated_url).exit_code == 0
+    with connect(migrated_url) as connection:
+        connection.execute(text("ALTER TABLE sesiones ADD COLUMN sala VARCHAR(20)"))
+    run = cli("db-check", url=migrated_url)
+    assert run.exit_code == 5
+    assert "remove_column sesiones.sala" in run.stderr
+
+
+def test_check_is_red_when_not_at_head(db_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+    migrate.upgrade(db_url)
+    migrate.stamp(db_url, "base")
+    run = cli("db-check", url=db_url)
+    assert run.exit_code == 5
+    assert "no schema" in run.stderr or "not at head" in run.stderr or "head is" in run.stderr
+
+
+def test_cli_upgrade_current_history_downgrade(db_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+    head = migrate.head_revision()
+    assert head is not None
+    run = cli("db-upgrade", url=db_url)
+    assert run.exit_code == 0, run.stderr
+    assert f"to {head}" in run.stdout
+    run = cli("db-upgrade", url=db_url)
+    assert "Already at" in run.stdout
+    run = cli("db-current", url=db_url)
+    assert run.stdout.split()[0] == head and "(head)" in run.stdout
+    run = cli("db-history", url=db_url)
+    assert head in run.stdout and "current" in run.stdout
+    run = cli("db-downgrade", "--yes", url=db_url)
+    assert run.exit_code == 0, run.stderr
+    assert migrate.current(db_url) is None
+    assert not (_tables(db_url) & set(TABLE_NAMES))
+
+
+def test_downgrade_asks_for_confirmation(migrated_url: str, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("planctl.cli.db._can_prompt", lambda: True)
+    run = cli("db-downgrade", url=migrated_url, input="n\n")
+    assert run.exit_code == 1
+    assert "Downgrade" in run.stdout
+    assert migrate.current(migrated_url) == migrate.head_revision()
+    run = cli("db-downgrade", url=migrated_url, input="y\n")
+    assert run.exit_code == 0, run.stderr
+    assert migrate.current(migrated_url) is None
+
+
+def test_upgrade_sql_prints_ddl_without_touching_the_database(db_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+    run = cli("db-upgrade", "--sql", url=db_url)
+    assert run.exit_code == 0, run.stderr
+    assert "CREATE TABLE sesiones" in run.stdout
+    assert "alembic_version" in run.stdout
+    if db_url.startswith("sqlite"):
+        assert not Path(db_url.removeprefix("sqlite:///")).exists()
+    else:
+        assert migrate.current(db_url) is None
+
+
+def test_stamp_records_without_running(db_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+    head = migrate.head_revision()
+    run = cli("db-stamp", "head", url=db_url)
+    assert run.exit_code == 0, run.stderr
+    assert migrate.current(db_url) == head
+    assert not (_tables(db_url) & set(TABLE_NAMES))
+
+
+@pytest.fixture
+def scratch_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the migrations so db-revision can write without touching the repo."""
+    copy = tmp_path / "migrations"
+    shutil.copytree(migrate.migrations_dir(), copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(migrate, "migrations_dir", lambda: copy)
+    return copy
+
+
+def test_revision_autogenerate_suppresses_empty_revisions(
+    scratch_migrations: Path, migrated_url: str, cli  # type: ignore[no-untyped-def]
+) -> None:
+    before = sorted((scratch_migrations / "versions").glob("*.py"))
+    run = cli("db-revision", "-m", "nothing", "--autogenerate", url=migrated_url)
+    assert run.exit_code == 1
+    assert "no changes detected" in run.stderr
+    assert sorted((scratch_migrations / "versions").glob("*.py")) == before
+
+
+def test_revision_autogenerate_writes_the_difference(
+    scratch_migrations: Path, migrated_url: str, cli  # type: ignore[no-untyped-def]
+) -> None:
+    with connect(migrated_url) as connection:
+        connection.execute(text("ALTER TABLE temas ADD COLUMN obsoleto VARCHAR(5)"))
+    run = cli("db-revision", "-m", "drop obsoleto", "--autogenerate", url=migrated_url)
+    assert run.exit_code == 0, run.stderr
+    written = [p for p in (scratch_migrations / "versions").glob("*drop_obsoleto.py")]
+    assert len(written) == 1
+    body = written[0].read_text()
+    assert "batch_alter_table('temas'" in body and "drop_column('obsoleto')" in body
+
+
+def test_revision_without_autogenerate_writes_an_empty_script(
+    scratch_migrations: Path, migrated_url: str, cli  # type: ignore[no-untyped-def]
+) -> None:
+    run = cli("db-revision", "-m", "data fix", url=migrated_url)
+    assert run.exit_code == 0, run.stderr
+    assert len(list((scratch_migrations / "versions").glob("*data_fix.py"))) == 1
+
+
+def test_failed_migration_leaves_nothing_half_applied(
+    scratch_migrations: Path, db_url: str
+) -> None:
+    head = migrate.head_revision()
+    broken = scratch_migrations / "versions" / "99990101_broken.py"
+    broken.write_text(
+        f'"""broken"""\nfrom alembic import op\nimport sqlalchemy as sa\n'
+        f"revision = 'broken1'\ndown_revision = {head!r}\nbranch_labels = None\ndepends_on = None\n"
+        "def upgrade():\n"
+        "    op.create_table('tabla_nueva', sa.Column('id', sa.Integer, primary_key=True))\n"
+        "    op.execute('SELECT * FROM no_such_table')\n"
+        "def downgrade():\n    op.drop_table('tabla_nueva')\n"
+    )
+    from planctl.errors import PlanctlError
+
+    with pytest.raises(PlanctlError):
+        migrate.upgrade(db_url)
+    # the whole upgrade, first revision included, was one transaction
+    assert migrate.current(db_url, missing_ok=True) is None
+    assert not (_tables(db_url) & ({"tabla_nueva"} | set(TABLE_NAMES)))
