@@ -38,7 +38,9 @@ def test_version(cli) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_python_dash_m_works() -> None:
-    done = subprocess.run([sys.executable, "-m", "planctl", "--version"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "planctl", "--version"], capture_output=True, text=True
+    )
     assert done.returncode == 0
     assert done.stdout.strip() == f"planctl {__version__}"
 

@@ -25,14 +25,18 @@ def test_defaults_without_env_or_dotenv(tmp_path: Path) -> None:
 
 
 def test_dotenv_in_working_directory_is_read(workdir: Path) -> None:
-    (workdir / ".env").write_text("DATABASE_URL=sqlite:///from_dotenv.db\nPLANCTL_TIMEZONE=Atlantic/Canary\n")
+    (workdir / ".env").write_text(
+        "DATABASE_URL=sqlite:///from_dotenv.db\nPLANCTL_TIMEZONE=Atlantic/Canary\n"
+    )
     settings = load_settings()
     assert settings.database_url == "sqlite:///from_dotenv.db"
     assert settings.timezone == "Atlantic/Canary"
 
 
 def test_environment_wins_over_dotenv(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (workdir / ".env").write_text("DATABASE_URL=sqlite:///from_dotenv.db\nPLANCTL_BACKUP_DIR=dotenv_backups\n")
+    (workdir / ".env").write_text(
+        "DATABASE_URL=sqlite:///from_dotenv.db\nPLANCTL_BACKUP_DIR=dotenv_backups\n"
+    )
     monkeypatch.setenv("DATABASE_URL", "sqlite:///from_env.db")
     settings = load_settings()
     assert settings.database_url == "sqlite:///from_env.db"
@@ -48,7 +52,9 @@ def test_dotenv_is_not_pushed_into_os_environ(workdir: Path) -> None:
 
 
 def test_empty_values_fall_back_to_defaults(tmp_path: Path) -> None:
-    settings = load_settings(environ={"DATABASE_URL": "  ", "PLANCTL_LOG_DIR": ""}, dotenv_path=tmp_path / "x")
+    settings = load_settings(
+        environ={"DATABASE_URL": "  ", "PLANCTL_LOG_DIR": ""}, dotenv_path=tmp_path / "x"
+    )
     assert settings.database_url == DEFAULTS["DATABASE_URL"]
     assert settings.log_dir == Path("logs")
 
@@ -64,10 +70,16 @@ def test_cli_reads_dotenv(workdir: Path, cli) -> None:  # type: ignore[no-untype
 @pytest.mark.parametrize(
     ("url", "masked"),
     [
-        ("postgresql://app:s3cret@db.example.com:5432/planner", "postgresql://app:***@db.example.com:5432/planner"),
+        (
+            "postgresql://app:s3cret@db.example.com:5432/planner",
+            "postgresql://app:***@db.example.com:5432/planner",
+        ),
         ("postgresql+psycopg://app:p%40ss@host/db", "postgresql+psycopg://app:***@host/db"),
         ("postgresql://app@host/db", "postgresql://app@host/db"),
-        ("postgresql://host/db?user=app&password=hunter2", "postgresql://host/db?user=app&password=***"),
+        (
+            "postgresql://host/db?user=app&password=hunter2",
+            "postgresql://host/db?user=app&password=***",
+        ),
         ("sqlite:///planificador.db", "sqlite:///planificador.db"),
         ("not a url at all", "not a url at all"),
     ],
@@ -77,7 +89,9 @@ def test_mask_url(url: str, masked: str) -> None:
 
 
 def test_settings_repr_never_shows_the_password() -> None:
-    settings = load_settings(environ={"DATABASE_URL": "postgresql://app:s3cret@h/db"}, dotenv_path="/nonexistent")
+    settings = load_settings(
+        environ={"DATABASE_URL": "postgresql://app:s3cret@h/db"}, dotenv_path="/nonexistent"
+    )
     assert "s3cret" not in repr(settings)
     assert settings.masked_url == "postgresql+psycopg://app:***@h/db"
 

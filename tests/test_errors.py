@@ -76,8 +76,11 @@ def read_only_dir(tmp_path: Path) -> Iterator[Path]:
         yield ro
         ro.chmod(0o755)
         return
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
         message = f"cannot mount a read-only tmpfs as root: {mounted.stderr.strip()}"
         if IN_CI:

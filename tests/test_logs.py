@@ -13,8 +13,12 @@ LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \| INFO \| planctl\.(\
 
 def test_each_service_writes_its_own_file(tmp_path: Path) -> None:
     try:
-        for service, filename in [("migrations", "migraciones.log"), ("export", "exportacion.log"),
-                                  ("sync", "sincronizacion.log"), ("backup", "backup.log")]:
+        for service, filename in [
+            ("migrations", "migraciones.log"),
+            ("export", "exportacion.log"),
+            ("sync", "sincronizacion.log"),
+            ("backup", "backup.log"),
+        ]:
             service_logger(service, tmp_path).info("hello from %s", service)
             close_service_loggers()
             lines = (tmp_path / filename).read_text(encoding="utf-8").splitlines()

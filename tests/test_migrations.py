@@ -122,7 +122,9 @@ def scratch_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_revision_autogenerate_suppresses_empty_revisions(
-    scratch_migrations: Path, migrated_url: str, cli  # type: ignore[no-untyped-def]
+    scratch_migrations: Path,
+    migrated_url: str,
+    cli,  # type: ignore[no-untyped-def]
 ) -> None:
     before = sorted((scratch_migrations / "versions").glob("*.py"))
     run = cli("db-revision", "-m", "nothing", "--autogenerate", url=migrated_url)
@@ -132,7 +134,9 @@ def test_revision_autogenerate_suppresses_empty_revisions(
 
 
 def test_revision_autogenerate_writes_the_difference(
-    scratch_migrations: Path, migrated_url: str, cli  # type: ignore[no-untyped-def]
+    scratch_migrations: Path,
+    migrated_url: str,
+    cli,  # type: ignore[no-untyped-def]
 ) -> None:
     with connect(migrated_url) as connection:
         connection.execute(text("ALTER TABLE temas ADD COLUMN obsoleto VARCHAR(5)"))
@@ -145,7 +149,9 @@ def test_revision_autogenerate_writes_the_difference(
 
 
 def test_revision_without_autogenerate_writes_an_empty_script(
-    scratch_migrations: Path, migrated_url: str, cli  # type: ignore[no-untyped-def]
+    scratch_migrations: Path,
+    migrated_url: str,
+    cli,  # type: ignore[no-untyped-def]
 ) -> None:
     run = cli("db-revision", "-m", "data fix", url=migrated_url)
     assert run.exit_code == 0, run.stderr

@@ -10,10 +10,9 @@ import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 
-from planctl.errors import DatabaseError
-
 from planctl.db.engine import connect
 from planctl.db.models import TABLE_NAMES, Cliente, Contratacion, Sesion, Tema, metadata
+from planctl.errors import DatabaseError
 
 
 @contextmanager
@@ -25,14 +24,26 @@ def violates() -> Iterator[None]:
 
 
 def test_all_ten_tables_and_named_constraints() -> None:
-    assert sorted(TABLE_NAMES) == sorted([
-        "clientes", "clientes_finales", "contactos_cliente_final", "participantes", "temas",
-        "formaciones", "contrataciones", "sesiones", "adjuntos", "interacciones",
-    ])
+    assert sorted(TABLE_NAMES) == sorted(
+        [
+            "clientes",
+            "clientes_finales",
+            "contactos_cliente_final",
+            "participantes",
+            "temas",
+            "formaciones",
+            "contrataciones",
+            "sesiones",
+            "adjuntos",
+            "interacciones",
+        ]
+    )
     for table in metadata.tables.values():
         for constraint in table.constraints:
             assert constraint.name, f"unnamed constraint on {table.name}"
-    index_columns = {tuple(c.name for c in ix.columns) for ix in metadata.tables["sesiones"].indexes}
+    index_columns = {
+        tuple(c.name for c in ix.columns) for ix in metadata.tables["sesiones"].indexes
+    }
     assert ("contratacion_id", "fecha", "hora_inicio") in index_columns
 
 
@@ -40,10 +51,17 @@ def _base_rows(connection) -> None:  # type: ignore[no-untyped-def]
     connection.execute(insert(Cliente), [{"id": 1, "empresa": "Ñandú, S.A.", "cif": "B1"}])
     connection.execute(insert(Tema), [{"id": 1, "nombre": "Ofimática"}])
     connection.execute(text("INSERT INTO formaciones (id, tema_id, nombre) VALUES (1, 1, 'Excel')"))
-    connection.execute(insert(Contratacion), [{"id": 1, "cliente_id": 1, "formacion_id": 1, "expediente": "E1"}])
+    connection.execute(
+        insert(Contratacion), [{"id": 1, "cliente_id": 1, "formacion_id": 1, "expediente": "E1"}]
+    )
 
 
-SESSION = {"contratacion_id": 1, "fecha": dt.date(2026, 3, 29), "hora_inicio": dt.time(9), "hora_fin": dt.time(13)}
+SESSION = {
+    "contratacion_id": 1,
+    "fecha": dt.date(2026, 3, 29),
+    "hora_inicio": dt.time(9),
+    "hora_fin": dt.time(13),
+}
 
 
 @pytest.mark.parametrize(
@@ -81,7 +99,9 @@ def test_unique_cif_and_expediente(migrated_url: str) -> None:
     with violates(), connect(migrated_url) as connection:
         connection.execute(insert(Cliente), [{"empresa": "Otra", "cif": "B1"}])
     with violates(), connect(migrated_url) as connection:
-        connection.execute(insert(Contratacion), [{"cliente_id": 1, "formacion_id": 1, "expediente": "E1"}])
+        connection.execute(
+            insert(Contratacion), [{"cliente_id": 1, "formacion_id": 1, "expediente": "E1"}]
+        )
 
 
 def test_on_delete_behaviour(migrated_url: str) -> None:
@@ -89,7 +109,9 @@ def test_on_delete_behaviour(migrated_url: str) -> None:
         _base_rows(connection)
         connection.execute(insert(Sesion), [SESSION])
         connection.execute(text("INSERT INTO clientes_finales (id, empresa) VALUES (1, 'Final')"))
-        connection.execute(text("INSERT INTO participantes (cliente_final_id, nombre) VALUES (1, 'Ana')"))
+        connection.execute(
+            text("INSERT INTO participantes (cliente_final_id, nombre) VALUES (1, 'Ana')")
+        )
         connection.execute(text("UPDATE contrataciones SET cliente_final_id = 1"))
     # RESTRICT: a client with contracts cannot be deleted.
     with violates(), connect(migrated_url) as connection:
@@ -97,7 +119,10 @@ def test_on_delete_behaviour(migrated_url: str) -> None:
     with connect(migrated_url) as connection:
         # SET NULL: the contract survives its end client; CASCADE: participants go.
         connection.execute(text("DELETE FROM clientes_finales WHERE id = 1"))
-        assert connection.execute(text("SELECT cliente_final_id FROM contrataciones")).scalar_one() is None
+        assert (
+            connection.execute(text("SELECT cliente_final_id FROM contrataciones")).scalar_one()
+            is None
+        )
         assert connection.execute(text("SELECT count(*) FROM participantes")).scalar_one() == 0
         # CASCADE: sessions go with their contract.
         connection.execute(text("DELETE FROM contrataciones WHERE id = 1"))

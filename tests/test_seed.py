@@ -21,7 +21,9 @@ def _contents(url: str) -> dict[str, list[tuple[Any, ...]]]:
         for name in TABLE_NAMES:
             table = metadata.tables[name]
             columns = [c for c in table.c if c.name not in TIMESTAMPS]
-            out[name] = [tuple(r) for r in connection.execute(select(*columns).order_by(table.c.id))]
+            out[name] = [
+                tuple(r) for r in connection.execute(select(*columns).order_by(table.c.id))
+            ]
     return out
 
 
@@ -60,7 +62,12 @@ def test_force_replaces_the_data(seeded_url: str, cli) -> None:  # type: ignore[
     run = cli("db-seed", "--force", url=seeded_url)
     assert run.exit_code == 0, run.stderr
     with connect(seeded_url) as connection:
-        assert connection.execute(text("SELECT count(*) FROM clientes WHERE notas = 'cambiado'")).scalar() == 0
+        assert (
+            connection.execute(
+                text("SELECT count(*) FROM clientes WHERE notas = 'cambiado'")
+            ).scalar()
+            == 0
+        )
         assert connection.execute(text("SELECT count(*) FROM sesiones")).scalar() == DEMO_SESSIONS
 
 
@@ -68,8 +75,12 @@ def test_scale_generates_n_sessions_with_proportional_contracts(migrated_url: st
     run = cli("db-seed", "--scale", "5000", url=migrated_url)
     assert run.exit_code == 0, run.stderr
     with connect(migrated_url) as connection:
-        counts = {n: connection.execute(text(f"SELECT count(*) FROM {n}")).scalar() for n in TABLE_NAMES}
-        bad = connection.execute(text("SELECT count(*) FROM sesiones WHERE hora_fin <= hora_inicio")).scalar()
+        counts = {
+            n: connection.execute(text(f"SELECT count(*) FROM {n}")).scalar() for n in TABLE_NAMES
+        }
+        bad = connection.execute(
+            text("SELECT count(*) FROM sesiones WHERE hora_fin <= hora_inicio")
+        ).scalar()
     assert counts["sesiones"] == 5000
     assert counts["contrataciones"] == 5000 // 16 + 1
     assert bad == 0
@@ -108,4 +119,6 @@ def test_if_empty_leaves_existing_data_alone(seeded_url: str, cli) -> None:  # t
     assert run.exit_code == 0, run.stderr
     assert "left as it is" in run.stdout
     with connect(seeded_url) as connection:
-        assert connection.execute(text("SELECT descripcion FROM temas WHERE id = 1")).scalar() == "mía"
+        assert (
+            connection.execute(text("SELECT descripcion FROM temas WHERE id = 1")).scalar() == "mía"
+        )

@@ -20,7 +20,9 @@ def test_wheel_install_runs_migrations_from_anywhere(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), str(ROOT)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     wheels = list(dist.glob("planctl-*.whl"))
     assert len(wheels) == 1
@@ -35,25 +37,52 @@ def test_wheel_install_runs_migrations_from_anywhere(tmp_path: Path) -> None:
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheels[0])],
-        check=True, capture_output=True, text=True,
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            str(wheels[0]),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    clean_env = {k: v for k, v in os.environ.items()
-                 if k not in ("PYTHONPATH", "DATABASE_URL", "VIRTUAL_ENV") and not k.startswith("PLANCTL_")}
+    clean_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "DATABASE_URL", "VIRTUAL_ENV") and not k.startswith("PLANCTL_")
+    }
     planctl = str(env_dir / "bin" / "planctl")
-    done = subprocess.run([planctl, "db-upgrade"], cwd=elsewhere, env=clean_env, capture_output=True, text=True)
+    done = subprocess.run(
+        [planctl, "db-upgrade"], cwd=elsewhere, env=clean_env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert (elsewhere / "planificador.db").exists()
 
-    done = subprocess.run([planctl, "db-info", "--json"], cwd=elsewhere, env=clean_env,
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [planctl, "db-info", "--json"],
+        cwd=elsewhere,
+        env=clean_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     info = json.loads(done.stdout)
     assert info["at_head"] is True
     assert info["tables"]["sesiones"] == 0
 
-    where = subprocess.run([str(python), "-c", "import planctl; print(planctl.__file__)"],
-                           cwd=elsewhere, env=clean_env, capture_output=True, text=True, check=True)
+    where = subprocess.run(
+        [str(python), "-c", "import planctl; print(planctl.__file__)"],
+        cwd=elsewhere,
+        env=clean_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert str(env_dir) in where.stdout  # the installed copy, not the checkout

@@ -1,4 +1,6 @@
-"""initial schema: the ten tables of the planner (DESIGN.md, first revision)
+"""initial schema
+
+The ten tables of the planner, as DESIGN.md describes their first revision.
 
 Revision ID: 4150a15fd00a
 Revises: 

@@ -67,11 +67,17 @@ def main_options(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show what is being done (log lines on stderr).")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors and requested output.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Debug logging and full tracebacks.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors and requested output.")
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Debug logging and full tracebacks.")
+    ] = False,
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Data-management toolkit for a training planner's database."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -30,7 +31,9 @@ def _rev(revision: str | None) -> str:
 def db_upgrade(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
-    sql: Annotated[bool, typer.Option("--sql", help="Print the SQL instead of running it.")] = False,
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the SQL instead of running it.")
+    ] = False,
 ) -> None:
     """Bring the schema up to REVISION (default: head)."""
     from planctl.db import migrate
@@ -46,7 +49,7 @@ def db_upgrade(
         state.say(f"Already at {_rev(after)}; nothing to do ({state.settings.masked_url}).")
     else:
         log.info("upgraded %s from %s to %s", state.settings.masked_url, _rev(before), _rev(after))
-        state.say(f"Upgraded {state.settings.masked_url} from {_rev(before)} to [bold]{_rev(after)}[/bold].")
+        state.say(f"Upgraded {state.settings.masked_url} from {_rev(before)} to {_rev(after)}.")
 
 
 def db_downgrade(
@@ -72,7 +75,9 @@ def db_downgrade(
     log = state.service_logger("migrations")
     before, after = migrate.downgrade(url, revision)
     log.info("downgraded %s from %s to %s", state.settings.masked_url, _rev(before), _rev(after))
-    state.say(f"Downgraded {state.settings.masked_url} from {_rev(before)} to [bold]{_rev(after)}[/bold].")
+    state.say(
+        f"Downgraded {state.settings.masked_url} from {_rev(before)} to [bold]{_rev(after)}[/bold]."
+    )
 
 
 def db_current(ctx: typer.Context) -> None:
@@ -117,7 +122,8 @@ def db_check(ctx: typer.Context) -> None:
 
     state = _state(ctx)
     result = migrate.check(state.settings.database_url)
-    state.say(f"[green]OK[/green]: {state.settings.masked_url} is at head {result.head} and matches the models.")
+    masked = state.settings.masked_url
+    state.say(f"[green]OK[/green]: {masked} is at head {result.head} and matches the models.")
 
 
 def db_revision(
@@ -155,13 +161,16 @@ def db_seed(
     ctx: typer.Context,
     scale: Annotated[
         int | None,
-        typer.Option("--scale", min=1, help="Generate N sessions (with proportional clients and contracts)."),
+        typer.Option(
+            "--scale", min=1, help="Generate N sessions (with proportional clients and contracts)."
+        ),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace the existing data of a non-empty database.")
     ] = False,
     if_empty: Annotated[
-        bool, typer.Option("--if-empty", help="Do nothing (exit 0) when the database already has data.")
+        bool,
+        typer.Option("--if-empty", help="Do nothing (exit 0) when the database already has data."),
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the generated data.")] = 2026,
 ) -> None:
@@ -207,9 +216,14 @@ def db_info(
     console = out_console()
     console.print(f"[bold]backend[/bold]   {info.backend} ({info.server_version})", highlight=False)
     console.print(f"[bold]database[/bold]  {info.masked_url}", highlight=False)
-    status = "[green]at head[/green]" if info.at_head else "[yellow]not at head — run planctl db-upgrade[/yellow]"
+    status = (
+        "[green]at head[/green]"
+        if info.at_head
+        else "[yellow]not at head — run planctl db-upgrade[/yellow]"
+    )
     console.print(
-        f"[bold]revision[/bold]  {_rev(info.revision)} (head {_rev(info.head)}) {status}", highlight=False
+        f"[bold]revision[/bold]  {_rev(info.revision)} (head {_rev(info.head)}) {status}",
+        highlight=False,
     )
     table = Table(title="Rows per table", title_justify="left")
     table.add_column("table")
@@ -219,7 +233,7 @@ def db_info(
     console.print(table)
 
 
-COMMANDS = {
+COMMANDS: dict[str, Callable[..., None]] = {
     "db-upgrade": db_upgrade,
     "db-downgrade": db_downgrade,
     "db-current": db_current,

@@ -33,9 +33,7 @@ def parse_url(database_url: str) -> URL:
     try:
         url = make_url(database_url)
     except exc.ArgumentError:
-        raise ConfigError(
-            f"malformed DATABASE_URL '{masked}'", f"expected {SUPPORTED}"
-        ) from None
+        raise ConfigError(f"malformed DATABASE_URL '{masked}'", f"expected {SUPPORTED}") from None
     backend = url.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise ConfigError(
@@ -74,7 +72,9 @@ def check_sqlite_target(url: URL, *, create: bool = True) -> None:
         return
     if path.exists():
         if path.is_dir():
-            raise DatabaseError(f"SQLite database '{path}' is a directory", "point DATABASE_URL at a file")
+            raise DatabaseError(
+                f"SQLite database '{path}' is a directory", "point DATABASE_URL at a file"
+            )
         if not os.access(path, os.R_OK):
             raise DatabaseError(
                 f"cannot read SQLite database '{path}'", "check the file's permissions"
@@ -148,15 +148,24 @@ def describe_db_error(error: BaseException, database_url: str) -> DatabaseError:
         return DatabaseError(
             f"database does not exist: {masked}", "create it (createdb) or fix DATABASE_URL"
         )
-    if any(s in lowered for s in ("connection refused", "could not connect", "timeout expired",
-                                  "name or service not known", "could not translate host")):
+    if any(
+        s in lowered
+        for s in (
+            "connection refused",
+            "could not connect",
+            "timeout expired",
+            "name or service not known",
+            "could not translate host",
+        )
+    ):
         return DatabaseError(
             f"cannot connect to {masked}: server unreachable",
             "is PostgreSQL running and is the host/port in DATABASE_URL right?",
         )
     if "unable to open database file" in lowered:
         return DatabaseError(
-            f"cannot open SQLite database {masked}", "check that the directory exists and is writable"
+            f"cannot open SQLite database {masked}",
+            "check that the directory exists and is writable",
         )
     if "readonly database" in lowered or "read-only" in lowered:
         return DatabaseError(
@@ -185,7 +194,9 @@ def translate_db_errors(database_url: str) -> Iterator[None]:
 
 
 @contextmanager
-def connect(database_url: str, *, create: bool = False, foreign_keys: bool = True) -> Iterator[Connection]:
+def connect(
+    database_url: str, *, create: bool = False, foreign_keys: bool = True
+) -> Iterator[Connection]:
     """A connection in a transaction that commits on success; errors translated.
 
     With *create* false, a SQLite file that does not exist yet is an error

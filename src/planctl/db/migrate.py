@@ -25,7 +25,7 @@ from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection
 
 from planctl.config import mask_url
-from planctl.db.engine import make_engine, parse_url, check_sqlite_target, translate_db_errors
+from planctl.db.engine import check_sqlite_target, make_engine, parse_url, translate_db_errors
 from planctl.errors import MigrationError, VerificationError
 
 if TYPE_CHECKING:
@@ -102,8 +102,9 @@ def _check_foreign_keys(connection: Connection) -> None:
         )
 
 
-def _run(database_url: str, action: str, fn: Any, *args: Any, create: bool = False,
-         **kwargs: Any) -> None:
+def _run(
+    database_url: str, action: str, fn: Any, *args: Any, create: bool = False, **kwargs: Any
+) -> None:
     config = alembic_config(database_url)
     try:
         with _migration_connection(database_url, create=create) as connection:
@@ -193,9 +194,8 @@ def history(current_revision: str | None = None) -> list[RevisionInfo]:
     scripts: list[Script] = list(script_directory().walk_revisions())
     result = []
     for script in scripts:
-        down = script.down_revision
-        if isinstance(down, tuple):
-            down = ",".join(down)
+        parent = script.down_revision
+        down = ",".join(parent) if isinstance(parent, (tuple, list)) else parent
         result.append(
             RevisionInfo(
                 revision=script.revision,
@@ -231,10 +231,7 @@ def revision(database_url: str, message: str, *, autogenerate: bool = False) -> 
             scripts = command.revision(config, message=message)
     except CommandError as error:
         raise _describe_command_error(error, "revision") from None
-    if isinstance(scripts, list):
-        script = scripts[0] if scripts else None
-    else:
-        script = scripts
+    script = (scripts[0] if scripts else None) if isinstance(scripts, list) else scripts
     if script is None:
         raise MigrationError(
             "no changes detected between the models and the database",
@@ -270,8 +267,7 @@ def compare(database_url: str, metadata: MetaData | None = None) -> CheckResult:
     with _migration_connection(database_url, create=False) as connection:
         context = MigrationContext.configure(
             connection,
-            opts={"compare_type": True, "render_as_batch": True,
-                  "include_name": _include_name},
+            opts={"compare_type": True, "render_as_batch": True, "include_name": _include_name},
         )
         heads = context.get_current_heads()
         revision = heads[0] if heads else None

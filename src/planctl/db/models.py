@@ -211,9 +211,7 @@ class Contratacion(Timestamped, Base):
         one_of("estado", ESTADOS_CONTRATACION),
         one_of("prioridad", PRIORIDADES),
         CheckConstraint("precio_hora IS NULL OR precio_hora >= 0", name="precio_hora"),
-        CheckConstraint(
-            "horas_previstas IS NULL OR horas_previstas > 0", name="horas_previstas"
-        ),
+        CheckConstraint("horas_previstas IS NULL OR horas_previstas > 0", name="horas_previstas"),
         CheckConstraint(
             "fecha_fin_prevista IS NULL OR fecha_inicio_prevista IS NULL"
             " OR fecha_fin_prevista >= fecha_inicio_prevista",

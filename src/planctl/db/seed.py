@@ -32,26 +32,101 @@ SESSIONS_PER_CONTRACT = 16
 FIRST_DAY = dt.date(2026, 9, 7)
 
 EMPRESAS = [
-    "Formación y Desarrollo, S.L.", "Ñandú Consultores, S.A.", "Transportes Peñalara, S.L.",
-    "Café Olé; Hostelería S.L.", "Clínica Dental Sonrisa, S.L.P.", "Ayuntamiento de Alcalá de Henares",
-    "Logística Íñiguez e Hijos, S.A.", "Cooperativa Agrícola San Andrés", "Hotel Miramar Costa, S.L.",
-    "Ingeniería Guadalquivir, S.A.", "Academia Cervantes", "Seguros La Coruña \"Mutua\"",
+    "Formación y Desarrollo, S.L.",
+    "Ñandú Consultores, S.A.",
+    "Transportes Peñalara, S.L.",
+    "Café Olé; Hostelería S.L.",
+    "Clínica Dental Sonrisa, S.L.P.",
+    "Ayuntamiento de Alcalá de Henares",
+    "Logística Íñiguez e Hijos, S.A.",
+    "Cooperativa Agrícola San Andrés",
+    "Hotel Miramar Costa, S.L.",
+    "Ingeniería Guadalquivir, S.A.",
+    "Academia Cervantes",
+    'Seguros La Coruña "Mutua"',
 ]
 CLIENTES_FINALES = [
-    "Fundación Estatal para la Formación en el Empleo", "Escuela de Negocios Ibérica",
-    "Consejería de Educación, Junta de Andalucía", "Cámara de Comercio de Valencia",
-    "Universidad de Salamanca", "Asociación de Empresarios del Henares",
+    "Fundación Estatal para la Formación en el Empleo",
+    "Escuela de Negocios Ibérica",
+    "Consejería de Educación, Junta de Andalucía",
+    "Cámara de Comercio de Valencia",
+    "Universidad de Salamanca",
+    "Asociación de Empresarios del Henares",
 ]
-NOMBRES = ["María", "José", "Lucía", "Javier", "Carmen", "Íñigo", "Begoña", "Álvaro", "Nuria",
-           "Sergio", "Ainhoa", "Raúl", "Montserrat", "Jesús", "Paula", "Óscar"]
-APELLIDOS = ["García", "Fernández", "López", "Martínez", "Sánchez", "Pérez", "Gómez", "Núñez",
-             "Ibáñez", "Muñoz", "Álvarez", "Romero", "Ortega", "Castaño", "Peña", "Etxeberria"]
-CIUDADES = ["Madrid", "Barcelona", "Sevilla", "Valencia", "Bilbao", "Zaragoza", "Málaga",
-            "A Coruña", "Salamanca", "Alcalá de Henares", "Logroño", "Cáceres"]
-CALLES = ["Calle Mayor", "Avenida de la Constitución", "Paseo de la Castellana",
-          "Calle de Alcalá", "Gran Vía", "Plaza de España", "Calle Real", "Ronda de Triana"]
-COLORES = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-           "#7f7f7f", "#bcbd22", "#17becf", "#3d5a80", "#ee6c4d"]
+NOMBRES = [
+    "María",
+    "José",
+    "Lucía",
+    "Javier",
+    "Carmen",
+    "Íñigo",
+    "Begoña",
+    "Álvaro",
+    "Nuria",
+    "Sergio",
+    "Ainhoa",
+    "Raúl",
+    "Montserrat",
+    "Jesús",
+    "Paula",
+    "Óscar",
+]
+APELLIDOS = [
+    "García",
+    "Fernández",
+    "López",
+    "Martínez",
+    "Sánchez",
+    "Pérez",
+    "Gómez",
+    "Núñez",
+    "Ibáñez",
+    "Muñoz",
+    "Álvarez",
+    "Romero",
+    "Ortega",
+    "Castaño",
+    "Peña",
+    "Etxeberria",
+]
+CIUDADES = [
+    "Madrid",
+    "Barcelona",
+    "Sevilla",
+    "Valencia",
+    "Bilbao",
+    "Zaragoza",
+    "Málaga",
+    "A Coruña",
+    "Salamanca",
+    "Alcalá de Henares",
+    "Logroño",
+    "Cáceres",
+]
+CALLES = [
+    "Calle Mayor",
+    "Avenida de la Constitución",
+    "Paseo de la Castellana",
+    "Calle de Alcalá",
+    "Gran Vía",
+    "Plaza de España",
+    "Calle Real",
+    "Ronda de Triana",
+]
+COLORES = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#3d5a80",
+    "#ee6c4d",
+]
 TEMAS = [
     ("Ofimática", "Hojas de cálculo, procesadores de texto y presentaciones"),
     ("Programación en Python", "Del primer script al análisis de datos"),
@@ -79,12 +154,25 @@ FORMACIONES = [  # (tema index, nombre, nivel, horas)
     (6, "Business English: reuniones y negociación", "intermedio", "40"),
     (7, "Plan de igualdad: diseño y seguimiento", "intermedio", "12"),
 ]
-FRANJAS = [(dt.time(9, 0), dt.time(13, 0)), (dt.time(9, 30), dt.time(13, 30)),
-           (dt.time(10, 0), dt.time(14, 0)), (dt.time(15, 0), dt.time(19, 0)),
-           (dt.time(16, 0), dt.time(18, 0)), (dt.time(8, 0), dt.time(10, 30))]
-NOTAS = [None, None, None, "Traer portátil; aula 2", "Acceso por la puerta B, preguntar en recepción",
-         "Grupo reducido, 8 asistentes", "Sesión práctica:\nejercicios con datos reales",
-         'Cliente pide "caso práctico" de su sector, con ejemplos', "Confirmar proyector y Wi-Fi"]
+FRANJAS = [
+    (dt.time(9, 0), dt.time(13, 0)),
+    (dt.time(9, 30), dt.time(13, 30)),
+    (dt.time(10, 0), dt.time(14, 0)),
+    (dt.time(15, 0), dt.time(19, 0)),
+    (dt.time(16, 0), dt.time(18, 0)),
+    (dt.time(8, 0), dt.time(10, 30)),
+]
+NOTAS = [
+    None,
+    None,
+    None,
+    "Traer portátil; aula 2",
+    "Acceso por la puerta B, preguntar en recepción",
+    "Grupo reducido, 8 asistentes",
+    "Sesión práctica:\nejercicios con datos reales",
+    'Cliente pide "caso práctico" de su sector, con ejemplos',
+    "Confirmar proyector y Wi-Fi",
+]
 ESTADOS_SESION = ["programada"] * 12 + ["propuesta"] * 3 + ["reprogramada"] * 2 + ["cancelada"] * 2
 
 
@@ -119,7 +207,9 @@ class DemoData:
         self.sessions = sessions
         self.seed = random_seed
         self.contracts = max(1, -(-sessions // SESSIONS_PER_CONTRACT))
-        self.clients = max(4, min(len(EMPRESAS), self.contracts) if sessions <= 1000 else self.contracts // 20)
+        self.clients = max(
+            4, min(len(EMPRESAS), self.contracts) if sessions <= 1000 else self.contracts // 20
+        )
         self.end_clients = max(2, self.clients // 2)
 
     def rng(self, table: str) -> random.Random:
@@ -129,31 +219,59 @@ class DemoData:
         rng = self.rng("clientes")
         for i in range(self.clients):
             contact = _person(rng)
-            yield (i + 1, _company(i, EMPRESAS), contact, _phone(rng), _email(contact, "cliente.example.es"),
-                   _address(rng), f"B{10_000_000 + i:08d}", None if i % 3 else "Paga a 60 días",
-                   COLORES[i % len(COLORES)])
+            yield (
+                i + 1,
+                _company(i, EMPRESAS),
+                contact,
+                _phone(rng),
+                _email(contact, "cliente.example.es"),
+                _address(rng),
+                f"B{10_000_000 + i:08d}",
+                None if i % 3 else "Paga a 60 días",
+                COLORES[i % len(COLORES)],
+            )
 
     def clientes_finales(self) -> Iterator[Row]:
         rng = self.rng("clientes_finales")
         for i in range(self.end_clients):
             person = _person(rng)
-            yield (i + 1, _company(i, CLIENTES_FINALES), person, _phone(rng),
-                   _email(person, "final.example.es"), _address(rng), None)
+            yield (
+                i + 1,
+                _company(i, CLIENTES_FINALES),
+                person,
+                _phone(rng),
+                _email(person, "final.example.es"),
+                _address(rng),
+                None,
+            )
 
     def contactos_cliente_final(self) -> Iterator[Row]:
         rng = self.rng("contactos")
         roles = ["encargado_formacion", "participante", "otro"]
         for i in range(self.end_clients * 2):
             person = _person(rng)
-            yield (i + 1, i // 2 + 1, person, _phone(rng), _email(person, "final.example.es"),
-                   roles[i % 3], None)
+            yield (
+                i + 1,
+                i // 2 + 1,
+                person,
+                _phone(rng),
+                _email(person, "final.example.es"),
+                roles[i % 3],
+                None,
+            )
 
     def participantes(self) -> Iterator[Row]:
         rng = self.rng("participantes")
         for i in range(self.end_clients * 5):
             person = _person(rng)
-            yield (i + 1, i // 5 + 1, person, _email(person, "alumnos.example.es"), _phone(rng),
-                   "Necesita certificado de asistencia" if i % 7 == 0 else None)
+            yield (
+                i + 1,
+                i // 5 + 1,
+                person,
+                _email(person, "alumnos.example.es"),
+                _phone(rng),
+                "Necesita certificado de asistencia" if i % 7 == 0 else None,
+            )
 
     def temas(self) -> Iterator[Row]:
         for i, (nombre, descripcion) in enumerate(TEMAS):
@@ -161,8 +279,15 @@ class DemoData:
 
     def formaciones(self) -> Iterator[Row]:
         for i, (tema, nombre, nivel, horas) in enumerate(FORMACIONES):
-            yield (i + 1, tema + 1, nombre, f"Curso de {nombre.lower()}", Decimal(horas), nivel,
-                   "Temario base:\n1. Introducción\n2. Práctica guiada\n3. Caso final")
+            yield (
+                i + 1,
+                tema + 1,
+                nombre,
+                f"Curso de {nombre.lower()}",
+                Decimal(horas),
+                nivel,
+                "Temario base:\n1. Introducción\n2. Práctica guiada\n3. Caso final",
+            )
 
     def _contract(self, i: int) -> tuple[int, dt.date, str]:
         rng = random.Random(f"{self.seed}:contrato:{i}")
@@ -180,15 +305,24 @@ class DemoData:
             person = _person(rng)
             estado = "cancelado" if i % 17 == 16 else ("tentativo" if i % 5 == 4 else "confirmado")
             yield (
-                i + 1, cliente, (i % self.end_clients) + 1 if i % 3 else None, formacion + 1,
-                f"EXP-{start.year}-{i + 1:06d}", Decimal(rng.choice(["45.00", "50.00", "55.50", "60.00", "72.25"])),
-                horas, modalidad,
+                i + 1,
+                cliente,
+                (i % self.end_clients) + 1 if i % 3 else None,
+                formacion + 1,
+                f"EXP-{start.year}-{i + 1:06d}",
+                Decimal(rng.choice(["45.00", "50.00", "55.50", "60.00", "72.25"])),
+                horas,
+                modalidad,
                 None if modalidad == "online" else _address(rng),
                 None if modalidad == "presencial" else f"https://meet.example.com/exp-{i + 1:06d}",
-                person, _phone(rng), _email(person, "cliente.example.es"),
-                start, start + dt.timedelta(weeks=8),
+                person,
+                _phone(rng),
+                _email(person, "cliente.example.es"),
+                start,
+                start + dt.timedelta(weeks=8),
                 "Bonificable por FUNDAE" if i % 4 == 0 else None,
-                estado, ["baja", "media", "alta"][i % 3],
+                estado,
+                ["baja", "media", "alta"][i % 3],
             )
 
     def sesiones(self) -> Iterator[Row]:
@@ -201,12 +335,25 @@ class DemoData:
                 _, start, modalidad = self._contract(contract)
                 inicio, fin = franjas[contract % len(franjas)]
                 place = None if modalidad == "online" else _address(rng)
-                link = None if modalidad == "presencial" else f"https://meet.example.com/exp-{contract + 1:06d}"
+                link = (
+                    None
+                    if modalidad == "presencial"
+                    else f"https://meet.example.com/exp-{contract + 1:06d}"
+                )
             # two sessions a week, Tuesday and Thursday
             fecha = start + dt.timedelta(days=7 * (step // 2) + 1 + 2 * (step % 2))
             estado = estados[rng.randrange(len(estados))]
-            yield (number + 1, contract + 1, fecha, inicio, fin, place, link,
-                   notas[rng.randrange(len(notas))], estado)
+            yield (
+                number + 1,
+                contract + 1,
+                fecha,
+                inicio,
+                fin,
+                place,
+                link,
+                notas[rng.randrange(len(notas))],
+                estado,
+            )
 
     def adjuntos(self) -> Iterator[Row]:
         for i in range(min(self.contracts, 200)):
@@ -215,15 +362,32 @@ class DemoData:
     def interacciones(self) -> Iterator[Row]:
         rng = self.rng("interacciones")
         tipos = ["llamada", "email", "reunion", "mensaje", "otro"]
-        resultados = ["propuesta", "pendiente", "negociacion", "aceptado", "rechazado", "sin_respuesta"]
+        resultados = [
+            "propuesta",
+            "pendiente",
+            "negociacion",
+            "aceptado",
+            "rechazado",
+            "sin_respuesta",
+        ]
         for i in range(max(12, self.contracts // 2)):
             contract = i % self.contracts
             cliente, start, _ = self._contract(contract)
             fecha = start - dt.timedelta(days=rng.randrange(3, 40))
-            yield (i + 1, cliente, contract + 1, fecha, tipos[i % 5],
-                   "Llamada de seguimiento; pide presupuesto, con descuento" if i % 5 == 0 else "Envío de propuesta",
-                   resultados[i % 6], "Enviar calendario" if i % 2 else None,
-                   fecha + dt.timedelta(days=7) if i % 2 else None, bool(i % 2))
+            yield (
+                i + 1,
+                cliente,
+                contract + 1,
+                fecha,
+                tipos[i % 5],
+                "Llamada de seguimiento; pide presupuesto, con descuento"
+                if i % 5 == 0
+                else "Envío de propuesta",
+                resultados[i % 6],
+                "Enviar calendario" if i % 2 else None,
+                fecha + dt.timedelta(days=7) if i % 2 else None,
+                bool(i % 2),
+            )
 
     def rows(self, table: str) -> Iterator[Row]:
         generator: Callable[[], Iterator[Row]] = getattr(self, table)
@@ -231,22 +395,90 @@ class DemoData:
 
 
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "clientes": ("id", "empresa", "persona_contacto", "telefono", "email", "direccion", "cif", "notas", "color_hex"),
-    "clientes_finales": ("id", "empresa", "persona_encargada", "telefono_encargada", "email_encargada",
-                         "direccion", "notas"),
-    "contactos_cliente_final": ("id", "cliente_final_id", "nombre", "telefono", "email", "rol", "notas"),
+    "clientes": (
+        "id",
+        "empresa",
+        "persona_contacto",
+        "telefono",
+        "email",
+        "direccion",
+        "cif",
+        "notas",
+        "color_hex",
+    ),
+    "clientes_finales": (
+        "id",
+        "empresa",
+        "persona_encargada",
+        "telefono_encargada",
+        "email_encargada",
+        "direccion",
+        "notas",
+    ),
+    "contactos_cliente_final": (
+        "id",
+        "cliente_final_id",
+        "nombre",
+        "telefono",
+        "email",
+        "rol",
+        "notas",
+    ),
     "participantes": ("id", "cliente_final_id", "nombre", "email", "telefono", "observaciones"),
     "temas": ("id", "nombre", "descripcion"),
-    "formaciones": ("id", "tema_id", "nombre", "descripcion", "horas_referencia", "nivel", "contenido_base"),
-    "contrataciones": ("id", "cliente_id", "cliente_final_id", "formacion_id", "expediente", "precio_hora",
-                       "horas_previstas", "modalidad", "direccion", "enlace_vc", "persona_responsable",
-                       "telefono_responsable", "email_responsable", "fecha_inicio_prevista",
-                       "fecha_fin_prevista", "observaciones", "estado", "prioridad"),
-    "sesiones": ("id", "contratacion_id", "fecha", "hora_inicio", "hora_fin", "direccion", "enlace_vc",
-                 "notas", "estado"),
+    "formaciones": (
+        "id",
+        "tema_id",
+        "nombre",
+        "descripcion",
+        "horas_referencia",
+        "nivel",
+        "contenido_base",
+    ),
+    "contrataciones": (
+        "id",
+        "cliente_id",
+        "cliente_final_id",
+        "formacion_id",
+        "expediente",
+        "precio_hora",
+        "horas_previstas",
+        "modalidad",
+        "direccion",
+        "enlace_vc",
+        "persona_responsable",
+        "telefono_responsable",
+        "email_responsable",
+        "fecha_inicio_prevista",
+        "fecha_fin_prevista",
+        "observaciones",
+        "estado",
+        "prioridad",
+    ),
+    "sesiones": (
+        "id",
+        "contratacion_id",
+        "fecha",
+        "hora_inicio",
+        "hora_fin",
+        "direccion",
+        "enlace_vc",
+        "notas",
+        "estado",
+    ),
     "adjuntos": ("id", "origen", "origen_id", "tipo", "ruta_fichero", "notas"),
-    "interacciones": ("id", "cliente_id", "contratacion_id", "fecha", "tipo", "descripcion", "resultado",
-                      "proxima_accion", "fecha_proxima_accion", "crear_recordatorio"),
+    "interacciones": (
+        "id",
+        "cliente_id",
+        "contratacion_id",
+        "fecha",
+        "tipo",
+        "descripcion",
+        "resultado",
+        "proxima_accion",
+        "fecha_proxima_accion",
+        "crear_recordatorio",
+    ),
 }
 
 
@@ -256,9 +488,13 @@ def _chunks(rows: Iterable[Row], size: int = CHUNK) -> Iterator[list[Row]]:
         yield chunk
 
 
-def _sqlite_writer(connection: Connection, table: Table, columns: tuple[str, ...]) -> Callable[[list[Row]], None]:
+def _sqlite_writer(
+    connection: Connection, table: Table, columns: tuple[str, ...]
+) -> Callable[[list[Row]], None]:
     dialect = connection.dialect
-    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
+    processors = [
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
+    ]
     converting = [(i, p) for i, p in enumerate(processors) if p is not None]
     caches: dict[int, dict[Any, Any]] = {i: {} for i, _ in converting}
     placeholders = ", ".join("?" for _ in columns)
@@ -280,12 +516,14 @@ def _sqlite_writer(connection: Connection, table: Table, columns: tuple[str, ...
         return tuple(values)
 
     def write(chunk: list[Row]) -> None:
-        cursor.executemany(sql, map(convert, chunk) if converting else chunk)
+        cursor.executemany(sql, [convert(row) for row in chunk] if converting else chunk)
 
     return write
 
 
-def _postgres_writer(connection: Connection, table: Table, columns: tuple[str, ...]) -> Callable[[list[Row]], None]:
+def _postgres_writer(
+    connection: Connection, table: Table, columns: tuple[str, ...]
+) -> Callable[[list[Row]], None]:
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
 
@@ -307,16 +545,21 @@ def _require_schema(connection: Connection, database_url: str) -> None:
         raise SeedError(f"database {masked} has no schema", "run planctl db-upgrade first")
     if heads[0] != head:
         raise SeedError(
-            f"database {masked} is at revision {heads[0]}, head is {head}", "run planctl db-upgrade first"
+            f"database {masked} is at revision {heads[0]}, head is {head}",
+            "run planctl db-upgrade first",
         )
     missing = set(TABLE_NAMES) - set(inspect(connection).get_table_names())
     if missing:
-        raise SeedError(f"database {masked} lacks tables {', '.join(sorted(missing))}", "run planctl db-upgrade")
+        raise SeedError(
+            f"database {masked} lacks tables {', '.join(sorted(missing))}", "run planctl db-upgrade"
+        )
 
 
 def _row_counts(connection: Connection) -> dict[str, int]:
     return {
-        name: connection.execute(select(func.count()).select_from(metadata.tables[name])).scalar_one()
+        name: connection.execute(
+            select(func.count()).select_from(metadata.tables[name])
+        ).scalar_one()
         for name in TABLE_NAMES
     }
 
@@ -333,14 +576,22 @@ def _empty_tables(connection: Connection) -> None:
 def _reset_sequences(connection: Connection) -> None:
     """After explicit ids, make PostgreSQL's serial counters continue after the highest."""
     for name in TABLE_NAMES:
-        connection.execute(text(
-            f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
-            f"COALESCE((SELECT max(id) FROM {name}), 0) + 1, false)"
-        ))
+        connection.execute(
+            text(
+                f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
+                f"COALESCE((SELECT max(id) FROM {name}), 0) + 1, false)"
+            )
+        )
 
 
-def seed(database_url: str, *, scale: int | None = None, force: bool = False,
-         if_empty: bool = False, random_seed: int = 2026) -> dict[str, int] | None:
+def seed(
+    database_url: str,
+    *,
+    scale: int | None = None,
+    force: bool = False,
+    if_empty: bool = False,
+    random_seed: int = 2026,
+) -> dict[str, int] | None:
     """Load demo data into an empty database at head; returns rows per table.
 
     Refuses a non-empty database unless *force*, which replaces its contents;
@@ -348,7 +599,9 @@ def seed(database_url: str, *, scale: int | None = None, force: bool = False,
     Everything runs in one transaction: a failure leaves the database as it was.
     """
     if scale is not None and scale < 1:
-        raise SeedError(f"--scale must be at least 1, got {scale}", "pass the number of sessions to generate")
+        raise SeedError(
+            f"--scale must be at least 1, got {scale}", "pass the number of sessions to generate"
+        )
     data = DemoData(DEMO_SESSIONS if scale is None else scale, random_seed)
     with connect(database_url) as connection:
         _require_schema(connection, database_url)
@@ -363,7 +616,9 @@ def seed(database_url: str, *, scale: int | None = None, force: bool = False,
             )
         if any(existing.values()):
             _empty_tables(connection)
-        make_writer = _postgres_writer if connection.dialect.name == "postgresql" else _sqlite_writer
+        make_writer = (
+            _postgres_writer if connection.dialect.name == "postgresql" else _sqlite_writer
+        )
         for name in TABLE_NAMES:
             write = make_writer(connection, metadata.tables[name], COLUMNS[name])
             for chunk in _chunks(data.rows(name)):

@@ -45,7 +45,9 @@ def database_info(database_url: str) -> DatabaseInfo:
         for name in sorted(TABLE_NAMES):
             if name in existing:
                 table = metadata.tables[name]
-                counts[name] = connection.execute(select(func.count()).select_from(table)).scalar_one()
+                counts[name] = connection.execute(
+                    select(func.count()).select_from(table)
+                ).scalar_one()
             else:
                 counts[name] = None
     return DatabaseInfo(
