@@ -178,3 +178,46 @@ def test_failed_migration_leaves_nothing_half_applied(
     # the whole upgrade, first revision included, was one transaction
     assert migrate.current(db_url, missing_ok=True) is None
     assert not (_tables(db_url) & ({"tabla_nueva"} | set(TABLE_NAMES)))
+
+
+def test_plain_alembic_works_in_the_checkout(db_url: str, tmp_path: Path) -> None:
+    """`alembic upgrade head` at the repository root, URL from planctl's configuration."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANCTL_")}
+    env["DATABASE_URL"] = db_url
+    done = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert migrate.current(db_url) == migrate.head_revision()
+    assert migrate.check(db_url).ok
+
+
+def test_percent_in_the_url_survives_alembic_config() -> None:
+    url = "postgresql+psycopg://app:50%25off%40@db/planner"
+    assert migrate.alembic_config(url).get_main_option("sqlalchemy.url") == url
+
+
+def test_password_with_percent_and_at_sign(scram_server, cli) -> None:  # type: ignore[no-untyped-def]
+    """A real server, a password that must be percent-encoded in the URL."""
+    import psycopg
+
+    with psycopg.connect(scram_server.url().replace("postgresql://", "postgresql://", 1)) as conn:
+        conn.autocommit = True
+        conn.execute("DROP DATABASE IF EXISTS pct")
+        conn.execute("DROP ROLE IF EXISTS pct_user")
+        conn.execute("CREATE ROLE pct_user LOGIN PASSWORD '50%off@now'")
+        conn.execute("CREATE DATABASE pct OWNER pct_user")
+    url = f"postgresql://pct_user:50%25off%40now@127.0.0.1:{scram_server.port}/pct"
+    run = cli("db-upgrade", url=url)
+    assert run.exit_code == 0, run.stderr
+    assert "50%25off" not in run.stdout + run.stderr and "***" in run.stdout
+    assert migrate.current(url) == migrate.head_revision()
