@@ -34,6 +34,12 @@ class PlanctlError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
+class UsageError(PlanctlError):
+    """An option value the command cannot work with (exit 2, like Click's usage errors)."""
+
+    exit_code = ExitCode.USAGE
+
+
 class ConfigError(PlanctlError):
     """A setting is missing or malformed (DATABASE_URL, time zone, …)."""
 

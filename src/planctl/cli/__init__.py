@@ -89,6 +89,10 @@ from planctl.cli import db as _db  # noqa: E402  (registers the db-* commands)
 
 _db.register(app)
 
+from planctl.cli import backup as _backup  # noqa: E402
+
+app.add_typer(_backup.app, name="backup", rich_help_panel="Backups")
+
 
 def main() -> None:
     """Console-script entry point."""

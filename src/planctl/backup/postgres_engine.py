@@ -1,0 +1,210 @@
+"""PostgreSQL backups with pg_dump/pg_restore (custom format).
+
+The connection reaches the client tools through libpq environment variables
+and a temporary 0600 passfile, never through argv: ``ps`` shows
+``pg_dump --format=custom --file=…`` and nothing about the server or the
+password. Row counts and the schema revision are read in the same snapshot
+that pg_dump dumps (``pg_export_snapshot`` + ``--snapshot``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from planctl.backup.store import BackupError, _maybe_crash, sha256_file
+from planctl.db.engine import parse_url
+from planctl.errors import VerificationError
+
+NAME = "postgresql"
+
+
+def data_suffix(compressed: bool) -> str:
+    return ".dump"
+
+
+def _escape_passfile(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+@contextlib.contextmanager
+def libpq_env(database_url: str) -> Iterator[dict[str, str]]:
+    """Environment for pg_dump/pg_restore/psql: PG* variables and a 0600 passfile."""
+    url = parse_url(database_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env.update(
+        PGHOST=url.host or "localhost",
+        PGPORT=str(url.port or 5432),
+        PGDATABASE=url.database or "",
+        PGUSER=url.username or os.environ.get("USER", "postgres"),
+        PGAPPNAME="planctl",
+        PGCONNECT_TIMEOUT="10",
+    )
+    for key, var in (("sslmode", "PGSSLMODE"), ("sslrootcert", "PGSSLROOTCERT"),
+                     ("sslcert", "PGSSLCERT"), ("sslkey", "PGSSLKEY")):
+        value = url.query.get(key)
+        if isinstance(value, str):
+            env[var] = value
+    if "host" in url.query and isinstance(url.query["host"], str):  # unix socket directory
+        env["PGHOST"] = url.query["host"]
+    if url.password is None:
+        yield env
+        return
+    fd, passfile = tempfile.mkstemp(prefix="planctl-pgpass-")
+    try:
+        os.fchmod(fd, 0o600)
+        line = ":".join(_escape_passfile(p) for p in
+                        (env["PGHOST"], env["PGPORT"], env["PGDATABASE"], env["PGUSER"], str(url.password)))
+        os.write(fd, (line + "\n").encode())
+        os.close(fd)
+        env["PGPASSFILE"] = passfile
+        yield env
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        Path(passfile).unlink(missing_ok=True)
+
+
+def find_tool(tool: str, server_major: int | None, bindir: Path | None = None) -> Path:
+    """The client tool matching the server: PLANCTL_PG_BINDIR, Debian's versioned dir, PATH."""
+    candidates: list[Path] = []
+    if bindir is not None:
+        candidates.append(bindir / tool)
+    if server_major is not None:
+        candidates.append(Path(f"/usr/lib/postgresql/{server_major}/bin/{tool}"))
+    found = shutil.which(tool)
+    if found:
+        candidates.append(Path(found))
+    candidates += sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{tool}"), reverse=True)
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise BackupError(
+        f"{tool} not found",
+        f"install the PostgreSQL client {server_major or ''} (Debian: apt-get install "
+        f"postgresql-client{'-' + str(server_major) if server_major else ''}) or set PLANCTL_PG_BINDIR",
+    )
+
+
+def tool_major(tool: Path) -> int:
+    done = subprocess.run([str(tool), "--version"], capture_output=True, text=True)
+    match = re.search(r"(\d+)(?:\.\d+)?", done.stdout)
+    if done.returncode != 0 or not match:
+        raise BackupError(f"cannot run {tool} --version: {done.stderr.strip()}")
+    return int(match.group(1))
+
+
+def check_tool_version(tool: Path, server_major: int) -> None:
+    major = tool_major(tool)
+    if major < server_major:
+        raise BackupError(
+            f"{tool.name} {major} ({tool}) is older than the PostgreSQL {server_major} server",
+            f"install postgresql-client-{server_major} or set PLANCTL_PG_BINDIR to its bin directory",
+        )
+
+
+def _run(command: list[str], env: dict[str, str], what: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        message = " ".join(done.stderr.split())[:500] or f"exit status {done.returncode}"
+        if "No space left" in message or "File too large" in message:
+            raise BackupError(f"{what} failed: the disk is full or a file-size limit was reached",
+                              "free space in the backup directory and retry")
+        raise BackupError(f"{what} failed: {message}")
+    return done
+
+
+def dump(database_url: str, target: Path, compressed: bool, bindir: Path | None = None
+         ) -> tuple[str | None, dict[str, int]]:
+    """pg_dump into *target* from one snapshot; return (revision, row counts) of that snapshot."""
+    from sqlalchemy import text
+
+    from planctl.db.engine import connect
+    from planctl.db.models import TABLE_NAMES
+
+    with connect(database_url) as connection:
+        connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+        server_major = int(connection.execute(text("SHOW server_version_num")).scalar_one()) // 10000
+        snapshot = connection.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+        existing = set(connection.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")).scalars())
+        counts = {name: connection.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
+                  for name in TABLE_NAMES if name in existing}
+        revision = None
+        if "alembic_version" in existing:
+            revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        pg_dump = find_tool("pg_dump", server_major, bindir)
+        check_tool_version(pg_dump, server_major)
+        command = [str(pg_dump), "--format=custom", f"--file={target}", f"--snapshot={snapshot}",
+                   "--no-password", f"--compress={6 if compressed else 0}"]
+        with libpq_env(database_url) as env:
+            _maybe_crash("pg-dump-start")
+            _run(command, env, "pg_dump")
+    return revision, counts
+
+
+def list_contents(data_path: Path, name: str, bindir: Path | None = None) -> list[str]:
+    """``pg_restore --list``: the archive's table of contents (raises VerificationError)."""
+    pg_restore = find_tool("pg_restore", None, bindir)
+    done = subprocess.run([str(pg_restore), "--list", str(data_path)], capture_output=True, text=True)
+    if done.returncode != 0 or "TABLE DATA" not in done.stdout:
+        reason = " ".join(done.stderr.split())[:300] or "no table data in the archive"
+        raise VerificationError(f"backup {name} is not a readable pg_dump archive: {reason}",
+                                "restore another backup (planctl backup list)")
+    return done.stdout.splitlines()
+
+
+def check(data_path: Path, compressed: bool, workdir: Path, name: str, bindir: Path | None = None,
+          *, full: bool = True) -> None:
+    """``pg_restore --list``; with *full*, also read every data block (``--file=/dev/null``).
+
+    The table of contents sits at the start of the archive, so ``--list`` alone
+    misses a truncated or damaged data section; the full read does not.
+    """
+    list_contents(data_path, name, bindir)
+    if not full:
+        return
+    pg_restore = find_tool("pg_restore", None, bindir)
+    done = subprocess.run([str(pg_restore), "--file=/dev/null", str(data_path)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        reason = " ".join(done.stderr.split())[:300]
+        raise VerificationError(f"backup {name} has unreadable data: {reason}",
+                                "restore another backup (planctl backup list)")
+
+
+def restore(database_url: str, data_path: Path, compressed: bool, workdir: Path, name: str,
+            bindir: Path | None = None) -> None:
+    """pg_restore --clean --if-exists --single-transaction --no-owner into the database."""
+    from sqlalchemy import text
+
+    from planctl.db.engine import connect
+
+    contents = list_contents(data_path, name, bindir)
+    dumped = {m.group(1) for line in contents if (m := re.search(r" TABLE \S+ (\S+) ", line))}
+    with connect(database_url) as connection:
+        server_major = int(connection.execute(text("SHOW server_version_num")).scalar_one()) // 10000
+        live = set(connection.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")).scalars())
+    pg_restore = find_tool("pg_restore", server_major, bindir)
+    check_tool_version(pg_restore, server_major)
+    extra = sorted(live - dumped)
+    command = [str(pg_restore), "--clean", "--if-exists", "--single-transaction", "--no-owner",
+               "--no-password", "--exit-on-error", f"--dbname={parse_url(database_url).database}",
+               str(data_path)]
+    with libpq_env(database_url) as env:
+        if extra:  # tables of a newer schema that the backup does not know: drop them first
+            with connect(database_url) as connection:
+                for table in extra:
+                    connection.execute(text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
+        _run(command, env, "pg_restore")
+
+
+def data_sha(path: Path) -> str:
+    return sha256_file(path)

@@ -1,0 +1,240 @@
+"""``planctl backup`` and its sub-commands: list, verify, restore, prune."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from planctl.cli.context import State, out_console
+from planctl.errors import PlanctlError, UsageError, VerificationError
+
+if TYPE_CHECKING:
+    from planctl.backup import BackupInfo
+
+app = typer.Typer(
+    name="backup",
+    help="Consistent native backups with rotation, verification and safe restore.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+DirOption = Annotated[
+    Path | None,
+    typer.Option("--dir", help="Backup directory (default: PLANCTL_BACKUP_DIR, 'backups')."),
+]
+LockTimeout = Annotated[
+    float,
+    typer.Option("--lock-timeout", min=0, help="Seconds to wait for another run's lock (then exit 4)."),
+]
+
+
+def _state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, State)
+    return obj
+
+
+def _dir(state: State, directory: Path | None) -> Path:
+    return directory if directory is not None else state.settings.backup_dir
+
+
+def _pg_bindir(state: State) -> Path | None:
+    value = state.settings.extra.get("PLANCTL_PG_BINDIR")
+    return Path(value) if value else None
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def _local(state: State, iso: str | None) -> str:
+    if not iso:
+        return "—"
+    from zoneinfo import ZoneInfo
+
+    moment = dt.datetime.fromisoformat(iso).astimezone(ZoneInfo(state.settings.timezone))
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+@app.callback()
+def backup(
+    ctx: typer.Context,
+    keep: Annotated[
+        int | None,
+        typer.Option("--keep", help="After the backup, keep only the newest N backups (chains)."),
+    ] = None,
+    directory: DirOption = None,
+    compress: Annotated[
+        bool, typer.Option("--compress/--no-compress", help="Compress the data file.")
+    ] = True,
+    label: Annotated[str | None, typer.Option("--label", help="A note kept with the backup.")] = None,
+    lock_timeout: LockTimeout = 0.0,
+) -> None:
+    """Take one full backup of the configured database, verify it, then rotate."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from planctl.backup import create_backup
+
+    if keep is not None and keep < 1:
+        raise UsageError(f"--keep must be at least 1, got {keep}", "keep at least the new backup")
+    state = _state(ctx)
+    log = state.service_logger("backup")
+    result = create_backup(
+        state.settings.database_url, _dir(state, directory), keep=keep, compress=compress,
+        label=label, lock_timeout=lock_timeout, pg_bindir=_pg_bindir(state),
+    )
+    info = result.info
+    log.info("backup %s done (%s, %s rows in sesiones)", info.name, _size(info.size),
+             info.row_counts.get("sesiones", 0))
+    state.say(f"Backup [bold]{info.name}[/bold] ({info.engine}, {_size(info.size)}, "
+              f"revision {info.revision or '<none>'}) verified and written to {_dir(state, directory)}.")
+    for removed in result.removed:
+        state.say(f"Rotated out {removed.name}.")
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context,
+    directory: DirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the backups, newest first."""
+    from rich.table import Table
+
+    from planctl.backup import list_backups
+
+    state = _state(ctx)
+    infos = list_backups(_dir(state, directory))
+    if as_json:
+        sys.stdout.write(json.dumps([i.as_dict() for i in infos], indent=2, ensure_ascii=False) + "\n")
+        return
+    engines = ", ".join(sorted({i.engine for i in infos})) or "empty"
+    table = Table(title=f"Backups in {_dir(state, directory)} ({engines})", title_justify="left")
+    table.add_column("name", no_wrap=True)
+    table.add_column("created")
+    table.add_column("size", justify="right")
+    table.add_column("revision")
+    table.add_column("verified")
+    for info in infos:
+        table.add_row(info.name, _local(state, info.created), _size(info.size),
+                      (info.revision or "—")[:12], "yes" if info.verified_at else "no")
+    out_console().print(table)
+    if not infos:
+        state.say("No backups yet: run planctl backup.")
+
+
+@app.command("verify")
+def verify_command(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Backup name (or prefix), or 'latest'.")] = "latest",
+    all_backups: Annotated[bool, typer.Option("--all", help="Verify every backup.")] = False,
+    directory: DirOption = None,
+    lock_timeout: LockTimeout = 0.0,
+) -> None:
+    """Check a backup's checksum and integrity (exit 5 on any failure)."""
+    from planctl.backup import verify_backup
+
+    state = _state(ctx)
+    log = state.service_logger("backup")
+    results = verify_backup(_dir(state, directory), name, all_backups=all_backups,
+                            lock_timeout=lock_timeout, pg_bindir=_pg_bindir(state))
+    for result in results:
+        if result.ok:
+            state.say(f"[green]OK[/green]      {result.info.name}")
+        else:
+            out_console().print(f"[red]FAILED[/red]  {result.info.name}: {result.problem}", highlight=False)
+    bad = [r for r in results if not r.ok]
+    if bad:
+        log.error("verification failed for %s", ", ".join(r.info.name for r in bad))
+        first = bad[0].problem or bad[0].info.name
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise VerificationError(first + more, "do not restore it; planctl backup list shows others")
+
+
+@app.command("restore")
+def restore_command(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Backup name (or prefix), or 'latest'.")] = "latest",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    directory: DirOption = None,
+    lock_timeout: LockTimeout = 0.0,
+) -> None:
+    """Verify a backup, take a safety backup, then replace the database with it."""
+    from planctl.backup import find_backup, restore_backup
+    from planctl.cli.db import _can_prompt
+
+    state = _state(ctx)
+    backup_dir = _dir(state, directory)
+    info = find_backup(backup_dir, name)
+    if not yes:
+        if not _can_prompt():
+            raise PlanctlError("refusing to restore without confirmation", "pass --yes to run it unattended")
+        typer.confirm(
+            f"Replace {state.settings.masked_url} with backup {info.name} "
+            f"(taken {_local(state, info.created)})? A safety backup is taken first",
+            abort=True,
+        )
+    log = state.service_logger("backup")
+    result = restore_backup(state.settings.database_url, backup_dir, info.name,
+                            lock_timeout=lock_timeout, pg_bindir=_pg_bindir(state))
+    log.info("restore of %s done", info.name)
+    if result.safety:
+        state.say(f"Safety backup of the previous state: {result.safety.name}")
+    state.say(f"Restored [bold]{info.name}[/bold] into {state.settings.masked_url}; "
+              f"schema revision {result.revision or '<none>'}.")
+    if result.needs_upgrade:
+        state.say(f"[yellow]The schema is behind head {result.head}: run planctl db-upgrade.[/yellow]")
+    else:
+        state.say("The schema is at head; no db-upgrade needed.")
+
+
+@app.command("prune")
+def prune_command(
+    ctx: typer.Context,
+    keep_last: Annotated[int, typer.Option("--keep-last", help="Keep the N newest.")] = 0,
+    keep_daily: Annotated[int, typer.Option("--keep-daily", help="Keep the newest of each of the last D days.")] = 0,
+    keep_weekly: Annotated[int, typer.Option("--keep-weekly", help="… of the last W ISO weeks.")] = 0,
+    keep_monthly: Annotated[int, typer.Option("--keep-monthly", help="… of the last M months.")] = 0,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan, delete nothing.")] = False,
+    directory: DirOption = None,
+    lock_timeout: LockTimeout = 0.0,
+) -> None:
+    """Calendar-bucket retention with restic's semantics; never deletes the newest backup."""
+    from rich.table import Table
+
+    from planctl.backup import prune
+
+    state = _state(ctx)
+    log = state.service_logger("backup")
+    plan = prune(_dir(state, directory), keep_last=keep_last, keep_daily=keep_daily,
+                 keep_weekly=keep_weekly, keep_monthly=keep_monthly,
+                 timezone=state.settings.timezone, dry_run=dry_run, lock_timeout=lock_timeout)
+    table = Table(title="Prune plan" + (" (dry run)" if dry_run else ""), title_justify="left")
+    table.add_column("backup")
+    table.add_column("created")
+    table.add_column("decision")
+    rows: list[tuple[Any, str]] = [(c, "keep: " + ", ".join(r)) for c, r in plan.keep]
+    rows += [(c, "[red]remove[/red]" if not dry_run else "[yellow]would remove[/yellow]") for c in plan.remove]
+    for chain, decision in sorted(rows, key=lambda r: r[0].created, reverse=True):
+        table.add_row(chain.root.name + (f" (+{len(chain.members) - 1})" if len(chain.members) > 1 else ""),
+                      _local(state, chain.created), decision)
+    if not state.quiet:
+        out_console().print(table)
+    removed = sum(len(c.members) for c in plan.remove)
+    if not dry_run:
+        log.info("prune removed %d backups, kept %d chains", removed, len(plan.keep))
+    state.say(f"{'Would remove' if dry_run else 'Removed'} {removed} backups; kept {len(plan.keep)}.")
+
+
+def describe(info: BackupInfo) -> str:
+    return f"{info.name} ({info.engine}, {info.kind})"
