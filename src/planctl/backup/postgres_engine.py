@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -113,7 +114,9 @@ def _run(command: list[str], env: dict[str, str], what: str) -> subprocess.Compl
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         message = " ".join(done.stderr.split())[:500] or f"exit status {done.returncode}"
-        if "No space left" in message or "File too large" in message:
+        if done.returncode < 0:
+            message = f"killed by {signal.Signals(-done.returncode).name}"
+        if "No space left" in message or "File too large" in message or "SIGXFSZ" in message:
             raise BackupError(f"{what} failed: the disk is full or a file-size limit was reached",
                               "free space in the backup directory and retry")
         raise BackupError(f"{what} failed: {message}")

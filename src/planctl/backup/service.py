@@ -98,7 +98,7 @@ def _create_locked(database_url: str, backup_dir: Path, *, compress: bool, label
                     _maybe_crash("verified")
                     sha, size = sqlite_engine.write_data(raw, temp, compress)
                 finally:
-                    raw.unlink(missing_ok=True)
+                    sqlite_engine.unlink_database(raw)
             else:
                 revision, counts = postgres_engine.dump(database_url, temp, compress, pg_bindir)
                 # the TOC check here; `backup verify` also reads every data block

@@ -46,6 +46,12 @@ def _open(path: Path, *, readonly: bool = False) -> Iterator[sqlite3.Connection]
         connection.close()
 
 
+def unlink_database(path: Path) -> None:
+    """Remove a scratch database file and whatever journal SQLite left beside it."""
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 def _map_sqlite_error(error: sqlite3.Error, what: str) -> BackupError:
     text = str(error)
     if "disk is full" in text or "disk I/O error" in text:
@@ -112,7 +118,7 @@ def write_data(raw: Path, target: Path, compressed: bool) -> tuple[str, int]:
             with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as gz:
                 shutil.copyfileobj(source, gz, 1024 * 1024)
     finally:
-        raw.unlink(missing_ok=True)
+        unlink_database(raw)
     return sha256_file(target), target.stat().st_size
 
 
@@ -131,7 +137,7 @@ def plain_copy(data_path: Path, compressed: bool, workdir: Path) -> Iterator[Pat
         raise VerificationError(f"backup file {data_path.name} cannot be decompressed: {error}",
                                 "restore another backup") from None
     finally:
-        temp.unlink(missing_ok=True)
+        unlink_database(temp)
 
 
 def check(data_path: Path, compressed: bool, workdir: Path, name: str) -> None:
