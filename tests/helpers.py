@@ -25,18 +25,34 @@ def table_contents(url: str) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def planctl_env(url: str, backup_dir: Path, log_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("PLANCTL_")}
+    env = {
+        k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("PLANCTL_")
+    }
     env.update(DATABASE_URL=url, PLANCTL_BACKUP_DIR=str(backup_dir), PLANCTL_LOG_DIR=str(log_dir))
     env.update(extra)
     return env
 
 
-def run_planctl(*args: str, env: dict[str, str], cwd: Path | None = None,
-                timeout: float = 120, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "planctl", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, **kwargs)
+def run_planctl(
+    *args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 120, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "planctl", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
 
 
 def spawn_planctl(*args: str, env: dict[str, str], **kwargs: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "planctl", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "planctl", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )

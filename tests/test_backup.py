@@ -22,7 +22,13 @@ from planctl.backup.retention import prune_plan
 from planctl.backup.store import BackupInfo
 from planctl.db import migrate
 from planctl.db.engine import connect
-from planctl.errors import LockedError, NothingToDoError, PlanctlError, UsageError, VerificationError
+from planctl.errors import (
+    LockedError,
+    NothingToDoError,
+    PlanctlError,
+    UsageError,
+    VerificationError,
+)
 
 from .helpers import table_contents
 
@@ -35,7 +41,9 @@ def _change_everything(url: str) -> None:
 
 
 @pytest.mark.parametrize("compress", [True, False])
-def test_backup_change_restore_gives_back_every_row(seeded_url: str, tmp_path: Path, compress: bool) -> None:
+def test_backup_change_restore_gives_back_every_row(
+    seeded_url: str, tmp_path: Path, compress: bool
+) -> None:
     backups = tmp_path / "backups"
     before = table_contents(seeded_url)
     result = create_backup(seeded_url, backups, compress=compress)
@@ -75,7 +83,9 @@ def test_files_metadata_and_permissions(seeded_url: str, tmp_path: Path) -> None
     assert "antes-de-la-migraci" in info.name
 
 
-def test_password_is_masked_in_metadata(tmp_path: Path, pg_admin_url: str, pg_database: str) -> None:
+def test_password_is_masked_in_metadata(
+    tmp_path: Path, pg_admin_url: str, pg_database: str
+) -> None:
     url = pg_database.replace("postgres@", "postgres:NotShownAnywhere@", 1)
     migrate.upgrade(url)
     info = create_backup(url, tmp_path / "b").info
@@ -127,11 +137,13 @@ def test_engine_check_catches_damage_the_checksum_cannot(seeded_url: str, tmp_pa
     info = create_backup(seeded_url, backups, compress=False).info
     data = backups / info.data_file
     data.write_bytes(data.read_bytes()[: info.size // 3])  # truncated
-    from planctl.backup.store import sha256_file, write_metadata
-
     import dataclasses
 
-    write_metadata(backups, dataclasses.replace(info, sha256=sha256_file(data), size=data.stat().st_size))
+    from planctl.backup.store import sha256_file, write_metadata
+
+    write_metadata(
+        backups, dataclasses.replace(info, sha256=sha256_file(data), size=data.stat().st_size)
+    )
     [result] = verify_backup(backups, info.name)
     assert not result.ok
 
@@ -191,9 +203,18 @@ def test_lock_is_exclusive(migrated_url: str, tmp_path: Path) -> None:
 
 
 def _info(name: str, created: str, parent: str | None = None) -> BackupInfo:
-    return BackupInfo(name=name, kind="delta" if parent else "full", engine="sqlite", created=created,
-                      data_file=f"{name}.sqlite", sha256="", size=0, source="", revision=None,
-                      parent=parent)
+    return BackupInfo(
+        name=name,
+        kind="delta" if parent else "full",
+        engine="sqlite",
+        created=created,
+        data_file=f"{name}.sqlite",
+        sha256="",
+        size=0,
+        source="",
+        revision=None,
+        parent=parent,
+    )
 
 
 def test_prune_plan_follows_restic() -> None:
@@ -259,7 +280,9 @@ def test_cli_backup_list_verify_restore(seeded_url: str, tmp_path: Path, cli) ->
         (["backup", "restore", "--yes", "--dir", "/nonexistent/planctl"], 3, "does not exist"),
     ],
 )
-def test_cli_errors(migrated_url: str, tmp_path: Path, cli, args: list[str], code: int, needle: str) -> None:  # type: ignore[no-untyped-def]
+def test_cli_errors(
+    migrated_url: str, tmp_path: Path, cli, args: list[str], code: int, needle: str
+) -> None:  # type: ignore[no-untyped-def]
     create_backup(migrated_url, tmp_path / "b")
     if "--dir" not in args:
         args = [*args, "--dir", str(tmp_path / "b")]
@@ -311,3 +334,33 @@ def test_backups_are_logged(seeded_url: str, tmp_path: Path, cli) -> None:  # ty
     close_service_loggers()
     log = (tmp_path / "logs" / "backup.log").read_text()
     assert "| INFO | planctl.backup | backup " in log and "written" in log
+
+
+def test_missing_pg_dump_is_explained(pg_database: str, tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    migrate.upgrade(pg_database)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PLANCTL_PG_BINDIR", str(empty))
+    run = cli("backup", "--dir", str(tmp_path / "b"), url=pg_database)
+    assert run.exit_code == 1
+    assert run.stderr.startswith(f"error: pg_dump not found in PLANCTL_PG_BINDIR={empty}")
+    assert list_backups(tmp_path / "b") == []
+
+
+def test_too_old_pg_dump_is_refused(pg_database: str, tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """No PostgreSQL 9 client can be installed here: a script stands in for one."""
+    migrate.upgrade(pg_database)
+    old = tmp_path / "bin"
+    old.mkdir()
+    fake = old / "pg_dump"
+    fake.write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PLANCTL_PG_BINDIR", str(old))
+    run = cli("backup", "--dir", str(tmp_path / "b"), url=pg_database)
+    assert run.exit_code == 1
+    line = run.stderr.strip()
+    with connect(pg_database) as connection:
+        major = int(connection.execute(text("SHOW server_version_num")).scalar_one()) // 10000
+    assert "pg_dump 9" in line and f"older than the PostgreSQL {major} server" in line
+    assert "install postgresql-client-" in line
+    assert list_backups(tmp_path / "b") == []

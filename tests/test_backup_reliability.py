@@ -59,7 +59,9 @@ def test_sqlite_backup_while_another_process_writes(tmp_path: Path, env_for) -> 
     seed(url, scale=100_000)
     with sqlite3.connect(db) as connection:
         assert connection.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(db), "6"], stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(db), "6"], stdout=subprocess.PIPE, text=True
+    )
     try:
         time.sleep(0.3)
         for _ in range(4):
@@ -91,8 +93,12 @@ def test_kill_9_during_sqlite_backup(tmp_path: Path, env_for, stage: str) -> Non
     _kill_9_scenario(tmp_path, env_for, f"sqlite:///{tmp_path / 'live.db'}", stage)
 
 
-@pytest.mark.parametrize("stage", ["pg-dump-start", "verified", "data-published", "metadata-published"])
-def test_kill_9_during_postgres_backup(tmp_path: Path, env_for, pg_database: str, stage: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "stage", ["pg-dump-start", "verified", "data-published", "metadata-published"]
+)
+def test_kill_9_during_postgres_backup(
+    tmp_path: Path, env_for, pg_database: str, stage: str
+) -> None:  # type: ignore[no-untyped-def]
     _kill_9_scenario(tmp_path, env_for, pg_database, stage)
 
 
@@ -125,7 +131,9 @@ def _kill_9_scenario(tmp_path: Path, env_for, url: str, stage: str) -> None:  # 
 def test_two_runs_at_once(seeded_url: str, tmp_path: Path, env_for) -> None:  # type: ignore[no-untyped-def]
     backups = tmp_path / "backups"
     assert run_planctl("backup", env=env_for(seeded_url)).returncode == 0
-    slow = spawn_planctl("backup", "--keep", "5", env=env_for(seeded_url, PLANCTL_TEST_PAUSE_AT="data-written:3"))
+    slow = spawn_planctl(
+        "backup", "--keep", "5", env=env_for(seeded_url, PLANCTL_TEST_PAUSE_AT="data-written:3")
+    )
     try:
         deadline = time.monotonic() + 20
         while not any(p.name.startswith(".tmp-") for p in backups.iterdir()):
@@ -135,7 +143,9 @@ def test_two_runs_at_once(seeded_url: str, tmp_path: Path, env_for) -> None:  # 
         assert second.returncode == 4
         assert "another planctl backup holds the lock" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
-        waiting = run_planctl("backup", "--keep", "5", "--lock-timeout", "30", env=env_for(seeded_url))
+        waiting = run_planctl(
+            "backup", "--keep", "5", "--lock-timeout", "30", env=env_for(seeded_url)
+        )
         assert waiting.returncode == 0, waiting.stderr
     finally:
         _, err = slow.communicate(timeout=60)
@@ -154,7 +164,9 @@ def _limit_file_size(limit: int):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("compress", ["--compress", "--no-compress"])
-def test_file_size_limit_mid_backup(seeded_url: str, tmp_path: Path, env_for, compress: str) -> None:  # type: ignore[no-untyped-def]
+def test_file_size_limit_mid_backup(
+    seeded_url: str, tmp_path: Path, env_for, compress: str
+) -> None:  # type: ignore[no-untyped-def]
     backups = tmp_path / "backups"
     for _ in range(2):
         assert run_planctl("backup", "--no-compress", env=env_for(seeded_url)).returncode == 0
@@ -162,7 +174,10 @@ def test_file_size_limit_mid_backup(seeded_url: str, tmp_path: Path, env_for, co
     size = min(i.size for i in list_backups(backups))
     done = subprocess.run(
         [sys.executable, "-m", "planctl", "backup", "--keep", "1", compress],
-        env=env_for(seeded_url), capture_output=True, text=True, preexec_fn=_limit_file_size(size // 4),
+        env=env_for(seeded_url),
+        capture_output=True,
+        text=True,
+        preexec_fn=_limit_file_size(size // 4),
     )
     assert done.returncode == 1, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -180,8 +195,11 @@ def test_tiny_disk_mid_backup(tmp_path: Path, env_for) -> None:  # type: ignore[
     backups.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (the RLIMIT_FSIZE test covers this path)")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(backups)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(backups)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
         if IN_CI:
             pytest.fail(f"cannot mount tmpfs: {mounted.stderr}")
@@ -244,3 +262,49 @@ def test_password_never_shows(tmp_path: Path, env_for, scram_server: ScramServer
     for meta in (tmp_path / "backups").glob("*.json"):
         assert secret not in meta.read_text()
     assert table_contents(url)["sesiones"]
+
+
+def test_sqlite_restore_leaves_no_stale_wal_to_replay(tmp_path: Path) -> None:
+    from planctl.backup import create_backup, restore_backup
+
+    db = tmp_path / "live.db"
+    url = f"sqlite:///{db}"
+    migrate.upgrade(url)
+    seed(url)
+    holder = sqlite3.connect(db, isolation_level=None)  # another program keeps the database open
+    holder.execute("PRAGMA journal_mode=WAL")
+    holder.execute("PRAGMA wal_autocheckpoint=0")  # its changes stay in the -wal file
+    backups = tmp_path / "b"
+    create_backup(url, backups)
+    expected = table_contents(url)
+    holder.execute("DELETE FROM sesiones WHERE id > 100")
+    holder.execute("UPDATE clientes SET empresa = 'Cambiada'")
+    assert Path(f"{db}-wal").stat().st_size > 0
+
+    restore_backup(url, backups, safety_backup=False)
+    assert table_contents(url) == expected
+    # the program that held the database open sees the restored data too
+    assert holder.execute("SELECT count(*) FROM sesiones").fetchone()[0] == len(
+        expected["sesiones"]
+    )
+    holder.close()
+    # and a fresh process, after every connection closed, still reads the restored state
+    query = "SELECT count(*) FROM sesiones"
+    code = f"import sqlite3; print(sqlite3.connect({str(db)!r}).execute({query!r}).fetchone()[0])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout) == len(expected["sesiones"])
+    assert table_contents(url) == expected
+
+
+def test_sqlite_restore_after_the_database_file_was_lost(tmp_path: Path, env_for) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "live.db"
+    url = f"sqlite:///{db}"
+    migrate.upgrade(url)
+    seed(url)
+    expected = table_contents(url)
+    assert run_planctl("backup", env=env_for(url)).returncode == 0
+    db.unlink()
+    done = run_planctl("backup", "restore", "--yes", env=env_for(url))
+    assert done.returncode == 0, done.stderr
+    assert table_contents(url) == expected
+    assert len(list_backups(tmp_path / "backups")) == 1  # nothing to keep a safety copy of

@@ -47,8 +47,12 @@ def libpq_env(database_url: str) -> Iterator[dict[str, str]]:
         PGAPPNAME="planctl",
         PGCONNECT_TIMEOUT="10",
     )
-    for key, var in (("sslmode", "PGSSLMODE"), ("sslrootcert", "PGSSLROOTCERT"),
-                     ("sslcert", "PGSSLCERT"), ("sslkey", "PGSSLKEY")):
+    for key, var in (
+        ("sslmode", "PGSSLMODE"),
+        ("sslrootcert", "PGSSLROOTCERT"),
+        ("sslcert", "PGSSLCERT"),
+        ("sslkey", "PGSSLKEY"),
+    ):
         value = url.query.get(key)
         if isinstance(value, str):
             env[var] = value
@@ -60,8 +64,16 @@ def libpq_env(database_url: str) -> Iterator[dict[str, str]]:
     fd, passfile = tempfile.mkstemp(prefix="planctl-pgpass-")
     try:
         os.fchmod(fd, 0o600)
-        line = ":".join(_escape_passfile(p) for p in
-                        (env["PGHOST"], env["PGPORT"], env["PGDATABASE"], env["PGUSER"], str(url.password)))
+        line = ":".join(
+            _escape_passfile(p)
+            for p in (
+                env["PGHOST"],
+                env["PGPORT"],
+                env["PGDATABASE"],
+                env["PGUSER"],
+                str(url.password),
+            )
+        )
         os.write(fd, (line + "\n").encode())
         os.close(fd)
         env["PGPASSFILE"] = passfile
@@ -74,23 +86,35 @@ def libpq_env(database_url: str) -> Iterator[dict[str, str]]:
 
 def find_tool(tool: str, server_major: int | None, bindir: Path | None = None) -> Path:
     """The client tool matching the server: PLANCTL_PG_BINDIR, Debian's versioned dir, PATH."""
+    if bindir is not None:  # an explicit choice: no silent fallback to another version
+        tool_path = bindir / tool
+        if tool_path.is_file() and os.access(tool_path, os.X_OK):
+            return tool_path
+        raise BackupError(
+            f"{tool} not found in PLANCTL_PG_BINDIR={bindir}",
+            "point PLANCTL_PG_BINDIR at the bin/ of a PostgreSQL client, or unset it",
+        )
     candidates: list[Path] = []
-    if bindir is not None:
-        candidates.append(bindir / tool)
     if server_major is not None:
         candidates.append(Path(f"/usr/lib/postgresql/{server_major}/bin/{tool}"))
     found = shutil.which(tool)
     if found:
         candidates.append(Path(found))
-    candidates += sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{tool}"), reverse=True)
+    installed = Path("/usr/lib/postgresql").glob(f"*/bin/{tool}")
+    candidates += sorted(installed, key=lambda p: _version_key(p.parent.parent.name), reverse=True)
     for candidate in candidates:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return candidate
+    package = f"postgresql-client-{server_major}" if server_major else "postgresql-client"
     raise BackupError(
         f"{tool} not found",
-        f"install the PostgreSQL client {server_major or ''} (Debian: apt-get install "
-        f"postgresql-client{'-' + str(server_major) if server_major else ''}) or set PLANCTL_PG_BINDIR",
+        f"install the PostgreSQL client (Debian: apt-get install {package}) "
+        "or set PLANCTL_PG_BINDIR",
     )
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", name)) or (0,)
 
 
 def tool_major(tool: Path) -> int:
@@ -106,7 +130,7 @@ def check_tool_version(tool: Path, server_major: int) -> None:
     if major < server_major:
         raise BackupError(
             f"{tool.name} {major} ({tool}) is older than the PostgreSQL {server_major} server",
-            f"install postgresql-client-{server_major} or set PLANCTL_PG_BINDIR to its bin directory",
+            f"install postgresql-client-{server_major} or point PLANCTL_PG_BINDIR at its bin/",
         )
 
 
@@ -117,14 +141,17 @@ def _run(command: list[str], env: dict[str, str], what: str) -> subprocess.Compl
         if done.returncode < 0:
             message = f"killed by {signal.Signals(-done.returncode).name}"
         if "No space left" in message or "File too large" in message or "SIGXFSZ" in message:
-            raise BackupError(f"{what} failed: the disk is full or a file-size limit was reached",
-                              "free space in the backup directory and retry")
+            raise BackupError(
+                f"{what} failed: the disk is full or a file-size limit was reached",
+                "free space in the backup directory and retry",
+            )
         raise BackupError(f"{what} failed: {message}")
     return done
 
 
-def dump(database_url: str, target: Path, compressed: bool, bindir: Path | None = None
-         ) -> tuple[str | None, dict[str, int]]:
+def dump(
+    database_url: str, target: Path, compressed: bool, bindir: Path | None = None
+) -> tuple[str | None, dict[str, int]]:
     """pg_dump into *target* from one snapshot; return (revision, row counts) of that snapshot."""
     from sqlalchemy import text
 
@@ -133,19 +160,33 @@ def dump(database_url: str, target: Path, compressed: bool, bindir: Path | None 
 
     with connect(database_url) as connection:
         connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
-        server_major = int(connection.execute(text("SHOW server_version_num")).scalar_one()) // 10000
+        server_major = (
+            int(connection.execute(text("SHOW server_version_num")).scalar_one()) // 10000
+        )
         snapshot = connection.execute(text("SELECT pg_export_snapshot()")).scalar_one()
-        existing = set(connection.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")).scalars())
-        counts = {name: connection.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
-                  for name in TABLE_NAMES if name in existing}
+        existing = set(
+            connection.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+            ).scalars()
+        )
+        counts = {
+            name: connection.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
+            for name in TABLE_NAMES
+            if name in existing
+        }
         revision = None
         if "alembic_version" in existing:
             revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
         pg_dump = find_tool("pg_dump", server_major, bindir)
         check_tool_version(pg_dump, server_major)
-        command = [str(pg_dump), "--format=custom", f"--file={target}", f"--snapshot={snapshot}",
-                   "--no-password", f"--compress={6 if compressed else 0}"]
+        command = [
+            str(pg_dump),
+            "--format=custom",
+            f"--file={target}",
+            f"--snapshot={snapshot}",
+            "--no-password",
+            f"--compress={6 if compressed else 0}",
+        ]
         with libpq_env(database_url) as env:
             _maybe_crash("pg-dump-start")
             _run(command, env, "pg_dump")
@@ -155,16 +196,27 @@ def dump(database_url: str, target: Path, compressed: bool, bindir: Path | None 
 def list_contents(data_path: Path, name: str, bindir: Path | None = None) -> list[str]:
     """``pg_restore --list``: the archive's table of contents (raises VerificationError)."""
     pg_restore = find_tool("pg_restore", None, bindir)
-    done = subprocess.run([str(pg_restore), "--list", str(data_path)], capture_output=True, text=True)
+    done = subprocess.run(
+        [str(pg_restore), "--list", str(data_path)], capture_output=True, text=True
+    )
     if done.returncode != 0 or "TABLE DATA" not in done.stdout:
         reason = " ".join(done.stderr.split())[:300] or "no table data in the archive"
-        raise VerificationError(f"backup {name} is not a readable pg_dump archive: {reason}",
-                                "restore another backup (planctl backup list)")
+        raise VerificationError(
+            f"backup {name} is not a readable pg_dump archive: {reason}",
+            "restore another backup (planctl backup list)",
+        )
     return done.stdout.splitlines()
 
 
-def check(data_path: Path, compressed: bool, workdir: Path, name: str, bindir: Path | None = None,
-          *, full: bool = True) -> None:
+def check(
+    data_path: Path,
+    compressed: bool,
+    workdir: Path,
+    name: str,
+    bindir: Path | None = None,
+    *,
+    full: bool = True,
+) -> None:
     """``pg_restore --list``; with *full*, also read every data block (``--file=/dev/null``).
 
     The table of contents sits at the start of the archive, so ``--list`` alone
@@ -174,16 +226,25 @@ def check(data_path: Path, compressed: bool, workdir: Path, name: str, bindir: P
     if not full:
         return
     pg_restore = find_tool("pg_restore", None, bindir)
-    done = subprocess.run([str(pg_restore), "--file=/dev/null", str(data_path)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [str(pg_restore), "--file=/dev/null", str(data_path)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         reason = " ".join(done.stderr.split())[:300]
-        raise VerificationError(f"backup {name} has unreadable data: {reason}",
-                                "restore another backup (planctl backup list)")
+        raise VerificationError(
+            f"backup {name} has unreadable data: {reason}",
+            "restore another backup (planctl backup list)",
+        )
 
 
-def restore(database_url: str, data_path: Path, compressed: bool, workdir: Path, name: str,
-            bindir: Path | None = None) -> None:
+def restore(
+    database_url: str,
+    data_path: Path,
+    compressed: bool,
+    workdir: Path,
+    name: str,
+    bindir: Path | None = None,
+) -> None:
     """pg_restore --clean --if-exists --single-transaction --no-owner into the database."""
     from sqlalchemy import text
 
@@ -192,15 +253,28 @@ def restore(database_url: str, data_path: Path, compressed: bool, workdir: Path,
     contents = list_contents(data_path, name, bindir)
     dumped = {m.group(1) for line in contents if (m := re.search(r" TABLE \S+ (\S+) ", line))}
     with connect(database_url) as connection:
-        server_major = int(connection.execute(text("SHOW server_version_num")).scalar_one()) // 10000
-        live = set(connection.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")).scalars())
+        server_major = (
+            int(connection.execute(text("SHOW server_version_num")).scalar_one()) // 10000
+        )
+        live = set(
+            connection.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+            ).scalars()
+        )
     pg_restore = find_tool("pg_restore", server_major, bindir)
     check_tool_version(pg_restore, server_major)
     extra = sorted(live - dumped)
-    command = [str(pg_restore), "--clean", "--if-exists", "--single-transaction", "--no-owner",
-               "--no-password", "--exit-on-error", f"--dbname={parse_url(database_url).database}",
-               str(data_path)]
+    command = [
+        str(pg_restore),
+        "--clean",
+        "--if-exists",
+        "--single-transaction",
+        "--no-owner",
+        "--no-password",
+        "--exit-on-error",
+        f"--dbname={parse_url(database_url).database}",
+        str(data_path),
+    ]
     with libpq_env(database_url) as env:
         if extra:  # tables of a newer schema that the backup does not know: drop them first
             with connect(database_url) as connection:

@@ -73,14 +73,27 @@ def create_backup(
     backup_dir = prepare_dir(Path(backup_dir))
     with backup_lock(backup_dir, lock_timeout):
         cleaned = clean_leftovers(backup_dir)
-        info = _create_locked(database_url, backup_dir, compress=compress, label=label,
-                              reason=reason, pg_bindir=pg_bindir)
+        info = _create_locked(
+            database_url,
+            backup_dir,
+            compress=compress,
+            label=label,
+            reason=reason,
+            pg_bindir=pg_bindir,
+        )
         removed = rotate_locked(backup_dir, keep) if keep is not None else []
     return BackupResult(info, removed, cleaned)
 
 
-def _create_locked(database_url: str, backup_dir: Path, *, compress: bool, label: str | None,
-                   reason: str, pg_bindir: Path | None) -> BackupInfo:
+def _create_locked(
+    database_url: str,
+    backup_dir: Path,
+    *,
+    compress: bool,
+    label: str | None,
+    reason: str,
+    pg_bindir: Path | None,
+) -> BackupInfo:
     engine = engine_name(database_url)
     created = utc_now()
     name = new_name(created, "full", label, backup_dir)
@@ -112,10 +125,21 @@ def _create_locked(database_url: str, backup_dir: Path, *, compress: bool, label
         _maybe_crash("data-published")
         now = utc_now().isoformat()
         info = BackupInfo(
-            name=name, kind="full", engine=engine, created=created.isoformat(), data_file=data_file,
-            sha256=sha, size=size, source=mask_url(database_url), revision=revision,
-            row_counts=counts, compressed=compress if engine == "sqlite" else compress,
-            label=label, reason=reason, verified_at=now, planctl_version=__version__,
+            name=name,
+            kind="full",
+            engine=engine,
+            created=created.isoformat(),
+            data_file=data_file,
+            sha256=sha,
+            size=size,
+            source=mask_url(database_url),
+            revision=revision,
+            row_counts=counts,
+            compressed=compress,
+            label=label,
+            reason=reason,
+            verified_at=now,
+            planctl_version=__version__,
         )
         try:
             write_metadata(backup_dir, info)
@@ -144,13 +168,17 @@ def list_backups(backup_dir: Path) -> list[BackupInfo]:
     """Every complete backup in *backup_dir*, newest first."""
     backup_dir = Path(backup_dir)
     if not backup_dir.exists():
-        raise NothingToDoError(f"backup directory '{backup_dir}' does not exist",
-                               "run planctl backup first, or check --dir")
+        raise NothingToDoError(
+            f"backup directory '{backup_dir}' does not exist",
+            "run planctl backup first, or check --dir",
+        )
     prepare_dir(backup_dir, create=False)
     return list(reversed(list_infos(backup_dir)))
 
 
-def find_backup(backup_dir: Path, name: str = "latest", *, include_safety: bool = False) -> BackupInfo:
+def find_backup(
+    backup_dir: Path, name: str = "latest", *, include_safety: bool = False
+) -> BackupInfo:
     """A backup by name (or unique prefix), or ``latest``: the newest that is not a safety copy."""
     infos = list_backups(backup_dir)
     if not infos:
@@ -158,16 +186,19 @@ def find_backup(backup_dir: Path, name: str = "latest", *, include_safety: bool 
     if name == "latest":
         candidates = [i for i in infos if include_safety or i.reason != PRE_RESTORE]
         if not candidates:
-            raise NothingToDoError(f"no backups in '{backup_dir}' except safety copies",
-                                   "name one explicitly (planctl backup list)")
+            raise NothingToDoError(
+                f"no backups in '{backup_dir}' except safety copies",
+                "name one explicitly (planctl backup list)",
+            )
         return candidates[0]
     exact = [i for i in infos if i.name == name]
     matches = exact or [i for i in infos if i.name.startswith(name)]
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise NothingToDoError(f"no backup named '{name}' in '{backup_dir}'",
-                               "planctl backup list shows the names")
+        raise NothingToDoError(
+            f"no backup named '{name}' in '{backup_dir}'", "planctl backup list shows the names"
+        )
     raise NothingToDoError(f"'{name}' matches {len(matches)} backups", "give more of the name")
 
 
@@ -182,11 +213,15 @@ def verify_info(backup_dir: Path, info: BackupInfo, pg_bindir: Path | None = Non
     """Checksum, then the engine's own check; raise VerificationError naming the backup."""
     path = backup_dir / info.data_file
     if not path.is_file():
-        raise VerificationError(f"backup {info.name}: data file {info.data_file} is missing",
-                                "restore another backup (planctl backup list)")
+        raise VerificationError(
+            f"backup {info.name}: data file {info.data_file} is missing",
+            "restore another backup (planctl backup list)",
+        )
     if path.stat().st_size != info.size or sha256_file(path) != info.sha256:
-        raise VerificationError(f"backup {info.name}: checksum mismatch in {info.data_file}",
-                                "the file is damaged; restore another backup (planctl backup list)")
+        raise VerificationError(
+            f"backup {info.name}: checksum mismatch in {info.data_file}",
+            "the file is damaged; restore another backup (planctl backup list)",
+        )
     if info.engine == "sqlite":
         sqlite_engine.check(path, info.compressed, backup_dir, info.name)
     elif info.engine == "postgresql":
@@ -195,12 +230,21 @@ def verify_info(backup_dir: Path, info: BackupInfo, pg_bindir: Path | None = Non
         raise VerificationError(f"backup {info.name}: unknown engine '{info.engine}'")
 
 
-def verify_backup(backup_dir: Path, name: str | None = "latest", *, all_backups: bool = False,
-                  lock_timeout: float = 0.0, pg_bindir: Path | None = None) -> list[VerifyResult]:
+def verify_backup(
+    backup_dir: Path,
+    name: str | None = "latest",
+    *,
+    all_backups: bool = False,
+    lock_timeout: float = 0.0,
+    pg_bindir: Path | None = None,
+) -> list[VerifyResult]:
     """Verify one backup (or all); records ``verified_at``. Failures are returned, not raised."""
     backup_dir = Path(backup_dir)
-    infos = list_backups(backup_dir) if all_backups else [find_backup(backup_dir, name or "latest",
-                                                                        include_safety=True)]
+    infos = (
+        list_backups(backup_dir)
+        if all_backups
+        else [find_backup(backup_dir, name or "latest", include_safety=True)]
+    )
     if not infos:
         raise NothingToDoError(f"no backups in '{backup_dir}'", "run planctl backup first")
     results = []
@@ -247,9 +291,15 @@ def _check_revision(info: BackupInfo) -> str | None:
     return head
 
 
-def restore_backup(database_url: str, backup_dir: Path, name: str = "latest", *,
-                   safety_backup: bool = True, lock_timeout: float = 0.0,
-                   pg_bindir: Path | None = None) -> RestoreResult:
+def restore_backup(
+    database_url: str,
+    backup_dir: Path,
+    name: str = "latest",
+    *,
+    safety_backup: bool = True,
+    lock_timeout: float = 0.0,
+    pg_bindir: Path | None = None,
+) -> RestoreResult:
     """Verify, refuse the wrong engine or a newer schema, take a safety backup, then restore."""
     backup_dir = Path(backup_dir)
     info = find_backup(backup_dir, name)
@@ -264,13 +314,25 @@ def restore_backup(database_url: str, backup_dir: Path, name: str = "latest", *,
         verify_info(backup_dir, info, pg_bindir)
         safety = None
         if safety_backup and _has_database(database_url):
-            safety = _create_locked(database_url, backup_dir, compress=True, label=PRE_RESTORE,
-                                    reason=PRE_RESTORE, pg_bindir=pg_bindir)
+            safety = _create_locked(
+                database_url,
+                backup_dir,
+                compress=True,
+                label=PRE_RESTORE,
+                reason=PRE_RESTORE,
+                pg_bindir=pg_bindir,
+            )
             log.info("safety backup %s taken before restoring %s", safety.name, info.name)
         _maybe_crash("before-restore")
         module = _engine(engine)
-        module.restore(database_url, backup_dir / info.data_file, info.compressed, backup_dir,
-                       info.name, **({"bindir": pg_bindir} if engine == "postgresql" else {}))
+        module.restore(
+            database_url,
+            backup_dir / info.data_file,
+            info.compressed,
+            backup_dir,
+            info.name,
+            **({"bindir": pg_bindir} if engine == "postgresql" else {}),
+        )
     log.info("restored %s into %s (revision %s)", info.name, mask_url(database_url), info.revision)
     return RestoreResult(info, safety, info.revision, head)
 
@@ -305,21 +367,41 @@ def rotate(backup_dir: Path, keep: int, *, lock_timeout: float = 0.0) -> list[Ba
         return rotate_locked(backup_dir, keep)
 
 
-def prune(backup_dir: Path, *, keep_last: int = 0, keep_daily: int = 0, keep_weekly: int = 0,
-          keep_monthly: int = 0, timezone: str = "UTC", dry_run: bool = False,
-          lock_timeout: float = 0.0) -> PrunePlan:
+def prune(
+    backup_dir: Path,
+    *,
+    keep_last: int = 0,
+    keep_daily: int = 0,
+    keep_weekly: int = 0,
+    keep_monthly: int = 0,
+    timezone: str = "UTC",
+    dry_run: bool = False,
+    lock_timeout: float = 0.0,
+) -> PrunePlan:
     """Calendar-bucket retention (restic semantics); with *dry_run* only the plan."""
-    for option, value in (("--keep-last", keep_last), ("--keep-daily", keep_daily),
-                          ("--keep-weekly", keep_weekly), ("--keep-monthly", keep_monthly)):
+    for option, value in (
+        ("--keep-last", keep_last),
+        ("--keep-daily", keep_daily),
+        ("--keep-weekly", keep_weekly),
+        ("--keep-monthly", keep_monthly),
+    ):
         if value < 0:
             raise UsageError(f"{option} must be 0 or more, got {value}")
     if not any((keep_last, keep_daily, keep_weekly, keep_monthly)):
-        raise UsageError("prune needs at least one --keep-* rule",
-                          "e.g. --keep-daily 7 --keep-weekly 4 --keep-monthly 12")
+        raise UsageError(
+            "prune needs at least one --keep-* rule",
+            "e.g. --keep-daily 7 --keep-weekly 4 --keep-monthly 12",
+        )
     backup_dir = prepare_dir(Path(backup_dir), create=False)
     with backup_lock(backup_dir, lock_timeout):
-        plan = prune_plan(list_infos(backup_dir), keep_last=keep_last, keep_daily=keep_daily,
-                          keep_weekly=keep_weekly, keep_monthly=keep_monthly, timezone=timezone)
+        plan = prune_plan(
+            list_infos(backup_dir),
+            keep_last=keep_last,
+            keep_daily=keep_daily,
+            keep_weekly=keep_weekly,
+            keep_monthly=keep_monthly,
+            timezone=timezone,
+        )
         if not dry_run:
             for chain in plan.remove:
                 _remove_chain(backup_dir, chain)

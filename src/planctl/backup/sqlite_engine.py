@@ -14,10 +14,11 @@ import gzip
 import os
 import shutil
 import sqlite3
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from planctl.backup.store import BackupError, _maybe_crash, copy_with_digest, sha256_file, temp_path
+from planctl.backup.store import BackupError, _maybe_crash, sha256_file, temp_path
 from planctl.db.engine import parse_url, sqlite_path
 from planctl.errors import VerificationError
 
@@ -32,7 +33,9 @@ def data_suffix(compressed: bool) -> str:
 def database_file(database_url: str) -> Path:
     path = sqlite_path(parse_url(database_url))
     if path is None:
-        raise BackupError("cannot back up an in-memory SQLite database", "point DATABASE_URL at a file")
+        raise BackupError(
+            "cannot back up an in-memory SQLite database", "point DATABASE_URL at a file"
+        )
     return path
 
 
@@ -55,8 +58,10 @@ def unlink_database(path: Path) -> None:
 def _map_sqlite_error(error: sqlite3.Error, what: str) -> BackupError:
     text = str(error)
     if "disk is full" in text or "disk I/O error" in text:
-        return BackupError(f"{what}: the disk is full or a file-size limit was reached",
-                           "free space in the backup directory and retry")
+        return BackupError(
+            f"{what}: the disk is full or a file-size limit was reached",
+            "free space in the backup directory and retry",
+        )
     return BackupError(f"{what}: {text}")
 
 
@@ -87,7 +92,9 @@ def _revision(connection: sqlite3.Connection) -> str | None:
 def _row_counts(connection: sqlite3.Connection) -> dict[str, int]:
     from planctl.db.models import TABLE_NAMES
 
-    existing = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    existing = {
+        r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+    }
     return {
         name: connection.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
         for name in TABLE_NAMES
@@ -101,11 +108,14 @@ def integrity_check(path: Path, name: str) -> None:
         with _open(path, readonly=True) as connection:
             rows = [r[0] for r in connection.execute("PRAGMA integrity_check")]
     except sqlite3.DatabaseError as error:
-        raise VerificationError(f"backup {name} is damaged: {error}",
-                                "restore another backup (planctl backup list)") from None
+        raise VerificationError(
+            f"backup {name} is damaged: {error}", "restore another backup (planctl backup list)"
+        ) from None
     if rows != ["ok"]:
-        raise VerificationError(f"backup {name} fails integrity_check: {'; '.join(rows[:3])}",
-                                "restore another backup (planctl backup list)")
+        raise VerificationError(
+            f"backup {name} fails integrity_check: {'; '.join(rows[:3])}",
+            "restore another backup (planctl backup list)",
+        )
 
 
 def write_data(raw: Path, target: Path, compressed: bool) -> tuple[str, int]:
@@ -114,9 +124,12 @@ def write_data(raw: Path, target: Path, compressed: bool) -> tuple[str, int]:
         os.replace(raw, target)
         return sha256_file(target), target.stat().st_size
     try:
-        with open(raw, "rb") as source, open(target, "wb") as sink:
-            with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as gz:
-                shutil.copyfileobj(source, gz, 1024 * 1024)
+        with (
+            open(raw, "rb") as source,
+            open(target, "wb") as sink,
+            gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as gz,
+        ):
+            shutil.copyfileobj(source, gz, 1024 * 1024)
     finally:
         unlink_database(raw)
     return sha256_file(target), target.stat().st_size
@@ -130,12 +143,15 @@ def plain_copy(data_path: Path, compressed: bool, workdir: Path) -> Iterator[Pat
         return
     temp = temp_path(workdir, ".sqlite")
     try:
-        with gzip.open(data_path, "rb") as source, open(temp, "wb") as sink:
-            copy_with_digest(source, sink)
+        try:
+            with gzip.open(data_path, "rb") as source, open(temp, "wb") as sink:
+                shutil.copyfileobj(source, sink, 1024 * 1024)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+            raise VerificationError(
+                f"backup file {data_path.name} cannot be decompressed: {error}",
+                "restore another backup",
+            ) from None
         yield temp
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
-        raise VerificationError(f"backup file {data_path.name} cannot be decompressed: {error}",
-                                "restore another backup") from None
     finally:
         unlink_database(temp)
 
@@ -149,7 +165,9 @@ def restore(database_url: str, data_path: Path, compressed: bool, workdir: Path,
     """Write the backup's pages into the live database in one transaction."""
     target = database_file(database_url)
     if not target.parent.is_dir():
-        raise BackupError(f"directory '{target.parent}' of the database does not exist", "create it first")
+        raise BackupError(
+            f"directory '{target.parent}' of the database does not exist", "create it first"
+        )
     with plain_copy(data_path, compressed, workdir) as plain:
         integrity_check(plain, name)
         try:

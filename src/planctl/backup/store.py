@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from planctl.errors import LockedError, NothingToDoError, PlanctlError
 
@@ -93,8 +93,9 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def new_name(created: dt.datetime, kind: str, label: str | None = None,
-             directory: Path | None = None) -> str:
+def new_name(
+    created: dt.datetime, kind: str, label: str | None = None, directory: Path | None = None
+) -> str:
     """A short, sortable, filesystem-safe name, unique within *directory*.
 
     The metadata keeps the exact time (microseconds); the name only has to be
@@ -117,11 +118,14 @@ def new_name(created: dt.datetime, kind: str, label: str | None = None,
 def prepare_dir(directory: Path, *, create: bool = True) -> Path:
     """Make sure the backup directory exists (0700) and is usable."""
     if directory.exists() and not directory.is_dir():
-        raise BackupError(f"backup directory '{directory}' is not a directory", "fix --dir or PLANCTL_BACKUP_DIR")
+        raise BackupError(
+            f"backup directory '{directory}' is not a directory", "fix --dir or PLANCTL_BACKUP_DIR"
+        )
     if not directory.exists():
         if not create:
             raise NothingToDoError(
-                f"backup directory '{directory}' does not exist", "check --dir or PLANCTL_BACKUP_DIR"
+                f"backup directory '{directory}' does not exist",
+                "check --dir or PLANCTL_BACKUP_DIR",
             )
         try:
             directory.mkdir(mode=0o700, parents=True)
@@ -206,16 +210,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def copy_with_digest(source: BinaryIO, target: BinaryIO) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    while chunk := source.read(CHUNK):
-        digest.update(chunk)
-        target.write(chunk)
-        size += len(chunk)
-    return digest.hexdigest(), size
-
-
 def write_metadata(directory: Path, info: BackupInfo) -> Path:
     """Atomically write ``<name>.json``: the moment the backup starts to exist."""
     final = directory / f"{info.name}{METADATA_SUFFIX}"
@@ -247,7 +241,9 @@ def list_infos(directory: Path) -> list[BackupInfo]:
     try:
         entries = list(directory.iterdir())
     except PermissionError:
-        raise BackupError(f"cannot read backup directory '{directory}'", "check its permissions") from None
+        raise BackupError(
+            f"cannot read backup directory '{directory}'", "check its permissions"
+        ) from None
     infos = []
     for path in entries:
         if path.name.startswith(TEMP_PREFIX) or path.suffix != METADATA_SUFFIX:
@@ -267,7 +263,9 @@ def remove_backup(directory: Path, info: BackupInfo) -> None:
 
 def clean_leftovers(directory: Path) -> list[Path]:
     """Remove temp files and orphaned data files of crashed runs (call under the lock)."""
-    known = {i.data_file for i in list_infos(directory)} | {f"{i.name}{METADATA_SUFFIX}" for i in list_infos(directory)}
+    known = {i.data_file for i in list_infos(directory)} | {
+        f"{i.name}{METADATA_SUFFIX}" for i in list_infos(directory)
+    }
     removed = []
     for path in directory.iterdir():
         if path.name == LOCK_NAME or path.name in known or path.is_dir():

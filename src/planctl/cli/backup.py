@@ -29,7 +29,9 @@ DirOption = Annotated[
 ]
 LockTimeout = Annotated[
     float,
-    typer.Option("--lock-timeout", min=0, help="Seconds to wait for another run's lock (then exit 4)."),
+    typer.Option(
+        "--lock-timeout", min=0, help="Seconds to wait for another run's lock (then exit 4)."
+    ),
 ]
 
 
@@ -77,7 +79,9 @@ def backup(
     compress: Annotated[
         bool, typer.Option("--compress/--no-compress", help="Compress the data file.")
     ] = True,
-    label: Annotated[str | None, typer.Option("--label", help="A note kept with the backup.")] = None,
+    label: Annotated[
+        str | None, typer.Option("--label", help="A note kept with the backup.")
+    ] = None,
     lock_timeout: LockTimeout = 0.0,
 ) -> None:
     """Take one full backup of the configured database, verify it, then rotate."""
@@ -90,14 +94,25 @@ def backup(
     state = _state(ctx)
     log = state.service_logger("backup")
     result = create_backup(
-        state.settings.database_url, _dir(state, directory), keep=keep, compress=compress,
-        label=label, lock_timeout=lock_timeout, pg_bindir=_pg_bindir(state),
+        state.settings.database_url,
+        _dir(state, directory),
+        keep=keep,
+        compress=compress,
+        label=label,
+        lock_timeout=lock_timeout,
+        pg_bindir=_pg_bindir(state),
     )
     info = result.info
-    log.info("backup %s done (%s, %s rows in sesiones)", info.name, _size(info.size),
-             info.row_counts.get("sesiones", 0))
-    state.say(f"Backup [bold]{info.name}[/bold] ({info.engine}, {_size(info.size)}, "
-              f"revision {info.revision or '<none>'}) verified and written to {_dir(state, directory)}.")
+    log.info(
+        "backup %s done (%s, %s rows in sesiones)",
+        info.name,
+        _size(info.size),
+        info.row_counts.get("sesiones", 0),
+    )
+    state.say(
+        f"Backup [bold]{info.name}[/bold] ({info.engine}, {_size(info.size)}, "
+        f"revision {info.revision or '<none>'}) verified and written to {_dir(state, directory)}."
+    )
     for removed in result.removed:
         state.say(f"Rotated out {removed.name}.")
 
@@ -116,7 +131,9 @@ def list_command(
     state = _state(ctx)
     infos = list_backups(_dir(state, directory))
     if as_json:
-        sys.stdout.write(json.dumps([i.as_dict() for i in infos], indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(
+            json.dumps([i.as_dict() for i in infos], indent=2, ensure_ascii=False) + "\n"
+        )
         return
     engines = ", ".join(sorted({i.engine for i in infos})) or "empty"
     table = Table(title=f"Backups in {_dir(state, directory)} ({engines})", title_justify="left")
@@ -126,8 +143,13 @@ def list_command(
     table.add_column("revision")
     table.add_column("verified")
     for info in infos:
-        table.add_row(info.name, _local(state, info.created), _size(info.size),
-                      (info.revision or "—")[:12], "yes" if info.verified_at else "no")
+        table.add_row(
+            info.name,
+            _local(state, info.created),
+            _size(info.size),
+            (info.revision or "—")[:12],
+            "yes" if info.verified_at else "no",
+        )
     out_console().print(table)
     if not infos:
         state.say("No backups yet: run planctl backup.")
@@ -146,13 +168,20 @@ def verify_command(
 
     state = _state(ctx)
     log = state.service_logger("backup")
-    results = verify_backup(_dir(state, directory), name, all_backups=all_backups,
-                            lock_timeout=lock_timeout, pg_bindir=_pg_bindir(state))
+    results = verify_backup(
+        _dir(state, directory),
+        name,
+        all_backups=all_backups,
+        lock_timeout=lock_timeout,
+        pg_bindir=_pg_bindir(state),
+    )
     for result in results:
         if result.ok:
             state.say(f"[green]OK[/green]      {result.info.name}")
         else:
-            out_console().print(f"[red]FAILED[/red]  {result.info.name}: {result.problem}", highlight=False)
+            out_console().print(
+                f"[red]FAILED[/red]  {result.info.name}: {result.problem}", highlight=False
+            )
     bad = [r for r in results if not r.ok]
     if bad:
         log.error("verification failed for %s", ", ".join(r.info.name for r in bad))
@@ -178,22 +207,33 @@ def restore_command(
     info = find_backup(backup_dir, name)
     if not yes:
         if not _can_prompt():
-            raise PlanctlError("refusing to restore without confirmation", "pass --yes to run it unattended")
+            raise PlanctlError(
+                "refusing to restore without confirmation", "pass --yes to run it unattended"
+            )
         typer.confirm(
             f"Replace {state.settings.masked_url} with backup {info.name} "
             f"(taken {_local(state, info.created)})? A safety backup is taken first",
             abort=True,
         )
     log = state.service_logger("backup")
-    result = restore_backup(state.settings.database_url, backup_dir, info.name,
-                            lock_timeout=lock_timeout, pg_bindir=_pg_bindir(state))
+    result = restore_backup(
+        state.settings.database_url,
+        backup_dir,
+        info.name,
+        lock_timeout=lock_timeout,
+        pg_bindir=_pg_bindir(state),
+    )
     log.info("restore of %s done", info.name)
     if result.safety:
         state.say(f"Safety backup of the previous state: {result.safety.name}")
-    state.say(f"Restored [bold]{info.name}[/bold] into {state.settings.masked_url}; "
-              f"schema revision {result.revision or '<none>'}.")
+    state.say(
+        f"Restored [bold]{info.name}[/bold] into {state.settings.masked_url}; "
+        f"schema revision {result.revision or '<none>'}."
+    )
     if result.needs_upgrade:
-        state.say(f"[yellow]The schema is behind head {result.head}: run planctl db-upgrade.[/yellow]")
+        state.say(
+            f"[yellow]The schema is behind head {result.head}: run planctl db-upgrade.[/yellow]"
+        )
     else:
         state.say("The schema is at head; no db-upgrade needed.")
 
@@ -202,10 +242,18 @@ def restore_command(
 def prune_command(
     ctx: typer.Context,
     keep_last: Annotated[int, typer.Option("--keep-last", help="Keep the N newest.")] = 0,
-    keep_daily: Annotated[int, typer.Option("--keep-daily", help="Keep the newest of each of the last D days.")] = 0,
-    keep_weekly: Annotated[int, typer.Option("--keep-weekly", help="… of the last W ISO weeks.")] = 0,
-    keep_monthly: Annotated[int, typer.Option("--keep-monthly", help="… of the last M months.")] = 0,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan, delete nothing.")] = False,
+    keep_daily: Annotated[
+        int, typer.Option("--keep-daily", help="Keep the newest of each of the last D days.")
+    ] = 0,
+    keep_weekly: Annotated[
+        int, typer.Option("--keep-weekly", help="… of the last W ISO weeks.")
+    ] = 0,
+    keep_monthly: Annotated[
+        int, typer.Option("--keep-monthly", help="… of the last M months.")
+    ] = 0,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the plan, delete nothing.")
+    ] = False,
     directory: DirOption = None,
     lock_timeout: LockTimeout = 0.0,
 ) -> None:
@@ -216,24 +264,39 @@ def prune_command(
 
     state = _state(ctx)
     log = state.service_logger("backup")
-    plan = prune(_dir(state, directory), keep_last=keep_last, keep_daily=keep_daily,
-                 keep_weekly=keep_weekly, keep_monthly=keep_monthly,
-                 timezone=state.settings.timezone, dry_run=dry_run, lock_timeout=lock_timeout)
+    plan = prune(
+        _dir(state, directory),
+        keep_last=keep_last,
+        keep_daily=keep_daily,
+        keep_weekly=keep_weekly,
+        keep_monthly=keep_monthly,
+        timezone=state.settings.timezone,
+        dry_run=dry_run,
+        lock_timeout=lock_timeout,
+    )
     table = Table(title="Prune plan" + (" (dry run)" if dry_run else ""), title_justify="left")
     table.add_column("backup")
     table.add_column("created")
     table.add_column("decision")
     rows: list[tuple[Any, str]] = [(c, "keep: " + ", ".join(r)) for c, r in plan.keep]
-    rows += [(c, "[red]remove[/red]" if not dry_run else "[yellow]would remove[/yellow]") for c in plan.remove]
+    rows += [
+        (c, "[red]remove[/red]" if not dry_run else "[yellow]would remove[/yellow]")
+        for c in plan.remove
+    ]
     for chain, decision in sorted(rows, key=lambda r: r[0].created, reverse=True):
-        table.add_row(chain.root.name + (f" (+{len(chain.members) - 1})" if len(chain.members) > 1 else ""),
-                      _local(state, chain.created), decision)
+        table.add_row(
+            chain.root.name + (f" (+{len(chain.members) - 1})" if len(chain.members) > 1 else ""),
+            _local(state, chain.created),
+            decision,
+        )
     if not state.quiet:
         out_console().print(table)
     removed = sum(len(c.members) for c in plan.remove)
     if not dry_run:
         log.info("prune removed %d backups, kept %d chains", removed, len(plan.keep))
-    state.say(f"{'Would remove' if dry_run else 'Removed'} {removed} backups; kept {len(plan.keep)}.")
+    state.say(
+        f"{'Would remove' if dry_run else 'Removed'} {removed} backups; kept {len(plan.keep)}."
+    )
 
 
 def describe(info: BackupInfo) -> str:
