@@ -1,0 +1,1 @@
+"""Exports: CSV of any table, iCalendar of sessions, PDF reports."""
