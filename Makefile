@@ -35,6 +35,8 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/export.py
+	$(BIN)/python bench/backup.py
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache

@@ -64,7 +64,7 @@ def test_backup_change_restore_gives_back_every_row(
 
 def test_files_metadata_and_permissions(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
-    info = create_backup(seeded_url, backups, label="Antes de la migración").info
+    info = create_backup(seeded_url, backups, label="Antes de la migración", keep=3).info
     assert stat.S_IMODE(backups.stat().st_mode) == 0o700
     data, meta = backups / info.data_file, backups / f"{info.name}.json"
     for path in (data, meta):
@@ -256,7 +256,7 @@ def test_cli_backup_list_verify_restore(seeded_url: str, tmp_path: Path, cli) ->
     run = cli("backup", "--keep", "5", "--dir", str(backups), url=seeded_url)
     assert run.exit_code == 0, run.stderr
     name = list_backups(backups)[0].name
-    assert name in run.stdout and "verified" in run.stdout
+    assert name in run.stdout and "verified and written" in run.stdout
     run = cli("backup", "list", "--json", "--dir", str(backups), url=seeded_url)
     assert [b["name"] for b in json.loads(run.stdout)] == [name]
     run = cli("backup", "list", "--dir", str(backups), url=seeded_url)
@@ -364,3 +364,16 @@ def test_too_old_pg_dump_is_refused(pg_database: str, tmp_path: Path, cli, monke
     assert "pg_dump 9" in line and f"older than the PostgreSQL {major} server" in line
     assert "install postgresql-client-" in line
     assert list_backups(tmp_path / "b") == []
+
+
+def test_engine_check_runs_before_rotation(seeded_url: str, tmp_path: Path) -> None:
+    """Without --keep nothing is deleted, so the engine check waits for `backup verify`."""
+    backups = tmp_path / "b"
+    plain = create_backup(seeded_url, backups).info
+    assert plain.verified_at is None
+    checked = create_backup(seeded_url, backups, keep=5).info
+    assert checked.verified_at is not None
+    forced = create_backup(seeded_url, backups, verify=True).info
+    assert forced.verified_at is not None
+    [result] = verify_backup(backups, plain.name)
+    assert result.ok and result.info.verified_at is not None

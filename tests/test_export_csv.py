@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, text
 
 from planctl.db.engine import connect
 from planctl.db.models import TABLE_NAMES, Cliente, metadata
@@ -154,7 +154,8 @@ def test_columns_delimiter_and_dates(seeded_url: str) -> None:
         want = (
             connection.execute(
                 text(
-                    "SELECT id FROM sesiones WHERE fecha BETWEEN '2026-11-01' AND '2026-11-30' ORDER BY id"
+                    "SELECT id FROM sesiones WHERE fecha BETWEEN '2026-11-01' AND '2026-11-30'"
+                    " ORDER BY id"
                 )
             )
             .scalars()
@@ -182,7 +183,7 @@ def test_unknown_table_is_refused_and_nothing_changes(seeded_url: str, name: str
 
 
 def test_bad_options(seeded_url: str) -> None:
-    with pytest.raises(UsageError, match="unknown column 'fechas'.*did you mean 'fecha'"):
+    with pytest.raises(UsageError, match=r"unknown column 'fechas'.*did you mean 'fecha'"):
         export(seeded_url, "sesiones", CsvOptions(columns=["fechas"]))
     with pytest.raises(UsageError, match="has no date"):
         export(seeded_url, "temas", CsvOptions(since=dt.date(2026, 1, 1)))
@@ -193,7 +194,7 @@ def test_bad_options(seeded_url: str) -> None:
 def test_cli_csv_to_stdout_and_file(seeded_url: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     run = cli("export", "csv", "temas", url=seeded_url)
     assert run.exit_code == 0, run.stderr
-    assert [r["nombre"] for r in parse(run.stdout)][0] == "Ofimática"
+    assert parse(run.stdout)[0]["nombre"] == "Ofimática"
     assert run.stderr == ""  # nothing but data on stdout, nothing on stderr
     target = tmp_path / "s.csv"
     run = cli("export", "csv", "sesiones", "-o", str(target), url=seeded_url)
@@ -247,7 +248,6 @@ def test_exports_are_logged(seeded_url: str, cli, tmp_path: Path) -> None:  # ty
 def test_memory_stays_flat(tmp_path: Path) -> None:
     """Peak RSS of a real export process barely moves between 20k and 200k rows."""
     import os
-    import resource
     import subprocess
     import sys
 
@@ -270,6 +270,6 @@ def test_memory_stays_flat(tmp_path: Path) -> None:
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
         )
         peaks.append(int(done.stdout.strip().splitlines()[-1]))
-        assert sum(1 for _ in open(tmp_path / "out.csv", encoding="utf-8")) > scale
+        with open(tmp_path / "out.csv", encoding="utf-8") as written:
+            assert sum(1 for _ in written) > scale
     assert peaks[1] < peaks[0] * 1.15, peaks  # kB; 10× the rows, about the same memory
-    del resource

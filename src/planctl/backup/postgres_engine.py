@@ -134,18 +134,24 @@ def check_tool_version(tool: Path, server_major: int) -> None:
         )
 
 
+def _check(returncode: int, stderr: str, what: str) -> None:
+    """Turn a client tool's failure into one clear BackupError."""
+    if returncode == 0:
+        return
+    message = " ".join(stderr.split())[:500] or f"exit status {returncode}"
+    if returncode < 0:
+        message = f"killed by {signal.Signals(-returncode).name}"
+    if any(s in message for s in ("No space left", "File too large", "SIGXFSZ")):
+        raise BackupError(
+            f"{what} failed: the disk is full or a file-size limit was reached",
+            "free space in the backup directory and retry",
+        )
+    raise BackupError(f"{what} failed: {message}")
+
+
 def _run(command: list[str], env: dict[str, str], what: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(command, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        message = " ".join(done.stderr.split())[:500] or f"exit status {done.returncode}"
-        if done.returncode < 0:
-            message = f"killed by {signal.Signals(-done.returncode).name}"
-        if "No space left" in message or "File too large" in message or "SIGXFSZ" in message:
-            raise BackupError(
-                f"{what} failed: the disk is full or a file-size limit was reached",
-                "free space in the backup directory and retry",
-            )
-        raise BackupError(f"{what} failed: {message}")
+    _check(done.returncode, done.stderr, what)
     return done
 
 
@@ -169,14 +175,6 @@ def dump(
                 text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
             ).scalars()
         )
-        counts = {
-            name: connection.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
-            for name in TABLE_NAMES
-            if name in existing
-        }
-        revision = None
-        if "alembic_version" in existing:
-            revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
         pg_dump = find_tool("pg_dump", server_major, bindir)
         check_tool_version(pg_dump, server_major)
         command = [
@@ -189,7 +187,26 @@ def dump(
         ]
         with libpq_env(database_url) as env:
             _maybe_crash("pg-dump-start")
-            _run(command, env, "pg_dump")
+            process = subprocess.Popen(
+                command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            )
+            try:  # count rows in the same snapshot while pg_dump works on the other core
+                counts = {
+                    name: connection.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
+                    for name in TABLE_NAMES
+                    if name in existing
+                }
+                revision = None
+                if "alembic_version" in existing:
+                    revision = connection.execute(
+                        text("SELECT version_num FROM alembic_version")
+                    ).scalar()
+            except BaseException:
+                process.kill()
+                process.wait()
+                raise
+            _, stderr = process.communicate()
+            _check(process.returncode, stderr, "pg_dump")
     return revision, counts
 
 

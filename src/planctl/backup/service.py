@@ -66,10 +66,19 @@ def create_backup(
     reason: str = "manual",
     lock_timeout: float = 0.0,
     pg_bindir: Path | None = None,
+    verify: bool | None = None,
 ) -> BackupResult:
-    """One full native backup, verified, then rotation to the newest *keep* chains."""
+    """One full native backup, then rotation to the newest *keep* chains.
+
+    The engine check (SQLite ``quick_check``, ``pg_restore --list``) runs when
+    *verify* is true and, by default, whenever rotation is asked for: a backup
+    must be proven readable before it may push older ones out. The sha256 is
+    always recorded; ``verify_backup`` runs the full checks later.
+    """
     if keep is not None and keep < 1:
         raise UsageError(f"--keep must be at least 1, got {keep}", "keep at least the new backup")
+    if verify is None:
+        verify = keep is not None
     backup_dir = prepare_dir(Path(backup_dir))
     with backup_lock(backup_dir, lock_timeout):
         cleaned = clean_leftovers(backup_dir)
@@ -80,6 +89,7 @@ def create_backup(
             label=label,
             reason=reason,
             pg_bindir=pg_bindir,
+            verify=verify,
         )
         removed = rotate_locked(backup_dir, keep) if keep is not None else []
     return BackupResult(info, removed, cleaned)
@@ -93,6 +103,7 @@ def _create_locked(
     label: str | None,
     reason: str,
     pg_bindir: Path | None,
+    verify: bool,
 ) -> BackupInfo:
     engine = engine_name(database_url)
     created = utc_now()
@@ -107,15 +118,16 @@ def _create_locked(
                 raw = temp_path(backup_dir, ".sqlite")
                 try:
                     revision, counts = sqlite_engine.snapshot(database_url, raw)
-                    sqlite_engine.integrity_check(raw, name)  # verify before it may count
+                    if verify:  # a gate before rotation may delete older backups
+                        sqlite_engine.integrity_check(raw, name, quick=True)
                     _maybe_crash("verified")
                     sha, size = sqlite_engine.write_data(raw, temp, compress)
                 finally:
                     sqlite_engine.unlink_database(raw)
             else:
                 revision, counts = postgres_engine.dump(database_url, temp, compress, pg_bindir)
-                # the TOC check here; `backup verify` also reads every data block
-                postgres_engine.check(temp, compress, backup_dir, name, pg_bindir, full=False)
+                if verify:  # the TOC here; `backup verify` also reads every data block
+                    postgres_engine.check(temp, compress, backup_dir, name, pg_bindir, full=False)
                 _maybe_crash("verified")
                 sha, size = sha256_file(temp), temp.stat().st_size
         except OSError as error:
@@ -123,7 +135,7 @@ def _create_locked(
         _maybe_crash("data-written")
         publish(temp, backup_dir / data_file)
         _maybe_crash("data-published")
-        now = utc_now().isoformat()
+        now = utc_now().isoformat() if verify else None
         info = BackupInfo(
             name=name,
             kind="full",
@@ -209,8 +221,8 @@ class VerifyResult:
     problem: str | None = None
 
 
-def verify_info(backup_dir: Path, info: BackupInfo, pg_bindir: Path | None = None) -> None:
-    """Checksum, then the engine's own check; raise VerificationError naming the backup."""
+def verify_checksum(backup_dir: Path, info: BackupInfo) -> Path:
+    """The data file exists and matches its recorded size and sha256."""
     path = backup_dir / info.data_file
     if not path.is_file():
         raise VerificationError(
@@ -222,6 +234,12 @@ def verify_info(backup_dir: Path, info: BackupInfo, pg_bindir: Path | None = Non
             f"backup {info.name}: checksum mismatch in {info.data_file}",
             "the file is damaged; restore another backup (planctl backup list)",
         )
+    return path
+
+
+def verify_info(backup_dir: Path, info: BackupInfo, pg_bindir: Path | None = None) -> None:
+    """Checksum, then the engine's own full check; raise VerificationError naming the backup."""
+    path = verify_checksum(backup_dir, info)
     if info.engine == "sqlite":
         sqlite_engine.check(path, info.compressed, backup_dir, info.name)
     elif info.engine == "postgresql":
@@ -311,7 +329,9 @@ def restore_backup(
         )
     head = _check_revision(info)
     with backup_lock(backup_dir, lock_timeout):
-        verify_info(backup_dir, info, pg_bindir)
+        # The checksum now; each engine checks the archive itself before it
+        # touches the live database (SQLite integrity_check, pg_restore TOC).
+        verify_checksum(backup_dir, info)
         safety = None
         if safety_backup and _has_database(database_url):
             safety = _create_locked(
@@ -321,6 +341,7 @@ def restore_backup(
                 label=PRE_RESTORE,
                 reason=PRE_RESTORE,
                 pg_bindir=pg_bindir,
+                verify=False,
             )
             log.info("safety backup %s taken before restoring %s", safety.name, info.name)
         _maybe_crash("before-restore")

@@ -93,6 +93,10 @@ from planctl.cli import backup as _backup  # noqa: E402
 
 app.add_typer(_backup.app, name="backup", rich_help_panel="Backups")
 
+from planctl.cli import export as _export  # noqa: E402
+
+app.add_typer(_export.app, name="export", rich_help_panel="Exports")
+
 
 def main() -> None:
     """Console-script entry point."""

@@ -83,8 +83,14 @@ def backup(
         str | None, typer.Option("--label", help="A note kept with the backup.")
     ] = None,
     lock_timeout: LockTimeout = 0.0,
+    verify: Annotated[
+        bool | None,
+        typer.Option(
+            "--verify/--no-verify", help="Engine check of the new backup (default: with --keep)."
+        ),
+    ] = None,
 ) -> None:
-    """Take one full backup of the configured database, verify it, then rotate."""
+    """Take one full backup of the configured database; with --keep, verify it and rotate."""
     if ctx.invoked_subcommand is not None:
         return
     from planctl.backup import create_backup
@@ -101,6 +107,7 @@ def backup(
         label=label,
         lock_timeout=lock_timeout,
         pg_bindir=_pg_bindir(state),
+        verify=verify,
     )
     info = result.info
     log.info(
@@ -111,7 +118,8 @@ def backup(
     )
     state.say(
         f"Backup [bold]{info.name}[/bold] ({info.engine}, {_size(info.size)}, "
-        f"revision {info.revision or '<none>'}) verified and written to {_dir(state, directory)}."
+        f"revision {info.revision or '<none>'}) {'verified and ' if info.verified_at else ''}"
+        f"written to {_dir(state, directory)}."
     )
     for removed in result.removed:
         state.say(f"Rotated out {removed.name}.")

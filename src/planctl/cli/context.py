@@ -66,4 +66,4 @@ class State:
     def say(self, message: str) -> None:
         """A human-facing status line on stdout, silenced by --quiet."""
         if not self.quiet:
-            out_console().print(message, highlight=False)
+            out_console().print(message, highlight=False, soft_wrap=True)

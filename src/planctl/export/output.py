@@ -9,7 +9,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import BinaryIO, TextIO
 
 from planctl.errors import PlanctlError
 
@@ -19,24 +19,17 @@ class OutputError(PlanctlError):
 
 
 @contextlib.contextmanager
-def open_output(target: str | Path, *, binary: bool = False) -> Iterator[IO[str] | IO[bytes]]:
-    """Yield a stream for *target* (``-`` is stdout).
+def binary_output(target: str | Path) -> Iterator[BinaryIO]:
+    """Yield a binary stream for *target* (``-`` is stdout).
 
-    A file is written to a temporary sibling and renamed into place only when
-    the export finished, so a failure never leaves a half-written file behind.
+    A file is written to a temporary sibling, fsynced and renamed into place
+    only when the export finished, so a failure never leaves a half-written
+    file behind (and never clobbers the previous one).
     """
     if str(target) == "-":
-        stream: IO[bytes] = sys.stdout.buffer
-        if binary:
-            yield stream
-            stream.flush()
-            return
-        text = io.TextIOWrapper(stream, encoding="utf-8", newline="", write_through=False)
-        try:
-            yield text
-            text.flush()
-        finally:
-            text.detach()
+        stream = sys.stdout.buffer
+        yield stream
+        stream.flush()
         return
     path = Path(target)
     directory = path.parent if str(path.parent) else Path(".")
@@ -52,18 +45,27 @@ def open_output(target: str | Path, *, binary: bool = False) -> Iterator[IO[str]
         ) from None
     temp = Path(temp_name)
     try:
-        mode = "wb" if binary else "w"
-        with os.fdopen(
-            fd, mode, **({} if binary else {"encoding": "utf-8", "newline": ""})
-        ) as handle:
+        with open(fd, "wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temp, 0o644 & ~_umask())
+        os.chmod(temp, 0o666 & ~_umask())
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def text_output(target: str | Path) -> Iterator[TextIO]:
+    """Like :func:`binary_output`, as UTF-8 text with line ends left alone."""
+    with binary_output(target) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        try:
+            yield text
+            text.flush()
+        finally:
+            text.detach()
 
 
 def _umask() -> int:

@@ -11,6 +11,7 @@ import difflib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.engine import Connection
@@ -75,8 +76,8 @@ class SessionFilter:
     include_cancelled: bool = True
 
 
-def _query() -> Select[tuple[object, ...]]:
-    return (
+def _query() -> Select[Any]:
+    query = (
         select(
             Sesion.id,
             Sesion.fecha,
@@ -109,6 +110,7 @@ def _query() -> Select[tuple[object, ...]]:
         .join(Formacion, Contratacion.formacion_id == Formacion.id)
         .join(Tema, Formacion.tema_id == Tema.id)
     )
+    return query  # type: ignore[return-value]
 
 
 def resolve_client(connection: Connection, client: str) -> int:
@@ -117,13 +119,13 @@ def resolve_client(connection: Connection, client: str) -> int:
         found = connection.execute(select(Cliente.id).where(Cliente.id == int(client))).scalar()
         if found is not None:
             return int(found)
-    else:
-        found = connection.execute(
-            select(Cliente.id).where(func.lower(Cliente.empresa) == client.strip().lower())
-        ).scalar()
-        if found is not None:
-            return int(found)
-    names = list(connection.execute(select(Cliente.empresa)).scalars())
+    # Compare in Python: SQLite's lower() folds ASCII only ('Ñandú' ≠ 'ñandú').
+    clients = connection.execute(select(Cliente.id, Cliente.empresa)).all()
+    wanted = client.strip().casefold()
+    for client_id, empresa in clients:
+        if empresa.casefold() == wanted:
+            return int(client_id)
+    names = [empresa for _, empresa in clients]
     close = difflib.get_close_matches(client, names, n=1)
     hint = f"did you mean '{close[0]}'?" if close else "planctl export csv clientes lists them"
     raise UsageError(f"unknown client '{client}'", hint)

@@ -1,0 +1,248 @@
+"""``planctl export csv|ical|pdf``: the data's way out, logged to exportacion.log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from planctl.cli.context import State, err_console
+from planctl.errors import UsageError
+
+app = typer.Typer(name="export", help="Export data as CSV, iCalendar or PDF.", no_args_is_help=True)
+
+SinceOption = Annotated[str | None, typer.Option("--since", help="First date, YYYY-MM-DD.")]
+UntilOption = Annotated[str | None, typer.Option("--until", help="Last date, YYYY-MM-DD.")]
+
+
+def _state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, State)
+    return obj
+
+
+def parse_date(value: str | None, option: str) -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"invalid date '{value}' for {option}", "use YYYY-MM-DD") from None
+
+
+@contextmanager
+def progress_bar(
+    state: State, total: int | None, label: str
+) -> Iterator[Callable[[int], None] | None]:
+    """A Rich progress bar on stderr for long exports, only when stderr is a terminal."""
+    if state.quiet or not sys.stderr.isatty() or not total or total < 50_000:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=err_console(), transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def _count(connection: Any, table_name: str) -> int:
+    from sqlalchemy import func, select
+
+    from planctl.db.models import metadata
+
+    return int(
+        connection.execute(
+            select(func.count()).select_from(metadata.tables[table_name])
+        ).scalar_one()
+    )
+
+
+@app.command("csv")
+def export_csv(
+    ctx: typer.Context,
+    table: Annotated[
+        str | None, typer.Argument(help="Table to export (see planctl db-info).")
+    ] = None,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="File to write, or - for stdout.")
+    ] = "-",
+    all_dir: Annotated[
+        Path | None, typer.Option("--all", help="Write every table as DIR/<table>.csv.")
+    ] = None,
+    columns: Annotated[
+        str | None, typer.Option("--columns", help="Comma-separated columns, in order.")
+    ] = None,
+    delimiter: Annotated[
+        str, typer.Option("--delimiter", help="Field delimiter (one character; \\t for tab).")
+    ] = ",",
+    excel: Annotated[
+        bool, typer.Option("--excel", help="UTF-8 BOM and CRLF, for spreadsheets.")
+    ] = False,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Do not neutralise formula-like text (= + - @).")
+    ] = False,
+    since: SinceOption = None,
+    until: UntilOption = None,
+) -> None:
+    """Stream a table (or all of them) as CSV: header row, UTF-8, ISO dates, NULL as empty."""
+    from planctl.db.engine import connect
+    from planctl.export.csv import CsvOptions, export_all, export_table, resolve_table
+
+    state = _state(ctx)
+    if (table is None) == (all_dir is None):
+        raise UsageError("name one TABLE or pass --all DIR", "e.g. planctl export csv sesiones")
+    options = CsvOptions(
+        columns=[c.strip() for c in columns.split(",") if c.strip()] if columns else None,
+        delimiter="\t" if delimiter in ("\\t", "tab", "TAB") else delimiter,
+        excel=excel,
+        raw=raw,
+        since=parse_date(since, "--since"),
+        until=parse_date(until, "--until"),
+    )
+    log = state.service_logger("export")
+    started = time.perf_counter()
+    if all_dir is not None:
+        with connect(state.settings.database_url) as connection:
+            counts = export_all(connection, all_dir, options)
+        log.info("exported %d tables (%d rows) to %s", len(counts), sum(counts.values()), all_dir)
+        state.say(f"Wrote {len(counts)} CSV files ({sum(counts.values()):,} rows) to {all_dir}.")
+        return
+    assert table is not None
+    resolve_table(table)  # unknown names fail before any output is opened
+    from planctl.export.output import text_output
+
+    with connect(state.settings.database_url) as connection:
+        total = _count(connection, table) if sys.stderr.isatty() else None
+        with (
+            progress_bar(state, total, f"exporting {table}") as progress,
+            text_output(output) as out,
+        ):
+            rows = export_table(connection, table, out, options, progress=progress)
+    elapsed = time.perf_counter() - started
+    log.info("exported %s: %d rows to %s in %.2f s", table, rows, output, elapsed)
+    if output != "-":
+        state.say(f"Wrote {rows:,} rows of {table} to {output}.")
+
+
+@app.command("ical")
+def export_ical(
+    ctx: typer.Context,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="File to write, or - for stdout.")
+    ] = "-",
+    since: SinceOption = None,
+    until: UntilOption = None,
+    client: Annotated[
+        str | None, typer.Option("--client", help="Client id or company name.")
+    ] = None,
+    status: Annotated[
+        list[str] | None, typer.Option("--status", help="Only these estados (repeatable).")
+    ] = None,
+    include_cancelled: Annotated[
+        bool, typer.Option("--include-cancelled", help="Also export cancelled sessions.")
+    ] = False,
+) -> None:
+    """Sessions as an RFC 5545 calendar (one VEVENT per session, stable UIDs)."""
+    from planctl.db.engine import connect
+    from planctl.export.ical import write_calendar
+    from planctl.export.output import binary_output
+    from planctl.export.sessions import SessionFilter
+
+    state = _state(ctx)
+    filters = SessionFilter(
+        since=parse_date(since, "--since"),
+        until=parse_date(until, "--until"),
+        client=client,
+        statuses=status or None,
+        include_cancelled=include_cancelled or bool(status and "cancelada" in status),
+    )
+    log = state.service_logger("export")
+    started = time.perf_counter()
+    with (
+        connect(state.settings.database_url) as connection,
+        binary_output(output) as out,
+    ):
+        events = write_calendar(connection, out, timezone=state.settings.timezone, filters=filters)
+    log.info(
+        "exported %d sessions as iCalendar to %s in %.2f s",
+        events,
+        output,
+        time.perf_counter() - started,
+    )
+    if output != "-":
+        state.say(f"Wrote {events:,} events to {output}.")
+
+
+@app.command("pdf")
+def export_pdf(
+    ctx: typer.Context,
+    since: Annotated[str, typer.Option("--since", help="First date, YYYY-MM-DD.")],
+    until: Annotated[str, typer.Option("--until", help="Last date, YYYY-MM-DD.")],
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="File to write (- for stdout).")
+    ] = None,
+    view: Annotated[
+        str, typer.Option("--view", help="list (agenda + billable hours) or month (calendar).")
+    ] = "list",
+    client: Annotated[
+        str | None, typer.Option("--client", help="Client id or company name.")
+    ] = None,
+    generated_at: Annotated[
+        str | None,
+        typer.Option("--generated-at", help="Fixed generation time (ISO), for reproducible files."),
+    ] = None,
+) -> None:
+    """A PDF report: agenda with billable hours per client and topic, or a month calendar."""
+    from planctl.db.engine import connect
+    from planctl.export.output import binary_output
+    from planctl.export.pdf import write_report
+    from planctl.export.sessions import SessionFilter
+
+    state = _state(ctx)
+    first, last = parse_date(since, "--since"), parse_date(until, "--until")
+    assert first is not None and last is not None
+    moment = None
+    if generated_at is not None:
+        try:
+            moment = dt.datetime.fromisoformat(generated_at)
+        except ValueError:
+            raise UsageError(
+                f"invalid time '{generated_at}' for --generated-at",
+                "use ISO form, e.g. 2026-11-22T10:00:00+01:00",
+            ) from None
+    target = output or f"sesiones-{first}_{last}{'-mes' if view == 'month' else ''}.pdf"
+    log = state.service_logger("export")
+    started = time.perf_counter()
+    with (
+        connect(state.settings.database_url) as connection,
+        binary_output(target) as out,
+    ):
+        summary = write_report(
+            connection,
+            out,
+            since=first,
+            until=last,
+            view=view,
+            timezone=state.settings.timezone,
+            generated_at=moment,
+            filters=SessionFilter(client=client) if client else None,
+        )
+    log.info(
+        "exported PDF (%s view, %d sessions, %d pages) to %s in %.2f s",
+        view,
+        summary.sessions,
+        summary.pages,
+        target,
+        time.perf_counter() - started,
+    )
+    if target != "-":
+        state.say(
+            f"Wrote {target}: {summary.sessions:,} sessions, {summary.pages} pages, "
+            f"{summary.hours} h, {summary.amount} €."
+        )

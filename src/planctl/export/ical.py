@@ -1,0 +1,254 @@
+"""Sessions as an RFC 5545 calendar: one VEVENT per session, streamed.
+
+The calendar header and one VTIMEZONE are written first, then each event's
+bytes as the rows arrive, then ``END:VCALENDAR``: memory stays flat however
+many sessions there are. The output is deterministic (identical bytes while
+the data does not change), so re-importing it updates events instead of
+duplicating them.
+
+- ``UID`` is ``sesion-<id>@planctl``: stable for the life of the session.
+- ``DTSTAMP`` and ``LAST-MODIFIED`` are the session's ``updated_at`` in UTC
+  (``CREATED`` its ``created_at``), never the export time, so two exports of
+  unchanged data are identical. SQLite returns these naive, in UTC.
+- ``SEQUENCE`` is the whole seconds from ``created_at`` to ``updated_at``:
+  0 for a session never edited, and larger after every edit (``updated_at``
+  only moves forward), so clients accept the newer version of an event. Two
+  edits within one second share a value (SQLite keeps whole seconds).
+- ``DTSTART``/``DTEND`` are the wall-clock times with ``TZID=<timezone>``,
+  and the VTIMEZONE covers whole years from the first to the last session's
+  year, so every DST change of the exported range is in it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import itertools
+import re
+import zoneinfo
+from collections.abc import Iterable
+from typing import BinaryIO
+
+from icalendar import (
+    Calendar,
+    Event,
+    Timezone,
+    TimezoneDaylight,
+    TimezoneStandard,
+    vCategory,
+    vText,
+)
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from planctl import __version__
+from planctl.db.models import Sesion
+from planctl.errors import ConfigError
+from planctl.export.sessions import SessionFilter, SessionView, iter_sessions
+
+PRODID = f"-//planctl//planctl {__version__}//ES"
+CALENDAR_NAME = "Planificador — sesiones"
+END_CALENDAR = b"END:VCALENDAR\r\n"
+STATUS = {
+    "propuesta": "TENTATIVE",
+    "programada": "CONFIRMED",
+    "reprogramada": "CONFIRMED",
+    "cancelada": "CANCELLED",
+}
+MAX_SEQUENCE = 2**31 - 1  # SEQUENCE is an INTEGER: a signed 32-bit value
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# TEXT may not hold control characters other than HTAB (RFC 5545 3.3.11).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def escape_text(value: str) -> str:
+    """RFC 5545 TEXT escaping: backslash, semicolon, comma and line breaks."""
+    escaped = (
+        value.replace("\\", "\\\\")
+        .replace(";", "\\;")
+        .replace(",", "\\,")
+        .replace("\r\n", "\\n")
+        .replace("\n", "\\n")
+        .replace("\r", "\\n")
+    )
+    return CONTROL_CHARACTERS.sub("", escaped)
+
+
+class Text(vText):
+    """A TEXT value escaped exactly.
+
+    icalendar 7 turns a literal backslash followed by ``N`` (``C:\\Nuevos``)
+    into a line break before escaping; this keeps the text as it is.
+    """
+
+    def to_ical(self) -> bytes:
+        return escape_text(str(self)).encode("utf-8")
+
+
+class Categories(vCategory):
+    """CATEGORIES whose values are escaped by :class:`Text`."""
+
+    def to_ical(self) -> bytes:
+        return b",".join(Text(str(c)).to_ical() for c in self.cats)
+
+
+def session_uid(session_id: int, domain: str = "planctl") -> str:
+    """The event UID of a session: stable, so re-imports update instead of duplicating."""
+    return f"sesion-{session_id}@{domain}"
+
+
+def zone_info(timezone: str) -> zoneinfo.ZoneInfo:
+    """The IANA time zone *timezone*; ConfigError with a close name if unknown."""
+    try:
+        return zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        close = difflib.get_close_matches(timezone, sorted(zoneinfo.available_timezones()), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "use an IANA name like Europe/Madrid"
+        raise ConfigError(f"unknown time zone '{timezone}' (PLANCTL_TIMEZONE)", hint) from None
+
+
+def as_utc(moment: dt.datetime | None) -> dt.datetime | None:
+    """*moment* in UTC to the second; a naive value (SQLite) is already UTC."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).replace(microsecond=0)
+
+
+def location(view: SessionView) -> str | None:
+    """The address, the video link as "Online: <link>", or both for a mixed session."""
+    online = f"Online: {view.enlace_vc}" if view.enlace_vc else "Online"
+    if view.modalidad == "online" or (not view.direccion and view.enlace_vc):
+        return online
+    if view.modalidad == "mixta" and view.direccion and view.enlace_vc:
+        return f"{view.direccion} / {online}"
+    return view.direccion
+
+
+def description(view: SessionView) -> str:
+    """Contract number, modality, contact person and notes, one per line."""
+    lines = [f"Expediente: {view.expediente}"]
+    if view.modalidad:
+        lines.append(f"Modalidad: {view.modalidad}")
+    contact = [
+        part
+        for part in (view.persona_responsable, view.telefono_responsable, view.email_responsable)
+        if part
+    ]
+    if contact:
+        lines.append(f"Contacto: {', '.join(contact)}")
+    if view.notas:
+        lines.append(f"Notas: {view.notas}")
+    return "\n".join(lines)
+
+
+def sequence(view: SessionView) -> int:
+    """Whole seconds from creation to the last edit: grows with every change."""
+    created, updated = as_utc(view.created_at), as_utc(view.updated_at)
+    if created is None or updated is None:
+        return 0
+    return max(0, min(MAX_SEQUENCE, int((updated - created).total_seconds())))
+
+
+def session_to_event(view: SessionView, timezone: str) -> Event:
+    """One VEVENT for *view*, its times in the IANA zone *timezone*."""
+    zone = zone_info(timezone)
+    created, updated = as_utc(view.created_at), as_utc(view.updated_at)
+    event = Event()
+    event.add("uid", session_uid(view.id))
+    event.add("dtstamp", updated or created or EPOCH)
+    event.add("dtstart", dt.datetime.combine(view.fecha, view.hora_inicio, tzinfo=zone))
+    event.add("dtend", dt.datetime.combine(view.fecha, view.hora_fin, tzinfo=zone))
+    event.add("summary", Text(f"{view.formacion} — {view.cliente}"))
+    place = location(view)
+    if place:
+        event.add("location", Text(place))
+    event.add("description", Text(description(view)))
+    if view.enlace_vc:
+        event.add("url", view.enlace_vc)
+    event.add("categories", Categories([view.tema]))
+    event.add("status", STATUS[view.estado])
+    event.add("sequence", sequence(view))
+    if created is not None:
+        event.add("created", created)
+    if updated is not None:
+        event.add("last-modified", updated)
+    return event
+
+
+def covered_years(connection: Connection, filters: SessionFilter) -> tuple[dt.date, dt.date]:
+    """January 1st of the first session's year and of the year after the last one.
+
+    Taken over all sessions between since/until (a superset of the exported
+    ones), so the VTIMEZONE is known before the first event is streamed; with
+    no sessions at all, the filter's dates or else this year.
+    """
+    query = select(func.min(Sesion.fecha), func.max(Sesion.fecha))
+    if filters.since is not None:
+        query = query.where(Sesion.fecha >= filters.since)
+    if filters.until is not None:
+        query = query.where(Sesion.fecha <= filters.until)
+    first, last = connection.execute(query).one()
+    today = dt.date.today()
+    first = first or filters.since or filters.until or today
+    last = last or filters.until or filters.since or today
+    return dt.date(first.year, 1, 1), dt.date(last.year + 1, 1, 1)
+
+
+def time_zone(timezone: str, first: dt.date, last: dt.date) -> Timezone:
+    """The VTIMEZONE of *timezone* with every UTC offset change from *first* to *last*.
+
+    Each observance repeats its DTSTART as an RDATE: parsers that see RDATE but
+    no RRULE take only the RDATEs as onsets (ical 14; libical did too), which
+    would leave the first onset of each observance out.
+    """
+    vtimezone = Timezone.from_tzinfo(zone_info(timezone), timezone, first, last)
+    for observance in vtimezone.subcomponents:
+        if isinstance(observance, TimezoneStandard | TimezoneDaylight):
+            observance.rdates = [observance.DTSTART, *(start for start, _ in observance.rdates)]
+    return vtimezone
+
+
+def calendar_header(timezone: str, first: dt.date, last: dt.date) -> bytes:
+    """Everything before the first VEVENT: calendar properties and the VTIMEZONE."""
+    calendar = Calendar()
+    calendar.add("prodid", PRODID)
+    calendar.add("version", "2.0")
+    calendar.add("calscale", "GREGORIAN")
+    calendar.add("x-wr-calname", CALENDAR_NAME)
+    calendar.add("x-wr-timezone", timezone)
+    calendar.add_component(time_zone(timezone, first, last))
+    data: bytes = calendar.to_ical()
+    assert data.endswith(END_CALENDAR)
+    return data[: -len(END_CALENDAR)]
+
+
+def write_events(out: BinaryIO, views: Iterable[SessionView], timezone: str) -> int:
+    """Write one VEVENT per view; returns how many."""
+    count = 0
+    for view in views:
+        out.write(session_to_event(view, timezone).to_ical())
+        count += 1
+    return count
+
+
+def write_calendar(
+    connection: Connection,
+    out: BinaryIO,
+    *,
+    timezone: str,
+    filters: SessionFilter = SessionFilter(),
+) -> int:
+    """Stream the matching sessions to *out* as one VCALENDAR; returns the number of events.
+
+    Bad arguments (time zone, client, status) fail before anything is written.
+    """
+    zone_info(timezone)
+    first, last = covered_years(connection, filters)
+    sessions = iter_sessions(connection, filters)
+    head = next(sessions, None)  # runs the query: an unknown client raises here
+    out.write(calendar_header(timezone, first, last))
+    count = write_events(out, itertools.chain([] if head is None else [head], sessions), timezone)
+    out.write(END_CALENDAR)
+    return count

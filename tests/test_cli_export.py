@@ -1,0 +1,139 @@
+"""``planctl export ical|pdf`` through the command line (the libraries have their own tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import icalendar
+from pypdf import PdfReader
+
+from planctl.logs import close_service_loggers
+
+
+def test_ical_to_stdout_and_file(seeded_url: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run = cli("export", "ical", "--since", "2026-11-01", "--until", "2026-11-30", url=seeded_url)
+    assert run.exit_code == 0, run.stderr
+    calendar = icalendar.Calendar.from_ical(run.stdout)
+    events = list(calendar.walk("VEVENT"))
+    assert events and all(str(e["STATUS"]) != "CANCELLED" for e in events)
+    assert all(
+        "2026-11-01" <= e.decoded("DTSTART").date().isoformat() <= "2026-11-30" for e in events
+    )
+
+    target = tmp_path / "s.ics"
+    run = cli("export", "ical", "--include-cancelled", "-o", str(target), url=seeded_url)
+    assert run.exit_code == 0, run.stderr
+    everything = list(icalendar.Calendar.from_ical(target.read_bytes()).walk("VEVENT"))
+    assert len(everything) == 320
+    assert {str(e["STATUS"]) for e in everything} == {"TENTATIVE", "CONFIRMED", "CANCELLED"}
+    close_service_loggers()
+    assert "as iCalendar to" in (tmp_path / "logs" / "exportacion.log").read_text(encoding="utf-8")
+
+
+def test_ical_filters_by_client_and_status(seeded_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+    run = cli(
+        "export",
+        "ical",
+        "--client",
+        "ñandú consultores, s.a.",
+        "--status",
+        "propuesta",
+        url=seeded_url,
+    )
+    assert run.exit_code == 0, run.stderr
+    events = list(icalendar.Calendar.from_ical(run.stdout).walk("VEVENT"))
+    assert events
+    assert all("Ñandú Consultores" in str(e["SUMMARY"]) for e in events)
+    assert {str(e["STATUS"]) for e in events} == {"TENTATIVE"}
+
+
+def test_ical_errors(seeded_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+    run = cli("export", "ical", "--client", "Nandu Consultores", url=seeded_url)
+    assert run.exit_code == 2
+    assert "unknown client 'Nandu Consultores'" in run.stderr and "did you mean" in run.stderr
+    assert run.stdout == ""
+    run = cli("export", "ical", "--status", "terminada", url=seeded_url)
+    assert run.exit_code == 2 and "unknown session status 'terminada'" in run.stderr
+
+
+def test_pdf_list_and_month(seeded_url: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    target = tmp_path / "informe.pdf"
+    run = cli(
+        "export",
+        "pdf",
+        "--since",
+        "2026-10-01",
+        "--until",
+        "2026-12-31",
+        "-o",
+        str(target),
+        "--generated-at",
+        "2026-11-22T10:00:00+01:00",
+        url=seeded_url,
+    )
+    assert run.exit_code == 0, run.stderr
+    reader = PdfReader(target)
+    pages = len(reader.pages)
+    assert f"Página {pages} de {pages}" in (reader.pages[-1].extract_text() or "")
+    assert "Resumen para facturación" in "".join(p.extract_text() or "" for p in reader.pages)
+    first = target.read_bytes()
+    assert (
+        cli(
+            "export",
+            "pdf",
+            "--since",
+            "2026-10-01",
+            "--until",
+            "2026-12-31",
+            "-o",
+            str(target),
+            "--generated-at",
+            "2026-11-22T10:00:00+01:00",
+            url=seeded_url,
+        ).exit_code
+        == 0
+    )
+    assert target.read_bytes() == first  # reproducible
+
+    month = tmp_path / "mes.pdf"
+    run = cli(
+        "export",
+        "pdf",
+        "--view",
+        "month",
+        "--since",
+        "2026-10-01",
+        "--until",
+        "2026-12-31",
+        "-o",
+        str(month),
+        url=seeded_url,
+    )
+    assert run.exit_code == 0, run.stderr
+    assert len(PdfReader(month).pages) == 3
+
+
+def test_pdf_default_name_and_errors(seeded_url: str, cli, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    run = cli("export", "pdf", "--since", "2026-11-01", "--until", "2026-11-30", url=seeded_url)
+    assert run.exit_code == 0, run.stderr
+    assert (workdir / "sesiones-2026-11-01_2026-11-30.pdf").exists()
+    run = cli("export", "pdf", "--since", "2026-12-01", "--until", "2026-11-01", url=seeded_url)
+    assert run.exit_code == 2 and run.stderr.startswith("error: ")
+    run = cli(
+        "export",
+        "pdf",
+        "--since",
+        "2026-11-01",
+        "--until",
+        "2026-11-30",
+        "--view",
+        "week",
+        "-o",
+        str(workdir / "x.pdf"),
+        url=seeded_url,
+    )
+    assert run.exit_code == 2
+    assert not (workdir / "x.pdf").exists()
+    assert not [p for p in workdir.iterdir() if p.name.startswith(".x.pdf")]
+    run = cli("export", "pdf", "--until", "2026-11-30", url=seeded_url)
+    assert run.exit_code == 2
