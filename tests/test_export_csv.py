@@ -59,7 +59,21 @@ def test_every_table_round_trips(seeded_url: str, table: str) -> None:
     assert len(rows) == len(db_rows) > 0
     for got, want in zip(rows, db_rows, strict=True):
         assert list(got) == columns
-        assert [got[c] for c in columns] == [expected_cell(v) for v in want]
+        assert [same_cell(got[c], v) for c, v in zip(columns, want, strict=True)] == [True] * len(
+            want
+        )
+
+
+def same_cell(cell: str, value: object) -> bool:
+    """Times and timestamps compare by value: ISO text may drop fraction digits."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:  # SQLite keeps UTC without an offset
+            value = value.replace(tzinfo=dt.UTC)
+        parsed = dt.datetime.fromisoformat(cell)
+        return parsed == value and parsed.utcoffset() == dt.timedelta(0) and cell.endswith("+00:00")
+    if isinstance(value, dt.time):
+        return dt.time.fromisoformat(cell) == value
+    return cell == expected_cell(value)
 
 
 def test_fast_path_is_byte_identical(seeded_url: str) -> None:

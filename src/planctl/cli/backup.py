@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from planctl.backup import BackupInfo
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="backup",
     help="Consistent native backups with rotation, verification and safe restore.",
     invoke_without_command=True,

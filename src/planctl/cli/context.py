@@ -7,19 +7,23 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from planctl.config import Settings
 
 
 @cache
 def err_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True)
 
 
 @cache
 def out_console() -> Console:
+    from rich.console import Console
+
     return Console()
 
 

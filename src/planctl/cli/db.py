@@ -11,12 +11,18 @@ from typing import Annotated
 import typer
 
 from planctl.cli.context import State, out_console
-from planctl.errors import PlanctlError
+from planctl.errors import PlanctlError, UsageError
 
 
 def _state(ctx: typer.Context) -> State:
     assert isinstance(ctx.obj, State)
     return ctx.obj
+
+
+def _check_revision_argument(revision: str) -> None:
+    """Relative revisions (-1) pass as arguments; anything else dash-led is a typo'd option."""
+    if revision.startswith("-") and not revision[1:].isdigit():
+        raise UsageError(f"no such option: {revision}", "see --help")
 
 
 def _can_prompt() -> bool:
@@ -38,6 +44,7 @@ def db_upgrade(
     """Bring the schema up to REVISION (default: head)."""
     from planctl.db import migrate
 
+    _check_revision_argument(revision)
     state = _state(ctx)
     url = state.settings.database_url
     if sql:
@@ -60,6 +67,7 @@ def db_downgrade(
     """Undo migrations down to REVISION (default: one step). Drops data with the schema."""
     from planctl.db import migrate
 
+    _check_revision_argument(revision)
     state = _state(ctx)
     url = state.settings.database_url
     if not yes:

@@ -15,7 +15,12 @@ import typer
 from planctl.cli.context import State, err_console
 from planctl.errors import UsageError
 
-app = typer.Typer(name="export", help="Export data as CSV, iCalendar or PDF.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None,
+    name="export",
+    help="Export data as CSV, iCalendar or PDF.",
+    no_args_is_help=True,
+)
 
 SinceOption = Annotated[str | None, typer.Option("--since", help="First date, YYYY-MM-DD.")]
 UntilOption = Annotated[str | None, typer.Option("--until", help="Last date, YYYY-MM-DD.")]

@@ -34,11 +34,11 @@ from sqlalchemy import (
     Table,
     Text,
     Time,
-    and_,
     case,
     func,
     literal,
     select,
+    type_coerce,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
@@ -99,59 +99,57 @@ def resolve_columns(table: Table, names: Sequence[str] | None) -> list[Column[An
     return columns
 
 
-def _strip_zero_fraction(text: ColumnElement[Any], dialect: str) -> ColumnElement[Any]:
-    """'09:00:00.000000' → '09:00:00' (isoformat drops a zero fraction)."""
-    if dialect == "sqlite":
-        return case((func.substr(text, 9, 7) == ".000000", func.substr(text, 1, 8)), else_=text)
-    return text
-
-
 def cell_expression(column: Column[Any], dialect: str, raw: bool) -> ColumnElement[Any]:
-    """SQL that renders *column* exactly as the CSV shows it (text, or an integer)."""
+    """SQL that renders *column* exactly as the CSV shows it (text, or an integer).
+
+    PostgreSQL renders through its own text output under ``TimeZone=UTC`` and
+    ``DateStyle=ISO`` (see :func:`prepare_session`), which is also the cheapest.
+    """
     kind = column.type
+    if dialect == "postgresql":
+        if isinstance(kind, DateTime):
+            return func.cast(column, Text) + literal(":00")  # '…+00' → '…+00:00'
+        if isinstance(kind, (Boolean, Date, Time, Numeric)):
+            return func.cast(column, Text)  # true/false, ISO date/time, numeric at its scale
+        if isinstance(kind, (String, Text)):
+            text = func.nullif(column, "")  # COPY would quote '' as "" where csv writes nothing
+            if raw:
+                return text
+            risky = func.ascii(column).in_([ord(c) for c in FORMULA_STARTS])
+            return case((risky, literal("'") + column), else_=text)
+        return column
     if isinstance(kind, Boolean):
         return case((column.is_(None), None), (column, literal("true")), else_=literal("false"))
     if isinstance(kind, DateTime):
-        if dialect == "postgresql":
-            utc = func.timezone("UTC", column)
-            return (
-                func.to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS')
-                + case(
-                    (func.mod(func.extract("microseconds", utc), 1000000) == 0, literal("")),
-                    else_=func.to_char(utc, ".US"),
-                )
-                + literal("+00:00")
-            )
-        # SQLite keeps 'YYYY-MM-DD HH:MM:SS[.ffffff]' in UTC (CURRENT_TIMESTAMP, SQLAlchemy)
-        body = func.replace(column, " ", "T")
+        # SQLite keeps 'YYYY-MM-DD HH:MM:SS[.ffffff]' in UTC (CURRENT_TIMESTAMP, SQLAlchemy);
+        # NULL stays NULL through ||.
         trimmed = case(
-            (func.substr(body, 20, 7) == ".000000", func.substr(body, 1, 19)), else_=body
+            (func.substr(column, 20, 7) == ".000000", func.substr(column, 1, 19)), else_=column
         )
-        return case((column.is_(None), None), else_=trimmed + literal("+00:00"))
+        return type_coerce(trimmed, String) + literal("+00:00")
     if isinstance(kind, Time):
-        if dialect == "postgresql":
-            return func.to_char(column, "HH24:MI:SS") + case(
-                (func.mod(func.extract("microseconds", column), 1000000) == 0, literal("")),
-                else_=func.to_char(column, ".US"),
-            )
-        return _strip_zero_fraction(column, dialect)
-    if isinstance(kind, Date):
-        return func.to_char(column, "YYYY-MM-DD") if dialect == "postgresql" else column
+        return case(
+            (func.substr(column, 9, 7) == ".000000", func.substr(column, 1, 8)), else_=column
+        )
     if isinstance(kind, Numeric):
         scale = kind.scale or 0
-        if dialect == "postgresql":  # numeric(p, s) keeps its scale: 60.00
-            return func.cast(column, Text)
         if not scale:
             return column
         return case((column.is_(None), None), else_=func.printf(f"%.{scale}f", column))
     if isinstance(kind, (String, Text)):
-        text = func.nullif(column, "")
-        if raw:
-            return text
-        first = func.substr(column, 1, 1)
-        risky = first.in_([literal(c) for c in FORMULA_STARTS])
-        return case((and_(column.is_not(None), risky), literal("'") + column), else_=text)
+        if raw:  # csv writes '' and NULL alike; unicode() is the cheapest first-char test
+            return column
+        risky = func.unicode(column).in_([ord(c) for c in FORMULA_STARTS])
+        return case((risky, literal("'") + column), else_=column)
     return column
+
+
+def prepare_session(connection: Connection) -> None:
+    """Fix the server settings that shape PostgreSQL's text output, for this transaction."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")
+        connection.exec_driver_sql("SET LOCAL DateStyle = 'ISO, YMD'")
+        connection.exec_driver_sql("SET LOCAL IntervalStyle = 'iso_8601'")
 
 
 def build_select(
@@ -207,6 +205,7 @@ def export_table(
     columns = resolve_columns(table, options.columns)
     dialect = connection.dialect.name
     query = build_select(table, columns, dialect, options)
+    prepare_session(connection)
     if options.excel:
         out.write("\ufeff")
     if fast_path and _can_copy(connection, columns, options):
@@ -260,14 +259,29 @@ def _copy_out(
         f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv, HEADER true, DELIMITER '{delimiter}')"
     )
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    raw = getattr(out, "buffer", None)  # write bytes straight through when we can
+    if raw is not None:
+        out.flush()
     decoder = codecs.getincrementaldecoder("utf-8")()
+    pending: list[bytes] = []
+
+    def flush() -> None:
+        if pending:
+            chunk = b"\r\n".join(pending) + b"\r\n"
+            if raw is not None:
+                raw.write(chunk)
+            else:
+                out.write(decoder.decode(chunk))
+            if progress:
+                progress(len(pending))
+            pending.clear()
+
     with cursor.copy(statement) as copy:
         for block in copy:  # one CopyData message per row, ending in \n
-            row = decoder.decode(bytes(block))
-            out.write(row[:-1] + "\r\n" if row.endswith("\n") else row)
-            if progress:
-                progress(1)
-    out.write(decoder.decode(b"", final=True))
+            pending.append(bytes(block)[:-1])
+            if len(pending) >= 2000:
+                flush()
+        flush()
     return _rows_from_copy(connection, query)
 
 
