@@ -5,28 +5,21 @@
 On a SQLite database of about 1 GB (db-seed --scale) and its PostgreSQL twin:
 ``planctl backup --no-compress`` vs ``sqlite3 DB ".backup FILE"`` and vs
 ``pg_dump -Fc -Z0``; ``planctl backup restore`` vs ``pg_restore`` with the same
-flags planctl uses. Median of --runs. Appends a table to bench/RESULTS.md.
+flags planctl uses. Medians of --runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-PLANCTL = str(Path(sys.executable).parent / "planctl")
-ADMIN_URL = os.environ.get(
-    "PLANCTL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import PLANCTL, create_pg_database, drop_pg_database, env_for, record
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
@@ -35,68 +28,55 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
     return time.perf_counter() - started
 
 
-def env_for(url: str, work: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANCTL_")}
-    env.update(
-        DATABASE_URL=url,
-        PLANCTL_LOG_DIR=str(work / "logs"),
-        PLANCTL_BACKUP_DIR=str(work / "backups"),
-    )
-    return env
-
-
-def median(samples: list[float]) -> float:
-    return statistics.median(samples)
+def seed(env: dict[str, str], sessions: int) -> None:
+    subprocess.run([PLANCTL, "-q", "db-upgrade"], env=env, check=True)
+    subprocess.run([PLANCTL, "-q", "db-seed", "--scale", str(sessions)], env=env, check=True)
 
 
 def bench_sqlite(sessions: int, runs: int, work: Path) -> list[tuple[str, float, str, float]]:
     db = work / "big.db"
     env = env_for(f"sqlite:///{db}", work)
-    subprocess.run([PLANCTL, "-q", "db-upgrade"], env=env, check=True)
-    subprocess.run([PLANCTL, "-q", "db-seed", "--scale", str(sessions)], env=env, check=True)
+    seed(env, sessions)
     size = db.stat().st_size
-    ours, ref = [], []
+    ref, plain, gated, packed = [], [], [], []
     for i in range(runs):
         target = work / f"ref-{i}.db"
         ref.append(timed(["sqlite3", str(db), f".backup {target}"]))
         target.unlink()
-        ours.append(timed([PLANCTL, "-q", "backup", "--no-compress", "--keep", "1"], env=env))
-    compressed = timed([PLANCTL, "-q", "backup", "--compress", "--keep", "1"], env=env)
+        plain.append(timed([PLANCTL, "-q", "backup", "--no-compress"], env=env))
+        gated.append(timed([PLANCTL, "-q", "backup", "--no-compress", "--keep", "1"], env=env))
+        packed.append(timed([PLANCTL, "-q", "backup", "--keep", "1"], env=env))
+    r = statistics.median(ref)
+    reference = 'sqlite3 DB ".backup FILE"'
     return [
         (
-            f"backup --no-compress, SQLite {size / 1e9:.2f} GB",
-            median(ours),
-            'sqlite3 DB ".backup FILE"',
-            median(ref),
+            f"backup --no-compress, SQLite {size / 1e9:.2f} GB (sha256, no engine check)",
+            statistics.median(plain),
+            reference,
+            r,
         ),
         (
-            "backup --compress (gzip -1), same database",
-            compressed,
-            'sqlite3 DB ".backup FILE"',
-            median(ref),
+            "backup --no-compress --keep 1 (+ quick_check before rotation)",
+            statistics.median(gated),
+            reference,
+            r,
         ),
+        ("backup --keep 1 (gzip -1 + quick_check)", statistics.median(packed), reference, r),
     ]
 
 
 def bench_postgres(sessions: int, runs: int, work: Path) -> list[tuple[str, float, str, float]]:
-    import psycopg
-
-    admin = ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
-    name = f"planctl_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = admin.rsplit("/", 1)[0] + "/" + name
+    url = create_pg_database()
     env = env_for(url, work)
-    libpq = {**os.environ, "PGDATABASE": name}
     try:
-        subprocess.run([PLANCTL, "-q", "db-upgrade"], env=env, check=True)
-        subprocess.run([PLANCTL, "-q", "db-seed", "--scale", str(sessions)], env=env, check=True)
-        ours, ref = [], []
+        seed(env, sessions)
         dump = work / "ref.dump"
+        ref, plain, gated = [], [], []
         for _ in range(runs):
             ref.append(timed(["pg_dump", "-d", url, "-Fc", "-Z0", "-f", str(dump)]))
-            ours.append(timed([PLANCTL, "-q", "backup", "--no-compress", "--keep", "1"], env=env))
-        ours_restore, ref_restore = [], []
+            plain.append(timed([PLANCTL, "-q", "backup", "--no-compress"], env=env))
+            gated.append(timed([PLANCTL, "-q", "backup", "--no-compress", "--keep", "1"], env=env))
+        ref_restore, restore, restore_safe = [], [], []
         for _ in range(runs):
             ref_restore.append(
                 timed(
@@ -109,27 +89,42 @@ def bench_postgres(sessions: int, runs: int, work: Path) -> list[tuple[str, floa
                         "-d",
                         url,
                         str(dump),
-                    ],
-                    env=libpq,
+                    ]
                 )
             )
-            ours_restore.append(timed([PLANCTL, "-q", "backup", "restore", "--yes"], env=env))
+            restore.append(
+                timed([PLANCTL, "-q", "backup", "restore", "--yes", "--no-safety-backup"], env=env)
+            )
+            restore_safe.append(timed([PLANCTL, "-q", "backup", "restore", "--yes"], env=env))
         size = dump.stat().st_size
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_pg_database(url)
+    d, rr = statistics.median(ref), statistics.median(ref_restore)
+    restore_ref = "pg_restore --clean --if-exists --single-transaction --no-owner"
     return [
         (
             f"backup --no-compress, PostgreSQL (dump {size / 1e9:.2f} GB)",
-            median(ours),
+            statistics.median(plain),
             "pg_dump -Fc -Z0",
-            median(ref),
+            d,
         ),
         (
-            "backup restore (incl. verify + safety backup)",
-            median(ours_restore),
-            "pg_restore --clean --if-exists --single-transaction --no-owner",
-            median(ref_restore),
+            "backup --no-compress --keep 1 (+ pg_restore --list)",
+            statistics.median(gated),
+            "pg_dump -Fc -Z0",
+            d,
+        ),
+        (
+            "backup restore --no-safety-backup (checksum + TOC + restore)",
+            statistics.median(restore),
+            restore_ref,
+            rr,
+        ),
+        (
+            "backup restore (default: + safety pg_dump of the live database)",
+            statistics.median(restore_safe),
+            restore_ref,
+            rr,
         ),
     ]
 
@@ -146,19 +141,11 @@ def main() -> None:
     if not args.no_postgres:
         with tempfile.TemporaryDirectory(prefix="planctl-bench-") as tmp:
             rows += bench_postgres(args.sessions, args.runs, Path(tmp))
-    stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    lines = [
-        f"## backups — {stamp} — {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{args.sessions:,} sessions, median of {args.runs}",
-        "",
+    record(
+        f"backups, {args.sessions:,} sessions, median of {args.runs}",
         "| planctl | s | reference (same run) | s | ratio |",
-        "|---|---:|---|---:|---:|",
-    ]
-    lines += [f"| {a} | {x:.2f} | {b} | {y:.2f} | {x / y:.2f}× |" for a, x, b, y in rows]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with (HERE / "RESULTS.md").open("a") as out:
-        out.write(text + "\n")
+        [f"| {a} | {x:.2f} | {b} | {y:.2f} | {x / y:.2f}× |" for a, x, b, y in rows],
+    )
 
 
 if __name__ == "__main__":

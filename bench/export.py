@@ -12,27 +12,15 @@ N rows, and the time of ``export ical`` and ``export pdf --view list`` for
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-PLANCTL = str(Path(sys.executable).parent / "planctl")
-ADMIN_URL = os.environ.get(
-    "PLANCTL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-
-
-def env_for(url: str, work: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANCTL_")}
-    env.update(DATABASE_URL=url, PLANCTL_LOG_DIR=str(work / "logs"))
-    return env
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import PLANCTL, create_pg_database, drop_pg_database, env_for, record
 
 
 def run_measured(
@@ -76,23 +64,6 @@ def csv_rows(
     ]
 
 
-def pg_database() -> tuple[str, str]:
-    import psycopg
-
-    admin = ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
-    name = f"planctl_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return admin, admin.rsplit("/", 1)[0] + "/" + name
-
-
-def drop(admin: str, url: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sessions", type=int, default=1_000_000)
@@ -113,7 +84,7 @@ def main() -> None:
                 sessions,
             )
             if not args.no_postgres:
-                admin, pg_url = pg_database()
+                pg_url = create_pg_database()
                 try:
                     seed(pg_url, work, sessions)
                     rows += csv_rows(
@@ -124,7 +95,7 @@ def main() -> None:
                         sessions,
                     )
                 finally:
-                    drop(admin, pg_url)
+                    drop_pg_database(pg_url)
         url = f"sqlite:///{work / 'ten.db'}"
         seed(url, work, 10_000)
         env = env_for(url, work)
@@ -164,18 +135,11 @@ def main() -> None:
         ):
             seconds, rss = run_measured([PLANCTL, "-q", *cmd], env)
             rows.append((name, f"{seconds:.2f} s", "—", f"peak RSS {rss} MB"))
-    stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    lines = [
-        f"## exports — {stamp} — {os.cpu_count()} cores, Python {platform.python_version()}",
-        "",
+    record(
+        "exports",
         "| planctl | time | reference (same run) | ratio / memory |",
-        "|---|---:|---|---|",
-    ]
-    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with (HERE / "RESULTS.md").open("a") as out:
-        out.write(text + "\n")
+        [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows],
+    )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,9 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from planctl.backup.store import BackupError, _maybe_crash, sha256_file
+from planctl.backup.store import BackupError, _maybe_crash
 from planctl.db.engine import parse_url
 from planctl.errors import VerificationError
 
@@ -155,6 +156,19 @@ def _run(command: list[str], env: dict[str, str], what: str) -> subprocess.Compl
     return done
 
 
+def server_facts(connection: Any) -> tuple[int, set[str]]:
+    """The server's major version and the tables of the current schema."""
+    from sqlalchemy import text
+
+    major = int(connection.execute(text("SHOW server_version_num")).scalar_one()) // 10000
+    tables = set(
+        connection.execute(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        ).scalars()
+    )
+    return major, tables
+
+
 def dump(
     database_url: str, target: Path, compressed: bool, bindir: Path | None = None
 ) -> tuple[str | None, dict[str, int]]:
@@ -166,15 +180,8 @@ def dump(
 
     with connect(database_url) as connection:
         connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
-        server_major = (
-            int(connection.execute(text("SHOW server_version_num")).scalar_one()) // 10000
-        )
         snapshot = connection.execute(text("SELECT pg_export_snapshot()")).scalar_one()
-        existing = set(
-            connection.execute(
-                text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
-            ).scalars()
-        )
+        server_major, existing = server_facts(connection)
         pg_dump = find_tool("pg_dump", server_major, bindir)
         check_tool_version(pg_dump, server_major)
         command = [
@@ -270,14 +277,7 @@ def restore(
     contents = list_contents(data_path, name, bindir)
     dumped = {m.group(1) for line in contents if (m := re.search(r" TABLE \S+ (\S+) ", line))}
     with connect(database_url) as connection:
-        server_major = (
-            int(connection.execute(text("SHOW server_version_num")).scalar_one()) // 10000
-        )
-        live = set(
-            connection.execute(
-                text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
-            ).scalars()
-        )
+        server_major, live = server_facts(connection)
     pg_restore = find_tool("pg_restore", server_major, bindir)
     check_tool_version(pg_restore, server_major)
     extra = sorted(live - dumped)
@@ -298,7 +298,3 @@ def restore(
                 for table in extra:
                     connection.execute(text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
         _run(command, env, "pg_restore")
-
-
-def data_sha(path: Path) -> str:
-    return sha256_file(path)

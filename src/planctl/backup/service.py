@@ -7,8 +7,11 @@ backup directory as arguments; none reads the environment.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -95,6 +98,14 @@ def create_backup(
     return BackupResult(info, removed, cleaned)
 
 
+@contextlib.contextmanager
+def _timed(what: str, name: str) -> Iterator[None]:
+    """Log how long each phase of a backup took (backup.log; -v shows it)."""
+    started = time.perf_counter()
+    yield
+    log.info("%s: %s took %.2f s", name, what, time.perf_counter() - started)
+
+
 def _create_locked(
     database_url: str,
     backup_dir: Path,
@@ -117,23 +128,32 @@ def _create_locked(
             if engine == "sqlite":
                 raw = temp_path(backup_dir, ".sqlite")
                 try:
-                    revision, counts = sqlite_engine.snapshot(database_url, raw)
+                    with _timed("snapshot (online backup API)", name):
+                        revision, counts = sqlite_engine.snapshot(database_url, raw)
                     if verify:  # a gate before rotation may delete older backups
-                        sqlite_engine.integrity_check(raw, name, quick=True)
+                        with _timed("quick_check", name):
+                            sqlite_engine.integrity_check(raw, name, quick=True)
                     _maybe_crash("verified")
-                    sha, size = sqlite_engine.write_data(raw, temp, compress)
+                    with _timed("compress + sha256" if compress else "sha256", name):
+                        sha, size = sqlite_engine.write_data(raw, temp, compress)
                 finally:
                     sqlite_engine.unlink_database(raw)
             else:
-                revision, counts = postgres_engine.dump(database_url, temp, compress, pg_bindir)
+                with _timed("pg_dump", name):
+                    revision, counts = postgres_engine.dump(database_url, temp, compress, pg_bindir)
                 if verify:  # the TOC here; `backup verify` also reads every data block
-                    postgres_engine.check(temp, compress, backup_dir, name, pg_bindir, full=False)
+                    with _timed("pg_restore --list", name):
+                        postgres_engine.check(
+                            temp, compress, backup_dir, name, pg_bindir, full=False
+                        )
                 _maybe_crash("verified")
-                sha, size = sha256_file(temp), temp.stat().st_size
+                with _timed("sha256", name):
+                    sha, size = sha256_file(temp), temp.stat().st_size
         except OSError as error:
             raise _disk_error(error, backup_dir) from None
         _maybe_crash("data-written")
-        publish(temp, backup_dir / data_file)
+        with _timed("fsync + rename", name):
+            publish(temp, backup_dir / data_file)
         _maybe_crash("data-published")
         now = utc_now().isoformat() if verify else None
         info = BackupInfo(

@@ -206,6 +206,13 @@ def restore_command(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     directory: DirOption = None,
     lock_timeout: LockTimeout = 0.0,
+    safety_backup: Annotated[
+        bool,
+        typer.Option(
+            "--safety-backup/--no-safety-backup",
+            help="Back up the current database first (default). Skip it only if you have one.",
+        ),
+    ] = True,
 ) -> None:
     """Verify a backup, take a safety backup, then replace the database with it."""
     from planctl.backup import find_backup, restore_backup
@@ -231,6 +238,7 @@ def restore_command(
         info.name,
         lock_timeout=lock_timeout,
         pg_bindir=_pg_bindir(state),
+        safety_backup=safety_backup,
     )
     log.info("restore of %s done", info.name)
     if result.safety:

@@ -25,7 +25,7 @@ from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection
 
 from planctl.config import mask_url
-from planctl.db.engine import check_sqlite_target, make_engine, parse_url, translate_db_errors
+from planctl.db.engine import connect, parse_url
 from planctl.errors import MigrationError, VerificationError
 
 if TYPE_CHECKING:
@@ -77,17 +77,12 @@ def head_revision() -> str | None:
 
 @contextmanager
 def _migration_connection(database_url: str, *, create: bool) -> Iterator[Connection]:
-    url = parse_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        check_sqlite_target(url, create=create)
-    engine = make_engine(database_url, foreign_keys=False)
-    try:
-        with translate_db_errors(database_url), engine.begin() as connection:
-            yield connection
-            if url.get_backend_name() == "sqlite":
-                _check_foreign_keys(connection)
-    finally:
-        engine.dispose()
+    """One transaction for a whole migration run; on SQLite, foreign keys are
+    enforced by a final check instead of row by row (batch mode recreates tables)."""
+    with connect(database_url, create=create, foreign_keys=False) as connection:
+        yield connection
+        if connection.dialect.name == "sqlite":
+            _check_foreign_keys(connection)
 
 
 def _check_foreign_keys(connection: Connection) -> None:

@@ -1,0 +1,68 @@
+"""What the benchmark scripts share: environments, throwaway databases, results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import sys
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PLANCTL = str(Path(sys.executable).parent / "planctl")
+ADMIN_URL = os.environ.get(
+    "PLANCTL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+).replace("postgresql+psycopg://", "postgresql://")
+
+
+def env_for(url: str, work: Path) -> dict[str, str]:
+    """planctl's environment for one benchmark database, logs and backups in *work*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANCTL_")}
+    env.update(
+        DATABASE_URL=url,
+        PLANCTL_LOG_DIR=str(work / "logs"),
+        PLANCTL_BACKUP_DIR=str(work / "backups"),
+    )
+    return env
+
+
+def create_pg_database() -> str:
+    """A fresh PostgreSQL database on the benchmark server; returns its URL."""
+    import psycopg
+
+    name = f"planctl_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_pg_database(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+def record(title: str, header: str, rows: list[str]) -> None:
+    """Print a Markdown table and append it to bench/RESULTS.md."""
+    stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    lines = [
+        f"## {title} — {stamp} — {os.cpu_count()} cores, Python {platform.python_version()}",
+        "",
+        header,
+        _rule(header),
+        *rows,
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    results = HERE / "RESULTS.md"
+    if not results.exists():
+        results.write_text("# Benchmark results\n\nAppended by `make bench`.\n\n")
+    with results.open("a") as out:
+        out.write(text + "\n")
+
+
+def _rule(header: str) -> str:
+    cells = header.strip("|").split("|")
+    return "|" + "|".join("---" for _ in cells) + "|"
