@@ -287,3 +287,50 @@ def test_memory_stays_flat(tmp_path: Path) -> None:
         with open(tmp_path / "out.csv", encoding="utf-8") as written:
             assert sum(1 for _ in written) > scale
     assert peaks[1] < peaks[0] * 1.15, peaks  # kB; 10× the rows, about the same memory
+
+
+def test_progress_bar_goes_to_a_terminal_stderr_only(tmp_path: Path) -> None:
+    """A real terminal on stderr (a pty): the bar shows there, the file gets only CSV."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from planctl.db import migrate
+    from planctl.db.seed import seed
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    migrate.upgrade(url)
+    seed(url, scale=120_000)
+    target = tmp_path / "out.csv"
+    master, slave = pty.openpty()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "PLANCTL_LOG_DIR": str(tmp_path / "logs"),
+        "COLUMNS": "100",
+        "TERM": "xterm",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "planctl", "export", "csv", "sesiones", "-o", str(target)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+    )
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert process.wait(timeout=120) == 0
+    os.close(master)
+    assert b"exporting sesiones" in seen
+    with open(target, encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert len(rows) == 120_001 and rows[0][0] == "id"
