@@ -70,3 +70,26 @@ def test_unknown_command_is_a_usage_error(cli) -> None:  # type: ignore[no-untyp
 
 def test_app_has_no_pretty_exceptions() -> None:
     assert app.pretty_exceptions_enable is False
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["backup"],
+        ["backup", "list"],
+        ["backup", "verify"],
+        ["backup", "restore"],
+        ["backup", "prune"],
+        ["export", "csv"],
+        ["export", "ical"],
+        ["export", "pdf"],
+    ],
+)
+def test_every_subcommand_has_help_and_is_documented(words: list[str], cli) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    run = cli(*words, "--help")
+    assert run.exit_code == 0
+    assert f"planctl {' '.join(words)}" in run.stdout
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    assert f"planctl {' '.join(words)}" in readme

@@ -84,7 +84,9 @@ def main_options(
 ) -> None:
     """Data-management toolkit for a training planner's database."""
     ctx.obj = State(verbose=verbose, quiet=quiet, debug=debug)
-    ctx.obj.setup_console_logging()
+    detach = ctx.obj.setup_console_logging()
+    if detach is not None:
+        ctx.call_on_close(detach)
 
 
 from planctl.cli import db as _db  # noqa: E402  (registers the db-* commands)

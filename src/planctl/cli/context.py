@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
@@ -50,22 +51,25 @@ class State:
         secret = url_password(self.settings.database_url)
         return service_logger(service, self.settings.log_dir, secrets=(secret,) if secret else ())
 
-    def setup_console_logging(self) -> None:
-        """-v shows INFO lines on stderr, --debug DEBUG lines; otherwise nothing."""
+    def setup_console_logging(self) -> Callable[[], None] | None:
+        """-v shows INFO lines on stderr, --debug DEBUG lines; otherwise nothing.
+
+        Returns the function that detaches the handler again (the CLI calls it
+        when the command ends, so in-process callers do not inherit it).
+        """
         if not (self.verbose or self.debug):
-            return
+            return None
         from rich.logging import RichHandler
 
         from planctl.logs import MaskingFilter
 
         logger = logging.getLogger("planctl")
-        if any(isinstance(h, RichHandler) for h in logger.handlers):
-            return
         handler = RichHandler(console=err_console(), show_path=False, rich_tracebacks=True)
         handler.setLevel(logging.DEBUG if self.debug else logging.INFO)
         handler.addFilter(MaskingFilter())
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG)
+        return lambda: logger.removeHandler(handler)
 
     def say(self, message: str) -> None:
         """A human-facing status line on stdout, silenced by --quiet."""
