@@ -264,6 +264,7 @@ def _copy_out(
         out.flush()
     decoder = codecs.getincrementaldecoder("utf-8")()
     pending: list[bytes] = []
+    rows = -1  # the first message is the header line
 
     def flush() -> None:
         if pending:
@@ -279,15 +280,11 @@ def _copy_out(
     with cursor.copy(statement) as copy:
         for block in copy:  # one CopyData message per row, ending in \n
             pending.append(bytes(block)[:-1])
+            rows += 1
             if len(pending) >= 2000:
                 flush()
         flush()
-    return _rows_from_copy(connection, query)
-
-
-def _rows_from_copy(connection: Connection, query: Select[Any]) -> int:
-    count_query = select(func.count()).select_from(query.order_by(None).subquery())
-    return int(connection.execute(count_query).scalar_one())
+    return max(rows, 0)
 
 
 def export_all(
