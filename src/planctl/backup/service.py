@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 
 from planctl import __version__
-from planctl.backup import postgres_engine, sqlite_engine
+from planctl.backup import logical_engine, postgres_engine, sqlite_engine
 from planctl.backup.retention import Chain, PrunePlan, prune_plan, rotate_plan
 from planctl.backup.store import (
     BackupError,
@@ -49,7 +49,10 @@ def engine_name(database_url: str) -> str:
 
 
 def _engine(name: str) -> ModuleType:
-    return {"sqlite": sqlite_engine, "postgresql": postgres_engine}[name]
+    return {"sqlite": sqlite_engine, "postgresql": postgres_engine, "logical": logical_engine}[name]
+
+
+FORMATS = ("native", "logical")
 
 
 @dataclass
@@ -70,6 +73,7 @@ def create_backup(
     lock_timeout: float = 0.0,
     pg_bindir: Path | None = None,
     verify: bool | None = None,
+    fmt: str = "native",
 ) -> BackupResult:
     """One full native backup, then rotation to the newest *keep* chains.
 
@@ -80,6 +84,8 @@ def create_backup(
     """
     if keep is not None and keep < 1:
         raise UsageError(f"--keep must be at least 1, got {keep}", "keep at least the new backup")
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown backup format '{fmt}'", "use native or logical")
     if verify is None:
         verify = keep is not None
     backup_dir = prepare_dir(Path(backup_dir))
@@ -93,6 +99,7 @@ def create_backup(
             reason=reason,
             pg_bindir=pg_bindir,
             verify=verify,
+            fmt=fmt,
         )
         removed = rotate_locked(backup_dir, keep) if keep is not None else []
     return BackupResult(info, removed, cleaned)
@@ -115,8 +122,9 @@ def _create_locked(
     reason: str,
     pg_bindir: Path | None,
     verify: bool,
+    fmt: str = "native",
 ) -> BackupInfo:
-    engine = engine_name(database_url)
+    engine = "logical" if fmt == "logical" else engine_name(database_url)
     created = utc_now()
     name = new_name(created, "full", label, backup_dir)
     module = _engine(engine)
@@ -125,7 +133,16 @@ def _create_locked(
     temp = temp_path(backup_dir, ".data")
     try:
         try:
-            if engine == "sqlite":
+            if engine == "logical":
+                with _timed("logical dump", name):
+                    revision, counts = logical_engine.dump(database_url, temp, compress)
+                if verify:
+                    with _timed("logical check", name):
+                        logical_engine.check(temp, compress, backup_dir, name)
+                _maybe_crash("verified")
+                with _timed("sha256", name):
+                    sha, size = sha256_file(temp), temp.stat().st_size
+            elif engine == "sqlite":
                 raw = temp_path(backup_dir, ".sqlite")
                 try:
                     with _timed("snapshot (online backup API)", name):
@@ -264,6 +281,8 @@ def verify_info(backup_dir: Path, info: BackupInfo, pg_bindir: Path | None = Non
         sqlite_engine.check(path, info.compressed, backup_dir, info.name)
     elif info.engine == "postgresql":
         postgres_engine.check(path, info.compressed, backup_dir, info.name, pg_bindir)
+    elif info.engine == "logical":
+        logical_engine.check(path, info.compressed, backup_dir, info.name)
     else:
         raise VerificationError(f"backup {info.name}: unknown engine '{info.engine}'")
 
@@ -342,12 +361,14 @@ def restore_backup(
     backup_dir = Path(backup_dir)
     info = find_backup(backup_dir, name)
     engine = engine_name(database_url)
-    if info.engine != engine:
+    if info.engine not in (engine, "logical"):
         raise BackupError(
             f"backup {info.name} is a {info.engine} backup; the database is {engine}",
             "restore it into a database of the same engine (logical backups move between engines)",
         )
     head = _check_revision(info)
+    if info.engine == "logical":
+        _check_target_revision(database_url, info)
     with backup_lock(backup_dir, lock_timeout):
         # The checksum now; each engine checks the archive itself before it
         # touches the live database (SQLite integrity_check, pg_restore TOC).
@@ -365,17 +386,30 @@ def restore_backup(
             )
             log.info("safety backup %s taken before restoring %s", safety.name, info.name)
         _maybe_crash("before-restore")
-        module = _engine(engine)
+        module = _engine(info.engine)
         module.restore(
             database_url,
             backup_dir / info.data_file,
             info.compressed,
             backup_dir,
             info.name,
-            **({"bindir": pg_bindir} if engine == "postgresql" else {}),
+            **({"bindir": pg_bindir} if info.engine == "postgresql" else {}),
         )
     log.info("restored %s into %s (revision %s)", info.name, mask_url(database_url), info.revision)
     return RestoreResult(info, safety, info.revision, head)
+
+
+def _check_target_revision(database_url: str, info: BackupInfo) -> None:
+    """A logical backup loads only into a schema at its own revision: refuse before any write."""
+    from planctl.db.migrate import current
+
+    revision = current(database_url, missing_ok=True)
+    if revision != info.revision:
+        raise BackupError(
+            f"backup {info.name} is at schema revision {info.revision or '<none>'}; "
+            f"{mask_url(database_url)} is at {revision or '<none>'}",
+            f"run planctl db-upgrade {info.revision} on the target first",
+        )
 
 
 def _has_database(database_url: str) -> bool:

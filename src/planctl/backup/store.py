@@ -276,7 +276,7 @@ def clean_leftovers(directory: Path) -> list[Path]:
     return removed
 
 
-DATA_SUFFIXES = (".sqlite", ".sqlite.gz", ".dump", ".jsonl.gz", ".json.gz")
+DATA_SUFFIXES = (".sqlite", ".sqlite.gz", ".dump", ".jsonl", ".jsonl.gz")
 
 
 def _looks_like_backup_data(name: str) -> bool:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from planctl.cli.context import State, out_console
+from planctl.cli.context import State, err_console, out_console
 from planctl.errors import PlanctlError, UsageError, VerificationError
 
 if TYPE_CHECKING:
@@ -84,6 +84,12 @@ def backup(
         str | None, typer.Option("--label", help="A note kept with the backup.")
     ] = None,
     lock_timeout: LockTimeout = 0.0,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="native (sqlite backup API / pg_dump) or logical (JSON rows)."
+        ),
+    ] = "native",
     verify: Annotated[
         bool | None,
         typer.Option(
@@ -109,6 +115,7 @@ def backup(
         lock_timeout=lock_timeout,
         pg_bindir=_pg_bindir(state),
         verify=verify,
+        fmt=fmt,
     )
     info = result.info
     log.info(
@@ -213,27 +220,45 @@ def restore_command(
             help="Back up the current database first (default). Skip it only if you have one.",
         ),
     ] = True,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target",
+            help="Restore into this database instead of DATABASE_URL (a logical backup: "
+            "any engine). Keep the password out of it: use ~/.pgpass or PGPASSWORD.",
+        ),
+    ] = None,
 ) -> None:
     """Verify a backup, take a safety backup, then replace the database with it."""
     from planctl.backup import find_backup, restore_backup
     from planctl.cli.db import _can_prompt
+    from planctl.config import mask_url, normalize_database_url, url_password
 
     state = _state(ctx)
     backup_dir = _dir(state, directory)
     info = find_backup(backup_dir, name)
+    database_url = normalize_database_url(target) if target else state.settings.database_url
+    masked = mask_url(database_url)
+    if target and url_password(target):
+        err_console().print(
+            "[yellow]warning:[/yellow] the password in --target is visible to other users "
+            "in the process list; prefer ~/.pgpass or PGPASSWORD",
+            highlight=False,
+            soft_wrap=True,
+        )
     if not yes:
         if not _can_prompt():
             raise PlanctlError(
                 "refusing to restore without confirmation", "pass --yes to run it unattended"
             )
         typer.confirm(
-            f"Replace {state.settings.masked_url} with backup {info.name} "
+            f"Replace {masked} with backup {info.name} "
             f"(taken {_local(state, info.created)})? A safety backup is taken first",
             abort=True,
         )
     log = state.service_logger("backup")
     result = restore_backup(
-        state.settings.database_url,
+        database_url,
         backup_dir,
         info.name,
         lock_timeout=lock_timeout,
@@ -244,7 +269,7 @@ def restore_command(
     if result.safety:
         state.say(f"Safety backup of the previous state: {result.safety.name}")
     state.say(
-        f"Restored [bold]{info.name}[/bold] into {state.settings.masked_url}; "
+        f"Restored [bold]{info.name}[/bold] into {masked}; "
         f"schema revision {result.revision or '<none>'}."
     )
     if result.needs_upgrade:
