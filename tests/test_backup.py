@@ -377,3 +377,82 @@ def test_engine_check_runs_before_rotation(seeded_url: str, tmp_path: Path) -> N
     assert forced.verified_at is not None
     [result] = verify_backup(backups, plain.name)
     assert result.ok and result.info.verified_at is not None
+
+
+def test_sqlite_paths_with_uri_characters(tmp_path: Path) -> None:
+    """'#' and '%' in a path must not make SQLite's URI parser open another file.
+
+    ('?' cannot appear literally in a DATABASE_URL at all: it starts the query.)"""
+    from planctl.db.seed import seed
+
+    odd = tmp_path / "a#b%zz"
+    odd.mkdir()
+    url = f"sqlite:///{odd / 'p.db'}"
+    migrate.upgrade(url)
+    seed(url)
+    before = table_contents(url)
+    info = create_backup(url, odd / "backups#1", keep=2).info
+    assert info.row_counts["sesiones"] == 320 and info.revision == migrate.head_revision()
+    with connect(url) as connection:
+        connection.execute(text("DELETE FROM sesiones"))
+    restore_backup(url, odd / "backups#1", info.name)
+    assert table_contents(url) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a#b%zz"]  # no stray 'a' file
+
+
+def test_damaged_metadata_is_reported_not_deleted(seeded_url: str, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    backups = tmp_path / "b"
+    damaged = create_backup(seeded_url, backups).info
+    meta = backups / f"{damaged.name}.json"
+    meta.write_text(meta.read_text()[:100])
+    create_backup(seeded_url, backups)  # cleans leftovers under the lock
+    assert (backups / damaged.data_file).exists()
+    run = cli("backup", "verify", "--all", "--dir", str(backups), url=seeded_url)
+    assert run.exit_code == 5
+    assert f"FAILED  {damaged.name}" in run.stdout and "damaged" in run.stdout
+
+
+def test_safety_copies_do_not_push_real_backups_out(seeded_url: str, tmp_path: Path) -> None:
+    backups = tmp_path / "b"
+    day1 = create_backup(seeded_url, backups, label="day1").info
+    day2 = create_backup(seeded_url, backups, label="day2").info
+    for _ in range(3):
+        restore_backup(seeded_url, backups, "latest")
+    latest = create_backup(seeded_url, backups, keep=3).info
+    names = {i.name for i in list_backups(backups)}
+    assert {day1.name, day2.name, latest.name} <= names
+    assert len([n for n in names if "pre-restore" in n]) == 3
+    plan = prune(backups, keep_last=1, dry_run=True)
+    assert [c.root.name for c, _ in plan.keep] == [latest.name]
+    assert all("pre-restore" not in c.root.name for c in plan.remove)
+
+
+def test_postgres_restore_leaves_other_applications_tables(
+    pg_database: str, tmp_path: Path
+) -> None:
+    migrate.upgrade(pg_database)
+    create_backup(pg_database, tmp_path / "b")
+    with connect(pg_database) as connection:
+        connection.execute(text("CREATE TABLE other_app_invoices (id int primary key)"))
+        connection.execute(text("INSERT INTO other_app_invoices VALUES (1)"))
+    restore_backup(pg_database, tmp_path / "b", safety_backup=False)
+    with connect(pg_database) as connection:
+        assert connection.execute(text("SELECT count(*) FROM other_app_invoices")).scalar() == 1
+
+
+def test_libpq_env_keeps_the_callers_settings(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from planctl.backup.postgres_engine import libpq_env
+
+    monkeypatch.setenv("PGPASSWORD", "FromEnvironment")
+    monkeypatch.setenv("PGSSLMODE", "verify-full")
+    with libpq_env("postgresql+psycopg://app@db.example.com/planner") as env:
+        assert env["PGPASSWORD"] == "FromEnvironment" and env["PGSSLMODE"] == "verify-full"
+        assert env["PGHOST"] == "db.example.com" and env["PGUSER"] == "app"
+    monkeypatch.delenv("PGHOST", raising=False)
+    with libpq_env("postgresql+psycopg:///planner") as env:
+        assert "PGHOST" not in env  # libpq's default: the local socket
+    with libpq_env("postgresql+psycopg://app:UrlSecret@db/planner") as env:
+        assert "PGPASSWORD" not in env  # the URL's password, through the passfile, wins
+        assert Path(env["PGPASSFILE"]).read_text().strip().endswith(":UrlSecret")
+        assert oct(Path(env["PGPASSFILE"]).stat().st_mode & 0o777) == "0o600"
+    assert not Path(env["PGPASSFILE"]).exists()

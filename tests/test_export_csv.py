@@ -334,3 +334,26 @@ def test_progress_bar_goes_to_a_terminal_stderr_only(tmp_path: Path) -> None:
     with open(target, encoding="utf-8", newline="") as handle:
         rows = list(csv.reader(handle))
     assert len(rows) == 120_001 and rows[0][0] == "id"
+
+
+def test_output_mistakes_are_one_line_errors(seeded_url: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run = cli("export", "csv", "temas", "-o", str(tmp_path), url=seeded_url)
+    assert run.exit_code == 1 and "is a directory" in run.stderr and "Traceback" not in run.stderr
+    (tmp_path / "afile").write_text("x")
+    run = cli("export", "csv", "--all", str(tmp_path / "afile"), url=seeded_url)
+    assert run.exit_code == 1 and "is not a directory" in run.stderr
+    run = cli("export", "csv", "--all", str(tmp_path / "out"), "--columns", "id", url=seeded_url)
+    assert run.exit_code == 2 and "--columns does not go with --all" in run.stderr
+    run = cli("export", "csv", "--all", str(tmp_path / "out2"), "--delimiter", ";;", url=seeded_url)
+    assert run.exit_code == 2
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_reexport_keeps_the_file_mode(seeded_url: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    target = tmp_path / "c.csv"
+    target.write_text("old")
+    target.chmod(0o600)
+    assert cli("export", "csv", "clientes", "-o", str(target), url=seeded_url).exit_code == 0
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert target.read_text(encoding="utf-8").startswith("id,empresa")

@@ -39,45 +39,40 @@ def _escape_passfile(value: str) -> str:
 def libpq_env(database_url: str) -> Iterator[dict[str, str]]:
     """Environment for pg_dump/pg_restore/psql: PG* variables and a 0600 passfile."""
     url = parse_url(database_url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env.update(
-        PGHOST=url.host or "localhost",
-        PGPORT=str(url.port or 5432),
-        PGDATABASE=url.database or "",
-        PGUSER=url.username or os.environ.get("USER", "postgres"),
-        PGAPPNAME="planctl",
-        PGCONNECT_TIMEOUT="10",
-    )
+    # Keep the caller's PG* settings (PGPASSWORD, PGSSLMODE, a socket PGHOST…);
+    # what the URL says wins.
+    env = dict(os.environ)
+    env.update(PGAPPNAME="planctl", PGCONNECT_TIMEOUT=env.get("PGCONNECT_TIMEOUT", "10"))
+    for var, value in (
+        ("PGHOST", url.host),
+        ("PGPORT", str(url.port) if url.port else None),
+        ("PGDATABASE", url.database),
+        ("PGUSER", url.username),
+    ):
+        if value:
+            env[var] = value
     for key, var in (
+        ("host", "PGHOST"),  # ?host=/run/postgresql: a unix socket directory
         ("sslmode", "PGSSLMODE"),
         ("sslrootcert", "PGSSLROOTCERT"),
         ("sslcert", "PGSSLCERT"),
         ("sslkey", "PGSSLKEY"),
     ):
-        value = url.query.get(key)
-        if isinstance(value, str):
-            env[var] = value
-    if "host" in url.query and isinstance(url.query["host"], str):  # unix socket directory
-        env["PGHOST"] = url.query["host"]
+        option = url.query.get(key)
+        if isinstance(option, str):
+            env[var] = option
     if url.password is None:
         yield env
         return
     fd, passfile = tempfile.mkstemp(prefix="planctl-pgpass-")
     try:
         os.fchmod(fd, 0o600)
-        line = ":".join(
-            _escape_passfile(p)
-            for p in (
-                env["PGHOST"],
-                env["PGPORT"],
-                env["PGDATABASE"],
-                env["PGUSER"],
-                str(url.password),
-            )
-        )
+        # Wildcards: the URL's password is for whatever host/port libpq ends up using.
+        line = ":".join(("*", "*", "*", "*", _escape_passfile(str(url.password))))
         os.write(fd, (line + "\n").encode())
         os.close(fd)
         env["PGPASSFILE"] = passfile
+        env.pop("PGPASSWORD", None)  # it would win over the passfile
         yield env
     finally:
         with contextlib.suppress(OSError):
@@ -280,7 +275,10 @@ def restore(
         server_major, live = server_facts(connection)
     pg_restore = find_tool("pg_restore", server_major, bindir)
     check_tool_version(pg_restore, server_major)
-    extra = sorted(live - dumped)
+    from planctl.db.models import TABLE_NAMES
+
+    owned = set(TABLE_NAMES) | {"alembic_version"}
+    extra = sorted((live & owned) - dumped)  # never touch tables planctl does not own
     command = [
         str(pg_restore),
         "--clean",

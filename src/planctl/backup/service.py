@@ -25,6 +25,7 @@ from planctl.backup.store import (
     _maybe_crash,
     backup_lock,
     clean_leftovers,
+    damaged_metadata,
     list_infos,
     new_name,
     prepare_dir,
@@ -248,7 +249,7 @@ def find_backup(
         raise NothingToDoError(
             f"no backup named '{name}' in '{backup_dir}'", "planctl backup list shows the names"
         )
-    raise NothingToDoError(f"'{name}' matches {len(matches)} backups", "give more of the name")
+    raise UsageError(f"'{name}' matches {len(matches)} backups", "give more of the name")
 
 
 @dataclass
@@ -302,7 +303,7 @@ def verify_backup(
         if all_backups
         else [find_backup(backup_dir, name or "latest", include_safety=True)]
     )
-    if not infos:
+    if not infos and not damaged_metadata(backup_dir):
         raise NothingToDoError(f"no backups in '{backup_dir}'", "run planctl backup first")
     results = []
     with backup_lock(backup_dir, lock_timeout):
@@ -314,10 +315,33 @@ def verify_backup(
                 results.append(VerifyResult(info, False, error.message))
                 continue
             info = dataclasses.replace(info, verified_at=utc_now().isoformat())
-            write_metadata(backup_dir, info)
+            try:
+                write_metadata(backup_dir, info)
+            except OSError as error:  # read-only media: the check itself still counts
+                log.warning("verify %s ok, but cannot record it: %s", info.name, error.strerror)
             log.info("verify %s ok", info.name)
             results.append(VerifyResult(info, True))
+        if all_backups:
+            for path in damaged_metadata(backup_dir):
+                problem = f"backup {path.stem}: metadata file {path.name} is damaged or unreadable"
+                log.error("verify %s failed: %s", path.stem, problem)
+                results.append(VerifyResult(_placeholder(path.stem), False, problem))
     return results
+
+
+def _placeholder(name: str) -> BackupInfo:
+    """Stands in for a backup whose metadata cannot be read."""
+    return BackupInfo(
+        name=name,
+        kind="unknown",
+        engine="unknown",
+        created="",
+        data_file="",
+        sha256="",
+        size=0,
+        source="",
+        revision=None,
+    )
 
 
 @dataclass
@@ -420,8 +444,13 @@ def _has_database(database_url: str) -> bool:
 
 
 def rotate_locked(backup_dir: Path, keep: int) -> list[BackupInfo]:
+    """Keep the newest *keep* chains; pre-restore safety copies count on their own,
+    so trying restore points never pushes the real backups out."""
+    infos = list_infos(backup_dir)
+    regular = [i for i in infos if i.reason != PRE_RESTORE]
+    safety = [i for i in infos if i.reason == PRE_RESTORE]
     removed: list[BackupInfo] = []
-    for chain in rotate_plan(list_infos(backup_dir), keep):
+    for chain in rotate_plan(regular, keep) + rotate_plan(safety, keep):
         removed.extend(_remove_chain(backup_dir, chain))
     return removed
 
@@ -469,8 +498,8 @@ def prune(
         )
     backup_dir = prepare_dir(Path(backup_dir), create=False)
     with backup_lock(backup_dir, lock_timeout):
-        plan = prune_plan(
-            list_infos(backup_dir),
+        plan = prune_plan(  # safety copies are rotated by --keep, not pruned
+            [i for i in list_infos(backup_dir) if i.reason != PRE_RESTORE],
             keep_last=keep_last,
             keep_daily=keep_daily,
             keep_weekly=keep_weekly,

@@ -41,7 +41,9 @@ def database_file(database_url: str) -> Path:
 
 @contextlib.contextmanager
 def _open(path: Path, *, readonly: bool = False) -> Iterator[sqlite3.Connection]:
-    uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+    # as_uri() percent-encodes '#', '?' and '%', which SQLite's URI parser would
+    # otherwise read as a fragment, a query or an escape — and open another file.
+    uri = Path(path).resolve().as_uri() + ("?mode=ro" if readonly else "")
     connection = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
     try:
         yield connection

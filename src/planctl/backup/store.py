@@ -270,10 +270,37 @@ def clean_leftovers(directory: Path) -> list[Path]:
     for path in directory.iterdir():
         if path.name == LOCK_NAME or path.name in known or path.is_dir():
             continue
-        if path.name.startswith(TEMP_PREFIX) or _looks_like_backup_data(path.name):
+        if path.name.startswith(TEMP_PREFIX):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+        elif _looks_like_backup_data(path.name) and not _metadata_path(directory, path).exists():
+            # Only a data file whose metadata was never published is an orphan. One
+            # with damaged metadata is evidence: list/verify report it, nobody deletes it.
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
+
+
+def _metadata_path(directory: Path, data: Path) -> Path:
+    name = data.name
+    for suffix in sorted(DATA_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return directory / f"{name}{METADATA_SUFFIX}"
+
+
+def damaged_metadata(directory: Path) -> list[Path]:
+    """Metadata files that exist but cannot be read as a backup's metadata."""
+    if not directory.is_dir():
+        return []
+    return sorted(
+        path
+        for path in directory.iterdir()
+        if path.suffix == METADATA_SUFFIX
+        and not path.name.startswith(TEMP_PREFIX)
+        and read_metadata(path) is None
+    )
 
 
 DATA_SUFFIXES = (".sqlite", ".sqlite.gz", ".dump", ".jsonl", ".jsonl.gz")

@@ -253,7 +253,8 @@ def restore_command(
             )
         typer.confirm(
             f"Replace {masked} with backup {info.name} "
-            f"(taken {_local(state, info.created)})? A safety backup is taken first",
+            f"(taken {_local(state, info.created)})?"
+            + (" A safety backup is taken first" if safety_backup else " No safety backup"),
             abort=True,
         )
     log = state.service_logger("backup")

@@ -32,7 +32,8 @@ def parse_url(database_url: str) -> URL:
     masked = mask_url(database_url)
     try:
         url = make_url(database_url)
-    except exc.ArgumentError:
+        url.port  # noqa: B018  (a non-numeric port fails here, not later)
+    except (exc.ArgumentError, ValueError):
         raise ConfigError(f"malformed DATABASE_URL '{masked}'", f"expected {SUPPORTED}") from None
     backend = url.get_backend_name()
     if backend not in ("sqlite", "postgresql"):

@@ -295,9 +295,19 @@ def export_all(
     progress: Progress | None = None,
 ) -> dict[str, int]:
     """One ``<table>.csv`` per table in *directory*, each written atomically."""
-    import os
+    from planctl.export.output import OutputError, text_output
 
-    directory.mkdir(parents=True, exist_ok=True)
+    if options.columns:
+        raise UsageError("--columns does not go with --all", "export one table to pick columns")
+    check_delimiter(options.delimiter)
+    if directory.exists() and not directory.is_dir():
+        raise OutputError(f"'{directory}' is not a directory", "give a directory to --all")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(
+            f"cannot create directory '{directory}': {error.strerror}", "choose another --all"
+        ) from None
     counts = {}
     for name in TABLE_NAMES:
         table_options = options
@@ -305,11 +315,6 @@ def export_all(
             table_options = CsvOptions(
                 delimiter=options.delimiter, excel=options.excel, raw=options.raw
             )
-        target = directory / f"{name}.csv"
-        temp = directory / f".{name}.csv.tmp"
-        with open(temp, "w", encoding="utf-8", newline="") as handle:
+        with text_output(directory / f"{name}.csv") as handle:
             counts[name] = export_table(connection, name, handle, table_options, progress=progress)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
     return counts

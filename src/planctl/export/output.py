@@ -33,6 +33,8 @@ def binary_output(target: str | Path) -> Iterator[BinaryIO]:
         return
     path = Path(target)
     directory = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise OutputError(f"'{path}' is a directory", "give a file name with -o")
     if not directory.is_dir():
         raise OutputError(
             f"directory '{directory}' does not exist", "create it or choose another -o"
@@ -49,8 +51,12 @@ def binary_output(target: str | Path) -> Iterator[BinaryIO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temp, 0o666 & ~_umask())
+        # An existing file keeps its mode (exports hold personal data: a 0600
+        # file must not become world-readable by being exported again).
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
+        os.chmod(temp, mode)
         os.replace(temp, path)
+        _fsync_dir(directory)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
@@ -66,6 +72,14 @@ def text_output(target: str | Path) -> Iterator[TextIO]:
             text.flush()
         finally:
             text.detach()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
