@@ -308,3 +308,33 @@ def test_sqlite_restore_after_the_database_file_was_lost(tmp_path: Path, env_for
     assert done.returncode == 0, done.stderr
     assert table_contents(url) == expected
     assert len(list_backups(tmp_path / "backups")) == 1  # nothing to keep a safety copy of
+
+
+def test_restore_and_verify_from_read_only_media(tmp_path: Path, env_for) -> None:  # type: ignore[no-untyped-def]
+    """A set on a read-only mount verifies and restores; writing to it fails in one line."""
+    db = tmp_path / "live.db"
+    url = f"sqlite:///{db}"
+    migrate.upgrade(url)
+    seed(url)
+    expected = table_contents(url)
+    media = tmp_path / "media"
+    media.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting needs root; CI runs as root")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(media)], check=True)
+    try:
+        env = env_for(url, PLANCTL_BACKUP_DIR=str(media))
+        assert run_planctl("backup", env=env).returncode == 0
+        subprocess.run(["mount", "-o", "remount,ro", str(media)], check=True)
+        verify = run_planctl("backup", "verify", "--all", env=env)
+        assert verify.returncode == 0, verify.stderr
+        with sqlite3.connect(db) as connection:
+            connection.execute("DELETE FROM sesiones")
+        restore = run_planctl("backup", "restore", "--yes", "--no-safety-backup", env=env)
+        assert restore.returncode == 0, restore.stderr
+        assert table_contents(url) == expected
+        write = run_planctl("backup", env=env)
+        assert write.returncode == 1
+        assert len(write.stderr.strip().splitlines()) == 1 and "Traceback" not in write.stderr
+    finally:
+        subprocess.run(["umount", str(media)], check=True)

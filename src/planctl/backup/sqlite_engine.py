@@ -14,6 +14,7 @@ import gzip
 import os
 import shutil
 import sqlite3
+import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,11 @@ def unlink_database(path: Path) -> None:
 
 def _map_sqlite_error(error: sqlite3.Error, what: str) -> BackupError:
     text = str(error)
+    if "file is not a database" in text:
+        return BackupError(
+            f"{what}: the current database file is damaged (not a SQLite database)",
+            "move it aside (mv it to *.damaged) and run the restore again",
+        )
     if "disk is full" in text or "disk I/O error" in text:
         return BackupError(
             f"{what}: the disk is full or a file-size limit was reached",
@@ -148,6 +154,8 @@ def plain_copy(data_path: Path, compressed: bool, workdir: Path) -> Iterator[Pat
     if not compressed:
         yield data_path
         return
+    if not os.access(workdir, os.W_OK):  # read-only backup media
+        workdir = Path(tempfile.gettempdir())
     temp = temp_path(workdir, ".sqlite")
     try:
         try:

@@ -150,7 +150,11 @@ def backup_lock(directory: Path, timeout: float = 0.0) -> Iterator[None]:
     leaves a stale lock behind.
     """
     path = directory / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    writable = True
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:  # read-only media (restoring from a mounted archive): lock the directory
+        fd, writable = os.open(directory, os.O_RDONLY), False
     try:
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
@@ -166,8 +170,9 @@ def backup_lock(directory: Path, timeout: float = 0.0) -> Iterator[None]:
                         "wait for it to finish or pass --lock-timeout SECONDS",
                     ) from None
                 time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        if writable:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
         os.close(fd)  # closing releases the flock

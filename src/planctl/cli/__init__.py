@@ -28,6 +28,16 @@ class PlanctlGroup(TyperGroup):
         except PlanctlError as error:
             report_error(ctx, error)
             raise typer.Exit(int(error.exit_code)) from None
+        except OSError as error:  # an unexpected I/O failure: still one line, no traceback
+            where = f" ({error.filename})" if error.filename else ""
+            report_error(
+                ctx,
+                PlanctlError(
+                    f"{error.strerror or error}{where}",
+                    "check the path, its permissions and free space",
+                ),
+            )
+            raise typer.Exit(int(ExitCode.FAILED)) from None
         except KeyboardInterrupt:
             err_console().print("[red]interrupted[/red]")
             raise typer.Exit(130) from None
