@@ -27,6 +27,19 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def skip_or_fail(message: str) -> None:
+    """Outside CI a missing prerequisite skips; in CI (CI=true) it is a failure, never a pass."""
+    if IN_CI:
+        pytest.fail(message + " (CI=true: this check must run)")
+    pytest.skip(message)
+
+
+def require_root(why: str) -> None:
+    """Mounting a tmpfs needs root; CI runs as root, so there it must not be skipped."""
+    if os.geteuid() != 0:
+        skip_or_fail(f"needs root: {why}")
+
+
 def _psycopg_url(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 

@@ -20,7 +20,7 @@ from planctl.backup.store import LOCK_NAME
 from planctl.db import migrate
 from planctl.db.seed import seed
 
-from .conftest import IN_CI, ScramServer
+from .conftest import ScramServer, require_root, skip_or_fail
 from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents
 
 
@@ -193,17 +193,14 @@ def test_tiny_disk_mid_backup(tmp_path: Path, env_for) -> None:  # type: ignore[
     seed(url, scale=20_000)
     backups = tmp_path / "backups"
     backups.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (the RLIMIT_FSIZE test covers this path)")
+    require_root("mounting a tiny tmpfs")
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(backups)],
         capture_output=True,
         text=True,
     )
     if mounted.returncode != 0:
-        if IN_CI:
-            pytest.fail(f"cannot mount tmpfs: {mounted.stderr}")
-        pytest.skip(f"cannot mount tmpfs: {mounted.stderr}")
+        skip_or_fail(f"cannot mount tmpfs: {mounted.stderr}")
     try:
         done = run_planctl("backup", "--no-compress", env=env_for(url))
         assert done.returncode == 1
@@ -319,8 +316,7 @@ def test_restore_and_verify_from_read_only_media(tmp_path: Path, env_for) -> Non
     expected = table_contents(url)
     media = tmp_path / "media"
     media.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting needs root; CI runs as root")
+    require_root("mounting read-only media")
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(media)], check=True)
     try:
         env = env_for(url, PLANCTL_BACKUP_DIR=str(media))

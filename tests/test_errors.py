@@ -10,7 +10,7 @@ import pytest
 
 from planctl.db import migrate
 
-from .conftest import IN_CI, ScramServer, free_port
+from .conftest import ScramServer, free_port, skip_or_fail
 
 
 def assert_one_clean_line(stderr: str, *needles: str) -> None:
@@ -82,10 +82,7 @@ def read_only_dir(tmp_path: Path) -> Iterator[Path]:
         text=True,
     )
     if mounted.returncode != 0:
-        message = f"cannot mount a read-only tmpfs as root: {mounted.stderr.strip()}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_or_fail(f"cannot mount a read-only tmpfs as root: {mounted.stderr.strip()}")
     try:
         yield ro
     finally:

@@ -25,6 +25,8 @@ from planctl.export.fonts import FontFiles, ReportFont, find_font_files
 from planctl.export.pdf import ReportSummary, client_color, format_euros, write_report
 from planctl.export.sessions import SessionFilter
 
+from .conftest import skip_or_fail
+
 CENT = Decimal("0.01")
 GENERATED = dt.datetime(2026, 11, 22, 12, 30)
 SINCE, UNTIL = dt.date(2026, 10, 1), dt.date(2026, 12, 31)
@@ -178,7 +180,9 @@ def exotic_url(seeded_url: str) -> str:
 def font(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Each report font: the embedded DejaVu Sans, and the core-font fallback without it."""
     if request.param == "dejavu" and find_font_files() is None:
-        pytest.skip("DejaVu Sans is not installed (Debian: fonts-dejavu-core)")
+        skip_or_fail(
+            "DejaVu Sans is not installed (Debian: fonts-dejavu-core; .ci/run installs it)"
+        )
     if request.param == "helvetica":
         monkeypatch.setattr(pdf_module, "find_font_files", lambda: None)
     yield request.param

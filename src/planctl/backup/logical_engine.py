@@ -652,12 +652,7 @@ def _sqlite_load(
     sql = f"INSERT INTO {quoted_table} ({quoted_columns}) VALUES ({marks})"
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     for rows in batches:
-        for row in rows:
-            for i, convert in converters:
-                value = row[i]
-                if value is not None:
-                    row[i] = convert(value)
-        cursor.executemany(sql, rows)
+        cursor.executemany(sql, _converted(rows, converters))
 
 
 def _postgres_load(
@@ -678,12 +673,18 @@ def _postgres_load(
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     with cursor.copy(statement) as copy:
         for rows in batches:
-            for row in rows:
-                for i, convert in converters:
-                    value = row[i]
-                    if value is not None:
-                        row[i] = convert(value)
+            for row in _converted(rows, converters):
                 copy.write_row(row)
+
+
+def _converted(rows: list[Row], converters: Sequence[tuple[int, Any]]) -> list[Row]:
+    """Apply the per-column converters in place (NULLs stay NULL)."""
+    for row in rows:
+        for i, convert in converters:
+            value = row[i]
+            if value is not None:
+                row[i] = convert(value)
+    return rows
 
 
 def _empty(connection: Connection, tables: Sequence[str]) -> None:
