@@ -3,6 +3,10 @@
 Used both by ``planctl db-*`` (which passes a live connection in
 ``config.attributes["connection"]``) and by a plain ``alembic`` command in a
 checkout, where the URL comes from planctl's configuration (.env/environment).
+
+After every online run the change-log triggers are put back
+(:func:`planctl.db.changelog.reinstall`): a SQLite batch migration rebuilds
+tables and drops their triggers, and incremental backups must not go blind.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 
 from alembic import context
 
+from planctl.db import changelog
 from planctl.db.models import metadata
 
 config = context.config
@@ -75,6 +80,7 @@ def run_migrations_online() -> None:
         context.configure(connection=connection, **COMMON_OPTIONS)
         with context.begin_transaction():
             context.run_migrations()
+            changelog.reinstall(connection)
         return
 
     from planctl.db.engine import make_engine
@@ -84,6 +90,7 @@ def run_migrations_online() -> None:
         context.configure(connection=connection, **COMMON_OPTIONS)
         with context.begin_transaction():
             context.run_migrations()
+            changelog.reinstall(connection)
     engine.dispose()
 
 

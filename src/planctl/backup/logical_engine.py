@@ -68,6 +68,7 @@ from sqlalchemy.engine import Connection
 
 from planctl.backup.store import BackupError, _maybe_crash, utc_now
 from planctl.config import mask_url
+from planctl.db import changelog
 from planctl.errors import VerificationError
 
 NAME = "logical"
@@ -338,8 +339,16 @@ def _sink(target: Path, compressed: bool) -> Iterator[Callable[[bytes], Any]]:
             yield packed.write
 
 
-def dump(database_url: str, target: Path, compressed: bool) -> tuple[str | None, dict[str, int]]:
-    """Write every planner table to *target* from one snapshot; return (revision, row counts)."""
+def dump(
+    database_url: str,
+    target: Path,
+    compressed: bool,
+    in_snapshot: Callable[[Connection], None] | None = None,
+) -> tuple[str | None, dict[str, int]]:
+    """Write every planner table to *target* from one snapshot; return (revision, row counts).
+
+    *in_snapshot(connection)* runs at the end, inside the snapshot's transaction.
+    """
     from planctl.db.engine import connect
     from planctl.db.models import TABLE_NAMES, metadata
 
@@ -347,7 +356,8 @@ def dump(database_url: str, target: Path, compressed: bool) -> tuple[str | None,
     with connect(database_url) as connection:
         engine = connection.dialect.name
         if engine == "postgresql":
-            connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+            access = "" if in_snapshot else ", READ ONLY"
+            connection.execute(text(f"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ{access}"))
         # SQLite: the BEGIN planctl's engine emits plus this first read pin the snapshot.
         revision = _schema(connection, database_url)
         digest = hashlib.sha256()
@@ -384,6 +394,8 @@ def dump(database_url: str, target: Path, compressed: bool) -> tuple[str | None,
                 counts[name] = count
                 _maybe_crash("logical-table-dumped")
             write(_line({"end": True, "sha256": digest.hexdigest()}))
+        if in_snapshot is not None:
+            in_snapshot(connection)
     return revision, counts
 
 
@@ -745,9 +757,12 @@ def restore(database_url: str, data_path: Path, compressed: bool, workdir: Path,
         _require_revision(connection, reader.header, database_url, name)
         postgres = connection.dialect.name == "postgresql"
         load = _postgres_load if postgres else _sqlite_load
+        logged = changelog.installed(connection)
         try:
             if not postgres:
                 connection.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+            if logged:  # a restore is not a change to log row by row: the log restarts after it
+                changelog.drop_triggers(connection, reader.header.tables)
             _empty(connection, reader.header.tables)
             tables = itertools.groupby(reader.batches(), key=operator.itemgetter(0, 1))
             for (table, columns), group in tables:
@@ -756,6 +771,9 @@ def restore(database_url: str, data_path: Path, compressed: bool, workdir: Path,
                 _continue_sequences(connection, reader.header.tables)
             else:
                 _check_foreign_keys(connection, name)
+            if logged:
+                changelog.install_triggers(connection, reader.header.tables)
+                changelog.move_anchor(connection, None, None)
         except _driver_errors(connection) as error:
             reason = " ".join(str(error).split())[:300]
             raise BackupError(

@@ -16,7 +16,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,16 +165,26 @@ def server_facts(connection: Any) -> tuple[int, set[str]]:
 
 
 def dump(
-    database_url: str, target: Path, compressed: bool, bindir: Path | None = None
+    database_url: str,
+    target: Path,
+    compressed: bool,
+    bindir: Path | None = None,
+    in_snapshot: Callable[[Any], None] | None = None,
 ) -> tuple[str | None, dict[str, int]]:
-    """pg_dump into *target* from one snapshot; return (revision, row counts) of that snapshot."""
+    """pg_dump into *target* from one snapshot; return (revision, row counts) of that snapshot.
+
+    *in_snapshot(connection)* runs after pg_dump succeeded, still inside the
+    transaction whose snapshot pg_dump used (it may write: the change log is
+    emptied there of exactly what the dump holds).
+    """
     from sqlalchemy import text
 
     from planctl.db.engine import connect
     from planctl.db.models import TABLE_NAMES
 
     with connect(database_url) as connection:
-        connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+        access = "" if in_snapshot else ", READ ONLY"
+        connection.execute(text(f"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ{access}"))
         snapshot = connection.execute(text("SELECT pg_export_snapshot()")).scalar_one()
         server_major, existing = server_facts(connection)
         pg_dump = find_tool("pg_dump", server_major, bindir)
@@ -209,6 +219,8 @@ def dump(
                 raise
             _, stderr = process.communicate()
             _check(process.returncode, stderr, "pg_dump")
+        if in_snapshot is not None:
+            in_snapshot(connection)
     return revision, counts
 
 
@@ -275,9 +287,10 @@ def restore(
         server_major, live = server_facts(connection)
     pg_restore = find_tool("pg_restore", server_major, bindir)
     check_tool_version(pg_restore, server_major)
+    from planctl.db import changelog
     from planctl.db.models import TABLE_NAMES
 
-    owned = set(TABLE_NAMES) | {"alembic_version"}
+    owned = set(TABLE_NAMES) | {"alembic_version", changelog.LOG_TABLE, changelog.ANCHOR_TABLE}
     extra = sorted((live & owned) - dumped)  # never touch tables planctl does not own
     command = [
         str(pg_restore),
@@ -295,4 +308,8 @@ def restore(
             with connect(database_url) as connection:
                 for table in extra:
                     connection.execute(text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
+                if changelog.LOG_TABLE in extra:  # an older schema: no change-log triggers
+                    connection.execute(
+                        text(f"DROP FUNCTION IF EXISTS {changelog.FUNCTION}() CASCADE")
+                    )
         _run(command, env, "pg_restore")

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from planctl import __version__
-from planctl.backup import logical_engine, postgres_engine, sqlite_engine
+from planctl.backup import delta, logical_engine, postgres_engine, sqlite_engine
 from planctl.backup.retention import Chain, PrunePlan, prune_plan, rotate_plan
 from planctl.backup.store import (
     BackupError,
@@ -37,12 +39,21 @@ from planctl.backup.store import (
     write_metadata,
 )
 from planctl.config import mask_url
+from planctl.db import changelog
 from planctl.db.engine import parse_url
 from planctl.errors import NothingToDoError, UsageError, VerificationError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 log = logging.getLogger("planctl.backup")
 
 PRE_RESTORE = "pre-restore"
+#: Deltas per chain before ``--incremental`` takes a full backup again.
+MAX_DELTAS = 10
+#: More changed rows than this since the last backup: a full backup is cheaper to
+#: write and to restore than a delta holding a good part of the database.
+DELTA_MAX_CHANGES = 200_000
 
 
 def engine_name(database_url: str) -> str:
@@ -61,6 +72,10 @@ class BackupResult:
     info: BackupInfo
     removed: list[BackupInfo] = field(default_factory=list)
     cleaned: list[Path] = field(default_factory=list)
+    #: With ``incremental``: why a full backup was taken instead of a delta.
+    full_because: str | None = None
+    #: Deltas in the new backup's chain after it (0 for a full).
+    deltas_since_full: int = 0
 
 
 def create_backup(
@@ -75,8 +90,14 @@ def create_backup(
     pg_bindir: Path | None = None,
     verify: bool | None = None,
     fmt: str = "native",
+    incremental: bool = False,
+    max_deltas: int = MAX_DELTAS,
 ) -> BackupResult:
-    """One full native backup, then rotation to the newest *keep* chains.
+    """One backup, then rotation to the newest *keep* chains.
+
+    A full backup (native or logical by *fmt*), or with *incremental* a delta
+    on top of the newest backup when that is possible (see :func:`_delta_refusal`);
+    otherwise a full one, with the reason in ``full_because``.
 
     The engine check (SQLite ``quick_check``, ``pg_restore --list``) runs when
     *verify* is true and, by default, whenever rotation is asked for: a backup
@@ -87,23 +108,219 @@ def create_backup(
         raise UsageError(f"--keep must be at least 1, got {keep}", "keep at least the new backup")
     if fmt not in FORMATS:
         raise UsageError(f"unknown backup format '{fmt}'", "use native or logical")
+    if max_deltas < 1:
+        raise UsageError(f"--max-deltas must be at least 1, got {max_deltas}")
     if verify is None:
         verify = keep is not None
     backup_dir = prepare_dir(Path(backup_dir))
     with backup_lock(backup_dir, lock_timeout):
         cleaned = clean_leftovers(backup_dir)
-        info = _create_locked(
-            database_url,
-            backup_dir,
-            compress=compress,
-            label=label,
-            reason=reason,
-            pg_bindir=pg_bindir,
-            verify=verify,
-            fmt=fmt,
-        )
+        info, because = None, None
+        if incremental:
+            info, because = _create_delta_locked(
+                database_url,
+                backup_dir,
+                compress=compress,
+                label=label,
+                reason=reason,
+                max_deltas=max_deltas,
+            )
+            if info is None:
+                log.info("full backup instead of a delta: %s", because)
+        if info is None:
+            info = _create_locked(
+                database_url,
+                backup_dir,
+                compress=compress,
+                label=label,
+                reason=reason,
+                pg_bindir=pg_bindir,
+                verify=verify,
+                fmt=fmt,
+                anchor=True,
+            )
+        deltas = len(chain_of(backup_dir, info)) - 1
         removed = rotate_locked(backup_dir, keep) if keep is not None else []
-    return BackupResult(info, removed, cleaned)
+    return BackupResult(info, removed, cleaned, because, deltas)
+
+
+def _delta_refusal(
+    anchor: tuple[str | None, str | None], infos: list[BackupInfo], max_deltas: int
+) -> tuple[BackupInfo | None, str | None]:
+    """The parent a delta can be taken on, or why a full backup is needed instead.
+
+    A delta extends the newest backup of the directory, and only when the
+    database's change log is relative to exactly that backup (the anchor).
+    """
+    regular = [i for i in infos if i.reason != PRE_RESTORE]
+    if not regular:
+        return None, "no full backup yet"
+    newest = regular[-1]
+    if anchor[0] is None:
+        return None, "the change log has no starting point yet (first backup, or after a restore)"
+    if anchor != (newest.name, newest.created):
+        return None, (
+            f"the change log is relative to {anchor[0]}, not to the newest backup {newest.name} "
+            "(another backup directory, a restore or an interrupted run)"
+        )
+    try:
+        chain = _resolve_chain(infos, newest)
+    except VerificationError as error:
+        return None, f"the newest chain is broken ({error.message})"
+    if len(chain) - 1 >= max_deltas:
+        return (
+            None,
+            f"{len(chain) - 1} deltas since the last full backup (--max-deltas {max_deltas})",
+        )
+    return newest, None
+
+
+def _create_delta_locked(
+    database_url: str,
+    backup_dir: Path,
+    *,
+    compress: bool,
+    label: str | None,
+    reason: str,
+    max_deltas: int,
+) -> tuple[BackupInfo | None, str | None]:
+    """Write a delta in one transaction that also empties the change log it consumed.
+
+    SQLite: the transaction takes the write lock first (writers wait, the
+    delta is small). PostgreSQL: REPEATABLE READ, so the rows read, the log
+    read and the log rows deleted are the same snapshot; changes committed
+    meanwhile stay in the log for the next delta.
+    """
+    from sqlalchemy import text
+
+    from planctl.db.engine import connect
+
+    with connect(database_url) as connection:
+        postgres = connection.dialect.name == "postgresql"
+        if postgres:
+            connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        if not changelog.installed(connection):
+            return None, "the database has no change log (run planctl db-upgrade)"
+        changelog.lock_anchor(connection)
+        parent, because = _delta_refusal(
+            changelog.read_anchor(connection), list_infos(backup_dir), max_deltas
+        )
+        if parent is None:
+            return None, because
+        revision = delta.current_revision(connection)
+        if revision != parent.revision:
+            return None, f"the schema changed since {parent.name} ({parent.revision} → {revision})"
+        changed, truncated = changelog.pending(connection)
+        if truncated:
+            return None, "a table was emptied at once (TRUNCATE) since the last backup"
+        if changed > DELTA_MAX_CHANGES:
+            return (
+                None,
+                f"{changed} rows changed since the last backup "
+                f"(a delta holds up to {DELTA_MAX_CHANGES})",
+            )
+        created = utc_now()
+        name = new_name(created, "delta", label, backup_dir)
+        log.info("delta %s of %s on top of %s started", name, mask_url(database_url), parent.name)
+        tables = delta.collect(connection, changelog.changed_ids(connection))
+        temp = temp_path(backup_dir, ".data")
+        data_file = name + delta.data_suffix(compress)
+        try:
+            try:
+                delta.write(
+                    temp,
+                    compress,
+                    timestamp=created.isoformat(),
+                    parent=parent.name,
+                    parent_sha256=parent.sha256,
+                    revision=revision,
+                    engine=connection.dialect.name,
+                    tables=tables,
+                )
+                sha, size = sha256_file(temp), temp.stat().st_size
+                publish(temp, backup_dir / data_file)
+            except OSError as error:
+                raise _disk_error(error, backup_dir) from None
+            counts = {
+                table: {"upserts": len(t["upserts"]), "deletes": len(t["deletes"])}
+                for table, t in tables.items()
+            }
+            info = BackupInfo(
+                name=name,
+                kind="delta",
+                engine="delta",
+                created=created.isoformat(),
+                data_file=data_file,
+                sha256=sha,
+                size=size,
+                source=mask_url(database_url),
+                revision=revision,
+                row_counts={t: c["upserts"] + c["deletes"] for t, c in counts.items()},
+                compressed=compress,
+                parent=parent.name,
+                label=label,
+                reason=reason,
+                planctl_version=__version__,
+                extra={"parent_sha256": parent.sha256, "changes": counts, "base": parent.engine},
+            )
+            try:
+                write_metadata(backup_dir, info)
+            except OSError as error:
+                (backup_dir / data_file).unlink(missing_ok=True)
+                raise _disk_error(error, backup_dir) from None
+            _maybe_crash("delta-published")
+        finally:
+            temp.unlink(missing_ok=True)
+        # Same transaction: the log rows this delta holds go, the anchor moves to it.
+        changelog.move_anchor(connection, name, info.created)
+    log.info(
+        "delta %s written: %s changed rows, %s bytes", name, sum(info.row_counts.values()), size
+    )
+    return info, None
+
+
+class _Anchor:
+    """Moves the change-log anchor to a new full backup, consistently with its snapshot.
+
+    PostgreSQL: inside the dump's own snapshot transaction (``in_snapshot``),
+    so the log rows deleted are exactly those the dump contains. SQLite: the
+    newest log id in the snapshot is noted, and after the backup is published
+    the log is emptied up to that id (SQLite ids follow commit order). A
+    database user without write access only gets a warning: the next
+    ``--incremental`` run then takes a full backup again.
+    """
+
+    def __init__(self, database_url: str, name: str, created: str) -> None:
+        self.database_url, self.name, self.created = database_url, name, created
+        self.mark: int | None = None
+
+    def in_snapshot(self, connection: Connection) -> None:
+        if not changelog.installed(connection):
+            return
+        if connection.dialect.name != "postgresql":
+            self.mark = changelog.last_change(connection)
+            return
+        try:
+            with connection.begin_nested():
+                changelog.move_anchor(connection, self.name, self.created)
+        except Exception as error:
+            log.warning(
+                "%s: change log not reset (%s); the next delta will be a full", self.name, error
+            )
+
+    def after_publish(self) -> None:
+        if self.mark is None:
+            return
+        from planctl.db.engine import connect
+
+        try:
+            with connect(self.database_url) as connection:
+                changelog.lock_anchor(connection)
+                changelog.move_anchor(connection, self.name, self.created, up_to=self.mark)
+        except Exception as error:  # see the class docstring
+            log.warning(
+                "%s: change log not reset (%s); the next delta will be a full", self.name, error
+            )
 
 
 @contextlib.contextmanager
@@ -124,10 +341,13 @@ def _create_locked(
     pg_bindir: Path | None,
     verify: bool,
     fmt: str = "native",
+    anchor: bool = False,
 ) -> BackupInfo:
     engine = "logical" if fmt == "logical" else engine_name(database_url)
     created = utc_now()
     name = new_name(created, "full", label, backup_dir)
+    moves = _Anchor(database_url, name, created.isoformat()) if anchor else None
+    in_snapshot = moves.in_snapshot if moves else None
     module = _engine(engine)
     data_file = name + module.data_suffix(compress)
     log.info("backup %s of %s started", name, mask_url(database_url))
@@ -136,7 +356,9 @@ def _create_locked(
         try:
             if engine == "logical":
                 with _timed("logical dump", name):
-                    revision, counts = logical_engine.dump(database_url, temp, compress)
+                    revision, counts = logical_engine.dump(
+                        database_url, temp, compress, in_snapshot
+                    )
                 if verify:
                     with _timed("logical check", name):
                         logical_engine.check(temp, compress, backup_dir, name)
@@ -148,6 +370,8 @@ def _create_locked(
                 try:
                     with _timed("snapshot (online backup API)", name):
                         revision, counts = sqlite_engine.snapshot(database_url, raw)
+                    if moves:
+                        moves.mark = sqlite_engine.change_log_mark(raw)
                     if verify:  # a gate before rotation may delete older backups
                         with _timed("quick_check", name):
                             sqlite_engine.integrity_check(raw, name, quick=True)
@@ -158,7 +382,9 @@ def _create_locked(
                     sqlite_engine.unlink_database(raw)
             else:
                 with _timed("pg_dump", name):
-                    revision, counts = postgres_engine.dump(database_url, temp, compress, pg_bindir)
+                    revision, counts = postgres_engine.dump(
+                        database_url, temp, compress, pg_bindir, in_snapshot
+                    )
                 if verify:  # the TOC here; `backup verify` also reads every data block
                     with _timed("pg_restore --list", name):
                         postgres_engine.check(
@@ -197,6 +423,8 @@ def _create_locked(
             (backup_dir / data_file).unlink(missing_ok=True)
             raise _disk_error(error, backup_dir) from None
         _maybe_crash("metadata-published")
+        if moves:
+            moves.after_publish()
     finally:
         temp.unlink(missing_ok=True)
     log.info("backup %s written: %s bytes, sha256 %s, revision %s", name, size, sha, revision)
@@ -252,6 +480,68 @@ def find_backup(
     raise UsageError(f"'{name}' matches {len(matches)} backups", "give more of the name")
 
 
+def _resolve_chain(infos: list[BackupInfo], info: BackupInfo) -> list[BackupInfo]:
+    """*info* and the backups it depends on, full first; VerificationError on a broken link."""
+    by_name = {i.name: i for i in infos}
+    links = [info]
+    while links[0].kind == "delta":
+        child = links[0]
+        parent = by_name.get(child.parent or "")
+        if parent is None:
+            raise VerificationError(
+                f"backup {child.name}: its parent {child.parent} is missing (broken chain)",
+                "restore a backup taken before the gap (planctl backup list)",
+            )
+        if parent.sha256 != child.extra.get("parent_sha256"):
+            raise VerificationError(
+                f"backup {child.name}: its parent {parent.name} is not the backup it was "
+                "taken on (checksum differs; broken chain)",
+                "restore a backup taken before the gap (planctl backup list)",
+            )
+        if parent in links or len(links) > 100_000:
+            raise VerificationError(f"backup {child.name}: its chain loops")
+        links.insert(0, parent)
+    return links
+
+
+def chain_of(backup_dir: Path, info: BackupInfo) -> list[BackupInfo]:
+    """The chain that restoring *info* needs: its full backup, then each delta up to it."""
+    return _resolve_chain(list_infos(Path(backup_dir)), info)
+
+
+def parse_moment(value: str, timezone: str = "UTC") -> dt.datetime:
+    """``2026-11-20 14:05`` (in *timezone*) or ISO 8601 with an offset, as an aware datetime."""
+    from zoneinfo import ZoneInfo
+
+    text = value.strip()
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"cannot read the moment '{value}'", "write it as 'YYYY-MM-DD HH:MM[:SS]'"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(timezone))
+    return moment
+
+
+def find_at(backup_dir: Path, moment: dt.datetime) -> BackupInfo:
+    """The newest backup (full or delta, not a safety copy) taken at or before *moment*."""
+    if moment.tzinfo is None:
+        raise ValueError("moment must be timezone-aware")
+    infos = list_backups(backup_dir)
+    for info in infos:  # newest first
+        if info.reason != PRE_RESTORE and info.created_at <= moment:
+            return info
+    oldest = min((i.created_at for i in infos), default=None)
+    raise NothingToDoError(
+        f"no backup in '{backup_dir}' was taken at or before {moment.isoformat(' ', 'seconds')}",
+        f"the oldest is from {oldest.isoformat(' ', 'seconds')}"
+        if oldest
+        else "run planctl backup first",
+    )
+
+
 @dataclass
 class VerifyResult:
     info: BackupInfo
@@ -284,6 +574,13 @@ def verify_info(backup_dir: Path, info: BackupInfo, pg_bindir: Path | None = Non
         postgres_engine.check(path, info.compressed, backup_dir, info.name, pg_bindir)
     elif info.engine == "logical":
         logical_engine.check(path, info.compressed, backup_dir, info.name)
+    elif info.engine == "delta":
+        parsed = delta.read(path, info.name)
+        if parsed.parent != info.parent or parsed.parent_sha256 != info.extra.get("parent_sha256"):
+            raise VerificationError(
+                f"backup {info.name}: its file and metadata name different parents"
+            )
+        chain_of(backup_dir, info)  # every link up to the full backup is present and matches
     else:
         raise VerificationError(f"backup {info.name}: unknown engine '{info.engine}'")
 
@@ -298,11 +595,12 @@ def verify_backup(
 ) -> list[VerifyResult]:
     """Verify one backup (or all); records ``verified_at``. Failures are returned, not raised."""
     backup_dir = Path(backup_dir)
-    infos = (
-        list_backups(backup_dir)
-        if all_backups
-        else [find_backup(backup_dir, name or "latest", include_safety=True)]
-    )
+    if all_backups:
+        infos = list_backups(backup_dir)
+    else:  # one backup: and, for a delta, every backup its restore needs
+        infos = _chain_or_self(
+            backup_dir, find_backup(backup_dir, name or "latest", include_safety=True)
+        )
     if not infos and not damaged_metadata(backup_dir):
         raise NothingToDoError(f"no backups in '{backup_dir}'", "run planctl backup first")
     results = []
@@ -329,6 +627,13 @@ def verify_backup(
     return results
 
 
+def _chain_or_self(backup_dir: Path, info: BackupInfo) -> list[BackupInfo]:
+    try:
+        return chain_of(backup_dir, info)
+    except VerificationError:
+        return [info]  # verify_info reports the broken link by name
+
+
 def _placeholder(name: str) -> BackupInfo:
     """Stands in for a backup whose metadata cannot be read."""
     return BackupInfo(
@@ -350,6 +655,9 @@ class RestoreResult:
     safety: BackupInfo | None
     revision: str | None
     head: str | None
+    #: The backups applied, full first (one element unless *restored* is a delta).
+    chain: list[BackupInfo] = field(default_factory=list)
+    rows_touched_by_deltas: int = 0
 
     @property
     def needs_upgrade(self) -> bool:
@@ -377,26 +685,41 @@ def restore_backup(
     backup_dir: Path,
     name: str = "latest",
     *,
+    at: dt.datetime | None = None,
     safety_backup: bool = True,
     lock_timeout: float = 0.0,
     pg_bindir: Path | None = None,
 ) -> RestoreResult:
-    """Verify, refuse the wrong engine or a newer schema, take a safety backup, then restore."""
+    """Verify, refuse the wrong engine or a newer schema, take a safety backup, then restore.
+
+    A delta restores its chain: the full backup, then each delta in order.
+    With *at* (an aware datetime), the newest backup taken at or before it.
+    Every link is checked (present, checksum, parent link, parseable) before
+    the database is touched; a broken chain is refused naming the bad file.
+    """
     backup_dir = Path(backup_dir)
-    info = find_backup(backup_dir, name)
+    info = find_at(backup_dir, at) if at is not None else find_backup(backup_dir, name)
+    links = chain_of(backup_dir, info)
+    root = links[0]
     engine = engine_name(database_url)
-    if info.engine not in (engine, "logical"):
+    if root.engine not in (engine, "logical"):
         raise BackupError(
-            f"backup {info.name} is a {info.engine} backup; the database is {engine}",
+            f"backup {root.name} is a {root.engine} backup; the database is {engine}",
             "restore it into a database of the same engine (logical backups move between engines)",
         )
     head = _check_revision(info)
-    if info.engine == "logical":
-        _check_target_revision(database_url, info)
+    if any(link.revision != root.revision for link in links):
+        raise VerificationError(f"backup {info.name}: its chain spans schema revisions")
+    if root.engine == "logical":
+        _check_target_revision(database_url, root)
     with backup_lock(backup_dir, lock_timeout):
-        # The checksum now; each engine checks the archive itself before it
-        # touches the live database (SQLite integrity_check, pg_restore TOC).
-        verify_checksum(backup_dir, info)
+        # Checksums and deltas now; each engine checks the full backup itself before
+        # it touches the live database (SQLite integrity_check, pg_restore TOC).
+        for link in links:
+            verify_checksum(backup_dir, link)
+        deltas = [
+            (link.name, delta.read(backup_dir / link.data_file, link.name)) for link in links[1:]
+        ]
         safety = None
         if safety_backup and _has_database(database_url):
             safety = _create_locked(
@@ -410,17 +733,34 @@ def restore_backup(
             )
             log.info("safety backup %s taken before restoring %s", safety.name, info.name)
         _maybe_crash("before-restore")
-        module = _engine(info.engine)
+        module = _engine(root.engine)
         module.restore(
             database_url,
-            backup_dir / info.data_file,
-            info.compressed,
+            backup_dir / root.data_file,
+            root.compressed,
             backup_dir,
-            info.name,
-            **({"bindir": pg_bindir} if info.engine == "postgresql" else {}),
+            root.name,
+            **({"bindir": pg_bindir} if root.engine == "postgresql" else {}),
         )
-    log.info("restored %s into %s (revision %s)", info.name, mask_url(database_url), info.revision)
-    return RestoreResult(info, safety, info.revision, head)
+        touched = delta.apply_deltas(database_url, deltas) if deltas else 0
+        _restart_change_log(database_url)
+    log.info(
+        "restored %s into %s (revision %s%s)",
+        info.name,
+        mask_url(database_url),
+        info.revision,
+        f", {len(deltas)} deltas applied, {touched} rows" if deltas else "",
+    )
+    return RestoreResult(info, safety, info.revision, head, links, touched)
+
+
+def _restart_change_log(database_url: str) -> None:
+    """After a restore the log describes no backup: empty it; the next --incremental is a full."""
+    from planctl.db.engine import connect
+
+    with connect(database_url) as connection:
+        if changelog.installed(connection):
+            changelog.move_anchor(connection, None, None)
 
 
 def _check_target_revision(database_url: str, info: BackupInfo) -> None:

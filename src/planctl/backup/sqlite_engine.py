@@ -93,6 +93,18 @@ def snapshot(database_url: str, target: Path) -> tuple[str | None, dict[str, int
         raise _map_sqlite_error(error, f"backup of '{source_path}' failed") from None
 
 
+def change_log_mark(path: Path) -> int | None:
+    """The newest change-log id in a snapshot file (None: the schema has no change log)."""
+    from planctl.db.changelog import LOG_TABLE
+
+    with _open(path, readonly=True) as connection:
+        try:
+            row = connection.execute(f"SELECT max(id) FROM {LOG_TABLE}").fetchone()
+        except sqlite3.OperationalError:
+            return None
+    return int(row[0] or 0)
+
+
 def _revision(connection: sqlite3.Connection) -> str | None:
     try:
         row = connection.execute("SELECT version_num FROM alembic_version").fetchone()

@@ -96,14 +96,28 @@ def backup(
             "--verify/--no-verify", help="Engine check of the new backup (default: with --keep)."
         ),
     ] = None,
+    incremental: Annotated[
+        bool,
+        typer.Option(
+            "--incremental",
+            help="A delta of the rows changed since the newest backup (a full one when "
+            "there is none yet, or after --max-deltas deltas).",
+        ),
+    ] = False,
+    max_deltas: Annotated[
+        int,
+        typer.Option("--max-deltas", help="Deltas before --incremental takes a full again."),
+    ] = 10,
 ) -> None:
-    """Take one full backup of the configured database; with --keep, verify it and rotate."""
+    """Take one backup of the configured database; with --keep, verify it and rotate."""
     if ctx.invoked_subcommand is not None:
         return
     from planctl.backup import create_backup
 
     if keep is not None and keep < 1:
         raise UsageError(f"--keep must be at least 1, got {keep}", "keep at least the new backup")
+    if max_deltas < 1:
+        raise UsageError(f"--max-deltas must be at least 1, got {max_deltas}")
     state = _state(ctx)
     log = state.service_logger("backup")
     result = create_backup(
@@ -116,19 +130,32 @@ def backup(
         pg_bindir=_pg_bindir(state),
         verify=verify,
         fmt=fmt,
+        incremental=incremental,
+        max_deltas=max_deltas,
     )
     info = result.info
-    log.info(
-        "backup %s done (%s, %s rows in sesiones)",
-        info.name,
-        _size(info.size),
-        info.row_counts.get("sesiones", 0),
-    )
-    state.say(
-        f"Backup [bold]{info.name}[/bold] ({info.engine}, {_size(info.size)}, "
-        f"revision {info.revision or '<none>'}) {'verified and ' if info.verified_at else ''}"
-        f"written to {_dir(state, directory)}."
-    )
+    if info.kind == "delta":
+        changed = sum(info.row_counts.values())
+        log.info("delta %s done (%s, %d rows changed)", info.name, _size(info.size), changed)
+        state.say(
+            f"Delta [bold]{info.name}[/bold] ({changed} changed rows, {_size(info.size)}) "
+            f"on top of {info.parent}; {result.deltas_since_full} of at most {max_deltas} "
+            f"deltas since the full backup, written to {_dir(state, directory)}."
+        )
+    else:
+        log.info(
+            "backup %s done (%s, %s rows in sesiones)",
+            info.name,
+            _size(info.size),
+            info.row_counts.get("sesiones", 0),
+        )
+        state.say(
+            f"Backup [bold]{info.name}[/bold] ({info.engine}, {_size(info.size)}, "
+            f"revision {info.revision or '<none>'}) {'verified and ' if info.verified_at else ''}"
+            f"written to {_dir(state, directory)}."
+        )
+        if result.full_because:
+            state.say(f"A full backup, not a delta: {result.full_because}.")
     for removed in result.removed:
         state.say(f"Rotated out {removed.name}.")
 
@@ -154,6 +181,7 @@ def list_command(
     engines = ", ".join(sorted({i.engine for i in infos})) or "empty"
     table = Table(title=f"Backups in {_dir(state, directory)} ({engines})", title_justify="left")
     table.add_column("name", no_wrap=True)
+    table.add_column("kind")
     table.add_column("created")
     table.add_column("size", justify="right")
     table.add_column("revision")
@@ -161,6 +189,7 @@ def list_command(
     for info in infos:
         table.add_row(
             info.name,
+            describe_kind(info),
             _local(state, info.created),
             _size(info.size),
             (info.revision or "—")[:12],
@@ -220,6 +249,14 @@ def restore_command(
             help="Back up the current database first (default). Skip it only if you have one.",
         ),
     ] = True,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="Restore the newest state at or before this moment, e.g. '2026-11-20 14:05' "
+            "(PLANCTL_TIMEZONE unless it has an offset).",
+        ),
+    ] = None,
     target: Annotated[
         str | None,
         typer.Option(
@@ -230,13 +267,19 @@ def restore_command(
     ] = None,
 ) -> None:
     """Verify a backup, take a safety backup, then replace the database with it."""
-    from planctl.backup import find_backup, restore_backup
+    from planctl.backup import chain_of, find_at, find_backup, parse_moment, restore_backup
     from planctl.cli.db import _can_prompt
     from planctl.config import mask_url, normalize_database_url, url_password
 
     state = _state(ctx)
     backup_dir = _dir(state, directory)
-    info = find_backup(backup_dir, name)
+    if at is not None and name != "latest":
+        raise UsageError("give either a backup name or --at, not both")
+    if at is not None:
+        info = find_at(backup_dir, parse_moment(at, state.settings.timezone))
+    else:
+        info = find_backup(backup_dir, name)
+    chain = chain_of(backup_dir, info)  # a broken chain is refused before any question
     database_url = normalize_database_url(target) if target else state.settings.database_url
     masked = mask_url(database_url)
     if target and url_password(target):
@@ -251,9 +294,10 @@ def restore_command(
             raise PlanctlError(
                 "refusing to restore without confirmation", "pass --yes to run it unattended"
             )
+        applies = f", applying {len(chain) - 1} deltas on {chain[0].name}" if len(chain) > 1 else ""
         typer.confirm(
             f"Replace {masked} with backup {info.name} "
-            f"(taken {_local(state, info.created)})?"
+            f"(taken {_local(state, info.created)}{applies})?"
             + (" A safety backup is taken first" if safety_backup else " No safety backup"),
             abort=True,
         )
@@ -269,6 +313,11 @@ def restore_command(
     log.info("restore of %s done", info.name)
     if result.safety:
         state.say(f"Safety backup of the previous state: {result.safety.name}")
+    if len(result.chain) > 1:
+        state.say(
+            f"Restored {result.chain[0].name}, then applied {len(result.chain) - 1} deltas "
+            f"({result.rows_touched_by_deltas} rows)."
+        )
     state.say(
         f"Restored [bold]{info.name}[/bold] into {masked}; "
         f"schema revision {result.revision or '<none>'}."
@@ -344,3 +393,9 @@ def prune_command(
 
 def describe(info: BackupInfo) -> str:
     return f"{info.name} ({info.engine}, {info.kind})"
+
+
+def describe_kind(info: BackupInfo) -> str:
+    if info.kind == "delta":
+        return f"delta ({sum(info.row_counts.values())} rows)"
+    return f"{info.kind} ({info.engine})"

@@ -1,0 +1,309 @@
+"""Delta backups: the rows changed since the previous backup of the chain.
+
+A delta is one JSON document (gzipped by default)::
+
+    {"format": "planctl-delta", "version": 1, "type": "delta",
+     "timestamp": "2026-11-22T14:05:00.123456+00:00",
+     "parent": "20261122-140000-full", "parent_sha256": "<hex>",
+     "revision": "7c2e5a9d41b8", "engine": "sqlite",
+     "tables": {"sesiones": {"columns": ["id", ...],
+                             "upserts": [[17, ...], ...], "deletes": [2, 3]}}}
+
+Rows use the logical format's codec (:mod:`planctl.backup.logical_engine`):
+plain JSON, typed by the column, never pickle. Which rows changed comes from
+the change log (:mod:`planctl.db.changelog`), so writing a delta costs what
+changed, not the size of the database: each logged id is fetched by primary
+key; an id whose row is gone is a delete.
+
+Applying (:func:`apply_delta`) runs in one transaction: deletes children
+first, then ``INSERT … ON CONFLICT (id) DO UPDATE`` parents first (never
+delete + insert, which would cascade to children the delta does not carry).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Table, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from planctl.backup.logical_engine import _JSON, _codec, _driver_errors
+from planctl.backup.store import BackupError
+from planctl.config import mask_url
+from planctl.errors import VerificationError
+
+FORMAT = "planctl-delta"
+VERSION = 1
+GZIP_LEVEL = 6  # deltas are small: the better ratio costs nothing noticeable
+FETCH = 500  # ids per ``WHERE id IN (…)``
+DAMAGED_HINT = "the chain is broken from here on; restore an earlier backup (planctl backup list)"
+
+
+def data_suffix(compressed: bool) -> str:
+    return ".delta.json.gz" if compressed else ".delta.json"
+
+
+@dataclass
+class TableChanges:
+    columns: tuple[str, ...]
+    upserts: list[list[Any]] = field(default_factory=list)  # decoded (Python) values
+    deletes: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Delta:
+    timestamp: str
+    parent: str
+    parent_sha256: str
+    revision: str | None
+    engine: str
+    tables: dict[str, TableChanges]
+
+    @property
+    def changes(self) -> int:
+        return sum(len(t.upserts) + len(t.deletes) for t in self.tables.values())
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {
+            name: {"upserts": len(t.upserts), "deletes": len(t.deletes)}
+            for name, t in self.tables.items()
+        }
+
+
+# --- write ----------------------------------------------------------------------------------
+
+
+def collect(connection: Connection, changed: dict[str, list[int]]) -> dict[str, dict[str, Any]]:
+    """The JSON-ready ``tables`` section for the logged ids, read in *connection*'s snapshot."""
+    from planctl.db.models import TABLE_NAMES, metadata
+
+    tables: dict[str, dict[str, Any]] = {}
+    for name in TABLE_NAMES:  # parents first, as they are applied
+        ids = changed.get(name)
+        if not ids:
+            continue
+        table = metadata.tables[name]
+        codec = _codec(table)
+        upserts: list[list[Any]] = []
+        found: set[int] = set()
+        for start in range(0, len(ids), FETCH):
+            chunk = ids[start : start + FETCH]
+            rows = connection.execute(
+                select(table).where(table.c.id.in_(chunk)).order_by(table.c.id)
+            )
+            for row in rows:
+                upserts.append(codec.encode(row))
+                found.add(row.id)
+        deletes = [i for i in ids if i not in found]
+        tables[name] = {"columns": list(codec.columns), "upserts": upserts, "deletes": deletes}
+    return tables
+
+
+def write(
+    target: Path,
+    compressed: bool,
+    *,
+    timestamp: str,
+    parent: str,
+    parent_sha256: str,
+    revision: str | None,
+    engine: str,
+    tables: dict[str, dict[str, Any]],
+) -> None:
+    document = {
+        "format": FORMAT,
+        "version": VERSION,
+        "type": "delta",
+        "timestamp": timestamp,
+        "parent": parent,
+        "parent_sha256": parent_sha256,
+        "revision": revision,
+        "engine": engine,
+        "tables": tables,
+    }
+    data = (_JSON.encode(document) + "\n").encode("utf-8")
+    with open(target, "wb") as raw:
+        if compressed:
+            with gzip.GzipFile(
+                filename="", fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0
+            ) as packed:
+                packed.write(data)
+        else:
+            raw.write(data)
+
+
+# --- read -----------------------------------------------------------------------------------
+
+
+def _fail(name: str, problem: str) -> VerificationError:
+    return VerificationError(f"delta {name} is damaged: {problem}", DAMAGED_HINT)
+
+
+def read(path: Path, name: str | None = None) -> Delta:
+    """Parse and type-check a delta file completely; VerificationError naming it if it is bad."""
+    from planctl.db.models import metadata
+
+    label = name or path.name
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(2)
+        opener: Any = gzip.open if magic == b"\x1f\x8b" else open
+        with opener(path, "rb") as handle:
+            document = json.loads(handle.read())
+    except FileNotFoundError:
+        raise VerificationError(f"delta file {path} is missing", DAMAGED_HINT) from None
+    except (OSError, EOFError, ValueError, RecursionError) as error:
+        raise _fail(label, f"cannot read it ({error})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise _fail(label, f"not a {FORMAT} document")
+    if document.get("version") != VERSION:
+        raise _fail(label, f"unknown format version {document.get('version')!r}")
+    strings = ("timestamp", "parent", "parent_sha256", "engine")
+    if not all(isinstance(document.get(key), str) for key in strings):
+        raise _fail(label, "header fields missing")
+    revision = document.get("revision")
+    if revision is not None and not isinstance(revision, str):
+        raise _fail(label, "bad revision")
+    raw_tables = document.get("tables")
+    if not isinstance(raw_tables, dict):
+        raise _fail(label, "no tables")
+    tables: dict[str, TableChanges] = {}
+    for table_name, section in raw_tables.items():
+        if table_name not in metadata.tables or not isinstance(section, dict):
+            raise _fail(label, f"unknown table {table_name!r}")
+        tables[table_name] = _read_table(label, metadata.tables[table_name], section)
+    return Delta(
+        timestamp=document["timestamp"],
+        parent=document["parent"],
+        parent_sha256=document["parent_sha256"],
+        revision=revision,
+        engine=document["engine"],
+        tables=tables,
+    )
+
+
+def _read_table(label: str, table: Table, section: dict[str, Any]) -> TableChanges:
+    columns, upserts, deletes = (section.get(k) for k in ("columns", "upserts", "deletes"))
+    if (
+        not isinstance(columns, list)
+        or "id" not in columns
+        or not all(isinstance(c, str) and c in table.c for c in columns)
+        or len(set(columns)) != len(columns)
+    ):
+        raise _fail(label, f"table {table.name}: bad column list")
+    if not isinstance(upserts, list) or not isinstance(deletes, list):
+        raise _fail(label, f"table {table.name}: upserts and deletes must be arrays")
+    if not all(type(i) is int for i in deletes):
+        raise _fail(label, f"table {table.name}: deletes must be integer ids")
+    codec = _codec(table, tuple(columns))
+    decoded = []
+    for number, row in enumerate(upserts, 1):
+        if type(row) is not list:
+            raise _fail(label, f"table {table.name}: upsert {number} is not an array")
+        try:
+            decoded.append(codec.decode_in_place(row))
+        except ValueError as error:
+            raise _fail(label, f"table {table.name}, upsert {number}: {error}") from None
+    return TableChanges(tuple(columns), decoded, list(deletes))
+
+
+# --- apply ----------------------------------------------------------------------------------
+
+
+def _upsert(connection: Connection, table: Table, columns: tuple[str, ...], rows: list[Any]) -> int:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement: Any = dialect.insert(table)
+    updates = {c: statement.excluded[c] for c in columns if c != "id"}
+    statement = statement.on_conflict_do_update(index_elements=[table.c.id], set_=updates)
+    touched = 0
+    for start in range(0, len(rows), 1000):
+        batch = [dict(zip(columns, row, strict=True)) for row in rows[start : start + 1000]]
+        connection.execute(statement, batch)  # executemany: the driver's rowcount is -1
+        touched += len(batch)
+    return touched
+
+
+def _delete(connection: Connection, table: Table, ids: list[int]) -> int:
+    touched = 0
+    for start in range(0, len(ids), FETCH):
+        chunk = ids[start : start + FETCH]
+        touched += connection.execute(table.delete().where(table.c.id.in_(chunk))).rowcount or 0
+    return touched
+
+
+def apply(connection: Connection, delta: Delta, name: str) -> int:
+    """Apply *delta* inside *connection*'s transaction; the rows touched (upserted + deleted)."""
+    from planctl.backup.logical_engine import _check_foreign_keys, _continue_sequences
+    from planctl.db.models import TABLE_NAMES, metadata
+
+    order = [t for t in TABLE_NAMES if t in delta.tables]
+    touched = 0
+    for table_name in reversed(order):  # children first
+        touched += _delete(
+            connection, metadata.tables[table_name], delta.tables[table_name].deletes
+        )
+    for table_name in order:  # parents first
+        changes = delta.tables[table_name]
+        if changes.upserts:
+            touched += _upsert(
+                connection, metadata.tables[table_name], changes.columns, changes.upserts
+            )
+    if connection.dialect.name == "postgresql":
+        _continue_sequences(connection, order)
+    else:
+        _check_foreign_keys(connection, name)
+    return touched
+
+
+def current_revision(connection: Connection) -> str | None:
+    from sqlalchemy import inspect
+
+    if "alembic_version" not in inspect(connection).get_table_names():
+        return None
+    value = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    return None if value is None else str(value)
+
+
+def apply_delta(database_url: str, path: Path | str) -> int:
+    """Apply one delta file to the database in one transaction; return the rows touched.
+
+    The database must be at the delta's schema revision and hold its parent's
+    state (restore the chain's full backup and the deltas before it first:
+    ``planctl backup restore NAME`` does exactly that).
+    """
+    path = Path(path)
+    delta = read(path)
+    return apply_deltas(database_url, [(path.name, delta)])
+
+
+def apply_deltas(database_url: str, deltas: Iterable[tuple[str, Delta]]) -> int:
+    """Apply deltas in order, in one transaction (all or nothing)."""
+    from planctl.db.engine import connect
+
+    touched = 0
+    with connect(database_url, foreign_keys=False) as connection:
+        revision = current_revision(connection)
+        for name, delta in deltas:
+            if delta.revision != revision:
+                raise BackupError(
+                    f"delta {name} is at schema revision {delta.revision or '<none>'}; "
+                    f"{mask_url(database_url)} is at {revision or '<none>'}",
+                    f"run planctl db-upgrade {delta.revision} (or db-downgrade) on it first",
+                )
+            try:
+                touched += apply(connection, delta, name)
+            except (DBAPIError, *_driver_errors(connection)) as error:  # type: ignore[misc]
+                reason = " ".join(str(error).split())[:300]
+                raise BackupError(
+                    f"applying delta {name} to {mask_url(database_url)} failed: {reason}",
+                    "the database was left unchanged",
+                ) from None
+    return touched

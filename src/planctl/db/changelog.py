@@ -1,0 +1,249 @@
+"""The change log that makes incremental backups cost what changed, not the database size.
+
+Triggers installed by a migration record the id of every row inserted,
+updated or deleted in the planner's tables into ``planctl_change_log`` —
+whoever writes: planctl, the planner application, a ``psql`` session. A delta
+backup reads the distinct ``(table, id)`` pairs, fetches those rows (a missing
+row is a delete) and then empties the log in the same transaction.
+
+- SQLite: row triggers (``AFTER INSERT/UPDATE/DELETE … FOR EACH ROW``). The
+  log id is ``AUTOINCREMENT``: ids are never reused, and since SQLite has one
+  writer at a time, id order is commit order.
+- PostgreSQL: statement triggers with transition tables (``REFERENCING NEW
+  TABLE``), so a ``COPY`` of a million rows runs the trigger once, plus an
+  ``AFTER TRUNCATE`` trigger that logs a whole-table marker (``row_id`` NULL).
+
+``planctl_backup_anchor`` (one row) names the backup the log is relative to:
+(by name and creation time) a delta is only taken when the anchor is the
+newest backup in the backup directory;
+anything else (a restore, a backup in another directory, a crash between
+publishing a backup and committing the log) makes the next backup a full one.
+
+SQLite batch migrations recreate tables and lose their triggers, so the
+migration environment calls :func:`reinstall` after every migration run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+LOG_TABLE = "planctl_change_log"
+ANCHOR_TABLE = "planctl_backup_anchor"
+FUNCTION = "planctl_log_change"
+OPERATIONS = ("ins", "upd", "del", "trunc")
+
+_PG_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO {LOG_TABLE} (table_name, row_id) SELECT TG_TABLE_NAME, id FROM planctl_new;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO {LOG_TABLE} (table_name, row_id)
+            SELECT TG_TABLE_NAME, id FROM planctl_new
+            UNION SELECT TG_TABLE_NAME, id FROM planctl_old;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO {LOG_TABLE} (table_name, row_id) SELECT TG_TABLE_NAME, id FROM planctl_old;
+    ELSE
+        INSERT INTO {LOG_TABLE} (table_name, row_id) VALUES (TG_TABLE_NAME, NULL);
+    END IF;
+    RETURN NULL;
+END
+$$
+"""
+
+
+def trigger_name(table: str, operation: str) -> str:
+    return f"planctl_log_{table}_{operation}"
+
+
+def _quote(connection: Connection, name: str) -> str:
+    return str(connection.dialect.identifier_preparer.quote(name))
+
+
+def _sqlite_triggers(connection: Connection, table: str) -> list[str]:
+    quoted = _quote(connection, table)
+    log = f"INSERT INTO {LOG_TABLE} (table_name, row_id)"
+    return [
+        f"CREATE TRIGGER {trigger_name(table, 'ins')} AFTER INSERT ON {quoted} "
+        f"BEGIN {log} VALUES ('{table}', NEW.id); END",
+        f"CREATE TRIGGER {trigger_name(table, 'upd')} AFTER UPDATE ON {quoted} "
+        f"BEGIN {log} VALUES ('{table}', NEW.id); "
+        f"{log} SELECT '{table}', OLD.id WHERE OLD.id IS NOT NEW.id; END",
+        f"CREATE TRIGGER {trigger_name(table, 'del')} AFTER DELETE ON {quoted} "
+        f"BEGIN {log} VALUES ('{table}', OLD.id); END",
+    ]
+
+
+def _postgres_triggers(connection: Connection, table: str) -> list[str]:
+    quoted = _quote(connection, table)
+    run = f"FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()"
+    return [
+        f"CREATE TRIGGER {trigger_name(table, 'ins')} AFTER INSERT ON {quoted} "
+        f"REFERENCING NEW TABLE AS planctl_new {run}",
+        f"CREATE TRIGGER {trigger_name(table, 'upd')} AFTER UPDATE ON {quoted} "
+        f"REFERENCING OLD TABLE AS planctl_old NEW TABLE AS planctl_new {run}",
+        f"CREATE TRIGGER {trigger_name(table, 'del')} AFTER DELETE ON {quoted} "
+        f"REFERENCING OLD TABLE AS planctl_old {run}",
+        f"CREATE TRIGGER {trigger_name(table, 'trunc')} AFTER TRUNCATE ON {quoted} {run}",
+    ]
+
+
+def create_tables(connection: Connection) -> None:
+    """The log and the anchor (the migration's upgrade)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text(
+                f"CREATE TABLE {LOG_TABLE} (id BIGSERIAL CONSTRAINT pk_{LOG_TABLE} PRIMARY KEY, "
+                "table_name VARCHAR(64) NOT NULL, row_id BIGINT)"
+            )
+        )
+        connection.execute(text(_PG_FUNCTION))
+    else:
+        connection.execute(
+            text(
+                f"CREATE TABLE {LOG_TABLE} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                "table_name VARCHAR(64) NOT NULL, row_id INTEGER)"
+            )
+        )
+    connection.execute(
+        text(
+            f"CREATE TABLE {ANCHOR_TABLE} ("
+            f"id INTEGER NOT NULL CONSTRAINT pk_{ANCHOR_TABLE} PRIMARY KEY "
+            f"CONSTRAINT ck_{ANCHOR_TABLE}_single CHECK (id = 1), "
+            "backup VARCHAR(200), created VARCHAR(40))"
+        )
+    )
+    connection.execute(text(f"INSERT INTO {ANCHOR_TABLE} (id) VALUES (1)"))
+
+
+def drop_tables(connection: Connection, tables: Iterable[str]) -> None:
+    """Remove triggers, function and tables (the migration's downgrade)."""
+    drop_triggers(connection, tables)
+    connection.execute(text(f"DROP TABLE IF EXISTS {ANCHOR_TABLE}"))
+    connection.execute(text(f"DROP TABLE IF EXISTS {LOG_TABLE}"))
+    if connection.dialect.name == "postgresql":
+        connection.execute(text(f"DROP FUNCTION IF EXISTS {FUNCTION}()"))
+
+
+def drop_triggers(connection: Connection, tables: Iterable[str]) -> None:
+    postgres = connection.dialect.name == "postgresql"
+    existing = _existing_tables(connection)
+    for table in tables:
+        if table not in existing:
+            continue
+        for operation in OPERATIONS if postgres else OPERATIONS[:3]:
+            on = f" ON {_quote(connection, table)}" if postgres else ""
+            connection.execute(text(f"DROP TRIGGER IF EXISTS {trigger_name(table, operation)}{on}"))
+
+
+def install_triggers(connection: Connection, tables: Iterable[str]) -> None:
+    """(Re)create the triggers on *tables*: idempotent, safe to run after any migration."""
+    tables = list(tables)
+    drop_triggers(connection, tables)
+    postgres = connection.dialect.name == "postgresql"
+    if postgres:
+        connection.execute(text(_PG_FUNCTION))
+    existing = _existing_tables(connection)
+    for table in tables:
+        if table not in existing:
+            continue
+        statements = _postgres_triggers if postgres else _sqlite_triggers
+        for statement in statements(connection, table):
+            connection.execute(text(statement))
+
+
+def _existing_tables(connection: Connection) -> set[str]:
+    from sqlalchemy import inspect
+
+    return set(inspect(connection).get_table_names())
+
+
+def installed(connection: Connection) -> bool:
+    """Whether this database keeps a change log (its schema is at or past that revision)."""
+    return LOG_TABLE in _existing_tables(connection)
+
+
+def reinstall(connection: Connection) -> None:
+    """After a migration run: put back triggers a SQLite table rebuild dropped."""
+    from planctl.db.models import TABLE_NAMES
+
+    if installed(connection):
+        install_triggers(connection, TABLE_NAMES)
+
+
+def read_anchor(connection: Connection) -> tuple[str | None, str | None]:
+    """(name, created) of the backup the log is relative to; (None, None) when there is none."""
+    row = connection.execute(
+        text(f"SELECT backup, created FROM {ANCHOR_TABLE} WHERE id = 1")
+    ).first()
+    return (None, None) if row is None else (row[0], row[1])
+
+
+def lock_anchor(connection: Connection) -> None:
+    """Take the write lock first thing in the transaction (SQLite: like BEGIN IMMEDIATE,
+    so the snapshot read next is the one the log is emptied in; PostgreSQL: a row lock)."""
+    connection.execute(text(f"UPDATE {ANCHOR_TABLE} SET backup = backup WHERE id = 1"))
+
+
+def move_anchor(
+    connection: Connection, backup: str | None, created: str | None, *, up_to: int | None = None
+) -> int:
+    """Empty the log (as this transaction sees it, or up to id *up_to*) and name the new anchor.
+
+    On PostgreSQL under REPEATABLE READ, the ``DELETE`` only reaches log rows
+    visible in the transaction's snapshot: rows that writers commit meanwhile
+    stay for the next delta. Returns the number of log rows removed.
+    """
+    where = "" if up_to is None else " WHERE id <= :up_to"
+    removed = connection.execute(text(f"DELETE FROM {LOG_TABLE}{where}"), {"up_to": up_to})
+    connection.execute(
+        text(
+            f"INSERT INTO {ANCHOR_TABLE} (id, backup, created) VALUES (1, :backup, :created) "
+            "ON CONFLICT (id) DO UPDATE SET backup = excluded.backup, created = excluded.created"
+        ),
+        {"backup": backup, "created": created},
+    )
+    return int(removed.rowcount or 0)
+
+
+def pending(connection: Connection) -> tuple[int, bool]:
+    """(distinct rows changed, whether a whole table was truncated) since the anchor."""
+    changed = connection.execute(
+        text(f"SELECT count(*) FROM (SELECT DISTINCT table_name, row_id FROM {LOG_TABLE}) AS c")
+    ).scalar_one()
+    truncated = connection.execute(
+        text(f"SELECT 1 FROM {LOG_TABLE} WHERE row_id IS NULL LIMIT 1")
+    ).first()
+    return int(changed), truncated is not None
+
+
+def changed_ids(connection: Connection) -> dict[str, list[int]]:
+    """The distinct row ids logged per table, sorted."""
+    result: dict[str, list[int]] = {}
+    rows = connection.execute(
+        text(
+            f"SELECT DISTINCT table_name, row_id FROM {LOG_TABLE} "
+            "WHERE row_id IS NOT NULL ORDER BY table_name, row_id"
+        )
+    )
+    for table, row_id in rows:
+        result.setdefault(str(table), []).append(int(row_id))
+    return result
+
+
+def mark_all_changed(connection: Connection, tables: Iterable[str]) -> None:
+    """Log a whole-table marker for each of *tables*: the next incremental backup is a full."""
+    for table in tables:
+        connection.execute(
+            text(f"INSERT INTO {LOG_TABLE} (table_name, row_id) VALUES (:table, NULL)"),
+            {"table": table},
+        )
+
+
+def last_change(connection: Connection) -> int:
+    """The newest log id (0 when empty): cheap enough to poll for ``backup watch``."""
+    value = connection.execute(text(f"SELECT max(id) FROM {LOG_TABLE}")).scalar()
+    return int(value or 0)
