@@ -384,7 +384,7 @@ def dump(
                 codec = _codec(table)
                 emit(_line({"table": name, "columns": list(codec.columns)}))
                 query = select(table).order_by(table.c.id)
-                result = connection.execution_options(yield_per=BATCH).execute(query)
+                result = connection.execute(query, execution_options={"yield_per": BATCH})
                 count = 0
                 for rows in result.partitions():
                     lines = [_JSON.encode(codec.encode(row)) for row in rows]

@@ -796,10 +796,11 @@ def rotate_locked(backup_dir: Path, keep: int) -> list[BackupInfo]:
 
 
 def _remove_chain(backup_dir: Path, chain: Chain) -> list[BackupInfo]:
-    for info in reversed(chain.members):  # deltas before their full
+    removed = list(reversed(chain.members))  # deltas before their full
+    for info in removed:
         remove_backup(backup_dir, info)
         log.info("removed %s (%s)", info.name, info.kind)
-    return list(chain.members)
+    return removed
 
 
 def rotate(backup_dir: Path, keep: int, *, lock_timeout: float = 0.0) -> list[BackupInfo]:

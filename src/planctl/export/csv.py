@@ -224,7 +224,9 @@ def _write_rows(
     connection: Connection, query: Select[Any], writer: Any, progress: Progress | None
 ) -> int:
     if connection.dialect.name == "postgresql":
-        result = connection.execution_options(stream_results=True, yield_per=BATCH).execute(query)
+        result = connection.execute(
+            query, execution_options={"stream_results": True, "yield_per": BATCH}
+        )
         partitions: Iterable[Sequence[Any]] = result.partitions(BATCH)
     else:  # the driver's cursor: rows are plain tuples, fetched in batches
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]

@@ -156,6 +156,8 @@ def iter_sessions(
     if not filters.include_cancelled:
         query = query.where(Sesion.estado != "cancelada")
     query = query.order_by(Sesion.fecha, Sesion.hora_inicio, Sesion.id)
-    result = connection.execution_options(stream_results=True, yield_per=BATCH).execute(query)
+    result = connection.execute(
+        query, execution_options={"stream_results": True, "yield_per": BATCH}
+    )
     for row in result:
         yield SessionView(**row._asdict())
