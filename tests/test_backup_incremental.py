@@ -59,8 +59,8 @@ def change_some_rows(url: str, rng: random.Random) -> None:
         for sid in rng.sample(sessions, 5):  # updates: text, time, status
             c.execute(
                 text(
-                    "UPDATE sesiones SET notas = :n, hora_inicio = '08:45:00', hora_fin = '12:15:00', estado = :e "
-                    "WHERE id = :i"
+                    "UPDATE sesiones SET notas = :n, hora_inicio = '08:45:00', "
+                    "hora_fin = '12:15:00', estado = :e WHERE id = :i"
                 ),
                 {
                     "n": f"cambiada «{rng.randint(0, 999)}»",
@@ -190,7 +190,7 @@ def test_corrupted_delta_breaks_the_chain_by_name(seeded_url: str, tmp_path: Pat
 
 def test_missing_delta_breaks_the_chain_by_name(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
-    full, d1, d2, d3 = _three_links(seeded_url, backups)
+    _full, d1, d2, d3 = _three_links(seeded_url, backups)
     (backups / f"{d2.name}.json").unlink()
     (backups / d2.data_file).unlink()
     before = table_contents(seeded_url)

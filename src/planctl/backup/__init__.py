@@ -5,6 +5,7 @@ The public API mirrors the ``planctl backup`` commands one to one.
 """
 
 from planctl.backup.delta import apply_delta
+from planctl.backup.manager import BackupManager
 from planctl.backup.retention import PrunePlan
 from planctl.backup.service import (
     BackupResult,
@@ -25,6 +26,7 @@ from planctl.backup.store import BackupInfo
 
 __all__ = [
     "BackupInfo",
+    "BackupManager",
     "BackupResult",
     "PrunePlan",
     "RestoreResult",

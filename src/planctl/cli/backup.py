@@ -330,6 +330,138 @@ def restore_command(
         state.say("The schema is at head; no db-upgrade needed.")
 
 
+@app.command("watch")
+def watch_command(
+    ctx: typer.Context,
+    interval: Annotated[
+        float, typer.Option("--interval", min=1, help="Seconds between scheduled backups.")
+    ] = 300,
+    min_interval: Annotated[
+        float,
+        typer.Option("--min-interval", min=0, help="Never back up more often than this."),
+    ] = 5.0,
+    incremental: Annotated[
+        bool, typer.Option("--incremental", help="Deltas between full backups.")
+    ] = False,
+    max_deltas: Annotated[
+        int, typer.Option("--max-deltas", min=1, help="Deltas before a full backup again.")
+    ] = 10,
+    keep: Annotated[
+        int | None, typer.Option("--keep", min=1, help="Keep only the newest N chains.")
+    ] = None,
+    on_failure: Annotated[
+        str | None,
+        typer.Option(
+            "--on-failure",
+            help="Shell command run after each failed backup, with PLANCTL_BACKUP_ERROR and "
+            "PLANCTL_BACKUP_FAILURES in its environment.",
+        ),
+    ] = None,
+    directory: DirOption = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="Format of the full backups: native or logical.")
+    ] = "native",
+) -> None:
+    """Back up every --interval and soon after the data changes, until SIGTERM or Ctrl-C."""
+    import signal
+    import threading
+
+    from planctl.backup import BackupManager
+    from planctl.backup.service import FORMATS
+    from planctl.config import mask_url
+
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown backup format '{fmt}'", "use native or logical")
+    state = _state(ctx)
+    log = state.service_logger("backup")
+    backup_dir = _dir(state, directory)
+    stopping = threading.Event()
+
+    def on_backup(info: BackupInfo) -> None:
+        kind = describe_kind(info)
+        deltas = f"{manager.deltas_since_full}/{max_deltas}" if incremental else "—"
+        state.say(
+            f"{dt.datetime.now():%H:%M:%S} backup {info.name}: {kind}, {_size(info.size)} · "
+            f"deltas since full {deltas} · consecutive failures 0"
+        )
+
+    def on_backup_failure(error: BaseException, count: int) -> None:
+        message = error.message if isinstance(error, PlanctlError) else str(error)
+        err_console().print(
+            f"{dt.datetime.now():%H:%M:%S} [red]backup failed[/red] ({count} in a row): {message}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if on_failure:
+            _run_hook(on_failure, message, count, log)
+
+    manager = BackupManager(
+        state.settings.database_url,
+        backup_dir,
+        backup_interval=interval,
+        min_backup_interval=min_interval,
+        on_backup_failure=on_backup_failure,
+        incremental=incremental,
+        max_deltas_before_full=max_deltas,
+        keep=keep,
+        fmt=fmt,
+        pg_bindir=_pg_bindir(state),
+        on_backup=on_backup,
+    )
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        log.info("signal %d: finishing the backup in progress, then stopping", signum)
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    log.info(
+        "watch started: %s every %ss (min %ss)%s into %s",
+        "incremental" if incremental else "full",
+        interval,
+        min_interval,
+        f", keep {keep}" if keep else "",
+        backup_dir,
+    )
+    what = "delta" if incremental else "full"
+    state.say(
+        f"Watching {mask_url(state.settings.database_url)}: a {what} backup every "
+        f"{interval:g} s and after changes (at most every {min_interval:g} s) into {backup_dir}. "
+        "Ctrl-C or SIGTERM to stop."
+    )
+    try:
+        manager.start()
+        while not stopping.wait(1.0):
+            if not manager.running:  # the thread died: say so instead of idling
+                raise PlanctlError("the backup thread stopped unexpectedly", "see backup.log")
+    finally:
+        manager.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    status = manager.status()
+    log.info(
+        "watch stopped: last backup %s, deltas since full %d, consecutive failures %d",
+        status.last_backup.name if status.last_backup else "none",
+        status.deltas_since_full,
+        status.consecutive_failures,
+    )
+    state.say("Stopped.")
+
+
+def _run_hook(command: str, message: str, count: int, log: Any) -> None:
+    """Run the --on-failure command; its own failure is logged, never fatal."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, PLANCTL_BACKUP_ERROR=message, PLANCTL_BACKUP_FAILURES=str(count))
+    try:
+        done = subprocess.run(command, shell=True, env=env, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError) as error:
+        log.error("--on-failure command could not run: %s", error)
+        return
+    if done.returncode != 0:
+        log.error("--on-failure command exited with %d", done.returncode)
+
+
 @app.command("prune")
 def prune_command(
     ctx: typer.Context,

@@ -1,0 +1,264 @@
+"""``BackupManager``: scheduled and change-driven backups in a background thread.
+
+The scheduling rule, in one place (:meth:`BackupManager.next_due`):
+
+- a backup every ``backup_interval`` seconds after the previous one;
+- sooner when the data changes (:meth:`notify_change`, or the change log
+  growing, which the thread polls): at the change, but never less than
+  ``min_backup_interval`` after the previous backup;
+- after a failure, retries back off from ``min_backup_interval`` doubling up
+  to ``backup_interval``; each failure calls ``on_backup_failure(error,
+  consecutive_failures)`` and the manager keeps going.
+
+Time comes from an injectable ``clock`` (``time.monotonic`` by default), so
+the throttling is tested by moving a fake clock and calling
+:meth:`run_pending`, not by sleeping. ``backup watch`` is this class plus
+signal handling.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from planctl.backup.service import MAX_DELTAS, create_backup
+from planctl.backup.store import BackupInfo
+from planctl.config import mask_url
+from planctl.errors import PlanctlError
+
+log = logging.getLogger("planctl.backup")
+
+FailureCallback = Callable[[BaseException, int], Any]
+
+
+@dataclass(frozen=True)
+class Status:
+    """What the manager shows: last backup, deltas since the full, consecutive failures."""
+
+    last_backup: BackupInfo | None
+    deltas_since_full: int
+    consecutive_failures: int
+    last_error: str | None
+    next_due_in: float
+
+
+class BackupManager:
+    def __init__(
+        self,
+        database_url: str,
+        backup_dir: Path | str,
+        backup_interval: float = 300,
+        min_backup_interval: float = 5.0,
+        on_backup_failure: FailureCallback | None = None,
+        incremental: bool = False,
+        max_deltas_before_full: int = MAX_DELTAS,
+        *,
+        keep: int | None = None,
+        fmt: str = "native",
+        compress: bool = True,
+        pg_bindir: Path | None = None,
+        lock_timeout: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        poll_interval: float = 1.0,
+        watch_changes: bool = True,
+        on_backup: Callable[[BackupInfo], Any] | None = None,
+    ) -> None:
+        if backup_interval <= 0 or min_backup_interval < 0:
+            raise ValueError("backup_interval must be > 0 and min_backup_interval >= 0")
+        if max_deltas_before_full < 1:
+            raise ValueError("max_deltas_before_full must be at least 1")
+        self.database_url = database_url
+        self.backup_dir = Path(backup_dir)
+        self.backup_interval = float(backup_interval)
+        self.min_backup_interval = float(min_backup_interval)
+        self.on_backup_failure = on_backup_failure
+        self.on_backup = on_backup
+        self.incremental = incremental
+        self.max_deltas_before_full = max_deltas_before_full
+        self.keep, self.fmt, self.compress = keep, fmt, compress
+        self.pg_bindir, self.lock_timeout = pg_bindir, lock_timeout
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.watch_changes = watch_changes
+
+        self.consecutive_failures = 0
+        self.deltas_since_full = 0
+        self.last_backup: BackupInfo | None = None
+        self.last_error: str | None = None
+        self._last_attempt: float | None = None
+        self._change_at: float | None = None
+        self._seen_log_id: int | None = None
+        self._state = threading.Lock()  # guards the scheduling fields
+        self._running = threading.Lock()  # one backup at a time
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- scheduling ------------------------------------------------------------------------
+
+    def notify_change(self) -> None:
+        """The data changed: back up soon (not sooner than min_backup_interval after the last)."""
+        with self._state:
+            if self._change_at is None:
+                self._change_at = self.clock()
+        self._wake.set()
+
+    def next_due(self) -> float:
+        """The clock time at which the next backup is due (now or earlier: due)."""
+        with self._state:
+            if self._last_attempt is None:
+                return -math.inf  # nothing yet: the first backup is due at once
+            if self.consecutive_failures:
+                backoff = self.min_backup_interval * 2 ** (self.consecutive_failures - 1)
+                return self._last_attempt + min(max(backoff, 0.0), self.backup_interval)
+            due = self._last_attempt + self.backup_interval
+            if self._change_at is not None:
+                soon = max(self._change_at, self._last_attempt + self.min_backup_interval)
+                due = min(due, soon)
+            return due
+
+    def run_pending(self) -> BackupInfo | None:
+        """Back up if one is due now; the new backup, or None (not due, or it failed)."""
+        if self.clock() < self.next_due():
+            return None
+        return self.backup_now()
+
+    # --- backups ---------------------------------------------------------------------------
+
+    def backup_now(self) -> BackupInfo | None:
+        """One backup now: a delta when ``incremental`` (and possible), else a full."""
+        return self._backup(self.incremental)
+
+    def backup_full(self) -> BackupInfo | None:
+        return self._backup(False)
+
+    def backup_delta(self) -> BackupInfo | None:
+        """A delta on top of the newest backup, or a full when no delta is possible."""
+        return self._backup(True)
+
+    def _backup(self, incremental: bool) -> BackupInfo | None:
+        with self._running:
+            started = self.clock()
+            with self._state:
+                self._last_attempt = started
+            try:
+                result = create_backup(
+                    self.database_url,
+                    self.backup_dir,
+                    keep=self.keep,
+                    compress=self.compress,
+                    reason="scheduled",
+                    lock_timeout=self.lock_timeout,
+                    pg_bindir=self.pg_bindir,
+                    fmt=self.fmt,
+                    incremental=incremental,
+                    max_deltas=self.max_deltas_before_full,
+                )
+            except Exception as error:  # keep going: count, report, retry later
+                self._failed(error)
+                return None
+            with self._state:
+                self.consecutive_failures = 0
+                self.last_error = None
+                self.last_backup = result.info
+                self.deltas_since_full = result.deltas_since_full
+                if self._change_at is not None and self._change_at <= started:
+                    self._change_at = None  # later changes stay pending
+            log.info(
+                "backup %s (%s) done; deltas since full %d; consecutive failures 0",
+                result.info.name,
+                result.info.kind,
+                self.deltas_since_full,
+            )
+            if self.on_backup is not None:
+                self.on_backup(result.info)
+            return result.info
+
+    def _failed(self, error: BaseException) -> None:
+        message = error.message if isinstance(error, PlanctlError) else f"{error}"
+        with self._state:
+            self.consecutive_failures += 1
+            self.last_error = message
+            count = self.consecutive_failures
+        log.error("backup failed (%d in a row): %s", count, message)
+        if self.on_backup_failure is not None:
+            try:
+                self.on_backup_failure(error, count)
+            except Exception as hook_error:  # a broken hook must not stop the backups
+                log.error("on_backup_failure raised: %s", hook_error)
+
+    def status(self) -> Status:
+        due = self.next_due() - self.clock()
+        with self._state:
+            return Status(
+                self.last_backup,
+                self.deltas_since_full,
+                self.consecutive_failures,
+                self.last_error,
+                max(due, 0.0),
+            )
+
+    # --- change detection ------------------------------------------------------------------
+
+    def poll_changes(self) -> bool:
+        """Look at the change log; call notify_change when it grew. True if it did."""
+        from planctl.db import changelog
+        from planctl.db.engine import connect
+
+        try:
+            with connect(self.database_url) as connection:  # never creates a SQLite file
+                if not changelog.installed(connection):
+                    self.watch_changes = False
+                    log.warning(
+                        "%s has no change log (run planctl db-upgrade): backing up on the "
+                        "interval only",
+                        mask_url(self.database_url),
+                    )
+                    return False
+                newest = changelog.last_change(connection)
+        except Exception as error:  # the backup itself reports database trouble
+            log.debug("change poll failed: %s", error)
+            return False
+        previous, self._seen_log_id = self._seen_log_id, newest
+        if previous is not None and newest > previous:
+            self.notify_change()
+            return True
+        return False
+
+    # --- thread ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run in a background thread: the first backup at once, then by the schedule."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="planctl-backup", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop the thread; a backup in progress is finished first."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            if self.watch_changes:
+                self.poll_changes()
+            self.run_pending()
+            wait = self.next_due() - self.clock()
+            if self.watch_changes:
+                wait = min(wait, self.poll_interval)
+            self._wake.wait(max(wait, 0.05))
+            self._wake.clear()
