@@ -199,8 +199,15 @@ def dump(
         ]
         with libpq_env(database_url) as env:
             _maybe_crash("pg-dump-start")
+            # Its own session: a Ctrl-C meant for `backup watch` must not kill the
+            # dump in progress (watch finishes it, then stops).
             process = subprocess.Popen(
-                command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+                command,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
             )
             try:  # count rows in the same snapshot while pg_dump works on the other core
                 counts = {

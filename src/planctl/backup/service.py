@@ -212,7 +212,7 @@ def _create_delta_locked(
             return None, f"the schema changed since {parent.name} ({parent.revision} → {revision})"
         changed, truncated = changelog.pending(connection)
         if truncated:
-            return None, "a table was emptied at once (TRUNCATE) since the last backup"
+            return None, "whole tables were replaced since the last backup (TRUNCATE or db-seed)"
         if changed > DELTA_MAX_CHANGES:
             return (
                 None,

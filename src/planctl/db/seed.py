@@ -20,6 +20,7 @@ from sqlalchemy import Table, func, inspect, select, text
 from sqlalchemy.engine import Connection
 
 from planctl.config import mask_url
+from planctl.db import changelog
 from planctl.db.engine import connect
 from planctl.db.migrate import head_revision
 from planctl.db.models import TABLE_NAMES, metadata
@@ -614,6 +615,12 @@ def seed(
                 f"database {mask_url(database_url)} already has data: {busy}",
                 "pass --force to replace it with the demo data",
             )
+        # Every row changes: rather than logging each one (it doubles the load time),
+        # the change-log triggers rest and one whole-table marker per table says so;
+        # the next --incremental backup is a full one. DDL is transactional on both.
+        logged = changelog.installed(connection)
+        if logged:
+            changelog.drop_triggers(connection, TABLE_NAMES)
         if any(existing.values()):
             _empty_tables(connection)
         make_writer = (
@@ -625,4 +632,7 @@ def seed(
                 write(chunk)
         if connection.dialect.name == "postgresql":
             _reset_sequences(connection)
+        if logged:
+            changelog.install_triggers(connection, TABLE_NAMES)
+            changelog.mark_all_changed(connection, TABLE_NAMES)
         return _row_counts(connection)
