@@ -178,11 +178,11 @@ def list_command(
             json.dumps([i.as_dict() for i in infos], indent=2, ensure_ascii=False) + "\n"
         )
         return
-    engines = ", ".join(sorted({i.engine for i in infos})) or "empty"
+    engines = ", ".join(sorted({i.engine for i in infos} - {"delta"})) or "empty"
     table = Table(title=f"Backups in {_dir(state, directory)} ({engines})", title_justify="left")
     table.add_column("name", no_wrap=True)
-    table.add_column("kind")
-    table.add_column("created")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("created", no_wrap=True)
     table.add_column("size", justify="right")
     table.add_column("revision")
     table.add_column("verified")
