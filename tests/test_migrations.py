@@ -76,10 +76,20 @@ def test_cli_upgrade_current_history_downgrade(db_url: str, cli) -> None:  # typ
     assert run.stdout.split()[0] == head and "(head)" in run.stdout
     run = cli("db-history", url=db_url)
     assert head in run.stdout and "current" in run.stdout
-    run = cli("db-downgrade", "--yes", url=db_url)
+    run = cli("db-downgrade", "--yes", url=db_url)  # one step back
+    assert run.exit_code == 0, run.stderr
+    assert migrate.current(db_url) == _previous(head)
+    run = cli("db-downgrade", "base", "--yes", url=db_url)
     assert run.exit_code == 0, run.stderr
     assert migrate.current(db_url) is None
     assert not (_tables(db_url) & set(TABLE_NAMES))
+
+
+def _previous(revision: str) -> str | None:
+    script = migrate.script_directory().get_revision(revision)
+    assert script is not None
+    down = script.down_revision
+    return down if isinstance(down, str) or down is None else down[0]
 
 
 def test_downgrade_asks_for_confirmation(migrated_url: str, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -90,7 +100,7 @@ def test_downgrade_asks_for_confirmation(migrated_url: str, cli, monkeypatch) ->
     assert migrate.current(migrated_url) == migrate.head_revision()
     run = cli("db-downgrade", url=migrated_url, input="y\n")
     assert run.exit_code == 0, run.stderr
-    assert migrate.current(migrated_url) is None
+    assert migrate.current(migrated_url) == _previous(migrate.head_revision() or "")
 
 
 def test_upgrade_sql_prints_ddl_without_touching_the_database(db_url: str, cli) -> None:  # type: ignore[no-untyped-def]

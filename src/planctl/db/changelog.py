@@ -155,10 +155,18 @@ def install_triggers(connection: Connection, tables: Iterable[str]) -> None:
             connection.execute(text(statement))
 
 
-def _existing_tables(connection: Connection) -> set[str]:
-    from sqlalchemy import inspect
+def _existing_tables(connection: Connection) -> set[str] | _All:
+    from sqlalchemy import exc, inspect
 
-    return set(inspect(connection).get_table_names())
+    try:
+        return set(inspect(connection).get_table_names())
+    except exc.NoInspectionAvailable:  # `db-upgrade --sql`: emit the DDL for every table
+        return _All()
+
+
+class _All:
+    def __contains__(self, _name: object) -> bool:
+        return True
 
 
 def installed(connection: Connection) -> bool:
