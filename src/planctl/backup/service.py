@@ -28,6 +28,7 @@ from planctl.backup.store import (
     backup_lock,
     clean_leftovers,
     damaged_metadata,
+    digest_and_sync,
     list_infos,
     new_name,
     prepare_dir,
@@ -237,7 +238,7 @@ def _create_delta_locked(
                     engine=connection.dialect.name,
                     tables=tables,
                 )
-                sha, size = sha256_file(temp), temp.stat().st_size
+                sha, size = digest_and_sync(temp)
                 publish(temp, backup_dir / data_file)
             except OSError as error:
                 raise _disk_error(error, backup_dir) from None
@@ -364,7 +365,7 @@ def _create_locked(
                         logical_engine.check(temp, compress, backup_dir, name)
                 _maybe_crash("verified")
                 with _timed("sha256", name):
-                    sha, size = sha256_file(temp), temp.stat().st_size
+                    sha, size = digest_and_sync(temp)
             elif engine == "sqlite":
                 raw = temp_path(backup_dir, ".sqlite")
                 try:
@@ -392,7 +393,7 @@ def _create_locked(
                         )
                 _maybe_crash("verified")
                 with _timed("sha256", name):
-                    sha, size = sha256_file(temp), temp.stat().st_size
+                    sha, size = digest_and_sync(temp)
         except OSError as error:
             raise _disk_error(error, backup_dir) from None
         _maybe_crash("data-written")

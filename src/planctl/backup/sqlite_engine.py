@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from planctl.backup.store import BackupError, _maybe_crash, sha256_file, temp_path
+from planctl.backup.store import BackupError, _maybe_crash, digest_and_sync, temp_path
 from planctl.db.engine import parse_url, sqlite_path
 from planctl.errors import VerificationError
 
@@ -147,7 +147,7 @@ def write_data(raw: Path, target: Path, compressed: bool) -> tuple[str, int]:
     """Move the raw snapshot into *target*, gzipped or not; return (sha256, size)."""
     if not compressed:
         os.replace(raw, target)
-        return sha256_file(target), target.stat().st_size
+        return digest_and_sync(target)
     try:
         with (
             open(raw, "rb") as source,
@@ -157,7 +157,7 @@ def write_data(raw: Path, target: Path, compressed: bool) -> tuple[str, int]:
             shutil.copyfileobj(source, gz, 1024 * 1024)
     finally:
         unlink_database(raw)
-    return sha256_file(target), target.stat().st_size
+    return digest_and_sync(target)
 
 
 @contextlib.contextmanager

@@ -207,6 +207,21 @@ def publish(temp: Path, final: Path) -> None:
     fsync_dir(final.parent)
 
 
+def digest_and_sync(path: Path) -> tuple[str, int]:
+    """(sha256, size) of *path*, hashed while its pages are flushed to disk.
+
+    Hashing is CPU, fsync is I/O, and both release the GIL: side by side they
+    take the longer of the two instead of the sum (the later fsync in
+    :func:`publish` then finds nothing left to write).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="planctl-sha256") as pool:
+        digest = pool.submit(sha256_file, path)
+        fsync_file(path)
+        return digest.result(), path.stat().st_size
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
