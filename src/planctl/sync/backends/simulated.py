@@ -33,6 +33,7 @@ from typing import IO, Any
 
 from planctl.config import Settings
 from planctl.errors import LockedError, NothingToDoError, SyncError
+from planctl.export.ical import zone_info
 from planctl.sync.backend import EventPayload, RemoteEvent, StaleEtagError
 from planctl.sync.content import EventContent, clean_text, session_id_from_uid
 
@@ -287,43 +288,67 @@ class SimulatedCalendar:
         self,
         reference: str,
         *,
-        start: dt.datetime | None = None,
-        end: dt.datetime | None = None,
+        date: dt.date | None = None,
+        start_time: dt.time | None = None,
+        end_time: dt.time | None = None,
         location: str | None = None,
         summary: str | None = None,
         status: str | None = None,
     ) -> Resource:
-        """Change an event as a phone would (unconditional, like a user's edit)."""
+        """Change an event as a phone would: unconditionally, only what is given.
+
+        Times are wall-clock times in the calendar's time zone; a new *date*
+        keeps the times. ``status="cancelled"`` deletes the event (Google's way).
+        """
         event = self.find(reference)
+        if status is not None and status.lower() == "cancelled":
+            self.delete(event["id"])
+            return copy.deepcopy(self.events[event["id"]])
+        zone = zone_info(self.timezone)
+        start = _parse_when(event["start"], self.timezone).astimezone(zone)
+        end = _parse_when(event["end"], self.timezone).astimezone(zone)
+        day = date or start.date()
+        new_start = dt.datetime.combine(day, start_time or start.time().replace(tzinfo=None), zone)
+        new_end = dt.datetime.combine(
+            day + (end.date() - start.date()), end_time or end.time().replace(tzinfo=None), zone
+        )
         changes: Resource = {}
-        if start is not None:
-            changes["start"] = _when(start, self.timezone)
-        if end is not None:
-            changes["end"] = _when(end, self.timezone)
+        if new_start != start:
+            changes["start"] = _when(new_start, self.timezone)
+        if new_end != end:
+            changes["end"] = _when(new_end, self.timezone)
         if location is not None:
             changes["location"] = location
         if summary is not None:
             changes["summary"] = summary
         if status is not None:
             changes["status"] = status.lower()
-        if status is not None and status.lower() == "cancelled":
-            self.delete(event["id"])
-            return copy.deepcopy(self.events[event["id"]])
         return self.patch(event["id"], changes)
 
     def remove(self, reference: str) -> None:
         """Delete an event as a phone would."""
         self.delete(self.find(reference)["id"])
 
-    def add(self, summary: str, start: dt.datetime, end: dt.datetime) -> Resource:
+    def add(self, summary: str, date: dt.date, start_time: dt.time, end_time: dt.time) -> Resource:
         """An event of the user's own (planctl must leave it alone)."""
+        zone = zone_info(self.timezone)
         return self.insert(
             {
                 "summary": summary,
-                "start": _when(start, self.timezone),
-                "end": _when(end, self.timezone),
+                "start": _when(dt.datetime.combine(date, start_time, zone), self.timezone),
+                "end": _when(dt.datetime.combine(date, end_time, zone), self.timezone),
             }
         )
+
+    def describe_events(self, *, include_deleted: bool = False) -> list[Resource]:
+        """The events, ordered by start, for listing (tombstones last)."""
+        events = self.list_events(show_deleted=include_deleted)
+
+        def key(event: Resource) -> tuple[int, str]:
+            start = (event.get("start") or {}).get("dateTime") or ""
+            return (event.get("status") == "cancelled", str(start))
+
+        return sorted(events, key=key)
 
 
 def _when(moment: dt.datetime, timezone: str) -> Resource:
@@ -362,8 +387,6 @@ def resource_from_payload(payload: EventPayload) -> Resource:
 
 
 def _parse_when(value: Resource, timezone: str) -> dt.datetime:
-    from planctl.export.ical import zone_info
-
     if "dateTime" in value:
         moment = dt.datetime.fromisoformat(str(value["dateTime"]).replace("Z", "+00:00"))
         if moment.tzinfo is None:
