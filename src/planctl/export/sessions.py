@@ -159,6 +159,8 @@ def iter_sessions(
     if not filters.include_cancelled:
         query = query.where(Sesion.estado != "cancelada")
     query = query.order_by(Sesion.fecha, Sesion.hora_inicio, Sesion.id)
-    result = connection.execution_options(stream_results=True, yield_per=BATCH).execute(query)
+    # Options on the statement, not the connection: Connection.execution_options
+    # changes the connection in place, and later INSERTs would run as cursors.
+    result = connection.execute(query.execution_options(stream_results=True, yield_per=BATCH))
     for row in result:
         yield SessionView(**row._asdict())

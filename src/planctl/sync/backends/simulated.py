@@ -182,10 +182,13 @@ class SimulatedCalendar:
 
     # -- the server's API (Google Calendar's events resource, simplified) ----
 
-    def _write(self, operation: str, event_id: str | None, event: Resource) -> Resource:
+    def _arrive(self, operation: str, event_id: str | None) -> None:
+        """A request arrives: the test hook may let "the phone" write first (one shot)."""
         if self.before_write is not None:
-            hook, self.before_write = self.before_write, None  # one shot; it may write itself
+            hook, self.before_write = self.before_write, None
             hook(operation, event_id)
+
+    def _write(self, event: Resource) -> Resource:
         event["etag"] = f'"{self.next_etag}"'
         self.next_etag += 1
         event["updated"] = _now()
@@ -208,6 +211,7 @@ class SimulatedCalendar:
         return copy.deepcopy(found) if found is not None else None
 
     def insert(self, body: Resource) -> Resource:
+        self._arrive("insert", None)
         created = _now()
         event = {
             **copy.deepcopy(body),
@@ -218,7 +222,7 @@ class SimulatedCalendar:
         }
         event.setdefault("status", "confirmed")
         event.setdefault("iCalUID", f"{event['id']}@simulated.calendar")
-        return self._write("insert", None, event)
+        return self._write(event)
 
     def _current(self, event_id: str, if_match: str | None) -> Resource:
         current = self.events.get(event_id)
@@ -229,6 +233,7 @@ class SimulatedCalendar:
         return current
 
     def update(self, event_id: str, body: Resource, *, if_match: str | None = None) -> Resource:
+        self._arrive("update", event_id)
         current = self._current(event_id, if_match)
         if current.get("status") == "cancelled":
             raise KeyError(event_id)  # 410 Gone
@@ -241,18 +246,20 @@ class SimulatedCalendar:
             "sequence": int(current.get("sequence", 0)) + 1,
         }
         event.setdefault("status", "confirmed")
-        return self._write("update", event_id, event)
+        return self._write(event)
 
     def patch(self, event_id: str, changes: Resource, *, if_match: str | None = None) -> Resource:
+        self._arrive("patch", event_id)
         current = self._current(event_id, if_match)
         if current.get("status") == "cancelled":
             raise KeyError(event_id)
         event = copy.deepcopy(current)
         event.update(copy.deepcopy(changes))
         event["sequence"] = int(current.get("sequence", 0)) + 1
-        return self._write("patch", event_id, event)
+        return self._write(event)
 
     def delete(self, event_id: str, *, if_match: str | None = None) -> None:
+        self._arrive("delete", event_id)
         current = self._current(event_id, if_match)
         if current.get("status") == "cancelled":
             return  # 410 Gone: already deleted
@@ -262,7 +269,7 @@ class SimulatedCalendar:
             "status": "cancelled",
             "iCalUID": current.get("iCalUID"),
         }
-        self._write("delete", event_id, tombstone)
+        self._write(tombstone)
 
     # -- the "phone" side ----------------------------------------------------
 
