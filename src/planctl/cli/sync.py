@@ -371,6 +371,9 @@ def remote_list(
     deleted: Annotated[
         bool, typer.Option("--deleted", help="Also show deleted events (tombstones).")
     ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The events as stored (Google Calendar's shape).")
+    ] = False,
 ) -> None:
     """The simulated calendar's events: id, session, start, summary, status, etag."""
     from rich.table import Table
@@ -380,8 +383,12 @@ def remote_list(
     state = _state(ctx)
     with _simulated(state) as calendar:
         events = calendar.describe_events(include_deleted=deleted)
+        if as_json:
+            sys.stdout.write(json.dumps(events, indent=2, ensure_ascii=False) + "\n")
+            return
         table = Table(title=f"Simulated calendar {calendar.path}", title_justify="left")
-        for column in ("id", "session", "start", "end", "summary", "status", "etag"):
+        table.add_column("id", no_wrap=True)
+        for column in ("session", "when", "summary", "status", "etag"):
             table.add_column(column)
         for event in events:
             remote = remote_event(event, calendar.timezone)
@@ -390,8 +397,9 @@ def remote_list(
             table.add_row(
                 event["id"],
                 str(remote.session_id or "—"),
-                _local_time(state, content.start) if content else "—",
-                f"{content.end:%H:%M}" if content else "—",
+                f"{_local_time(state, content.start)}–{_local_time(state, content.end)[11:]}"
+                if content
+                else "—",
                 content.summary if content else "",
                 str(event.get("status")),
                 str(event.get("etag")),
