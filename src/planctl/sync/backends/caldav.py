@@ -118,7 +118,8 @@ class CalDAVBackend:
                 client = DAVClient(
                     url=self.url,
                     username=self.user or None,
-                    password=self.password or None,
+                    # a user with an empty password still answers the server's challenge
+                    password=self.password if self.user else None,
                     timeout=TIMEOUT_SECONDS,
                 )
                 self._principal = client.principal()
