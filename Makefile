@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/export.py
 	$(BIN)/python bench/backup.py
+	$(BIN)/python bench/sync.py
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache
