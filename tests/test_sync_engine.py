@@ -486,3 +486,18 @@ def test_state_rows_are_one_per_session_and_backend(synced: World) -> None:
             select(table.c.backend, func.count()).group_by(table.c.backend)
         ).all()
     assert rows == [("simulated", 3)]
+
+
+def test_a_second_event_claiming_a_session_is_listed_not_touched(synced: World) -> None:
+    with synced.calendar() as calendar:
+        copy = calendar.insert(
+            {
+                "summary": "copia",
+                "start": {"dateTime": "2026-11-23T09:00:00+01:00"},
+                "end": {"dateTime": "2026-11-23T10:00:00+01:00"},
+                "extendedProperties": {"private": {"planctlSessionId": "1"}},
+            }
+        )
+    report = synced.sync()
+    assert [e.id for e in report.duplicates] == [copy["id"]]
+    assert report.remote_writes == 0 and _kinds(report)[1] is Kind.UNCHANGED

@@ -277,8 +277,8 @@ def status(
     if as_json:
         data = result.as_dict()
         if not show_all:
-            data.pop("others")
-            data.pop("orphans")
+            for key in ("others", "orphans", "duplicates"):
+                data.pop(key)
         sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         return
     table = Table(title=f"Sync status — {result.calendar}", title_justify="left", show_header=False)
@@ -298,7 +298,7 @@ def status(
 def _render_others(state: State, report: SyncReport) -> None:
     from rich.table import Table
 
-    if not report.foreign and not report.orphans:
+    if not report.foreign and not report.orphans and not report.duplicates:
         state.say("Every event on the calendar is a synced planctl session.")
         return
     table = Table(title="Events planctl leaves alone", title_justify="left")
@@ -313,6 +313,14 @@ def _render_others(state: State, report: SyncReport) -> None:
             _local_time(state, content.start) if content else "—",
             content.summary if content else "",
             "not created by planctl",
+        )
+    for event in report.duplicates:
+        content = event.content
+        table.add_row(
+            event.id,
+            _local_time(state, content.start) if content else "—",
+            content.summary if content else "",
+            f"a second event of session {event.session_id}: planctl syncs the other one",
         )
     for action in report.orphans:
         assert action.remote is not None

@@ -645,6 +645,7 @@ class SyncStatus:
                 {"session": a.session_id, "id": a.remote.id if a.remote else None}
                 for a in self.report.orphans
             ],
+            "duplicates": [{"session": e.session_id, "id": e.id} for e in self.report.duplicates],
         }
 
 
