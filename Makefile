@@ -38,6 +38,7 @@ bench: install
 	$(BIN)/python bench/export.py
 	$(BIN)/python bench/backup.py
 	$(BIN)/python bench/incremental.py
+	$(BIN)/python bench/sync.py
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache

@@ -15,7 +15,9 @@ from planctl.cli.db import COMMANDS
 HEAVY = ("sqlalchemy", "alembic", "fpdf", "icalendar", "psycopg", "caldav")
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["db-upgrade", "--help"]])
+@pytest.mark.parametrize(
+    "args", [["--help"], ["--version"], ["db-upgrade", "--help"], ["sync", "--help"]]
+)
 def test_help_and_version_do_not_import_heavy_libraries(args: list[str]) -> None:
     code = (
         "import sys, json\n"
@@ -83,6 +85,15 @@ def test_app_has_no_pretty_exceptions() -> None:
         ["export", "csv"],
         ["export", "ical"],
         ["export", "pdf"],
+        ["sync"],
+        ["sync", "push"],
+        ["sync", "pull"],
+        ["sync", "status"],
+        ["sync", "check"],
+        ["sync", "remote", "list"],
+        ["sync", "remote", "edit"],
+        ["sync", "remote", "delete"],
+        ["sync", "remote", "add"],
     ],
 )
 def test_every_subcommand_has_help_and_is_documented(words: list[str], cli) -> None:  # type: ignore[no-untyped-def]

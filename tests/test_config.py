@@ -118,3 +118,30 @@ def test_db_info_masks_the_password(cli, pg_admin_url: str) -> None:  # type: ig
     assert "postgres:***@" in run.stdout
     run = cli("db-info", "--json", url=url)
     assert "Hunter2Secret" not in run.stdout
+
+
+def test_sync_settings_and_their_secrets(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={
+            "PLANCTL_SYNC_BACKEND": "caldav",
+            "PLANCTL_CALDAV_URL": "https://planner:url-Secret@cloud.example.com/dav",
+            "PLANCTL_CALDAV_USER": "planner",
+            "PLANCTL_CALDAV_PASSWORD": " pw with spaces ",
+            "PLANCTL_CALDAV_CALENDAR": "Formaciones",
+        },
+        dotenv_path=tmp_path / "missing.env",
+    )
+    assert settings.sync_backend == "caldav"
+    assert settings.caldav_password == " pw with spaces "  # not stripped
+    assert settings.caldav_calendar == "Formaciones"
+    assert settings.secrets == ("url-Secret", " pw with spaces ")
+    shown = repr(settings)
+    assert "url-Secret" not in shown and "pw with spaces" not in shown
+    assert "caldav_password='***'" in shown
+
+
+def test_sync_defaults(tmp_path: Path) -> None:
+    settings = load_settings(environ={}, dotenv_path=tmp_path / "missing.env")
+    assert settings.sync_store == Path("calendario_simulado.json")
+    assert settings.caldav_url == "" and settings.caldav_calendar == "Planificador"
+    assert settings.secrets == ()

@@ -125,8 +125,8 @@ def test_unknown_revision(cli, db_url: str) -> None:  # type: ignore[no-untyped-
 
 
 def test_downgrade_below_base(cli, migrated_url: str) -> None:  # type: ignore[no-untyped-def]
-    steps = len(list(migrate.script_directory().walk_revisions()))
-    run = cli("db-downgrade", f"-{steps + 1}", "--yes", url=migrated_url)
+    steps = len(list(migrate.script_directory().walk_revisions())) + 1  # one past base
+    run = cli("db-downgrade", f"-{steps}", "--yes", url=migrated_url)
     assert run.exit_code == 1
     assert_one_clean_line(run.stderr, "below the first revision")
     assert migrate.current(migrated_url) == migrate.head_revision()

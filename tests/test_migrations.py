@@ -19,6 +19,28 @@ def _tables(url: str) -> set[str]:
         return set(inspect(connection).get_table_names())
 
 
+SYNC_REVISION = "b90989ae79cc"  # creates the calendar sync tables
+
+
+def _previous(revision: str | None) -> str | None:
+    """The revision one step below *revision*."""
+    assert revision is not None
+    down = migrate.script_directory().get_revision(revision).down_revision
+    assert down is None or isinstance(down, str)
+    return down
+
+
+def test_sync_tables_come_and_go_with_their_revision(db_url: str) -> None:
+    sync_tables = {"estados_sincronizacion", "ejecuciones_sincronizacion"}
+    migrate.upgrade(db_url)
+    assert sync_tables <= _tables(db_url)
+    migrate.downgrade(db_url, _previous(SYNC_REVISION) or "base")
+    assert not (sync_tables & _tables(db_url))
+    assert set(TABLE_NAMES) <= _tables(db_url)  # the planner's data tables stay
+    migrate.upgrade(db_url)
+    assert migrate.check(db_url).ok
+
+
 def test_exactly_one_head() -> None:
     heads = migrate.script_directory().get_heads()
     assert len(heads) == 1
@@ -82,14 +104,7 @@ def test_cli_upgrade_current_history_downgrade(db_url: str, cli) -> None:  # typ
     run = cli("db-downgrade", "base", "--yes", url=db_url)
     assert run.exit_code == 0, run.stderr
     assert migrate.current(db_url) is None
-    assert not (_tables(db_url) & set(TABLE_NAMES))
-
-
-def _previous(revision: str) -> str | None:
-    script = migrate.script_directory().get_revision(revision)
-    assert script is not None
-    down = script.down_revision
-    return down if isinstance(down, str) or down is None else down[0]
+    assert not (_tables(db_url) & set(metadata.tables))
 
 
 def test_downgrade_asks_for_confirmation(migrated_url: str, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -100,7 +115,7 @@ def test_downgrade_asks_for_confirmation(migrated_url: str, cli, monkeypatch) ->
     assert migrate.current(migrated_url) == migrate.head_revision()
     run = cli("db-downgrade", url=migrated_url, input="y\n")
     assert run.exit_code == 0, run.stderr
-    assert migrate.current(migrated_url) == _previous(migrate.head_revision() or "")
+    assert migrate.current(migrated_url) == _previous(migrate.head_revision())
 
 
 def test_upgrade_sql_prints_ddl_without_touching_the_database(db_url: str, cli) -> None:  # type: ignore[no-untyped-def]

@@ -19,6 +19,11 @@ DEFAULTS: dict[str, str] = {
     "PLANCTL_LOG_DIR": "logs",
     "PLANCTL_TIMEZONE": "Europe/Madrid",
     "PLANCTL_SYNC_BACKEND": "simulated",
+    "PLANCTL_SYNC_STORE": "calendario_simulado.json",
+    "PLANCTL_CALDAV_URL": "",
+    "PLANCTL_CALDAV_USER": "",
+    "PLANCTL_CALDAV_PASSWORD": "",
+    "PLANCTL_CALDAV_CALENDAR": "Planificador",
 }
 
 _PASSWORD_IN_NETLOC = re.compile(r"^(?P<scheme>[^:/?#]+://)(?P<user>[^:@/?#]*):(?P<pw>[^@/?#]*)@")
@@ -64,6 +69,11 @@ class Settings:
     log_dir: Path = Path(DEFAULTS["PLANCTL_LOG_DIR"])
     timezone: str = DEFAULTS["PLANCTL_TIMEZONE"]
     sync_backend: str = DEFAULTS["PLANCTL_SYNC_BACKEND"]
+    sync_store: Path = Path(DEFAULTS["PLANCTL_SYNC_STORE"])
+    caldav_url: str = ""
+    caldav_user: str = ""
+    caldav_password: str = field(default="", repr=False)
+    caldav_calendar: str = DEFAULTS["PLANCTL_CALDAV_CALENDAR"]
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -74,8 +84,17 @@ class Settings:
         return (
             f"Settings(database_url={self.masked_url!r}, backup_dir={str(self.backup_dir)!r}, "
             f"log_dir={str(self.log_dir)!r}, timezone={self.timezone!r}, "
-            f"sync_backend={self.sync_backend!r})"
+            f"sync_backend={self.sync_backend!r}, sync_store={str(self.sync_store)!r}, "
+            f"caldav_url={mask_url(self.caldav_url)!r}, caldav_user={self.caldav_user!r}, "
+            f"caldav_password={'***' if self.caldav_password else ''!r}, "
+            f"caldav_calendar={self.caldav_calendar!r})"
         )
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every password planctl knows of, for log and message scrubbing."""
+        found = (url_password(self.database_url), url_password(self.caldav_url))
+        return tuple(s for s in (*found, self.caldav_password) if s)
 
 
 def read_environment(
@@ -109,5 +128,11 @@ def load_settings(
         log_dir=Path(get("PLANCTL_LOG_DIR")).expanduser(),
         timezone=get("PLANCTL_TIMEZONE"),
         sync_backend=get("PLANCTL_SYNC_BACKEND"),
+        sync_store=Path(get("PLANCTL_SYNC_STORE")).expanduser(),
+        caldav_url=get("PLANCTL_CALDAV_URL"),
+        caldav_user=get("PLANCTL_CALDAV_USER"),
+        # Not stripped: a password may begin or end with a space.
+        caldav_password=values.get("PLANCTL_CALDAV_PASSWORD", ""),
+        caldav_calendar=get("PLANCTL_CALDAV_CALENDAR"),
         extra={k: v for k, v in values.items() if k.startswith("PLANCTL_")},
     )

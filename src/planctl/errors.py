@@ -60,6 +60,14 @@ class UnknownTableError(PlanctlError):
     """A table name that is not part of the schema."""
 
 
+class SyncError(PlanctlError):
+    """Calendar sync failed: backend unreachable, credentials refused, calendar missing."""
+
+
+class SyncConflictError(SyncError):
+    """Sessions changed on both sides and the conflict policy is ``fail``."""
+
+
 class NothingToDoError(PlanctlError):
     """The user asked for something specific that does not exist."""
 

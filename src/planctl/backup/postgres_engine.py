@@ -295,9 +295,10 @@ def restore(
     pg_restore = find_tool("pg_restore", server_major, bindir)
     check_tool_version(pg_restore, server_major)
     from planctl.db import changelog
-    from planctl.db.models import TABLE_NAMES
+    from planctl.db.models import metadata
 
-    owned = set(TABLE_NAMES) | {"alembic_version", changelog.LOG_TABLE, changelog.ANCHOR_TABLE}
+    # Everything planctl's migrations create: planner and sync tables, the change log.
+    owned = set(metadata.tables) | {"alembic_version", changelog.LOG_TABLE, changelog.ANCHOR_TABLE}
     extra = sorted((live & owned) - dumped)  # never touch tables planctl does not own
     command = [
         str(pg_restore),

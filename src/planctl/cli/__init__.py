@@ -57,7 +57,7 @@ app = typer.Typer(
     cls=PlanctlGroup,
     name="planctl",
     help="Data-management toolkit for a training planner's database: "
-    "migrations, exports and backups.",
+    "migrations, exports, calendar sync and backups.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -110,6 +110,10 @@ app.add_typer(_backup.app, name="backup", rich_help_panel="Backups")
 from planctl.cli import export as _export  # noqa: E402
 
 app.add_typer(_export.app, name="export", rich_help_panel="Exports")
+
+from planctl.cli import sync as _sync  # noqa: E402
+
+app.add_typer(_sync.app, name="sync", rich_help_panel="Calendar sync")
 
 
 def main() -> None:

@@ -45,11 +45,9 @@ class State:
 
     def service_logger(self, service: str) -> logging.Logger:
         """Attach the service's log file (in the configured log dir) and return its logger."""
-        from planctl.config import url_password
         from planctl.logs import service_logger
 
-        secret = url_password(self.settings.database_url)
-        return service_logger(service, self.settings.log_dir, secrets=(secret,) if secret else ())
+        return service_logger(service, self.settings.log_dir, secrets=self.settings.secrets)
 
     def setup_console_logging(self) -> Callable[[], None] | None:
         """-v shows INFO lines on stderr, --debug DEBUG lines; otherwise nothing.

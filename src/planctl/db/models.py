@@ -286,7 +286,65 @@ class Interaccion(Timestamped, Base):
     )
 
 
+SYNC_BACKENDS_MAX = 40  # length of a backend name in the sync tables
+
+
+class EstadoSincronizacion(Base):
+    """What the last sync knew of one session on one calendar backend.
+
+    No foreign key to ``sesiones``: when a session is deleted its state row
+    must survive, so the next run knows which remote event to delete.
+    """
+
+    __tablename__ = "estados_sincronizacion"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    backend: Mapped[str] = mapped_column(String(SYNC_BACKENDS_MAX))
+    sesion_id: Mapped[int] = mapped_column(Integer)
+    id_remoto: Mapped[str] = mapped_column(String(1000))  # event id or CalDAV href
+    etag: Mapped[str | None] = mapped_column(String(200))
+    hash_local: Mapped[str] = mapped_column(String(64))
+    hash_remoto: Mapped[str] = mapped_column(String(64))
+    sincronizado_en: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("backend", "sesion_id"),
+        Index(None, "backend", "id_remoto"),
+    )
+
+
+class EjecucionSincronizacion(Base):
+    """One sync run: when, which way, what it did (``planctl sync status`` shows the last)."""
+
+    __tablename__ = "ejecuciones_sincronizacion"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    backend: Mapped[str] = mapped_column(String(SYNC_BACKENDS_MAX))
+    modo: Mapped[str] = mapped_column(String(10))
+    inicio: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    fin: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    resultado: Mapped[str] = mapped_column(String(20))
+    creados: Mapped[int] = mapped_column(Integer, server_default="0")
+    actualizados: Mapped[int] = mapped_column(Integer, server_default="0")
+    eliminados: Mapped[int] = mapped_column(Integer, server_default="0")
+    sin_cambios: Mapped[int] = mapped_column(Integer, server_default="0")
+    conflictos: Mapped[int] = mapped_column(Integer, server_default="0")
+    errores: Mapped[int] = mapped_column(Integer, server_default="0")
+
+    __table_args__ = (
+        one_of("modo", ("sync", "push", "pull")),
+        one_of("resultado", ("en_curso", "ok", "conflictos", "errores")),
+        Index(None, "backend", "inicio"),
+    )
+
+
 metadata = Base.metadata
 
-#: Table names in dependency order (parents first): the order to load and dump.
-TABLE_NAMES: tuple[str, ...] = tuple(t.name for t in metadata.sorted_tables)
+#: planctl's own bookkeeping, not the planner's data: neither exported as CSV
+#: nor carried by logical backups (a restored planner starts its sync afresh).
+SYNC_TABLE_NAMES: tuple[str, ...] = ("estados_sincronizacion", "ejecuciones_sincronizacion")
+
+#: The planner's tables in dependency order (parents first): the order to load and dump.
+TABLE_NAMES: tuple[str, ...] = tuple(
+    t.name for t in metadata.sorted_tables if t.name not in SYNC_TABLE_NAMES
+)

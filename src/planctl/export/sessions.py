@@ -74,6 +74,7 @@ class SessionFilter:
     client: str | None = None  # id or company name
     statuses: Sequence[str] | None = None
     include_cancelled: bool = True
+    session_ids: Sequence[int] | None = None  # only these sessions (sync re-reads one)
 
 
 def _query() -> Select[Any]:
@@ -153,11 +154,13 @@ def iter_sessions(
         query = query.where(Cliente.id == resolve_client(connection, filters.client))
     if filters.statuses:
         query = query.where(Sesion.estado.in_(list(filters.statuses)))
+    if filters.session_ids is not None:
+        query = query.where(Sesion.id.in_(list(filters.session_ids)))
     if not filters.include_cancelled:
         query = query.where(Sesion.estado != "cancelada")
     query = query.order_by(Sesion.fecha, Sesion.hora_inicio, Sesion.id)
-    result = connection.execute(
-        query, execution_options={"stream_results": True, "yield_per": BATCH}
-    )
+    # Options on the statement, not the connection: Connection.execution_options
+    # changes the connection in place, and later INSERTs would run as cursors.
+    result = connection.execute(query.execution_options(stream_results=True, yield_per=BATCH))
     for row in result:
         yield SessionView(**row._asdict())

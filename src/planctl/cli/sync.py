@@ -1,0 +1,476 @@
+"""``planctl sync``: two-way calendar sync, push, pull, status, check (sincronizacion.log)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from planctl.cli.context import State, out_console
+from planctl.cli.export import parse_date
+from planctl.errors import PlanctlError, SyncConflictError, SyncError, UsageError
+
+if TYPE_CHECKING:
+    import logging
+
+    from planctl.sync.backend import Backend
+    from planctl.sync.engine import SyncOptions, SyncReport
+    from planctl.sync.state import RunRecord
+
+app = typer.Typer(
+    rich_markup_mode=None,
+    name="sync",
+    help="Two-way sync of the sessions with a calendar (simulated or CalDAV).",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+remote_app = typer.Typer(
+    rich_markup_mode=None,
+    name="remote",
+    help="Change the simulated calendar as a phone would (list, edit, delete, add).",
+    no_args_is_help=True,
+)
+app.add_typer(remote_app, name="remote")
+
+SinceOption = Annotated[
+    str | None, typer.Option("--since", help="Only sessions from this date, YYYY-MM-DD.")
+]
+UntilOption = Annotated[
+    str | None, typer.Option("--until", help="Only sessions up to this date, YYYY-MM-DD.")
+]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Show the plan; write nothing on either side.")
+]
+ConflictOption = Annotated[
+    str,
+    typer.Option(
+        "--conflict",
+        help="Changed on both sides: local (planner wins), remote (calendar wins), "
+        "fail (leave it, exit 1).",
+    ),
+]
+
+
+def _state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, State)
+    return obj
+
+
+def _options(
+    state: State, mode: str, since: str | None, until: str | None, conflict: str
+) -> SyncOptions:
+    from planctl.sync.engine import SyncOptions
+
+    options = SyncOptions(
+        timezone=state.settings.timezone,
+        mode=mode,
+        policy=conflict,
+        since=parse_date(since, "--since"),
+        until=parse_date(until, "--until"),
+    )
+    options.check()
+    return options
+
+
+@contextmanager
+def _backend(state: State, *, create_calendar: bool = True) -> Iterator[Backend]:
+    from planctl.sync.backend import open_backend
+
+    backend = open_backend(state.settings, create_calendar=create_calendar)
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+@contextmanager
+def _logged(log: logging.Logger, what: str) -> Iterator[None]:
+    """Failures go to sincronizacion.log too, then on to the one error handler."""
+    try:
+        yield
+    except PlanctlError as error:
+        log.error("%s failed: %s", what, error)
+        raise
+
+
+def _run(
+    ctx: typer.Context,
+    mode: str,
+    since: str | None,
+    until: str | None,
+    dry_run: bool,
+    conflict: str,
+) -> None:
+    from planctl.sync.engine import run_sync
+
+    state = _state(ctx)
+    options = _options(state, mode, since, until, conflict)
+    log = state.service_logger("sync")
+    with _logged(log, f"sync {mode}"), _backend(state, create_calendar=not dry_run) as backend:
+        report = run_sync(
+            state.settings.database_url, backend, options, dry_run=dry_run, logger=log
+        )
+        _render(state, report)
+        _raise_for_problems(report)
+
+
+def _raise_for_problems(report: SyncReport) -> None:
+    if report.dry_run:
+        return
+    if report.errors:
+        first = report.errors[0]
+        raise SyncError(
+            f"{len(report.errors)} session(s) could not be synced; "
+            f"first: session {first.session_id}: {first.detail}",
+            "details in sincronizacion.log",
+        )
+    if report.conflicts:
+        ids = ", ".join(str(a.session_id) for a in report.conflicts[:10])
+        more = "…" if len(report.conflicts) > 10 else ""
+        raise SyncConflictError(
+            f"{len(report.conflicts)} session(s) changed on both sides and were left "
+            f"as they are: {ids}{more}",
+            "choose a side with --conflict local or --conflict remote",
+        )
+
+
+def _render(state: State, report: SyncReport) -> None:
+    from rich.table import Table
+
+    from planctl.sync.engine import Kind
+
+    if report.dry_run:
+        plan = Table(
+            title=f"Plan ({report.mode}, conflicts: {report.policy}) — nothing written",
+            title_justify="left",
+        )
+        plan.add_column("session", justify="right")
+        plan.add_column("action")
+        plan.add_column("when / what")
+        plan.add_column("why")
+        shown = [a for a in report.actions if a.kind not in (Kind.UNCHANGED, Kind.RECORD)]
+        for action in shown:
+            what = str(action.kind)
+            if action.then is not None:
+                what = f"{action.then} (pending: {report.mode} only)"
+            why = action.detail or action.reason
+            plan.add_row(str(action.session_id), what, action.label, why)
+        if shown:
+            out_console().print(plan)
+        else:
+            state.say("Nothing to do: the planner and the calendar agree.")
+    s = report.summary()
+    table = Table(
+        title=f"Sync summary — {report.calendar}" + (" (dry run)" if report.dry_run else ""),
+        title_justify="left",
+        caption="planner 'deleted': the session was set to cancelada, never removed",
+        caption_justify="left",
+    )
+    for column in ("", "created", "updated", "deleted", "unchanged", "conflicts"):
+        table.add_column(column, justify="left" if not column else "right")
+    table.add_row(
+        "calendar", str(s["calendar_created"]), str(s["calendar_updated"]),
+        str(s["calendar_deleted"]), "", "",
+    )  # fmt: skip
+    table.add_row(
+        "planner", "—", str(s["planner_updated"]),
+        str(s["planner_cancelled"]), "", "",
+    )  # fmt: skip
+    table.add_row("sessions", "", "", "", str(s["unchanged"]), str(s["conflicts"]))
+    if not state.quiet:
+        out_console().print(table)
+    notes = []
+    if s["pending"]:
+        other = "pull" if report.mode == "push" else "push"
+        notes.append(f"{s['pending']} change(s) left for {other} or a two-way sync")
+    if s["errors"]:
+        notes.append(f"{s['errors']} error(s)")
+    if report.foreign:
+        notes.append(f"{len(report.foreign)} event(s) not created by planctl left alone")
+    if report.orphans:
+        notes.append(f"{len(report.orphans)} planctl event(s) this planner never synced left alone")
+    if notes:
+        state.say("; ".join(notes).capitalize() + ".")
+
+
+@app.callback()
+def sync(
+    ctx: typer.Context,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    dry_run: DryRunOption = False,
+    conflict: ConflictOption = "local",
+) -> None:
+    """Two-way sync: changes on either side are copied to the other (vdirsyncer's rules)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    _run(ctx, "sync", since, until, dry_run, conflict)
+
+
+@app.command("push")
+def push(
+    ctx: typer.Context,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    dry_run: DryRunOption = False,
+    conflict: ConflictOption = "local",
+) -> None:
+    """One way, planner → calendar: create, update and delete events only."""
+    _run(ctx, "push", since, until, dry_run, conflict)
+
+
+@app.command("pull")
+def pull(
+    ctx: typer.Context,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    dry_run: DryRunOption = False,
+    conflict: ConflictOption = "remote",
+) -> None:
+    """One way, calendar → planner: moved, re-placed, re-statused or deleted events only."""
+    _run(ctx, "pull", since, until, dry_run, conflict)
+
+
+def _local_time(state: State, moment: dt.datetime | None) -> str:
+    if moment is None:
+        return "—"
+    from planctl.export.ical import zone_info
+
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(zone_info(state.settings.timezone)).strftime("%Y-%m-%d %H:%M")
+
+
+def _last_run_text(state: State, last: RunRecord | None) -> str:
+    if last is None:
+        return "never"
+    counts = ", ".join(f"{k} {v}" for k, v in last.counts.items() if v) or "no changes"
+    return f"{_local_time(state, last.started)} ({last.mode}, {last.result}: {counts})"
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Also list the calendar's events planctl left alone.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    since: SinceOption = None,
+    until: UntilOption = None,
+) -> None:
+    """Counts of sessions in sync, pending and conflicting, and the last run (writes nothing)."""
+    from rich.table import Table
+
+    from planctl.sync.engine import sync_status
+
+    state = _state(ctx)
+    options = _options(state, "sync", since, until, "fail")
+    log = state.service_logger("sync")
+    with _logged(log, "sync status"), _backend(state, create_calendar=False) as backend:
+        result = sync_status(state.settings.database_url, backend, options)
+    if as_json:
+        data = result.as_dict()
+        if not show_all:
+            for key in ("others", "orphans", "duplicates"):
+                data.pop(key)
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        return
+    table = Table(title=f"Sync status — {result.calendar}", title_justify="left", show_header=False)
+    table.add_column("")
+    table.add_column("", justify="right")
+    table.add_row("in sync", str(result.in_sync))
+    table.add_row("pending", str(result.pending))
+    table.add_row("conflicting", str(result.conflicting))
+    if result.errors:
+        table.add_row("errors", str(result.errors))
+    table.add_row("last run", _last_run_text(state, result.last_run))
+    out_console().print(table)
+    if show_all:
+        _render_others(state, result.report)
+
+
+def _render_others(state: State, report: SyncReport) -> None:
+    from rich.table import Table
+
+    if not report.foreign and not report.orphans and not report.duplicates:
+        state.say("Every event on the calendar is a synced planctl session.")
+        return
+    table = Table(title="Events planctl leaves alone", title_justify="left")
+    table.add_column("event id")
+    table.add_column("start")
+    table.add_column("summary")
+    table.add_column("why")
+    for event in report.foreign:
+        content = event.content
+        table.add_row(
+            event.id,
+            _local_time(state, content.start) if content else "—",
+            content.summary if content else "",
+            "not created by planctl",
+        )
+    for event in report.duplicates:
+        content = event.content
+        table.add_row(
+            event.id,
+            _local_time(state, content.start) if content else "—",
+            content.summary if content else "",
+            f"a second event of session {event.session_id}: planctl syncs the other one",
+        )
+    for action in report.orphans:
+        assert action.remote is not None
+        table.add_row(
+            action.remote.id,
+            _local_time(state, action.remote.content.start) if action.remote.content else "—",
+            action.label,
+            f"planctl event of session {action.session_id}, never synced from this planner",
+        )
+    out_console().print(table)
+
+
+@app.command("check")
+def check(ctx: typer.Context) -> None:
+    """Check the backend's configuration, server, credentials and calendar (exit 1 if wrong)."""
+    state = _state(ctx)
+    log = state.service_logger("sync")
+    with _logged(log, "sync check"), _backend(state, create_calendar=False) as backend:
+        described = backend.check()
+    log.info("check OK: %s", described)
+    state.say(f"OK: {described}")
+
+
+# -- the simulated calendar's "phone" ----------------------------------------
+
+
+@contextmanager
+def _simulated(state: State) -> Iterator[Any]:
+    from planctl.sync.backends.simulated import open_calendar
+
+    if state.settings.sync_backend.strip().lower() != "simulated":
+        raise UsageError(
+            f"planctl sync remote changes the simulated calendar, but PLANCTL_SYNC_BACKEND "
+            f"is '{state.settings.sync_backend}'",
+            "edit CalDAV events in your calendar app",
+        )
+    calendar = open_calendar(state.settings)
+    try:
+        yield calendar
+    finally:
+        calendar.close()
+
+
+def _parse_time(value: str | None, option: str) -> dt.time | None:
+    if value is None:
+        return None
+    try:
+        return dt.time.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"invalid time '{value}' for {option}", "use HH:MM") from None
+
+
+@remote_app.command("list")
+def remote_list(
+    ctx: typer.Context,
+    deleted: Annotated[
+        bool, typer.Option("--deleted", help="Also show deleted events (tombstones).")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The events as stored (Google Calendar's shape).")
+    ] = False,
+) -> None:
+    """The simulated calendar's events: id, session, start, summary, status, etag."""
+    from rich.table import Table
+
+    from planctl.sync.backends.simulated import content_from_resource, remote_event
+
+    state = _state(ctx)
+    with _simulated(state) as calendar:
+        events = calendar.describe_events(include_deleted=deleted)
+        if as_json:
+            sys.stdout.write(json.dumps(events, indent=2, ensure_ascii=False) + "\n")
+            return
+        table = Table(title=f"Simulated calendar {calendar.path}", title_justify="left")
+        table.add_column("id", no_wrap=True)
+        for column in ("session", "when", "summary", "status", "etag"):
+            table.add_column(column)
+        for event in events:
+            remote = remote_event(event, calendar.timezone)
+            cancelled = event.get("status") == "cancelled"
+            content = None if cancelled else content_from_resource(event, calendar.timezone)
+            table.add_row(
+                event["id"],
+                str(remote.session_id or "—"),
+                f"{_local_time(state, content.start)}–{_local_time(state, content.end)[11:]}"
+                if content
+                else "—",
+                content.summary if content else "",
+                str(event.get("status")),
+                str(event.get("etag")),
+            )
+    out_console().print(table)
+
+
+@remote_app.command("edit")
+def remote_edit(
+    ctx: typer.Context,
+    event: Annotated[str, typer.Argument(help="Event id, UID, or session id.")],
+    date: Annotated[str | None, typer.Option("--date", help="New date, YYYY-MM-DD.")] = None,
+    start: Annotated[str | None, typer.Option("--start", help="New start time, HH:MM.")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="New end time, HH:MM.")] = None,
+    location: Annotated[str | None, typer.Option("--location", help="New place.")] = None,
+    summary: Annotated[str | None, typer.Option("--summary", help="New title.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help="confirmed, tentative or cancelled.")
+    ] = None,
+) -> None:
+    """Change an event as a phone would (the next sync brings it to the planner)."""
+    if status is not None and status.lower() not in ("confirmed", "tentative", "cancelled"):
+        raise UsageError(f"unknown status '{status}'", "use confirmed, tentative or cancelled")
+    state = _state(ctx)
+    with _simulated(state) as calendar:
+        changed = calendar.edit(
+            event,
+            date=parse_date(date, "--date"),
+            start_time=_parse_time(start, "--start"),
+            end_time=_parse_time(end, "--end"),
+            location=location,
+            summary=summary,
+            status=status,
+        )
+    state.say(f"Event {changed['id']} is now {changed.get('status')} (etag {changed['etag']}).")
+
+
+@remote_app.command("delete")
+def remote_delete(
+    ctx: typer.Context,
+    event: Annotated[str, typer.Argument(help="Event id, UID, or session id.")],
+) -> None:
+    """Delete an event as a phone would (it stays as a cancelled tombstone)."""
+    state = _state(ctx)
+    with _simulated(state) as calendar:
+        found = calendar.find(event)
+        calendar.remove(found["id"])
+    state.say(f"Deleted event {found['id']}.")
+
+
+@remote_app.command("add")
+def remote_add(
+    ctx: typer.Context,
+    summary: Annotated[str, typer.Option("--summary", help="Title.")],
+    date: Annotated[str, typer.Option("--date", help="Date, YYYY-MM-DD.")],
+    start: Annotated[str, typer.Option("--start", help="Start time, HH:MM.")],
+    end: Annotated[str, typer.Option("--end", help="End time, HH:MM.")],
+) -> None:
+    """Add an event of your own (planctl will leave it alone)."""
+    state = _state(ctx)
+    day = parse_date(date, "--date")
+    first, last = _parse_time(start, "--start"), _parse_time(end, "--end")
+    assert day is not None and first is not None and last is not None
+    with _simulated(state) as calendar:
+        added = calendar.add(summary, day, first, last)
+    state.say(f"Added event {added['id']}.")

@@ -1,0 +1,1 @@
+"""Calendar backends, one module each, found by name (see planctl.sync.backend)."""

@@ -1,0 +1,304 @@
+"""``caldav``: any CalDAV server (Nextcloud, Radicale, iCloud, Google's CalDAV endpoint).
+
+The ``caldav`` library finds the principal and its calendars (and creates
+planctl's calendar when it is missing); events travel as plain WebDAV
+requests so every write can be conditional: ``If-None-Match: *`` to create,
+``If-Match: <etag>`` to update or delete (HTTP 412 means somebody changed
+the event since planctl read it). A listing asks only for hrefs and etags;
+event bodies are fetched (calendar-multiget) only when an etag moved.
+
+Events are the iCalendar export's VEVENTs, UID ``sesion-<id>@planctl``,
+stored at ``<calendar>/<uid>.ics``, with the VTIMEZONE of their year.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote, unquote, urljoin, urlsplit
+from xml.sax.saxutils import escape
+
+from planctl.config import Settings, mask_url
+from planctl.errors import ConfigError, SyncError
+from planctl.export.ical import END_CALENDAR, calendar_header
+from planctl.sync.backend import EventPayload, RemoteEvent, StaleEtagError
+from planctl.sync.content import content_from_vevent, session_id_from_uid
+
+NAME = "caldav"
+TIMEOUT_SECONDS = 20
+MULTIGET_CHUNK = 200
+DAV = "{DAV:}"
+CALDAV = "{urn:ietf:params:xml:ns:caldav}"
+PROPFIND_ETAGS = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    '<d:propfind xmlns:d="DAV:"><d:prop><d:getetag/><d:resourcetype/></d:prop></d:propfind>'
+)
+
+
+class CalDAVBackend:
+    """The sync protocol over one calendar collection of a CalDAV server."""
+
+    name = NAME
+
+    def __init__(self, settings: Settings, *, create_calendar: bool = True) -> None:
+        self.url = settings.caldav_url.strip()
+        self.user = settings.caldav_user.strip()
+        self.password = settings.caldav_password
+        self.calendar_name = settings.caldav_calendar.strip()
+        self.timezone = settings.timezone
+        self.create_calendar = create_calendar
+        self._client: Any = None
+        self._calendar_url: str | None = None
+        self._looked_up = False
+
+    # -- connection and errors -------------------------------------------------
+
+    def describe(self) -> str:
+        who = f" as '{self.user}'" if self.user else ""
+        return f"CalDAV calendar '{self.calendar_name}' at {mask_url(self.url)}{who}"
+
+    def _require_settings(self) -> None:
+        if not self.url:
+            raise ConfigError(
+                "PLANCTL_CALDAV_URL is not set (PLANCTL_SYNC_BACKEND=caldav)",
+                "set it in .env to the server's CalDAV URL, e.g. https://cloud.example.com/remote.php/dav",
+            )
+        if not self.url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"PLANCTL_CALDAV_URL '{mask_url(self.url)}' is not an http(s) URL",
+                "e.g. https://cloud.example.com/remote.php/dav",
+            )
+        if self.password and not self.user:
+            raise ConfigError(
+                "PLANCTL_CALDAV_PASSWORD is set but PLANCTL_CALDAV_USER is not",
+                "set the user name that goes with the password",
+            )
+        if not self.calendar_name:
+            raise ConfigError(
+                "PLANCTL_CALDAV_CALENDAR is empty", "name the calendar planctl should use"
+            )
+
+    def _scrub(self, text: str) -> str:
+        text = mask_url(" ".join(str(text).split()))
+        if self.password:
+            text = text.replace(self.password, "***")
+        return text
+
+    def _translate(self, error: Exception) -> SyncError:
+        """One line that says what went wrong with the server, never the password."""
+        from caldav.lib import error as dav_error
+
+        where = mask_url(self.url)
+        if isinstance(error, dav_error.AuthorizationError):
+            who = f"user '{self.user}'" if self.user else "anonymous access"
+            return SyncError(
+                f"CalDAV server {where} refused {who} (HTTP 401/403)",
+                "check PLANCTL_CALDAV_USER and PLANCTL_CALDAV_PASSWORD",
+            )
+        if isinstance(error, OSError | TimeoutError) or "Connection" in type(error).__name__:
+            reason = self._scrub(str(getattr(error, "strerror", None) or error))
+            if "refused" in reason.lower():
+                reason = "connection refused"
+            return SyncError(
+                f"cannot reach CalDAV server {where}: {reason}",
+                "is the server running, and are the host and port in PLANCTL_CALDAV_URL right?",
+            )
+        return SyncError(
+            f"CalDAV server {where} failed: {self._scrub(str(error))}",
+            "check PLANCTL_CALDAV_URL; details in sincronizacion.log",
+        )
+
+    def _connect(self) -> Any:
+        if self._client is None:
+            self._require_settings()
+            from caldav.davclient import DAVClient
+
+            try:
+                client = DAVClient(
+                    url=self.url,
+                    username=self.user or None,
+                    # a user with an empty password still answers the server's challenge
+                    password=self.password if self.user else None,
+                    timeout=TIMEOUT_SECONDS,
+                )
+                self._principal = client.principal()
+            except Exception as error:  # the library raises its own and niquests' errors
+                raise self._translate(error) from error
+            self._client = client
+        return self._client
+
+    def _calendars(self) -> dict[str, str]:
+        """Display name → URL of the principal's calendars."""
+        self._connect()
+        found: dict[str, str] = {}
+        try:
+            for calendar in self._principal.calendars():
+                name = calendar.get_display_name() or str(calendar.url).rstrip("/").split("/")[-1]
+                found.setdefault(str(name), str(calendar.url))
+        except Exception as error:
+            raise self._translate(error) from error
+        return found
+
+    def _calendar(self) -> str | None:
+        """planctl's calendar URL; created if missing (unless a dry run), else None."""
+        if not self._looked_up:
+            url = self._calendars().get(self.calendar_name)
+            if url is None and self.create_calendar:
+                try:
+                    made = self._principal.make_calendar(name=self.calendar_name)
+                except Exception as error:
+                    raise self._translate(error) from error
+                url = str(made.url)
+            self._calendar_url = url if url is None or url.endswith("/") else url + "/"
+            self._looked_up = True
+        return self._calendar_url
+
+    def _request(
+        self, url: str, method: str, body: str = "", headers: dict[str, str] | None = None
+    ) -> Any:
+        client = self._connect()
+        try:
+            return client.request(url, method, body, headers or {})
+        except Exception as error:
+            raise self._translate(error) from error
+
+    # -- the protocol ----------------------------------------------------------
+
+    def check(self) -> str:
+        calendars = self._calendars()
+        if self.calendar_name not in calendars:
+            existing = ", ".join(sorted(calendars)) or "none"
+            raise SyncError(
+                f"calendar '{self.calendar_name}' does not exist at {mask_url(self.url)} "
+                f"(calendars there: {existing})",
+                "planctl sync creates it on its first run, or set PLANCTL_CALDAV_CALENDAR",
+            )
+        self._calendar_url = calendars[self.calendar_name]
+        self._looked_up = True
+        return f"{self.describe()}: reachable, {len(self.list())} events"
+
+    def _path(self, href: str) -> str:
+        """The canonical id of an event: its unquoted URL path."""
+        base = self._calendar() or self.url
+        return unquote(urlsplit(urljoin(base, href)).path)
+
+    def _href(self, event_id: str) -> str:
+        base = self._calendar() or self.url
+        return urljoin(base, quote(event_id))
+
+    def list(self) -> list[RemoteEvent]:
+        calendar = self._calendar()
+        if calendar is None:
+            return []  # a dry run before the calendar exists: it would start empty
+        response = self._request(calendar, "PROPFIND", PROPFIND_ETAGS, {"Depth": "1"})
+        if response.status not in (200, 207) or response.tree is None:
+            raise SyncError(
+                f"listing {self.describe()} failed (HTTP {response.status})",
+                "check PLANCTL_CALDAV_URL and PLANCTL_CALDAV_CALENDAR",
+            )
+        events = []
+        own = unquote(urlsplit(calendar).path).rstrip("/")
+        for item in response.tree.iter(f"{DAV}response"):
+            href = item.findtext(f"{DAV}href") or ""
+            if item.find(f".//{DAV}resourcetype/{DAV}collection") is not None:
+                continue
+            path = self._path(href)
+            if path.rstrip("/") == own:
+                continue
+            events.append(RemoteEvent(id=path, etag=item.findtext(f".//{DAV}getetag")))
+        return events
+
+    def get(self, ids: Sequence[str]) -> dict[str, RemoteEvent]:
+        calendar = self._calendar()
+        if calendar is None or not ids:
+            return {}
+        found: dict[str, RemoteEvent] = {}
+        for start in range(0, len(ids), MULTIGET_CHUNK):
+            hrefs = "".join(
+                f"<d:href>{escape(quote(i))}</d:href>" for i in ids[start : start + MULTIGET_CHUNK]
+            )
+            body = (
+                '<?xml version="1.0" encoding="utf-8"?>'
+                '<c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
+                f"<d:prop><d:getetag/><c:calendar-data/></d:prop>{hrefs}</c:calendar-multiget>"
+            )
+            response = self._request(calendar, "REPORT", body, {"Depth": "1"})
+            if response.status not in (200, 207) or response.tree is None:
+                raise SyncError(
+                    f"reading events of {self.describe()} failed (HTTP {response.status})"
+                )
+            for item in response.tree.iter(f"{DAV}response"):
+                data = item.findtext(f".//{CALDAV}calendar-data")
+                if not data:
+                    continue  # 404 inside the multistatus: gone meanwhile
+                path = self._path(item.findtext(f"{DAV}href") or "")
+                found[path] = self._parse(path, item.findtext(f".//{DAV}getetag"), data)
+        return found
+
+    def _parse(self, path: str, etag: str | None, data: str) -> RemoteEvent:
+        from icalendar import Calendar, Event
+
+        try:
+            calendar = Calendar.from_ical(data)
+            masters = [e for e in calendar.walk("VEVENT") if "RECURRENCE-ID" not in e]
+            event = masters[0]
+            if not isinstance(event, Event):
+                raise TypeError("not a VEVENT")
+            uid = str(event.get("uid", ""))
+            content = content_from_vevent(event, self.timezone)
+        except (ValueError, IndexError, KeyError, TypeError):
+            # Not an event planctl can read (a task, a broken file): someone else's.
+            return RemoteEvent(id=path, etag=etag)
+        return RemoteEvent(id=path, etag=etag, session_id=session_id_from_uid(uid), content=content)
+
+    def _body(self, payload: EventPayload) -> str:
+        year = payload.content.start.year
+        header = calendar_header(payload.timezone, dt.date(year, 1, 1), dt.date(year + 1, 1, 1))
+        data: bytes = header + payload.vevent.to_ical() + END_CALENDAR
+        return data.decode("utf-8")
+
+    def _put(self, event_id: str, payload: EventPayload, condition: dict[str, str]) -> RemoteEvent:
+        headers = {"Content-Type": "text/calendar; charset=utf-8", **condition}
+        response = self._request(self._href(event_id), "PUT", self._body(payload), headers)
+        if response.status in (404, 412):
+            raise StaleEtagError(f"event {event_id}: HTTP {response.status}")
+        if response.status not in (200, 201, 204):
+            raise SyncError(
+                f"writing event {event_id} to {self.describe()} failed (HTTP {response.status})",
+                "details in sincronizacion.log",
+            )
+        etag = response.headers.get("ETag")
+        return RemoteEvent(id=event_id, etag=etag, session_id=payload.session_id)
+
+    def create(self, payload: EventPayload) -> RemoteEvent:
+        calendar = self._calendar()
+        assert calendar is not None, "calendars are created before the first write"
+        event_id = unquote(urlsplit(calendar).path) + f"{payload.uid}.ics"
+        return self._put(event_id, payload, {"If-None-Match": "*"})
+
+    def update(self, event_id: str, payload: EventPayload, etag: str | None) -> RemoteEvent:
+        return self._put(event_id, payload, {"If-Match": etag} if etag else {})
+
+    def delete(self, event_id: str, etag: str | None) -> None:
+        headers = {"If-Match": etag} if etag else {}
+        response = self._request(self._href(event_id), "DELETE", "", headers)
+        if response.status == 412:
+            raise StaleEtagError(f"event {event_id}: HTTP 412")
+        if response.status not in (200, 204, 404):
+            raise SyncError(
+                f"deleting event {event_id} from {self.describe()} failed (HTTP {response.status})",
+                "details in sincronizacion.log",
+            )
+
+    def close(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            finally:
+                self._client = None
+
+
+def open_backend(settings: Settings, *, create_calendar: bool = True) -> CalDAVBackend:
+    """The CalDAV calendar of PLANCTL_CALDAV_URL/USER/PASSWORD/CALENDAR (connects lazily)."""
+    return CalDAVBackend(settings, create_calendar=create_calendar)

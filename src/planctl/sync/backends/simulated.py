@@ -1,0 +1,493 @@
+"""``simulated``: an offline calendar in a local file that behaves like Google Calendar.
+
+The store plays the server: it assigns event ids, changes an event's etag on
+every write, stamps ``updated``, keeps deleted events as ``cancelled``
+tombstones, carries planctl's session id in private extended properties, and
+refuses a conditional write whose etag is stale (HTTP 412 in Google's API).
+
+The file is a JSON snapshot plus a journal beside it (``<store>.journal``):
+each write appends one complete JSON line and fsyncs it, so a write is
+atomic and durable however the process ends (a torn last line is ignored on
+load), and the cost of a write does not grow with the calendar. Closing the
+store folds the journal into a new snapshot (temporary file, fsync, rename).
+One process at a time holds the store (``<store>.lock``).
+
+:class:`SimulatedCalendar` also has the "phone" side (:meth:`~SimulatedCalendar.edit`,
+:meth:`~SimulatedCalendar.remove`, :meth:`~SimulatedCalendar.add`) that tests
+and ``planctl sync remote …`` use to change events as a user would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import datetime as dt
+import fcntl
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from planctl.config import Settings
+from planctl.errors import LockedError, NothingToDoError, SyncError
+from planctl.export.ical import zone_info
+from planctl.sync.backend import EventPayload, RemoteEvent, StaleEtagError
+from planctl.sync.content import EventContent, clean_text, session_id_from_uid
+
+NAME = "simulated"
+FORMAT = "planctl-simulated-calendar"
+SESSION_PROPERTY = "planctlSessionId"
+CATEGORIES_PROPERTY = "planctlCategories"
+STATUS_TO_GOOGLE = {"CONFIRMED": "confirmed", "TENTATIVE": "tentative"}
+STATUS_FROM_GOOGLE = {"confirmed": "CONFIRMED", "tentative": "TENTATIVE"}
+LOCK_WAIT_SECONDS = 10.0
+
+Resource = dict[str, Any]
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the store after a chosen number of writes (tests of interrupted runs)."""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class SimulatedCalendar:
+    """The simulated server: a Google-Calendar-like event store in one file."""
+
+    def __init__(self, path: Path, *, timezone: str = "Europe/Madrid") -> None:
+        self.path = Path(path)
+        self.journal_path = self.path.with_name(self.path.name + ".journal")
+        self.timezone = timezone
+        self.events: dict[str, Resource] = {}
+        self.next_etag = 1
+        self.writes = 0  # successful writes since opening (tests count them)
+        self.crash_after_writes: int | None = None
+        self.before_write: Callable[[str, str | None], None] | None = None
+        self._journal: IO[str] | None = None
+        self._journal_lines = 0
+        self._lock = self._acquire_lock()
+        try:
+            self._load()
+        except BaseException:
+            self._release_lock()
+            raise
+
+    # -- file handling -------------------------------------------------------
+
+    def _acquire_lock(self) -> int:
+        """flock the store's directory (the store file itself is replaced by rename)."""
+        directory = self.path.parent if str(self.path.parent) else Path(".")
+        if not directory.is_dir():
+            raise SyncError(
+                f"directory '{directory}' of the simulated calendar store does not exist",
+                "create it or fix PLANCTL_SYNC_STORE",
+            )
+        lock = os.open(directory, os.O_RDONLY)
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return lock
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(lock)
+                    raise LockedError(
+                        f"the simulated calendar {self.path} is in use by another planctl",
+                        "retry when it has finished",
+                    ) from None
+                time.sleep(0.05)
+
+    def _release_lock(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._lock)
+
+    def _load(self) -> None:
+        if self.path.exists():
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                if data.get("format") != FORMAT:
+                    raise ValueError("not a simulated calendar")
+                self.events = dict(data["events"])
+                self.next_etag = int(data["next_etag"])
+                self.timezone = str(data.get("time_zone", self.timezone))
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                raise SyncError(
+                    f"{self.path} is not a readable simulated calendar ({error})",
+                    "point PLANCTL_SYNC_STORE at another file or move this one away",
+                ) from None
+        if self.journal_path.exists():
+            with open(self.journal_path, encoding="utf-8") as journal:
+                for line in journal:
+                    if not line.endswith("\n"):
+                        break  # torn last write: it never happened
+                    try:
+                        record = json.loads(line)
+                    except ValueError:
+                        break
+                    self.events[record["event"]["id"]] = record["event"]
+                    self.next_etag = max(self.next_etag, int(record["next_etag"]))
+                    self._journal_lines += 1
+
+    def _append(self, event: Resource) -> None:
+        if self._journal is None:
+            self._journal = open(self.journal_path, "a", encoding="utf-8")  # noqa: SIM115
+            os.chmod(self.journal_path, 0o600)
+        line = json.dumps({"event": event, "next_etag": self.next_etag}, ensure_ascii=False)
+        self._journal.write(line + "\n")
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+        self._journal_lines += 1
+
+    def compact(self) -> None:
+        """Fold the journal into a new snapshot, atomically (temporary file, fsync, rename)."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        if self._journal_lines == 0:
+            return  # nothing written: a dry run leaves no file behind
+        data = {
+            "format": FORMAT,
+            "version": 1,
+            "time_zone": self.timezone,
+            "next_etag": self.next_etag,
+            "events": self.events,
+        }
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with open(temporary, "w", encoding="utf-8") as out:
+            os.chmod(temporary, 0o600)
+            json.dump(data, out, ensure_ascii=False, indent=1)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, self.path)
+        directory = os.open(self.path.parent if str(self.path.parent) else ".", os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        # A crash here replays the journal over the new snapshot: harmless,
+        # every journal record is a whole event.
+        self.journal_path.unlink(missing_ok=True)
+        self._journal_lines = 0
+
+    def close(self) -> None:
+        try:
+            self.compact()
+        finally:
+            self._release_lock()
+
+    # -- the server's API (Google Calendar's events resource, simplified) ----
+
+    def _arrive(self, operation: str, event_id: str | None) -> None:
+        """A request arrives: the test hook may let "the phone" write first (one shot)."""
+        if self.before_write is not None:
+            hook, self.before_write = self.before_write, None
+            hook(operation, event_id)
+
+    def _write(self, event: Resource) -> Resource:
+        event["etag"] = f'"{self.next_etag}"'
+        self.next_etag += 1
+        event["updated"] = _now()
+        self.events[event["id"]] = event
+        self._append(event)
+        self.writes += 1
+        if self.crash_after_writes is not None and self.writes >= self.crash_after_writes:
+            raise InjectedFault(f"injected fault after {self.writes} writes")
+        return copy.deepcopy(event)
+
+    def list_events(self, *, show_deleted: bool = True) -> list[Resource]:
+        return [
+            copy.deepcopy(e)
+            for e in self.events.values()
+            if show_deleted or e.get("status") != "cancelled"
+        ]
+
+    def get_event(self, event_id: str) -> Resource | None:
+        found = self.events.get(event_id)
+        return copy.deepcopy(found) if found is not None else None
+
+    def insert(self, body: Resource) -> Resource:
+        self._arrive("insert", None)
+        created = _now()
+        event = {
+            **copy.deepcopy(body),
+            "kind": "calendar#event",
+            "id": uuid.uuid4().hex,
+            "created": created,
+            "sequence": 0,
+        }
+        event.setdefault("status", "confirmed")
+        event.setdefault("iCalUID", f"{event['id']}@simulated.calendar")
+        return self._write(event)
+
+    def _current(self, event_id: str, if_match: str | None) -> Resource:
+        current = self.events.get(event_id)
+        if current is None:
+            raise KeyError(event_id)  # 404
+        if if_match is not None and current.get("etag") != if_match:
+            raise StaleEtagError(f"event {event_id}: etag {if_match} is stale")  # 412
+        return current
+
+    def update(self, event_id: str, body: Resource, *, if_match: str | None = None) -> Resource:
+        self._arrive("update", event_id)
+        current = self._current(event_id, if_match)
+        if current.get("status") == "cancelled":
+            raise KeyError(event_id)  # 410 Gone
+        event = {
+            **copy.deepcopy(body),
+            "kind": "calendar#event",
+            "id": event_id,
+            "created": current.get("created"),
+            "iCalUID": current.get("iCalUID"),
+            "sequence": int(current.get("sequence", 0)) + 1,
+        }
+        event.setdefault("status", "confirmed")
+        return self._write(event)
+
+    def patch(self, event_id: str, changes: Resource, *, if_match: str | None = None) -> Resource:
+        self._arrive("patch", event_id)
+        current = self._current(event_id, if_match)
+        if current.get("status") == "cancelled":
+            raise KeyError(event_id)
+        event = copy.deepcopy(current)
+        event.update(copy.deepcopy(changes))
+        event["sequence"] = int(current.get("sequence", 0)) + 1
+        return self._write(event)
+
+    def delete(self, event_id: str, *, if_match: str | None = None) -> None:
+        self._arrive("delete", event_id)
+        current = self._current(event_id, if_match)
+        if current.get("status") == "cancelled":
+            return  # 410 Gone: already deleted
+        tombstone = {
+            "kind": "calendar#event",
+            "id": event_id,
+            "status": "cancelled",
+            "iCalUID": current.get("iCalUID"),
+        }
+        self._write(tombstone)
+
+    # -- the "phone" side ----------------------------------------------------
+
+    def find(self, reference: str) -> Resource:
+        """An event by id, by UID, or by session id (``12`` or ``sesion-12``)."""
+        wanted = reference.strip()
+        if wanted in self.events:
+            return self.events[wanted]
+        number = wanted.removeprefix("sesion-").split("@")[0]
+        for event in self.events.values():
+            if event.get("status") == "cancelled":
+                continue
+            if event.get("iCalUID") == wanted:
+                return event
+            if number.isdigit() and _session_property(event) == number:
+                return event
+        raise NothingToDoError(
+            f"no event '{reference}' in the simulated calendar {self.path}",
+            "planctl sync remote list shows the events",
+        )
+
+    def edit(
+        self,
+        reference: str,
+        *,
+        date: dt.date | None = None,
+        start_time: dt.time | None = None,
+        end_time: dt.time | None = None,
+        location: str | None = None,
+        summary: str | None = None,
+        status: str | None = None,
+    ) -> Resource:
+        """Change an event as a phone would: unconditionally, only what is given.
+
+        Times are wall-clock times in the calendar's time zone; a new *date*
+        keeps the times. ``status="cancelled"`` deletes the event (Google's way).
+        """
+        event = self.find(reference)
+        if status is not None and status.lower() == "cancelled":
+            self.delete(event["id"])
+            return copy.deepcopy(self.events[event["id"]])
+        zone = zone_info(self.timezone)
+        start = _parse_when(event["start"], self.timezone).astimezone(zone)
+        end = _parse_when(event["end"], self.timezone).astimezone(zone)
+        day = date or start.date()
+        new_start = dt.datetime.combine(day, start_time or start.time().replace(tzinfo=None), zone)
+        new_end = dt.datetime.combine(
+            day + (end.date() - start.date()), end_time or end.time().replace(tzinfo=None), zone
+        )
+        changes: Resource = {}
+        if new_start != start:
+            changes["start"] = _when(new_start, self.timezone)
+        if new_end != end:
+            changes["end"] = _when(new_end, self.timezone)
+        if location is not None:
+            changes["location"] = location
+        if summary is not None:
+            changes["summary"] = summary
+        if status is not None:
+            changes["status"] = status.lower()
+        return self.patch(event["id"], changes)
+
+    def remove(self, reference: str) -> None:
+        """Delete an event as a phone would."""
+        self.delete(self.find(reference)["id"])
+
+    def add(self, summary: str, date: dt.date, start_time: dt.time, end_time: dt.time) -> Resource:
+        """An event of the user's own (planctl must leave it alone)."""
+        zone = zone_info(self.timezone)
+        return self.insert(
+            {
+                "summary": summary,
+                "start": _when(dt.datetime.combine(date, start_time, zone), self.timezone),
+                "end": _when(dt.datetime.combine(date, end_time, zone), self.timezone),
+            }
+        )
+
+    def describe_events(self, *, include_deleted: bool = False) -> list[Resource]:
+        """The events, ordered by start, for listing (tombstones last)."""
+        events = self.list_events(show_deleted=include_deleted)
+
+        def key(event: Resource) -> tuple[int, str]:
+            start = (event.get("start") or {}).get("dateTime") or ""
+            return (event.get("status") == "cancelled", str(start))
+
+        return sorted(events, key=key)
+
+
+def _when(moment: dt.datetime, timezone: str) -> Resource:
+    return {"dateTime": moment.isoformat(), "timeZone": timezone}
+
+
+def _session_property(event: Resource) -> str | None:
+    private = (event.get("extendedProperties") or {}).get("private") or {}
+    value = private.get(SESSION_PROPERTY)
+    return str(value) if value is not None else None
+
+
+def resource_from_payload(payload: EventPayload) -> Resource:
+    """The Google-style event body for a session."""
+    content = payload.content
+    body: Resource = {
+        "iCalUID": payload.uid,
+        "summary": content.summary,
+        "start": _when(content.start, payload.timezone),
+        "end": _when(content.end, payload.timezone),
+        "status": STATUS_TO_GOOGLE.get(content.status, "confirmed"),
+        "extendedProperties": {
+            "private": {
+                SESSION_PROPERTY: str(payload.session_id),
+                CATEGORIES_PROPERTY: json.dumps(list(content.categories), ensure_ascii=False),
+            }
+        },
+    }
+    if content.location is not None:
+        body["location"] = content.location
+    if content.description is not None:
+        body["description"] = content.description
+    if content.url is not None:
+        body["source"] = {"url": content.url, "title": "planctl"}
+    return body
+
+
+def _parse_when(value: Resource, timezone: str) -> dt.datetime:
+    if "dateTime" in value:
+        moment = dt.datetime.fromisoformat(str(value["dateTime"]).replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=zone_info(str(value.get("timeZone") or timezone)))
+        return moment
+    day = dt.date.fromisoformat(str(value["date"]))  # all-day event
+    return dt.datetime.combine(day, dt.time(0), tzinfo=zone_info(timezone))
+
+
+def content_from_resource(event: Resource, timezone: str) -> EventContent:
+    private = (event.get("extendedProperties") or {}).get("private") or {}
+    try:
+        categories = tuple(json.loads(private.get(CATEGORIES_PROPERTY) or "[]"))
+    except ValueError:
+        categories = ()
+    return EventContent(
+        start=_parse_when(event["start"], timezone),
+        end=_parse_when(event["end"], timezone),
+        summary=clean_text(event.get("summary")) or "",
+        location=clean_text(event.get("location")),
+        description=clean_text(event.get("description")),
+        status=STATUS_FROM_GOOGLE.get(str(event.get("status", "confirmed")), "CANCELLED"),
+        url=clean_text((event.get("source") or {}).get("url")),
+        categories=categories,
+    )
+
+
+def remote_event(event: Resource, timezone: str) -> RemoteEvent:
+    property_value = _session_property(event)
+    session_id = (
+        int(property_value)
+        if property_value is not None and property_value.isdigit()
+        else session_id_from_uid(event.get("iCalUID"))
+    )
+    deleted = event.get("status") == "cancelled"
+    return RemoteEvent(
+        id=str(event["id"]),
+        etag=event.get("etag"),
+        session_id=session_id,
+        content=None if deleted else content_from_resource(event, timezone),
+        deleted=deleted,
+    )
+
+
+class SimulatedBackend:
+    """The sync protocol over a :class:`SimulatedCalendar`."""
+
+    name = NAME
+
+    def __init__(self, calendar: SimulatedCalendar) -> None:
+        self.calendar = calendar
+
+    def describe(self) -> str:
+        return f"simulated calendar {self.calendar.path}"
+
+    def check(self) -> str:
+        live = sum(1 for e in self.calendar.events.values() if e.get("status") != "cancelled")
+        state = "exists" if self.calendar.path.exists() else "will be created on the first sync"
+        return f"{self.describe()} ({state}, {live} events)"
+
+    def list(self) -> list[RemoteEvent]:
+        tz = self.calendar.timezone
+        return [remote_event(e, tz) for e in self.calendar.list_events(show_deleted=True)]
+
+    def get(self, ids: Sequence[str]) -> dict[str, RemoteEvent]:
+        found = {}
+        for event_id in ids:
+            event = self.calendar.get_event(event_id)
+            if event is not None:
+                found[event_id] = remote_event(event, self.calendar.timezone)
+        return found
+
+    def create(self, payload: EventPayload) -> RemoteEvent:
+        return remote_event(self.calendar.insert(resource_from_payload(payload)), payload.timezone)
+
+    def update(self, event_id: str, payload: EventPayload, etag: str | None) -> RemoteEvent:
+        try:
+            event = self.calendar.update(event_id, resource_from_payload(payload), if_match=etag)
+        except KeyError:
+            raise StaleEtagError(f"event {event_id} is gone") from None
+        return remote_event(event, payload.timezone)
+
+    def delete(self, event_id: str, etag: str | None) -> None:
+        with contextlib.suppress(KeyError):
+            self.calendar.delete(event_id, if_match=etag)
+
+    def close(self) -> None:
+        self.calendar.close()
+
+
+def open_calendar(settings: Settings) -> SimulatedCalendar:
+    return SimulatedCalendar(settings.sync_store, timezone=settings.timezone)
+
+
+def open_backend(settings: Settings, *, create_calendar: bool = True) -> SimulatedBackend:
+    """The simulated calendar at PLANCTL_SYNC_STORE (the file appears on the first write)."""
+    return SimulatedBackend(open_calendar(settings))

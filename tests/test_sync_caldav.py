@@ -1,0 +1,335 @@
+"""CalDAV sync end to end against a real Radicale server on 127.0.0.1, and `sync check`.
+
+Each fixture starts ``python -m radicale`` on a free port with temporary storage
+(one without authentication, one with an htpasswd file) and waits until it
+answers. The "phone" is the caldav library used directly, as any client would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from planctl.config import Settings
+from planctl.logs import close_service_loggers
+from planctl.sync.backends.caldav import CalDAVBackend
+from planctl.sync.engine import Kind, SyncOptions, SyncReport, run_sync
+
+from .conftest import free_port, skip_or_fail
+from .helpers import table_contents
+from .sync_support import TZ, World, make_tiny_planner
+
+PASSWORD = "s3cret-Radicale-pw"
+
+
+@dataclass
+class Radicale:
+    url: str
+    port: int
+    user: str
+    password: str
+
+
+def _start_radicale(base: Path, auth: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    if importlib.util.find_spec("radicale") is None:
+        skip_or_fail("Radicale is not installed (pip install -e '.[test]')")
+    port = free_port()
+    config = base / "radicale.conf"
+    config.write_text(
+        f"[server]\nhosts = 127.0.0.1:{port}\n"
+        f"[auth]\n{auth}\n"
+        f"[storage]\nfilesystem_folder = {base / 'collections'}\n"
+        "[rights]\ntype = owner_only\n"
+        "[logging]\nlevel = warning\n",
+        encoding="utf-8",
+    )
+    log = open(base / "radicale.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "radicale", "--config", str(config)], stdout=log, stderr=log
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                skip_or_fail(f"Radicale exited: {(base / 'radicale.log').read_text()[-500:]}")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                skip_or_fail("Radicale did not start within 30 s")
+            time.sleep(0.1)
+        yield port, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale]:
+    """Radicale without authentication (any user name is accepted)."""
+    base = tmp_path_factory.mktemp("radicale")
+    for port, _ in _start_radicale(base, "type = none"):
+        yield Radicale(f"http://127.0.0.1:{port}/", port, "trainer", "")
+
+
+@pytest.fixture(scope="module")
+def radicale_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale]:
+    """Radicale that wants user 'planner' and its password (htpasswd, plain)."""
+    base = tmp_path_factory.mktemp("radicale-auth")
+    users = base / "users"
+    users.write_text(f"planner:{PASSWORD}\n", encoding="utf-8")
+    auth = f"type = htpasswd\nhtpasswd_filename = {users}\nhtpasswd_encryption = plain"
+    for port, _ in _start_radicale(base, auth):
+        yield Radicale(f"http://127.0.0.1:{port}/", port, "planner", PASSWORD)
+
+
+_calendar_names = iter(range(1_000_000))
+
+
+@dataclass
+class DavWorld(World):
+    settings_: Settings | None = None
+
+    def sync(self, *, dry_run: bool = False, **options: Any) -> SyncReport:  # type: ignore[override]
+        assert self.settings_ is not None
+        backend = CalDAVBackend(self.settings_, create_calendar=not dry_run)
+        try:
+            return run_sync(self.url, backend, SyncOptions(timezone=TZ, **options), dry_run=dry_run)
+        finally:
+            backend.close()
+
+
+@pytest.fixture
+def dav(migrated_url: str, radicale: Radicale, tmp_path: Path) -> DavWorld:
+    make_tiny_planner(migrated_url)
+    settings = Settings(
+        database_url=migrated_url,
+        timezone=TZ,
+        sync_backend="caldav",
+        caldav_url=radicale.url,
+        caldav_user=radicale.user,
+        caldav_calendar=f"Planificador {next(_calendar_names)} {tmp_path.name}",
+    )
+    return DavWorld(migrated_url, tmp_path / "unused.json", settings)
+
+
+def _phone(world: DavWorld) -> Any:
+    """The calendar as a phone sees it, through the caldav client library."""
+    from caldav.davclient import DAVClient
+
+    settings = world.settings_
+    assert settings is not None
+    client = DAVClient(url=settings.caldav_url, username=settings.caldav_user, password="x")
+    for calendar in client.principal().calendars():
+        if calendar.get_display_name() == settings.caldav_calendar:
+            return calendar
+    raise AssertionError("calendar not found")
+
+
+def _etags(world: DavWorld) -> dict[str, str | None]:
+    backend = CalDAVBackend(world.settings_, create_calendar=False)  # type: ignore[arg-type]
+    try:
+        return {e.id: e.etag for e in backend.list()}
+    finally:
+        backend.close()
+
+
+def _vevent(calendar: Any, session_id: int) -> Any:
+    return calendar.event_by_uid(f"sesion-{session_id}@planctl")
+
+
+def test_push_phone_edit_pull_deletes_and_no_op(dav: DavWorld) -> None:
+    # push: the calendar is created and gets the export's VEVENTs
+    pushed = dav.sync(mode="push")
+    assert pushed.count(Kind.CREATE_REMOTE) == 3
+    phone = _phone(dav)
+    uids = sorted(str(e.icalendar_component["UID"]) for e in phone.events())
+    assert uids == ["sesion-1@planctl", "sesion-2@planctl", "sesion-3@planctl"]
+    component = _vevent(phone, 2).icalendar_component
+    assert str(component["SUMMARY"]) == "Excel avanzado — Ñandú, S.A."
+    assert component["DTSTART"].params["TZID"] == TZ
+    assert component.decoded("DTSTART") == dt.datetime(2026, 11, 24, 9, tzinfo=ZoneInfo(TZ))
+
+    # a second run right after changes nothing on either side
+    etags, planner = _etags(dav), table_contents(dav.url)
+    second = dav.sync()
+    assert {a.kind for a in second.actions} == {Kind.UNCHANGED}
+    assert _etags(dav) == etags and table_contents(dav.url) == planner
+
+    # the phone moves session 2 and changes its place (and bumps SEQUENCE, DTSTAMP)
+    event = _vevent(phone, 2)
+    component = event.icalendar_component
+    for name in ("DTSTART", "DTEND", "LOCATION", "SEQUENCE", "DTSTAMP"):
+        del component[name]
+    component.add("DTSTART", dt.datetime(2026, 11, 27, 10, tzinfo=ZoneInfo(TZ)))
+    component.add("DTEND", dt.datetime(2026, 11, 27, 12, 30, tzinfo=ZoneInfo(TZ)))
+    component.add("LOCATION", "Aula 7")
+    component.add("SEQUENCE", 5)
+    component.add("DTSTAMP", dt.datetime.now(dt.UTC))
+    event.save()
+
+    pulled = dav.sync(mode="pull")
+    assert {a.session_id: a.kind for a in pulled.actions}[2] is Kind.UPDATE_LOCAL
+    row = dav.session(2)
+    assert (row.fecha, row.hora_inicio, row.hora_fin, row.direccion, row.estado) == (
+        dt.date(2026, 11, 27),
+        dt.time(10),
+        dt.time(12, 30),
+        "Aula 7",
+        "reprogramada",
+    )
+
+    # deleted on the phone → the session is cancelled; deleted in the planner → event gone
+    _vevent(phone, 3).delete()
+    dav.execute("DELETE FROM sesiones WHERE id = 1")
+    both = dav.sync()
+    kinds = {a.session_id: a.kind for a in both.actions}
+    assert kinds[3] is Kind.CANCEL_LOCAL and kinds[1] is Kind.DELETE_REMOTE
+    assert dav.session(3).estado == "cancelada"
+    remaining = sorted(str(e.icalendar_component["UID"]) for e in _phone(dav).events())
+    assert remaining == ["sesion-2@planctl"]
+
+    # and once more: nothing to do, no event rewritten
+    etags, planner = _etags(dav), table_contents(dav.url)
+    last = dav.sync()
+    assert {a.kind for a in last.actions} == {Kind.UNCHANGED}
+    assert _etags(dav) == etags and table_contents(dav.url) == planner
+
+
+def test_local_change_is_a_conditional_update_and_others_events_stay(dav: DavWorld) -> None:
+    dav.sync()
+    phone = _phone(dav)
+    phone.save_event(
+        dtstart=dt.datetime(2026, 11, 23, 18, tzinfo=ZoneInfo(TZ)),
+        dtend=dt.datetime(2026, 11, 23, 19, tzinfo=ZoneInfo(TZ)),
+        summary="Dentista",
+        uid="dentista-1@phone",
+    )
+    dav.execute("UPDATE sesiones SET notas = 'llevar proyector' WHERE id = 1")
+    report = dav.sync()
+    assert {a.session_id: a.kind for a in report.actions}[1] is Kind.UPDATE_REMOTE
+    assert [e.content.summary for e in report.foreign if e.content] == ["Dentista"]
+    description = str(_vevent(phone, 1).icalendar_component["DESCRIPTION"])
+    assert "Notas: llevar proyector" in description
+    assert "Dentista" in [str(e.icalendar_component["SUMMARY"]) for e in phone.events()]
+
+
+def test_lost_state_and_interrupted_runs_adopt_instead_of_duplicating(dav: DavWorld) -> None:
+    dav.sync()
+    dav.execute("DELETE FROM estados_sincronizacion")
+    report = dav.sync()
+    assert {a.kind for a in report.actions} == {Kind.RECORD}
+    assert len(list(_phone(dav).events())) == 3
+
+
+def test_dry_run_creates_no_calendar(dav: DavWorld) -> None:
+    report = dav.sync(dry_run=True)
+    assert report.count(Kind.CREATE_REMOTE) == 3
+    from caldav.davclient import DAVClient
+
+    client = DAVClient(url=dav.settings_.caldav_url, username="trainer", password="x")  # type: ignore[union-attr]
+    names = [c.get_display_name() for c in client.principal().calendars()]
+    assert dav.settings_.caldav_calendar not in names  # type: ignore[union-attr]
+
+
+# -- sync check and bad configuration, through the CLI -----------------------------------
+
+
+@pytest.fixture
+def caldav_env(workdir: Path, monkeypatch: pytest.MonkeyPatch, migrated_url: str) -> Path:
+    monkeypatch.setenv("DATABASE_URL", migrated_url)
+    monkeypatch.setenv("PLANCTL_SYNC_BACKEND", "caldav")
+    return workdir
+
+
+def _no_secret(run: Any, tmp_path: Path) -> None:
+    close_service_loggers()
+    log = tmp_path / "logs" / "sincronizacion.log"
+    text = run.stdout + run.stderr + (log.read_text(encoding="utf-8") if log.exists() else "")
+    assert PASSWORD not in text and "wrong-Pa55" not in text
+    assert "Traceback" not in run.stderr
+
+
+def test_check_without_a_url_names_the_variable(caldav_env: Path, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run = cli("sync", "check")
+    assert run.exit_code == 1
+    assert "PLANCTL_CALDAV_URL is not set" in run.stderr
+
+
+def test_check_password_without_user(caldav_env: Path, cli, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PLANCTL_CALDAV_URL", "http://127.0.0.1:1/")
+    monkeypatch.setenv("PLANCTL_CALDAV_PASSWORD", PASSWORD)
+    run = cli("sync", "check")
+    assert run.exit_code == 1 and "PLANCTL_CALDAV_USER is not" in run.stderr
+    _no_secret(run, tmp_path)
+
+
+def test_check_unreachable_server(caldav_env: Path, cli, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("PLANCTL_CALDAV_URL", f"http://planner:{PASSWORD}@127.0.0.1:{port}/dav/")
+    monkeypatch.setenv("PLANCTL_CALDAV_USER", "planner")
+    monkeypatch.setenv("PLANCTL_CALDAV_PASSWORD", PASSWORD)
+    for args in (["sync", "check"], ["-v", "sync"]):
+        run = cli(*args)
+        assert run.exit_code == 1, run.stdout
+        assert "cannot reach CalDAV server" in run.stderr and "connection refused" in run.stderr
+        assert f"http://planner:***@127.0.0.1:{port}/dav/" in run.stderr
+        _no_secret(run, tmp_path)
+
+
+def test_check_wrong_password_is_a_401(
+    caldav_env: Path,
+    cli,
+    monkeypatch,
+    radicale_auth: Radicale,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.setenv("PLANCTL_CALDAV_URL", radicale_auth.url)
+    monkeypatch.setenv("PLANCTL_CALDAV_USER", "planner")
+    monkeypatch.setenv("PLANCTL_CALDAV_PASSWORD", "wrong-Pa55")
+    run = cli("sync", "check")
+    assert run.exit_code == 1
+    assert "refused user 'planner' (HTTP 401/403)" in run.stderr
+    assert "PLANCTL_CALDAV_PASSWORD" in run.stderr
+    _no_secret(run, tmp_path)
+
+
+def test_check_missing_calendar_then_sync_creates_it(
+    caldav_env: Path,
+    cli,
+    monkeypatch,
+    radicale_auth: Radicale,
+    tmp_path: Path,
+    migrated_url: str,  # type: ignore[no-untyped-def]
+) -> None:
+    make_tiny_planner(migrated_url)
+    monkeypatch.setenv("PLANCTL_CALDAV_URL", radicale_auth.url)
+    monkeypatch.setenv("PLANCTL_CALDAV_USER", "planner")
+    monkeypatch.setenv("PLANCTL_CALDAV_PASSWORD", PASSWORD)
+    monkeypatch.setenv("PLANCTL_CALDAV_CALENDAR", f"Formaciones {tmp_path.name}")
+    run = cli("sync", "check")
+    assert run.exit_code == 1
+    assert f"calendar 'Formaciones {tmp_path.name}' does not exist" in run.stderr
+    assert "planctl sync creates it" in run.stderr
+    synced = cli("sync")
+    assert synced.exit_code == 0, synced.stderr
+    ok = cli("sync", "check")
+    assert ok.exit_code == 0, ok.stderr
+    assert "reachable, 3 events" in ok.stdout
+    _no_secret(ok, tmp_path)
+    _no_secret(synced, tmp_path)

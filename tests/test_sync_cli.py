@@ -1,0 +1,148 @@
+"""``planctl sync`` through the command line with the simulated calendar."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from planctl.logs import close_service_loggers
+
+from .helpers import table_contents
+from .sync_support import World, make_tiny_planner
+
+
+@pytest.fixture
+def tiny(migrated_url: str, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> World:
+    make_tiny_planner(migrated_url)
+    store = workdir / "calendario.json"
+    monkeypatch.setenv("PLANCTL_SYNC_STORE", str(store))
+    monkeypatch.setenv("DATABASE_URL", migrated_url)
+    return World(migrated_url, store)
+
+
+def test_sync_prints_a_summary_and_logs_the_run(tiny: World, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run = cli("sync")
+    assert run.exit_code == 0, run.stderr
+    assert "Sync summary" in run.stdout and "created" in run.stdout
+    assert sorted(tiny.events_by_session()) == [1, 2, 3]
+    again = cli("sync")
+    assert again.exit_code == 0
+    assert "3" in again.stdout.split("sessions")[-1]  # three unchanged sessions
+    close_service_loggers()
+    log = (tmp_path / "logs" / "sincronizacion.log").read_text(encoding="utf-8")
+    assert "session 1: created event" in log and "unchanged 3" in log
+
+
+def test_dry_run_shows_the_plan_and_writes_nothing(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+    before = table_contents(tiny.url)
+    run = cli("sync", "--dry-run")
+    assert run.exit_code == 0, run.stderr
+    assert "Plan (sync" in run.stdout and "create on calendar" in run.stdout
+    assert "nothing written" in run.stdout
+    assert not tiny.store.exists()
+    assert table_contents(tiny.url) == before and tiny.states() == {}
+
+
+def test_push_pull_and_status(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+    assert cli("sync", "push").exit_code == 0
+    assert cli("sync", "remote", "edit", "2", "--start", "10:00", "--end", "12:00").exit_code == 0
+    run = cli("sync", "status", "--json")
+    assert run.exit_code == 0, run.stderr
+    status = json.loads(run.stdout)
+    assert (status["in_sync"], status["pending"], status["conflicting"]) == (2, 1, 0)
+    assert status["last_run"]["mode"] == "push" and status["last_run"]["result"] == "ok"
+    assert status["pending_sessions"][0]["session"] == 2
+    push = cli("sync", "push")
+    assert "left for pull" in push.stdout
+    assert tiny.session(2).hora_inicio.hour == 9
+    assert cli("sync", "pull").exit_code == 0
+    assert tiny.session(2).hora_inicio.hour == 10
+    human = cli("sync", "status")
+    assert "in sync" in human.stdout and "last run" in human.stdout and "pull" in human.stdout
+
+
+def test_status_all_lists_events_planctl_leaves_alone(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+    cli("sync")
+    added = cli(
+        "sync", "remote", "add", "--summary", "Dentista", "--date", "2026-11-23",
+        "--start", "18:00", "--end", "19:00",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+    run = cli("sync", "status", "--all")
+    assert "Dentista" in run.stdout and "Events planctl leaves alone" in run.stdout
+    data = json.loads(cli("sync", "status", "--all", "--json").stdout)
+    assert [o["summary"] for o in data["others"]] == ["Dentista"]
+    listed = json.loads(cli("sync", "remote", "list", "--json").stdout)
+    assert sorted(e["summary"] for e in listed)[0] == "Dentista" and len(listed) == 4
+    assert cli("sync", "remote", "list").exit_code == 0
+
+
+def test_conflict_fail_exits_1_with_one_line(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+    cli("sync")
+    tiny.execute("UPDATE sesiones SET hora_inicio = '08:00' WHERE id = 1")
+    assert cli("sync", "remote", "edit", "1", "--start", "10:00").exit_code == 0
+    before = table_contents(tiny.url)
+    run = cli("sync", "--conflict", "fail")
+    assert run.exit_code == 1
+    assert "changed on both sides" in run.stderr and "--conflict local" in run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) <= 2
+    assert table_contents(tiny.url) == before
+    assert cli("sync", "--conflict", "remote").exit_code == 0
+    assert tiny.session(1).hora_inicio.hour == 10
+
+
+def test_remote_delete_cancels_the_session(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+    cli("sync")
+    assert cli("sync", "remote", "delete", "sesion-3").exit_code == 0
+    run = cli("sync")
+    assert run.exit_code == 0
+    assert tiny.session(3).estado == "cancelada"
+    missing = cli("sync", "remote", "delete", "999")
+    assert missing.exit_code == 3 and "no event '999'" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sync", "--conflict", "mine"], "unknown conflict policy 'mine'"),
+        (["sync", "--since", "2026-13-01"], "invalid date '2026-13-01'"),
+        (["sync", "--since", "2026-12-01", "--until", "2026-11-01"], "is after"),
+        (["sync", "remote", "edit", "1", "--start", "25:00"], "invalid time '25:00'"),
+        (["sync", "remote", "edit", "1", "--status", "done"], "unknown status 'done'"),
+    ],
+)
+def test_usage_errors_exit_2(tiny: World, cli, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+    run = cli(*args)
+    assert run.exit_code == 2, run.stdout
+    assert message in run.stderr and "Traceback" not in run.stderr
+
+
+def test_unknown_backend_is_named(tiny: World, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PLANCTL_SYNC_BACKEND", "google")
+    run = cli("sync")
+    assert run.exit_code == 1
+    assert "unknown sync backend 'google'" in run.stderr and "caldav, simulated" in run.stderr
+
+
+def test_remote_commands_are_for_the_simulated_calendar_only(tiny: World, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("PLANCTL_SYNC_BACKEND", "caldav")
+    run = cli("sync", "remote", "list")
+    assert run.exit_code == 2 and "simulated calendar" in run.stderr
+
+
+def test_database_without_the_sync_migration(db_url: str, cli, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+    from planctl.db import migrate
+
+    migrate.upgrade(db_url, "4150a15fd00a")
+    run = cli("sync", url=db_url)
+    assert run.exit_code == 1 and "db-upgrade" in run.stderr
+    assert not (workdir / "calendario_simulado.json").exists()
+
+
+def test_check_the_simulated_calendar(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+    run = cli("sync", "check")
+    assert run.exit_code == 0 and "will be created on the first sync" in run.stdout
+    cli("sync")
+    assert "3 events" in cli("sync", "check").stdout

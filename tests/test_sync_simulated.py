@@ -1,0 +1,128 @@
+"""The simulated calendar behaves like Google Calendar's events API, and its file is crash-safe."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from planctl.errors import LockedError, NothingToDoError, SyncError
+from planctl.sync.backend import StaleEtagError
+from planctl.sync.backends import simulated
+from planctl.sync.backends.simulated import SimulatedCalendar
+
+DAY = dt.date(2026, 11, 23)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "calendar.json"
+
+
+def test_server_assigns_ids_etags_and_updated(store: Path) -> None:
+    calendar = SimulatedCalendar(store)
+    first = calendar.add("Uno", DAY, dt.time(9), dt.time(10))
+    second = calendar.add("Dos", DAY, dt.time(11), dt.time(12))
+    assert first["id"] != second["id"] and first["etag"] != second["etag"]
+    edited = calendar.patch(first["id"], {"summary": "Uno bis"})
+    assert edited["etag"] != first["etag"]
+    assert edited["updated"] >= first["updated"]
+    assert (edited["sequence"], edited["created"]) == (1, first["created"])
+    calendar.close()
+
+
+def test_conditional_writes_fail_on_a_stale_etag(store: Path) -> None:
+    calendar = SimulatedCalendar(store)
+    event = calendar.add("Uno", DAY, dt.time(9), dt.time(10))
+    calendar.patch(event["id"], {"location": "Aula 1"})  # someone else's write
+    with pytest.raises(StaleEtagError):
+        calendar.update(event["id"], {"summary": "x"}, if_match=event["etag"])
+    with pytest.raises(StaleEtagError):
+        calendar.delete(event["id"], if_match=event["etag"])
+    assert calendar.get_event(event["id"])["location"] == "Aula 1"  # type: ignore[index]
+    calendar.close()
+
+
+def test_deleted_events_stay_as_cancelled_tombstones(store: Path) -> None:
+    calendar = SimulatedCalendar(store)
+    event = calendar.add("Uno", DAY, dt.time(9), dt.time(10))
+    calendar.remove(event["id"])
+    tombstone = calendar.get_event(event["id"])
+    assert tombstone is not None and tombstone["status"] == "cancelled"
+    assert tombstone["etag"] != event["etag"]
+    assert calendar.list_events(show_deleted=False) == []
+    with pytest.raises(KeyError):  # 410 Gone
+        calendar.update(event["id"], {"summary": "x"})
+    calendar.delete(event["id"])  # deleting again is fine
+    with pytest.raises(NothingToDoError):
+        calendar.find(event["id"] + "x")
+    calendar.close()
+
+
+def test_store_survives_reopening_and_is_private(store: Path) -> None:
+    calendar = SimulatedCalendar(store)
+    event = calendar.add("Ñandú, reunión", DAY, dt.time(9), dt.time(10))
+    calendar.close()
+    assert stat.S_IMODE(store.stat().st_mode) == 0o600
+    assert not store.with_name(store.name + ".journal").exists()
+    again = SimulatedCalendar(store)
+    assert again.get_event(event["id"]) == event
+    again.close()
+
+
+def test_a_killed_writer_loses_nothing_it_acknowledged(store: Path) -> None:
+    code = (
+        "import datetime as dt, os, sys\n"
+        "from planctl.sync.backends.simulated import SimulatedCalendar\n"
+        f"c = SimulatedCalendar(__import__('pathlib').Path({str(store)!r}))\n"
+        "for i in range(3):\n"
+        "    e = c.add(f'e{i}', dt.date(2026, 11, 23), dt.time(9), dt.time(10))\n"
+        "    print(e['id'], flush=True)\n"
+        "os._exit(9)  # no close, no compaction: like kill -9\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 9, done.stderr
+    acknowledged = done.stdout.split()
+    assert not store.exists()  # only the journal was written
+    journal = store.with_name(store.name + ".journal")
+    with open(journal, "a", encoding="utf-8") as torn:
+        torn.write('{"event": {"id": "half')  # a write cut in the middle
+    calendar = SimulatedCalendar(store)
+    assert sorted(e["id"] for e in calendar.list_events()) == sorted(acknowledged)
+    new = calendar.add("after", DAY, dt.time(11), dt.time(12))
+    calendar.close()
+    data = json.loads(store.read_text(encoding="utf-8"))
+    assert set(data["events"]) == {*acknowledged, new["id"]}
+
+
+def test_one_process_at_a_time(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(simulated, "LOCK_WAIT_SECONDS", 0.2)
+    holder = SimulatedCalendar(store)
+    with pytest.raises(LockedError, match="in use"):
+        SimulatedCalendar(store)
+    holder.close()
+    SimulatedCalendar(store).close()
+
+
+def test_a_file_that_is_not_a_calendar_is_refused(store: Path) -> None:
+    store.write_text("[1, 2, 3]")
+    with pytest.raises(SyncError, match="not a readable simulated calendar"):
+        SimulatedCalendar(store)
+    with pytest.raises(SyncError, match="does not exist"):
+        SimulatedCalendar(store.parent / "missing" / "calendar.json")
+
+
+def test_phone_edits_keep_the_times_not_given(store: Path) -> None:
+    calendar = SimulatedCalendar(store, timezone="Europe/Madrid")
+    event = calendar.add("Uno", DAY, dt.time(9), dt.time(10, 30))
+    moved = calendar.edit(event["id"], date=dt.date(2026, 12, 1))
+    assert moved["start"]["dateTime"] == "2026-12-01T09:00:00+01:00"
+    assert moved["end"]["dateTime"] == "2026-12-01T10:30:00+01:00"
+    later = calendar.edit(event["id"], end_time=dt.time(11))
+    assert later["start"] == moved["start"] and later["end"]["dateTime"].endswith("11:00:00+01:00")
+    calendar.close()
