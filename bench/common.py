@@ -18,7 +18,13 @@ ADMIN_URL = os.environ.get(
 
 def env_for(url: str, work: Path) -> dict[str, str]:
     """planctl's environment for one benchmark database, logs and backups in *work*."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANCTL_")}
+    # As on a user's machine: bytecode caches on (this sandbox sets PYTHONDONTWRITEBYTECODE,
+    # which would recompile planctl's modules on every command and time that too).
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PLANCTL_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env.update(
         DATABASE_URL=url,
         PLANCTL_LOG_DIR=str(work / "logs"),
