@@ -264,11 +264,7 @@ def _create_delta_locked(
                 planctl_version=__version__,
                 extra={"parent_sha256": parent.sha256, "changes": counts, "base": parent.engine},
             )
-            try:
-                write_metadata(backup_dir, info)
-            except OSError as error:
-                (backup_dir / data_file).unlink(missing_ok=True)
-                raise _disk_error(error, backup_dir) from None
+            _record(backup_dir, info)
             _maybe_crash("delta-published")
         finally:
             temp.unlink(missing_ok=True)
@@ -418,11 +414,7 @@ def _create_locked(
             verified_at=now,
             planctl_version=__version__,
         )
-        try:
-            write_metadata(backup_dir, info)
-        except OSError as error:
-            (backup_dir / data_file).unlink(missing_ok=True)
-            raise _disk_error(error, backup_dir) from None
+        _record(backup_dir, info)
         _maybe_crash("metadata-published")
         if moves:
             moves.after_publish()
@@ -430,6 +422,16 @@ def _create_locked(
         temp.unlink(missing_ok=True)
     log.info("backup %s written: %s bytes, sha256 %s, revision %s", name, size, sha, revision)
     return info
+
+
+def _record(backup_dir: Path, info: BackupInfo) -> None:
+    """Write the metadata, the moment the backup starts to exist; if that fails,
+    the published data file goes too (no orphan is left for the next run)."""
+    try:
+        write_metadata(backup_dir, info)
+    except OSError as error:
+        (backup_dir / info.data_file).unlink(missing_ok=True)
+        raise _disk_error(error, backup_dir) from None
 
 
 def _disk_error(error: OSError, directory: Path) -> BackupError:
