@@ -20,12 +20,25 @@ from .helpers import table_contents
 
 
 def export(
-    url: str, table: str, options: CsvOptions = CsvOptions(), *, fast_path: bool = True
+    url: str,
+    table: str,
+    options: CsvOptions = CsvOptions(),
+    *,
+    fast_path: bool = True,
+    jobs: int = 1,
 ) -> str:
     out = io.StringIO(newline="")
     with connect(url) as connection:
-        export_table(connection, table, out, options, fast_path=fast_path)
+        export_table(connection, table, out, options, fast_path=fast_path, jobs=jobs)
     return out.getvalue()
+
+
+@pytest.fixture
+def split_small_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the SQLite fast path fork workers even for the few rows of a test table."""
+    from planctl.export import parallel
+
+    monkeypatch.setattr(parallel, "MIN_ROWS", 0)
 
 
 def parse(data: str, delimiter: str = ",") -> list[dict[str, str]]:
@@ -76,8 +89,9 @@ def same_cell(cell: str, value: object) -> bool:
     return cell == expected_cell(value)
 
 
-def test_fast_path_is_byte_identical(seeded_url: str) -> None:
-    """On PostgreSQL, COPY (SELECT …) must give exactly what the generic path writes."""
+def test_fast_path_is_byte_identical(seeded_url: str, split_small_tables: None) -> None:
+    """COPY (SELECT …) on PostgreSQL, and the lines SQLite renders itself (read by one
+    process or by three in parallel), must give exactly what the generic path writes."""
     with connect(seeded_url) as connection:
         connection.execute(
             insert(Cliente),
@@ -95,18 +109,24 @@ def test_fast_path_is_byte_identical(seeded_url: str) -> None:
                     "color_hex": "#ABCDEF",
                 },
                 {"empresa": "Ñandú €", "notas": "-1+1", "cif": "Q4"},
+                {"empresa": "\rCR delante", "notas": "CR\rsolo", "cif": "Q5"},
+                {"empresa": "", "notas": None, "persona_contacto": "'ya citado", "cif": "Q6"},
             ],
         )
+    options_list = [
+        CsvOptions(),
+        CsvOptions(raw=True),
+        CsvOptions(excel=True),
+        # delimiters that also occur inside numbers, dates, times and booleans
+        *(CsvOptions(delimiter=d) for d in (";", "\t", " ", "-", ":", ".", "0", "e", "+")),
+    ]
     for table in TABLE_NAMES:
-        for options in (
-            CsvOptions(),
-            CsvOptions(delimiter=";"),
-            CsvOptions(raw=True),
-            CsvOptions(columns=["id", "empresa"]) if table == "clientes" else CsvOptions(),
-        ):
-            fast = export(seeded_url, table, options, fast_path=True)
+        columns = ["id", "empresa"] if table == "clientes" else None
+        for options in [*options_list, CsvOptions(columns=columns)]:
             generic = export(seeded_url, table, options, fast_path=False)
-            assert fast == generic, (table, options)
+            for jobs in (1, 3):
+                fast = export(seeded_url, table, options, fast_path=True, jobs=jobs)
+                assert fast == generic, (table, options, jobs)
 
 
 def test_formula_injection_is_neutralised_but_numbers_are_not(migrated_url: str) -> None:
@@ -246,6 +266,8 @@ def test_cli_errors(seeded_url: str, cli, tmp_path: Path) -> None:  # type: igno
     assert run.exit_code == 1 and "does not exist" in run.stderr
     run = cli("export", "csv", url=seeded_url)
     assert run.exit_code == 2 and "name one TABLE or pass --all DIR" in run.stderr
+    run = cli("export", "csv", "sesiones", "--jobs", "0", url=seeded_url)
+    assert run.exit_code == 2 and "--jobs must be at least 1, got 0" in run.stderr
 
 
 def test_exports_are_logged(seeded_url: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -357,3 +379,112 @@ def test_reexport_keeps_the_file_mode(seeded_url: str, cli, tmp_path: Path) -> N
     assert cli("export", "csv", "clientes", "-o", str(target), url=seeded_url).exit_code == 0
     assert target.stat().st_mode & 0o777 == 0o600
     assert target.read_text(encoding="utf-8").startswith("id,empresa")
+
+
+def sqlite_sessions(tmp_path: Path, scale: int) -> str:
+    from planctl.db import migrate
+    from planctl.db.seed import seed
+
+    url = f"sqlite:///{tmp_path / 'planner.db'}"
+    migrate.upgrade(url)
+    seed(url, scale=scale)
+    return url
+
+
+def test_parallel_sqlite_readers_share_one_snapshot(
+    tmp_path: Path, split_small_tables: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer commits all the time (WAL mode), each commit touching the first and the
+    last session: every parallel export shows both rows from the same commit."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from planctl.export import parallel
+
+    url = sqlite_sessions(tmp_path, 20_000)
+    path = tmp_path / "planner.db"
+    with sqlite3.connect(path) as con:
+        con.execute("PRAGMA journal_mode=WAL")
+        low, high = con.execute("SELECT min(id), max(id) FROM sesiones").fetchone()
+    runs = []
+    real_run = parallel.run
+    monkeypatch.setattr(parallel, "run", lambda *a, **k: runs.append(1) or real_run(*a, **k))
+    stop = tmp_path / "stop"
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import pathlib, sqlite3, sys, time\n"
+            "con = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)\n"
+            "i = 0\n"
+            "while not pathlib.Path(sys.argv[2]).exists():\n"
+            "    i += 1\n"
+            "    con.execute('BEGIN IMMEDIATE')\n"
+            "    con.execute('UPDATE sesiones SET notas = ? WHERE id IN (?, ?)',"
+            " (f'commit {i}', int(sys.argv[3]), int(sys.argv[4])))\n"
+            "    con.execute('COMMIT')\n"
+            "    time.sleep(0.002)\n",  # SQLite's lock is not fair: leave gaps to take it
+            str(path),
+            str(stop),
+            str(low),
+            str(high),
+        ]
+    )
+    try:
+        seen = set()
+        for _ in range(6):
+            rows = parse(export(url, "sesiones", jobs=2))
+            assert len(rows) == high - low + 1
+            first, last = rows[0], rows[-1]
+            assert (first["id"], last["id"]) == (str(low), str(high))
+            assert first["notas"] == last["notas"], (first["notas"], last["notas"])
+            seen.add(first["notas"])
+    finally:
+        stop.touch()
+        writer.wait(timeout=30)
+    assert writer.returncode == 0
+    assert len(runs) == 6  # every export really ran in parallel
+    assert len(seen) > 1  # and the writer kept committing between them
+
+
+def test_a_failing_worker_fails_the_export_and_leaves_no_file(
+    tmp_path: Path, split_small_tables: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import sqlite3
+
+    from planctl.export import csv_sqlite
+    from planctl.export.output import OutputError, text_output
+
+    url = sqlite_sessions(tmp_path, 2_000)
+    parent = os.getpid()
+    real_stream = csv_sqlite._stream
+
+    def stream(cursor, sql, write, progress):  # type: ignore[no-untyped-def]
+        if os.getpid() != parent:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_stream(cursor, sql, write, progress)
+
+    monkeypatch.setattr(csv_sqlite, "_stream", stream)
+    target = tmp_path / "sesiones.csv"
+    with (
+        pytest.raises(OutputError, match="export worker failed: disk I/O error") as failure,
+        connect(url) as connection,
+        text_output(target) as out,
+    ):
+        export_table(connection, "sesiones", out, jobs=2)
+    assert failure.value.hint == "free space in TMPDIR and retry"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["planner.db"]  # no partial file
+
+
+def test_parallel_export_reports_progress_for_every_row(
+    tmp_path: Path, split_small_tables: None
+) -> None:
+    url = sqlite_sessions(tmp_path, 3_000)
+    steps: list[int] = []
+    out = io.StringIO(newline="")
+    with connect(url) as connection:
+        count = export_table(connection, "sesiones", out, jobs=3, progress=steps.append)
+    assert count == sum(steps) == len(parse(out.getvalue())) == 3_000
+    assert len(steps) >= 3

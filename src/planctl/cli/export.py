@@ -87,17 +87,29 @@ def export_csv(
         str, typer.Option("--delimiter", help="Field delimiter (one character; \\t for tab).")
     ] = ",",
     excel: Annotated[
-        bool, typer.Option("--excel", help="UTF-8 BOM and CRLF, for spreadsheets.")
+        bool, typer.Option("--excel", help="Start with a UTF-8 BOM, for spreadsheets.")
     ] = False,
     raw: Annotated[
         bool, typer.Option("--raw", help="Do not neutralise formula-like text (= + - @).")
     ] = False,
     since: SinceOption = None,
     until: UntilOption = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs", "-j", help="Processes reading a large SQLite table (default: cores, max 4)."
+        ),
+    ] = None,
 ) -> None:
     """Stream a table (or all of them) as CSV: header row, UTF-8, ISO dates, NULL as empty."""
     from planctl.db.engine import connect
-    from planctl.export.csv import CsvOptions, export_all, export_table, resolve_table
+    from planctl.export.csv import (
+        CsvOptions,
+        default_jobs,
+        export_all,
+        export_table,
+        resolve_table,
+    )
 
     state = _state(ctx)
     if (table is None) == (all_dir is None):
@@ -110,11 +122,14 @@ def export_csv(
         since=parse_date(since, "--since"),
         until=parse_date(until, "--until"),
     )
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}", "omit it to use every core")
+    jobs = jobs or default_jobs()
     log = state.service_logger("export")
     started = time.perf_counter()
     if all_dir is not None:
         with connect(state.settings.database_url) as connection:
-            counts = export_all(connection, all_dir, options)
+            counts = export_all(connection, all_dir, options, jobs=jobs)
         log.info("exported %d tables (%d rows) to %s", len(counts), sum(counts.values()), all_dir)
         state.say(f"Wrote {len(counts)} CSV files ({sum(counts.values()):,} rows) to {all_dir}.")
         return
@@ -128,7 +143,7 @@ def export_csv(
             progress_bar(state, total, f"exporting {table}") as progress,
             text_output(output) as out,
         ):
-            rows = export_table(connection, table, out, options, progress=progress)
+            rows = export_table(connection, table, out, options, progress=progress, jobs=jobs)
     elapsed = time.perf_counter() - started
     log.info("exported %s: %d rows to %s in %.2f s", table, rows, output, elapsed)
     if output != "-":

@@ -2,10 +2,13 @@
 
 Every cell is formatted by the database itself, in the SELECT (ISO dates and
 times, UTC timestamps, numbers at their declared scale, booleans as
-true/false, text neutralised against spreadsheet formula injection), so the
-Python side only moves ready values from the cursor to ``csv.writer`` in
-batches, and the PostgreSQL fast path (``COPY (SELECT …) TO STDOUT``) runs the
-very same SELECT and produces byte-identical output.
+true/false, text neutralised against spreadsheet formula injection). The
+generic path moves those ready values from the cursor to ``csv.writer`` in
+batches. The fast paths let the database render whole lines from the very
+same SELECT and produce byte-identical output (tests prove it): PostgreSQL's
+``COPY (SELECT …) TO STDOUT`` (:mod:`planctl.export.csv_postgres`) and, on
+SQLite, lines rendered by SQL, read by several processes in one snapshot for
+a large table (:mod:`planctl.export.csv_sqlite`).
 
 Table and column names are checked against the schema and never pasted into
 SQL from user input.
@@ -147,9 +150,10 @@ def cell_expression(column: Column[Any], dialect: str, raw: bool) -> ColumnEleme
 def prepare_session(connection: Connection) -> None:
     """Fix the server settings that shape PostgreSQL's text output, for this transaction."""
     if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")
-        connection.exec_driver_sql("SET LOCAL DateStyle = 'ISO, YMD'")
-        connection.exec_driver_sql("SET LOCAL IntervalStyle = 'iso_8601'")
+        from planctl.export.csv_postgres import SETTINGS
+
+        for setting in SETTINGS:
+            connection.exec_driver_sql(setting)
 
 
 def build_select(
@@ -198,8 +202,16 @@ def export_table(
     *,
     progress: Progress | None = None,
     fast_path: bool = True,
+    jobs: int = 1,
 ) -> int:
-    """Write one table as CSV to *out*; returns the number of data rows."""
+    """Write one table as CSV to *out*; returns the number of data rows.
+
+    *fast_path* lets the database render whole lines (PostgreSQL ``COPY``,
+    SQLite :mod:`planctl.export.csv_sqlite`); the output is the same bytes.
+    With *jobs* > 1 a large SQLite table is read by that many processes in one
+    snapshot of the committed data (so not with uncommitted writes pending on
+    *connection*).
+    """
     check_delimiter(options.delimiter)
     table = resolve_table(table_name)
     columns = resolve_columns(table, options.columns)
@@ -208,16 +220,40 @@ def export_table(
     prepare_session(connection)
     if options.excel:
         out.write("\ufeff")
-    if fast_path and _can_copy(connection, columns, options):
-        return _copy_out(connection, query, columns, out, options, progress)
+    # A lone column is left to csv, which writes "" for an empty row.
+    if fast_path and dialect == "postgresql" and len(columns) > 1:
+        from planctl.export import csv_postgres
+
+        return csv_postgres.copy_out(
+            connection, query, options.delimiter, _byte_writer(out), progress=progress
+        )
     writer = _writer(out, options)
     writer.writerow([c.name for c in columns])
+    if fast_path and dialect == "sqlite" and len(columns) > 1:
+        from planctl.export import csv_sqlite
+
+        cells = [cell_expression(c, dialect, options.raw) for c in columns]
+        line = csv_sqlite.line_expression(columns, cells, options.delimiter)
+        return csv_sqlite.write_lines(
+            connection,
+            table,
+            query.whereclause,
+            line,
+            _byte_writer(out),
+            jobs=jobs,
+            progress=progress,
+        )
     return _write_rows(connection, query, writer, progress)
 
 
-def _can_copy(connection: Connection, columns: Sequence[Column[Any]], options: CsvOptions) -> bool:
-    # COPY writes \n line ends and, for a lone column, bare empty lines where csv writes "".
-    return connection.dialect.name == "postgresql" and not options.excel and len(columns) > 1
+def _byte_writer(out: TextIO) -> Callable[[bytes | bytearray], Any]:
+    """Write UTF-8 bytes to *out*: straight to its binary buffer when it has one."""
+    raw = getattr(out, "buffer", None)
+    out.flush()
+    if raw is not None:
+        return raw.write
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    return lambda chunk: out.write(decoder.decode(chunk))
 
 
 def _write_rows(
@@ -246,47 +282,13 @@ def _literal_sql(connection: Connection, query: Select[Any]) -> str:
     return str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
 
 
-def _copy_out(
-    connection: Connection,
-    query: Select[Any],
-    columns: Sequence[Column[Any]],
-    out: TextIO,
-    options: CsvOptions,
-    progress: Progress | None,
-) -> int:
-    """PostgreSQL fast path: COPY of the same SELECT, CSV made by the server."""
-    compiled = _literal_sql(connection, query)
-    delimiter = options.delimiter.replace("'", "''")
-    statement = (
-        f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv, HEADER true, DELIMITER '{delimiter}')"
-    )
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    raw = getattr(out, "buffer", None)  # write bytes straight through when we can
-    if raw is not None:
-        out.flush()
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    pending: list[bytes] = []
-    rows = -1  # the first message is the header line
+def default_jobs() -> int:
+    """One export process per core, at most four."""
+    import os
 
-    def flush() -> None:
-        if pending:
-            chunk = b"\r\n".join(pending) + b"\r\n"
-            if raw is not None:
-                raw.write(chunk)
-            else:
-                out.write(decoder.decode(chunk))
-            if progress:
-                progress(len(pending))
-            pending.clear()
+    from planctl.export.parallel import MAX_JOBS
 
-    with cursor.copy(statement) as copy:
-        for block in copy:  # one CopyData message per row, ending in \n
-            pending.append(bytes(block)[:-1])
-            rows += 1
-            if len(pending) >= 2000:
-                flush()
-        flush()
-    return max(rows, 0)
+    return max(1, min(os.cpu_count() or 1, MAX_JOBS))
 
 
 def export_all(
@@ -295,6 +297,7 @@ def export_all(
     options: CsvOptions = CsvOptions(),
     *,
     progress: Progress | None = None,
+    jobs: int = 1,
 ) -> dict[str, int]:
     """One ``<table>.csv`` per table in *directory*, each written atomically."""
     from planctl.export.output import OutputError, text_output
@@ -318,5 +321,7 @@ def export_all(
                 delimiter=options.delimiter, excel=options.excel, raw=options.raw
             )
         with text_output(directory / f"{name}.csv") as handle:
-            counts[name] = export_table(connection, name, handle, table_options, progress=progress)
+            counts[name] = export_table(
+                connection, name, handle, table_options, progress=progress, jobs=jobs
+            )
     return counts
