@@ -37,6 +37,7 @@ from sqlalchemy import (
     Table,
     Text,
     Time,
+    and_,
     case,
     func,
     literal,
@@ -142,8 +143,12 @@ def cell_expression(column: Column[Any], dialect: str, raw: bool) -> ColumnEleme
     if isinstance(kind, (String, Text)):
         if raw:  # csv writes '' and NULL alike; unicode() is the cheapest first-char test
             return column
-        risky = func.unicode(column).in_([ord(c) for c in FORMULA_STARTS])
-        return case((risky, literal("'") + column), else_=column)
+        # Every formula start is at most '@' (64): most text fails the cheap test first.
+        first = func.unicode(column)
+        codes = [ord(c) for c in FORMULA_STARTS]
+        return case(
+            (and_(first <= max(codes), first.in_(codes)), literal("'") + column), else_=column
+        )
     return column
 
 

@@ -76,7 +76,7 @@ def line_expression(
     parts: list[ColumnElement[Any]] = []
     for column, cell in zip(columns, cells, strict=True):
         if not _may_need_quotes(column, delimiter):
-            parts.append(type_coerce(func.ifnull(cell, ""), String))
+            parts.append(type_coerce(func.ifnull(cell, "") if column.nullable else cell, String))
             continue
         # Text is checked on the stored value (the formula prefix ' is never special).
         probe = column if isinstance(column.type, String) else cell
