@@ -11,6 +11,7 @@ flags planctl uses. Medians of --runs.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from common import PLANCTL, create_pg_database, drop_pg_database, env_for, recor
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    os.sync()  # the previous run's dirty pages are written back before this one starts
     started = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started

@@ -170,8 +170,11 @@ def dump(
     compressed: bool,
     bindir: Path | None = None,
     in_snapshot: Callable[[Any], None] | None = None,
+    on_dumped: Callable[[], None] | None = None,
 ) -> tuple[str | None, dict[str, int]]:
     """pg_dump into *target* from one snapshot; return (revision, row counts) of that snapshot.
+
+    *on_dumped()* runs as soon as the archive is complete.
 
     *in_snapshot(connection)* runs after pg_dump succeeded, still inside the
     transaction whose snapshot pg_dump used (it may write: the change log is
@@ -209,23 +212,24 @@ def dump(
                 text=True,
                 start_new_session=True,
             )
-            try:  # count rows in the same snapshot while pg_dump works on the other core
-                counts = {
-                    name: connection.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
-                    for name in TABLE_NAMES
-                    if name in existing
-                }
-                revision = None
-                if "alembic_version" in existing:
-                    revision = connection.execute(
-                        text("SELECT version_num FROM alembic_version")
-                    ).scalar()
+            try:
+                _, stderr = process.communicate()
             except BaseException:
                 process.kill()
                 process.wait()
                 raise
-            _, stderr = process.communicate()
             _check(process.returncode, stderr, "pg_dump")
+        if on_dumped is not None:
+            on_dumped()  # e.g. hash the archive while the rows are counted below
+        # Counted after pg_dump, in its snapshot: counting alongside would take CPU from it.
+        counts = {
+            name: connection.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
+            for name in TABLE_NAMES
+            if name in existing
+        }
+        revision = None
+        if "alembic_version" in existing:
+            revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
         if in_snapshot is not None:
             in_snapshot(connection)
     return revision, counts

@@ -24,6 +24,7 @@ from planctl.backup.retention import Chain, PrunePlan, prune_plan, rotate_plan
 from planctl.backup.store import (
     BackupError,
     BackupInfo,
+    PendingDigest,
     _maybe_crash,
     backup_lock,
     clean_leftovers,
@@ -378,18 +379,22 @@ def _create_locked(
                 finally:
                     sqlite_engine.unlink_database(raw)
             else:
-                with _timed("pg_dump", name):
-                    revision, counts = postgres_engine.dump(
-                        database_url, temp, compress, pg_bindir, in_snapshot
-                    )
-                if verify:  # the TOC here; `backup verify` also reads every data block
-                    with _timed("pg_restore --list", name):
-                        postgres_engine.check(
-                            temp, compress, backup_dir, name, pg_bindir, full=False
+                digest = PendingDigest(temp)
+                try:
+                    with _timed("pg_dump", name):
+                        revision, counts = postgres_engine.dump(
+                            database_url, temp, compress, pg_bindir, in_snapshot, digest.start
                         )
-                _maybe_crash("verified")
-                with _timed("sha256", name):
-                    sha, size = digest_and_sync(temp)
+                    if verify:  # the TOC here; `backup verify` also reads every data block
+                        with _timed("pg_restore --list", name):
+                            postgres_engine.check(
+                                temp, compress, backup_dir, name, pg_bindir, full=False
+                            )
+                    _maybe_crash("verified")
+                    with _timed("sha256 (the rest of it)", name):
+                        sha, size = digest.result()
+                finally:
+                    digest.close()
         except OSError as error:
             raise _disk_error(error, backup_dir) from None
         _maybe_crash("data-written")

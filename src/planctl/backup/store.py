@@ -208,18 +208,47 @@ def publish(temp: Path, final: Path) -> None:
 
 
 def digest_and_sync(path: Path) -> tuple[str, int]:
-    """(sha256, size) of *path*, hashed while its pages are flushed to disk.
+    """(sha256, size) of *path*, hashed while its pages are flushed to disk."""
+    digest = PendingDigest(path)
+    try:
+        return digest.result()
+    finally:
+        digest.close()
+
+
+class PendingDigest:
+    """sha256 and size of a finished file, computed in the background.
 
     Hashing is CPU, fsync is I/O, and both release the GIL: side by side they
     take the longer of the two instead of the sum (the later fsync in
-    :func:`publish` then finds nothing left to write).
+    :func:`publish` then finds nothing left to write). :meth:`start` lets the
+    caller begin as soon as the file is complete and do other work meanwhile
+    (pg_dump's row counts); :meth:`result` starts it if nobody did.
     """
-    from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="planctl-sha256") as pool:
-        digest = pool.submit(sha256_file, path)
-        fsync_file(path)
-        return digest.result(), path.stat().st_size
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pool: Any = None
+        self._hash: Any = None
+        self._sync: Any = None
+
+    def start(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="planctl-sha256")
+            self._hash = self._pool.submit(sha256_file, self.path)
+            self._sync = self._pool.submit(fsync_file, self.path)
+
+    def result(self) -> tuple[str, int]:
+        self.start()
+        self._sync.result()
+        return self._hash.result(), self.path.stat().st_size
+
+    def close(self) -> None:
+        """Wait for the threads (on every path: a failed backup must not leave them reading)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 def sha256_file(path: Path) -> str:
