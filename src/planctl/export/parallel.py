@@ -99,7 +99,8 @@ class Worker:
         if not report.startswith("ok "):
             code = os.waitstatus_to_exitcode(status)
             reason = " ".join(report.removeprefix("error ").split()) or f"exit status {code}"
-            hint = "free space in TMPDIR and retry" if "disk" in reason else "retry with --jobs 1"
+            full = "disk" in reason or "No space" in reason or "too large" in reason
+            hint = "free space in TMPDIR and retry" if full else "retry with --jobs 1"
             raise OutputError(f"export worker failed: {reason}", hint)
         self.spool.seek(0)
         while chunk := self.spool.read(1024 * 1024):
