@@ -284,6 +284,33 @@ def test_apply_delta_api(seeded_url: str, tmp_path: Path) -> None:
     assert apply_delta(seeded_url, backups / delta.data_file) == 2
 
 
+def test_a_delta_that_swaps_unique_values_restores(seeded_url: str, tmp_path: Path) -> None:
+    """Two clients exchange their CIF, two topics their names, two contracts their
+    expediente: upserted row by row, the first row would collide with the second."""
+    backups = tmp_path / "backups"
+    full = create_backup(seeded_url, backups, incremental=True).info
+    swaps = [("clientes", "cif"), ("temas", "nombre"), ("contrataciones", "expediente")]
+    with connect(seeded_url) as c:
+        c.execute(text("UPDATE formaciones SET nivel = NULL WHERE id IN (1, 2)"))
+        for table, column in swaps:
+            a, b = c.execute(text(f"SELECT {column} FROM {table} WHERE id IN (1, 2) ORDER BY id"))
+            c.execute(text(f"UPDATE {table} SET {column} = '~' WHERE id = 1"))
+            c.execute(text(f"UPDATE {table} SET {column} = :v WHERE id = 2"), {"v": a[0]})
+            c.execute(text(f"UPDATE {table} SET {column} = :v WHERE id = 1"), {"v": b[0]})
+        # (nombre, nivel) is unique too: two courses with NULL nivel swap their names
+        n1, n2 = c.execute(text("SELECT nombre FROM formaciones WHERE id IN (1, 2) ORDER BY id"))
+        c.execute(text("UPDATE formaciones SET nombre = '~' WHERE id = 1"))
+        c.execute(text("UPDATE formaciones SET nombre = :v WHERE id = 2"), {"v": n1[0]})
+        c.execute(text("UPDATE formaciones SET nombre = :v WHERE id = 1"), {"v": n2[0]})
+    delta = create_backup(seeded_url, backups, incremental=True).info
+    assert delta.kind == "delta"
+    expected = table_contents(seeded_url)
+    restore_backup(seeded_url, backups, full.name, safety_backup=False)
+    assert table_contents(seeded_url) != expected
+    restore_backup(seeded_url, backups, delta.name, safety_backup=False)
+    assert table_contents(seeded_url) == expected
+
+
 def test_rotation_keeps_and_drops_chains_whole(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
     for i in range(5):  # chains: full+delta, full+delta, full

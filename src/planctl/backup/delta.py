@@ -231,6 +231,39 @@ def _upsert(connection: Connection, table: Table, columns: tuple[str, ...], rows
     return touched
 
 
+def _park_unique_values(
+    connection: Connection, table: Table, columns: tuple[str, ...], rows: list[Any]
+) -> None:
+    """Move the UNIQUE values of the rows about to be rewritten out of each other's way.
+
+    Upserts run row by row, so two rows that exchange a unique value (two
+    clients swapping their CIF) would collide on the first one. The existing
+    rows among *rows* first get a placeholder in one column of each unique
+    constraint (NULL where the column allows it, else ``~planctl~<id>``);
+    their upserts then write the real values.
+    """
+    from sqlalchemy import String, UniqueConstraint, literal, null
+
+    values: dict[str, Any] = {}
+    for constraint in table.constraints:
+        if not isinstance(constraint, UniqueConstraint):
+            continue
+        members = list(constraint.columns)
+        nullable = [c for c in members if c.nullable]
+        texts = [c for c in members if isinstance(c.type, String)]
+        if nullable:
+            values[nullable[0].name] = null()
+        elif texts:
+            values[texts[0].name] = literal("~planctl~") + table.c.id.cast(String)
+    if not values:
+        return
+    position = columns.index("id")
+    ids = [row[position] for row in rows]
+    for start in range(0, len(ids), FETCH):
+        chunk = ids[start : start + FETCH]
+        connection.execute(table.update().where(table.c.id.in_(chunk)).values(values))
+
+
 def _delete(connection: Connection, table: Table, ids: list[int]) -> int:
     touched = 0
     for start in range(0, len(ids), FETCH):
@@ -253,6 +286,8 @@ def apply(connection: Connection, delta: Delta, name: str) -> int:
     for table_name in order:  # parents first
         changes = delta.tables[table_name]
         if changes.upserts:
+            table = metadata.tables[table_name]
+            _park_unique_values(connection, table, changes.columns, changes.upserts)
             touched += _upsert(
                 connection, metadata.tables[table_name], changes.columns, changes.upserts
             )
