@@ -408,8 +408,8 @@ def test_parallel_sqlite_readers_share_one_snapshot(
         con.execute("PRAGMA journal_mode=WAL")
         low, high = con.execute("SELECT min(id), max(id) FROM sesiones").fetchone()
     runs = []
-    real_run = parallel.run
-    monkeypatch.setattr(parallel, "run", lambda *a, **k: runs.append(1) or real_run(*a, **k))
+    real_drain = parallel.drain
+    monkeypatch.setattr(parallel, "drain", lambda *a, **k: runs.append(1) or real_drain(*a, **k))
     stop = tmp_path / "stop"
     writer = subprocess.Popen(
         [
@@ -448,9 +448,12 @@ def test_parallel_sqlite_readers_share_one_snapshot(
     assert len(seen) > 1  # and the writer kept committing between them
 
 
+@pytest.mark.parametrize("where", ["_reader", "_stream"])
 def test_a_failing_worker_fails_the_export_and_leaves_no_file(
-    tmp_path: Path, split_small_tables: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, split_small_tables: None, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
+    """A worker that fails opening its snapshot (while the write lock is held) or
+    while reading: one clear error, no output file, and the lock is let go."""
     import os
     import sqlite3
 
@@ -459,14 +462,14 @@ def test_a_failing_worker_fails_the_export_and_leaves_no_file(
 
     url = sqlite_sessions(tmp_path, 2_000)
     parent = os.getpid()
-    real_stream = csv_sqlite._stream
+    real = getattr(csv_sqlite, where)
 
-    def stream(cursor, sql, write, progress):  # type: ignore[no-untyped-def]
+    def failing(*args):  # type: ignore[no-untyped-def]
         if os.getpid() != parent:
             raise sqlite3.OperationalError("disk I/O error")
-        return real_stream(cursor, sql, write, progress)
+        return real(*args)
 
-    monkeypatch.setattr(csv_sqlite, "_stream", stream)
+    monkeypatch.setattr(csv_sqlite, where, failing)
     target = tmp_path / "sesiones.csv"
     with (
         pytest.raises(OutputError, match="export worker failed: disk I/O error") as failure,
@@ -476,6 +479,10 @@ def test_a_failing_worker_fails_the_export_and_leaves_no_file(
         export_table(connection, "sesiones", out, jobs=2)
     assert failure.value.hint == "free space in TMPDIR and retry"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["planner.db"]  # no partial file
+    writer = sqlite3.connect(tmp_path / "planner.db", timeout=0)
+    with writer:  # nobody holds the write lock any more
+        writer.execute("UPDATE sesiones SET notas = 'after' WHERE id = 1")
+    writer.close()
 
 
 def test_parallel_export_reports_progress_for_every_row(

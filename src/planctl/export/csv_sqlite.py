@@ -10,16 +10,19 @@ threads); each worker spools its part to an unlinked temporary file that is
 appended in order.
 
 All readers share one snapshot: a connection holds SQLite's write lock
-(``BEGIN IMMEDIATE``) while every reader opens its read transaction, so no
-commit can fall between them; the lock is released before the export runs.
-Tests prove the output byte-identical to the generic path.
+(``BEGIN IMMEDIATE``) while every reader (each worker with its own
+connection, opened after the fork) opens its read transaction, so no commit
+can fall between them; the lock is released before the rows are read.
+Tests prove the output byte-identical to the generic path, and the snapshot
+shared under a concurrent writer.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,24 +111,77 @@ def write_lines(
         lines = lines.where(where)
     path = _database_file(connection)
     if jobs > 1 and path is not None and len(table.primary_key.columns) == 1:
-        with _shared_snapshot(path, jobs) as readers:
-            if readers is not None:
-                span = select(func.min(key), func.max(key)).select_from(table)
-                if where is not None:
-                    span = span.where(where)
-                low, high = readers[0].execute(_sql(connection, span)).fetchone()
-                bounds = parallel.split(low, high, len(readers))
-                if bounds is not None:
-                    tasks = [
-                        _task(
-                            reader, _sql(connection, lines.where(key >= a, key < b).order_by(key))
-                        )
-                        for reader, (a, b) in zip(readers, bounds, strict=True)
-                    ]
-                    return parallel.run(tasks[0], tasks[1:], write, progress)
+        span = select(func.min(key), func.max(key)).select_from(table)
+        if where is not None:
+            span = span.where(where)
+
+        def ranges(low: int | None, high: int | None) -> list[str] | None:
+            bounds = parallel.split(low, high, jobs)
+            if bounds is None:
+                return None
+            return [
+                _sql(connection, lines.where(key >= a, key < b).order_by(key)) for a, b in bounds
+            ]
+
+        done = _parallel(path.resolve().as_uri(), _sql(connection, span), ranges, write, progress)
+        if done is not None:
+            return done
     # One statement on the caller's connection: its own consistent read.
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     return _stream(cursor, _sql(connection, lines.order_by(key)), write, progress)
+
+
+def _parallel(
+    uri: str,
+    span: str,
+    ranges: Callable[[int | None, int | None], list[str] | None],
+    write: Write,
+    progress: Progress | None,
+) -> int | None:
+    """Read the ranges in this process and forked workers, all in one snapshot.
+
+    A connection holds SQLite's write lock (``BEGIN IMMEDIATE``) while this
+    process and every worker open their read transactions, so no commit can
+    fall between them; then it lets go and writers carry on. Each worker opens
+    its own connection after the fork (SQLite connections must not cross one).
+    None when the lock cannot be had soon or the table is too small to split.
+    """
+    try:
+        lock = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=LOCK_TIMEOUT)
+    except sqlite3.Error:
+        return None
+    with contextlib.closing(lock):
+        try:
+            lock.execute("BEGIN IMMEDIATE")
+            mine = _reader(uri)
+        except sqlite3.Error:  # busy, read-only, or our own caller's pending write
+            return None
+        with contextlib.closing(mine):
+            low, high = mine.execute(span).fetchone()
+            sqls = ranges(low, high)
+            if sqls is None:
+                return None
+            openers = [functools.partial(_open_range, uri, sql) for sql in sqls[1:]]
+            with parallel.workers(openers) as started:
+                lock.execute("ROLLBACK")  # every reader has its snapshot: writers may go on
+                return parallel.drain(_task(mine, sqls[0]), started, write, progress)
+
+
+def _reader(uri: str) -> sqlite3.Connection:
+    """A read-only connection inside a read transaction (its snapshot taken)."""
+    reader = sqlite3.connect(uri + "?mode=ro", uri=True, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except BaseException:
+        reader.close()
+        raise
+    return reader
+
+
+def _open_range(uri: str, sql: str) -> parallel.Task:
+    """In a worker: its own connection and snapshot, then the range's lines."""
+    return _task(_reader(uri), sql)
 
 
 class _Blob(String):
@@ -161,29 +217,3 @@ def _database_file(connection: Connection) -> Path | None:
         return None
     path = sqlite_path(connection.engine.url)
     return path if path is not None and path.is_file() else None
-
-
-@contextlib.contextmanager
-def _shared_snapshot(path: Path, jobs: int) -> Iterator[list[sqlite3.Connection] | None]:
-    """*jobs* read-only connections in one snapshot, or None when it cannot be had."""
-    uri = path.resolve().as_uri()
-    readers: list[sqlite3.Connection] = []
-    try:
-        try:
-            lock = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=LOCK_TIMEOUT)
-            try:
-                lock.execute("BEGIN IMMEDIATE")  # no commit can happen while readers start
-                for _ in range(jobs):
-                    reader = sqlite3.connect(uri + "?mode=ro", uri=True, isolation_level=None)
-                    readers.append(reader)
-                    reader.execute("BEGIN")
-                    reader.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            finally:
-                lock.close()  # rolls back: writers may go on, the readers keep their snapshot
-        except sqlite3.Error:  # busy, read-only, locked by our own caller: read serially
-            yield None
-            return
-        yield readers
-    finally:
-        for reader in readers:
-            reader.close()

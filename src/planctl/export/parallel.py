@@ -18,19 +18,22 @@ import itertools
 import os
 import signal
 import tempfile
-from collections.abc import Callable, Sequence
-from typing import IO, Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any, NoReturn
 
 from planctl.export.output import OutputError
 
 #: Below this many ids one reader is faster than forking another.
 MIN_ROWS = 100_000
 MAX_JOBS = 4
+READY = b"r"
 
 Write = Callable[[bytes | bytearray], Any]
 Progress = Callable[[int], None]
 #: A range's work: write its lines (reporting progress if given), return how many rows.
 Task = Callable[[Write, Progress | None], int]
+#: Runs first in the worker: opens its own connection and snapshot, returns the work.
+Opener = Callable[[], Task]
 
 
 def available() -> bool:
@@ -45,31 +48,44 @@ def split(low: int | None, high: int | None, parts: int) -> list[tuple[int, int]
     return list(itertools.pairwise(edges))
 
 
-def run(first: Task, others: Sequence[Task], write: Write, progress: Progress | None) -> int:
-    """Run *first* here and *others* in workers; write everything in order."""
-    workers: list[Worker] = []
+@contextlib.contextmanager
+def workers(openers: Sequence[Opener]) -> Iterator[list[Worker]]:
+    """Fork one worker per opener; yields once each has opened its snapshot."""
+    started: list[Worker] = []
     try:
-        workers = [Worker.start(task) for task in others]
-        count = first(write, progress)
-        for worker in workers:
-            rows = worker.finish(write)
-            count += rows
-            if progress:
-                progress(rows)
-        return count
+        for opener in openers:
+            started.append(Worker.start(opener))
+        for worker in started:
+            worker.wait_ready()
+        yield started
     finally:
-        for worker in workers:
+        for worker in started:
             worker.kill()
 
 
+def drain(first: Task, started: Sequence[Worker], write: Write, progress: Progress | None) -> int:
+    """Run *first* here, then append each worker's spool in order; the total rows."""
+    count = first(write, progress)
+    for worker in started:
+        rows = worker.finish(write)
+        count += rows
+        if progress:
+            progress(rows)
+    return count
+
+
 class Worker:
-    """A forked process running one task into an unlinked spool file."""
+    """A forked process: opens its own snapshot, then runs its task into a spool file.
+
+    Pipe protocol, child to parent: ``r`` once the snapshot is open, then
+    ``ok <rows>`` or ``error <message>`` (an error may also come instead of ``r``).
+    """
 
     def __init__(self, pid: int, status: IO[bytes], spool: IO[bytes]) -> None:
         self.pid, self.status, self.spool = pid, status, spool
 
     @classmethod
-    def start(cls, task: Task) -> Worker:
+    def start(cls, opener: Opener) -> Worker:
         spool = tempfile.TemporaryFile(prefix="planctl-export-")  # noqa: SIM115 - closed in kill()
         read_end, write_end = os.pipe()
         pid = os.fork()
@@ -78,6 +94,8 @@ class Worker:
             try:
                 os.close(read_end)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it kills us
+                task = opener()
+                os.write(write_end, READY)
                 with open(spool.fileno(), "wb", closefd=False) as out:
                     rows = task(out.write, None)
                     out.flush()
@@ -91,21 +109,32 @@ class Worker:
         os.close(write_end)
         return cls(pid, os.fdopen(read_end, "rb"), spool)
 
+    def wait_ready(self) -> None:
+        """Block until the worker holds its snapshot (raises if it failed first)."""
+        first = self.status.read(1)
+        if first != READY:
+            self._failed(first + self.status.read())
+
     def finish(self, write: Write) -> int:
         """Wait for the worker, then copy its spool to *write*; returns its row count."""
-        report = self.status.read().decode(errors="replace")
-        _, status = os.waitpid(self.pid, 0)
+        report = self.status.read()
+        if not report.startswith(b"ok "):
+            self._failed(report)
+        os.waitpid(self.pid, 0)
         self.pid = 0
-        if not report.startswith("ok "):
-            code = os.waitstatus_to_exitcode(status)
-            reason = " ".join(report.removeprefix("error ").split()) or f"exit status {code}"
-            full = "disk" in reason or "No space" in reason or "too large" in reason
-            hint = "free space in TMPDIR and retry" if full else "retry with --jobs 1"
-            raise OutputError(f"export worker failed: {reason}", hint)
         self.spool.seek(0)
         while chunk := self.spool.read(1024 * 1024):
             write(chunk)
         return int(report.split()[1])
+
+    def _failed(self, report: bytes) -> NoReturn:
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = 0
+        text = report.decode(errors="replace").removeprefix("error ")
+        reason = " ".join(text.split()) or f"exit status {os.waitstatus_to_exitcode(status)}"
+        full = "disk" in reason or "No space" in reason or "too large" in reason
+        hint = "free space in TMPDIR and retry" if full else "retry with --jobs 1"
+        raise OutputError(f"export worker failed: {reason}", hint)
 
     def kill(self) -> None:
         if self.pid:
