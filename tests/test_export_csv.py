@@ -118,7 +118,7 @@ def test_fast_path_is_byte_identical(seeded_url: str, split_small_tables: None) 
         CsvOptions(raw=True),
         CsvOptions(excel=True),
         # delimiters that also occur inside numbers, dates, times and booleans
-        *(CsvOptions(delimiter=d) for d in (";", "\t", " ", "-", ":", ".", "0", "e", "+")),
+        *(CsvOptions(delimiter=d) for d in (";", "\t", " ", "-", ":", ".", "0", "e", "+", "€")),
     ]
     for table in TABLE_NAMES:
         columns = ["id", "empresa"] if table == "clientes" else None
@@ -466,13 +466,15 @@ def test_a_failing_worker_fails_the_export_and_leaves_no_file(
 
     def failing(*args):  # type: ignore[no-untyped-def]
         if os.getpid() != parent:
-            raise sqlite3.OperationalError("disk I/O error")
+            raise sqlite3.OperationalError("database or disk is full")
         return real(*args)
 
     monkeypatch.setattr(csv_sqlite, where, failing)
     target = tmp_path / "sesiones.csv"
     with (
-        pytest.raises(OutputError, match="export worker failed: disk I/O error") as failure,
+        pytest.raises(
+            OutputError, match="export worker failed: database or disk is full"
+        ) as failure,
         connect(url) as connection,
         text_output(target) as out,
     ):
@@ -495,3 +497,46 @@ def test_parallel_export_reports_progress_for_every_row(
         count = export_table(connection, "sesiones", out, jobs=3, progress=steps.append)
     assert count == sum(steps) == len(parse(out.getvalue())) == 3_000
     assert len(steps) >= 3
+
+
+def test_postgres_copy_is_utf8_on_a_latin1_database(pg_admin_url: str) -> None:
+    """COPY hands over bytes in the client encoding: the export asks for UTF-8."""
+    import uuid
+
+    import psycopg
+
+    from planctl.db import migrate
+
+    name = f"planctl_test_{uuid.uuid4().hex[:12]}"
+    admin = pg_admin_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(
+            f"CREATE DATABASE \"{name}\" ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"
+            " TEMPLATE template0"
+        )
+    url = pg_admin_url.rpartition("/")[0] + "/" + name
+    try:
+        migrate.upgrade(url)
+        with connect(url) as connection:
+            connection.execute(insert(Cliente), [{"empresa": "Ñandú Formación", "cif": "Q1"}])
+        fast = export(url, "clientes", fast_path=True)
+        assert fast == export(url, "clientes", fast_path=False)
+        assert parse(fast)[0]["empresa"] == "Ñandú Formación"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_export_all_reads_every_table_in_one_transaction(
+    tmp_path: Path, split_small_tables: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--all must give files that agree with each other: no per-table parallel readers
+    with snapshots of their own."""
+    from planctl.export import parallel
+    from planctl.export.csv import export_all
+
+    url = sqlite_sessions(tmp_path, 2_000)
+    monkeypatch.setattr(parallel, "drain", lambda *a, **k: pytest.fail("parallel read in --all"))
+    with connect(url) as connection:
+        counts = export_all(connection, tmp_path / "out")
+    assert counts["sesiones"] == 2_000

@@ -249,6 +249,8 @@ def _park_unique_values(
         if not isinstance(constraint, UniqueConstraint):
             continue
         members = list(constraint.columns)
+        if not all(c.name in columns for c in members):  # the upserts would not restore it
+            continue
         nullable = [c for c in members if c.nullable]
         texts = [c for c in members if isinstance(c.type, String)]
         if nullable:
@@ -257,6 +259,9 @@ def _park_unique_values(
             values[texts[0].name] = literal("~planctl~") + table.c.id.cast(String)
     if not values:
         return
+    for column in table.columns:  # keep updated_at & co. as they are (no onupdate)
+        if column.onupdate is not None and column.name not in values:
+            values[column.name] = column
     position = columns.index("id")
     ids = [row[position] for row in rows]
     for start in range(0, len(ids), FETCH):

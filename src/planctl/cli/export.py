@@ -97,7 +97,9 @@ def export_csv(
     jobs: Annotated[
         int | None,
         typer.Option(
-            "--jobs", "-j", help="Processes reading a large SQLite table (default: cores, max 4)."
+            "--jobs",
+            "-j",
+            help="Processes reading one large SQLite table (default: cores, max 4).",
         ),
     ] = None,
 ) -> None:
@@ -129,7 +131,7 @@ def export_csv(
     started = time.perf_counter()
     if all_dir is not None:
         with connect(state.settings.database_url) as connection:
-            counts = export_all(connection, all_dir, options, jobs=jobs)
+            counts = export_all(connection, all_dir, options)
         log.info("exported %d tables (%d rows) to %s", len(counts), sum(counts.values()), all_dir)
         state.say(f"Wrote {len(counts)} CSV files ({sum(counts.values()):,} rows) to {all_dir}.")
         return

@@ -226,7 +226,8 @@ def export_table(
     if options.excel:
         out.write("\ufeff")
     # A lone column is left to csv, which writes "" for an empty row.
-    if fast_path and dialect == "postgresql" and len(columns) > 1:
+    # COPY takes a one-byte delimiter only (€ or § go the generic way).
+    if fast_path and dialect == "postgresql" and len(columns) > 1 and options.delimiter.isascii():
         from planctl.export import csv_postgres
 
         return csv_postgres.copy_out(
@@ -302,7 +303,6 @@ def export_all(
     options: CsvOptions = CsvOptions(),
     *,
     progress: Progress | None = None,
-    jobs: int = 1,
 ) -> dict[str, int]:
     """One ``<table>.csv`` per table in *directory*, each written atomically."""
     from planctl.export.output import OutputError, text_output
@@ -326,7 +326,6 @@ def export_all(
                 delimiter=options.delimiter, excel=options.excel, raw=options.raw
             )
         with text_output(directory / f"{name}.csv") as handle:
-            counts[name] = export_table(
-                connection, name, handle, table_options, progress=progress, jobs=jobs
-            )
+            # jobs=1: every table from the caller's one transaction, so the files agree
+            counts[name] = export_table(connection, name, handle, table_options, progress=progress)
     return counts

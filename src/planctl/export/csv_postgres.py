@@ -43,6 +43,7 @@ def copy_out(
     quoted = delimiter.replace("'", "''")
     statement = f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv, HEADER true, DELIMITER '{quoted}')"
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute("SET LOCAL client_encoding = 'UTF8'")  # COPY sends bytes as they are
     buffer = bytearray()
     rows = -1  # the first message is the header line
     reported = 0

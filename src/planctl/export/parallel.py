@@ -27,6 +27,8 @@ from planctl.export.output import OutputError
 MIN_ROWS = 100_000
 MAX_JOBS = 4
 READY = b"r"
+#: How a full disk or file-size limit reads (SQLite, then the OS).
+FULL = ("database or disk is full", "No space left", "File too large")
 
 Write = Callable[[bytes | bytearray], Any]
 Progress = Callable[[int], None]
@@ -88,12 +90,23 @@ class Worker:
     def start(cls, opener: Opener) -> Worker:
         spool = tempfile.TemporaryFile(prefix="planctl-export-")  # noqa: SIM115 - closed in kill()
         read_end, write_end = os.pipe()
-        pid = os.fork()
+        # No Ctrl-C between fork() and the worker's try: it would carry the worker
+        # back into the caller's code. The parent gets a pending one after the fork.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            for fd in (read_end, write_end):
+                os.close(fd)
+            spool.close()
+            raise
         if pid == 0:  # the worker
             code = 1
             try:
-                os.close(read_end)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; it kills us
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+                os.close(read_end)
                 task = opener()
                 os.write(write_end, READY)
                 with open(spool.fileno(), "wb", closefd=False) as out:
@@ -107,7 +120,9 @@ class Worker:
             finally:
                 os._exit(code)
         os.close(write_end)
-        return cls(pid, os.fdopen(read_end, "rb"), spool)
+        worker = cls(pid, os.fdopen(read_end, "rb"), spool)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # a pending Ctrl-C lands here
+        return worker
 
     def wait_ready(self) -> None:
         """Block until the worker holds its snapshot (raises if it failed first)."""
@@ -132,7 +147,7 @@ class Worker:
         self.pid = 0
         text = report.decode(errors="replace").removeprefix("error ")
         reason = " ".join(text.split()) or f"exit status {os.waitstatus_to_exitcode(status)}"
-        full = "disk" in reason or "No space" in reason or "too large" in reason
+        full = any(text in reason for text in FULL)
         hint = "free space in TMPDIR and retry" if full else "retry with --jobs 1"
         raise OutputError(f"export worker failed: {reason}", hint)
 
