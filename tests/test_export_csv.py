@@ -540,3 +540,25 @@ def test_export_all_reads_every_table_in_one_transaction(
     with connect(url) as connection:
         counts = export_all(connection, tmp_path / "out")
     assert counts["sesiones"] == 2_000
+
+
+def test_a_sqlite_read_error_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli
+) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    from planctl.export import csv_sqlite
+
+    url = sqlite_sessions(tmp_path, 500)
+
+    def broken(*args):  # type: ignore[no-untyped-def]
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(csv_sqlite, "_stream", broken)
+    run = cli("export", "csv", "sesiones", "-o", str(tmp_path / "s.csv"), url=url)
+    assert run.exit_code == 1
+    assert run.stderr.strip().splitlines() == [
+        "error: reading table 'sesiones' failed: database disk image is malformed "
+        "— check the database file (planctl db-info) and retry"
+    ]
+    assert not (tmp_path / "s.csv").exists()

@@ -47,6 +47,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from planctl.errors import DatabaseError
 from planctl.export import parallel
 
 BATCH = 5000
@@ -105,6 +106,25 @@ def write_lines(
     progress: Progress | None,
 ) -> int:
     """Write *table*'s rows (those matching *where*) as *line*s, in primary-key order."""
+    try:
+        return _write_lines(connection, table, where, line, write, jobs=jobs, progress=progress)
+    except sqlite3.Error as error:  # the driver's own cursors: not translated by SQLAlchemy
+        raise DatabaseError(
+            f"reading table '{table.name}' failed: {error}",
+            "check the database file (planctl db-info) and retry",
+        ) from None
+
+
+def _write_lines(
+    connection: Connection,
+    table: Table,
+    where: ColumnElement[bool] | None,
+    line: ColumnElement[Any],
+    write: Write,
+    *,
+    jobs: int,
+    progress: Progress | None,
+) -> int:
     key = next(iter(table.primary_key.columns))
     lines = select(func.cast(line, _Blob())).select_from(table)
     if where is not None:
