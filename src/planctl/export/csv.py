@@ -272,7 +272,7 @@ def _write_rows(
         partitions: Iterable[Sequence[Any]] = result.partitions(BATCH)
     else:  # the driver's cursor: rows are plain tuples, fetched in batches
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        cursor.execute(_literal_sql(connection, query))
+        cursor.execute(literal_sql(connection, query))
         partitions = iter(lambda: cursor.fetchmany(BATCH), [])
     count = 0
     for rows in partitions:
@@ -283,7 +283,7 @@ def _write_rows(
     return count
 
 
-def _literal_sql(connection: Connection, query: Select[Any]) -> str:
+def literal_sql(connection: Connection, query: Select[Any]) -> str:
     """The SELECT as SQL text; its only literals are dates and constants planctl chose."""
     return str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
 

@@ -19,6 +19,7 @@ from sqlalchemy import Select
 from sqlalchemy.engine import Connection
 
 from planctl.export import parallel
+from planctl.export.csv import literal_sql
 
 #: Server settings that shape PostgreSQL's text output (see csv.cell_expression).
 SETTINGS = (
@@ -37,9 +38,7 @@ def copy_out(
     progress: parallel.Progress | None,
 ) -> int:
     """COPY *query*'s rows, header first, to *write*; returns the data rows."""
-    compiled = str(
-        query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
-    )  # its only literals are dates and constants planctl chose
+    compiled = literal_sql(connection, query)
     quoted = delimiter.replace("'", "''")
     statement = f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv, HEADER true, DELIMITER '{quoted}')"
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,6 @@ from sqlalchemy import (
     DateTime,
     Integer,
     Numeric,
-    Select,
     String,
     Table,
     Time,
@@ -49,6 +48,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from planctl.errors import DatabaseError
 from planctl.export import parallel
+from planctl.export.csv import literal_sql
 
 BATCH = 5000
 LOCK_TIMEOUT = 1.0  # seconds to wait for the write lock before reading serially
@@ -95,6 +95,18 @@ def line_expression(
     return type_coerce(line + literal("\r\n"), String)
 
 
+@contextlib.contextmanager
+def _read_errors(table: Table) -> Iterator[None]:
+    """The driver's own cursors are not translated by SQLAlchemy: one clear error instead."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        raise DatabaseError(
+            f"reading table '{table.name}' failed: {error}",
+            "check the database file (planctl db-info) and retry",
+        ) from None
+
+
 def write_lines(
     connection: Connection,
     table: Table,
@@ -106,49 +118,34 @@ def write_lines(
     progress: Progress | None,
 ) -> int:
     """Write *table*'s rows (those matching *where*) as *line*s, in primary-key order."""
-    try:
-        return _write_lines(connection, table, where, line, write, jobs=jobs, progress=progress)
-    except sqlite3.Error as error:  # the driver's own cursors: not translated by SQLAlchemy
-        raise DatabaseError(
-            f"reading table '{table.name}' failed: {error}",
-            "check the database file (planctl db-info) and retry",
-        ) from None
-
-
-def _write_lines(
-    connection: Connection,
-    table: Table,
-    where: ColumnElement[bool] | None,
-    line: ColumnElement[Any],
-    write: Write,
-    *,
-    jobs: int,
-    progress: Progress | None,
-) -> int:
-    key = next(iter(table.primary_key.columns))
-    lines = select(func.cast(line, _Blob())).select_from(table)
-    if where is not None:
-        lines = lines.where(where)
-    path = _database_file(connection)
-    if jobs > 1 and path is not None and len(table.primary_key.columns) == 1:
-        span = select(func.min(key), func.max(key)).select_from(table)
+    with _read_errors(table):
+        key = next(iter(table.primary_key.columns))
+        lines = select(func.cast(line, _Blob())).select_from(table)
         if where is not None:
-            span = span.where(where)
+            lines = lines.where(where)
+        path = _database_file(connection)
+        if jobs > 1 and path is not None and len(table.primary_key.columns) == 1:
+            span = select(func.min(key), func.max(key)).select_from(table)
+            if where is not None:
+                span = span.where(where)
 
-        def ranges(low: int | None, high: int | None) -> list[str] | None:
-            bounds = parallel.split(low, high, jobs)
-            if bounds is None:
-                return None
-            return [
-                _sql(connection, lines.where(key >= a, key < b).order_by(key)) for a, b in bounds
-            ]
+            def ranges(low: int | None, high: int | None) -> list[str] | None:
+                bounds = parallel.split(low, high, jobs)
+                if bounds is None:
+                    return None
+                return [
+                    literal_sql(connection, lines.where(key >= a, key < b).order_by(key))
+                    for a, b in bounds
+                ]
 
-        done = _parallel(path.resolve().as_uri(), _sql(connection, span), ranges, write, progress)
-        if done is not None:
-            return done
-    # One statement on the caller's connection: its own consistent read.
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    return _stream(cursor, _sql(connection, lines.order_by(key)), write, progress)
+            done = _parallel(
+                path.resolve().as_uri(), literal_sql(connection, span), ranges, write, progress
+            )
+            if done is not None:
+                return done
+        # One statement on the caller's connection: its own consistent read.
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        return _stream(cursor, literal_sql(connection, lines.order_by(key)), write, progress)
 
 
 def _parallel(
@@ -208,11 +205,6 @@ class _Blob(String):
     """CAST(… AS BLOB): the driver hands over bytes, no decode and encode again."""
 
     __visit_name__ = "BLOB"
-
-
-def _sql(connection: Connection, query: Select[Any]) -> str:
-    # Its only literals are dates and constants planctl chose (as the generic path).
-    return str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
 
 
 def _stream(cursor: Any, sql: str, write: Write, progress: Progress | None) -> int:
