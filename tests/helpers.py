@@ -33,11 +33,27 @@ def planctl_env(url: str, backup_dir: Path, log_dir: Path, **extra: str) -> dict
     return env
 
 
+FAULTS = Path(__file__).with_name("faults.py")
+
+
+def _command(args: tuple[str, ...], fault: str | None) -> list[str]:
+    """planctl as a real process; with *fault* ("crash:STAGE" or "pause:STAGE:SECONDS")
+    through tests/faults.py, which injects the checkpoint."""
+    if fault is None:
+        return [sys.executable, "-m", "planctl", *args]
+    return [sys.executable, str(FAULTS), fault, *args]
+
+
 def run_planctl(
-    *args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 120, **kwargs: Any
+    *args: str,
+    env: dict[str, str],
+    cwd: Path | None = None,
+    timeout: float = 120,
+    fault: str | None = None,
+    **kwargs: Any,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "planctl", *args],
+        _command(args, fault),
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -47,9 +63,11 @@ def run_planctl(
     )
 
 
-def spawn_planctl(*args: str, env: dict[str, str], **kwargs: Any) -> subprocess.Popen[str]:
+def spawn_planctl(
+    *args: str, env: dict[str, str], fault: str | None = None, **kwargs: Any
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "planctl", *args],
+        _command(args, fault),
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

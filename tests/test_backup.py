@@ -18,7 +18,7 @@ from planctl.backup import (
     rotate,
     verify_backup,
 )
-from planctl.backup.retention import prune_plan
+from planctl.backup.catalog import BackupSet, prune_plan
 from planctl.backup.store import BackupInfo
 from planctl.db import migrate
 from planctl.db.engine import connect
@@ -202,31 +202,48 @@ def test_lock_is_exclusive(migrated_url: str, tmp_path: Path) -> None:
     assert list_backups(backups) == []
 
 
-def _info(name: str, created: str, parent: str | None = None) -> BackupInfo:
+def _info(
+    directory: Path, name: str, created: str, parent: str | None = None, sequence: int = 0
+) -> BackupInfo:
+    """A backup whose data file exists and matches (so the catalog finds it restorable)."""
+    import hashlib
+
+    data = f"data of {name}".encode()
+    (directory / f"{name}.sqlite").write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
     return BackupInfo(
         name=name,
         kind="delta" if parent else "full",
-        engine="sqlite",
+        engine="delta" if parent else "sqlite",
         created=created,
         data_file=f"{name}.sqlite",
-        sha256="",
-        size=0,
+        sha256=digest,
+        size=len(data),
         source="",
         revision=None,
         parent=parent,
+        sequence=sequence or None,
+        extra={"parent_sha256": hashlib.sha256(f"data of {parent}".encode()).hexdigest()}
+        if parent
+        else {},
     )
 
 
-def test_prune_plan_follows_restic() -> None:
-    infos = [
-        _info("a", "2026-10-01T10:00:00+00:00"),
-        _info("b", "2026-10-15T10:00:00+00:00"),
-        _info("c", "2026-11-02T10:00:00+00:00"),
-        _info("d", "2026-11-20T08:00:00+00:00"),
-        _info("e", "2026-11-20T20:00:00+00:00"),
-        _info("e1", "2026-11-20T21:00:00+00:00", parent="e"),
-        _info("f", "2026-11-21T09:00:00+00:00"),
+def test_prune_plan_follows_restic(tmp_path: Path) -> None:
+    raw = [
+        ("a", "2026-10-01T10:00:00+00:00", None),
+        ("b", "2026-10-15T10:00:00+00:00", None),
+        ("c", "2026-11-02T10:00:00+00:00", None),
+        ("d", "2026-11-20T08:00:00+00:00", None),
+        ("e", "2026-11-20T20:00:00+00:00", None),
+        ("e1", "2026-11-20T21:00:00+00:00", "e"),
+        ("f", "2026-11-21T09:00:00+00:00", None),
     ]
+    infos = BackupSet(
+        tmp_path,
+        [_info(tmp_path, n, c, p, sequence) for sequence, (n, c, p) in enumerate(raw, 1)],
+        [],
+    )
     plan = prune_plan(infos, keep_daily=2, keep_monthly=2, timezone="Europe/Madrid")
     kept = {chain.root.name: reasons for chain, reasons in plan.keep}
     assert kept == {"f": ["daily", "monthly"], "e": ["daily"], "b": ["monthly"]}
@@ -452,7 +469,5 @@ def test_libpq_env_keeps_the_callers_settings(monkeypatch) -> None:  # type: ign
     with libpq_env("postgresql+psycopg:///planner") as env:
         assert "PGHOST" not in env  # libpq's default: the local socket
     with libpq_env("postgresql+psycopg://app:UrlSecret@db/planner") as env:
-        assert "PGPASSWORD" not in env  # the URL's password, through the passfile, wins
-        assert Path(env["PGPASSFILE"]).read_text().strip().endswith(":UrlSecret")
-        assert oct(Path(env["PGPASSFILE"]).stat().st_mode & 0o777) == "0o600"
-    assert not Path(env["PGPASSFILE"]).exists()
+        # The URL's password wins, in the child's environment only: no file to outlive us.
+        assert env["PGPASSWORD"] == "UrlSecret" and "PGPASSFILE" not in env

@@ -25,7 +25,7 @@ from planctl.backup import (
     restore_backup,
     verify_backup,
 )
-from planctl.backup.service import rotate
+from planctl.backup import rotate
 from planctl.db import changelog, migrate
 from planctl.db.engine import connect
 from planctl.errors import NothingToDoError, UsageError, VerificationError
@@ -418,9 +418,7 @@ def test_killed_delta_run_leaves_a_valid_set_and_a_full_next(
     with connect(seeded_url) as c:
         c.execute(text("UPDATE sesiones SET notas = 'antes del corte' WHERE id = 3"))
     expected = table_contents(seeded_url)
-    crashed = run_planctl(
-        "backup", "--incremental", env={**env, "PLANCTL_TEST_CRASH_AT": "delta-published"}
-    )
+    crashed = run_planctl("backup", "--incremental", env=env, fault="crash:delta-published")
     assert crashed.returncode == -9
     # The delta was published before the kill, the log was not consumed: the set
     # is valid, and the next run cannot chain on a log it never emptied.
@@ -438,7 +436,7 @@ def test_postgres_commit_during_a_delta_waits_for_the_next(
     """REPEATABLE READ: a row committed while a delta is written is neither in it nor lost."""
     import time as _time
 
-    from planctl.backup.store import list_infos
+    from planctl.backup import list_backups as list_infos
     from planctl.db.seed import seed
     from tests.helpers import planctl_env, spawn_planctl
 
@@ -448,10 +446,8 @@ def test_postgres_commit_during_a_delta_waits_for_the_next(
     create_backup(pg_database, backups, incremental=True)
     with connect(pg_database) as c:
         c.execute(text("UPDATE sesiones SET notas = 'in the delta' WHERE id = 1"))
-    env = planctl_env(
-        pg_database, backups, tmp_path / "logs", PLANCTL_TEST_PAUSE_AT="delta-published:3"
-    )
-    process = spawn_planctl("backup", "--incremental", env=env)
+    env = planctl_env(pg_database, backups, tmp_path / "logs")
+    process = spawn_planctl("backup", "--incremental", env=env, fault="pause:delta-published:3")
     try:
         deadline = _time.monotonic() + 60
         while not any(i.kind == "delta" for i in list_infos(backups)):

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, text
 
-from planctl.backup import logical_engine
+from planctl.backup import codec, logical_engine
 from planctl.backup.store import BackupError
 from planctl.db import migrate
 from planctl.db.engine import connect
@@ -35,11 +35,12 @@ Contents = dict[str, list[tuple[Any, ...]]]
 
 def _dump(url: str, path: Path, compressed: bool = False) -> tuple[str | None, dict[str, int]]:
     path.touch()  # the caller (the backup service) hands over an existing empty file
-    return logical_engine.dump(url, path, compressed)
+    result = logical_engine.dump(url, path, compressed)
+    return result.revision, result.row_counts
 
 
 def _restore(url: str, path: Path, compressed: bool = False) -> None:
-    logical_engine.restore(url, path, compressed, path.parent, NAME)
+    logical_engine.restore(url, path, compressed, NAME)
 
 
 def _sqlite_url(path: Path) -> str:
@@ -316,9 +317,9 @@ def test_dump_is_one_snapshot(
                 other.execute(text("INSERT INTO temas (nombre) VALUES ('Durante el volcado')"))
             written.append(stage)
 
-    monkeypatch.setattr(logical_engine, "_maybe_crash", write_meanwhile)
     path = tmp_path / "dump.jsonl"
-    _, counts = _dump(seeded_url, path)
+    path.touch()
+    counts = logical_engine.dump(seeded_url, path, False, checkpoint=write_meanwhile).row_counts
     assert written  # the other connection did commit in the middle of the dump
     assert counts["sesiones"] == 320 and counts["temas"] == len(before["temas"])
     _restore(seeded_url, path)
@@ -366,23 +367,23 @@ def test_encode_decode_row_round_trip() -> None:
     notas = 'Café, "olé"\n'
     row = [7, 3, dt.date(2026, 11, 24), dt.time(9, 0), dt.time(13, 30, 0, 5), None, None]
     row += [notas, "programada", stamp, naive_utc]
-    encoded = logical_engine.encode_row(table, row)
+    encoded = codec.encode_row(table, row)
     assert encoded == [
         *[7, 3, "2026-11-24", "09:00:00", "13:30:00.000005", None, None, notas, "programada"],
         *["2026-11-22T10:15:00+00:00", "2026-11-22T10:15:00+00:00"],
     ]
-    decoded = logical_engine.decode_row(table, json.loads(json.dumps(encoded)))
+    decoded = codec.decode_row(table, json.loads(json.dumps(encoded)))
     assert list(decoded) == [c.name for c in table.columns]
     assert decoded["created_at"] == stamp and decoded["created_at"].tzinfo == dt.UTC
     assert decoded["hora_fin"] == dt.time(13, 30, 0, 5)
     contratacion = metadata.tables["contrataciones"]
-    values = logical_engine.encode_row(
+    values = codec.encode_row(
         contratacion,
         [1, 1, None, 1, "E", Decimal("1E+2"), Decimal("0.01")] + [None] * 9
         + ["tentativo", "media", dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 1)],
     )  # fmt: skip
     assert values[5:7] == ["100", "0.01"]
-    assert logical_engine.decode_row(contratacion, values)["horas_previstas"] == Decimal("0.01")
+    assert codec.decode_row(contratacion, values)["horas_previstas"] == Decimal("0.01")
 
 
 @pytest.mark.parametrize(
@@ -400,18 +401,18 @@ def test_encode_decode_row_round_trip() -> None:
 )
 def test_decode_row_rejects_values_that_do_not_fit(column: str, value: Any, problem: str) -> None:
     table = metadata.tables["contrataciones"]
-    good = logical_engine.encode_row(
+    good = codec.encode_row(
         table,
         [1, 1, None, 1, "E", Decimal("60.00"), None] + [None] * 9
         + ["tentativo", "media", dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 1)],
     )  # fmt: skip
-    logical_engine.decode_row(table, good)
+    codec.decode_row(table, good)
     bad = list(good)
     bad[[c.name for c in table.columns].index(column)] = value
     with pytest.raises(ValueError, match=problem):
-        logical_engine.decode_row(table, bad)
+        codec.decode_row(table, bad)
     with pytest.raises(ValueError, match="expected 20 values"):
-        logical_engine.decode_row(table, good[:-1])
+        codec.decode_row(table, good[:-1])
 
 
 # --- refusals and damage -----------------------------------------------------------------------
@@ -607,12 +608,13 @@ def test_killed_restore_leaves_the_database_unchanged(seeded_url: str, tmp_path:
     _change_everything(seeded_url)
     changed = table_contents(seeded_url)
     code = (
-        "import sys; from pathlib import Path; from planctl.backup import logical_engine as l; "
-        "l.restore(sys.argv[1], Path(sys.argv[2]), False, Path(sys.argv[2]).parent, 'x')"
+        "import os, signal, sys; from pathlib import Path; "
+        "from planctl.backup import logical_engine as l; "
+        "crash = lambda stage: stage == 'logical-restored' and os.kill(os.getpid(), 9); "
+        "l.restore(sys.argv[1], Path(sys.argv[2]), False, 'x', checkpoint=crash)"
     )
-    env = {**os.environ, "PLANCTL_TEST_CRASH_AT": "logical-restored"}
     done = subprocess.run(
-        [sys.executable, "-c", code, seeded_url, str(path)], env=env, capture_output=True
+        [sys.executable, "-c", code, seeded_url, str(path)], capture_output=True
     )
     assert done.returncode == -9, done.stderr
     assert table_contents(seeded_url) == changed
@@ -634,7 +636,7 @@ def test_dump_memory_stays_flat(tmp_path: Path) -> None:
         code = (
             "import resource, sys; from pathlib import Path; "
             "from planctl.backup import logical_engine as l; "
-            "print(l.dump(sys.argv[1], Path(sys.argv[2]), True)[1]['sesiones']); "
+            "print(l.dump(sys.argv[1], Path(sys.argv[2]), True).row_counts['sesiones']); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
         )
         done = subprocess.run(

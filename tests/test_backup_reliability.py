@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from planctl.backup import list_backups, verify_backup
+from planctl.backup.catalog import CHECKSUM_CACHE
 from planctl.backup.store import LOCK_NAME
 from planctl.db import migrate
 from planctl.db.seed import seed
@@ -25,7 +26,8 @@ from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents
 
 
 def _files(directory: Path) -> set[str]:
-    return {p.name for p in directory.iterdir()} - {LOCK_NAME} if directory.exists() else set()
+    ignored = {LOCK_NAME, CHECKSUM_CACHE}
+    return {p.name for p in directory.iterdir()} - ignored if directory.exists() else set()
 
 
 @pytest.fixture
@@ -110,7 +112,7 @@ def _kill_9_scenario(tmp_path: Path, env_for, url: str, stage: str) -> None:  # 
         assert run_planctl("backup", "--keep", "2", env=env_for(url)).returncode == 0
     before = {i.name for i in list_backups(backups)}
 
-    crashed = run_planctl("backup", "--keep", "2", env=env_for(url, PLANCTL_TEST_CRASH_AT=stage))
+    crashed = run_planctl("backup", "--keep", "2", env=env_for(url), fault=f"crash:{stage}")
     assert crashed.returncode == -signal.SIGKILL
 
     after = list_backups(backups)
@@ -132,7 +134,7 @@ def test_two_runs_at_once(seeded_url: str, tmp_path: Path, env_for) -> None:  # 
     backups = tmp_path / "backups"
     assert run_planctl("backup", env=env_for(seeded_url)).returncode == 0
     slow = spawn_planctl(
-        "backup", "--keep", "5", env=env_for(seeded_url, PLANCTL_TEST_PAUSE_AT="data-written:3")
+        "backup", "--keep", "5", env=env_for(seeded_url), fault="pause:data-written:3"
     )
     try:
         deadline = time.monotonic() + 20

@@ -1,33 +1,33 @@
 """Backups: native (SQLite online backup API, pg_dump) or logical, full or incremental
-(deltas from the change log), checksummed, rotated, verified, restored to any point.
+(deltas from the change log), checksummed, rotated by health, verified, restored to any
+point all or nothing.
 
 The public API mirrors the ``planctl backup`` commands one to one.
 """
 
+from planctl.backup.catalog import BackupSet, Chain, PrunePlan, load_set
+from planctl.backup.create import BackupResult, create_backup
 from planctl.backup.delta import apply_delta
 from planctl.backup.manager import BackupManager
-from planctl.backup.retention import PrunePlan
-from planctl.backup.service import (
-    BackupResult,
+from planctl.backup.restore import (
     RestoreResult,
-    VerifyResult,
     chain_of,
-    create_backup,
     find_at,
     find_backup,
-    list_backups,
+    live_identity,
     parse_moment,
-    prune,
     restore_backup,
-    rotate,
-    verify_backup,
 )
+from planctl.backup.retention import list_backups, open_set, prune, rotate
 from planctl.backup.store import BackupInfo
+from planctl.backup.verify import VerifyResult, verify_backup
 
 __all__ = [
     "BackupInfo",
     "BackupManager",
     "BackupResult",
+    "BackupSet",
+    "Chain",
     "PrunePlan",
     "RestoreResult",
     "VerifyResult",
@@ -37,6 +37,9 @@ __all__ = [
     "find_at",
     "find_backup",
     "list_backups",
+    "live_identity",
+    "load_set",
+    "open_set",
     "parse_moment",
     "prune",
     "restore_backup",

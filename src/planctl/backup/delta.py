@@ -9,7 +9,7 @@ A delta is one JSON document (gzipped by default)::
      "tables": {"sesiones": {"columns": ["id", ...],
                              "upserts": [[17, ...], ...], "deletes": [2, 3]}}}
 
-Rows use the logical format's codec (:mod:`planctl.backup.logical_engine`):
+Rows use the logical format's codec (:mod:`planctl.backup.codec`):
 plain JSON, typed by the column, never pickle. Which rows changed comes from
 the change log (:mod:`planctl.db.changelog`), so writing a delta costs what
 changed, not the size of the database: each logged id is fetched by primary
@@ -33,7 +33,8 @@ from sqlalchemy import Table, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from planctl.backup.logical_engine import _JSON, _codec, _driver_errors
+from planctl.backup import tables as table_ops
+from planctl.backup.codec import JSON, codec_for
 from planctl.backup.store import BackupError
 from planctl.config import mask_url
 from planctl.errors import VerificationError
@@ -81,15 +82,16 @@ class Delta:
 
 def collect(connection: Connection, changed: dict[str, list[int]]) -> dict[str, dict[str, Any]]:
     """The JSON-ready ``tables`` section for the logged ids, read in *connection*'s snapshot."""
-    from planctl.db.models import TABLE_NAMES, metadata
+    from planctl.db.changelog import logged_tables
+    from planctl.db.models import metadata
 
     tables: dict[str, dict[str, Any]] = {}
-    for name in TABLE_NAMES:  # parents first, as they are applied
+    for name in logged_tables():  # parents first, as they are applied
         ids = changed.get(name)
         if not ids:
             continue
         table = metadata.tables[name]
-        codec = _codec(table)
+        codec = codec_for(table)
         upserts: list[list[Any]] = []
         found: set[int] = set()
         for start in range(0, len(ids), FETCH):
@@ -127,7 +129,7 @@ def write(
         "engine": engine,
         "tables": tables,
     }
-    data = (_JSON.encode(document) + "\n").encode("utf-8")
+    data = (JSON.encode(document) + "\n").encode("utf-8")
     with open(target, "wb") as raw:
         if compressed:
             with gzip.GzipFile(
@@ -201,7 +203,7 @@ def _read_table(label: str, table: Table, section: dict[str, Any]) -> TableChang
         raise _fail(label, f"table {table.name}: upserts and deletes must be arrays")
     if not all(type(i) is int for i in deletes):
         raise _fail(label, f"table {table.name}: deletes must be integer ids")
-    codec = _codec(table, tuple(columns))
+    codec = codec_for(table, tuple(columns))
     decoded = []
     for number, row in enumerate(upserts, 1):
         if type(row) is not list:
@@ -279,10 +281,10 @@ def _delete(connection: Connection, table: Table, ids: list[int]) -> int:
 
 def apply(connection: Connection, delta: Delta, name: str) -> int:
     """Apply *delta* inside *connection*'s transaction; the rows touched (upserted + deleted)."""
-    from planctl.backup.logical_engine import _check_foreign_keys, _continue_sequences
-    from planctl.db.models import TABLE_NAMES, metadata
+    from planctl.db.changelog import logged_tables
+    from planctl.db.models import metadata
 
-    order = [t for t in TABLE_NAMES if t in delta.tables]
+    order = [t for t in logged_tables() if t in delta.tables]
     touched = 0
     for table_name in reversed(order):  # children first
         touched += _delete(
@@ -297,9 +299,9 @@ def apply(connection: Connection, delta: Delta, name: str) -> int:
                 connection, metadata.tables[table_name], changes.columns, changes.upserts
             )
     if connection.dialect.name == "postgresql":
-        _continue_sequences(connection, order)
+        table_ops.continue_sequences(connection, order)
     else:
-        _check_foreign_keys(connection, name)
+        table_ops.check_foreign_keys(connection, name)
     return touched
 
 
@@ -329,7 +331,7 @@ def apply_deltas(database_url: str, deltas: Iterable[tuple[str, Delta]]) -> int:
     from planctl.db.engine import connect
 
     touched = 0
-    with connect(database_url, foreign_keys=False) as connection:
+    with connect(database_url, foreign_keys=False, immediate=True) as connection:
         revision = current_revision(connection)
         for name, delta in deltas:
             if delta.revision != revision:
@@ -340,7 +342,7 @@ def apply_deltas(database_url: str, deltas: Iterable[tuple[str, Delta]]) -> int:
                 )
             try:
                 touched += apply(connection, delta, name)
-            except (DBAPIError, *_driver_errors(connection)) as error:  # type: ignore[misc]
+            except (DBAPIError, *table_ops.driver_errors(connection)) as error:  # type: ignore[misc]
                 reason = " ".join(str(error).split())[:300]
                 raise BackupError(
                     f"applying delta {name} to {mask_url(database_url)} failed: {reason}",

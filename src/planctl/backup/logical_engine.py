@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import gzip
 import hashlib
 import io
@@ -44,20 +43,13 @@ import json
 import operator
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
-    Boolean,
-    Column,
     Date,
     DateTime,
-    Float,
-    Integer,
-    Numeric,
-    String,
     Table,
     Time,
     inspect,
@@ -66,10 +58,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from planctl.backup.store import BackupError, _maybe_crash, utc_now
+from planctl.backup import tables
+from planctl.backup.codec import JSON, UTC, Codec, Convert, Row, codec_for, isoformat, memoized
+from planctl.backup.store import BackupError, Checkpoint, DumpResult, no_checkpoint, utc_now
 from planctl.config import mask_url
 from planctl.db import changelog
 from planctl.errors import VerificationError
+
+if TYPE_CHECKING:
+    from planctl.backup.delta import Delta
 
 NAME = "logical"
 FORMAT = "planctl-logical"
@@ -89,207 +86,16 @@ READ_CHUNK = 1 << 20
 SQLITE_CACHE_KIB = 65536
 DAMAGED_HINT = "restore another backup (planctl backup list)"
 
-Row = list[Any]
-Convert = Callable[[Any], Any]
-
-_JSON = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
-)
-UTC = dt.UTC
-
 
 def data_suffix(compressed: bool) -> str:
     return ".jsonl.gz" if compressed else ".jsonl"
-
-
-# --- values ---------------------------------------------------------------------------------
-
-JSON_NAMES = {
-    int: "an integer",
-    str: "a string",
-    bool: "a boolean",
-    float: "a number",
-    list: "an array",
-    dict: "an object",
-    type(None): "null",
-}
-MEMO_LIMIT = 4096
-
-
-class _Memo(dict[Any, Any]):
-    """A bounded cache of one conversion; a hit is a plain dict lookup, no Python frame."""
-
-    def __init__(self, convert: Convert) -> None:
-        super().__init__()
-        self.convert = convert
-
-    def __missing__(self, value: Any) -> Any:
-        if len(self) >= MEMO_LIMIT:
-            self.clear()
-        converted = self[value] = self.convert(value)
-        return converted
-
-
-def _memoized(convert: Convert) -> Convert:
-    """*convert* with a cache: dates, times and timestamps repeat across rows.
-
-    Only for conversions whose equal inputs give identical outputs (never for
-    Decimal values: Decimal("1.0") == Decimal("1.00")).
-    """
-    return _Memo(convert).__getitem__
-
-
-def _encode_decimal(value: Any) -> str:
-    if isinstance(value, float):  # a raw SQLite REAL: its shortest repr is the stored number
-        value = Decimal(repr(value))
-    return format(value, "f")
-
-
-def _encode_timestamp(value: dt.datetime) -> str:
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return value.isoformat()
-
-
-def _isoformat(value: Any) -> str:
-    return str(value.isoformat())
-
-
-def _decode_decimal(value: str) -> Decimal:
-    number = Decimal(value)
-    if not number.is_finite():
-        raise ValueError(f"not a finite decimal: {value!r}")
-    return number
-
-
-def _decode_timestamptz(value: str) -> dt.datetime:
-    parsed = dt.datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError(f"timestamp {value!r} has no UTC offset")
-    return parsed.astimezone(UTC)
-
-
-def _decode_timestamp(value: str) -> dt.datetime:
-    parsed = dt.datetime.fromisoformat(value)
-    if parsed.tzinfo is not None:
-        raise ValueError(f"timestamp {value!r} has an offset; the column has no time zone")
-    return parsed
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """How one column type travels: JSON type, Python → JSON, JSON → Python."""
-
-    json_type: type
-    encode: Convert | None = None  # None: the Python value is JSON already
-    decode: Convert | None = None  # None: the JSON value is the Python value
-
-
-def _kind(column: Column[Any]) -> _Kind:
-    kind = column.type
-    if isinstance(kind, Boolean):
-        return _Kind(bool, bool)
-    if isinstance(kind, DateTime):
-        if kind.timezone:
-            return _Kind(str, _memoized(_encode_timestamp), _memoized(_decode_timestamptz))
-        return _Kind(str, _memoized(_isoformat), _memoized(_decode_timestamp))
-    if isinstance(kind, Date):
-        return _Kind(str, _memoized(_isoformat), _memoized(dt.date.fromisoformat))
-    if isinstance(kind, Time):
-        return _Kind(str, _memoized(_isoformat), _memoized(dt.time.fromisoformat))
-    if isinstance(kind, Numeric) and not isinstance(kind, Float):
-        return _Kind(str, _encode_decimal, _memoized(_decode_decimal))
-    if isinstance(kind, Integer):
-        return _Kind(int)
-    if isinstance(kind, String):
-        return _Kind(str)
-    raise TypeError(f"column {column} has a type the logical format does not carry: {kind}")
-
-
-@dataclass(frozen=True)
-class _Codec:
-    """Encodes and decodes the values of some columns of one table, in a fixed order."""
-
-    table: Table
-    columns: tuple[str, ...]
-    encoders: tuple[tuple[int, Convert], ...]
-    decoders: tuple[tuple[int, Convert], ...]
-    allowed: tuple[frozenset[type], ...]  # JSON types per column (NoneType if nullable)
-    signatures: set[tuple[type, ...]] = field(default_factory=set)  # rows' types seen valid
-
-    def encode(self, row: Sequence[Any]) -> Row:
-        values = list(row)
-        if len(values) != len(self.columns):
-            raise ValueError(f"{self.table.name}: expected {len(self.columns)} values")
-        for i, encode in self.encoders:
-            value = values[i]
-            if value is not None:
-                values[i] = encode(value)
-        return values
-
-    def decode_in_place(self, row: Row) -> Row:
-        """Check the JSON types of *row* and turn its values into Python values."""
-        signature = tuple(map(type, row))
-        if signature not in self.signatures:
-            self._check_signature(signature)
-        for i, decode in self.decoders:
-            value = row[i]
-            if value is not None:
-                try:
-                    row[i] = decode(value)
-                except (ValueError, ArithmeticError) as error:
-                    raise ValueError(f"{self.columns[i]}: {error}") from None
-        return row
-
-    def _check_signature(self, signature: tuple[type, ...]) -> None:
-        if len(signature) != len(self.columns):
-            raise ValueError(f"expected {len(self.columns)} values, got {len(signature)}")
-        for name, allowed, found in zip(self.columns, self.allowed, signature, strict=True):
-            if found not in allowed:
-                if found is type(None):
-                    raise ValueError(f"{name} is null but the column is NOT NULL")
-                wanted = " or ".join(sorted(JSON_NAMES[t] for t in allowed))
-                raise ValueError(f"{name} must be {wanted}, not {JSON_NAMES.get(found, found)}")
-        if len(self.signatures) < MEMO_LIMIT:
-            self.signatures.add(signature)
-
-
-@functools.cache
-def _codec(table: Table, columns: tuple[str, ...] | None = None) -> _Codec:
-    names = tuple(c.name for c in table.columns) if columns is None else columns
-    encoders, decoders, allowed = [], [], []
-    for i, name in enumerate(names):
-        column = table.c[name]
-        kind = _kind(column)
-        if kind.encode is not None:
-            encoders.append((i, kind.encode))
-        if kind.decode is not None:
-            decoders.append((i, kind.decode))
-        allowed.append(
-            frozenset({kind.json_type, type(None)} if column.nullable else {kind.json_type})
-        )
-    return _Codec(table, names, tuple(encoders), tuple(decoders), tuple(allowed))
-
-
-def encode_row(table: Table, row: Sequence[Any]) -> list[Any]:
-    """A row's values (in ``table.columns`` order) as JSON-ready values, same order."""
-    return _codec(table).encode(row)
-
-
-def decode_row(table: Table, values: Sequence[Any]) -> dict[str, Any]:
-    """JSON values (in ``table.columns`` order) back to Python values, keyed by column.
-
-    Raises ValueError when a value does not fit its column (wrong JSON type,
-    malformed date, null in a NOT NULL column). Timestamps come back aware, in UTC.
-    """
-    codec = _codec(table)
-    return dict(zip(codec.columns, codec.decode_in_place(list(values)), strict=True))
 
 
 # --- dump -----------------------------------------------------------------------------------
 
 
 def _line(value: Any) -> bytes:
-    return (_JSON.encode(value) + "\n").encode("utf-8")
+    return (JSON.encode(value) + "\n").encode("utf-8")
 
 
 def _schema(connection: Connection, database_url: str) -> str | None:
@@ -344,22 +150,22 @@ def dump(
     target: Path,
     compressed: bool,
     in_snapshot: Callable[[Connection], None] | None = None,
-) -> tuple[str | None, dict[str, int]]:
-    """Write every planner table to *target* from one snapshot; return (revision, row counts).
+    checkpoint: Checkpoint = no_checkpoint,
+) -> DumpResult:
+    """Write every planner table to *target* from one snapshot; what was read there.
 
     *in_snapshot(connection)* runs at the end, inside the snapshot's transaction.
     """
+    from planctl.db import identity
     from planctl.db.engine import connect
     from planctl.db.models import TABLE_NAMES, metadata
 
     counts: dict[str, int] = {}
-    with connect(database_url) as connection:
+    with connect(database_url, snapshot=True, read_only=in_snapshot is None) as connection:
         engine = connection.dialect.name
-        if engine == "postgresql":
-            access = "" if in_snapshot else ", READ ONLY"
-            connection.execute(text(f"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ{access}"))
         # SQLite: the BEGIN planctl's engine emits plus this first read pin the snapshot.
         revision = _schema(connection, database_url)
+        database_id = identity.read(connection)
         digest = hashlib.sha256()
         with _sink(target, compressed) as write:
 
@@ -381,22 +187,22 @@ def dump(
             )
             for name in TABLE_NAMES:
                 table = metadata.tables[name]
-                codec = _codec(table)
+                codec = codec_for(table)
                 emit(_line({"table": name, "columns": list(codec.columns)}))
                 query = select(table).order_by(table.c.id)
                 result = connection.execute(query, execution_options={"yield_per": BATCH})
                 count = 0
                 for rows in result.partitions():
-                    lines = [_JSON.encode(codec.encode(row)) for row in rows]
+                    lines = [JSON.encode(codec.encode(row)) for row in rows]
                     emit(("\n".join(lines) + "\n").encode("utf-8"))
                     count += len(lines)
                 emit(_line({"end": name, "rows": count}))
                 counts[name] = count
-                _maybe_crash("logical-table-dumped")
+                checkpoint("logical-table-dumped")
             write(_line({"end": True, "sha256": digest.hexdigest()}))
         if in_snapshot is not None:
             in_snapshot(connection)
-    return revision, counts
+    return DumpResult(revision, counts, database_id)
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -519,7 +325,7 @@ class _Reader:
         update = self._digest.update
         for expected in self.header.tables:
             table, columns = self._columns(expected)
-            codec = _codec(table, columns)
+            codec = codec_for(table, columns)
             count, pending, first, footer = 0, [], self._number + 1, None
             for line in self._lines:  # the hot loop: one iteration per row
                 update(line)
@@ -560,7 +366,7 @@ class _Reader:
         if next(self._lines, None) is not None:
             raise self._fail("data after the end marker", self._number + 1)
 
-    def _decode(self, codec: _Codec, lines: list[bytes], first: int) -> list[Row]:
+    def _decode(self, codec: Codec, lines: list[bytes], first: int) -> list[Row]:
         try:
             rows = json.loads(b"[" + b",".join(lines) + b"]")
         except (ValueError, RecursionError):
@@ -655,10 +461,10 @@ def _sqlite_load(
     for i, name in enumerate(columns):
         kind = table.c[name].type
         if isinstance(kind, DateTime) and kind.timezone:
-            converters.append((i, _memoized(_sqlite_timestamp)))
+            converters.append((i, memoized(_sqlite_timestamp)))
         elif (process := kind.dialect_impl(dialect).bind_processor(dialect)) is not None:
             repeats = isinstance(kind, (Date, Time, DateTime))
-            converters.append((i, _memoized(process) if repeats else process))
+            converters.append((i, memoized(process) if repeats else process))
     quoted_table, quoted_columns = _quoted(connection, table, columns)
     marks = ", ".join("?" for _ in columns)
     sql = f"INSERT INTO {quoted_table} ({quoted_columns}) VALUES ({marks})"
@@ -676,7 +482,7 @@ def _postgres_load(
     a str several times faster than a datetime, and the server reads the same value.
     """
     converters = [
-        (i, _memoized(_isoformat))
+        (i, memoized(isoformat))
         for i, name in enumerate(columns)
         if isinstance(table.c[name].type, (Date, Time, DateTime))
     ]
@@ -699,59 +505,25 @@ def _converted(rows: list[Row], converters: Sequence[tuple[int, Any]]) -> list[R
     return rows
 
 
-def _empty(connection: Connection, tables: Sequence[str]) -> None:
-    quote = connection.dialect.identifier_preparer.quote
-    if connection.dialect.name == "postgresql":
-        names = ", ".join(quote(t) for t in tables)
-        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        return
-    for name in reversed(tables):  # children first
-        connection.execute(text(f"DELETE FROM {quote(name)}"))
-
-
-def _continue_sequences(connection: Connection, tables: Sequence[str]) -> None:
-    """PostgreSQL: each id sequence continues after the highest restored id."""
-    quote = connection.dialect.identifier_preparer.quote
-    for name in tables:
-        connection.execute(
-            text(
-                f"SELECT setval(pg_get_serial_sequence(:name, 'id'), "
-                f"COALESCE(max(id), 0) + 1, false) FROM {quote(name)}"
-            ),
-            {"name": quote(name)},
-        )
-
-
-def _driver_errors(connection: Connection) -> tuple[type[BaseException], ...]:
-    if connection.dialect.name == "postgresql":
-        import psycopg
-
-        return (psycopg.Error,)
-    import sqlite3
-
-    return (sqlite3.Error,)
-
-
-def _check_foreign_keys(connection: Connection, name: str) -> None:
-    """SQLite loads with enforcement off (much faster); prove nothing dangles before commit."""
-    problems = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-    if problems:
-        tables = ", ".join(sorted({str(row[0]) for row in problems}))
-        raise BackupError(
-            f"backup {name} would leave {len(problems)} rows with broken foreign keys in {tables}",
-            "the database was left unchanged; restore another backup",
-        )
-
-
-def restore(database_url: str, data_path: Path, compressed: bool, workdir: Path, name: str) -> None:
-    """Replace the planner tables' rows with the backup's, in one transaction, on either engine."""
+def restore(
+    database_url: str,
+    data_path: Path,
+    compressed: bool,
+    name: str,
+    deltas: Sequence[tuple[str, Delta]] = (),
+    checkpoint: Checkpoint = no_checkpoint,
+) -> int:
+    """Replace the planner tables' rows with the backup's, then apply *deltas*, all in one
+    transaction on either engine; the rows the deltas touched."""
+    from planctl.backup import delta as delta_module
     from planctl.db.engine import connect
 
     # SQLite: foreign keys are checked once at the end instead of row by row,
     # which also lets SQLite empty a table without visiting its rows.
+    touched = 0
     with (
         _lines(data_path, compressed, name) as lines,
-        connect(database_url, foreign_keys=False) as connection,
+        connect(database_url, foreign_keys=False, immediate=True) as connection,
     ):
         reader = _Reader(lines, name)
         _require_revision(connection, reader.header, database_url, name)
@@ -763,21 +535,26 @@ def restore(database_url: str, data_path: Path, compressed: bool, workdir: Path,
                 connection.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
             if logged:  # a restore is not a change to log row by row: the log restarts after it
                 changelog.drop_triggers(connection, reader.header.tables)
-            _empty(connection, reader.header.tables)
-            tables = itertools.groupby(reader.batches(), key=operator.itemgetter(0, 1))
-            for (table, columns), group in tables:
+            tables.empty(connection, reader.header.tables)
+            groups = itertools.groupby(reader.batches(), key=operator.itemgetter(0, 1))
+            for (table, columns), group in groups:
                 load(connection, table, columns, (rows for _, _, rows in group))
             if postgres:
-                _continue_sequences(connection, reader.header.tables)
+                tables.continue_sequences(connection, reader.header.tables)
             else:
-                _check_foreign_keys(connection, name)
+                tables.check_foreign_keys(connection, name)
+            checkpoint("logical-loaded")
+            for delta_name, delta in deltas:
+                touched += delta_module.apply(connection, delta, delta_name)
+                checkpoint("delta-applied")
             if logged:
                 changelog.install_triggers(connection, reader.header.tables)
                 changelog.move_anchor(connection, None, None)
-        except _driver_errors(connection) as error:
+        except tables.driver_errors(connection) as error:
             reason = " ".join(str(error).split())[:300]
             raise BackupError(
                 f"restore of backup {name} into {mask_url(database_url)} failed: {reason}",
                 "the database was left unchanged",
             ) from None
-        _maybe_crash("logical-restored")
+        checkpoint("logical-restored")
+    return touched

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planctl.backup.service import MAX_DELTAS, create_backup
-from planctl.backup.store import BackupInfo
+from planctl.backup.create import MAX_DELTAS, create_backup
+from planctl.backup.store import BackupInfo, Checkpoint, no_checkpoint
 from planctl.config import mask_url
 from planctl.errors import PlanctlError
 
@@ -68,6 +68,7 @@ class BackupManager:
         poll_interval: float = 1.0,
         watch_changes: bool = True,
         on_backup: Callable[[BackupInfo], Any] | None = None,
+        checkpoint: Checkpoint = no_checkpoint,
     ) -> None:
         if backup_interval <= 0 or min_backup_interval < 0:
             raise ValueError("backup_interval must be > 0 and min_backup_interval >= 0")
@@ -78,6 +79,7 @@ class BackupManager:
         self.backup_interval = float(backup_interval)
         self.min_backup_interval = float(min_backup_interval)
         self.on_backup_failure = on_backup_failure
+        self.checkpoint = checkpoint
         self.on_backup = on_backup
         self.incremental = incremental
         self.max_deltas_before_full = max_deltas_before_full
@@ -159,6 +161,7 @@ class BackupManager:
                     fmt=self.fmt,
                     incremental=incremental,
                     max_deltas=self.max_deltas_before_full,
+                    checkpoint=self.checkpoint,
                 )
             except Exception as error:  # keep going: count, report, retry later
                 self._failed(error)

@@ -10,29 +10,36 @@ that pg_dump dumps (``pg_export_snapshot`` + ``--snapshot``).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from planctl.backup.store import BackupError, _maybe_crash
+from planctl.backup.store import (
+    BackupError,
+    Checkpoint,
+    DumpResult,
+    disk_error,
+    no_checkpoint,
+    temp_path,
+)
 from planctl.db.engine import parse_url
 from planctl.errors import VerificationError
+
+if TYPE_CHECKING:
+    from planctl.backup.delta import Delta
 
 NAME = "postgresql"
 
 
 def data_suffix(compressed: bool) -> str:
     return ".dump"
-
-
-def _escape_passfile(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
 @contextlib.contextmanager
@@ -61,23 +68,61 @@ def libpq_env(database_url: str) -> Iterator[dict[str, str]]:
         option = url.query.get(key)
         if isinstance(option, str):
             env[var] = option
-    if url.password is None:
-        yield env
-        return
-    fd, passfile = tempfile.mkstemp(prefix="planctl-pgpass-")
+    if url.password is not None:
+        # The child's environment only: never argv, never a file that a kill -9
+        # of planctl could leave behind. /proc/<pid>/environ is readable by the
+        # same user (who can read planctl's settings anyway) and root only.
+        env["PGPASSWORD"] = str(url.password)
+        env.pop("PGPASSFILE", None)
+    yield env
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """A preexec hook: the client tool gets SIGKILL when planctl dies (even by kill -9)."""
+
+    def hook() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):  # not Linux: the kill on every exit path remains
+            return
+        if os.getppid() != parent:  # planctl died before the hook ran
+            os._exit(1)
+
+    return hook
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def spawn(command: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[str]:
+    """Start a client tool in its own session that cannot outlive planctl."""
+    return subprocess.Popen(
+        command,
+        env=env,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_die_with_parent(os.getpid()),
+        **kwargs,
+    )
+
+
+def run_tool(command: list[str], env: dict[str, str] | None, what: str) -> str:
+    """Run a client tool to the end; kill it on any exception (Ctrl-C, SIGTERM); its stdout."""
+    process = spawn(
+        command,
+        env if env is not None else dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
-        os.fchmod(fd, 0o600)
-        # Wildcards: the URL's password is for whatever host/port libpq ends up using.
-        line = ":".join(("*", "*", "*", "*", _escape_passfile(str(url.password))))
-        os.write(fd, (line + "\n").encode())
-        os.close(fd)
-        env["PGPASSFILE"] = passfile
-        env.pop("PGPASSWORD", None)  # it would win over the passfile
-        yield env
-    finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-        Path(passfile).unlink(missing_ok=True)
+        stdout, stderr = process.communicate()
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    _check(process.returncode, stderr, what)
+    return stdout
 
 
 def find_tool(tool: str, server_major: int | None, bindir: Path | None = None) -> Path:
@@ -145,12 +190,6 @@ def _check(returncode: int, stderr: str, what: str) -> None:
     raise BackupError(f"{what} failed: {message}")
 
 
-def _run(command: list[str], env: dict[str, str], what: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    _check(done.returncode, done.stderr, what)
-    return done
-
-
 def server_facts(connection: Any) -> tuple[int, set[str]]:
     """The server's major version and the tables of the current schema."""
     from sqlalchemy import text
@@ -171,8 +210,9 @@ def dump(
     bindir: Path | None = None,
     in_snapshot: Callable[[Any], None] | None = None,
     on_dumped: Callable[[], None] | None = None,
-) -> tuple[str | None, dict[str, int]]:
-    """pg_dump into *target* from one snapshot; return (revision, row counts) of that snapshot.
+    checkpoint: Checkpoint = no_checkpoint,
+) -> DumpResult:
+    """pg_dump into *target* from one snapshot; what that snapshot holds.
 
     *on_dumped()* runs as soon as the archive is complete.
 
@@ -182,12 +222,11 @@ def dump(
     """
     from sqlalchemy import text
 
+    from planctl.db import identity
     from planctl.db.engine import connect
     from planctl.db.models import TABLE_NAMES
 
-    with connect(database_url) as connection:
-        access = "" if in_snapshot else ", READ ONLY"
-        connection.execute(text(f"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ{access}"))
+    with connect(database_url, snapshot=True, read_only=in_snapshot is None) as connection:
         snapshot = connection.execute(text("SELECT pg_export_snapshot()")).scalar_one()
         server_major, existing = server_facts(connection)
         pg_dump = find_tool("pg_dump", server_major, bindir)
@@ -201,24 +240,10 @@ def dump(
             f"--compress={6 if compressed else 0}",
         ]
         with libpq_env(database_url) as env:
-            _maybe_crash("pg-dump-start")
-            # Its own session: a Ctrl-C meant for `backup watch` must not kill the
-            # dump in progress (watch finishes it, then stops).
-            process = subprocess.Popen(
-                command,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
-            try:
-                _, stderr = process.communicate()
-            except BaseException:
-                process.kill()
-                process.wait()
-                raise
-            _check(process.returncode, stderr, "pg_dump")
+            checkpoint("pg-dump-start")
+            # Its own session (a Ctrl-C meant for `backup watch` must not kill the
+            # dump in progress) that dies with planctl.
+            run_tool(command, env, "pg_dump")
         if on_dumped is not None:
             on_dumped()  # e.g. hash the archive while the rows are counted below
         # Counted after pg_dump, in its snapshot: counting alongside would take CPU from it.
@@ -230,9 +255,10 @@ def dump(
         revision = None
         if "alembic_version" in existing:
             revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        database_id = identity.read(connection)
         if in_snapshot is not None:
             in_snapshot(connection)
-    return revision, counts
+    return DumpResult(revision, counts, database_id)
 
 
 def list_contents(data_path: Path, name: str, bindir: Path | None = None) -> list[str]:
@@ -286,11 +312,113 @@ def restore(
     workdir: Path,
     name: str,
     bindir: Path | None = None,
-) -> None:
-    """pg_restore --clean --if-exists --single-transaction --no-owner into the database."""
+    deltas: Sequence[tuple[str, Delta]] = (),
+    checkpoint: Checkpoint = no_checkpoint,
+) -> int:
+    """Replace the database with the archive (and *deltas* applied) in one transaction.
+
+    Without deltas: ``pg_restore --clean --if-exists --single-transaction``.
+    With deltas, the archive is first restored into a scratch database, the
+    deltas applied there, and that database dumped and restored into the live
+    one in a single transaction: the live database only ever holds its old
+    state or the restore point. Returns the rows the deltas touched.
+    """
+    if not deltas:
+        _restore_archive(database_url, data_path, name, bindir)
+        checkpoint("pg-restored")
+        return 0
+    from planctl.backup.delta import apply_deltas
+
+    with scratch_database(database_url) as scratch_url:
+        _restore_archive(scratch_url, data_path, name, bindir)
+        touched = apply_deltas(scratch_url, deltas)
+        checkpoint("deltas-applied")
+        directory = workdir if os.access(workdir, os.W_OK) else Path(tempfile.gettempdir())
+        final = temp_path(directory, ".dump")
+        try:
+            dump(scratch_url, final, False, bindir)
+            checkpoint("restore-point-dumped")
+            _restore_archive(database_url, final, name, bindir)
+        except OSError as error:
+            raise disk_error(error, directory, "the restore point") from None
+        finally:
+            final.unlink(missing_ok=True)
+    checkpoint("pg-restored")
+    return touched
+
+
+SCRATCH_PREFIX = "planctl_restore_"
+
+
+@contextlib.contextmanager
+def scratch_database(database_url: str) -> Iterator[str]:
+    """A new empty database on the same server, dropped afterwards (and, if a kill -9
+    left one behind, by the next chain restore)."""
+    import secrets
+    import time
+
     from sqlalchemy import text
 
+    from planctl.db.engine import make_engine
+
+    url = parse_url(database_url)
+    admin = make_engine(
+        url.set(database="postgres").render_as_string(hide_password=False),
+        isolation_level="AUTOCOMMIT",
+    )
+    name = f"{SCRATCH_PREFIX}{int(time.time())}_{secrets.token_hex(4)}"
+    try:
+        with admin.connect() as connection:
+            _drop_stale_scratch(connection)
+            try:
+                connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
+            except Exception as error:
+                raise BackupError(
+                    "restoring a chain needs a scratch database on the server: "
+                    + _first_line(error),
+                    "grant CREATEDB to the database user, or restore the chain's full backup; "
+                    "the database was left unchanged",
+                ) from None
+        try:
+            yield url.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def _drop_stale_scratch(connection: Any) -> None:
+    """Scratch databases older than an hour that nobody uses: a killed restore's leftovers."""
+    import time
+
+    from sqlalchemy import text
+
+    names = connection.execute(
+        text(
+            "SELECT datname FROM pg_database WHERE datname LIKE :prefix AND NOT EXISTS "
+            "(SELECT 1 FROM pg_stat_activity a WHERE a.datname = pg_database.datname)"
+        ),
+        {"prefix": SCRATCH_PREFIX + "%"},
+    ).scalars()
+    for stale in list(names):
+        stamp = stale.removeprefix(SCRATCH_PREFIX).partition("_")[0]
+        if stamp.isdigit() and time.time() - int(stamp) > 3600:
+            with contextlib.suppress(Exception):
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{stale}"'))
+
+
+def _first_line(error: BaseException) -> str:
+    original = getattr(error, "orig", None) or error
+    return " ".join(str(original).split())[:200]
+
+
+def _restore_archive(database_url: str, data_path: Path, name: str, bindir: Path | None) -> None:
+    """pg_restore --clean --if-exists --single-transaction --no-owner into the database."""
+
+    from planctl.db import changelog
     from planctl.db.engine import connect
+    from planctl.db.models import metadata
 
     contents = list_contents(data_path, name, bindir)
     dumped = {m.group(1) for line in contents if (m := re.search(r" TABLE \S+ (\S+) ", line))}
@@ -298,11 +426,15 @@ def restore(
         server_major, live = server_facts(connection)
     pg_restore = find_tool("pg_restore", server_major, bindir)
     check_tool_version(pg_restore, server_major)
-    from planctl.db import changelog
-    from planctl.db.models import metadata
+    from planctl.db import identity
 
     # Everything planctl's migrations create: planner and sync tables, the change log.
-    owned = set(metadata.tables) | {"alembic_version", changelog.LOG_TABLE, changelog.ANCHOR_TABLE}
+    owned = set(metadata.tables) | {
+        "alembic_version",
+        changelog.LOG_TABLE,
+        changelog.ANCHOR_TABLE,
+        identity.TABLE,
+    }
     extra = sorted((live & owned) - dumped)  # never touch tables planctl does not own
     command = [
         str(pg_restore),
@@ -316,12 +448,55 @@ def restore(
         str(data_path),
     ]
     with libpq_env(database_url) as env:
-        if extra:  # tables of a newer schema that the backup does not know: drop them first
-            with connect(database_url) as connection:
-                for table in extra:
-                    connection.execute(text(f'DROP TABLE IF EXISTS "{table}" CASCADE'))
-                if changelog.LOG_TABLE in extra:  # an older schema: no change-log triggers
-                    connection.execute(
-                        text(f"DROP FUNCTION IF EXISTS {changelog.FUNCTION}() CASCADE")
-                    )
-        _run(command, env, "pg_restore")
+        if extra:
+            # Tables of a newer schema that the backup does not know go in the same
+            # transaction as the restore: pg_restore reads the statements from a script.
+            command = [c for c in command if c != "--single-transaction"]
+            _restore_with_drops(command, env, extra, database_url)
+        else:
+            run_tool(command, env, "pg_restore")
+
+
+def _restore_with_drops(
+    command: list[str], env: dict[str, str], extra: list[str], database_url: str
+) -> None:
+    """DROP the *extra* tables and run the archive's SQL through psql in ONE transaction."""
+    from planctl.db import changelog
+
+    psql = find_tool("psql", None, Path(command[0]).parent)
+    script = command[:]
+    script[script.index(next(c for c in script if c.startswith("--dbname=")))] = "--file=-"
+    drops = "".join(f'DROP TABLE IF EXISTS "{t}" CASCADE;\n' for t in extra)
+    if changelog.LOG_TABLE in extra:  # an older schema: no change-log triggers
+        drops += f"DROP FUNCTION IF EXISTS {changelog.FUNCTION}() CASCADE;\n"
+    generator = spawn(script, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        sql, generate_errors = generator.communicate()
+    except BaseException:
+        generator.kill()
+        generator.wait()
+        raise
+    _check(generator.returncode, generate_errors, "pg_restore")
+    applier = spawn(
+        [
+            str(psql),
+            "--no-psqlrc",
+            "--quiet",
+            "--single-transaction",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "--dbname",
+            parse_url(database_url).database or "",
+        ],
+        env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _, errors = applier.communicate(drops + sql)
+    except BaseException:
+        applier.kill()
+        applier.wait()
+        raise
+    _check(applier.returncode, errors, "pg_restore (through psql)")

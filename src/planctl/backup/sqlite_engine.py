@@ -15,13 +15,26 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from planctl.backup.store import BackupError, _maybe_crash, digest_and_sync, temp_path
+from planctl.backup.store import (
+    BackupError,
+    Checkpoint,
+    DumpResult,
+    digest_and_sync,
+    disk_error,
+    no_checkpoint,
+    temp_path,
+)
 from planctl.db.engine import parse_url, sqlite_path
 from planctl.errors import VerificationError
+
+if TYPE_CHECKING:
+    from planctl.backup.delta import Delta
 
 NAME = "sqlite"
 GZIP_LEVEL = 1  # fast; a 1 GB database compresses several-fold even at level 1
@@ -58,50 +71,97 @@ def unlink_database(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
+#: How long a backup or restore waits for the planner app's locks before giving up.
+LOCK_DEADLINE = 30.0
+
+
+class _GaveUp(Exception):
+    """Raised from the backup progress callback: the deadline passed while SQLite was busy."""
+
+
+def _copy_pages(source: sqlite3.Connection, target: sqlite3.Connection, what: str) -> None:
+    """All pages in one step (one transaction on each side), waiting at most LOCK_DEADLINE.
+
+    ``Connection.backup`` retries SQLITE_BUSY forever by itself; its progress
+    callback runs after every attempt, so raising there bounds the wait.
+    """
+    deadline = time.monotonic() + LOCK_DEADLINE
+
+    def progress(status: int, _remaining: int, _total: int) -> None:
+        if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) and time.monotonic() > deadline:
+            raise _GaveUp
+
+    try:
+        source.backup(target, pages=-1, progress=progress, sleep=0.05)
+    except _GaveUp:
+        raise BackupError(
+            f"{what}: another program kept the database locked for {LOCK_DEADLINE:.0f} s",
+            "close the planner app (or wait for its long transaction) and retry",
+        ) from None
+
+
 def _map_sqlite_error(error: sqlite3.Error, what: str) -> BackupError:
+    extended = getattr(error, "sqlite_errorcode", None)
+    code = extended & 0xFF if isinstance(extended, int) else None  # the primary result code
     text = str(error)
-    if "file is not a database" in text:
+    if code == sqlite3.SQLITE_NOTADB or "file is not a database" in text:
         return BackupError(
             f"{what}: the current database file is damaged (not a SQLite database)",
             "move it aside (mv it to *.damaged) and run the restore again",
         )
-    if "disk is full" in text or "disk I/O error" in text:
+    if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR) or "disk is full" in text:
         return BackupError(
             f"{what}: the disk is full or a file-size limit was reached",
-            "free space in the backup directory and retry",
+            "free space where the files are written and retry; nothing was changed",
+        )
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return BackupError(
+            f"{what}: the database is locked by another program",
+            "close the planner app (or wait for it) and retry",
         )
     return BackupError(f"{what}: {text}")
 
 
-def snapshot(database_url: str, target: Path) -> tuple[str | None, dict[str, int]]:
-    """Copy the live database into *target* (a new file); return (revision, row counts)."""
+def snapshot(database_url: str, target: Path, checkpoint: Checkpoint = no_checkpoint) -> DumpResult:
+    """Copy the live database into *target* (a new file); what the snapshot holds."""
     source_path = database_file(database_url)
     if not source_path.is_file():
         raise BackupError(f"SQLite database '{source_path}' does not exist", "check DATABASE_URL")
     try:
         with _open(source_path) as source, _open(target) as copy:
-            source.execute("PRAGMA busy_timeout=30000")
+            source.execute(f"PRAGMA busy_timeout={int(LOCK_DEADLINE * 1000)}")
             # The copy is a private temporary file that planctl fsyncs and renames
             # itself: SQLite's own journal and syncs would only slow it down.
             copy.execute("PRAGMA journal_mode=OFF")
             copy.execute("PRAGMA synchronous=OFF")
-            source.backup(copy)  # one step: a single read transaction, a consistent snapshot
-            _maybe_crash("sqlite-copied")
+            _copy_pages(source, copy, f"backup of '{source_path}'")
+            checkpoint("sqlite-copied")
             copy.execute("PRAGMA journal_mode=DELETE")  # self-contained file, no -wal needed
-            return _revision(copy), _row_counts(copy)
+            return DumpResult(
+                _revision(copy), _row_counts(copy), _database_id(copy), _log_mark(copy)
+            )
     except sqlite3.Error as error:
         raise _map_sqlite_error(error, f"backup of '{source_path}' failed") from None
 
 
-def change_log_mark(path: Path) -> int | None:
-    """The newest change-log id in a snapshot file (None: the schema has no change log)."""
+def _database_id(connection: sqlite3.Connection) -> str | None:
+    from planctl.db.identity import TABLE
+
+    try:
+        row = connection.execute(f"SELECT database_id FROM {TABLE} WHERE id = 1").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return str(row[0]) if row else None
+
+
+def _log_mark(connection: sqlite3.Connection) -> int | None:
+    """The newest change-log id in a snapshot (None: the schema has no change log)."""
     from planctl.db.changelog import LOG_TABLE
 
-    with _open(path, readonly=True) as connection:
-        try:
-            row = connection.execute(f"SELECT max(id) FROM {LOG_TABLE}").fetchone()
-        except sqlite3.OperationalError:
-            return None
+    try:
+        row = connection.execute(f"SELECT max(id) FROM {LOG_TABLE}").fetchone()
+    except sqlite3.OperationalError:
+        return None
     return int(row[0] or 0)
 
 
@@ -127,18 +187,24 @@ def _row_counts(connection: sqlite3.Connection) -> dict[str, int]:
 
 
 def integrity_check(path: Path, name: str, *, quick: bool = False) -> None:
-    """``PRAGMA integrity_check`` (or the cheaper ``quick_check``) on a plain database file."""
+    """``PRAGMA integrity_check`` (or the cheaper ``quick_check``) on a plain database file.
+
+    A damaged file can report thousands of problems: the message names the
+    first and counts the rest, so it stays one line.
+    """
     pragma = "quick_check" if quick else "integrity_check"
     try:
         with _open(path, readonly=True) as connection:
-            rows = [r[0] for r in connection.execute(f"PRAGMA {pragma}")]
+            rows = [r[0] for r in connection.execute(f"PRAGMA {pragma}(100)")]
     except sqlite3.DatabaseError as error:
         raise VerificationError(
             f"backup {name} is damaged: {error}", "restore another backup (planctl backup list)"
         ) from None
     if rows != ["ok"]:
+        first = " ".join(str(rows[0]).split())[:200]
+        more = f" (and {len(rows) - 1} more problems)" if len(rows) > 1 else ""
         raise VerificationError(
-            f"backup {name} fails {pragma}: {'; '.join(rows[:3])}",
+            f"backup {name} fails {pragma}: {first}{more}",
             "restore another backup (planctl backup list)",
         )
 
@@ -160,24 +226,39 @@ def write_data(raw: Path, target: Path, compressed: bool) -> tuple[str, int]:
     return digest_and_sync(target)
 
 
+def _scratch_dir(workdir: Path) -> Path:
+    return workdir if os.access(workdir, os.W_OK) else Path(tempfile.gettempdir())
+
+
 @contextlib.contextmanager
-def plain_copy(data_path: Path, compressed: bool, workdir: Path) -> Iterator[Path]:
-    """The backup as a plain database file (decompressed into *workdir* if needed)."""
-    if not compressed:
+def plain_copy(
+    data_path: Path, compressed: bool, workdir: Path, *, private: bool = False
+) -> Iterator[Path]:
+    """The backup as a plain database file (decompressed into *workdir* if needed).
+
+    With *private*, always a scratch copy that the caller may change (the
+    backup's own file is never written).
+    """
+    if not compressed and not private:
         yield data_path
         return
-    if not os.access(workdir, os.W_OK):  # read-only backup media
-        workdir = Path(tempfile.gettempdir())
-    temp = temp_path(workdir, ".sqlite")
+    directory = _scratch_dir(workdir)
+    try:
+        temp = temp_path(directory, ".sqlite")
+    except OSError as error:
+        raise disk_error(error, directory, "a scratch copy of the backup") from None
     try:
         try:
-            with gzip.open(data_path, "rb") as source, open(temp, "wb") as sink:
+            opener = gzip.open if compressed else open
+            with opener(data_path, "rb") as source, open(temp, "wb") as sink:
                 shutil.copyfileobj(source, sink, 1024 * 1024)
         except (EOFError, gzip.BadGzipFile, zlib.error) as error:
             raise VerificationError(
                 f"backup file {data_path.name} cannot be decompressed: {error}",
                 "restore another backup",
             ) from None
+        except OSError as error:
+            raise disk_error(error, directory, "a scratch copy of the backup") from None
         yield temp
     finally:
         unlink_database(temp)
@@ -188,22 +269,58 @@ def check(data_path: Path, compressed: bool, workdir: Path, name: str) -> None:
         integrity_check(plain, name)
 
 
-def restore(database_url: str, data_path: Path, compressed: bool, workdir: Path, name: str) -> None:
-    """Write the backup's pages into the live database in one transaction."""
+def _pragma(path: Path, pragma: str) -> str | None:
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    with _open(path, readonly=True) as connection:
+        return str(connection.execute(f"PRAGMA {pragma}").fetchone()[0])
+
+
+def restore(
+    database_url: str,
+    data_path: Path,
+    compressed: bool,
+    workdir: Path,
+    name: str,
+    deltas: Sequence[tuple[str, Delta]] = (),
+    checkpoint: Checkpoint = no_checkpoint,
+) -> int:
+    """Write the backup's pages, with *deltas* applied, into the live database at once.
+
+    The deltas go into a scratch copy first, and the finished copy replaces
+    the live database's pages in one transaction (SQLite's journal or WAL
+    makes it atomic): a failure or kill -9 at any point leaves the old
+    database. Returns the rows the deltas touched.
+    """
+    from planctl.backup.delta import apply_deltas
+
     target = database_file(database_url)
     if not target.parent.is_dir():
         raise BackupError(
             f"directory '{target.parent}' of the database does not exist", "create it first"
         )
-    with plain_copy(data_path, compressed, workdir) as plain:
+    live_mode, live_page = _pragma(target, "journal_mode"), _pragma(target, "page_size")
+    with plain_copy(data_path, compressed, workdir, private=bool(deltas)) as plain:
         integrity_check(plain, name)
-        try:
-            with _open(plain, readonly=True) as source, _open(target) as live:
-                live.execute("PRAGMA busy_timeout=30000")
-                source.backup(live)
-                _maybe_crash("sqlite-restored")
-                mode = live.execute("PRAGMA journal_mode").fetchone()[0]
-                if mode == "wal":
-                    live.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error as error:
-            raise _map_sqlite_error(error, f"restore into '{target}' failed") from None
+        # A WAL database cannot change its page size: give the copy the live one.
+        resize = live_mode == "wal" and live_page not in (None, _pragma(plain, "page_size"))
+        with contextlib.ExitStack() as stack:
+            if resize and plain == data_path:
+                plain = stack.enter_context(plain_copy(data_path, False, workdir, private=True))
+            touched = apply_deltas(f"sqlite:///{plain}", deltas) if deltas else 0
+            checkpoint("deltas-applied")
+            try:
+                if resize:
+                    with _open(plain) as scratch:
+                        scratch.execute(f"PRAGMA page_size={int(live_page or 4096)}")
+                        scratch.execute("VACUUM")
+                with _open(plain, readonly=True) as source, _open(target) as live:
+                    live.execute(f"PRAGMA busy_timeout={int(LOCK_DEADLINE * 1000)}")
+                    _copy_pages(source, live, f"restore into '{target}'")
+                    checkpoint("sqlite-restored")
+                    mode = live.execute("PRAGMA journal_mode").fetchone()[0]
+                    if mode == "wal":
+                        live.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as error:
+                raise _map_sqlite_error(error, f"restore into '{target}' failed") from None
+    return touched

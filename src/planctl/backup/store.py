@@ -18,17 +18,17 @@ import fcntl
 import hashlib
 import json
 import os
-import signal
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from planctl.errors import LockedError, NothingToDoError, PlanctlError
 
-FORMAT_VERSION = 1
+#: 2 adds ``sequence`` and ``database_id``; version 1 metadata still reads.
+FORMAT_VERSION = 2
 METADATA_SUFFIX = ".json"
 TEMP_PREFIX = ".tmp-"
 LOCK_NAME = ".planctl-backup.lock"
@@ -58,6 +58,12 @@ class BackupInfo:
     label: str | None = None
     reason: str = "manual"  # manual | scheduled | pre-restore
     verified_at: str | None = None
+    #: Position in the backup set (1, 2, …): what decides newest and oldest. The
+    #: wall clock (``created``) is only shown; it can step back or come from
+    #: another machine. None for backups of planctl before sequences.
+    sequence: int | None = None
+    #: The id of the database it was taken from (``planctl_database``).
+    database_id: str | None = None
     planctl_version: str = ""
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
@@ -75,18 +81,36 @@ class BackupInfo:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def _maybe_crash(stage: str) -> None:
-    """Test hook: die with SIGKILL (or pause) at a named stage of a backup.
+@dataclass
+class DumpResult:
+    """What an engine read in the snapshot it dumped."""
 
-    ``PLANCTL_TEST_CRASH_AT=stage`` kills the process there, as a power cut
-    would; ``PLANCTL_TEST_PAUSE_AT=stage:seconds`` sleeps there. Reliability
-    tests use them to hit exact points; nothing else sets them.
-    """
-    if os.environ.get("PLANCTL_TEST_CRASH_AT") == stage:
-        os.kill(os.getpid(), signal.SIGKILL)
-    pause = os.environ.get("PLANCTL_TEST_PAUSE_AT", "")
-    if pause.partition(":")[0] == stage:
-        time.sleep(float(pause.partition(":")[2] or "1"))
+    revision: str | None
+    row_counts: dict[str, int]
+    database_id: str | None = None
+    #: SQLite: the newest change-log id in the snapshot (the log is emptied up to it).
+    log_mark: int | None = None
+
+
+#: A named point in a backup or restore (``"data-written"``, …). Production
+#: passes :func:`no_checkpoint`; reliability tests inject one that kills the
+#: process there (as a power cut would) or pauses.
+Checkpoint = Callable[[str], None]
+
+
+def no_checkpoint(stage: str) -> None:
+    """The default checkpoint: nothing happens."""
+
+
+def disk_error(error: OSError, directory: Path, what: str = "the backup") -> BackupError:
+    """An OSError while writing *what* into *directory*, as one line naming the place."""
+    if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return BackupError(
+            f"writing {what} to '{directory}' failed: {error.strerror} "
+            "(disk full or file-size limit)",
+            f"free space in '{directory}' and retry; nothing was changed",
+        )
+    return BackupError(f"writing {what} to '{directory}' failed: {error.strerror or error}")
 
 
 def utc_now() -> dt.datetime:
@@ -259,101 +283,59 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_metadata(directory: Path, info: BackupInfo) -> Path:
-    """Atomically write ``<name>.json``: the moment the backup starts to exist."""
-    final = directory / f"{info.name}{METADATA_SUFFIX}"
-    temp = temp_path(directory, METADATA_SUFFIX)
+def write_json_atomically(final: Path, document: object) -> None:
+    """Write a JSON file through a temporary sibling: the old one or the new one, never half."""
+    temp = temp_path(final.parent, METADATA_SUFFIX)
     try:
         with open(temp, "w", encoding="utf-8") as handle:
-            json.dump(info.as_dict(), handle, indent=2, ensure_ascii=False)
+            json.dump(document, handle, indent=2, ensure_ascii=False)
             handle.write("\n")
         publish(temp, final)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def write_metadata(directory: Path, info: BackupInfo) -> Path:
+    """Atomically write ``<name>.json``: the moment the backup starts to exist."""
+    final = directory / f"{info.name}{METADATA_SUFFIX}"
+    write_json_atomically(final, info.as_dict())
     return final
 
 
 def read_metadata(path: Path) -> BackupInfo | None:
+    """The metadata in *path*, or None when it cannot be read as a backup's metadata."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         info = BackupInfo.from_dict(data)
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, AttributeError):
         return None
-    return info if info.name == path.name.removesuffix(METADATA_SUFFIX) else None
+    if info.name != path.name.removesuffix(METADATA_SUFFIX) or not _well_typed(info):
+        return None
+    return info
 
 
-def list_infos(directory: Path) -> list[BackupInfo]:
-    """Every complete backup in the set, oldest first (by the metadata's timestamp)."""
-    if not directory.is_dir():
-        return []
+def _well_typed(info: BackupInfo) -> bool:
+    texts = (info.name, info.kind, info.engine, info.created, info.data_file, info.sha256)
+    if not all(isinstance(v, str) and v for v in texts) or not isinstance(info.size, int):
+        return False
+    if info.sequence is not None and type(info.sequence) is not int:
+        return False
+    if not isinstance(info.extra, dict) or "/" in info.data_file or info.data_file.startswith("."):
+        return False
     try:
-        entries = list(directory.iterdir())
-    except PermissionError:
-        raise BackupError(
-            f"cannot read backup directory '{directory}'", "check its permissions"
-        ) from None
-    infos = []
-    for path in entries:
-        if path.name.startswith(TEMP_PREFIX) or path.suffix != METADATA_SUFFIX:
-            continue
-        info = read_metadata(path)
-        if info is not None:
-            infos.append(info)
-    return sorted(infos, key=lambda i: (i.created, i.name))
+        info.created_at  # noqa: B018
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
-def remove_backup(directory: Path, info: BackupInfo) -> None:
-    """Remove the metadata first (the backup stops existing), then the data."""
-    (directory / f"{info.name}{METADATA_SUFFIX}").unlink(missing_ok=True)
-    fsync_dir(directory)
-    (directory / info.data_file).unlink(missing_ok=True)
-
-
-def clean_leftovers(directory: Path) -> list[Path]:
-    """Remove temp files and orphaned data files of crashed runs (call under the lock)."""
-    known = {i.data_file for i in list_infos(directory)} | {
-        f"{i.name}{METADATA_SUFFIX}" for i in list_infos(directory)
-    }
-    removed = []
-    for path in directory.iterdir():
-        if path.name == LOCK_NAME or path.name in known or path.is_dir():
-            continue
-        if path.name.startswith(TEMP_PREFIX):
-            path.unlink(missing_ok=True)
-            removed.append(path)
-        elif _looks_like_backup_data(path.name) and not _metadata_path(directory, path).exists():
-            # Only a data file whose metadata was never published is an orphan. One
-            # with damaged metadata is evidence: list/verify report it, nobody deletes it.
-            path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
-
-
-def _metadata_path(directory: Path, data: Path) -> Path:
-    name = data.name
-    for suffix in sorted(DATA_SUFFIXES, key=len, reverse=True):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return directory / f"{name}{METADATA_SUFFIX}"
-
-
-def damaged_metadata(directory: Path) -> list[Path]:
-    """Metadata files that exist but cannot be read as a backup's metadata."""
-    if not directory.is_dir():
-        return []
-    return sorted(
-        path
-        for path in directory.iterdir()
-        if path.suffix == METADATA_SUFFIX
-        and not path.name.startswith(TEMP_PREFIX)
-        and read_metadata(path) is None
-    )
-
-
-DATA_SUFFIXES = (".sqlite", ".sqlite.gz", ".dump", ".jsonl", ".jsonl.gz")
-
-
-def _looks_like_backup_data(name: str) -> bool:
-    return name[:8].isdigit() and name[8:9] == "-" and name.endswith(DATA_SUFFIXES)
+DATA_SUFFIXES = (
+    ".sqlite",
+    ".sqlite.gz",
+    ".dump",
+    ".jsonl",
+    ".jsonl.gz",
+    ".delta.json",
+    ".delta.json.gz",
+)

@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from planctl import __version__
-from planctl.cli.context import State, err_console
+from planctl.cli.context import Hooks, State, err_console
 from planctl.errors import ExitCode, PlanctlError
 
 
@@ -93,7 +93,8 @@ def main_options(
     ] = False,
 ) -> None:
     """Data-management toolkit for a training planner's database."""
-    ctx.obj = State(verbose=verbose, quiet=quiet, debug=debug)
+    hooks = ctx.obj if isinstance(ctx.obj, Hooks) else Hooks()
+    ctx.obj = State(verbose=verbose, quiet=quiet, debug=debug, hooks=hooks)
     detach = ctx.obj.setup_console_logging()
     if detach is not None:
         ctx.call_on_close(detach)

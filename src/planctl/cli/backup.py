@@ -132,6 +132,7 @@ def backup(
         fmt=fmt,
         incremental=incremental,
         max_deltas=max_deltas,
+        checkpoint=state.hooks.checkpoint,
     )
     info = result.info
     if info.kind == "delta":
@@ -169,14 +170,22 @@ def list_command(
     """List the backups, newest first."""
     from rich.table import Table
 
-    from planctl.backup import list_backups
+    from planctl.backup import open_set
 
     state = _state(ctx)
-    infos = list_backups(_dir(state, directory))
+    backups = open_set(_dir(state, directory))
+    infos = list(reversed(backups.infos))
     if as_json:
-        sys.stdout.write(
-            json.dumps([i.as_dict() for i in infos], indent=2, ensure_ascii=False) + "\n"
-        )
+        rows = [
+            {**i.as_dict(), "restorable": backups.restorable(i), "problem": backups.problem(i)}
+            for i in infos
+        ]
+        rows += [
+            {"name": p.stem, "restorable": False, "problem": "damaged metadata"}
+            for p in backups.damaged
+        ]
+        sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+        backups.cache.save()
         return
     engines = ", ".join(sorted({i.engine for i in infos} - {"delta"})) or "empty"
     table = Table(title=f"Backups in {_dir(state, directory)} ({engines})", title_justify="left")
@@ -186,7 +195,9 @@ def list_command(
     table.add_column("size", justify="right")
     table.add_column("revision")
     table.add_column("verified")
+    table.add_column("restorable")
     for info in infos:
+        problem = backups.problem(info)
         table.add_row(
             info.name,
             describe_kind(info),
@@ -194,8 +205,16 @@ def list_command(
             _size(info.size),
             (info.revision or "—")[:12],
             "yes" if info.verified_at else "no",
+            "yes" if problem is None else "[red]NO[/red]",
         )
+    for path in backups.damaged:
+        table.add_row(path.stem, "?", "—", "—", "—", "no", "[red]NO (metadata)[/red]")
+    backups.cache.save()
     out_console().print(table)
+    for info in infos:
+        problem = backups.problem(info)
+        if problem:
+            err_console().print(f"[yellow]warning:[/yellow] {problem}", highlight=False)
     if not infos:
         state.say("No backups yet: run planctl backup.")
 
@@ -219,6 +238,7 @@ def verify_command(
         all_backups=all_backups,
         lock_timeout=lock_timeout,
         pg_bindir=_pg_bindir(state),
+        database_id=_live_identity(state),
     )
     for result in results:
         if result.ok:
@@ -233,6 +253,16 @@ def verify_command(
         first = bad[0].problem or bad[0].info.name
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise VerificationError(first + more, "do not restore it; planctl backup list shows others")
+
+
+def _live_identity(state: State) -> str | None:
+    """The configured database's id, when it can be read (verify works without a database)."""
+    from planctl.backup import live_identity
+
+    try:
+        return live_identity(state.settings.database_url)
+    except PlanctlError:
+        return None
 
 
 @app.command("restore")
@@ -257,6 +287,13 @@ def restore_command(
             "(PLANCTL_TIMEZONE unless it has an offset).",
         ),
     ] = None,
+    force_foreign: Annotated[
+        bool,
+        typer.Option(
+            "--force-foreign",
+            help="Restore even a backup of another database (its identity replaces this one's).",
+        ),
+    ] = False,
     target: Annotated[
         str | None,
         typer.Option(
@@ -309,6 +346,8 @@ def restore_command(
         lock_timeout=lock_timeout,
         pg_bindir=_pg_bindir(state),
         safety_backup=safety_backup,
+        allow_foreign=force_foreign or (target is not None and chain[0].engine == "logical"),
+        checkpoint=state.hooks.checkpoint,
     )
     log.info("restore of %s done", info.name)
     if result.safety:
@@ -367,7 +406,7 @@ def watch_command(
     import threading
 
     from planctl.backup import BackupManager
-    from planctl.backup.service import FORMATS
+    from planctl.backup.create import FORMATS
     from planctl.config import mask_url
 
     if fmt not in FORMATS:
@@ -407,6 +446,7 @@ def watch_command(
         fmt=fmt,
         pg_bindir=_pg_bindir(state),
         on_backup=on_backup,
+        checkpoint=state.hooks.checkpoint,
     )
 
     def request_stop(signum: int, _frame: Any) -> None:

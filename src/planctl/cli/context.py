@@ -28,12 +28,25 @@ def out_console() -> Console:
     return Console()
 
 
+def _no_checkpoint(stage: str) -> None:
+    """Production's checkpoint: nothing happens at the named stages."""
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a caller may inject into a run (``app(args, obj=Hooks(...))``): the reliability
+    tests pass a checkpoint that kills or pauses the process at a named stage."""
+
+    checkpoint: Callable[[str], None] = _no_checkpoint
+
+
 @dataclass
 class State:
     verbose: bool = False
     quiet: bool = False
     debug: bool = False
     _settings: Settings | None = field(default=None, repr=False)
+    hooks: Hooks = field(default_factory=Hooks)
 
     @property
     def settings(self) -> Settings:

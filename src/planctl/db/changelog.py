@@ -174,12 +174,37 @@ def installed(connection: Connection) -> bool:
     return LOG_TABLE in _existing_tables(connection)
 
 
+def logged_tables() -> tuple[str, ...]:
+    """Every table whose changes the log records, parents first: the planner's tables,
+    then the sync state (so a delta restore brings it to the restore point too)."""
+    from planctl.db.models import SYNC_TABLE_NAMES, TABLE_NAMES
+
+    return TABLE_NAMES + SYNC_TABLE_NAMES
+
+
 def reinstall(connection: Connection) -> None:
-    """After a migration run: put back triggers a SQLite table rebuild dropped."""
+    """After a migration run: put back triggers a SQLite table rebuild dropped.
+
+    The sync tables are logged from the identity revision on (the migration
+    that created ``planctl_database`` added their triggers).
+    """
+    from planctl.db import identity
     from planctl.db.models import TABLE_NAMES
 
-    if installed(connection):
-        install_triggers(connection, TABLE_NAMES)
+    if not installed(connection):
+        return
+    with_sync = identity.TABLE in _existing_tables(connection)
+    install_triggers(connection, logged_tables() if with_sync else TABLE_NAMES)
+
+
+def covers(connection: Connection, table: str) -> bool:
+    """Whether *table* has its change-log triggers (a delta would miss it otherwise)."""
+    name = trigger_name(table, "del")
+    if connection.dialect.name == "postgresql":
+        query = "SELECT 1 FROM pg_trigger WHERE tgname = :name AND NOT tgisinternal"
+    else:
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = :name"
+    return connection.execute(text(query), {"name": name}).first() is not None
 
 
 def read_anchor(connection: Connection) -> tuple[str | None, str | None]:

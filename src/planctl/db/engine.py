@@ -98,22 +98,49 @@ def check_sqlite_target(url: URL, *, create: bool = True) -> None:
         )
 
 
-def _install_sqlite_hooks(engine: Engine, *, foreign_keys: bool) -> None:
+#: How long a SQLite statement waits for another connection's lock (milliseconds).
+SQLITE_BUSY_TIMEOUT_MS = 5000
+#: What every PostgreSQL transaction of planctl pins: a transaction-mode pooler
+#: (PgBouncer) hands out server connections on which pg_dump/pg_restore left
+#: ``search_path`` empty, and planctl's tables would vanish from its queries.
+PG_SEARCH_PATH = '"$user", public'
+
+
+def _install_sqlite_hooks(engine: Engine, *, foreign_keys: bool, immediate: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy emit BEGIN itself so DDL is transactional too.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
+
+    # IMMEDIATE takes the write lock at BEGIN, where the busy timeout applies. A
+    # deferred transaction that reads first and writes later fails at once with
+    # "database is locked" when another writer committed in between (WAL).
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        connection.exec_driver_sql(begin)
 
 
-def make_engine(database_url: str, *, foreign_keys: bool = True, **kwargs: Any) -> Engine:
+def _install_postgres_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get("planctl_transaction")
+        if mode:  # must come before any query of the transaction
+            connection.exec_driver_sql(f"SET TRANSACTION {mode}")
+        connection.exec_driver_sql(
+            "SELECT pg_catalog.set_config('search_path', %(path)s, true)",
+            {"path": PG_SEARCH_PATH},
+        )
+
+
+def make_engine(
+    database_url: str, *, foreign_keys: bool = True, immediate: bool = False, **kwargs: Any
+) -> Engine:
     """An Engine for *database_url*, configured the way planctl expects.
 
     *foreign_keys* is turned off only by the migration runner: SQLite batch
@@ -123,13 +150,15 @@ def make_engine(database_url: str, *, foreign_keys: bool = True, **kwargs: Any) 
     url = parse_url(database_url)
     if url.get_backend_name() == "sqlite":
         engine = create_engine(url, **kwargs)
-        _install_sqlite_hooks(engine, foreign_keys=foreign_keys)
+        _install_sqlite_hooks(engine, foreign_keys=foreign_keys, immediate=immediate)
         return engine
     kwargs.setdefault("pool_pre_ping", False)
     connect_args = kwargs.pop("connect_args", {})
     connect_args.setdefault("connect_timeout", 10)
     connect_args.setdefault("application_name", "planctl")
-    return create_engine(url, connect_args=connect_args, **kwargs)
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+    _install_postgres_hooks(engine)
+    return engine
 
 
 def describe_db_error(error: BaseException, database_url: str) -> DatabaseError:
@@ -196,9 +225,20 @@ def translate_db_errors(database_url: str) -> Iterator[None]:
 
 @contextmanager
 def connect(
-    database_url: str, *, create: bool = False, foreign_keys: bool = True
+    database_url: str,
+    *,
+    create: bool = False,
+    foreign_keys: bool = True,
+    immediate: bool = False,
+    snapshot: bool = False,
+    read_only: bool = False,
 ) -> Iterator[Connection]:
     """A connection in a transaction that commits on success; errors translated.
+
+    With *immediate* (SQLite), the transaction takes the write lock when it
+    begins, waiting up to the busy timeout for a busy planner app. With
+    *snapshot* (PostgreSQL), it is REPEATABLE READ (one snapshot for every
+    query), READ ONLY too with *read_only*.
 
     With *create* false, a SQLite file that does not exist yet is an error
     instead of being silently created empty.
@@ -206,9 +246,15 @@ def connect(
     url = parse_url(database_url)
     if url.get_backend_name() == "sqlite":
         check_sqlite_target(url, create=create)
-    engine = make_engine(database_url, foreign_keys=foreign_keys)
+    engine = make_engine(database_url, foreign_keys=foreign_keys, immediate=immediate)
+    mode = None
+    if snapshot and url.get_backend_name() == "postgresql":
+        mode = "ISOLATION LEVEL REPEATABLE READ" + (", READ ONLY" if read_only else "")
     try:
-        with translate_db_errors(database_url), engine.begin() as connection:
-            yield connection
+        with translate_db_errors(database_url), engine.connect() as connection:
+            if mode:
+                connection.execution_options(planctl_transaction=mode)
+            with connection.begin():
+                yield connection
     finally:
         engine.dispose()

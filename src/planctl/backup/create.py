@@ -1,0 +1,496 @@
+"""Taking a backup: a full one through an engine, or a delta from the change log.
+
+Crash safety is an ordering: the data file is written to a temporary file,
+checked, hashed, fsynced and renamed; the metadata is written last (the
+moment the backup starts to exist); rotation runs only after that, over the
+catalog's restorable chains. A kill -9 anywhere leaves the old set, or the old
+set plus one complete new backup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from planctl import __version__
+from planctl.backup import delta
+from planctl.backup.catalog import (
+    PRE_RESTORE,
+    BackupSet,
+    clean_leftovers,
+    load_set,
+    remove_chain,
+    rotate_plan,
+)
+from planctl.backup.engines import engine_for
+from planctl.backup.store import (
+    BackupError,
+    BackupInfo,
+    Checkpoint,
+    backup_lock,
+    digest_and_sync,
+    disk_error,
+    new_name,
+    no_checkpoint,
+    prepare_dir,
+    publish,
+    temp_path,
+    utc_now,
+    write_metadata,
+)
+from planctl.config import mask_url
+from planctl.db import changelog
+from planctl.db.engine import parse_url
+from planctl.errors import DatabaseError, UsageError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+log = logging.getLogger("planctl.backup")
+
+#: Deltas per chain before ``--incremental`` takes a full backup again.
+MAX_DELTAS = 10
+#: More changed rows than this since the last backup: a full backup is cheaper to
+#: write and to restore than a delta holding a good part of the database.
+DELTA_MAX_CHANGES = 200_000
+FORMATS = ("native", "logical")
+#: A delta on a SQLite database whose app holds the write lock: attempts, each
+#: waiting up to the busy timeout, with a random backoff between them.
+BUSY_ATTEMPTS = 4
+
+
+def engine_name(database_url: str) -> str:
+    return parse_url(database_url).get_backend_name()
+
+
+@dataclass
+class BackupResult:
+    info: BackupInfo
+    removed: list[BackupInfo] = field(default_factory=list)
+    cleaned: list[Path] = field(default_factory=list)
+    #: With ``incremental``: why a full backup was taken instead of a delta.
+    full_because: str | None = None
+    #: Deltas in the new backup's chain after it (0 for a full).
+    deltas_since_full: int = 0
+
+
+def create_backup(
+    database_url: str,
+    backup_dir: Path,
+    *,
+    keep: int | None = None,
+    compress: bool = True,
+    label: str | None = None,
+    reason: str = "manual",
+    lock_timeout: float = 0.0,
+    pg_bindir: Path | None = None,
+    verify: bool | None = None,
+    fmt: str = "native",
+    incremental: bool = False,
+    max_deltas: int = MAX_DELTAS,
+    checkpoint: Checkpoint = no_checkpoint,
+) -> BackupResult:
+    """One backup, then rotation to the newest *keep* restorable chains.
+
+    A full backup (native or logical by *fmt*), or with *incremental* a delta
+    on top of the newest backup when that is possible; otherwise a full one,
+    with the reason in ``full_because``. When *keep* is given the new backup
+    is always checked (SQLite ``quick_check``, ``pg_restore --list``, a delta
+    parsed back) before anything may be rotated out.
+    """
+    if keep is not None and keep < 1:
+        raise UsageError(f"--keep must be at least 1, got {keep}", "keep at least the new backup")
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown backup format '{fmt}'", "use native or logical")
+    if max_deltas < 1:
+        raise UsageError(f"--max-deltas must be at least 1, got {max_deltas}")
+    if keep is not None:
+        verify = True  # a backup must be proven readable before it pushes others out
+    elif verify is None:
+        verify = False
+    backup_dir = prepare_dir(Path(backup_dir))
+    with backup_lock(backup_dir, lock_timeout):
+        backups = load_set(backup_dir)
+        cleaned = clean_leftovers(backups)
+        info, because = None, None
+        if incremental:
+            info, because = _delta_with_retries(
+                database_url, backups, compress, label, reason, max_deltas, verify, checkpoint
+            )
+            if info is None:
+                log.info("full backup instead of a delta: %s", because)
+        if info is None:
+            info = create_full_locked(
+                database_url,
+                backups,
+                compress=compress,
+                label=label,
+                reason=reason,
+                pg_bindir=pg_bindir,
+                verify=verify,
+                fmt=fmt,
+                anchor=True,
+                checkpoint=checkpoint,
+            )
+        backups = load_set(backup_dir)
+        deltas = len(backups.chain_of(backups.by_name[info.name])) - 1
+        removed = rotate_locked(backups, keep) if keep is not None else []
+        backups.cache.save()
+    return BackupResult(info, removed, cleaned, because, deltas)
+
+
+def rotate_locked(backups: BackupSet, keep: int) -> list[BackupInfo]:
+    """Remove the chains older than the newest *keep* restorable ones (under the lock)."""
+    removed: list[BackupInfo] = []
+    for chain in rotate_plan(backups, keep):
+        removed.extend(remove_chain(backups, chain))
+    return removed
+
+
+# --- deltas -----------------------------------------------------------------------------------
+
+
+def _delta_refusal(
+    anchor: tuple[str | None, str | None], backups: BackupSet, max_deltas: int
+) -> tuple[BackupInfo | None, str | None]:
+    """The parent a delta can be taken on, or why a full backup is needed instead.
+
+    A delta extends the newest backup of the set, only when the change log is
+    relative to exactly that backup (the anchor) and its whole chain is
+    restorable: checksums of every data file, parents, identity.
+    """
+    regular = backups.regular()
+    if not regular:
+        return None, "no full backup yet"
+    newest = regular[-1]
+    if anchor[0] is None:
+        return None, "the change log has no starting point yet (first backup, or after a restore)"
+    if anchor != (newest.name, newest.created):
+        return None, (
+            f"the change log is relative to {anchor[0]}, not to the newest backup {newest.name} "
+            "(another backup directory, a restore or an interrupted run)"
+        )
+    problem = backups.problem(newest)
+    if problem:
+        return None, f"the newest chain is not restorable ({problem})"
+    chain = backups.chain_of(newest)
+    if len(chain) - 1 >= max_deltas:
+        return (
+            None,
+            f"{len(chain) - 1} deltas since the last full backup (--max-deltas {max_deltas})",
+        )
+    return newest, None
+
+
+def _delta_with_retries(
+    database_url: str,
+    backups: BackupSet,
+    compress: bool,
+    label: str | None,
+    reason: str,
+    max_deltas: int,
+    verify: bool,
+    checkpoint: Checkpoint,
+) -> tuple[BackupInfo | None, str | None]:
+    """A SQLite app that commits every few ms can hold the lock past one busy timeout:
+    try again with a random backoff, then say what happened."""
+    for attempt in range(1, BUSY_ATTEMPTS + 1):
+        try:
+            return _create_delta_locked(
+                database_url, backups, compress, label, reason, max_deltas, verify, checkpoint
+            )
+        except DatabaseError as error:
+            if "is locked" not in error.message or attempt == BUSY_ATTEMPTS:
+                raise
+            log.warning("delta: the database is busy (attempt %d), retrying", attempt)
+            time.sleep(random.uniform(0.05, 0.25) * attempt)
+    raise AssertionError("unreachable")
+
+
+def _create_delta_locked(
+    database_url: str,
+    backups: BackupSet,
+    compress: bool,
+    label: str | None,
+    reason: str,
+    max_deltas: int,
+    verify: bool,
+    checkpoint: Checkpoint,
+) -> tuple[BackupInfo | None, str | None]:
+    """Write a delta in one transaction that also empties the change log it consumed.
+
+    SQLite: BEGIN IMMEDIATE takes the write lock first (writers wait, the
+    delta is small). PostgreSQL: REPEATABLE READ, so the rows read, the log
+    read and the log rows deleted are the same snapshot; changes committed
+    meanwhile stay in the log for the next delta.
+    """
+    from planctl.db import identity
+    from planctl.db.engine import connect
+
+    backup_dir = backups.directory
+    with connect(database_url, immediate=True, snapshot=True) as connection:
+        if not changelog.installed(connection):
+            return None, "the database has no change log (run planctl db-upgrade)"
+        changelog.lock_anchor(connection)
+        unlogged = [
+            t for t in _present_sync_tables(connection) if not changelog.covers(connection, t)
+        ]
+        if unlogged:
+            return None, f"the change log does not cover {', '.join(unlogged)} (run db-upgrade)"
+        parent, because = _delta_refusal(changelog.read_anchor(connection), backups, max_deltas)
+        if parent is None:
+            return None, because
+        revision = delta.current_revision(connection)
+        if revision != parent.revision:
+            return None, f"the schema changed since {parent.name} ({parent.revision} → {revision})"
+        database_id = identity.read(connection)
+        if database_id != parent.database_id:
+            return None, f"{parent.name} is a backup of another database"
+        changed, truncated = changelog.pending(connection)
+        if truncated:
+            return None, "whole tables were replaced since the last backup (TRUNCATE or db-seed)"
+        if changed > DELTA_MAX_CHANGES:
+            return (
+                None,
+                f"{changed} rows changed since the last backup "
+                f"(a delta holds up to {DELTA_MAX_CHANGES})",
+            )
+        created = utc_now()
+        name = new_name(created, "delta", label, backup_dir)
+        log.info("delta %s of %s on top of %s started", name, mask_url(database_url), parent.name)
+        tables = delta.collect(connection, changelog.changed_ids(connection))
+        temp = temp_path(backup_dir, ".data")
+        data_file = name + delta.data_suffix(compress)
+        try:
+            try:
+                delta.write(
+                    temp,
+                    compress,
+                    timestamp=created.isoformat(),
+                    parent=parent.name,
+                    parent_sha256=parent.sha256,
+                    revision=revision,
+                    engine=connection.dialect.name,
+                    tables=tables,
+                )
+                if verify:
+                    delta.read(temp, name)  # parses back completely before rotation
+                sha, size = digest_and_sync(temp)
+                publish(temp, backup_dir / data_file)
+            except OSError as error:
+                raise disk_error(error, backup_dir) from None
+            counts = {
+                table: {"upserts": len(t["upserts"]), "deletes": len(t["deletes"])}
+                for table, t in tables.items()
+            }
+            info = BackupInfo(
+                name=name,
+                kind="delta",
+                engine="delta",
+                created=created.isoformat(),
+                data_file=data_file,
+                sha256=sha,
+                size=size,
+                source=mask_url(database_url),
+                revision=revision,
+                row_counts={t: c["upserts"] + c["deletes"] for t, c in counts.items()},
+                compressed=compress,
+                parent=parent.name,
+                label=label,
+                reason=reason,
+                verified_at=created.isoformat() if verify else None,
+                planctl_version=__version__,
+                sequence=backups.next_sequence(),
+                database_id=database_id,
+                extra={"parent_sha256": parent.sha256, "changes": counts, "base": parent.engine},
+            )
+            record(backup_dir, info)
+            checkpoint("delta-published")
+        finally:
+            temp.unlink(missing_ok=True)
+        # Same transaction: the log rows this delta holds go, the anchor moves to it.
+        changelog.move_anchor(connection, name, info.created)
+    log.info(
+        "delta %s written: %s changed rows, %s bytes", name, sum(info.row_counts.values()), size
+    )
+    return info, None
+
+
+def _present_sync_tables(connection: Connection) -> list[str]:
+    from sqlalchemy import inspect
+
+    from planctl.db.models import SYNC_TABLE_NAMES
+
+    existing = set(inspect(connection).get_table_names())
+    return [t for t in SYNC_TABLE_NAMES if t in existing]
+
+
+# --- full backups -----------------------------------------------------------------------------
+
+
+class _Anchor:
+    """Moves the change-log anchor to a new full backup, consistently with its snapshot.
+
+    PostgreSQL: inside the dump's own snapshot transaction (``in_snapshot``),
+    so the log rows deleted are exactly those the dump contains. SQLite: the
+    newest log id in the snapshot is noted, and after the backup is published
+    the log is emptied up to that id (SQLite ids follow commit order). A
+    database user without write access only gets a warning: the next
+    ``--incremental`` run then takes a full backup again.
+    """
+
+    def __init__(self, database_url: str, name: str, created: str) -> None:
+        self.database_url, self.name, self.created = database_url, name, created
+        self.mark: int | None = None
+
+    def in_snapshot(self, connection: Connection) -> None:
+        if not changelog.installed(connection):
+            return
+        if connection.dialect.name != "postgresql":
+            self.mark = changelog.last_change(connection)
+            return
+        try:
+            with connection.begin_nested():
+                changelog.move_anchor(connection, self.name, self.created)
+        except Exception as error:
+            log.warning(
+                "%s: change log not reset (%s); the next delta will be a full", self.name, error
+            )
+
+    def after_publish(self, mark: int | None) -> None:
+        mark = self.mark if mark is None else mark
+        if mark is None:
+            return
+        from planctl.db.engine import connect
+
+        try:
+            with connect(self.database_url, immediate=True) as connection:
+                changelog.lock_anchor(connection)
+                changelog.move_anchor(connection, self.name, self.created, up_to=mark)
+        except Exception as error:  # see the class docstring
+            log.warning(
+                "%s: change log not reset (%s); the next delta will be a full", self.name, error
+            )
+
+
+@contextlib.contextmanager
+def _timed(what: str, name: str) -> Iterator[None]:
+    """Log how long each phase of a backup took (backup.log; -v shows it)."""
+    started = time.perf_counter()
+    yield
+    log.info("%s: %s took %.2f s", name, what, time.perf_counter() - started)
+
+
+def create_full_locked(
+    database_url: str,
+    backups: BackupSet,
+    *,
+    compress: bool,
+    label: str | None,
+    reason: str,
+    pg_bindir: Path | None,
+    verify: bool,
+    fmt: str = "native",
+    anchor: bool = False,
+    checkpoint: Checkpoint = no_checkpoint,
+) -> BackupInfo:
+    """A full backup into the set (its lock held by the caller)."""
+    backup_dir = backups.directory
+    name_of_engine = "logical" if fmt == "logical" else engine_name(database_url)
+    engine = engine_for(name_of_engine, pg_bindir=pg_bindir, checkpoint=checkpoint)
+    created = utc_now()
+    name = new_name(created, "full", label, backup_dir)
+    moves = _Anchor(database_url, name, created.isoformat()) if anchor else None
+    data_file = name + engine.data_suffix(compress)
+    log.info("backup %s of %s started", name, mask_url(database_url))
+    try:
+        temp = temp_path(backup_dir, ".data")
+    except OSError as error:
+        raise disk_error(error, backup_dir) from None
+    try:
+        try:
+            with _timed(f"{engine.name} dump", name):
+                dumped = engine.dump(
+                    database_url,
+                    temp,
+                    compressed=compress,
+                    verify=verify,
+                    in_snapshot=moves.in_snapshot if moves else None,
+                )
+            checkpoint("data-written")
+            with _timed("fsync + rename", name):
+                publish(temp, backup_dir / data_file)
+        except OSError as error:
+            raise disk_error(error, backup_dir) from None
+        checkpoint("data-published")
+        info = BackupInfo(
+            name=name,
+            kind="full",
+            engine=engine.name,
+            created=created.isoformat(),
+            data_file=data_file,
+            sha256=dumped.sha256,
+            size=dumped.size,
+            source=mask_url(database_url),
+            revision=dumped.result.revision,
+            row_counts=dumped.result.row_counts,
+            compressed=compress,
+            label=label,
+            reason=reason,
+            verified_at=utc_now().isoformat() if verify else None,
+            planctl_version=__version__,
+            sequence=backups.next_sequence(),
+            database_id=dumped.result.database_id,
+        )
+        record(backup_dir, info)
+        checkpoint("metadata-published")
+        if moves:
+            moves.after_publish(dumped.result.log_mark)
+    finally:
+        temp.unlink(missing_ok=True)
+    log.info(
+        "backup %s written: %s bytes, sha256 %s, revision %s",
+        name,
+        info.size,
+        info.sha256,
+        info.revision,
+    )
+    return info
+
+
+def record(backup_dir: Path, info: BackupInfo) -> None:
+    """Write the metadata, the moment the backup starts to exist; if that fails,
+    the published data file goes too (no orphan is left for the next run)."""
+    try:
+        write_metadata(backup_dir, info)
+    except OSError as error:
+        (backup_dir / info.data_file).unlink(missing_ok=True)
+        raise disk_error(error, backup_dir) from None
+
+
+def pre_restore_copy(
+    database_url: str,
+    backups: BackupSet,
+    pg_bindir: Path | None,
+    checkpoint: Checkpoint = no_checkpoint,
+) -> BackupInfo:
+    """The safety copy of the current state taken before a restore (never rotated out)."""
+    return create_full_locked(
+        database_url,
+        backups,
+        compress=True,
+        label=PRE_RESTORE,
+        reason=PRE_RESTORE,
+        pg_bindir=pg_bindir,
+        verify=True,
+        checkpoint=checkpoint,
+    )
+
+
+__all__ = ["FORMATS", "MAX_DELTAS", "BackupError", "BackupResult", "create_backup"]

@@ -1,0 +1,234 @@
+"""Restoring a backup: checks first, a safety copy, then one all-or-nothing replacement.
+
+Every link of the chain is checked (metadata, checksums, parents, identity,
+engine, schema revision) before the database is touched. The engine then
+restores the full backup with the chain's deltas applied in one step: the
+target ends in its old state or exactly the requested one, whatever fails or
+is killed (SQLite: the deltas go into a scratch copy whose pages replace the
+live ones in one transaction; PostgreSQL: a scratch database whose dump is
+restored in one transaction; logical: one transaction on either engine).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from planctl.backup import delta
+from planctl.backup.catalog import BackupSet, load_set
+from planctl.backup.create import engine_name, pre_restore_copy
+from planctl.backup.engines import engine_for
+from planctl.backup.store import (
+    BackupError,
+    BackupInfo,
+    Checkpoint,
+    backup_lock,
+    no_checkpoint,
+)
+from planctl.config import mask_url
+from planctl.db import changelog
+from planctl.errors import UsageError, VerificationError
+
+log = logging.getLogger("planctl.backup")
+
+
+@dataclass
+class RestoreResult:
+    restored: BackupInfo
+    safety: BackupInfo | None
+    revision: str | None
+    head: str | None
+    #: The backups applied, full first (one element unless *restored* is a delta).
+    chain: list[BackupInfo] = field(default_factory=list)
+    rows_touched_by_deltas: int = 0
+
+    @property
+    def needs_upgrade(self) -> bool:
+        return self.revision != self.head
+
+
+def parse_moment(value: str, timezone: str = "UTC") -> dt.datetime:
+    """``2026-11-20 14:05`` (in *timezone*) or ISO 8601 with an offset, as an aware datetime."""
+    from zoneinfo import ZoneInfo
+
+    text = value.strip()
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"cannot read the moment '{value}'", "write it as 'YYYY-MM-DD HH:MM[:SS]'"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(timezone))
+    return moment
+
+
+def _check_revision(info: BackupInfo) -> str | None:
+    from planctl.db.migrate import head_revision, script_directory
+
+    head = head_revision()
+    if info.revision is None:
+        return head
+    known = {script.revision for script in script_directory().walk_revisions()}
+    if info.revision not in known:
+        raise BackupError(
+            f"backup {info.name} is from a newer or unknown schema revision {info.revision} "
+            f"(this planctl knows up to {head})",
+            "upgrade planctl before restoring it",
+        )
+    return head
+
+
+def live_identity(database_url: str) -> str | None:
+    """The id of the database at *database_url* (None: new, empty or from before ids)."""
+    from planctl.db import identity
+    from planctl.db.engine import connect
+
+    if engine_name(database_url) == "sqlite" and not _has_database(database_url):
+        return None
+    with connect(database_url) as connection:
+        return identity.read(connection)
+
+
+def check_identity(database_url: str, links: list[BackupInfo], *, allow_foreign: bool) -> None:
+    """Refuse a backup of another database (unless *allow_foreign*)."""
+    if allow_foreign:
+        return
+    live = live_identity(database_url)
+    for link in links:
+        if live is not None and link.database_id is not None and link.database_id != live:
+            raise BackupError(
+                f"backup {link.name} is of another database (id {link.database_id[:8]}…; "
+                f"{mask_url(database_url)} is {live[:8]}…)",
+                "restore a backup of this database, pass --force-foreign to replace it anyway, "
+                "or move data across databases with a logical backup and --target",
+            )
+
+
+def restore_backup(
+    database_url: str,
+    backup_dir: Path,
+    name: str = "latest",
+    *,
+    at: dt.datetime | None = None,
+    safety_backup: bool = True,
+    lock_timeout: float = 0.0,
+    pg_bindir: Path | None = None,
+    allow_foreign: bool = False,
+    checkpoint: Checkpoint = no_checkpoint,
+) -> RestoreResult:
+    """Verify, refuse the wrong engine, database or a newer schema, take a safety backup,
+    then restore the backup (a delta: its whole chain) all or nothing.
+
+    With *at* (an aware datetime), the newest restorable backup taken at or before it.
+    """
+    backup_dir = Path(backup_dir)
+    _existing_set(backup_dir)
+    with backup_lock(backup_dir, lock_timeout):
+        backups = load_set(backup_dir)
+        info = backups.find_at(at) if at is not None else backups.find(name)
+        links = backups.chain_of(info)  # checksums, parents, identity: names the bad file
+        root = links[0]
+        engine = engine_name(database_url)
+        if root.engine not in (engine, "logical"):
+            raise BackupError(
+                f"backup {root.name} is a {root.engine} backup; the database is {engine}",
+                "restore it into a database of the same engine "
+                "(logical backups move between engines)",
+            )
+        head = _check_revision(info)
+        if any(link.revision != root.revision for link in links):
+            raise VerificationError(f"backup {info.name}: its chain spans schema revisions")
+        check_identity(database_url, links, allow_foreign=allow_foreign)
+        if root.engine == "logical":
+            _check_target_revision(database_url, root)
+        deltas = [
+            (link.name, delta.read(backup_dir / link.data_file, link.name)) for link in links[1:]
+        ]
+        restorer = engine_for(root.engine, pg_bindir=pg_bindir, checkpoint=checkpoint)
+        restorer.check(backup_dir / root.data_file, root.compressed, root.name, deep=False)
+        safety = None
+        if safety_backup and _has_database(database_url):
+            safety = pre_restore_copy(database_url, backups, pg_bindir, checkpoint)
+            log.info("safety backup %s taken before restoring %s", safety.name, info.name)
+        checkpoint("before-restore")
+        touched = restorer.restore(
+            database_url, backup_dir / root.data_file, root.compressed, root.name, deltas
+        )
+        _restart_change_log(database_url)
+        backups.cache.save()
+    log.info(
+        "restored %s into %s (revision %s%s)",
+        info.name,
+        mask_url(database_url),
+        info.revision,
+        f", {len(deltas)} deltas applied, {touched} rows" if deltas else "",
+    )
+    return RestoreResult(info, safety, info.revision, head, links, touched)
+
+
+def chain_of(backup_dir: Path, info: BackupInfo) -> list[BackupInfo]:
+    """The chain that restoring *info* needs: its full backup, then each delta up to it."""
+    return load_set(Path(backup_dir)).chain_of(info)
+
+
+def _restart_change_log(database_url: str) -> None:
+    """After a restore the log describes no backup: empty it; the next --incremental is a full.
+
+    A separate transaction after the restore: if it is lost (kill -9), the
+    anchor still names a backup of the restored state's past, which the next
+    --incremental refuses (it is not the newest backup), taking a full.
+    """
+    from planctl.db.engine import connect
+
+    with connect(database_url, immediate=True) as connection:
+        if changelog.installed(connection):
+            changelog.move_anchor(connection, None, None)
+
+
+def _check_target_revision(database_url: str, info: BackupInfo) -> None:
+    """A logical backup loads only into a schema at its own revision: refuse before any write."""
+    from planctl.db.migrate import current
+
+    revision = current(database_url, missing_ok=True)
+    if revision != info.revision:
+        raise BackupError(
+            f"backup {info.name} is at schema revision {info.revision or '<none>'}; "
+            f"{mask_url(database_url)} is at {revision or '<none>'}",
+            f"run planctl db-upgrade {info.revision} on the target first",
+        )
+
+
+def _has_database(database_url: str) -> bool:
+    if engine_name(database_url) == "sqlite":
+        from planctl.backup import sqlite_engine
+
+        path = sqlite_engine.database_file(database_url)
+        return path.is_file() and path.stat().st_size > 0
+    return True
+
+
+def find_backup(
+    backup_dir: Path, name: str = "latest", *, include_safety: bool = False
+) -> BackupInfo:
+    """A backup by name (or unique prefix), or ``latest``: the newest restorable one."""
+    return _existing_set(backup_dir).find(name, include_safety=include_safety)
+
+
+def find_at(backup_dir: Path, moment: dt.datetime) -> BackupInfo:
+    """The newest restorable backup taken at or before *moment*."""
+    return _existing_set(backup_dir).find_at(moment)
+
+
+def _existing_set(backup_dir: Path) -> BackupSet:
+    from planctl.errors import NothingToDoError
+
+    backup_dir = Path(backup_dir)
+    if not backup_dir.exists():
+        raise NothingToDoError(
+            f"backup directory '{backup_dir}' does not exist",
+            "run planctl backup first, or check --dir",
+        )
+    return load_set(backup_dir)
