@@ -402,3 +402,52 @@ def test_random_sequences_never_lose_the_last_restorable_state(
     restore_backup(seeded_url, backups, final.name, safety_backup=False)
     if final.sequence == max(i.sequence or 0 for i in load_set(backups).regular()):
         assert table_contents(seeded_url) == expected
+
+
+# --- poolers ----------------------------------------------------------------------------------
+
+
+def test_backups_through_pgbouncer_in_transaction_mode(pg_database: str, tmp_path: Path) -> None:
+    """pg_dump empties search_path on a pooled server connection; planctl pins its own."""
+    from sqlalchemy import make_url
+
+    from planctl.db import migrate
+    from planctl.db.seed import seed
+
+    from .conftest import skip_or_fail
+    from .pgbouncer_support import find_pgbouncer, pgbouncer
+
+    if find_pgbouncer() is None:
+        skip_or_fail("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
+    migrate.upgrade(pg_database)
+    seed(pg_database)
+    with pgbouncer(pg_database) as port:
+        direct = make_url(pg_database)
+        pooled = direct.set(host="127.0.0.1", port=port, password=None)
+        url = pooled.render_as_string(hide_password=False)
+        env = _env(url, tmp_path)
+
+        def poison() -> None:
+            """What pg_dump does on its session; the pooler hands the connection on."""
+            import psycopg
+
+            plain = pooled.set(drivername="postgresql").render_as_string(hide_password=False)
+            with psycopg.connect(plain, autocommit=True, prepare_threshold=None) as c:
+                c.execute("SELECT pg_catalog.set_config('search_path', '', false)")
+
+        for _ in range(3):
+            poison()
+            done = run_planctl("backup", env=env)
+            assert done.returncode == 0, done.stderr
+            assert "revision <none>" not in done.stdout
+        poison()
+        info = run_planctl("db-info", env=env)
+        assert info.returncode == 0 and "empty database" not in info.stdout
+        assert run_planctl("backup", "--incremental", env=env).returncode == 0
+        _touch_sessions(pg_database, "through the pooler")
+        poison()
+        delta = run_planctl("backup", "--incremental", env=env)
+        assert delta.returncode == 0, delta.stderr
+        assert delta.stdout.startswith("Delta"), delta.stdout
+    revisions = {i.revision for i in load_set(tmp_path / "backups").infos}
+    assert None not in revisions
