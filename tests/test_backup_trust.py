@@ -451,3 +451,106 @@ def test_backups_through_pgbouncer_in_transaction_mode(pg_database: str, tmp_pat
         assert delta.stdout.startswith("Delta"), delta.stdout
     revisions = {i.revision for i in load_set(tmp_path / "backups").infos}
     assert None not in revisions
+
+
+# --- smaller ones -----------------------------------------------------------------------------
+
+
+def test_sqlite_restore_gives_up_on_a_lock_holder_and_names_the_cause(tmp_path: Path) -> None:
+    from planctl.backup.engines import SqliteEngine
+    from planctl.backup.store import BackupError
+    from planctl.db import migrate
+    from planctl.db.seed import seed
+
+    path = tmp_path / "held.db"
+    url = f"sqlite:///{path}"
+    migrate.upgrade(url)
+    seed(url)
+    backups = tmp_path / "backups"
+    info = create_backup(url, backups, compress=False).info
+    _touch_sessions(url, "held")
+    before = table_contents(url)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+            "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(30)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        with pytest.raises(BackupError, match="kept the database locked"):
+            SqliteEngine(lock_deadline=2).restore(
+                url, backups / info.data_file, False, info.name
+            )
+        assert time.monotonic() - started < 15
+    finally:
+        holder.kill()
+        holder.wait()
+    assert table_contents(url) == before
+
+
+def test_restore_into_a_wal_database_with_another_page_size(tmp_path: Path) -> None:
+    from planctl.db import migrate
+    from planctl.db.seed import seed
+
+    path = tmp_path / "pages.db"
+    url = f"sqlite:///{path}"
+    migrate.upgrade(url)
+    seed(url)
+    backups = tmp_path / "backups"
+    create_backup(url, backups)
+    expected = table_contents(url)
+    _touch_sessions(url, "to be undone")
+    with sqlite3.connect(path, isolation_level=None) as connection:
+        connection.execute("PRAGMA page_size=8192")
+        connection.execute("VACUUM")
+        connection.execute("PRAGMA journal_mode=WAL")
+    done = run_planctl("backup", "restore", "latest", "--yes", env=_env(url, tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert table_contents(url) == expected
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA page_size").fetchone()[0] == 8192
+
+
+def test_damaged_metadata_is_a_verification_failure(seeded_url: str, tmp_path: Path) -> None:
+    backups = tmp_path / "backups"
+    info = create_backup(seeded_url, backups).info
+    create_backup(seeded_url, backups)
+    (backups / f"{info.name}.json").write_text('{"name": 12}')
+    env = _env(seeded_url, tmp_path)
+    done = run_planctl("backup", "restore", info.name, "--yes", env=env)
+    assert done.returncode == 5 and "damaged" in done.stderr
+
+
+def test_verify_all_names_a_delta_whose_full_is_damaged(seeded_url: str, tmp_path: Path) -> None:
+    backups = tmp_path / "backups"
+    full = create_backup(seeded_url, backups, incremental=True).info
+    _touch_sessions(seeded_url, "d1")
+    child = create_backup(seeded_url, backups, incremental=True).info
+    _corrupt(backups / full.data_file)
+    done = run_planctl("backup", "verify", "--all", env=_env(seeded_url, tmp_path))
+    assert done.returncode == 5
+    failed = [line for line in done.stdout.splitlines() if line.startswith("FAILED")]
+    assert any(full.name in line for line in failed) and any(child.name in line for line in failed)
+    assert not any(line.startswith("OK") and child.name in line for line in done.stdout.splitlines())
+
+
+def test_a_full_disk_names_the_backup_directory(seeded_url: str, tmp_path: Path) -> None:
+    import resource
+
+    env = _env(seeded_url, tmp_path)
+    assert run_planctl("backup", env=env).returncode == 0
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    done = run_planctl("backup", "--no-compress", env=env, preexec_fn=small_files)
+    assert done.returncode == 1
+    assert "backups" in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -261,6 +261,11 @@ class BackupSet:
                 )
             return found
         exact = [i for i in self.infos if i.name == name]
+        if not exact and any(p.name == f"{name}{METADATA_SUFFIX}" for p in self.damaged):
+            raise VerificationError(
+                f"backup {name}: metadata file {name}{METADATA_SUFFIX} is damaged or unreadable",
+                BROKEN_HINT,
+            )
         matches = exact or [i for i in self.infos if i.name.startswith(name)]
         if len(matches) == 1:
             return matches[0]

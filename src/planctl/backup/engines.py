@@ -74,8 +74,13 @@ class BackupEngine(Protocol):
 class SqliteEngine:
     name = "sqlite"
 
-    def __init__(self, checkpoint: Checkpoint = no_checkpoint) -> None:
+    def __init__(
+        self,
+        checkpoint: Checkpoint = no_checkpoint,
+        lock_deadline: float = sqlite_engine.LOCK_DEADLINE,
+    ) -> None:
         self.checkpoint = checkpoint
+        self.lock_deadline = lock_deadline
 
     def data_suffix(self, compressed: bool) -> str:
         return sqlite_engine.data_suffix(compressed)
@@ -108,7 +113,14 @@ class SqliteEngine:
         self, database_url: str, path: Path, compressed: bool, name: str, deltas: Deltas = ()
     ) -> int:
         return sqlite_engine.restore(
-            database_url, path, compressed, path.parent, name, deltas, self.checkpoint
+            database_url,
+            path,
+            compressed,
+            path.parent,
+            name,
+            deltas,
+            self.checkpoint,
+            self.lock_deadline,
         )
 
 

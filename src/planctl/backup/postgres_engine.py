@@ -107,7 +107,9 @@ def spawn(command: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.
     )
 
 
-def run_tool(command: list[str], env: dict[str, str] | None, what: str) -> str:
+def run_tool(
+    command: list[str], env: dict[str, str] | None, what: str, where: Path | None = None
+) -> str:
     """Run a client tool to the end; kill it on any exception (Ctrl-C, SIGTERM); its stdout."""
     process = spawn(
         command,
@@ -121,7 +123,7 @@ def run_tool(command: list[str], env: dict[str, str] | None, what: str) -> str:
         process.kill()
         process.wait()
         raise
-    _check(process.returncode, stderr, what)
+    _check(process.returncode, stderr, what, where)
     return stdout
 
 
@@ -175,7 +177,7 @@ def check_tool_version(tool: Path, server_major: int) -> None:
         )
 
 
-def _check(returncode: int, stderr: str, what: str) -> None:
+def _check(returncode: int, stderr: str, what: str, where: Path | None = None) -> None:
     """Turn a client tool's failure into one clear BackupError."""
     if returncode == 0:
         return
@@ -183,9 +185,10 @@ def _check(returncode: int, stderr: str, what: str) -> None:
     if returncode < 0:
         message = f"killed by {signal.Signals(-returncode).name}"
     if any(s in message for s in ("No space left", "File too large", "SIGXFSZ")):
+        place = f" in '{where}'" if where is not None else ""
         raise BackupError(
-            f"{what} failed: the disk is full or a file-size limit was reached",
-            "free space in the backup directory and retry",
+            f"{what} failed: the disk is full or a file-size limit was reached{place}",
+            f"free space{place} and retry",
         )
     raise BackupError(f"{what} failed: {message}")
 
@@ -243,7 +246,7 @@ def dump(
             checkpoint("pg-dump-start")
             # Its own session (a Ctrl-C meant for `backup watch` must not kill the
             # dump in progress) that dies with planctl.
-            run_tool(command, env, "pg_dump")
+            run_tool(command, env, "pg_dump", target.parent)
         if on_dumped is not None:
             on_dumped()  # e.g. hash the archive while the rows are counted below
         # Counted after pg_dump, in its snapshot: counting alongside would take CPU from it.

@@ -54,11 +54,13 @@ def database_file(database_url: str) -> Path:
 
 
 @contextlib.contextmanager
-def _open(path: Path, *, readonly: bool = False) -> Iterator[sqlite3.Connection]:
+def _open(
+    path: Path, *, readonly: bool = False, timeout: float = 30
+) -> Iterator[sqlite3.Connection]:
     # as_uri() percent-encodes '#', '?' and '%', which SQLite's URI parser would
     # otherwise read as a fragment, a query or an escape — and open another file.
     uri = Path(path).resolve().as_uri() + ("?mode=ro" if readonly else "")
-    connection = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+    connection = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=timeout)
     try:
         yield connection
     finally:
@@ -79,13 +81,18 @@ class _GaveUp(Exception):
     """Raised from the backup progress callback: the deadline passed while SQLite was busy."""
 
 
-def _copy_pages(source: sqlite3.Connection, target: sqlite3.Connection, what: str) -> None:
-    """All pages in one step (one transaction on each side), waiting at most LOCK_DEADLINE.
+def _copy_pages(
+    source: sqlite3.Connection,
+    target: sqlite3.Connection,
+    what: str,
+    lock_deadline: float = LOCK_DEADLINE,
+) -> None:
+    """All pages in one step (one transaction on each side), waiting at most *lock_deadline*.
 
     ``Connection.backup`` retries SQLITE_BUSY forever by itself; its progress
     callback runs after every attempt, so raising there bounds the wait.
     """
-    deadline = time.monotonic() + LOCK_DEADLINE
+    deadline = time.monotonic() + lock_deadline
 
     def progress(status: int, _remaining: int, _total: int) -> None:
         if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) and time.monotonic() > deadline:
@@ -95,12 +102,12 @@ def _copy_pages(source: sqlite3.Connection, target: sqlite3.Connection, what: st
         source.backup(target, pages=-1, progress=progress, sleep=0.05)
     except _GaveUp:
         raise BackupError(
-            f"{what}: another program kept the database locked for {LOCK_DEADLINE:.0f} s",
+            f"{what}: another program kept the database locked for {lock_deadline:g} s",
             "close the planner app (or wait for its long transaction) and retry",
         ) from None
 
 
-def _map_sqlite_error(error: sqlite3.Error, what: str) -> BackupError:
+def _map_sqlite_error(error: sqlite3.Error, what: str, where: Path | None = None) -> BackupError:
     extended = getattr(error, "sqlite_errorcode", None)
     code = extended & 0xFF if isinstance(extended, int) else None  # the primary result code
     text = str(error)
@@ -110,13 +117,14 @@ def _map_sqlite_error(error: sqlite3.Error, what: str) -> BackupError:
             "move it aside (mv it to *.damaged) and run the restore again",
         )
     if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR) or "disk is full" in text:
+        place = f" in '{where}'" if where is not None else ""
         return BackupError(
-            f"{what}: the disk is full or a file-size limit was reached",
-            "free space where the files are written and retry; nothing was changed",
+            f"{what}: the disk is full or a file-size limit was reached{place}",
+            f"free space{place} and retry; nothing was changed",
         )
     if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
         return BackupError(
-            f"{what}: the database is locked by another program",
+            f"{what}: another program kept the database locked",
             "close the planner app (or wait for it) and retry",
         )
     return BackupError(f"{what}: {text}")
@@ -141,7 +149,7 @@ def snapshot(database_url: str, target: Path, checkpoint: Checkpoint = no_checkp
                 _revision(copy), _row_counts(copy), _database_id(copy), _log_mark(copy)
             )
     except sqlite3.Error as error:
-        raise _map_sqlite_error(error, f"backup of '{source_path}' failed") from None
+        raise _map_sqlite_error(error, f"backup of '{source_path}' failed", target.parent) from None
 
 
 def _database_id(connection: sqlite3.Connection) -> str | None:
@@ -269,11 +277,14 @@ def check(data_path: Path, compressed: bool, workdir: Path, name: str) -> None:
         integrity_check(plain, name)
 
 
-def _pragma(path: Path, pragma: str) -> str | None:
+def _pragma(path: Path, pragma: str, timeout: float = LOCK_DEADLINE) -> str | None:
     if not path.is_file() or path.stat().st_size == 0:
         return None
-    with _open(path, readonly=True) as connection:
-        return str(connection.execute(f"PRAGMA {pragma}").fetchone()[0])
+    try:
+        with _open(path, readonly=True, timeout=timeout) as connection:
+            return str(connection.execute(f"PRAGMA {pragma}").fetchone()[0])
+    except sqlite3.Error as error:
+        raise _map_sqlite_error(error, f"reading '{path}' failed") from None
 
 
 def restore(
@@ -284,6 +295,7 @@ def restore(
     name: str,
     deltas: Sequence[tuple[str, Delta]] = (),
     checkpoint: Checkpoint = no_checkpoint,
+    lock_deadline: float = LOCK_DEADLINE,
 ) -> int:
     """Write the backup's pages, with *deltas* applied, into the live database at once.
 
@@ -299,7 +311,8 @@ def restore(
         raise BackupError(
             f"directory '{target.parent}' of the database does not exist", "create it first"
         )
-    live_mode, live_page = _pragma(target, "journal_mode"), _pragma(target, "page_size")
+    live_mode = _pragma(target, "journal_mode", lock_deadline)
+    live_page = _pragma(target, "page_size", lock_deadline)
     with plain_copy(data_path, compressed, workdir, private=bool(deltas)) as plain:
         integrity_check(plain, name)
         # A WAL database cannot change its page size: give the copy the live one.
@@ -314,13 +327,16 @@ def restore(
                     with _open(plain) as scratch:
                         scratch.execute(f"PRAGMA page_size={int(live_page or 4096)}")
                         scratch.execute("VACUUM")
-                with _open(plain, readonly=True) as source, _open(target) as live:
-                    live.execute(f"PRAGMA busy_timeout={int(LOCK_DEADLINE * 1000)}")
-                    _copy_pages(source, live, f"restore into '{target}'")
+                with (
+                    _open(plain, readonly=True) as source,
+                    _open(target, timeout=lock_deadline) as live,
+                ):
+                    _copy_pages(source, live, f"restore into '{target}'", lock_deadline)
                     checkpoint("sqlite-restored")
                     mode = live.execute("PRAGMA journal_mode").fetchone()[0]
                     if mode == "wal":
                         live.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as error:
-                raise _map_sqlite_error(error, f"restore into '{target}' failed") from None
+                where = plain.parent if plain != data_path else target.parent
+                raise _map_sqlite_error(error, f"restore into '{target}' failed", where) from None
     return touched
