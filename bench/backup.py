@@ -3,9 +3,11 @@
     python bench/backup.py [--sessions 3500000] [--runs 3] [--no-postgres]
 
 On a SQLite database of about 1 GB (db-seed --scale) and its PostgreSQL twin:
-``planctl backup --no-compress`` vs ``sqlite3 DB ".backup FILE"`` and vs
+``planctl backup --no-compress`` vs ``sqlite3 DB ".backup FILE" && sha256sum
+FILE`` (the same work: planctl records a sha256), vs the bare ``.backup`` and vs
 ``pg_dump -Fc -Z0``; ``planctl backup restore`` vs ``pg_restore`` with the same
-flags planctl uses. Medians of --runs.
+flags planctl uses; and a chain restore (a full backup plus a delta of 100,000
+changed sessions) in rows/s. Medians of --runs.
 """
 
 from __future__ import annotations
@@ -40,19 +42,30 @@ def bench_sqlite(sessions: int, runs: int, work: Path) -> list[tuple[str, float,
     env = env_for(f"sqlite:///{db}", work)
     seed(env, sessions)
     size = db.stat().st_size
-    ref, plain, gated, packed = [], [], [], []
+    ref, hashed, plain, gated, packed = [], [], [], [], []
     for i in range(runs):
         target = work / f"ref-{i}.db"
         ref.append(timed(["sqlite3", str(db), f".backup {target}"]))
         target.unlink()
+        hashed.append(
+            timed(["sh", "-c", f'sqlite3 "{db}" ".backup {target}" && sha256sum "{target}"'])
+        )
+        target.unlink()
         plain.append(timed([PLANCTL, "-q", "backup", "--no-compress"], env=env))
         gated.append(timed([PLANCTL, "-q", "backup", "--no-compress", "--keep", "1"], env=env))
         packed.append(timed([PLANCTL, "-q", "backup", "--keep", "1"], env=env))
-    r = statistics.median(ref)
+    r, h = statistics.median(ref), statistics.median(hashed)
     reference = 'sqlite3 DB ".backup FILE"'
+    chain = bench_chain(env, runs)
     return [
         (
             f"backup --no-compress, SQLite {size / 1e9:.2f} GB (sha256, no engine check)",
+            statistics.median(plain),
+            'sqlite3 DB ".backup F" && sha256sum F',
+            h,
+        ),
+        (
+            "backup --no-compress (the same, against the bare copy)",
             statistics.median(plain),
             reference,
             r,
@@ -64,6 +77,47 @@ def bench_sqlite(sessions: int, runs: int, work: Path) -> list[tuple[str, float,
             r,
         ),
         ("backup --keep 1 (gzip -1 + quick_check)", statistics.median(packed), reference, r),
+        *chain,
+    ]
+
+
+CHANGED = 100_000
+
+
+def bench_chain(env: dict[str, str], runs: int) -> list[tuple[str, float, str, float]]:
+    """A full backup, 100,000 sessions changed, a delta; restore the full, then the chain."""
+    import sqlalchemy
+
+    url = env["DATABASE_URL"]
+    subprocess.run([PLANCTL, "-q", "backup", "--incremental", "--no-compress"], env=env, check=True)
+    full = subprocess.run(
+        [PLANCTL, "backup", "list", "--json"], env=env, check=True, capture_output=True, text=True
+    )
+    import json
+
+    full_name = json.loads(full.stdout)[0]["name"]
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as connection:
+        connection.execute(
+            sqlalchemy.text(f"UPDATE sesiones SET notas = 'bench ' || id WHERE id <= {CHANGED}")
+        )
+    engine.dispose()
+    subprocess.run([PLANCTL, "-q", "backup", "--incremental"], env=env, check=True)
+    whole, base = [], []
+    restore = [PLANCTL, "-q", "backup", "restore", "--yes", "--no-safety-backup"]
+    for _ in range(runs):
+        base.append(timed([*restore, full_name], env=env))
+        whole.append(timed([*restore, "latest"], env=env))
+    w, b = statistics.median(whole), statistics.median(base)
+    rate = CHANGED / max(w - b, 1e-9)
+    return [
+        (
+            f"chain restore: full + delta of {CHANGED:,} changed sessions "
+            f"({rate:,.0f} delta rows/s beyond the full)",
+            w,
+            "restore of the full backup alone",
+            b,
+        )
     ]
 
 
@@ -99,6 +153,7 @@ def bench_postgres(sessions: int, runs: int, work: Path) -> list[tuple[str, floa
             )
             restore_safe.append(timed([PLANCTL, "-q", "backup", "restore", "--yes"], env=env))
         size = dump.stat().st_size
+        chain = bench_chain(env, runs)
     finally:
         drop_pg_database(url)
     d, rr = statistics.median(ref), statistics.median(ref_restore)
@@ -128,6 +183,7 @@ def bench_postgres(sessions: int, runs: int, work: Path) -> list[tuple[str, floa
             restore_ref,
             rr,
         ),
+        *chain,
     ]
 
 

@@ -23,9 +23,9 @@ from planctl.backup import (
     list_backups,
     parse_moment,
     restore_backup,
+    rotate,
     verify_backup,
 )
-from planctl.backup import rotate
 from planctl.db import changelog, migrate
 from planctl.db.engine import connect
 from planctl.errors import NothingToDoError, UsageError, VerificationError

@@ -6,7 +6,6 @@ import datetime as dt
 import gzip
 import hashlib
 import json
-import os
 import shutil
 import sqlite3
 import subprocess

@@ -485,9 +485,7 @@ def test_sqlite_restore_gives_up_on_a_lock_holder_and_names_the_cause(tmp_path: 
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
         with pytest.raises(BackupError, match="kept the database locked"):
-            SqliteEngine(lock_deadline=2).restore(
-                url, backups / info.data_file, False, info.name
-            )
+            SqliteEngine(lock_deadline=2).restore(url, backups / info.data_file, False, info.name)
         assert time.monotonic() - started < 15
     finally:
         holder.kill()
@@ -538,7 +536,9 @@ def test_verify_all_names_a_delta_whose_full_is_damaged(seeded_url: str, tmp_pat
     assert done.returncode == 5
     failed = [line for line in done.stdout.splitlines() if line.startswith("FAILED")]
     assert any(full.name in line for line in failed) and any(child.name in line for line in failed)
-    assert not any(line.startswith("OK") and child.name in line for line in done.stdout.splitlines())
+    assert not any(
+        line.startswith("OK") and child.name in line for line in done.stdout.splitlines()
+    )
 
 
 def test_a_full_disk_names_the_backup_directory(seeded_url: str, tmp_path: Path) -> None:
