@@ -554,3 +554,25 @@ def test_a_full_disk_names_the_backup_directory(seeded_url: str, tmp_path: Path)
     done = run_planctl("backup", "--no-compress", env=env, preexec_fn=small_files)
     assert done.returncode == 1
     assert "backups" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+# --- options applied or refused ---------------------------------------------------------------
+
+
+def test_group_options_apply_to_the_sub_command_or_are_refused(
+    migrated_url: str, tmp_path: Path
+) -> None:
+    env = _env(migrated_url, tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    assert run_planctl("backup", "--dir", str(elsewhere), env=env).returncode == 0
+    listed = run_planctl("backup", "--dir", str(elsewhere), "list", "--json", env=env)
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 1
+    for args, where in [
+        (["--keep", "1", "list"], "on its own"),
+        (["--format", "logical", "verify"], "on its own"),
+        (["--keep", "1", "watch"], "planctl backup watch --keep"),
+    ]:
+        done = run_planctl("backup", *args, env=env)
+        assert done.returncode == 2, (args, done.stderr)
+        assert where in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "backups").exists()  # nothing ran against the default directory

@@ -42,8 +42,53 @@ def _state(ctx: typer.Context) -> State:
     return obj
 
 
+GROUP_DIR = "planctl.backup.dir"
+GROUP_LOCK_TIMEOUT = "planctl.backup.lock_timeout"
+
+
 def _dir(state: State, directory: Path | None) -> Path:
-    return directory if directory is not None else state.settings.backup_dir
+    """The sub-command's --dir, else the group's (``planctl backup --dir D list``), else the
+    setting."""
+    if directory is not None:
+        return directory
+    group = state.meta.get(GROUP_DIR)
+    return Path(str(group)) if group is not None else state.settings.backup_dir
+
+
+def _lock_timeout(state: State, value: float) -> float:
+    group = state.meta.get(GROUP_LOCK_TIMEOUT)
+    return value if group is None or value else float(str(group))
+
+
+def _route_group_options(ctx: typer.Context) -> None:
+    """``planctl backup [OPTIONS] SUB``: --dir and --lock-timeout apply to the sub-command;
+    any other option of the backup itself would be silently dropped, so it is refused."""
+    sub = ctx.invoked_subcommand or ""
+    state = _state(ctx)
+    given = [
+        p
+        for p in ctx.command.params
+        if getattr(ctx.get_parameter_source(p.name or ""), "name", "") == "COMMANDLINE"
+    ]
+    for param in given:
+        if param.name == "directory":
+            state.meta[GROUP_DIR] = ctx.params["directory"]
+        elif param.name == "lock_timeout":
+            state.meta[GROUP_LOCK_TIMEOUT] = ctx.params["lock_timeout"]
+        else:
+            flag = max(param.opts, key=len)
+            get_command = getattr(ctx.command, "get_command", None)
+            command = get_command(ctx, sub) if get_command else None
+            takes = command is not None and any(
+                flag in getattr(q, "opts", ()) for q in command.params
+            )
+            raise UsageError(
+                f"{flag} is an option of 'planctl backup' itself, not of 'planctl backup {sub}'",
+                f"put it after the sub-command: planctl backup {sub} {flag} …"
+                if takes
+                else f"run 'planctl backup {flag} …' on its own; "
+                f"'planctl backup {sub} --help' lists what {sub} takes",
+            )
 
 
 def _pg_bindir(state: State) -> Path | None:
@@ -111,6 +156,7 @@ def backup(
 ) -> None:
     """Take one backup of the configured database; with --keep, verify it and rotate."""
     if ctx.invoked_subcommand is not None:
+        _route_group_options(ctx)
         return
     from planctl.backup import create_backup
 
@@ -126,7 +172,7 @@ def backup(
         keep=keep,
         compress=compress,
         label=label,
-        lock_timeout=lock_timeout,
+        lock_timeout=_lock_timeout(state, lock_timeout),
         pg_bindir=_pg_bindir(state),
         verify=verify,
         fmt=fmt,
@@ -236,7 +282,7 @@ def verify_command(
         _dir(state, directory),
         name,
         all_backups=all_backups,
-        lock_timeout=lock_timeout,
+        lock_timeout=_lock_timeout(state, lock_timeout),
         pg_bindir=_pg_bindir(state),
         database_id=_live_identity(state),
     )
@@ -343,7 +389,7 @@ def restore_command(
         database_url,
         backup_dir,
         info.name,
-        lock_timeout=lock_timeout,
+        lock_timeout=_lock_timeout(state, lock_timeout),
         pg_bindir=_pg_bindir(state),
         safety_backup=safety_backup,
         allow_foreign=force_foreign or (target is not None and chain[0].engine == "logical"),
@@ -536,7 +582,7 @@ def prune_command(
         keep_monthly=keep_monthly,
         timezone=state.settings.timezone,
         dry_run=dry_run,
-        lock_timeout=lock_timeout,
+        lock_timeout=_lock_timeout(state, lock_timeout),
     )
     table = Table(title="Prune plan" + (" (dry run)" if dry_run else ""), title_justify="left")
     table.add_column("backup")

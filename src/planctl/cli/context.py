@@ -47,6 +47,8 @@ class State:
     debug: bool = False
     _settings: Settings | None = field(default=None, repr=False)
     hooks: Hooks = field(default_factory=Hooks)
+    #: What a command group hands to its sub-command (``planctl backup --dir D list``).
+    meta: dict[str, object] = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings:
