@@ -233,28 +233,47 @@ def list_command(
         sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
         backups.cache.save()
         return
+    from rich import box
+
     engines = ", ".join(sorted({i.engine for i in infos} - {"delta"})) or "empty"
-    table = Table(title=f"Backups in {_dir(state, directory)} ({engines})", title_justify="left")
-    table.add_column("name", no_wrap=True)
+    revisions = {i.revision for i in infos}
+    one_revision = len(revisions) == 1
+    if one_revision:
+        engines += f", revision {next(iter(revisions)) or '<none>'}"
+    # Fits 80 columns (a pipe, a narrow terminal): short cells, no outer borders; a long
+    # labelled name folds rather than truncating what it says.
+    table = Table(
+        title=f"Backups in {_dir(state, directory)} ({engines})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("name", overflow="fold")
     table.add_column("kind", no_wrap=True)
     table.add_column("created", no_wrap=True)
-    table.add_column("size", justify="right")
-    table.add_column("revision")
-    table.add_column("verified")
-    table.add_column("restorable")
+    table.add_column("size", justify="right", no_wrap=True)
+    if not one_revision:
+        table.add_column("rev", no_wrap=True)
+    table.add_column("state", no_wrap=True)
     for info in infos:
         problem = backups.problem(info)
+        if problem is not None:
+            health = "[red]DAMAGED[/red]"
+        else:
+            health = "verified" if info.verified_at else "ok"
+        revision = [] if one_revision else [(info.revision or "—")[:7]]
         table.add_row(
             info.name,
-            describe_kind(info),
+            _short_kind(info),
             _local(state, info.created),
             _size(info.size),
-            (info.revision or "—")[:12],
-            "yes" if info.verified_at else "no",
-            "yes" if problem is None else "[red]NO[/red]",
+            *revision,
+            health,
         )
     for path in backups.damaged:
-        table.add_row(path.stem, "?", "—", "—", "—", "no", "[red]NO (metadata)[/red]")
+        blanks = ["—"] * (3 if one_revision else 4)
+        table.add_row(path.stem, "?", *blanks, "[red]DAMAGED[/red]")
     backups.cache.save()
     out_console().print(table)
     for info in infos:
@@ -611,6 +630,12 @@ def prune_command(
 
 def describe(info: BackupInfo) -> str:
     return f"{info.name} ({info.engine}, {info.kind})"
+
+
+def _short_kind(info: BackupInfo) -> str:
+    if info.reason == "pre-restore":
+        return "safety"
+    return info.kind
 
 
 def describe_kind(info: BackupInfo) -> str:
