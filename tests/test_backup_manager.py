@@ -240,7 +240,8 @@ def test_watch_failure_hook(tmp_path: Path) -> None:
         "--min-interval",
         "0.2",
         "--on-failure",
-        f'echo "$PLANCTL_BACKUP_FAILURES|$PLANCTL_BACKUP_ERROR" >> {record}',
+        # The README's example uses a here-string: the hook runs under bash.
+        f'cat >> {record} <<< "$PLANCTL_BACKUP_FAILURES|$PLANCTL_BACKUP_ERROR"',
         env=env,
     )
     try:

@@ -20,6 +20,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -68,6 +72,7 @@ class BackupManager:
         poll_interval: float = 1.0,
         watch_changes: bool = True,
         on_backup: Callable[[BackupInfo], Any] | None = None,
+        on_failure_command: str | None = None,
         checkpoint: Checkpoint = no_checkpoint,
     ) -> None:
         if backup_interval <= 0 or min_backup_interval < 0:
@@ -79,7 +84,9 @@ class BackupManager:
         self.backup_interval = float(backup_interval)
         self.min_backup_interval = float(min_backup_interval)
         self.on_backup_failure = on_backup_failure
+        self.on_failure_command = on_failure_command
         self.checkpoint = checkpoint
+        self._stopping = threading.Event()
         self.on_backup = on_backup
         self.incremental = incremental
         self.max_deltas_before_full = max_deltas_before_full
@@ -195,6 +202,8 @@ class BackupManager:
                 self.on_backup_failure(error, count)
             except Exception as hook_error:  # a broken hook must not stop the backups
                 log.error("on_backup_failure raised: %s", hook_error)
+        if self.on_failure_command:
+            run_failure_command(self.on_failure_command, message, count)
 
     def status(self) -> Status:
         due = self.next_due() - self.clock()
@@ -236,6 +245,39 @@ class BackupManager:
 
     # --- thread ----------------------------------------------------------------------------
 
+    def run_until_stopped(
+        self, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)
+    ) -> Status:
+        """What ``planctl backup watch`` does, for any Python caller: back up in the
+        background until one of *signals* arrives, finish the backup in progress, stop.
+
+        Signal handlers can only be installed from the main thread; elsewhere the
+        loop runs until :meth:`request_stop`. Raises PlanctlError if the backup
+        thread dies unexpectedly.
+        """
+        previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+
+            def on_signal(signum: int, _frame: Any) -> None:
+                log.info("signal %d: finishing the backup in progress, then stopping", signum)
+                self.request_stop()
+
+            previous = {sig: signal.signal(sig, on_signal) for sig in signals}
+        try:
+            self.start()
+            while not self._stopping.wait(1.0):
+                if not self.running:  # the thread died: say so instead of idling
+                    raise PlanctlError("the backup thread stopped unexpectedly", "see backup.log")
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return self.status()
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run_until_stopped` to finish (safe from a signal handler)."""
+        self._stopping.set()
+
     def start(self) -> None:
         """Run in a background thread: the first backup at once, then by the schedule."""
         if self._thread is not None and self._thread.is_alive():
@@ -265,3 +307,18 @@ class BackupManager:
                 wait = min(wait, self.poll_interval)
             self._wake.wait(max(wait, 0.05))
             self._wake.clear()
+
+
+def run_failure_command(command: str, message: str, count: int) -> None:
+    """Run a shell command after a failed backup, with PLANCTL_BACKUP_ERROR and
+    PLANCTL_BACKUP_FAILURES in its environment. Under bash (so ``<<<`` and friends
+    work), /bin/sh where there is no bash; its own failure is logged, never fatal."""
+    shell = shutil.which("bash") or "/bin/sh"
+    env = dict(os.environ, PLANCTL_BACKUP_ERROR=message, PLANCTL_BACKUP_FAILURES=str(count))
+    try:
+        done = subprocess.run([shell, "-c", command], env=env, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError) as error:
+        log.error("--on-failure command could not run: %s", error)
+        return
+    if done.returncode != 0:
+        log.error("--on-failure command exited with status %d", done.returncode)

@@ -457,7 +457,7 @@ def watch_command(
         str | None,
         typer.Option(
             "--on-failure",
-            help="Shell command run after each failed backup, with PLANCTL_BACKUP_ERROR and "
+            help="Command run by bash after each failed backup, with PLANCTL_BACKUP_ERROR and "
             "PLANCTL_BACKUP_FAILURES in its environment.",
         ),
     ] = None,
@@ -467,9 +467,6 @@ def watch_command(
     ] = "native",
 ) -> None:
     """Back up every --interval and soon after the data changes, until SIGTERM or Ctrl-C."""
-    import signal
-    import threading
-
     from planctl.backup import BackupManager
     from planctl.backup.create import FORMATS
     from planctl.config import mask_url
@@ -479,7 +476,6 @@ def watch_command(
     state = _state(ctx)
     log = state.service_logger("backup")
     backup_dir = _dir(state, directory)
-    stopping = threading.Event()
 
     def on_backup(info: BackupInfo) -> None:
         kind = describe_kind(info)
@@ -496,8 +492,6 @@ def watch_command(
             highlight=False,
             soft_wrap=True,
         )
-        if on_failure:
-            _run_hook(on_failure, message, count, log)
 
     manager = BackupManager(
         state.settings.database_url,
@@ -511,14 +505,9 @@ def watch_command(
         fmt=fmt,
         pg_bindir=_pg_bindir(state),
         on_backup=on_backup,
+        on_failure_command=on_failure,
         checkpoint=state.hooks.checkpoint,
     )
-
-    def request_stop(signum: int, _frame: Any) -> None:
-        log.info("signal %d: finishing the backup in progress, then stopping", signum)
-        stopping.set()
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     log.info(
         "watch started: %s every %ss (min %ss)%s into %s",
         "incremental" if incremental else "full",
@@ -533,16 +522,7 @@ def watch_command(
         f"{interval:g} s and after changes (at most every {min_interval:g} s) into {backup_dir}. "
         "Ctrl-C or SIGTERM to stop."
     )
-    try:
-        manager.start()
-        while not stopping.wait(1.0):
-            if not manager.running:  # the thread died: say so instead of idling
-                raise PlanctlError("the backup thread stopped unexpectedly", "see backup.log")
-    finally:
-        manager.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    status = manager.status()
+    status = manager.run_until_stopped()
     log.info(
         "watch stopped: last backup %s, deltas since full %d, consecutive failures %d",
         status.last_backup.name if status.last_backup else "none",
@@ -550,21 +530,6 @@ def watch_command(
         status.consecutive_failures,
     )
     state.say("Stopped.")
-
-
-def _run_hook(command: str, message: str, count: int, log: Any) -> None:
-    """Run the --on-failure command; its own failure is logged, never fatal."""
-    import os
-    import subprocess
-
-    env = dict(os.environ, PLANCTL_BACKUP_ERROR=message, PLANCTL_BACKUP_FAILURES=str(count))
-    try:
-        done = subprocess.run(command, shell=True, env=env, timeout=60, check=False)
-    except (OSError, subprocess.SubprocessError) as error:
-        log.error("--on-failure command could not run: %s", error)
-        return
-    if done.returncode != 0:
-        log.error("--on-failure command exited with %d", done.returncode)
 
 
 @app.command("prune")
