@@ -77,7 +77,9 @@ def _zstandard() -> Any:
 
 
 @contextmanager
-def compressing(dest: BinaryIO, method: Compression, level: int | None = None) -> Iterator[BinaryIO]:
+def compressing(
+    dest: BinaryIO, method: Compression, level: int | None = None
+) -> Iterator[BinaryIO]:
     """Yield a writable stream whose bytes reach *dest* compressed; *dest* stays open."""
     level = DEFAULT_LEVELS[method] if level is None else level
     if method is Compression.NONE:
@@ -180,4 +182,4 @@ def decompressing(src: BinaryIO) -> BinaryIO:
         raw = _GzipReader(src, head)
     else:
         raw = _Prefixed(src, head)
-    return io.BufferedReader(raw, _CHUNK)  # type: ignore[return-value]
+    return io.BufferedReader(raw, _CHUNK)

@@ -25,7 +25,7 @@ import os
 import stat
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -220,14 +220,12 @@ def encrypting(dest: BinaryIO, recipients: Sequence[Recipient]) -> Iterator[Bina
     worker.start()
     writer = open(write_fd, "wb", buffering=_PIPE_CHUNK)  # noqa: SIM115 - closed below
     try:
-        yield writer  # type: ignore[misc]
+        yield writer
         writer.close()
     except BaseException as error:
         aborted.append(EncryptionError("encryption aborted: the plaintext stream failed"))
-        try:
+        with suppress(OSError):
             writer.close()
-        except OSError:
-            pass
         worker.join()
         if failure and isinstance(error, BrokenPipeError):
             raise _encryption_failed(failure[0]) from None
@@ -280,10 +278,8 @@ def _decrypt_stream(src: BinaryIO, identities: list[Any]) -> Iterator[BinaryIO]:
         except BaseException as error:
             failure.append(_decryption_failed(error))
         finally:
-            try:
+            with suppress(OSError):  # the reader went away early
                 writer.close()
-            except OSError:  # the reader went away early
-                pass
             done.set()
 
     worker = threading.Thread(target=run, name="age-decrypt", daemon=True)
@@ -291,7 +287,7 @@ def _decrypt_stream(src: BinaryIO, identities: list[Any]) -> Iterator[BinaryIO]:
     worker.start()
     stream = io.BufferedReader(reader, _PIPE_CHUNK)
     try:
-        yield stream  # type: ignore[misc]
+        yield stream
     finally:
         stream.close()  # an early exit makes the worker's next write fail: it stops
         worker.join()

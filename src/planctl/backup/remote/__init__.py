@@ -130,7 +130,8 @@ def open_remote(
     and files through boto3 (or an explicit *s3_session*/*s3_endpoint_url*).
     SFTP uses key authentication (*ssh_key*, else the SSH agent and
     ``~/.ssh/id_*``) and refuses hosts not in *known_hosts*
-    (default ``~/.ssh/known_hosts``). *on_upload_progress* is a test hook.
+    (default ``~/.ssh/known_hosts``). *on_upload_progress* (a test hook) gets the
+    bytes sent so far.
     """
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme == "s3":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,6 +154,15 @@ class S3Store:
         config = TransferConfig(
             multipart_threshold=self._part_size, multipart_chunksize=self._part_size
         )
+        sent = [0]
+        lock = threading.Lock()
+
+        def progress(count: int) -> None:  # s3transfer reports increments, from its threads
+            with lock:
+                sent[0] += count
+                total = sent[0]
+            self._on_progress(total)
+
         try:
             self._client.upload_file(
                 str(local_path),
@@ -160,7 +170,7 @@ class S3Store:
                 key,
                 ExtraArgs={"ChecksumAlgorithm": "SHA256", "Metadata": {"sha256": local.sha256}},
                 Config=config,
-                Callback=self._on_progress,
+                Callback=progress,
             )
             head = self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
         except Exception as error:
@@ -191,7 +201,8 @@ class S3Store:
             raise self._fail(error, f"reading {name} from") from None
 
     def download(self, name: str, local_path: Path, expected_sha256: str | None = None) -> None:
-        write_atomically(local_path, self._chunks(name), expected_sha256, f"{self.describe()}{name}")
+        where = f"{self.describe()}{name}"
+        write_atomically(local_path, self._chunks(name), expected_sha256, where)
 
     def sha256(self, name: str) -> str:
         digest = hashlib.sha256()

@@ -8,6 +8,7 @@ renamed over NAME. The URL's path is absolute on the server:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import posixpath
@@ -20,7 +21,13 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from planctl.backup.remote import CHUNK, RemoteObject, check_name, write_atomically
-from planctl.errors import ConfigError, NothingToDoError, PlanctlError, RemoteError, VerificationError
+from planctl.errors import (
+    ConfigError,
+    NothingToDoError,
+    PlanctlError,
+    RemoteError,
+    VerificationError,
+)
 
 
 def _paramiko() -> Any:
@@ -157,10 +164,8 @@ class SFTPStore:
             self._sftp.posix_rename(source, target)  # atomic replace (OpenSSH extension)
         except OSError:
             # Servers without posix-rename refuse to rename over an existing file.
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 self._sftp.remove(target)
-            except FileNotFoundError:
-                pass
             self._sftp.rename(source, target)
 
     def _read(self, remote_path: str) -> Iterator[bytes]:
@@ -259,7 +264,7 @@ def _connect_error(
     if isinstance(error, paramiko.SSHException) and "known_hosts" in str(error):
         return RemoteError(
             f"host {hosts_key} is not in {hosts_file}: refusing to connect to {where}",
-            hint=f"check its fingerprint, then add it: ssh-keyscan -p {port} {host} >> {hosts_file}",
+            hint=f"check its fingerprint, then: ssh-keyscan -p {port} {host} >> {hosts_file}",
         )
     if isinstance(error, paramiko.AuthenticationException):
         return RemoteError(
