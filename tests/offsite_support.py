@@ -133,6 +133,22 @@ def s3_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[S3Serv
         server.kill()
 
 
+@pytest.fixture(scope="session")
+def shared_s3_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, S3Server]]:
+    """One long-lived server of each kind (bucket 'planctl') for tests that do not stop it."""
+    servers: dict[str, S3Server] = {}
+    try:
+        for kind in ("moto", "rclone"):
+            root = tmp_path_factory.mktemp(f"shared-{kind}") / "s3root"
+            root.mkdir()
+            servers[kind] = S3Server(kind, root).start()
+            servers[kind].make_bucket("planctl")
+        yield servers
+    finally:
+        for server in servers.values():
+            server.kill()
+
+
 @dataclass
 class SFTPServer:
     root: Path

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from .offsite_support import (  # noqa: F401 - fixtures
     S3Server,
     SFTPServer,
     s3_server,
+    shared_s3_servers,
     sftp_server,
 )
 
@@ -47,9 +49,11 @@ def data_file(path: Path, size: int, seed: int = 0) -> Path:
     return path
 
 
-def s3_store(server: S3Server, bucket: str = "planctl", **kwargs: object) -> RemoteStore:
+def s3_store(
+    server: S3Server, bucket: str = "planctl", prefix: str = "site-a/set1", **kwargs: object
+) -> RemoteStore:
     return open_remote(
-        f"s3://{bucket}/site-a/set1",
+        f"s3://{bucket}/{prefix}",
         s3_session=server.session(),
         s3_endpoint_url=server.endpoint,
         timeout=5,
@@ -73,21 +77,17 @@ def store_and_server(request: pytest.FixtureRequest, tmp_path: Path):  # type: i
     if request.param == "sftp":
         server = request.getfixturevalue("sftp_server")
         store = sftp_store(server)
-    else:
-        from .offsite_support import S3Server as _S3
-
-        root = tmp_path / "s3root"
-        root.mkdir()
-        server = _S3(request.param.split("-")[1], root).start()
-        request.addfinalizer(server.kill)
-        server.make_bucket("planctl")
-        store = s3_store(server)
-    yield store, server
+        prefix = "backups"
+    else:  # long-lived servers, a fresh prefix per test
+        server = request.getfixturevalue("shared_s3_servers")[request.param.split("-")[1]]
+        prefix = f"{uuid.uuid4().hex[:8]}/set1"
+        store = s3_store(server, prefix=prefix)
+    yield store, server, prefix
     store.close()
 
 
 def test_round_trip_lists_downloads_and_deletes(store_and_server, tmp_path: Path) -> None:
-    store, _ = store_and_server
+    store, _, _ = store_and_server
     small = data_file(tmp_path / "small.bin", 1000)
     big = data_file(tmp_path / "big.bin", 12 * MB + 123, seed=1)
     assert store.list() == []
@@ -110,13 +110,18 @@ def test_round_trip_lists_downloads_and_deletes(store_and_server, tmp_path: Path
     assert "secret" not in store.describe().lower()
 
 
-def test_multipart_upload_is_checked_on_both_s3_servers(s3_server: S3Server, tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["moto", "rclone"])
+def test_multipart_upload_is_checked_on_both_s3_servers(
+    shared_s3_servers: dict[str, S3Server], kind: str, tmp_path: Path
+) -> None:
     """5 MB parts: the server's composite checksum (moto) or a read-back (rclone) is compared."""
-    store = s3_store(s3_server, s3_multipart_mb=5)
+    s3_server = shared_s3_servers[kind]
+    prefix = f"{uuid.uuid4().hex[:8]}/set1"
+    store = s3_store(s3_server, prefix=prefix, s3_multipart_mb=5)
     big = data_file(tmp_path / "big.bin", 11 * MB, seed=2)
     store.upload(big, "multi.bin")
     head = s3_server.client().head_object(
-        Bucket="planctl", Key="site-a/set1/multi.bin", ChecksumMode="ENABLED"
+        Bucket="planctl", Key=f"{prefix}/multi.bin", ChecksumMode="ENABLED"
     )
     assert head["ContentLength"] == 11 * MB
     assert {k.lower(): v for k, v in head["Metadata"].items()}["sha256"] == sha(big)
@@ -124,7 +129,7 @@ def test_multipart_upload_is_checked_on_both_s3_servers(s3_server: S3Server, tmp
 
 
 def test_missing_object_is_nothing_to_do(store_and_server, tmp_path: Path) -> None:
-    store, _ = store_and_server
+    store, _, _ = store_and_server
     with pytest.raises(NothingToDoError):
         store.download("absent.bin", tmp_path / "x")
     assert not (tmp_path / "x").exists()
@@ -132,21 +137,21 @@ def test_missing_object_is_nothing_to_do(store_and_server, tmp_path: Path) -> No
 
 
 def test_bad_names_are_refused(store_and_server, tmp_path: Path) -> None:
-    store, _ = store_and_server
+    store, _, _ = store_and_server
     for bad in ("../escape", "a/b", ".hidden", ""):
         with pytest.raises(RemoteError, match="invalid remote file name"):
             store.upload(data_file(tmp_path / "f", 10), bad)
 
 
-def flip_byte_on_server(server: S3Server | SFTPServer, name: str) -> None:
+def flip_byte_on_server(server: S3Server | SFTPServer, prefix: str, name: str) -> None:
     """Bit rot on the server's side, behind the client's back."""
     if isinstance(server, SFTPServer):
-        path = server.root / "backups" / name
+        path = server.root / prefix / name
     elif server.kind == "rclone":
-        path = server.root / "planctl" / "site-a" / "set1" / name
+        path = server.root / "planctl" / prefix / name
     else:  # moto keeps objects in memory: another program rewrites the object
         client = server.client()
-        key = f"site-a/set1/{name}"
+        key = f"{prefix}/{name}"
         data = bytearray(client.get_object(Bucket="planctl", Key=key)["Body"].read())
         data[len(data) // 2] ^= 0x01
         client.put_object(Bucket="planctl", Key=key, Body=bytes(data))
@@ -157,10 +162,10 @@ def flip_byte_on_server(server: S3Server | SFTPServer, name: str) -> None:
 
 
 def test_flipped_byte_on_server_is_detected(store_and_server, tmp_path: Path) -> None:
-    store, server = store_and_server
+    store, server, prefix = store_and_server
     original = data_file(tmp_path / "orig.bin", 3 * MB, seed=3)
     store.upload(original, "rot.bin")
-    flip_byte_on_server(server, "rot.bin")
+    flip_byte_on_server(server, prefix, "rot.bin")
     assert store.sha256("rot.bin") != sha(original)  # what verify --remote compares
     target = tmp_path / "restore" / "rot.bin"
     target.parent.mkdir()
@@ -293,8 +298,11 @@ def test_s3_wrong_credentials(tmp_path: Path) -> None:
         server.kill()
 
 
-def test_s3_missing_bucket(s3_server: S3Server, tmp_path: Path) -> None:
-    store = s3_store(s3_server, bucket="no-such-bucket")
+@pytest.mark.parametrize("kind", ["moto", "rclone"])
+def test_s3_missing_bucket(
+    shared_s3_servers: dict[str, S3Server], kind: str, tmp_path: Path
+) -> None:
+    store = s3_store(shared_s3_servers[kind], bucket="no-such-bucket")
     with pytest.raises(RemoteError, match="bucket 'no-such-bucket' does not exist"):
         store.list()
     with pytest.raises(RemoteError, match="does not exist"):
