@@ -1,4 +1,5 @@
 """Remote stores against real servers on loopback: moto and rclone (S3), asyncssh (SFTP)."""
+# ruff: noqa: F811 - the fixtures imported from offsite_support are redefined as arguments
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ from .offsite_support import (  # noqa: F401 - fixtures
     S3Server,
     SFTPServer,
     s3_server,
-    shared_s3_servers,
     sftp_server,
+    shared_s3_servers,
 )
 
 MB = 1 << 20
@@ -324,7 +325,7 @@ def test_s3_unreachable(tmp_path: Path) -> None:
 
 def test_sftp_unknown_host_key_is_refused(sftp_server: SFTPServer) -> None:
     sftp_server.known_hosts.write_text("")
-    with pytest.raises(RemoteError, match="is not in .*known_hosts: refusing") as caught:
+    with pytest.raises(RemoteError, match=r"is not in .*known_hosts: refusing") as caught:
         sftp_store(sftp_server)
     assert "ssh-keyscan" in str(caught.value)
 
