@@ -142,7 +142,10 @@ def test_last_run_round_trip(tmp_path: Path) -> None:
 NAIVE_TIME = '{"outcome": "success", "finished": "2026-01-01T00:00:00"}'
 
 
-@pytest.mark.parametrize("content", ["", "{", '{"outcome": "meh", "finished": "x"}', "[]", NAIVE_TIME])
+BAD_RECORDS = ["", "{", '{"outcome": "meh", "finished": "x"}', "[]", NAIVE_TIME]
+
+
+@pytest.mark.parametrize("content", BAD_RECORDS)
 def test_unreadable_last_run_is_none(tmp_path: Path, content: str) -> None:
     (tmp_path / LAST_RUN_FILE).write_text(content)
     assert read_last_run(tmp_path) is None
