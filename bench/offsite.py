@@ -60,6 +60,53 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def compress_file(data: Path, packed: Path, method: object, level: int) -> None:
+    from planctl.backup.compress import Compression, compressing
+
+    assert isinstance(method, Compression)
+    with (
+        open(data, "rb") as src,
+        open(packed, "wb") as dest,
+        compressing(dest, method, level) as sink,
+    ):
+        while chunk := src.read(1 << 20):
+            sink.write(chunk)
+
+
+def cli_compress(argv: list[str], target: Path) -> None:
+    with open(target, "wb") as out:
+        subprocess.run(argv, check=True, stdout=out)
+
+
+def bench_compression(data: Path, work: Path, runs: int) -> list[str]:
+    """zstd vs gzip through planctl.backup.compress, with the CLIs as references."""
+    from planctl.backup.compress import Compression
+
+    size = data.stat().st_size
+    rows = []
+    for method, level, ref_name, ref_argv in (
+        (Compression.ZSTD, 3, "`zstd -3`", ["zstd", "-q", "-3", "-c", str(data)]),
+        (Compression.GZIP, 6, "`gzip -6`", ["gzip", "-6", "-c", str(data)]),
+    ):
+        packed = work / f"data.{method.value}"
+        ref_target = work / f"ref.{method.value}"
+        spent = statistics.median(
+            timed(lambda: compress_file(data, packed, method, level))  # noqa: B023
+            for _ in range(runs)
+        )
+        ref_time = timed(lambda: cli_compress(ref_argv, ref_target))  # noqa: B023
+        packed_size = packed.stat().st_size
+        rows.append(
+            f"| compress {method.value} level {level} | {spent:.2f} s, "
+            f"{packed_size / 1e6:.0f} MB ({packed_size / size * 100:.1f} %) "
+            f"| {ref_name}: {ref_time:.2f} s, {ref_target.stat().st_size / 1e6:.0f} MB "
+            f"| {spent / ref_time:.2f}× |"
+        )
+        packed.unlink()
+        ref_target.unlink()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sessions", type=int, default=3_500_000)
@@ -67,7 +114,6 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    from planctl.backup.compress import Compression, compressing
     from planctl.backup.crypto import encrypt_file, parse_recipients
     from planctl.backup.remote import open_remote
 
@@ -115,39 +161,7 @@ def main() -> None:
             f"| adds {enc / backup * 100:.0f} % to the backup (as a second pass) |",
         ]
 
-        # 2. compression: zstd vs gzip
-        for method, level, cli in (
-            (Compression.ZSTD, 3, ["zstd", "-q", "-3", "-f", "-o"]),
-            (Compression.GZIP, 6, None),
-        ):
-            packed = work / f"data.{method.value}"
-
-            def compress_it(method: Compression = method, level: int = level) -> None:
-                with open(data, "rb") as src, open(packed, "wb") as dest:
-                    with compressing(dest, method, level) as sink:
-                        while chunk := src.read(1 << 20):
-                            sink.write(chunk)
-
-            spent = statistics.median(timed(compress_it) for _ in range(args.runs))
-            packed_size = packed.stat().st_size
-            ref_target = work / f"ref.{method.value}"
-            if cli:
-                ref_cmd = [*cli, str(ref_target), str(data)]
-                ref_name = "`zstd -3`"
-                ref_time = timed(lambda: run(ref_cmd))
-            else:
-                ref_name = "`gzip -6`"
-                ref_time = timed(
-                    lambda: subprocess.run(
-                        ["gzip", "-6", "-c", str(data)], check=True, stdout=ref_target.open("wb")
-                    )
-                )
-            rows.append(
-                f"| compress {method.value} level {level} | {spent:.2f} s, "
-                f"{packed_size / 1e6:.0f} MB ({packed_size / size * 100:.1f} %) "
-                f"| {ref_name}: {ref_time:.2f} s, {ref_target.stat().st_size / 1e6:.0f} MB "
-                f"| {spent / ref_time:.2f}× |"
-            )
+        rows += bench_compression(data, work, args.runs)
 
         # 3. upload to a loopback rclone serve s3 vs rclone copyto
         rclone = str(BIN / "rclone") if (BIN / "rclone").exists() else "rclone"
@@ -188,7 +202,7 @@ def main() -> None:
             reference = statistics.median(
                 timed(
                     lambda: run(
-                        [rclone, "--config", "/dev/null", "copyto", str(data), "bench:bench/ref/data.db"],
+                        [rclone, "--config", "/dev/null", "copyto", str(data), "bench:bench/r/d"],
                         rclone_env,
                     )
                 )
