@@ -180,10 +180,23 @@ def test_disk_full_is_an_encryption_error(age_key: tuple[Path, str]) -> None:
     with (
         open("/dev/full", "wb", buffering=0) as full,
         pytest.raises(EncryptionError, match="No space left"),
+        encrypting(full, parse_recipients(age_key[1])) as sink,  # type: ignore[arg-type]
     ):
-        encrypt_file_bytes = SECRET_ROWS * 5
-        with encrypting(full, parse_recipients(age_key[1])) as sink:  # type: ignore[arg-type]
-            sink.write(encrypt_file_bytes)
+        sink.write(SECRET_ROWS * 5)
+
+
+def test_disk_full_is_an_encryption_error_for_whole_files(
+    age_key: tuple[Path, str], tmp_path: Path
+) -> None:
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full on this system")
+    plain = tmp_path / "plain"
+    plain.write_bytes(SECRET_ROWS * 5)
+    with (
+        open("/dev/full", "wb", buffering=0) as full,
+        pytest.raises(EncryptionError, match="No space left"),
+    ):
+        encrypt_file(plain, full, parse_recipients(age_key[1]))  # type: ignore[arg-type]
 
 
 def test_missing_library_fails_closed(age_key: tuple[Path, str], tmp_path: Path) -> None:

@@ -246,7 +246,7 @@ def kill_uploader_midway(argv: list[str], env: dict[str, str] | None) -> None:
         [sys.executable, "-c", UPLOADER, *argv], stdout=subprocess.PIPE, text=True, env=env
     )
     assert child.stdout is not None
-    assert child.stdout.readline().strip() == "uploading"
+    assert child.stdout.readline().startswith("uploading")  # (threads may print twice)
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     assert child.returncode == -signal.SIGKILL
@@ -260,6 +260,8 @@ def test_s3_kill_9_during_upload_lists_nothing_and_the_next_upload_completes(
     kill_uploader_midway(["s3://planctl/site-a/set1", str(big)], s3_server.aws_env())
     store = s3_store(s3_server)
     assert store.list() == []
+    assert store.cleanup_partial() == 1  # the killed multipart upload's parts
+    assert s3_server.client().list_multipart_uploads(Bucket="planctl").get("Uploads", []) == []
     store.upload(big, "killed.bin")
     assert [(o.name, o.size) for o in store.list()] == [("killed.bin", 40 * MB)]
     assert store.sha256("killed.bin") == sha(big)
@@ -273,7 +275,9 @@ def test_sftp_kill_9_during_upload_lists_nothing_and_the_next_upload_completes(
     kill_uploader_midway(argv, None)
     store = sftp_store(sftp_server)
     assert store.list() == []
-    store.upload(big, "killed.bin")
+    assert (sftp_server.root / "backups" / ".killed.bin.partial").exists()
+    store.upload(big, "killed.bin")  # overwrites the partial file
+    assert store.cleanup_partial() == 0
     assert [(o.name, o.size) for o in store.list()] == [("killed.bin", 40 * MB)]
     assert sha(sftp_server.root / "backups" / "killed.bin") == sha(big)
 

@@ -259,8 +259,7 @@ def decrypting(src: BinaryIO, identity_path: Path) -> Iterator[BinaryIO]:
     the damaged chunk is reached (see the module docstring).
     """
     identities = load_identities(identity_path)
-    return_stream = _decrypt_stream(src, identities)
-    with return_stream as stream:
+    with _decrypt_stream(src, identities) as stream:
         yield stream
 
 
@@ -294,10 +293,20 @@ def _decrypt_stream(src: BinaryIO, identities: list[Any]) -> Iterator[BinaryIO]:
 
 
 def encrypt_file(src: Path, dest: BinaryIO, recipients: Sequence[Recipient]) -> None:
-    """Encrypt the file *src* into *dest* (a convenience over :func:`encrypting`)."""
-    with open(src, "rb") as plain, encrypting(dest, recipients) as sink:
-        while chunk := plain.read(1 << 20):
-            sink.write(chunk)
+    """Encrypt the file *src* into *dest*: pyrage reads the file itself (no pipe, no thread).
+
+    For a backup that exists as a file first (SQLite's backup API writes one).
+    """
+    if not recipients:
+        raise EncryptionError("no age recipients given", hint="set PLANCTL_BACKUP_RECIPIENTS")
+    pyrage = _pyrage()
+    try:
+        with open(src, "rb") as plain:
+            pyrage.encrypt_io(plain, dest, [r.native for r in recipients])
+    except EncryptionError:
+        raise
+    except Exception as error:
+        raise _encryption_failed(error) from None
 
 
 def decrypt_to(src: BinaryIO, identity_path: Path, dest: BinaryIO) -> int:

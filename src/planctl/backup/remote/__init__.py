@@ -56,6 +56,13 @@ class RemoteStore(Protocol):
     def delete(self, name: str) -> None:
         """Remove *name*; a missing file is not an error."""
 
+    def cleanup_partial(self) -> int:
+        """Remove what killed uploads left (never listed anyway); returns how many.
+
+        Call it under the backup set's lock only: it would also cut short an
+        upload running right now in another process.
+        """
+
     def describe(self) -> str:
         """Where the store is, for messages and logs: no secret."""
 

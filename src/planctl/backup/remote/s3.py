@@ -216,6 +216,21 @@ class S3Store:
         except Exception as error:
             raise self._fail(error, f"deleting {name} from") from None
 
+    def cleanup_partial(self) -> int:
+        """Abort the multipart uploads under the prefix (a bucket lifecycle rule does it too)."""
+        aborted = 0
+        try:
+            paginator = self._client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for upload in page.get("Uploads", []):
+                    self._client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                    aborted += 1
+        except Exception as error:
+            raise self._fail(error, "cleaning up interrupted uploads in") from None
+        return aborted
+
     def close(self) -> None:
         self._client.close()
 

@@ -209,6 +209,21 @@ class SFTPStore:
         except Exception as error:
             raise _sftp_error(error, f"deleting {name} from", self.describe()) from None
 
+    def cleanup_partial(self) -> int:
+        """Remove the ``.NAME.partial`` files of killed uploads."""
+        removed = 0
+        try:
+            for name in self._sftp.listdir(self.path):
+                if name.startswith(".") and name.endswith(".partial"):
+                    self._sftp.remove(posixpath.join(self.path, name))
+                    removed += 1
+        except FileNotFoundError:
+            return 0
+        except Exception as error:
+            where = self.describe()
+            raise _sftp_error(error, "cleaning up interrupted uploads in", where) from None
+        return removed
+
     def close(self) -> None:
         self._sftp.close()
         self._client.close()
