@@ -144,6 +144,17 @@ def test_bad_names_are_refused(store_and_server, tmp_path: Path) -> None:
             store.upload(data_file(tmp_path / "f", 10), bad)
 
 
+def test_only_regular_files_are_uploaded(store_and_server, tmp_path: Path) -> None:
+    store, _, _ = store_and_server
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path, why in ((fifo, "not a regular file"), (tmp_path, "not a regular file"),
+                      (tmp_path / "missing", "No such file")):  # fmt: skip
+        with pytest.raises(RemoteError, match=why):
+            store.upload(path, "x.bin")
+    assert store.list() == []
+
+
 def flip_byte_on_server(server: S3Server | SFTPServer, prefix: str, name: str) -> None:
     """Bit rot on the server's side, behind the client's back."""
     if isinstance(server, SFTPServer):

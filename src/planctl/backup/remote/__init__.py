@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -78,6 +79,16 @@ def check_name(name: str) -> str:
             hint="use letters, digits and . _ + - (no slashes, not starting with a dot)",
         )
     return name
+
+
+def check_local_file(path: Path) -> None:
+    """Uploads take regular files only (a FIFO would be read twice, a directory not at all)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        raise RemoteError(f"cannot upload {path}: {error.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise RemoteError(f"cannot upload {path}: not a regular file")
 
 
 def file_sha256(path: Path) -> str:

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planctl.backup.remote import CHUNK, RemoteObject, check_name, write_atomically
+from planctl.backup.remote import (
+    CHUNK,
+    RemoteObject,
+    check_local_file,
+    check_name,
+    write_atomically,
+)
 from planctl.errors import (
     ConfigError,
     NothingToDoError,
@@ -148,6 +154,7 @@ class S3Store:
 
     def upload(self, local_path: Path, name: str) -> RemoteObject:
         key = self._key(name)
+        check_local_file(local_path)
         from boto3.s3.transfer import TransferConfig
 
         local = _digests(Path(local_path), self._part_size)

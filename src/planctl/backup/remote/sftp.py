@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from planctl.backup.remote import CHUNK, RemoteObject, check_name, write_atomically
+from planctl.backup.remote import (
+    CHUNK,
+    RemoteObject,
+    check_local_file,
+    check_name,
+    write_atomically,
+)
 from planctl.errors import (
     ConfigError,
     NothingToDoError,
@@ -129,6 +135,7 @@ class SFTPStore:
 
     def upload(self, local_path: Path, name: str) -> RemoteObject:
         final = self._remote(name)
+        check_local_file(local_path)
         partial = posixpath.join(self.path, f".{name}.partial")
         where = self.describe()
         try:
