@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python bench/backup.py
 	$(BIN)/python bench/incremental.py
 	$(BIN)/python bench/sync.py
+	$(BIN)/python bench/offsite.py
 
 clean:
 	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache

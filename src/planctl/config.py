@@ -24,6 +24,11 @@ DEFAULTS: dict[str, str] = {
     "PLANCTL_CALDAV_USER": "",
     "PLANCTL_CALDAV_PASSWORD": "",
     "PLANCTL_CALDAV_CALENDAR": "Planificador",
+    # Offsite backups (issue 15): all empty = local, unencrypted, unmonitored.
+    "PLANCTL_BACKUP_RECIPIENTS": "",
+    "PLANCTL_BACKUP_IDENTITY": "",
+    "PLANCTL_BACKUP_REMOTE": "",
+    "PLANCTL_BACKUP_PING_URL": "",
 }
 
 _PASSWORD_IN_NETLOC = re.compile(r"^(?P<scheme>[^:/?#]+://)(?P<user>[^:@/?#]*):(?P<pw>[^@/?#]*)@")
@@ -74,6 +79,12 @@ class Settings:
     caldav_user: str = ""
     caldav_password: str = field(default="", repr=False)
     caldav_calendar: str = DEFAULTS["PLANCTL_CALDAV_CALENDAR"]
+    # Offsite backups: age recipients (comma separated, parsed by backup.crypto),
+    # the identity file for restores, the remote URL and the monitoring ping URL.
+    backup_recipients: str = ""
+    backup_identity: Path | None = None
+    backup_remote: str = ""
+    backup_ping_url: str = field(default="", repr=False)
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -134,5 +145,13 @@ def load_settings(
         # Not stripped: a password may begin or end with a space.
         caldav_password=values.get("PLANCTL_CALDAV_PASSWORD", ""),
         caldav_calendar=get("PLANCTL_CALDAV_CALENDAR"),
+        backup_recipients=get("PLANCTL_BACKUP_RECIPIENTS"),
+        backup_identity=(
+            Path(get("PLANCTL_BACKUP_IDENTITY")).expanduser()
+            if get("PLANCTL_BACKUP_IDENTITY")
+            else None
+        ),
+        backup_remote=get("PLANCTL_BACKUP_REMOTE"),
+        backup_ping_url=get("PLANCTL_BACKUP_PING_URL"),
         extra={k: v for k, v in values.items() if k.startswith("PLANCTL_")},
     )

@@ -84,3 +84,11 @@ class VerificationError(PlanctlError):
     """A check failed: checksum, integrity, schema drift."""
 
     exit_code = ExitCode.VERIFICATION_FAILED
+
+
+class EncryptionError(PlanctlError):
+    """age encryption or decryption failed: bad recipient, identity, missing library, damage."""
+
+
+class RemoteError(PlanctlError):
+    """An offsite store (S3, SFTP) refused or could not be reached."""

@@ -1,0 +1,181 @@
+"""Offsite stores for backup files: one small protocol, S3-compatible and SFTP.
+
+A store is a flat directory of named files. ``upload`` never leaves a partial
+object visible under its final name (S3: a PUT or multipart upload appears
+only when complete; SFTP: a hidden temporary name, checked, then renamed) and
+checks the bytes that arrived (S3 checksums, or a read-back hash).
+``download`` writes a temporary file beside the target and renames it only
+once complete and, when asked, hash-checked. Every failure is a one-line
+:class:`~planctl.errors.RemoteError` (or ``VerificationError`` for a hash
+mismatch); ``describe()`` never shows a secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from planctl.errors import ConfigError, RemoteError, VerificationError
+
+CHUNK = 1 << 20
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}$")
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    """One file in a remote store."""
+
+    name: str
+    size: int
+    modified: datetime | None = None
+
+
+@runtime_checkable
+class RemoteStore(Protocol):
+    """What backup create/push/list/verify/restore need from an offsite store."""
+
+    def list(self) -> list[RemoteObject]:
+        """The complete files in the store (never a partial upload), sorted by name."""
+
+    def upload(self, local_path: Path, name: str) -> RemoteObject:
+        """Copy *local_path* to *name*; checked, then visible at once. Overwrites *name*."""
+
+    def download(self, name: str, local_path: Path, expected_sha256: str | None = None) -> None:
+        """Copy *name* to *local_path* (temp file + rename); hash-checked when asked."""
+
+    def sha256(self, name: str) -> str:
+        """Read *name* back and return its sha256 (hex): what ``verify --remote`` uses."""
+
+    def delete(self, name: str) -> None:
+        """Remove *name*; a missing file is not an error."""
+
+    def cleanup_partial(self) -> int:
+        """Remove what killed uploads left (never listed anyway); returns how many.
+
+        Call it under the backup set's lock only: it would also cut short an
+        upload running right now in another process.
+        """
+
+    def describe(self) -> str:
+        """Where the store is, for messages and logs: no secret."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+def check_name(name: str) -> str:
+    """A remote file name is one flat, plain component (no path, no hidden name)."""
+    if not _NAME.match(name):
+        raise RemoteError(
+            f"invalid remote file name {name!r}",
+            hint="use letters, digits and . _ + - (no slashes, not starting with a dot)",
+        )
+    return name
+
+
+def check_local_file(path: Path) -> None:
+    """Uploads take regular files only (a FIFO would be read twice, a directory not at all)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        raise RemoteError(f"cannot upload {path}: {error.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise RemoteError(f"cannot upload {path}: not a regular file")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_atomically(
+    local_path: Path, chunks: Iterable[bytes], expected_sha256: str | None, source: str
+) -> None:
+    """Write *chunks* to a temp file beside *local_path*, check, fsync, rename, fsync dir."""
+    local_path = Path(local_path)
+    directory = local_path.parent
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{local_path.name}.", suffix=".part", dir=directory)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+                digest.update(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if expected_sha256 is not None and digest.hexdigest() != expected_sha256:
+            raise VerificationError(
+                f"{source}: sha256 {digest.hexdigest()[:16]}… does not match the expected "
+                f"{expected_sha256[:16]}…: the remote copy is damaged",
+                hint="nothing was restored; use another backup or re-push this one",
+            )
+        os.replace(tmp_name, local_path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def open_remote(
+    url: str,
+    *,
+    s3_session: Any = None,
+    s3_endpoint_url: str | None = None,
+    s3_multipart_mb: int = 64,
+    ssh_key: Path | None = None,
+    known_hosts: Path | None = None,
+    timeout: float = 15.0,
+    on_upload_progress: Callable[[int], None] = lambda sent: None,
+) -> RemoteStore:
+    """Open ``s3://bucket/prefix`` or ``sftp://user@host[:port]/path``.
+
+    S3 takes endpoint, region and credentials from the standard AWS variables
+    and files through boto3 (or an explicit *s3_session*/*s3_endpoint_url*).
+    SFTP uses key authentication (*ssh_key*, else the SSH agent and
+    ``~/.ssh/id_*``) and refuses hosts not in *known_hosts*
+    (default ``~/.ssh/known_hosts``). *on_upload_progress* (a test hook) gets the
+    bytes sent so far.
+    """
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme == "s3":
+        from planctl.backup.remote.s3 import S3Store
+
+        return S3Store.from_url(
+            url,
+            session=s3_session,
+            endpoint_url=s3_endpoint_url,
+            multipart_mb=s3_multipart_mb,
+            timeout=timeout,
+            on_progress=on_upload_progress,
+        )
+    if scheme == "sftp":
+        from planctl.backup.remote.sftp import SFTPStore
+
+        return SFTPStore.from_url(
+            url,
+            key_path=ssh_key,
+            known_hosts=known_hosts,
+            timeout=timeout,
+            on_progress=on_upload_progress,
+        )
+    from planctl.config import mask_url
+
+    raise ConfigError(
+        f"unsupported PLANCTL_BACKUP_REMOTE {mask_url(url)!r}",
+        hint="use s3://bucket/prefix or sftp://user@host[:port]/path",
+    )
