@@ -49,6 +49,7 @@ log = logging.getLogger("planctl.backup")
 
 PRE_RESTORE = "pre-restore"
 CHECKSUM_CACHE = ".planctl-checksums.json"
+LAST_RUN_FILE = "last-run.json"
 BROKEN_HINT = "restore an earlier backup (planctl backup list shows which are restorable)"
 
 
@@ -318,6 +319,8 @@ def load_set(directory: Path) -> BackupSet:
         for path in entries:
             if path.name.startswith((TEMP_PREFIX, ".")) or path.suffix != METADATA_SUFFIX:
                 continue
+            if path.name == LAST_RUN_FILE:  # the monitor's record, not a backup
+                continue
             info = read_metadata(path)
             if info is None:
                 damaged.append(path)
@@ -435,7 +438,7 @@ def clean_leftovers(backups: BackupSet) -> list[Path]:
     damaged = {p.name.removesuffix(METADATA_SUFFIX) for p in backups.damaged}
     removed: list[Path] = []
     for path in sorted(directory.iterdir()):
-        if path.name in (LOCK_NAME, CHECKSUM_CACHE) or path.is_dir():
+        if path.name in (LOCK_NAME, CHECKSUM_CACHE, LAST_RUN_FILE) or path.is_dir():
             continue
         if path.name.startswith(TEMP_PREFIX):
             path.unlink(missing_ok=True)
@@ -457,6 +460,7 @@ def _data_stem(name: str) -> str | None:
     """The backup name of a data file name, or None if it does not look like one."""
     if not (name[:8].isdigit() and name[8:9] == "-"):
         return None
+    name = name.removesuffix(".age")
     for suffix in sorted(DATA_SUFFIXES, key=len, reverse=True):
         if name.endswith(suffix):
             return name[: -len(suffix)]

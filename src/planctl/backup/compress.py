@@ -43,9 +43,7 @@ def parse_compression(method: str, level: int | None = None) -> tuple[Compressio
     try:
         chosen = Compression(method.strip().lower())
     except ValueError:
-        raise UsageError(
-            f"unknown compression {method!r}", hint="use zstd, gzip or none"
-        ) from None
+        raise UsageError(f"unknown compression {method!r}", hint="use zstd, gzip or none") from None
     if level is None:
         return chosen, DEFAULT_LEVELS[chosen]
     low, high = LEVEL_RANGES[chosen]

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +29,7 @@ from planctl.backup.catalog import (
     rotate_plan,
 )
 from planctl.backup.engines import engine_for
+from planctl.backup.offsite import ENCRYPTED_SUFFIX, encrypt_in_place
 from planctl.backup.store import (
     BackupError,
     BackupInfo,
@@ -51,6 +52,8 @@ from planctl.errors import DatabaseError, UsageError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
+
+    from planctl.backup.crypto import Recipient
 
 log = logging.getLogger("planctl.backup")
 
@@ -94,6 +97,7 @@ def create_backup(
     fmt: str = "native",
     incremental: bool = False,
     max_deltas: int = MAX_DELTAS,
+    recipients: Sequence[Recipient] = (),
     checkpoint: Checkpoint = no_checkpoint,
 ) -> BackupResult:
     """One backup, then rotation to the newest *keep* restorable chains.
@@ -102,7 +106,8 @@ def create_backup(
     on top of the newest backup when that is possible; otherwise a full one,
     with the reason in ``full_because``. When *keep* is given the new backup
     is always checked (SQLite ``quick_check``, ``pg_restore --list``, a delta
-    parsed back) before anything may be rotated out.
+    parsed back) before anything may be rotated out. With *recipients*, the data
+    file is encrypted with age before it is published (checked in plaintext first).
     """
     if keep is not None and keep < 1:
         raise UsageError(f"--keep must be at least 1, got {keep}", "keep at least the new backup")
@@ -121,7 +126,15 @@ def create_backup(
         info, because = None, None
         if incremental:
             info, because = _delta_with_retries(
-                database_url, backups, compress, label, reason, max_deltas, verify, checkpoint
+                database_url,
+                backups,
+                compress,
+                label,
+                reason,
+                max_deltas,
+                verify,
+                checkpoint,
+                recipients,
             )
             if info is None:
                 log.info("full backup instead of a delta: %s", because)
@@ -137,6 +150,7 @@ def create_backup(
                 fmt=fmt,
                 anchor=True,
                 checkpoint=checkpoint,
+                recipients=recipients,
             )
         backups = load_set(backup_dir)
         deltas = len(backups.chain_of(backups.by_name[info.name])) - 1
@@ -197,13 +211,22 @@ def _delta_with_retries(
     max_deltas: int,
     verify: bool,
     checkpoint: Checkpoint,
+    recipients: Sequence[Recipient] = (),
 ) -> tuple[BackupInfo | None, str | None]:
     """A SQLite app that commits every few ms can hold the lock past one busy timeout:
     try again with a random backoff, then say what happened."""
     for attempt in range(1, BUSY_ATTEMPTS + 1):
         try:
             return _create_delta_locked(
-                database_url, backups, compress, label, reason, max_deltas, verify, checkpoint
+                database_url,
+                backups,
+                compress,
+                label,
+                reason,
+                max_deltas,
+                verify,
+                checkpoint,
+                recipients,
             )
         except DatabaseError as error:
             if "is locked" not in error.message or attempt == BUSY_ATTEMPTS:
@@ -222,6 +245,7 @@ def _create_delta_locked(
     max_deltas: int,
     verify: bool,
     checkpoint: Checkpoint,
+    recipients: Sequence[Recipient] = (),
 ) -> tuple[BackupInfo | None, str | None]:
     """Write a delta in one transaction that also empties the change log it consumed.
 
@@ -266,7 +290,7 @@ def _create_delta_locked(
         log.info("delta %s of %s on top of %s started", name, mask_url(database_url), parent.name)
         tables = delta.collect(connection, changelog.changed_ids(connection))
         temp = temp_path(backup_dir, ".data")
-        data_file = name + delta.data_suffix(compress)
+        data_file = name + delta.data_suffix(compress) + (ENCRYPTED_SUFFIX if recipients else "")
         try:
             try:
                 delta.write(
@@ -281,7 +305,10 @@ def _create_delta_locked(
                 )
                 if verify:
                     delta.read(temp, name)  # parses back completely before rotation
-                sha, size = digest_and_sync(temp)
+                if recipients:
+                    sha, size = encrypt_in_place(temp, recipients)
+                else:
+                    sha, size = digest_and_sync(temp)
                 publish(temp, backup_dir / data_file)
             except OSError as error:
                 raise disk_error(error, backup_dir) from None
@@ -308,6 +335,7 @@ def _create_delta_locked(
                 planctl_version=__version__,
                 sequence=backups.next_sequence(),
                 database_id=database_id,
+                encrypted_for=[r.fingerprint for r in recipients],
                 extra={"parent_sha256": parent.sha256, "changes": counts, "base": parent.engine},
             )
             record(backup_dir, info)
@@ -399,15 +427,16 @@ def create_full_locked(
     fmt: str = "native",
     anchor: bool = False,
     checkpoint: Checkpoint = no_checkpoint,
+    recipients: Sequence[Recipient] = (),
 ) -> BackupInfo:
-    """A full backup into the set (its lock held by the caller)."""
+    """A full backup into the set (its lock held by the caller); encrypted to *recipients*."""
     backup_dir = backups.directory
     name_of_engine = "logical" if fmt == "logical" else engine_name(database_url)
     engine = engine_for(name_of_engine, pg_bindir=pg_bindir, checkpoint=checkpoint)
     created = utc_now()
     name = new_name(created, "full", label, backup_dir)
     moves = _Anchor(database_url, name, created.isoformat()) if anchor else None
-    data_file = name + engine.data_suffix(compress)
+    data_file = name + engine.data_suffix(compress) + (ENCRYPTED_SUFFIX if recipients else "")
     log.info("backup %s of %s started", name, mask_url(database_url))
     try:
         temp = temp_path(backup_dir, ".data")
@@ -423,6 +452,10 @@ def create_full_locked(
                     verify=verify,
                     in_snapshot=moves.in_snapshot if moves else None,
                 )
+            sha, size = dumped.sha256, dumped.size
+            if recipients:
+                with _timed("age encryption", name):
+                    sha, size = encrypt_in_place(temp, recipients)
             checkpoint("data-written")
             with _timed("fsync + rename", name):
                 publish(temp, backup_dir / data_file)
@@ -435,8 +468,8 @@ def create_full_locked(
             engine=engine.name,
             created=created.isoformat(),
             data_file=data_file,
-            sha256=dumped.sha256,
-            size=dumped.size,
+            sha256=sha,
+            size=size,
             source=mask_url(database_url),
             revision=dumped.result.revision,
             row_counts=dumped.result.row_counts,
@@ -447,6 +480,7 @@ def create_full_locked(
             planctl_version=__version__,
             sequence=backups.next_sequence(),
             database_id=dumped.result.database_id,
+            encrypted_for=[r.fingerprint for r in recipients],
         )
         record(backup_dir, info)
         checkpoint("metadata-published")
@@ -479,6 +513,7 @@ def pre_restore_copy(
     backups: BackupSet,
     pg_bindir: Path | None,
     checkpoint: Checkpoint = no_checkpoint,
+    recipients: Sequence[Recipient] = (),
 ) -> BackupInfo:
     """The safety copy of the current state taken before a restore (never rotated out)."""
     return create_full_locked(
@@ -490,6 +525,7 @@ def pre_restore_copy(
         pg_bindir=pg_bindir,
         verify=True,
         checkpoint=checkpoint,
+        recipients=recipients,
     )
 
 

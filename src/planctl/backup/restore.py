@@ -11,25 +11,33 @@ restored in one transaction; logical: one transaction on either engine).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from planctl.backup import delta
 from planctl.backup.catalog import BackupSet, load_set
 from planctl.backup.create import engine_name, pre_restore_copy
 from planctl.backup.engines import engine_for
+from planctl.backup.offsite import plaintext
 from planctl.backup.store import (
     BackupError,
     BackupInfo,
     Checkpoint,
     backup_lock,
     no_checkpoint,
+    prepare_dir,
 )
 from planctl.config import mask_url
 from planctl.db import changelog
 from planctl.errors import UsageError, VerificationError
+
+if TYPE_CHECKING:
+    from planctl.backup.crypto import Recipient
 
 log = logging.getLogger("planctl.backup")
 
@@ -117,12 +125,18 @@ def restore_backup(
     lock_timeout: float = 0.0,
     pg_bindir: Path | None = None,
     allow_foreign: bool = False,
+    identity: Path | None = None,
+    recipients: Sequence[Recipient] = (),
+    safety_dir: Path | None = None,
     checkpoint: Checkpoint = no_checkpoint,
 ) -> RestoreResult:
     """Verify, refuse the wrong engine, database or a newer schema, take a safety backup,
     then restore the backup (a delta: its whole chain) all or nothing.
 
     With *at* (an aware datetime), the newest restorable backup taken at or before it.
+    Encrypted backups are decrypted with *identity* into temp files first; the
+    safety copy goes to *safety_dir* (default: the backup's own set), encrypted
+    to *recipients* when given.
     """
     backup_dir = Path(backup_dir)
     _existing_set(backup_dir)
@@ -144,19 +158,22 @@ def restore_backup(
         check_identity(database_url, links, allow_foreign=allow_foreign)
         if root.engine == "logical":
             _check_target_revision(database_url, root)
-        deltas = [
-            (link.name, delta.read(backup_dir / link.data_file, link.name)) for link in links[1:]
-        ]
-        restorer = engine_for(root.engine, pg_bindir=pg_bindir, checkpoint=checkpoint)
-        restorer.check(backup_dir / root.data_file, root.compressed, root.name, deep=False)
-        safety = None
-        if safety_backup and _has_database(database_url):
-            safety = pre_restore_copy(database_url, backups, pg_bindir, checkpoint)
-            log.info("safety backup %s taken before restoring %s", safety.name, info.name)
-        checkpoint("before-restore")
-        touched = restorer.restore(
-            database_url, backup_dir / root.data_file, root.compressed, root.name, deltas
-        )
+        with contextlib.ExitStack() as stack:
+            plain = [stack.enter_context(plaintext(backup_dir, link, identity)) for link in links]
+            deltas = [
+                (link.name, delta.read(path, link.name))
+                for link, path in zip(links[1:], plain[1:], strict=True)
+            ]
+            restorer = engine_for(root.engine, pg_bindir=pg_bindir, checkpoint=checkpoint)
+            restorer.check(plain[0], root.compressed, root.name, deep=False)
+            safety = None
+            if safety_backup and _has_database(database_url):
+                safety = _safety_copy(
+                    database_url, backups, safety_dir, pg_bindir, checkpoint, recipients
+                )
+                log.info("safety backup %s taken before restoring %s", safety.name, info.name)
+            checkpoint("before-restore")
+            touched = restorer.restore(database_url, plain[0], root.compressed, root.name, deltas)
         _restart_change_log(database_url)
         backups.cache.save()
     log.info(
@@ -167,6 +184,25 @@ def restore_backup(
         f", {len(deltas)} deltas applied, {touched} rows" if deltas else "",
     )
     return RestoreResult(info, safety, info.revision, head, links, touched)
+
+
+def _safety_copy(
+    database_url: str,
+    backups: BackupSet,
+    safety_dir: Path | None,
+    pg_bindir: Path | None,
+    checkpoint: Checkpoint,
+    recipients: Sequence[Recipient],
+) -> BackupInfo:
+    """The pre-restore copy, in the backup's own set or (a restore from a remote) in
+    *safety_dir*, under that set's lock."""
+    if safety_dir is None or Path(safety_dir).resolve() == backups.directory.resolve():
+        return pre_restore_copy(database_url, backups, pg_bindir, checkpoint, recipients)
+    directory = prepare_dir(Path(safety_dir))
+    with backup_lock(directory):
+        return pre_restore_copy(
+            database_url, load_set(directory), pg_bindir, checkpoint, recipients
+        )
 
 
 def chain_of(backup_dir: Path, info: BackupInfo) -> list[BackupInfo]:

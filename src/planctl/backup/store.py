@@ -64,6 +64,8 @@ class BackupInfo:
     sequence: int | None = None
     #: The id of the database it was taken from (``planctl_database``).
     database_id: str | None = None
+    #: Fingerprints of the age recipients the data file is encrypted to (empty: plain).
+    encrypted_for: list[str] = field(default_factory=list)
     planctl_version: str = ""
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)

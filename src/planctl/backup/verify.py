@@ -10,13 +10,14 @@ from pathlib import Path
 from planctl.backup import delta
 from planctl.backup.catalog import BackupSet, load_set
 from planctl.backup.engines import engine_for
+from planctl.backup.offsite import plaintext
 from planctl.backup.store import (
     BackupInfo,
     backup_lock,
     utc_now,
     write_metadata,
 )
-from planctl.errors import NothingToDoError, VerificationError
+from planctl.errors import EncryptionError, NothingToDoError, VerificationError
 
 log = logging.getLogger("planctl.backup")
 
@@ -26,6 +27,7 @@ class VerifyResult:
     info: BackupInfo
     ok: bool
     problem: str | None = None
+    note: str | None = None
 
 
 def verify_info(
@@ -33,23 +35,30 @@ def verify_info(
     info: BackupInfo,
     pg_bindir: Path | None = None,
     database_id: str | None = None,
-) -> None:
+    identity: Path | None = None,
+) -> str | None:
     """Checksum (read now, not from the cache), the engine's full check, the chain
-    and the identity; raise VerificationError naming the backup."""
+    and the database identity; raise VerificationError naming the backup. Returns a
+    note when a check could not run (an encrypted file and no age identity)."""
     backups.cache.forget(info.data_file)  # read the bytes again
     problem = backups.data_problem(info)
     if problem:
         raise VerificationError(problem, "the file is damaged; restore another backup")
-    path = backups.directory / info.data_file
+    note = None
     if info.kind == "delta":
-        parsed = delta.read(path, info.name)
+        backups.chain_of(info)  # every link up to the full backup is restorable
+    if info.encrypted_for and identity is None:
+        note = "checksum only: encrypted, no PLANCTL_BACKUP_IDENTITY for the deep check"
+    elif info.kind == "delta":
+        with plaintext(backups.directory, info, identity) as path:
+            parsed = delta.read(path, info.name)
         if parsed.parent != info.parent or parsed.parent_sha256 != info.extra.get("parent_sha256"):
             raise VerificationError(
                 f"backup {info.name}: its file and metadata name different parents"
             )
-        backups.chain_of(info)  # every link up to the full backup is restorable
     elif info.engine in ("sqlite", "postgresql", "logical"):
-        engine_for(info.engine, pg_bindir=pg_bindir).check(path, info.compressed, info.name)
+        with plaintext(backups.directory, info, identity) as path:
+            engine_for(info.engine, pg_bindir=pg_bindir).check(path, info.compressed, info.name)
     else:
         raise VerificationError(f"backup {info.name}: unknown engine '{info.engine}'")
     if database_id is not None and info.database_id not in (None, database_id):
@@ -58,6 +67,7 @@ def verify_info(
             f"this database is {database_id[:8]}…)",
             "move it out of the backup directory; restore refuses it",
         )
+    return note
 
 
 def verify_backup(
@@ -68,6 +78,7 @@ def verify_backup(
     lock_timeout: float = 0.0,
     pg_bindir: Path | None = None,
     database_id: str | None = None,
+    identity: Path | None = None,
 ) -> list[VerifyResult]:
     """Verify one backup (a delta: its whole chain) or all; records ``verified_at``.
 
@@ -92,8 +103,8 @@ def verify_backup(
             raise NothingToDoError(f"no backups in '{backup_dir}'", "run planctl backup first")
         for info in infos:
             try:
-                verify_info(backups, info, pg_bindir, database_id)
-            except VerificationError as error:
+                note = verify_info(backups, info, pg_bindir, database_id, identity)
+            except (VerificationError, EncryptionError) as error:
                 log.error("verify %s failed: %s", info.name, error.message)
                 results.append(VerifyResult(info, False, error.message))
                 continue
@@ -102,8 +113,8 @@ def verify_backup(
                 write_metadata(backup_dir, info)
             except OSError as error:  # read-only media: the check itself still counts
                 log.warning("verify %s ok, but cannot record it: %s", info.name, error.strerror)
-            log.info("verify %s ok", info.name)
-            results.append(VerifyResult(info, True))
+            log.info("verify %s ok%s", info.name, f" ({note})" if note else "")
+            results.append(VerifyResult(info, True, note=note))
         if all_backups:
             for path in backups.damaged:
                 problem = f"backup {path.stem}: metadata file {path.name} is damaged or unreadable"

@@ -153,12 +153,22 @@ def backup(
         int,
         typer.Option("--max-deltas", help="Deltas before --incremental takes a full again."),
     ] = 10,
+    remote_keep: Annotated[
+        int | None,
+        typer.Option(
+            "--remote-keep", min=1, help="Chains to keep on the remote (default: --keep)."
+        ),
+    ] = None,
+    ping_url: Annotated[
+        str | None,
+        typer.Option("--ping", help="healthchecks-style URL pinged at start, success, failure."),
+    ] = None,
 ) -> None:
     """Take one backup of the configured database; with --keep, verify it and rotate."""
     if ctx.invoked_subcommand is not None:
         _route_group_options(ctx)
         return
-    from planctl.backup import create_backup
+    from planctl.backup.offsite import backup_and_ship
 
     if keep is not None and keep < 1:
         raise UsageError(f"--keep must be at least 1, got {keep}", "keep at least the new backup")
@@ -166,9 +176,14 @@ def backup(
         raise UsageError(f"--max-deltas must be at least 1, got {max_deltas}")
     state = _state(ctx)
     log = state.service_logger("backup")
-    result = create_backup(
-        state.settings.database_url,
+    settings = state.settings
+    shipped = backup_and_ship(
+        settings.database_url,
         _dir(state, directory),
+        recipients_text=settings.backup_recipients,
+        remote_url=settings.backup_remote,
+        remote_keep=remote_keep if remote_keep is not None else keep,
+        ping_url=ping_url or settings.backup_ping_url,
         keep=keep,
         compress=compress,
         label=label,
@@ -180,6 +195,7 @@ def backup(
         max_deltas=max_deltas,
         checkpoint=state.hooks.checkpoint,
     )
+    result = shipped.result
     info = result.info
     if info.kind == "delta":
         changed = sum(info.row_counts.values())
@@ -205,6 +221,131 @@ def backup(
             state.say(f"A full backup, not a delta: {result.full_because}.")
     for removed in result.removed:
         state.say(f"Rotated out {removed.name}.")
+    if shipped.uploaded:
+        state.say(f"Uploaded to {_masked_remote(settings.backup_remote)}.")
+    for removed in shipped.remote_removed:
+        state.say(f"Rotated out {removed.name} from the remote.")
+
+
+def _recipients(state: State) -> list[Any]:
+    from planctl.backup.crypto import parse_recipients
+
+    text = state.settings.backup_recipients
+    return parse_recipients(text) if text else []
+
+
+def _masked_remote(url: str) -> str:
+    from planctl.config import mask_url
+
+    return mask_url(url)
+
+
+RemoteFlag = Annotated[
+    bool, typer.Option("--remote", help="The copy in PLANCTL_BACKUP_REMOTE instead of --dir.")
+]
+
+
+def _store(state: State) -> Any:
+    from planctl.backup.offsite import open_store
+
+    return open_store(state.settings.backup_remote)
+
+
+@app.command("push")
+def push_command(
+    ctx: typer.Context,
+    directory: DirOption = None,
+    keep: Annotated[
+        int | None,
+        typer.Option("--keep", min=1, help="Then keep only the newest N chains remotely."),
+    ] = None,
+    lock_timeout: LockTimeout = 0.0,
+) -> None:
+    """Upload the local backups the remote lacks (resumes after a failure or a kill)."""
+    from planctl.backup.offsite import push
+
+    state = _state(ctx)
+    log = state.service_logger("backup")
+    store = _store(state)
+    try:
+        result = push(
+            _dir(state, directory),
+            store,
+            keep=keep,
+            lock_timeout=_lock_timeout(state, lock_timeout),
+        )
+    finally:
+        store.close()
+    for info in result.uploaded:
+        log.info("pushed %s", info.name)
+        state.say(f"Uploaded {info.name}.")
+    for info in result.removed:
+        state.say(f"Rotated out {info.name} from the remote.")
+    if not result.uploaded:
+        state.say(f"Nothing to upload: {store.describe()} has every restorable backup.")
+
+
+@app.command("status")
+def status_command(
+    ctx: typer.Context,
+    directory: DirOption = None,
+    max_age: Annotated[
+        str | None,
+        typer.Option("--max-age", help="Fail (exit 5) when the newest backup is older, e.g. 26h."),
+    ] = None,
+    remote: RemoteFlag = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The newest restorable backup, its age and the last run: exit 5 when stale or failed."""
+    from planctl.backup.offsite import backup_status
+
+    state = _state(ctx)
+    status = backup_status(
+        _dir(state, directory),
+        max_age=max_age,
+        remote_url=state.settings.backup_remote if remote else "",
+    )
+    last = status.last_run
+    if as_json:
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "newest_local": status.newest_local.as_dict() if status.newest_local else None,
+                    "newest_remote": status.newest_remote.as_dict()
+                    if status.newest_remote
+                    else None,
+                    "last_run": last.to_json() if last is not None else None,  # type: ignore[attr-defined]
+                    "stale": status.stale,
+                    "failed": status.failed,
+                    "problems": status.problems,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+    else:
+        for label, info in (("local", status.newest_local), ("remote", status.newest_remote)):
+            if info is not None:
+                when = _local(state, info.created)
+                state.say(f"Newest restorable {label} backup: {info.name} ({when}).")
+        if status.newest_local is None and status.newest_remote is None:
+            state.say("No restorable backup.")
+        if last is not None:
+            state.say(
+                f"Last run: {last.outcome} at {_local(state, last.finished.isoformat())}"  # type: ignore[attr-defined]
+                + (f" — {last.message}" if last.message else "")  # type: ignore[attr-defined]
+            )
+        for problem in status.problems:
+            err_console().print(f"[yellow]warning:[/yellow] {problem}", highlight=False)
+    if status.failed:
+        raise VerificationError("the last backup run failed", "see backup.log")
+    if status.stale:
+        raise VerificationError(
+            "no restorable backup"
+            if status.newest_local is None and status.newest_remote is None
+            else f"the newest restorable backup is older than {max_age}",
+            "check the cron job and backup.log",
+        )
 
 
 @app.command("list")
@@ -212,14 +353,30 @@ def list_command(
     ctx: typer.Context,
     directory: DirOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    remote: RemoteFlag = False,
 ) -> None:
     """List the backups, newest first."""
-    from rich.table import Table
+    import contextlib
 
     from planctl.backup import open_set
+    from planctl.backup.offsite import remote_catalog
 
     state = _state(ctx)
-    backups = open_set(_dir(state, directory))
+    with contextlib.ExitStack() as stack:
+        if remote:
+            store = _store(state)
+            stack.callback(store.close)
+            backups: Any = stack.enter_context(remote_catalog(store))
+        else:
+            backups = open_set(_dir(state, directory))
+        _print_list(state, backups, as_json, store.describe() if remote else None, directory)
+
+
+def _print_list(
+    state: State, backups: Any, as_json: bool, where: str | None, directory: Path | None
+) -> None:
+    from rich.table import Table
+
     infos = list(reversed(backups.infos))
     if as_json:
         rows = [
@@ -243,7 +400,7 @@ def list_command(
     # Fits 80 columns (a pipe, a narrow terminal): short cells, no outer borders; a long
     # labelled name folds rather than truncating what it says.
     table = Table(
-        title=f"Backups in {_dir(state, directory)} ({engines})",
+        title=f"Backups in {where or _dir(state, directory)} ({engines})",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
@@ -291,23 +448,41 @@ def verify_command(
     all_backups: Annotated[bool, typer.Option("--all", help="Verify every backup.")] = False,
     directory: DirOption = None,
     lock_timeout: LockTimeout = 0.0,
+    remote: RemoteFlag = False,
 ) -> None:
     """Check a backup's checksum and integrity (exit 5 on any failure)."""
     from planctl.backup import verify_backup
+    from planctl.backup.offsite import verify_remote
 
     state = _state(ctx)
     log = state.service_logger("backup")
-    results = verify_backup(
-        _dir(state, directory),
-        name,
-        all_backups=all_backups,
-        lock_timeout=_lock_timeout(state, lock_timeout),
-        pg_bindir=_pg_bindir(state),
-        database_id=_live_identity(state),
-    )
+    results: list[Any]
+    if remote:
+        store = _store(state)
+        try:
+            results = verify_remote(
+                store,
+                name,
+                all_backups=all_backups,
+                identity=state.settings.backup_identity,
+                pg_bindir=_pg_bindir(state),
+            )
+        finally:
+            store.close()
+    else:
+        results = verify_backup(
+            _dir(state, directory),
+            name,
+            all_backups=all_backups,
+            lock_timeout=_lock_timeout(state, lock_timeout),
+            pg_bindir=_pg_bindir(state),
+            database_id=_live_identity(state),
+            identity=state.settings.backup_identity,
+        )
     for result in results:
         if result.ok:
-            state.say(f"[green]OK[/green]      {result.info.name}")
+            note = getattr(result, "note", None)
+            state.say(f"[green]OK[/green]      {result.info.name}" + (f" ({note})" if note else ""))
         else:
             out_console().print(
                 f"[red]FAILED[/red]  {result.info.name}: {result.problem}", highlight=False
@@ -367,14 +542,55 @@ def restore_command(
             "any engine). Keep the password out of it: use ~/.pgpass or PGPASSWORD.",
         ),
     ] = None,
+    remote: RemoteFlag = False,
 ) -> None:
     """Verify a backup, take a safety backup, then replace the database with it."""
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        state = _state(ctx)
+        backup_dir, safety_dir = _dir(state, directory), None
+        if remote:
+            from planctl.backup.offsite import fetch_chain
+
+            if at is not None:
+                raise UsageError("--at reads the local set; name the remote backup instead")
+            store = _store(state)
+            stack.callback(store.close)
+            safety_dir = backup_dir  # the safety copy of the current state stays local
+            backup_dir, name = stack.enter_context(fetch_chain(store, name))
+        _restore(
+            ctx,
+            state,
+            backup_dir,
+            safety_dir,
+            name,
+            yes,
+            lock_timeout,
+            safety_backup,
+            at,
+            force_foreign,
+            target,
+        )
+
+
+def _restore(
+    ctx: typer.Context,
+    state: State,
+    backup_dir: Path,
+    safety_dir: Path | None,
+    name: str,
+    yes: bool,
+    lock_timeout: float,
+    safety_backup: bool,
+    at: str | None,
+    force_foreign: bool,
+    target: str | None,
+) -> None:
     from planctl.backup import chain_of, find_at, find_backup, parse_moment, restore_backup
     from planctl.cli.db import _can_prompt
     from planctl.config import mask_url, normalize_database_url, url_password
 
-    state = _state(ctx)
-    backup_dir = _dir(state, directory)
     if at is not None and name != "latest":
         raise UsageError("give either a backup name or --at, not both")
     if at is not None:
@@ -412,6 +628,9 @@ def restore_command(
         pg_bindir=_pg_bindir(state),
         safety_backup=safety_backup,
         allow_foreign=force_foreign or (target is not None and chain[0].engine == "logical"),
+        identity=state.settings.backup_identity,
+        recipients=_recipients(state),
+        safety_dir=safety_dir,
         checkpoint=state.hooks.checkpoint,
     )
     log.info("restore of %s done", info.name)

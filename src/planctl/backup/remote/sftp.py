@@ -310,4 +310,3 @@ def _sftp_error(error: Exception, action: str, where: str) -> RemoteError:
     if isinstance(error, EOFError) or "closed" in text.lower() or "dropped" in text.lower():
         return RemoteError(f"{action} {where}: the connection was lost", hint="retry")
     return RemoteError(f"{action} {where} failed: {text}")
-
