@@ -42,7 +42,7 @@ def test_logical_backup_moves_sqlite_to_postgresql(tmp_path: Path, pg_database: 
     run = cli("backup", "--format", "logical", "--dir", str(backups), url=source)
     assert run.exit_code == 0, run.stderr
     [info] = list_backups(backups)
-    assert info.engine == "logical" and info.data_file.endswith(".jsonl.gz")
+    assert info.engine == "logical" and info.data_file.endswith(".jsonl.zst")
     assert info.row_counts["sesiones"] == 320
     assert verify_backup(backups, info.name)[0].ok
 

@@ -165,7 +165,7 @@ def _limit_file_size(limit: int):  # type: ignore[no-untyped-def]
     return apply
 
 
-@pytest.mark.parametrize("compress", ["--compress", "--no-compress"])
+@pytest.mark.parametrize("compress", ["--compress=zstd", "--no-compress"])
 def test_file_size_limit_mid_backup(
     seeded_url: str, tmp_path: Path, env_for, compress: str
 ) -> None:  # type: ignore[no-untyped-def]

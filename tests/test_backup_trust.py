@@ -104,18 +104,18 @@ def test_chain_restore_gives_exactly_the_restore_point_sync_state_included(
 
 def test_failing_delta_leaves_the_database_unchanged(seeded_url: str, tmp_path: Path) -> None:
     """A delta that cannot apply (its rows point at a contract the full does not hold)."""
-    import gzip
-
     backups = tmp_path / "backups"
     name, _ = _chain(seeded_url, backups)
     backups_set = load_set(backups)
     last = backups_set.by_name[name]
     path = backups / last.data_file
-    document = json.loads(gzip.decompress(path.read_bytes()))
+    import zstandard
+
+    document = json.loads(zstandard.ZstdDecompressor().decompress(path.read_bytes()))
     section = document["tables"]["sesiones"]
     position = section["columns"].index("contratacion_id")
     section["upserts"][0][position] = 999_999  # dangling foreign key
-    path.write_bytes(gzip.compress(json.dumps(document).encode()))
+    path.write_bytes(zstandard.ZstdCompressor().compress(json.dumps(document).encode()))
     # Re-sign the tampered file so only the database can refuse it.
     import hashlib
 

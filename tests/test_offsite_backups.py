@@ -244,3 +244,42 @@ def test_a_hanging_ping_server_never_holds_the_backup(migrated_url: str, tmp_pat
     listener.close()
     assert done.returncode == 0, done.stderr
     assert time.monotonic() - started < 60
+
+
+def test_sftp_remote_through_the_cli(seeded_url: str, tmp_path: Path) -> None:
+    """Key authentication and known_hosts from ~/.ssh, as a user's cron job has them."""
+    from .offsite_support import SFTPServer, make_ssh_key
+
+    root = tmp_path / "sftproot"
+    root.mkdir()
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    host_public = make_ssh_key(keys / "host_key")
+    client_public = make_ssh_key(keys / "client_key")
+    (keys / "authorized_keys").write_text(client_public + "\n")
+    server = SFTPServer(
+        root, keys / "host_key", keys / "authorized_keys", keys / "client_key",
+        keys / "known_hosts", host_public,
+    ).start()  # fmt: skip
+    try:
+        home = tmp_path / "home"
+        (home / ".ssh").mkdir(parents=True)
+        shutil.copy(keys / "client_key", home / ".ssh" / "id_ed25519")
+        (home / ".ssh" / "id_ed25519").chmod(0o600)
+        shutil.copy(keys / "known_hosts", home / ".ssh" / "known_hosts")
+        env = {
+            **planctl_env(seeded_url, tmp_path / "backups", tmp_path / "logs"),
+            "HOME": str(home),
+            "PLANCTL_BACKUP_REMOTE": server.url(),
+        }
+        done = run_planctl("backup", env=env)
+        assert done.returncode == 0, done.stderr
+        assert "Uploaded to" in done.stdout
+        expected = table_contents(seeded_url)
+        _touch(seeded_url, "gone")
+        fresh = {**env, "PLANCTL_BACKUP_DIR": str(tmp_path / "elsewhere")}
+        done = run_planctl("backup", "restore", "latest", "--remote", "--yes", env=fresh)
+        assert done.returncode == 0, done.stderr
+        assert table_contents(seeded_url) == expected
+    finally:
+        server.kill()

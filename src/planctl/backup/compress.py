@@ -181,3 +181,14 @@ def decompressing(src: BinaryIO) -> BinaryIO:
     else:
         raw = _Prefixed(src, head)
     return io.BufferedReader(raw, _CHUNK)
+
+
+def method_of(compressed: bool | str) -> Compression:
+    """A backup's compression from its metadata: ``True`` is gzip (backups before
+    ``--compress METHOD``), ``False`` none, else the method's name."""
+    if isinstance(compressed, bool):
+        return Compression.GZIP if compressed else Compression.NONE
+    return Compression(compressed)
+
+
+SUFFIXES = {Compression.ZSTD: ".zst", Compression.GZIP: ".gz", Compression.NONE: ""}

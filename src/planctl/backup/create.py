@@ -68,6 +68,26 @@ FORMATS = ("native", "logical")
 BUSY_ATTEMPTS = 4
 
 
+#: What ``compress=True`` means: zstd, faster and smaller than gzip on the benchmark
+#: database (bench/RESULTS.md), where the engine can write it (pg_dump 15: gzip).
+DEFAULT_COMPRESSION = "zstd"
+
+
+def stored_compression(compress: bool | str) -> bool | str:
+    """The ``compressed`` value a backup records: ``True`` (gzip, as planctl always
+    wrote it), ``False`` (none) or ``"zstd"``."""
+    from planctl.backup.compress import Compression, parse_compression
+
+    if compress is True:
+        compress = DEFAULT_COMPRESSION
+    if compress is False:
+        return False
+    method, _ = parse_compression(str(compress))
+    if method is Compression.GZIP:
+        return True
+    return False if method is Compression.NONE else method.value
+
+
 def engine_name(database_url: str) -> str:
     return parse_url(database_url).get_backend_name()
 
@@ -88,7 +108,7 @@ def create_backup(
     backup_dir: Path,
     *,
     keep: int | None = None,
-    compress: bool = True,
+    compress: bool | str = True,
     label: str | None = None,
     reason: str = "manual",
     lock_timeout: float = 0.0,
@@ -115,6 +135,7 @@ def create_backup(
         raise UsageError(f"unknown backup format '{fmt}'", "use native or logical")
     if max_deltas < 1:
         raise UsageError(f"--max-deltas must be at least 1, got {max_deltas}")
+    compress = stored_compression(compress)
     if keep is not None:
         verify = True  # a backup must be proven readable before it pushes others out
     elif verify is None:
@@ -205,7 +226,7 @@ def _delta_refusal(
 def _delta_with_retries(
     database_url: str,
     backups: BackupSet,
-    compress: bool,
+    compress: bool | str,
     label: str | None,
     reason: str,
     max_deltas: int,
@@ -239,7 +260,7 @@ def _delta_with_retries(
 def _create_delta_locked(
     database_url: str,
     backups: BackupSet,
-    compress: bool,
+    compress: bool | str,
     label: str | None,
     reason: str,
     max_deltas: int,
@@ -419,7 +440,7 @@ def create_full_locked(
     database_url: str,
     backups: BackupSet,
     *,
-    compress: bool,
+    compress: bool | str,
     label: str | None,
     reason: str,
     pg_bindir: Path | None,
@@ -433,6 +454,8 @@ def create_full_locked(
     backup_dir = backups.directory
     name_of_engine = "logical" if fmt == "logical" else engine_name(database_url)
     engine = engine_for(name_of_engine, pg_bindir=pg_bindir, checkpoint=checkpoint)
+    if engine.name == "postgresql" and compress:
+        compress = True  # pg_dump's own compression (gzip)
     created = utc_now()
     name = new_name(created, "full", label, backup_dir)
     moves = _Anchor(database_url, name, created.isoformat()) if anchor else None

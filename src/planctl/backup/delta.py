@@ -35,6 +35,14 @@ from sqlalchemy.exc import DBAPIError
 
 from planctl.backup import tables as table_ops
 from planctl.backup.codec import JSON, codec_for
+from planctl.backup.compress import (
+    SUFFIXES,
+    Compression,
+    CompressionError,
+    compressing,
+    decompressing,
+    method_of,
+)
 from planctl.backup.store import BackupError
 from planctl.config import mask_url
 from planctl.errors import VerificationError
@@ -46,8 +54,8 @@ FETCH = 500  # ids per ``WHERE id IN (…)``
 DAMAGED_HINT = "the chain is broken from here on; restore an earlier backup (planctl backup list)"
 
 
-def data_suffix(compressed: bool) -> str:
-    return ".delta.json.gz" if compressed else ".delta.json"
+def data_suffix(compressed: bool | str) -> str:
+    return ".delta.json" + SUFFIXES[method_of(compressed)]
 
 
 @dataclass
@@ -109,7 +117,7 @@ def collect(connection: Connection, changed: dict[str, list[int]]) -> dict[str, 
 
 def write(
     target: Path,
-    compressed: bool,
+    compressed: bool | str,
     *,
     timestamp: str,
     parent: str,
@@ -130,14 +138,16 @@ def write(
         "tables": tables,
     }
     data = (JSON.encode(document) + "\n").encode("utf-8")
+    method = method_of(compressed)
     with open(target, "wb") as raw:
-        if compressed:
+        if method is Compression.GZIP:
             with gzip.GzipFile(
                 filename="", fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0
             ) as packed:
                 packed.write(data)
         else:
-            raw.write(data)
+            with compressing(raw, method) as packed:
+                packed.write(data)
 
 
 # --- read -----------------------------------------------------------------------------------
@@ -154,13 +164,10 @@ def read(path: Path, name: str | None = None) -> Delta:
     label = name or path.name
     try:
         with open(path, "rb") as handle:
-            magic = handle.read(2)
-        opener: Any = gzip.open if magic == b"\x1f\x8b" else open
-        with opener(path, "rb") as handle:
-            document = json.loads(handle.read())
+            document = json.loads(decompressing(handle).read())
     except FileNotFoundError:
         raise VerificationError(f"delta file {path} is missing", DAMAGED_HINT) from None
-    except (OSError, EOFError, ValueError, RecursionError) as error:
+    except (OSError, EOFError, ValueError, RecursionError, CompressionError) as error:
         raise _fail(label, f"cannot read it ({error})") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise _fail(label, f"not a {FORMAT} document")

@@ -44,14 +44,14 @@ class Dumped:
 class BackupEngine(Protocol):
     name: str
 
-    def data_suffix(self, compressed: bool) -> str: ...
+    def data_suffix(self, compressed: bool | str) -> str: ...
 
     def dump(
         self,
         database_url: str,
         target: Path,
         *,
-        compressed: bool,
+        compressed: bool | str,
         verify: bool,
         in_snapshot: InSnapshot | None = None,
     ) -> Dumped:
@@ -59,12 +59,12 @@ class BackupEngine(Protocol):
         checked shallowly when *verify*, hashed and flushed."""
         ...
 
-    def check(self, path: Path, compressed: bool, name: str, *, deep: bool = True) -> None:
+    def check(self, path: Path, compressed: bool | str, name: str, *, deep: bool = True) -> None:
         """Raise VerificationError naming *name* when the file cannot be restored."""
         ...
 
     def restore(
-        self, database_url: str, path: Path, compressed: bool, name: str, deltas: Deltas = ()
+        self, database_url: str, path: Path, compressed: bool | str, name: str, deltas: Deltas = ()
     ) -> int:
         """Replace the target's data with the file's, *deltas* applied; all or nothing.
         Returns the rows the deltas touched."""
@@ -82,7 +82,7 @@ class SqliteEngine:
         self.checkpoint = checkpoint
         self.lock_deadline = lock_deadline
 
-    def data_suffix(self, compressed: bool) -> str:
+    def data_suffix(self, compressed: bool | str) -> str:
         return sqlite_engine.data_suffix(compressed)
 
     def dump(
@@ -90,7 +90,7 @@ class SqliteEngine:
         database_url: str,
         target: Path,
         *,
-        compressed: bool,
+        compressed: bool | str,
         verify: bool,
         in_snapshot: InSnapshot | None = None,
     ) -> Dumped:
@@ -105,12 +105,12 @@ class SqliteEngine:
             sqlite_engine.unlink_database(raw)
         return Dumped(result, sha, size)
 
-    def check(self, path: Path, compressed: bool, name: str, *, deep: bool = True) -> None:
+    def check(self, path: Path, compressed: bool | str, name: str, *, deep: bool = True) -> None:
         with sqlite_engine.plain_copy(path, compressed, path.parent) as plain:
             sqlite_engine.integrity_check(plain, name, quick=not deep)
 
     def restore(
-        self, database_url: str, path: Path, compressed: bool, name: str, deltas: Deltas = ()
+        self, database_url: str, path: Path, compressed: bool | str, name: str, deltas: Deltas = ()
     ) -> int:
         return sqlite_engine.restore(
             database_url,
@@ -131,15 +131,15 @@ class PostgresEngine:
         self.bindir = bindir
         self.checkpoint = checkpoint
 
-    def data_suffix(self, compressed: bool) -> str:
-        return postgres_engine.data_suffix(compressed)
+    def data_suffix(self, compressed: bool | str) -> str:
+        return postgres_engine.data_suffix(bool(compressed))
 
     def dump(
         self,
         database_url: str,
         target: Path,
         *,
-        compressed: bool,
+        compressed: bool | str,
         verify: bool,
         in_snapshot: InSnapshot | None = None,
     ) -> Dumped:
@@ -164,11 +164,11 @@ class PostgresEngine:
             digest.close()
         return Dumped(result, sha, size)
 
-    def check(self, path: Path, compressed: bool, name: str, *, deep: bool = True) -> None:
+    def check(self, path: Path, compressed: bool | str, name: str, *, deep: bool = True) -> None:
         postgres_engine.check(path, compressed, path.parent, name, self.bindir, full=deep)
 
     def restore(
-        self, database_url: str, path: Path, compressed: bool, name: str, deltas: Deltas = ()
+        self, database_url: str, path: Path, compressed: bool | str, name: str, deltas: Deltas = ()
     ) -> int:
         return postgres_engine.restore(
             database_url, path, compressed, path.parent, name, self.bindir, deltas, self.checkpoint
@@ -181,7 +181,7 @@ class LogicalEngine:
     def __init__(self, checkpoint: Checkpoint = no_checkpoint) -> None:
         self.checkpoint = checkpoint
 
-    def data_suffix(self, compressed: bool) -> str:
+    def data_suffix(self, compressed: bool | str) -> str:
         return logical_engine.data_suffix(compressed)
 
     def dump(
@@ -189,7 +189,7 @@ class LogicalEngine:
         database_url: str,
         target: Path,
         *,
-        compressed: bool,
+        compressed: bool | str,
         verify: bool,
         in_snapshot: InSnapshot | None = None,
     ) -> Dumped:
@@ -200,11 +200,11 @@ class LogicalEngine:
         sha, size = digest_and_sync(target)
         return Dumped(result, sha, size)
 
-    def check(self, path: Path, compressed: bool, name: str, *, deep: bool = True) -> None:
+    def check(self, path: Path, compressed: bool | str, name: str, *, deep: bool = True) -> None:
         logical_engine.check(path, compressed, path.parent, name)
 
     def restore(
-        self, database_url: str, path: Path, compressed: bool, name: str, deltas: Deltas = ()
+        self, database_url: str, path: Path, compressed: bool | str, name: str, deltas: Deltas = ()
     ) -> int:
         return logical_engine.restore(database_url, path, compressed, name, deltas, self.checkpoint)
 

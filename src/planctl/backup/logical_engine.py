@@ -60,6 +60,15 @@ from sqlalchemy.engine import Connection
 
 from planctl.backup import tables
 from planctl.backup.codec import JSON, UTC, Codec, Convert, Row, codec_for, isoformat, memoized
+from planctl.backup.compress import (
+    SUFFIXES,
+    Compression,
+    CompressionError,
+    compressing,
+    decompressing,
+    detect,
+    method_of,
+)
 from planctl.backup.store import BackupError, Checkpoint, DumpResult, no_checkpoint, utc_now
 from planctl.config import mask_url
 from planctl.db import changelog
@@ -87,8 +96,8 @@ SQLITE_CACHE_KIB = 65536
 DAMAGED_HINT = "restore another backup (planctl backup list)"
 
 
-def data_suffix(compressed: bool) -> str:
-    return ".jsonl.gz" if compressed else ".jsonl"
+def data_suffix(compressed: bool | str) -> str:
+    return ".jsonl" + SUFFIXES[method_of(compressed)]
 
 
 # --- dump -----------------------------------------------------------------------------------
@@ -133,10 +142,15 @@ def _revision(connection: Connection, existing: set[str]) -> str | None:
 
 
 @contextlib.contextmanager
-def _sink(target: Path, compressed: bool) -> Iterator[Callable[[bytes], Any]]:
+def _sink(target: Path, compressed: bool | str) -> Iterator[Callable[[bytes], Any]]:
+    method = method_of(compressed)
     with open(target, "wb") as raw:
-        if not compressed:
+        if method is Compression.NONE:
             yield raw.write
+            return
+        if method is Compression.ZSTD:
+            with compressing(raw, method) as packed:
+                yield packed.write
             return
         # filename="" keeps the temporary file's name out of the gzip header.
         with gzip.GzipFile(
@@ -148,7 +162,7 @@ def _sink(target: Path, compressed: bool) -> Iterator[Callable[[bytes], Any]]:
 def dump(
     database_url: str,
     target: Path,
-    compressed: bool,
+    compressed: bool | str,
     in_snapshot: Callable[[Connection], None] | None = None,
     checkpoint: Checkpoint = no_checkpoint,
 ) -> DumpResult:
@@ -216,7 +230,7 @@ class Header:
 
 
 @contextlib.contextmanager
-def _lines(data_path: Path, compressed: bool, name: str) -> Iterator[Iterator[bytes]]:
+def _lines(data_path: Path, compressed: bool | str, name: str) -> Iterator[Iterator[bytes]]:
     """The file's lines as bytes; open, read and gzip errors become VerificationError."""
     try:
         raw = open(data_path, "rb")  # noqa: SIM115 (closed below)
@@ -227,12 +241,17 @@ def _lines(data_path: Path, compressed: bool, name: str) -> Iterator[Iterator[by
         ) from None
     with raw:
         handle: Any = raw
-        if compressed:  # a C-level buffer on top, so lines are split without Python frames
+        head = raw.read(4)
+        raw.seek(0)
+        found = detect(head)
+        if found is Compression.GZIP:  # a C-level buffer on top: lines split without frames
             handle = io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), READ_CHUNK)
+        elif found is Compression.ZSTD:
+            handle = decompressing(raw)
         try:
             yield itertools.chain.from_iterable(iter(lambda: handle.readlines(READ_CHUNK), []))
-        except (EOFError, OSError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
-            what = "cannot be decompressed" if compressed else "cannot be read"
+        except (EOFError, OSError, zlib.error, CompressionError) as error:
+            what = "cannot be decompressed" if found is not Compression.NONE else "cannot be read"
             raise VerificationError(
                 f"backup {name}: {data_path.name} {what}: {error}", DAMAGED_HINT
             ) from None
@@ -391,13 +410,13 @@ class _Reader:
         return decoded
 
 
-def read_header(data_path: Path, compressed: bool, name: str) -> Header:
+def read_header(data_path: Path, compressed: bool | str, name: str) -> Header:
     """Only the header: format version, revision, creation time, tables."""
     with _lines(data_path, compressed, name) as lines:
         return _Reader(lines, name).header
 
 
-def check(data_path: Path, compressed: bool, workdir: Path, name: str) -> None:
+def check(data_path: Path, compressed: bool | str, workdir: Path, name: str) -> None:
     """Parse and decode the whole file; VerificationError naming *name* if it is not complete."""
     with _lines(data_path, compressed, name) as lines:
         for _ in _Reader(lines, name).batches():
@@ -508,7 +527,7 @@ def _converted(rows: list[Row], converters: Sequence[tuple[int, Any]]) -> list[R
 def restore(
     database_url: str,
     data_path: Path,
-    compressed: bool,
+    compressed: bool | str,
     name: str,
     deltas: Sequence[tuple[str, Delta]] = (),
     checkpoint: Checkpoint = no_checkpoint,

@@ -209,7 +209,7 @@ def server_facts(connection: Any) -> tuple[int, set[str]]:
 def dump(
     database_url: str,
     target: Path,
-    compressed: bool,
+    compressed: bool | str,
     bindir: Path | None = None,
     in_snapshot: Callable[[Any], None] | None = None,
     on_dumped: Callable[[], None] | None = None,
@@ -281,7 +281,7 @@ def list_contents(data_path: Path, name: str, bindir: Path | None = None) -> lis
 
 def check(
     data_path: Path,
-    compressed: bool,
+    compressed: bool | str,
     workdir: Path,
     name: str,
     bindir: Path | None = None,
@@ -311,7 +311,7 @@ def check(
 def restore(
     database_url: str,
     data_path: Path,
-    compressed: bool,
+    compressed: bool | str,
     workdir: Path,
     name: str,
     bindir: Path | None = None,

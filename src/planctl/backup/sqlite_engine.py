@@ -21,6 +21,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from planctl.backup.compress import (
+    SUFFIXES,
+    Compression,
+    CompressionError,
+    compressing,
+    decompressing,
+    method_of,
+)
 from planctl.backup.store import (
     BackupError,
     Checkpoint,
@@ -40,8 +48,8 @@ NAME = "sqlite"
 GZIP_LEVEL = 1  # fast; a 1 GB database compresses several-fold even at level 1
 
 
-def data_suffix(compressed: bool) -> str:
-    return ".sqlite.gz" if compressed else ".sqlite"
+def data_suffix(compressed: bool | str) -> str:
+    return ".sqlite" + SUFFIXES[method_of(compressed)]
 
 
 def database_file(database_url: str) -> Path:
@@ -217,18 +225,23 @@ def integrity_check(path: Path, name: str, *, quick: bool = False) -> None:
         )
 
 
-def write_data(raw: Path, target: Path, compressed: bool) -> tuple[str, int]:
-    """Move the raw snapshot into *target*, gzipped or not; return (sha256, size)."""
-    if not compressed:
+def write_data(
+    raw: Path, target: Path, compressed: bool | str, level: int | None = None
+) -> tuple[str, int]:
+    """Move the raw snapshot into *target*, compressed or not; return (sha256, size)."""
+    method = method_of(compressed)
+    if method is Compression.NONE:
         os.replace(raw, target)
         return digest_and_sync(target)
+    if level is None:
+        level = GZIP_LEVEL if method is Compression.GZIP else None
     try:
         with (
             open(raw, "rb") as source,
             open(target, "wb") as sink,
-            gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as gz,
+            compressing(sink, method, level) as packed,
         ):
-            shutil.copyfileobj(source, gz, 1024 * 1024)
+            shutil.copyfileobj(source, packed, 1024 * 1024)
     finally:
         unlink_database(raw)
     return digest_and_sync(target)
@@ -240,14 +253,14 @@ def _scratch_dir(workdir: Path) -> Path:
 
 @contextlib.contextmanager
 def plain_copy(
-    data_path: Path, compressed: bool, workdir: Path, *, private: bool = False
+    data_path: Path, compressed: bool | str, workdir: Path, *, private: bool = False
 ) -> Iterator[Path]:
     """The backup as a plain database file (decompressed into *workdir* if needed).
 
     With *private*, always a scratch copy that the caller may change (the
     backup's own file is never written).
     """
-    if not compressed and not private:
+    if method_of(compressed) is Compression.NONE and not private:
         yield data_path
         return
     directory = _scratch_dir(workdir)
@@ -257,10 +270,9 @@ def plain_copy(
         raise disk_error(error, directory, "a scratch copy of the backup") from None
     try:
         try:
-            opener = gzip.open if compressed else open
-            with opener(data_path, "rb") as source, open(temp, "wb") as sink:
-                shutil.copyfileobj(source, sink, 1024 * 1024)
-        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+            with open(data_path, "rb") as packed, open(temp, "wb") as sink:
+                shutil.copyfileobj(decompressing(packed), sink, 1024 * 1024)
+        except (EOFError, gzip.BadGzipFile, zlib.error, CompressionError) as error:
             raise VerificationError(
                 f"backup file {data_path.name} cannot be decompressed: {error}",
                 "restore another backup",
@@ -272,7 +284,7 @@ def plain_copy(
         unlink_database(temp)
 
 
-def check(data_path: Path, compressed: bool, workdir: Path, name: str) -> None:
+def check(data_path: Path, compressed: bool | str, workdir: Path, name: str) -> None:
     with plain_copy(data_path, compressed, workdir) as plain:
         integrity_check(plain, name)
 
@@ -290,7 +302,7 @@ def _pragma(path: Path, pragma: str, timeout: float = LOCK_DEADLINE) -> str | No
 def restore(
     database_url: str,
     data_path: Path,
-    compressed: bool,
+    compressed: bool | str,
     workdir: Path,
     name: str,
     deltas: Sequence[tuple[str, Delta]] = (),

@@ -53,7 +53,7 @@ class BackupInfo:
     source: str  # masked URL
     revision: str | None
     row_counts: dict[str, int] = field(default_factory=dict)
-    compressed: bool = False
+    compressed: bool | str = False  # True: gzip; "zstd"
     parent: str | None = None
     label: str | None = None
     reason: str = "manual"  # manual | scheduled | pre-restore

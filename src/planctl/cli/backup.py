@@ -123,8 +123,12 @@ def backup(
     ] = None,
     directory: DirOption = None,
     compress: Annotated[
-        bool, typer.Option("--compress/--no-compress", help="Compress the data file.")
-    ] = True,
+        str,
+        typer.Option("--compress", help="Compression of the data file: zstd, gzip or none."),
+    ] = "zstd",
+    no_compress: Annotated[
+        bool, typer.Option("--no-compress", help="The same as --compress none.")
+    ] = False,
     label: Annotated[
         str | None, typer.Option("--label", help="A note kept with the backup.")
     ] = None,
@@ -185,7 +189,7 @@ def backup(
         remote_keep=remote_keep if remote_keep is not None else keep,
         ping_url=ping_url or settings.backup_ping_url,
         keep=keep,
-        compress=compress,
+        compress="none" if no_compress else compress,
         label=label,
         lock_timeout=_lock_timeout(state, lock_timeout),
         pg_bindir=_pg_bindir(state),
