@@ -42,7 +42,8 @@ def bench_sqlite(sessions: int, runs: int, work: Path) -> list[tuple[str, float,
     env = env_for(f"sqlite:///{db}", work)
     seed(env, sessions)
     size = db.stat().st_size
-    ref, hashed, plain, gated, packed = [], [], [], [], []
+    ref, hashed, plain, gated, packed, sealed = [], [], [], [], [], []
+    sealed_env = {**env, "PLANCTL_BACKUP_RECIPIENTS": age_recipient(work)}
     for i in range(runs):
         target = work / f"ref-{i}.db"
         ref.append(timed(["sqlite3", str(db), f".backup {target}"]))
@@ -54,6 +55,9 @@ def bench_sqlite(sessions: int, runs: int, work: Path) -> list[tuple[str, float,
         plain.append(timed([PLANCTL, "-q", "backup", "--no-compress"], env=env))
         gated.append(timed([PLANCTL, "-q", "backup", "--no-compress", "--keep", "1"], env=env))
         packed.append(timed([PLANCTL, "-q", "backup", "--keep", "1"], env=env))
+        sealed.append(
+            timed([PLANCTL, "-q", "backup", "--no-compress", "--keep", "1"], env=sealed_env)
+        )
     r, h = statistics.median(ref), statistics.median(hashed)
     reference = 'sqlite3 DB ".backup FILE"'
     chain = bench_chain(env, runs)
@@ -76,12 +80,27 @@ def bench_sqlite(sessions: int, runs: int, work: Path) -> list[tuple[str, float,
             reference,
             r,
         ),
-        ("backup --keep 1 (gzip -1 + quick_check)", statistics.median(packed), reference, r),
+        ("backup --keep 1 (zstd + quick_check)", statistics.median(packed), reference, r),
+        (
+            "backup --no-compress --keep 1, age-encrypted",
+            statistics.median(sealed),
+            "the same, not encrypted",
+            statistics.median(gated),
+        ),
         *chain,
     ]
 
 
 CHANGED = 100_000
+
+
+def age_recipient(work: Path) -> str:
+    """A fresh age key pair (the identity stays in *work*); its public key."""
+    from planctl.backup.crypto import _pyrage
+
+    identity = _pyrage().x25519.Identity.generate()
+    (work / "age-key.txt").write_text(str(identity))
+    return str(identity.to_public())
 
 
 def bench_chain(env: dict[str, str], runs: int) -> list[tuple[str, float, str, float]]:
