@@ -42,7 +42,7 @@ import stat
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -107,10 +107,10 @@ def _same_file(a: Path, b: Path) -> bool:
 
 @dataclass(frozen=True)
 class Target:
-    """Where a write goes: a descriptor to write through, or a regular file to replace."""
+    """Where a write goes: stdout (neither set), a descriptor, or a regular file to replace."""
 
     name: str  # as the user gave it, for messages
-    fd: int | None = None  # write through this descriptor (stdout, a device, a FIFO)
+    fd: int | None = None  # write through this descriptor (a device, a FIFO, /dev/stdout)
     path: Path | None = None  # replace this regular file atomically (symlinks resolved)
     owned: bool = False  # close fd when done
 
@@ -123,7 +123,7 @@ def resolve_target(target: str | Path, guard: Guard = NO_GUARD) -> Target:
     """
     name = str(target)
     if name == "-":
-        return Target(name, fd=sys.stdout.fileno())
+        return Target(name)  # sys.stdout itself, whatever it is (a test runner's too)
     number = _STD_STREAMS.get(name)
     match = _FD_PATH.fullmatch(name)
     if number is None and match:
@@ -181,11 +181,10 @@ def open_output(target: str | Path, guard: Guard = NO_GUARD) -> Iterator[BinaryI
         with atomic_write(resolved.path, name=resolved.name) as handle:
             yield handle
         return
-    assert resolved.fd is not None
     with space_errors(resolved.name):
-        if resolved.name == "-":
+        sys.stdout.flush()
+        if resolved.fd is None:
             stream = sys.stdout.buffer
-            sys.stdout.flush()
             yield stream
             stream.flush()
             return
@@ -245,7 +244,7 @@ def atomic_write(path: str | Path, *, name: str | None = None) -> Iterator[Binar
                 yield handle
                 handle.flush()
                 os.fsync(fd)
-            _copy_identity(final, fd, shown)
+            copy_identity(final, fd, shown)
             os.replace(temp, final)
             fsync_dir(directory)
         except BaseException:
@@ -296,7 +295,7 @@ def _lock_new(fd: int, name: str) -> bool:
     return False
 
 
-def _copy_identity(final: Path, fd: int, shown: str) -> None:
+def copy_identity(final: Path, fd: int, shown: str) -> None:
     """Give the new file the old one's owner, group and mode (a new file stays 0600)."""
     try:
         old = os.stat(final)
@@ -323,11 +322,16 @@ def fsync_dir(directory: str | Path) -> None:
         os.close(fd)
 
 
-def remove_stale_temps(final: Path) -> list[Path]:
-    """Remove temporary siblings of *final* (files or directories) that no process holds."""
+def remove_stale_temps(
+    final: Path, before_remove: Callable[[Path], None] | None = None
+) -> list[Path]:
+    """Remove temporary siblings of *final* (files or directories) that no process holds.
+
+    *before_remove* sees each stale one first, while it is locked (to recover from it).
+    """
     removed = []
     for candidate in _temp_siblings(final):
-        if _try_remove(candidate):
+        if _try_remove(candidate, before_remove):
             removed.append(candidate)
     return removed
 
@@ -341,7 +345,7 @@ def _temp_siblings(final: Path) -> Iterable[Path]:
     return [final.parent / n for n in names if n.startswith(prefix) and n.endswith(TEMP_SUFFIX)]
 
 
-def _try_remove(candidate: Path) -> bool:
+def _try_remove(candidate: Path, before_remove: Callable[[Path], None] | None) -> bool:
     try:
         fd = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
@@ -352,6 +356,8 @@ def _try_remove(candidate: Path) -> bool:
         os.close(fd)
         return False  # a live writer holds it
     try:
+        if before_remove is not None:
+            before_remove(candidate)
         if stat.S_ISDIR(os.fstat(fd).st_mode):
             shutil.rmtree(candidate, ignore_errors=True)
         else:
