@@ -17,19 +17,19 @@ from typing import Any
 
 from planctl.errors import UnknownTableError, UsageError
 
-#: The schema's tables in export order (parents first); a test keeps it equal to
+#: The schema's tables, in the models' order; a test keeps it equal to
 #: ``planctl.db.models.TABLE_NAMES`` without importing the ORM here.
 TABLES = (
+    "adjuntos",
     "clientes",
     "clientes_finales",
-    "contactos_cliente_final",
-    "participantes",
     "temas",
+    "contactos_cliente_final",
     "formaciones",
+    "participantes",
     "contrataciones",
-    "sesiones",
-    "adjuntos",
     "interacciones",
+    "sesiones",
 )
 #: The date column that --since/--until filter on, per table.
 DATE_COLUMNS = {
