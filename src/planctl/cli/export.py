@@ -105,7 +105,9 @@ def warner(state: State) -> Callable[[str], None]:
 
     def warn(message: str) -> None:
         if not state.quiet:
-            err_console().print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+            err_console().print(
+                f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True
+            )
 
     return warn
 
