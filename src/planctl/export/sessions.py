@@ -60,11 +60,16 @@ class SessionView:
     tema: str
 
     @property
-    def hours(self) -> Decimal:
-        """Length of the session in hours (two decimals)."""
+    def minutes(self) -> int:
+        """Length of the session in whole minutes (exact: money is computed from these)."""
         start = dt.datetime.combine(self.fecha, self.hora_inicio)
         end = dt.datetime.combine(self.fecha, self.hora_fin)
-        return (Decimal((end - start).total_seconds()) / Decimal(3600)).quantize(Decimal("0.01"))
+        return int((end - start).total_seconds()) // 60
+
+    @property
+    def hours(self) -> Decimal:
+        """Length of the session in hours, exact (minutes / 60, not rounded)."""
+        return Decimal(self.minutes) / 60
 
 
 @dataclass(frozen=True)
