@@ -119,11 +119,35 @@ from planctl.cli import sync as _sync  # noqa: E402
 app.add_typer(_sync.app, name="sync", rich_help_panel="Calendar sync")
 
 
+def command_line(args: list[str]) -> typer.Typer:
+    """The app to run for *args*: only the command group they name, when they name one.
+
+    Typer builds every command's parameters from its signature before it runs
+    anything; the whole tree costs about 0.1 s, a third of a small export.
+    """
+    name = next((arg for arg in args if not arg.startswith("-")), None)
+    groups = {group.name: group.typer_instance for group in app.registered_groups}
+    group = groups.get(name)
+    if group is None:
+        return app
+    single = typer.Typer(
+        cls=PlanctlGroup,
+        name="planctl",
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    single.callback()(main_options)
+    single.add_typer(group, name=name)
+    return single
+
+
 def main() -> None:
     """Console-script entry point."""
     signals.install_handlers()
     try:
-        app()
+        command_line(sys.argv[1:])()
     except BrokenPipeError:
         sys.exit(signals.quiet_broken_pipe())
     except PlanctlError as error:  # raised outside a command (e.g. in a callback)
