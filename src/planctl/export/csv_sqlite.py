@@ -143,7 +143,7 @@ def _quoted_if(value: str, condition: str) -> str:
 
 
 def _specials(value: str, delimiter: str) -> str:
-    chars = ["'\"'", _literal(delimiter), "char(10)", "char(13)"]
+    chars = ["'\"'", _literal(delimiter), "'\n'", "'\r'"]  # raw LF and CR: no char() calls
     return " OR ".join(f"instr({value}, {c}) > 0" for c in chars)
 
 
@@ -199,6 +199,12 @@ def _expected(kind: str, scale: int, c: str) -> tuple[str, str] | None:
 def cell_sql(name: str, kind: str, scale: int, notnull: bool, delimiter: str, raw: bool) -> str:
     """SQL rendering one column of a row exactly as ``csv.writer`` would write the cell."""
     c = _ident(name)
+    if kind == "rowid":
+        return (
+            c
+            if delimiter not in _SAFE_CHARS["integer"]
+            else _quoted_if(c, f"instr({c}, {_literal(delimiter)}) > 0")
+        )
     branches = [] if notnull else [f"WHEN {c} IS NULL THEN ''"]
     expected = _expected(kind, scale, c)
     if expected is not None:
@@ -226,7 +232,7 @@ def lines_sql(
     line = f" || {_literal(options.delimiter)} || ".join(cells)
     if len(columns) == 1:  # a lone empty cell must show as "" (else the row would vanish)
         line = f"CASE WHEN {line} = '' THEN '\"\"' ELSE {line} END"
-    sql = f"SELECT CAST({line} || char(13, 10) AS BLOB) FROM {_ident(table)}"
+    sql = f"SELECT CAST({line} || '\r\n' AS BLOB) FROM {_ident(table)}"
     params: list[str] = []
     where = date_column(table, options)
     if where is not None:
