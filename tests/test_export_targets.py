@@ -471,3 +471,12 @@ def test_long_export_on_a_rollback_journal_warns_once(
     warning = export.stderr.read().decode()
     assert warning.count("warning:") == 1 and "rollback journal" in warning
     assert "PRAGMA journal_mode=WAL" in warning
+
+
+def test_sync_store_is_refused(small_url: str, env_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    store = tmp_path / "calendario.json"
+    store.write_text("{}")
+    env = env_for(small_url, PLANCTL_SYNC_STORE=str(store))
+    run = run_planctl("export", "ical", "-o", str(store), env=env)
+    assert run.returncode == 1 and "must not overwrite" in run.stderr
+    assert store.read_text() == "{}"

@@ -60,11 +60,16 @@ def progress_bar(
 
 
 def output_guard(state: State) -> Guard:
-    """What no export may overwrite: the database (and its journals) and the backups."""
+    """What no export may overwrite: the database (and its journals), the backups, the
+    simulated calendar's store."""
     from planctl.fsutil import Guard
 
     settings = state.settings
-    return Guard(database=database_file(settings.database_url), backup_dir=settings.backup_dir)
+    return Guard(
+        database=database_file(settings.database_url),
+        backup_dir=settings.backup_dir,
+        extra=(settings.sync_store, Path(f"{settings.sync_store}.journal")),
+    )
 
 
 def database_file(database_url: str) -> Path | None:
