@@ -183,7 +183,8 @@ def _expected(kind: str, scale: int, c: str) -> tuple[str, str] | None:
     if kind == "date":
         return f"{text} AND {c} GLOB '{_DATE}'", c
     if kind == "time":
-        shapes = f"({c} GLOB '{_TIME}' OR {c} GLOB '{_TIME}{_MICROS}')"
+        # SQLAlchemy writes times with microseconds: that shape first.
+        shapes = f"({c} GLOB '{_TIME}{_MICROS}' OR {c} GLOB '{_TIME}')"
         return (
             f"{text} AND {shapes}",
             f"CASE WHEN substr({c}, 9) = '.000000' THEN substr({c}, 1, 8) ELSE {c} END",
