@@ -671,3 +671,32 @@ def test_status_follows_the_session_estado(
     for read in READERS:
         [event] = read(data).values()
         assert event["status"] == STATUS[estado], read.__name__
+
+
+def test_direct_serialisation_is_byte_identical_to_icalendar(seeded_url: str) -> None:
+    """The streamed VEVENTs are written directly (fast); they must be exactly what
+    icalendar writes for session_to_event, for every demo session and for hostile text."""
+    from planctl.export.ical import event_bytes
+    from planctl.export.sessions import iter_sessions
+
+    with connect(seeded_url) as connection:
+        views = list(iter_sessions(connection))
+    long = "Ñ" * 40 + "\\" * 3 + "x" * 37 + ";,\\\n" * 9 + "€" * 30
+    views += [
+        dataclasses.replace(
+            BASE_VIEW,
+            cliente=long,
+            formacion="a" * 60 + "\\" + "b" * 20,
+            tema="Tema, con; comas\\",
+            notas="Línea 1\r\nLínea 2\rLínea 3\x07 fin\t",
+            direccion=None,
+            enlace_vc="https://meet.example/x?a=1&b=2",
+            modalidad="mixta",
+            changed_at=dt.datetime(2026, 2, 1, 9, 0, tzinfo=dt.UTC),
+        ),
+        dataclasses.replace(BASE_VIEW, created_at=None, updated_at=None, estado="cancelada"),
+    ]
+    assert len(views) > 300
+    for view in views:
+        for timezone in (TZ, "America/New_York"):
+            assert event_bytes(view, timezone) == session_to_event(view, timezone).to_ical()

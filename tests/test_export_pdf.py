@@ -9,7 +9,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
@@ -80,7 +80,7 @@ class Report:
 
 
 def spanish(value: Decimal) -> str:
-    text = f"{value.quantize(CENT):,.2f}"
+    text = f"{value.quantize(CENT, ROUND_HALF_UP):,.2f}"
     return text.replace(",", "_").replace(".", ",").replace("_", ".")
 
 
@@ -214,8 +214,8 @@ def test_summary_totals_match_the_database(seeded_url: str) -> None:
     amount = sum((e.amount for e in taught), Decimal(0))
     total = f"Total {len(taught)} {spanish(hours)} {spanish(amount)} €"
     assert summary.count(total) == 2  # under the clients and under the topics
-    assert report.summary.hours == hours.quantize(CENT)
-    assert report.summary.amount == amount.quantize(CENT)
+    assert report.summary.hours == hours.quantize(CENT, ROUND_HALF_UP)
+    assert report.summary.amount == amount.quantize(CENT, ROUND_HALF_UP)
     cancelled = len(expected) - len(taught)
     assert cancelled > 0
     assert f"Sesiones en el informe: {len(expected)}; canceladas (no computan): {cancelled}." in (
@@ -429,9 +429,94 @@ def test_ten_thousand_sessions(migrated_url: str) -> None:
             )
         reader = PdfReader(io.BytesIO(out.getvalue()))
         assert summary.sessions == len(expected) == 10_000
-        assert summary.hours == sum((e.hours for e in taught), Decimal(0)).quantize(CENT)
-        assert summary.amount == sum((e.amount for e in taught), Decimal(0)).quantize(CENT)
+        assert summary.hours == sum((e.hours for e in taught), Decimal(0)).quantize(
+            CENT, ROUND_HALF_UP
+        )
+        assert summary.amount == sum((e.amount for e in taught), Decimal(0)).quantize(
+            CENT, ROUND_HALF_UP
+        )
         assert len(reader.pages) == summary.pages
         last = reader.pages[-1].extract_text()
         assert f"Página {summary.pages} de {summary.pages}" in last
     assert summary.pages == 24  # month view: two calendar years
+
+
+def priced_sessions(
+    url: str, price: Decimal, days: list[dt.date], start: dt.time, end: dt.time
+) -> None:
+    """One client, course and contract at *price* €/h, one session per day."""
+    t = metadata.tables
+    with connect(url) as connection:
+        client = connection.execute(
+            insert(t["clientes"]).values(empresa="Academia Exacta").returning(t["clientes"].c.id)
+        ).scalar_one()
+        topic = connection.execute(
+            insert(t["temas"]).values(nombre="Cálculo").returning(t["temas"].c.id)
+        ).scalar_one()
+        course = connection.execute(
+            insert(t["formaciones"])
+            .values(tema_id=topic, nombre="Céntimos")
+            .returning(t["formaciones"].c.id)
+        ).scalar_one()
+        contract = connection.execute(
+            insert(t["contrataciones"])
+            .values(
+                cliente_id=client,
+                formacion_id=course,
+                expediente="EXP-CENT",
+                precio_hora=price,
+                estado="confirmado",
+                prioridad="media",
+            )
+            .returning(t["contrataciones"].c.id)
+        ).scalar_one()
+        connection.execute(
+            insert(t["sesiones"]),
+            [
+                {
+                    "contratacion_id": contract,
+                    "fecha": day,
+                    "hora_inicio": start,
+                    "hora_fin": end,
+                    "estado": "programada",
+                }
+                for day in days
+            ],
+        )
+
+
+def test_money_is_exact_to_the_cent(migrated_url: str) -> None:
+    """30 sessions of 80 minutes at 72,25 €/h: 40,00 h and 2.890,00 € exactly (rounding
+    each session's 1,333… h to 1,33 would give 39,90 h and 2.882,78 €)."""
+    days = [dt.date(2026, 10, 1) + dt.timedelta(days=i) for i in range(30)]
+    priced_sessions(migrated_url, Decimal("72.25"), days, dt.time(9, 0), dt.time(10, 20))
+    report = render(migrated_url)
+    assert report.summary.hours == Decimal("40.00")
+    assert report.summary.amount == Decimal("2890.00")
+    for title in ("Academia Exacta", "Cálculo", "Total"):  # per client, per topic, in total
+        assert f"{title} 30 40,00 2.890,00 €" in report.text
+    month = render(migrated_url, view="month")
+    assert "horas: 40,00 · importe: 2.890,00 €" in month.text
+
+
+def test_one_session_rounds_half_up_once(migrated_url: str) -> None:
+    """20 minutes at 1,35 €/h is 0,45 € exactly; 10 minutes at 0,03 €/h is 0,005 € → 0,01 €."""
+    priced_sessions(
+        migrated_url, Decimal("0.03"), [dt.date(2026, 10, 5)], dt.time(9), dt.time(9, 10)
+    )
+    report = render(migrated_url)
+    assert report.summary.amount == Decimal("0.01")
+    assert "Total 1 0,17 0,01 €" in report.text
+
+
+def test_every_weekday_date_is_shown_whole(migrated_url: str, font: str) -> None:
+    """The widest dates of every weekday ("mié 28/10/2026", "sáb 31/10/2026") are never cut."""
+    days = [dt.date(2026, 10, 26) + dt.timedelta(days=i) for i in range(7)]  # Mon..Sun
+    days += [dt.date(2026, 12, 30), dt.date(2026, 11, 28)]
+    priced_sessions(migrated_url, Decimal("50"), days, dt.time(10, 0), dt.time(12, 0))
+    report = render(migrated_url)
+    rows = [line for line in report.text.splitlines() if ROW.match(line)]
+    assert len(rows) == len(days)
+    shown = {ROW.match(line).group(1) for line in rows}  # type: ignore[union-attr]
+    assert shown == {f"{day:%d/%m/%Y}" for day in days}
+    assert "…" not in "".join(line[:15] for line in rows)

@@ -15,6 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from planctl import __version__
+from planctl.cli import signals
 from planctl.cli.context import Hooks, State, err_console
 from planctl.errors import ExitCode, PlanctlError
 
@@ -25,6 +26,8 @@ class PlanctlGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # the reader went away (| head): not an error
+            raise typer.Exit(signals.quiet_broken_pipe()) from None
         except PlanctlError as error:
             report_error(ctx, error)
             raise typer.Exit(int(error.exit_code)) from None
@@ -38,9 +41,9 @@ class PlanctlGroup(TyperGroup):
                 ),
             )
             raise typer.Exit(int(ExitCode.FAILED)) from None
-        except KeyboardInterrupt:
-            err_console().print("[red]interrupted[/red]")
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM, SIGHUP (cli/signals.py)
+            err_console().print(f"[red]interrupted[/red] ({interrupt or 'SIGINT'})")
+            raise typer.Exit(signals.exit_code(interrupt)) from None
 
 
 def report_error(ctx: Any, error: PlanctlError) -> None:
@@ -117,10 +120,37 @@ from planctl.cli import sync as _sync  # noqa: E402
 app.add_typer(_sync.app, name="sync", rich_help_panel="Calendar sync")
 
 
+def command_line(args: list[str]) -> typer.Typer:
+    """The app to run for *args*: only the command group they name, when they name one.
+
+    Typer builds every command's parameters from its signature before it runs
+    anything; the whole tree costs about 0.1 s, a third of a small export.
+    """
+    name = next((arg for arg in args if not arg.startswith("-")), None)
+    groups = {group.name: group.typer_instance for group in app.registered_groups}
+    group = groups.get(name)
+    if group is None:
+        return app
+    single = typer.Typer(
+        cls=PlanctlGroup,
+        name="planctl",
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    single.callback()(main_options)
+    single.add_typer(group, name=name)
+    return single
+
+
 def main() -> None:
     """Console-script entry point."""
+    signals.install_handlers()
     try:
-        app()
+        command_line(sys.argv[1:])()
+    except BrokenPipeError:
+        sys.exit(signals.quiet_broken_pipe())
     except PlanctlError as error:  # raised outside a command (e.g. in a callback)
         err_console().print(f"[bold red]error:[/bold red] {error}", highlight=False)
         sys.exit(int(error.exit_code))

@@ -57,6 +57,8 @@ def db_upgrade(
     else:
         log.info("upgraded %s from %s to %s", state.settings.masked_url, _rev(before), _rev(after))
         state.say(f"Upgraded {state.settings.masked_url} from {_rev(before)} to {_rev(after)}.")
+    if before is None and migrate.journal_mode(url) == "wal":
+        state.say("SQLite journal mode: WAL (the planner app keeps writing while planctl reads).")
 
 
 def db_downgrade(
@@ -233,6 +235,14 @@ def db_info(
         f"[bold]revision[/bold]  {_rev(info.revision)} (head {_rev(info.head)}) {status}",
         highlight=False,
     )
+    if info.journal_mode is not None:
+        note = (
+            "[green]the planner app keeps writing during exports and backups[/green]"
+            if info.journal_mode == "wal"
+            else "[yellow]exports and backups hold up the planner app's writes; switch with: "
+            "sqlite3 DATABASE 'PRAGMA journal_mode=WAL'[/yellow]"
+        )
+        console.print(f"[bold]journal[/bold]   {info.journal_mode} {note}", highlight=False)
     table = Table(title="Rows per table", title_justify="left")
     table.add_column("table")
     table.add_column("rows", justify="right")

@@ -8,12 +8,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from planctl.cli.context import State, err_console
 from planctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from planctl.fsutil import Guard
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -56,16 +59,62 @@ def progress_bar(
         yield lambda n: progress.advance(task, n)
 
 
-def _count(connection: Any, table_name: str) -> int:
-    from sqlalchemy import func, select
+def output_guard(state: State) -> Guard:
+    """What no export may overwrite: the database (and its journals), the backups, the
+    simulated calendar's store."""
+    from planctl.fsutil import Guard
 
-    from planctl.db.models import metadata
-
-    return int(
-        connection.execute(
-            select(func.count()).select_from(metadata.tables[table_name])
-        ).scalar_one()
+    settings = state.settings
+    return Guard(
+        database=database_file(settings.database_url),
+        backup_dir=settings.backup_dir,
+        extra=(settings.sync_store, Path(f"{settings.sync_store}.journal")),
     )
+
+
+def database_file(database_url: str) -> Path | None:
+    """The SQLite file behind *database_url*, None for PostgreSQL or memory."""
+    if not database_url.startswith("sqlite"):
+        return None
+    from planctl.export.csv_sqlite import plain_sqlite_file
+
+    path = plain_sqlite_file(database_url)
+    if path is not None:
+        return path
+    from planctl.db.engine import parse_url, sqlite_path
+
+    return sqlite_path(parse_url(database_url))
+
+
+@contextmanager
+def csv_connection(database_url: str) -> Iterator[Any]:
+    """A plain SQLite file through the driver alone (fast start); anything else via SQLAlchemy."""
+    from planctl.export.csv_sqlite import connect_file, plain_sqlite_file
+
+    path = plain_sqlite_file(database_url)
+    if path is None:
+        from planctl.db.engine import connect
+
+        with connect(database_url) as connection:
+            yield connection
+        return
+    driver = connect_file(path)
+    try:
+        yield driver
+    finally:
+        driver.close()
+
+
+def warner(state: State) -> Callable[[str], None]:
+    """A one-line warning on stderr (silenced by --quiet)."""
+
+    def warn(message: str) -> None:
+        if not state.quiet:
+            err_console().print(
+                f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True
+            )
+
+    return warn
 
 
 @app.command("csv")
@@ -78,7 +127,8 @@ def export_csv(
         str, typer.Option("--output", "-o", help="File to write, or - for stdout.")
     ] = "-",
     all_dir: Annotated[
-        Path | None, typer.Option("--all", help="Write every table as DIR/<table>.csv.")
+        Path | None,
+        typer.Option("--all", help="Write every table as DIR/<table>.csv (all or nothing)."),
     ] = None,
     columns: Annotated[
         str | None, typer.Option("--columns", help="Comma-separated columns, in order.")
@@ -94,24 +144,11 @@ def export_csv(
     ] = False,
     since: SinceOption = None,
     until: UntilOption = None,
-    jobs: Annotated[
-        int | None,
-        typer.Option(
-            "--jobs",
-            "-j",
-            help="Processes reading one large SQLite table (default: cores, max 4).",
-        ),
-    ] = None,
 ) -> None:
     """Stream a table (or all of them) as CSV: header row, UTF-8, ISO dates, NULL as empty."""
-    from planctl.db.engine import connect
-    from planctl.export.csv import (
-        CsvOptions,
-        default_jobs,
-        export_all,
-        export_table,
-        resolve_table,
-    )
+    from planctl.export.csv import count_rows, export_all, export_table
+    from planctl.export.csv_common import CsvOptions, check_table_name
+    from planctl.fsutil import open_output
 
     state = _state(ctx)
     if (table is None) == (all_dir is None):
@@ -124,28 +161,26 @@ def export_csv(
         since=parse_date(since, "--since"),
         until=parse_date(until, "--until"),
     )
-    if jobs is not None and jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {jobs}", "omit it to use every core")
-    jobs = jobs or default_jobs()
+    guard = output_guard(state)
     log = state.service_logger("export")
     started = time.perf_counter()
     if all_dir is not None:
-        with connect(state.settings.database_url) as connection:
-            counts = export_all(connection, all_dir, options)
+        with csv_connection(state.settings.database_url) as connection:
+            counts = export_all(connection, all_dir, options, warn=warner(state), guard=guard)
         log.info("exported %d tables (%d rows) to %s", len(counts), sum(counts.values()), all_dir)
         state.say(f"Wrote {len(counts)} CSV files ({sum(counts.values()):,} rows) to {all_dir}.")
         return
     assert table is not None
-    resolve_table(table)  # unknown names fail before any output is opened
-    from planctl.export.output import text_output
-
-    with connect(state.settings.database_url) as connection:
-        total = _count(connection, table) if sys.stderr.isatty() else None
+    check_table_name(table)  # unknown names fail before any output is opened
+    with csv_connection(state.settings.database_url) as connection:
+        total = count_rows(connection, table) if sys.stderr.isatty() and not state.quiet else None
         with (
             progress_bar(state, total, f"exporting {table}") as progress,
-            text_output(output) as out,
+            open_output(output, guard) as out,
         ):
-            rows = export_table(connection, table, out, options, progress=progress, jobs=jobs)
+            rows = export_table(
+                connection, table, out, options, progress=progress, warn=warner(state)
+            )
     elapsed = time.perf_counter() - started
     log.info("exported %s: %d rows to %s in %.2f s", table, rows, output, elapsed)
     if output != "-":
@@ -173,10 +208,11 @@ def export_ical(
     """Sessions as an RFC 5545 calendar (one VEVENT per session, stable UIDs)."""
     from planctl.db.engine import connect
     from planctl.export.ical import write_calendar
-    from planctl.export.output import binary_output
     from planctl.export.sessions import SessionFilter
+    from planctl.fsutil import open_output
 
     state = _state(ctx)
+    guard = output_guard(state)
     filters = SessionFilter(
         since=parse_date(since, "--since"),
         until=parse_date(until, "--until"),
@@ -188,7 +224,7 @@ def export_ical(
     started = time.perf_counter()
     with (
         connect(state.settings.database_url) as connection,
-        binary_output(output) as out,
+        open_output(output, guard) as out,
     ):
         events = write_calendar(connection, out, timezone=state.settings.timezone, filters=filters)
     log.info(
@@ -222,11 +258,12 @@ def export_pdf(
 ) -> None:
     """A PDF report: agenda with billable hours per client and topic, or a month calendar."""
     from planctl.db.engine import connect
-    from planctl.export.output import binary_output
     from planctl.export.pdf import write_report
     from planctl.export.sessions import SessionFilter
+    from planctl.fsutil import open_output
 
     state = _state(ctx)
+    guard = output_guard(state)
     first, last = parse_date(since, "--since"), parse_date(until, "--until")
     assert first is not None and last is not None
     moment = None
@@ -243,7 +280,7 @@ def export_pdf(
     started = time.perf_counter()
     with (
         connect(state.settings.database_url) as connection,
-        binary_output(target) as out,
+        open_output(target, guard) as out,
     ):
         summary = write_report(
             connection,

@@ -123,10 +123,47 @@ def _describe_command_error(error: CommandError, action: str) -> MigrationError:
 
 
 def upgrade(database_url: str, revision: str = "head") -> tuple[str | None, str | None]:
-    """Upgrade to *revision*; returns (revision before, revision after)."""
+    """Upgrade to *revision*; returns (revision before, revision after).
+
+    A SQLite database this creates is switched to WAL, so the planner app can
+    keep writing while planctl reads (exports, backups); an existing one keeps
+    its journal mode (``db-info`` shows it, the README says how to switch).
+    """
+    new_file = _new_sqlite_file(database_url)
     before = current(database_url, missing_ok=True)
     _run(database_url, f"upgrade to {revision}", command.upgrade, revision, create=True)
+    if new_file is not None and new_file.exists():
+        set_wal(new_file)
     return before, current(database_url)
+
+
+def _new_sqlite_file(database_url: str) -> Path | None:
+    """The SQLite file an upgrade would create, or None (PostgreSQL, memory, file exists)."""
+    from planctl.db.engine import sqlite_path
+
+    path = sqlite_path(parse_url(database_url))
+    return path if path is not None and not path.exists() else None
+
+
+def set_wal(path: Path) -> None:
+    """Switch a SQLite file to write-ahead logging (it stays so: the mode is in the file)."""
+    import sqlite3
+
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    finally:
+        connection.close()
+    if str(mode).lower() != "wal":
+        raise MigrationError(f"could not switch '{path}' to WAL (still {mode})")
+
+
+def journal_mode(database_url: str) -> str | None:
+    """SQLite's journal mode (``wal``, ``delete``, …) of *database_url*; None for PostgreSQL."""
+    with connect(database_url) as connection:
+        if connection.dialect.name != "sqlite":
+            return None
+        return str(connection.exec_driver_sql("PRAGMA journal_mode").scalar_one()).lower()
 
 
 def upgrade_sql(database_url: str, revision: str = "head", start: str | None = None) -> str:

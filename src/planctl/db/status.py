@@ -1,4 +1,4 @@
-"""What ``db-info`` shows: backend, masked URL, revision vs head, rows per table."""
+"""What ``db-info`` shows: backend, masked URL, revision vs head, rows per table, journal mode."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ class DatabaseInfo:
     revision: str | None
     head: str | None
     tables: dict[str, int | None] = field(default_factory=dict)
+    journal_mode: str | None = None  # SQLite only: wal, delete, truncate, …
 
     @property
     def at_head(self) -> bool:
@@ -41,6 +42,9 @@ def database_info(database_url: str) -> DatabaseInfo:
         version = ".".join(str(part) for part in (dialect.server_version_info or ()))
         existing = set(inspect(connection).get_table_names())
         heads = MigrationContext.configure(connection).get_current_heads()
+        journal = None
+        if dialect.name == "sqlite":
+            journal = str(connection.exec_driver_sql("PRAGMA journal_mode").scalar_one()).lower()
         counts: dict[str, int | None] = {}
         for name in sorted(TABLE_NAMES):
             if name in existing:
@@ -57,4 +61,5 @@ def database_info(database_url: str) -> DatabaseInfo:
         revision=heads[0] if heads else None,
         head=head_revision(),
         tables=counts,
+        journal_mode=journal,
     )

@@ -1,231 +1,305 @@
-"""SQLite fast path of the CSV export: whole lines rendered by SQLite, in parallel.
+"""SQLite path of the CSV export: SQLite renders every line, Python only moves bytes.
 
-Python's sqlite3 module turns every cell into a Python object, and ``csv``
-then formats each one: most of the generic path's time. Here SQLite renders
-each CSV line itself (the same cell expressions as the generic path, plus
-``csv.QUOTE_MINIMAL``'s quoting rule), so Python only moves one ``bytes``
-per row. For a large table the id range is split between this process and
-forked workers (SQLite's work is CPU-bound and the GIL would serialise
-threads); each worker spools its part to an unlinked temporary file that is
-appended in order.
+One statement renders each row as a finished CSV line (RFC 4180: CRLF, quotes
+only where needed, ``csv.QUOTE_MINIMAL``'s rule), built here as SQL text from
+the table's declared column types (``PRAGMA table_info``): no ORM, no
+SQLAlchemy, so the command starts fast. One process, one read.
 
-All readers share one snapshot: a connection holds SQLite's write lock
-(``BEGIN IMMEDIATE``) while every reader (each worker with its own
-connection, opened after the fork) opens its read transaction, so no commit
-can fall between them; the lock is released before the rows are read.
-Tests prove the output byte-identical to the generic path, and the snapshot
-shared under a concurrent writer.
+SQLite is dynamically typed and the planner app writes the database too, so
+each cell first checks what is really stored (``typeof``) and the shape of a
+date, time or timestamp; only a value of the expected form takes the cheap
+rendering (``60.00``, ``true``, ``2026-11-22 10:15:00+00:00``). Anything else
+(text with commas, quotes or line breaks in a DATE or NUMERIC column, a BLOB,
+a number in a text column) is written as its text (a BLOB as hex), neutralised
+if it is formula-like text, and quoted when needed: every line keeps the
+header's column count.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import csv
+import io
+import re
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import (
-    Boolean,
-    Column,
-    Date,
-    DateTime,
-    Integer,
-    Numeric,
-    String,
-    Table,
-    Time,
-    case,
-    func,
-    literal,
-    or_,
-    select,
-    type_coerce,
-)
-from sqlalchemy.engine import Connection
-from sqlalchemy.sql.elements import ColumnElement
+from urllib.parse import quote
 
 from planctl.errors import DatabaseError
-from planctl.export import parallel
-from planctl.export.csv import literal_sql
+from planctl.export.csv_common import (
+    BATCH,
+    FORMULA_CODES,
+    CsvOptions,
+    Progress,
+    Warn,
+    Write,
+    check_delimiter,
+    check_table_name,
+    date_column,
+    pick_columns,
+)
 
-BATCH = 5000
-LOCK_TIMEOUT = 1.0  # seconds to wait for the write lock before reading serially
-#: Characters a rendered non-text cell can contain; text can contain anything.
-_RENDERED_CHARS: list[tuple[type, str]] = [
-    (Boolean, "truefals"),
-    (Integer, "-0123456789"),
-    (Numeric, "-.0123456789"),
-    (DateTime, "-+:. 0123456789"),
-    (Date, "-0123456789"),
-    (Time, ":.0123456789"),
-]
+#: An export reading longer than this on a rollback-journal database warns (once).
+LONG_READ = 1.0
+BOM = "\ufeff".encode()
+_DATE = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"
+_TIME = "[0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
+_MICROS = ".[0-9][0-9][0-9][0-9][0-9][0-9]"
+_NUMERIC = re.compile(r"(?:NUMERIC|DECIMAL)\s*\(\s*\d+\s*,\s*(\d+)\s*\)")
+#: Characters the cheap renderings can contain (a delimiter among them needs quoting).
+_SAFE_CHARS = {
+    "integer": "-0123456789",
+    "numeric": "-.0123456789",
+    "boolean": "truefals",
+    "date": "-0123456789",
+    "time": ":.0123456789",
+    "datetime": "-+:. 0123456789",
+}
+_PLAIN_URL = re.compile(r"sqlite(?:\+pysqlite)?:///([^?%#]+)")
+ROLLBACK_WARNING = (
+    "the database uses SQLite's rollback journal: the planner app's writes wait until "
+    "this export ends (switch once with: sqlite3 {path} 'PRAGMA journal_mode=WAL')"
+)
 
-Progress = Callable[[int], None]
-Write = Callable[[bytes | bytearray], Any]
+
+def plain_sqlite_file(database_url: str) -> Path | None:
+    """The file of a plain ``sqlite:///path`` URL (no query, no escapes), else None."""
+    match = _PLAIN_URL.fullmatch(database_url)
+    return Path(match.group(1)) if match else None
 
 
-def _may_need_quotes(column: Column[Any], delimiter: str) -> bool:
-    for kind, chars in _RENDERED_CHARS:
-        if isinstance(column.type, kind):
-            return delimiter in chars
-    return True
-
-
-def line_expression(
-    columns: Sequence[Column[Any]], cells: Sequence[ColumnElement[Any]], delimiter: str
-) -> ColumnElement[Any]:
-    """One CSV line (ending in CRLF) as ``csv.writer`` would write these cells."""
-    parts: list[ColumnElement[Any]] = []
-    for column, cell in zip(columns, cells, strict=True):
-        if not _may_need_quotes(column, delimiter):
-            parts.append(type_coerce(func.ifnull(cell, "") if column.nullable else cell, String))
-            continue
-        # Text is checked on the stored value (the formula prefix ' is never special).
-        probe = column if isinstance(column.type, String) else cell
-        special = or_(*(func.instr(probe, char) > 0 for char in ('"', delimiter, "\n", "\r")))
-        quoted = literal('"') + func.replace(cell, '"', '""') + literal('"')
-        parts.append(
-            type_coerce(case((probe.is_(None), ""), (special, quoted), else_=cell), String)
+def connect_file(path: Path) -> sqlite3.Connection:
+    """An existing SQLite file opened for reading (never created), autocommit."""
+    if not path.is_file():
+        raise DatabaseError(
+            f"SQLite database '{path}' does not exist", "run planctl db-upgrade to create it"
         )
-    line = parts[0]
-    for part in parts[1:]:
-        line = line + literal(delimiter) + part
-    return type_coerce(line + literal("\r\n"), String)
+    uri = f"file:{quote(str(path.resolve()))}?mode=rw"
+    try:
+        return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=5.0)
+    except sqlite3.Error as error:
+        raise DatabaseError(
+            f"cannot open SQLite database '{path}': {error}", "check the file's permissions"
+        ) from None
 
 
 @contextlib.contextmanager
-def _read_errors(table: Table) -> Iterator[None]:
-    """The driver's own cursors are not translated by SQLAlchemy: one clear error instead."""
+def read_errors(table: str) -> Iterator[None]:
+    """Driver errors while reading: one clear DatabaseError line."""
     try:
         yield
     except sqlite3.Error as error:
         raise DatabaseError(
-            f"reading table '{table.name}' failed: {error}",
+            f"reading table '{table}' failed: {error}",
             "check the database file (planctl db-info) and retry",
         ) from None
 
 
-def write_lines(
-    connection: Connection,
-    table: Table,
-    where: ColumnElement[bool] | None,
-    line: ColumnElement[Any],
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def column_kinds(connection: sqlite3.Connection, table: str) -> dict[str, tuple[str, int, bool]]:
+    """Column name -> (kind, numeric scale, NOT NULL), in table order, from the declared types."""
+    rows = connection.execute(f"PRAGMA table_info({_ident(table)})").fetchall()
+    if not rows:
+        raise DatabaseError(
+            f"table '{table}' does not exist in the database", "run planctl db-upgrade"
+        )
+    return {
+        name: (*_kind(declared or ""), bool(notnull)) for _, name, declared, notnull, *_ in rows
+    }
+
+
+def _kind(declared: str) -> tuple[str, int]:
+    text = declared.upper()
+    if text.startswith("BOOL"):
+        return "boolean", 0
+    if text.startswith(("DATETIME", "TIMESTAMP")):
+        return "datetime", 0
+    if text == "DATE":
+        return "date", 0
+    if text.startswith("TIME"):
+        return "time", 0
+    match = _NUMERIC.match(text)
+    if match and int(match.group(1)):
+        return "numeric", int(match.group(1))
+    if "INT" in text:
+        return "integer", 0
+    if any(word in text for word in ("CHAR", "CLOB", "TEXT")):
+        return "text", 0
+    return "other", 0
+
+
+def _quoted_if(value: str, condition: str) -> str:
+    quoted = f"'\"' || replace({value}, '\"', '\"\"') || '\"'"
+    return f"CASE WHEN {condition} THEN {quoted} ELSE {value} END"
+
+
+def _specials(value: str, delimiter: str) -> str:
+    chars = ["'\"'", _literal(delimiter), "'\n'", "'\r'"]  # raw LF and CR: no char() calls
+    return " OR ".join(f"instr({value}, {c}) > 0" for c in chars)
+
+
+def _text_cell(c: str, delimiter: str, raw: bool) -> str:
+    """A TEXT value: neutralised if formula-like, quoted if it holds a special character."""
+    shown = c
+    if not raw:
+        codes = ", ".join(str(code) for code in FORMULA_CODES)
+        first = f"unicode({c})"
+        # Most text fails the cheap range test before the IN list is looked at.
+        risky = f"({first} <= 64 OR {first} >= 65291) AND {first} IN ({codes})"
+        shown = f"(CASE WHEN {risky} THEN '''' || {c} ELSE {c} END)"
+    return _quoted_if(shown, _specials(c, delimiter))
+
+
+def _other_cell(c: str, delimiter: str, raw: bool) -> str:
+    """Whatever is stored, as text: TEXT as above, a BLOB as hex, a number as SQLite prints it."""
+    number = f"CASE typeof({c}) WHEN 'blob' THEN hex({c}) ELSE CAST({c} AS TEXT) END"
+    return (
+        f"CASE WHEN typeof({c}) = 'text' THEN {_text_cell(c, delimiter, raw)} "
+        f"ELSE {_quoted_if(f'({number})', f'instr({number}, {_literal(delimiter)}) > 0')} END"
+    )
+
+
+def _expected(kind: str, scale: int, c: str) -> tuple[str, str] | None:
+    """(test that *c* holds the expected form, its cheap rendering) for a typed column."""
+    text = f"typeof({c}) = 'text'"
+    if kind == "integer":
+        return f"typeof({c}) = 'integer'", c
+    if kind == "numeric":
+        return f"typeof({c}) IN ('integer', 'real')", f"printf('%.{scale}f', {c})"
+    if kind == "boolean":
+        return (
+            f"typeof({c}) = 'integer' AND {c} IN (0, 1)",
+            f"CASE {c} WHEN 1 THEN 'true' ELSE 'false' END",
+        )
+    if kind == "date":
+        return f"{text} AND {c} GLOB '{_DATE}'", c
+    if kind == "time":
+        # SQLAlchemy writes times with microseconds: that shape first.
+        shapes = f"({c} GLOB '{_TIME}{_MICROS}' OR {c} GLOB '{_TIME}')"
+        return (
+            f"{text} AND {shapes}",
+            f"CASE WHEN substr({c}, 9) = '.000000' THEN substr({c}, 1, 8) ELSE {c} END",
+        )
+    if kind == "datetime":
+        moment = f"{_DATE} {_TIME}"
+        shapes = f"({c} GLOB '{moment}' OR {c} GLOB '{moment}{_MICROS}')"
+        trimmed = f"CASE WHEN substr({c}, 20) = '.000000' THEN substr({c}, 1, 19) ELSE {c} END"
+        return f"{text} AND {shapes}", f"({trimmed}) || '+00:00'"
+    return None
+
+
+def cell_sql(name: str, kind: str, scale: int, notnull: bool, delimiter: str, raw: bool) -> str:
+    """SQL rendering one column of a row exactly as ``csv.writer`` would write the cell."""
+    c = _ident(name)
+    if kind == "rowid":
+        return (
+            c
+            if delimiter not in _SAFE_CHARS["integer"]
+            else _quoted_if(c, f"instr({c}, {_literal(delimiter)}) > 0")
+        )
+    branches = [] if notnull else [f"WHEN {c} IS NULL THEN ''"]
+    expected = _expected(kind, scale, c)
+    if expected is not None:
+        test, cheap = expected
+        if delimiter in _SAFE_CHARS[kind]:
+            cheap = _quoted_if(f"({cheap})", f"instr({cheap}, {_literal(delimiter)}) > 0")
+        branches.append(f"WHEN {test} THEN {cheap}")
+        branches.append(f"ELSE {_other_cell(c, delimiter, raw)}")
+    elif kind == "text":
+        branches.append(f"WHEN typeof({c}) = 'text' THEN {_text_cell(c, delimiter, raw)}")
+        branches.append(f"ELSE {_other_cell(c, delimiter, raw)}")
+    else:
+        branches.append(f"ELSE {_other_cell(c, delimiter, raw)}")
+    return f"(CASE {' '.join(branches)} END)"
+
+
+def lines_sql(
+    table: str,
+    kinds: dict[str, tuple[str, int, bool]],
+    columns: Sequence[str],
+    options: CsvOptions,
+) -> tuple[str, list[str]]:
+    """The SELECT of one finished line (bytes, CRLF-terminated) per row, and its parameters."""
+    cells = [cell_sql(name, *kinds[name], options.delimiter, options.raw) for name in columns]
+    line = f" || {_literal(options.delimiter)} || ".join(cells)
+    if len(columns) == 1:  # a lone empty cell must show as "" (else the row would vanish)
+        line = f"CASE WHEN {line} = '' THEN '\"\"' ELSE {line} END"
+    sql = f"SELECT CAST({line} || '\r\n' AS BLOB) FROM {_ident(table)}"
+    params: list[str] = []
+    where = date_column(table, options)
+    if where is not None:
+        tests = []
+        if options.since:
+            tests.append(f"{_ident(where)} >= ?")
+            params.append(options.since.isoformat())
+        if options.until:
+            tests.append(f"{_ident(where)} <= ?")
+            params.append(options.until.isoformat())
+        sql += " WHERE " + " AND ".join(tests)
+    return sql + " ORDER BY rowid", params
+
+
+def header_line(columns: Sequence[str], options: CsvOptions) -> bytes:
+    out = io.StringIO(newline="")
+    csv.writer(out, delimiter=options.delimiter, lineterminator="\r\n").writerow(columns)
+    return out.getvalue().encode()
+
+
+def journal_mode(connection: sqlite3.Connection) -> str:
+    return str(connection.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+
+
+def write_table(
+    connection: sqlite3.Connection,
+    table: str,
     write: Write,
+    options: CsvOptions = CsvOptions(),
     *,
-    jobs: int,
-    progress: Progress | None,
+    progress: Progress | None = None,
+    warn: Warn | None = None,
 ) -> int:
-    """Write *table*'s rows (those matching *where*) as *line*s, in primary-key order."""
-    with _read_errors(table):
-        key = next(iter(table.primary_key.columns))
-        lines = select(func.cast(line, _Blob())).select_from(table)
-        if where is not None:
-            lines = lines.where(where)
-        path = _database_file(connection)
-        if jobs > 1 and path is not None and len(table.primary_key.columns) == 1:
-            span = select(func.min(key), func.max(key)).select_from(table)
-            if where is not None:
-                span = span.where(where)
+    """Write *table* as CSV (header first) through *write*; returns the data rows.
 
-            def ranges(low: int | None, high: int | None) -> list[str] | None:
-                bounds = parallel.split(low, high, jobs)
-                if bounds is None:
-                    return None
-                return [
-                    literal_sql(connection, lines.where(key >= a, key < b).order_by(key))
-                    for a, b in bounds
-                ]
-
-            done = _parallel(
-                path.resolve().as_uri(), literal_sql(connection, span), ranges, write, progress
-            )
-            if done is not None:
-                return done
-        # One statement on the caller's connection: its own consistent read.
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        return _stream(cursor, literal_sql(connection, lines.order_by(key)), write, progress)
-
-
-def _parallel(
-    uri: str,
-    span: str,
-    ranges: Callable[[int | None, int | None], list[str] | None],
-    write: Write,
-    progress: Progress | None,
-) -> int | None:
-    """Read the ranges in this process and forked workers, all in one snapshot.
-
-    A connection holds SQLite's write lock (``BEGIN IMMEDIATE``) while this
-    process and every worker open their read transactions, so no commit can
-    fall between them; then it lets go and writers carry on. Each worker opens
-    its own connection after the fork (SQLite connections must not cross one).
-    None when the lock cannot be had soon or the table is too small to split.
+    *warn* is called once if the read lasts longer than :data:`LONG_READ` on a
+    database in rollback-journal mode (where it holds up the app's writes).
     """
-    try:
-        lock = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=LOCK_TIMEOUT)
-    except sqlite3.Error:
-        return None
-    with contextlib.closing(lock):
-        try:
-            lock.execute("BEGIN IMMEDIATE")
-            mine = _reader(uri)
-        except sqlite3.Error:  # busy, read-only, or our own caller's pending write
-            return None
-        with contextlib.closing(mine):
-            low, high = mine.execute(span).fetchone()
-            sqls = ranges(low, high)
-            if sqls is None:
-                return None
-            openers = [functools.partial(_open_range, uri, sql) for sql in sqls[1:]]
-            with parallel.workers(openers) as started:
-                lock.execute("ROLLBACK")  # every reader has its snapshot: writers may go on
-                return parallel.drain(_task(mine, sqls[0]), started, write, progress)
+    check_delimiter(options.delimiter)
+    check_table_name(table)
+    with read_errors(table):
+        kinds = column_kinds(connection, table)
+        columns = pick_columns(table, list(kinds), options.columns)
+        sql, params = lines_sql(table, kinds, columns, options)
+        watch = warn is not None and journal_mode(connection) != "wal"
+        if options.excel:
+            write(BOM)
+        write(header_line(columns, options))
+        cursor = connection.cursor()
+        cursor.execute(sql, params)
+        started = time.monotonic()
+        count = 0
+        while rows := cursor.fetchmany(BATCH):
+            write(b"".join([row[0] for row in rows]))
+            count += len(rows)
+            if progress:
+                progress(len(rows))
+            if watch and time.monotonic() - started > LONG_READ:
+                assert warn is not None
+                warn(ROLLBACK_WARNING.format(path=_database_name(connection)))
+                watch = False
+        return count
 
 
-def _reader(uri: str) -> sqlite3.Connection:
-    """A read-only connection inside a read transaction (its snapshot taken)."""
-    reader = sqlite3.connect(uri + "?mode=ro", uri=True, isolation_level=None)
-    try:
-        reader.execute("BEGIN")
-        reader.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except BaseException:
-        reader.close()
-        raise
-    return reader
-
-
-def _open_range(uri: str, sql: str) -> parallel.Task:
-    """In a worker: its own connection and snapshot, then the range's lines."""
-    return _task(_reader(uri), sql)
-
-
-class _Blob(String):
-    """CAST(… AS BLOB): the driver hands over bytes, no decode and encode again."""
-
-    __visit_name__ = "BLOB"
-
-
-def _stream(cursor: Any, sql: str, write: Write, progress: Progress | None) -> int:
-    cursor.execute(sql)
-    count = 0
-    while rows := cursor.fetchmany(BATCH):
-        write(b"".join([row[0] for row in rows]))
-        count += len(rows)
-        if progress:
-            progress(len(rows))
-    return count
-
-
-def _task(reader: sqlite3.Connection, sql: str) -> parallel.Task:
-    return lambda write, progress: _stream(reader.cursor(), sql, write, progress)
-
-
-def _database_file(connection: Connection) -> Path | None:
-    from planctl.db.engine import sqlite_path
-
-    if not parallel.available():
-        return None
-    path = sqlite_path(connection.engine.url)
-    return path if path is not None and path.is_file() else None
+def _database_name(connection: sqlite3.Connection) -> str:
+    for _, name, path in connection.execute("PRAGMA database_list"):
+        if name == "main":
+            return str(path) or ":memory:"
+    return "DATABASE"

@@ -151,6 +151,15 @@ class ReportFont:
         units = sum(self._char_width(c, style) for c in text)
         return units * size / 1000 / self.pdf.k
 
+    def size_to_fit(
+        self, text: str, width: float, size: float, bold: bool = False, smallest: float = 4.0
+    ) -> float:
+        """The largest size up to *size* (in 0.25 pt steps) at which *text* fits *width* whole."""
+        clean = self.clean(text)
+        while size > smallest and self.width(clean, size, bold) > width:
+            size -= 0.25
+        return size
+
     def fit(self, text: str, width: float, size: float, bold: bool = False) -> str:
         """Clean *text*, cut with an ellipsis so it is at most *width* mm wide."""
         key = (text, width, size, bold)

@@ -77,14 +77,15 @@ HEX_COLOR = re.compile(r"#[0-9a-fA-F]{6}")
 TILDE = "\u0303"  # of ñ, kept so that ñ sorts after every n
 
 AGENDA_COLUMNS = (
-    ("Fecha", 25.0),
+    ("Fecha", 28.0),
     ("Horario", 23.0),
     ("Cliente", 55.0),
-    ("Formación", 68.0),
+    ("Formación", 66.0),
     ("Modalidad", 21.0),
-    ("Lugar", 60.0),
+    ("Lugar", 59.0),
     ("Estado", 25.0),
 )
+WHOLE_COLUMNS = (0, 1)  # Fecha, Horario: shown whole, never with an ellipsis
 AGENDA_SIZE = 8.0
 ROW_HEIGHT = 5.2
 HEADER_HEIGHT = 6.5
@@ -106,17 +107,30 @@ class ReportSummary:
 
 @dataclass
 class Tally:
-    """Sessions, hours and fee of a group of taught (non-cancelled) sessions."""
+    """Sessions, minutes and fee of a group of taught (non-cancelled) sessions.
+
+    Exact to the end: whole minutes, and the fee as the sum of minutes ×
+    precio_hora (a Decimal), divided by 60 only when shown and rounded once,
+    half-up, to the cent (:func:`format_number`).
+    """
 
     sessions: int = 0
-    hours: Decimal = ZERO
-    amount: Decimal = ZERO
+    minutes: int = 0
+    priced_minutes: Decimal = ZERO  # sum of minutes × precio_hora
 
     def add(self, session: SessionView) -> None:
-        hours = session.hours
+        minutes = session.minutes
         self.sessions += 1
-        self.hours += hours
-        self.amount += hours * (session.precio_hora or ZERO)
+        self.minutes += minutes
+        self.priced_minutes += minutes * (session.precio_hora or ZERO)
+
+    @property
+    def hours(self) -> Decimal:
+        return Decimal(self.minutes) / 60
+
+    @property
+    def amount(self) -> Decimal:
+        return self.priced_minutes / 60
 
 
 @dataclass
@@ -226,7 +240,7 @@ def write_report(
     return ReportSummary(
         sessions=totals.listed,
         pages=pdf.pages_count,
-        hours=totals.overall.hours.quantize(CENT),
+        hours=totals.overall.hours.quantize(CENT, ROUND_HALF_UP),
         amount=totals.overall.amount.quantize(CENT, ROUND_HALF_UP),
     )
 
@@ -333,8 +347,18 @@ def _agenda_row(pdf: ReportPDF, session: SessionView, *, stripe: bool) -> None:
     font.use(AGENDA_SIZE)
     pdf.set_text_color(*(MUTED if session.estado == "cancelada" else BLACK))
     x = MARGIN
-    for value, (_, width) in zip(_agenda_cells(session), AGENDA_COLUMNS, strict=True):
-        pdf.text(x + 1, y + 3.6, font.fit(value, width - 2, AGENDA_SIZE))
+    for index, (value, (_, width)) in enumerate(
+        zip(_agenda_cells(session), AGENDA_COLUMNS, strict=True)
+    ):
+        if index in WHOLE_COLUMNS:  # a date or a time is never cut: smaller type instead
+            size = font.size_to_fit(value, width - 2, AGENDA_SIZE)
+            if size != AGENDA_SIZE:
+                font.use(size)
+            pdf.text(x + 1, y + 3.6, font.clean(value))
+            if size != AGENDA_SIZE:
+                font.use(AGENDA_SIZE)
+        else:
+            pdf.text(x + 1, y + 3.6, font.fit(value, width - 2, AGENDA_SIZE))
         x += width
     pdf.set_y(y + ROW_HEIGHT)
 

@@ -28,6 +28,8 @@ from planctl.db.models import (
 from planctl.errors import UsageError
 
 BATCH = 2000
+#: The rows an event shows besides the session; their edits change the event too.
+RELATED: tuple[Any, ...] = (Contratacion, Cliente, ClienteFinal, Formacion, Tema)
 
 
 @dataclass(frozen=True)
@@ -58,13 +60,21 @@ class SessionView:
     formacion: str
     nivel: str | None
     tema: str
+    #: The latest updated_at of the session and of every row it shows (contract, client,
+    #: final client, course, topic): a rename anywhere moves it forward.
+    changed_at: dt.datetime | None = None
+
+    @property
+    def minutes(self) -> int:
+        """Length of the session in whole minutes (exact: money is computed from these)."""
+        start = dt.datetime.combine(self.fecha, self.hora_inicio)
+        end = dt.datetime.combine(self.fecha, self.hora_fin)
+        return int((end - start).total_seconds()) // 60
 
     @property
     def hours(self) -> Decimal:
-        """Length of the session in hours (two decimals)."""
-        start = dt.datetime.combine(self.fecha, self.hora_inicio)
-        end = dt.datetime.combine(self.fecha, self.hora_fin)
-        return (Decimal((end - start).total_seconds()) / Decimal(3600)).quantize(Decimal("0.01"))
+        """Length of the session in hours, exact (minutes / 60, not rounded)."""
+        return Decimal(self.minutes) / 60
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,7 @@ def _query() -> Select[Any]:
             Formacion.nombre.label("formacion"),
             Formacion.nivel,
             Tema.nombre.label("tema"),
+            *(model.updated_at.label(f"_updated_{index}") for index, model in enumerate(RELATED)),
         )
         .join(Contratacion, Sesion.contratacion_id == Contratacion.id)
         .join(Cliente, Contratacion.cliente_id == Cliente.id)
@@ -163,4 +174,12 @@ def iter_sessions(
     # changes the connection in place, and later INSERTs would run as cursors.
     result = connection.execute(query.execution_options(stream_results=True, yield_per=BATCH))
     for row in result:
-        yield SessionView(**row._asdict())
+        fields = row._asdict()
+        stamps = [fields.pop(f"_updated_{index}") for index in range(len(RELATED))]
+        yield SessionView(**fields, changed_at=latest([fields["updated_at"], *stamps]))
+
+
+def latest(moments: Sequence[dt.datetime | None]) -> dt.datetime | None:
+    """The latest of *moments*, aware (naive ones are UTC, as SQLite keeps them); None if none."""
+    known = [m if m.tzinfo is not None else m.replace(tzinfo=dt.UTC) for m in moments if m]
+    return max(known) if known else None

@@ -1,0 +1,224 @@
+"""VTIMEZONE blocks every iCalendar reader understands the same way.
+
+A zone's current rule comes from the POSIX TZ string at the end of its TZif
+file (``CET-1CEST,M3.5.0,M10.5.0/3``) and becomes one STANDARD and one
+DAYLIGHT observance with a yearly ``RRULE`` (``BYMONTH=3;BYDAY=-1SU``), the
+form calendar servers and clients themselves write. :func:`holds` checks the
+rule against the zone database for every day of the exported years; where it
+does not hold, :func:`onset_vtimezone` lists every UTC offset change, one
+RDATE property line per onset (several dates on one RDATE line are read
+differently by different parsers).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from icalendar import Timezone, TimezoneDaylight, TimezoneStandard
+
+DAYS = ("SU", "MO", "TU", "WE", "TH", "FR", "SA")  # POSIX weekday 0 = Sunday
+_NAME = r"(?:<[^>]+>|[A-Za-z]{3,})"
+_OFFSET = r"[+-]?\d{1,3}(?::\d{2}(?::\d{2})?)?"
+_RULE = r"M(\d{1,2})\.(\d)\.(\d)(?:/([+-]?\d{1,3}(?::\d{2}(?::\d{2})?)?))?"
+_POSIX = re.compile(
+    rf"(?P<std>{_NAME})(?P<stdoff>{_OFFSET})"
+    rf"(?:(?P<dst>{_NAME})(?P<dstoff>{_OFFSET})?,(?P<start>{_RULE}),(?P<end>{_RULE}))?"
+)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A yearly change: month, nth weekday (5 = last), weekday (0 = Sunday), local time."""
+
+    month: int
+    week: int
+    weekday: int
+    at: dt.timedelta
+
+    def local(self, year: int) -> dt.datetime:
+        """The wall-clock moment (before the change) of this transition in *year*."""
+        python_weekday = (self.weekday - 1) % 7  # Monday = 0
+        if self.week == 5:
+            following = dt.date(year + (self.month == 12), self.month % 12 + 1, 1)
+            day = following - dt.timedelta(days=1)
+            day -= dt.timedelta(days=(day.weekday() - python_weekday) % 7)
+        else:
+            day = dt.date(year, self.month, 1)
+            day += dt.timedelta(days=(python_weekday - day.weekday()) % 7 + 7 * (self.week - 1))
+        return dt.datetime.combine(day, dt.time()) + self.at
+
+    @property
+    def byday(self) -> str:
+        return f"{-1 if self.week == 5 else self.week}{DAYS[self.weekday]}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    std_name: str
+    std_offset: dt.timedelta  # east of UTC (iCalendar's sign, not POSIX's)
+    dst_name: str | None = None
+    dst_offset: dt.timedelta | None = None
+    dst_start: Transition | None = None  # in standard time
+    dst_end: Transition | None = None  # in daylight time
+
+    def offset_at(self, moment: dt.datetime) -> dt.timedelta:
+        """The UTC offset this rule gives at the aware *moment*."""
+        if self.dst_start is None or self.dst_end is None or self.dst_offset is None:
+            return self.std_offset
+        naive = moment.astimezone(dt.UTC).replace(tzinfo=None)
+        begins = self.dst_start.local(naive.year) - self.std_offset
+        ends = self.dst_end.local(naive.year) - self.dst_offset
+        inside = begins <= naive < ends if begins < ends else not ends <= naive < begins
+        return self.dst_offset if inside else self.std_offset
+
+
+def _duration(text: str) -> dt.timedelta:
+    sign = -1 if text.startswith("-") else 1
+    parts = [int(p) for p in text.lstrip("+-").split(":")] + [0, 0]
+    return sign * dt.timedelta(hours=parts[0], minutes=parts[1], seconds=parts[2])
+
+
+def _transition(match: re.Match[str], first: int) -> Transition:
+    month, week, weekday, at = match.group(first, first + 1, first + 2, first + 3)
+    return Transition(int(month), int(week), int(weekday), _duration(at or "2"))
+
+
+def parse_posix(text: str) -> Rule | None:
+    """The POSIX TZ string *text* as a Rule; None for forms iCalendar RRULEs cannot state."""
+    match = _POSIX.fullmatch(text.strip())
+    if match is None:
+        return None
+    std_offset = -_duration(match["stdoff"])
+    if match["dst"] is None:
+        return Rule(match["std"].strip("<>"), std_offset)
+    dst_offset = (
+        -_duration(match["dstoff"]) if match["dstoff"] else std_offset + dt.timedelta(hours=1)
+    )
+    starts = re.fullmatch(_RULE, match["start"])
+    ends = re.fullmatch(_RULE, match["end"])
+    assert starts is not None and ends is not None
+    start, end = _transition(starts, 1), _transition(ends, 1)
+    if not all(dt.timedelta(0) <= t.at < dt.timedelta(days=1) for t in (start, end)):
+        return None  # a change at 24:00 or later moves the day: BYDAY cannot say that
+    return Rule(
+        match["std"].strip("<>"), std_offset, match["dst"].strip("<>"), dst_offset, start, end
+    )
+
+
+def posix_rule(key: str) -> Rule | None:
+    """The current rule of the IANA zone *key*, from its TZif footer; None if unreadable."""
+    data = _tzif_bytes(key)
+    if data is None or not data.startswith(b"TZif") or data[4:5] < b"2":
+        return None
+    footer = data.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    try:
+        return parse_posix(footer.decode("ascii"))
+    except UnicodeDecodeError:
+        return None
+
+
+def _tzif_bytes(key: str) -> bytes | None:
+    """The zone file zoneinfo itself would load (system TZPATH first, then tzdata)."""
+    for base in zoneinfo.TZPATH:
+        path = Path(base, key)
+        if path.is_file():
+            return path.read_bytes()
+    try:
+        return resources.files("tzdata.zoneinfo").joinpath(*key.split("/")).read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError, OSError):
+        return None
+
+
+def holds(rule: Rule, zone: zoneinfo.ZoneInfo, first_year: int, last_year: int) -> bool:
+    """Whether *rule* gives *zone*'s UTC offset for every hour of those years' transitions.
+
+    Checked daily at 00:30 UTC, and hourly around every transition the rule predicts.
+    """
+    moment = dt.datetime(first_year, 1, 1, 0, 30, tzinfo=dt.UTC)
+    end = dt.datetime(last_year + 1, 1, 1, tzinfo=dt.UTC)
+    checks = []
+    while moment < end:
+        checks.append(moment)
+        moment += dt.timedelta(days=1)
+    if rule.dst_start is not None and rule.dst_end is not None and rule.dst_offset is not None:
+        for year in range(first_year, last_year + 1):
+            for change, before in (
+                (rule.dst_start, rule.std_offset),
+                (rule.dst_end, rule.dst_offset),
+            ):
+                instant = (change.local(year) - before).replace(tzinfo=dt.UTC)
+                checks.extend(instant + dt.timedelta(hours=h) for h in range(-3, 4))
+    return all(m.astimezone(zone).utcoffset() == rule.offset_at(m) for m in checks)
+
+
+def rrule_vtimezone(key: str, rule: Rule, year: int) -> Timezone:
+    """STANDARD and DAYLIGHT observances with yearly RRULEs, their DTSTART in *year*."""
+    vtimezone = Timezone()
+    vtimezone.add("tzid", key)
+    if rule.dst_start is None or rule.dst_end is None or rule.dst_offset is None:
+        standard = TimezoneStandard()
+        standard.add("dtstart", dt.datetime(year, 1, 1))
+        standard.add("tzoffsetfrom", rule.std_offset)
+        standard.add("tzoffsetto", rule.std_offset)
+        standard.add("tzname", rule.std_name)
+        vtimezone.add_component(standard)
+        return vtimezone
+    observances = (
+        (TimezoneDaylight(), rule.dst_start, rule.std_offset, rule.dst_offset, rule.dst_name),
+        (TimezoneStandard(), rule.dst_end, rule.dst_offset, rule.std_offset, rule.std_name),
+    )
+    for observance, change, before, after, name in observances:
+        observance.add("dtstart", change.local(year))
+        observance.add("rrule", {"freq": "yearly", "bymonth": change.month, "byday": change.byday})
+        observance.add("tzoffsetfrom", before)
+        observance.add("tzoffsetto", after)
+        observance.add("tzname", name)
+        vtimezone.add_component(observance)
+    return vtimezone
+
+
+def onset_vtimezone(key: str, zone: zoneinfo.ZoneInfo, first: dt.date, last: dt.date) -> Timezone:
+    """Every UTC offset change from a year before *first* to after *last*, listed.
+
+    Changes with the same offsets and name share one observance; each onset is
+    its own RDATE line (the DTSTART repeated among them: ical reads only the
+    RDATEs of an observance that has some, vobject misreads several on one line).
+    """
+    moment = dt.datetime(first.year - 1, 1, 1, tzinfo=dt.UTC)
+    end = dt.datetime(last.year + 1, 1, 1, tzinfo=dt.UTC)
+    offset = moment.astimezone(zone).utcoffset()
+    assert offset is not None
+    onsets: dict[tuple[bool, dt.timedelta, dt.timedelta, str], list[dt.datetime]] = {}
+
+    def record(instant: dt.datetime, before: dt.timedelta, after: dt.timedelta) -> None:
+        local = instant.astimezone(zone)
+        kind = (bool(local.dst()), before, after, local.tzname() or "")
+        onsets.setdefault(kind, []).append((instant + before).replace(tzinfo=None))
+
+    record(moment, offset, offset)
+    step = dt.timedelta(hours=1)
+    while moment < end:
+        following = moment + step
+        new = following.astimezone(zone).utcoffset()
+        assert new is not None
+        if new != offset:
+            record(following, offset, new)
+            offset = new
+        moment = following
+    vtimezone = Timezone()
+    vtimezone.add("tzid", key)
+    for (daylight, before, after, name), starts in onsets.items():
+        observance = TimezoneDaylight() if daylight else TimezoneStandard()
+        observance.add("dtstart", starts[0])
+        for start in starts:
+            observance.add("rdate", start)
+        observance.add("tzoffsetfrom", before)
+        observance.add("tzoffsetto", after)
+        observance.add("tzname", name)
+        vtimezone.add_component(observance)
+    return vtimezone
