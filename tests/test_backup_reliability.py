@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from planctl.backup import list_backups, verify_backup
-from planctl.backup.catalog import CHECKSUM_CACHE
+from planctl.backup.catalog import CHECKSUM_CACHE, LAST_RUN_FILE
 from planctl.backup.store import LOCK_NAME
 from planctl.db import migrate
 from planctl.db.seed import seed
@@ -26,7 +26,7 @@ from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents
 
 
 def _files(directory: Path) -> set[str]:
-    ignored = {LOCK_NAME, CHECKSUM_CACHE}
+    ignored = {LOCK_NAME, CHECKSUM_CACHE, LAST_RUN_FILE}
     return {p.name for p in directory.iterdir()} - ignored if directory.exists() else set()
 
 

@@ -332,12 +332,8 @@ def _well_typed(info: BackupInfo) -> bool:
     return True
 
 
-DATA_SUFFIXES = (
-    ".sqlite",
-    ".sqlite.gz",
-    ".dump",
-    ".jsonl",
-    ".jsonl.gz",
-    ".delta.json",
-    ".delta.json.gz",
-)
+DATA_SUFFIXES = tuple(
+    base + packed
+    for base in (".sqlite", ".jsonl", ".delta.json")
+    for packed in ("", ".gz", ".zst")
+) + (".dump",)
