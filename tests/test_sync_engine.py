@@ -95,7 +95,15 @@ def test_moved_on_calendar_moves_the_session(synced: World) -> None:
         calendar.edit("3", location="Online: https://meet.example.com/x")
     before = synced.session(2)
     report = synced.sync()
-    assert _kinds(report)[2] is Kind.UPDATE_LOCAL and report.remote_writes == 0
+    assert _kinds(report)[2] is Kind.UPDATE_LOCAL
+    # a presencial session keeps the contract's address: the link is kept, the
+    # event is put back to what the planner exports, and the run says so
+    assert report.remote_writes == 1
+    [noted] = report.noted
+    assert noted.session_id == 3 and "location" in noted.note and "cannot be kept" in noted.note
+    assert synced.event_of(3)["location"] == "Calle Mayor 1, Madrid"
+    assert report.summary()["calendar_updated"] == 1
+    assert report.summary()["planner_updated"] == 2
     after = synced.session(2)
     assert (after.fecha, after.hora_inicio, after.hora_fin) == (
         dt.date(2026, 12, 1),
@@ -163,9 +171,59 @@ def test_event_deleted_on_calendar_cancels_the_session_never_deletes_it(synced: 
     assert _kinds(report)[2] is Kind.CANCEL_LOCAL and report.remote_writes == 0
     row = synced.session(2)
     assert row is not None and row.estado == "cancelada"
-    assert 2 not in synced.states()
+    assert synced.states()[2][2:] == ("cancelled", "cancelled")  # still tracked: it exists
     again = synced.sync()  # a cancelled session is not put back on the calendar
-    assert again.remote_writes == 0 and 2 not in _kinds(again)
+    assert again.remote_writes == 0 and _kinds(again)[2] is Kind.UNCHANGED
+
+
+def test_re_enabling_a_session_cancelled_on_the_phone_restores_its_event(synced: World) -> None:
+    event_id = synced.states()[2][0]
+    with synced.calendar() as calendar:
+        calendar.edit("2", status="cancelled")
+    synced.sync()
+    assert synced.session(2).estado == "cancelada"
+    synced.execute("UPDATE sesiones SET estado = 'programada' WHERE id = 2")
+    report = synced.sync()
+    assert _kinds(report)[2] is Kind.UPDATE_REMOTE and not report.errors
+    assert report.summary()["calendar_updated"] == 1
+    event = synced.event_of(2)
+    assert event["id"] == event_id and event["status"] == "confirmed"
+    again = synced.sync()
+    assert again.remote_writes == 0 and _kinds(again)[2] is Kind.UNCHANGED
+
+
+def test_un_cancelling_on_the_phone_restores_the_session(synced: World) -> None:
+    synced.execute("UPDATE sesiones SET estado = 'cancelada' WHERE id = 3")
+    synced.sync()
+    assert 3 not in synced.events_by_session() and 3 in synced.states()
+    event_id, model = synced.states()[3][0], synced.event_of(3 - 1)
+    with synced.calendar() as calendar:  # the phone restores the deleted event
+        assert calendar.events[event_id]["status"] == "cancelled"
+        restored = {k: v for k, v in model.items() if k not in ("id", "etag", "iCalUID")}
+        restored["extendedProperties"] = {"private": {"planctlSessionId": "3"}}
+        restored["start"] = {"dateTime": "2026-11-25T16:00:00+01:00", "timeZone": TZ}
+        restored["end"] = {"dateTime": "2026-11-25T18:00:00+01:00", "timeZone": TZ}
+        calendar.update(event_id, restored)
+    report = synced.sync()
+    assert _kinds(report)[3] is Kind.UPDATE_LOCAL
+    assert synced.session(3).estado == "programada"
+    assert report.summary()["planner_updated"] == 1
+
+
+@pytest.mark.parametrize(
+    ("policy", "estado", "event_status"),
+    [("local", "programada", "confirmed"), ("remote", "cancelada", None)],
+)
+def test_cancelled_on_the_phone_and_changed_in_planner_follows_the_policy(
+    synced: World, policy: str, estado: str, event_status: str | None
+) -> None:
+    with synced.calendar() as calendar:
+        calendar.edit("1", status="cancelled")
+    synced.execute("UPDATE sesiones SET notas = 'otra aula' WHERE id = 1")
+    synced.sync(policy=policy)
+    assert synced.session(1).estado == estado
+    events = synced.events_by_session().get(1, [])
+    assert [e["status"] for e in events] == ([event_status] if event_status else [])
 
 
 def test_event_cancelled_status_counts_as_deleted(synced: World) -> None:
@@ -258,7 +316,7 @@ def test_same_change_on_both_sides_is_not_a_conflict(synced: World) -> None:
 
 @pytest.mark.parametrize(
     ("policy", "expected"),
-    [("local", Kind.CREATE_REMOTE), ("remote", Kind.CANCEL_LOCAL), ("fail", Kind.CONFLICT)],
+    [("local", Kind.UPDATE_REMOTE), ("remote", Kind.CANCEL_LOCAL), ("fail", Kind.CONFLICT)],
 )
 def test_deleted_on_calendar_but_changed_in_planner(
     synced: World, policy: str, expected: Kind
@@ -269,8 +327,9 @@ def test_deleted_on_calendar_but_changed_in_planner(
     report = synced.sync(policy=policy)
     assert _kinds(report)[1] is expected
     row = synced.session(1)
-    if policy == "local":  # put back as a new event
+    if policy == "local":  # the deleted event (a tombstone) is restored, not duplicated
         assert row.estado == "programada" and len(synced.events_by_session()[1]) == 1
+        assert synced.event_of(1)["id"] == synced.states()[1][0]
     elif policy == "remote":
         assert row.estado == "cancelada" and 1 not in synced.events_by_session()
     else:

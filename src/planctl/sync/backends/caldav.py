@@ -22,6 +22,7 @@ from xml.sax.saxutils import escape
 from planctl.config import Settings, mask_url
 from planctl.errors import ConfigError, SyncError
 from planctl.export.ical import END_CALENDAR, calendar_header
+from planctl.logs import mask_url_in_text
 from planctl.sync.backend import EventPayload, RemoteEvent, StaleEtagError
 from planctl.sync.content import content_from_vevent, session_id_from_uid
 
@@ -40,6 +41,7 @@ class CalDAVBackend:
     """The sync protocol over one calendar collection of a CalDAV server."""
 
     name = NAME
+    keeps_deleted = False  # a deleted event is gone; a CANCELLED one stays (and is tracked)
 
     def __init__(self, settings: Settings, *, create_calendar: bool = True) -> None:
         self.url = settings.caldav_url.strip()
@@ -80,10 +82,13 @@ class CalDAVBackend:
             )
 
     def _scrub(self, text: str) -> str:
-        text = mask_url(" ".join(str(text).split()))
-        if self.password:
-            text = text.replace(self.password, "***")
-        return text
+        """A server or library message on one line, URL userinfo masked by structure.
+
+        Never a search-and-replace of the password's text: messages are never
+        built with the password, and replacing a short password's letters
+        would garble unrelated words.
+        """
+        return mask_url_in_text(" ".join(str(text).split()))
 
     def _translate(self, error: Exception) -> SyncError:
         """One line that says what went wrong with the server, never the password."""

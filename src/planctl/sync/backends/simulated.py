@@ -87,7 +87,14 @@ class SimulatedCalendar:
                 f"directory '{directory}' of the simulated calendar store does not exist",
                 "create it or fix PLANCTL_SYNC_STORE",
             )
-        lock = os.open(directory, os.O_RDONLY)
+        try:
+            lock = os.open(directory, os.O_RDONLY)
+        except OSError as error:
+            raise SyncError(
+                f"cannot open the directory '{directory}' of the simulated calendar store: "
+                f"{error.strerror or error}",
+                "check PLANCTL_SYNC_STORE and the directory's permissions",
+            ) from None
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while True:
             try:
@@ -107,6 +114,21 @@ class SimulatedCalendar:
             os.close(self._lock)
 
     def _load(self) -> None:
+        try:
+            self._read()
+        except OSError as error:
+            raise SyncError(
+                f"cannot read the simulated calendar {self.path}: {error.strerror or error}",
+                "check PLANCTL_SYNC_STORE and the file's permissions",
+            ) from None
+
+    def _read(self) -> None:
+        for path in (self.path, self.journal_path):
+            if path.exists() and not path.is_file():  # a FIFO would block, a directory fails
+                raise SyncError(
+                    f"the simulated calendar store {path} is not a regular file",
+                    "point PLANCTL_SYNC_STORE at a file",
+                )
         if self.path.exists():
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
@@ -234,9 +256,8 @@ class SimulatedCalendar:
 
     def update(self, event_id: str, body: Resource, *, if_match: str | None = None) -> Resource:
         self._arrive("update", event_id)
+        # Like Google's API, a full update of a deleted (cancelled) event restores it.
         current = self._current(event_id, if_match)
-        if current.get("status") == "cancelled":
-            raise KeyError(event_id)  # 410 Gone
         event = {
             **copy.deepcopy(body),
             "kind": "calendar#event",
@@ -442,6 +463,7 @@ class SimulatedBackend:
     """The sync protocol over a :class:`SimulatedCalendar`."""
 
     name = NAME
+    keeps_deleted = True  # deleted events stay as tombstones: a tracked event never vanishes
 
     def __init__(self, calendar: SimulatedCalendar) -> None:
         self.calendar = calendar
@@ -485,6 +507,9 @@ class SimulatedBackend:
 
 
 def open_calendar(settings: Settings) -> SimulatedCalendar:
+    """The store at PLANCTL_SYNC_STORE, or at the documented default (its directory made)."""
+    if settings.sync_store_is_default:
+        settings.sync_store.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     return SimulatedCalendar(settings.sync_store, timezone=settings.timezone)
 
 
