@@ -560,3 +560,61 @@ def test_a_second_event_claiming_a_session_is_listed_not_touched(synced: World) 
     report = synced.sync()
     assert [e.id for e in report.duplicates] == [copy["id"]]
     assert report.remote_writes == 0 and _kinds(report)[1] is Kind.UNCHANGED
+
+
+# -- no silent divergence: what the planner cannot hold is refused or put back, and said ---
+
+
+def test_a_move_to_the_second_of_two_wall_times_is_an_error_not_an_hour_off(
+    synced: World,
+) -> None:
+    with synced.calendar() as calendar:  # 02:30 CET, after the clocks went back at 03:00 CEST
+        event = calendar.find("1")
+        second = {"dateTime": "2026-10-25T02:30:00+01:00", "timeZone": TZ}
+        end = {"dateTime": "2026-10-25T04:00:00+01:00", "timeZone": TZ}
+        calendar.patch(event["id"], {"start": second, "end": end})
+    before = table_contents(synced.url)
+    report = synced.sync()
+    [error] = report.errors
+    assert error.session_id == 1 and "second time that hour occurs" in error.detail
+    assert table_contents(synced.url) == before
+    assert synced.sync().errors  # reported on every run until someone decides
+
+
+def test_a_session_at_a_skipped_local_time_is_not_pushed_an_hour_off(synced: World) -> None:
+    synced.execute(
+        "INSERT INTO sesiones (id, contratacion_id, fecha, hora_inicio, hora_fin, estado) "
+        "VALUES (60, 1, '2026-03-29', '02:30', '04:00', 'programada')"
+    )
+    report = synced.sync()
+    [error] = report.errors
+    assert error.session_id == 60 and "does not exist in Europe/Madrid" in error.detail
+    assert 60 not in synced.events_by_session()
+
+
+def test_a_place_cleared_on_the_phone_is_put_back_and_reported(synced: World) -> None:
+    synced.execute("UPDATE sesiones SET direccion = 'Aula 4, Toledo' WHERE id = 2")
+    synced.sync()
+    with synced.calendar() as calendar:
+        event = calendar.find("2")
+        calendar.patch(event["id"], {"location": None})
+    report = synced.sync()
+    action = {a.session_id: a for a in report.actions}[2]
+    assert action.kind is Kind.UPDATE_LOCAL and "location" in action.note
+    # the planner falls back to the contract's address; the calendar shows it too now
+    assert synced.session(2).direccion is None
+    assert synced.event_of(2)["location"] == "Calle Mayor 1, Madrid"
+    assert report.summary()["planner_updated"] == 1 and report.summary()["calendar_updated"] == 1
+    again = synced.sync()
+    assert again.remote_writes == 0 and _kinds(again)[2] is Kind.UNCHANGED
+
+
+def test_a_title_only_edit_is_not_counted_as_a_planner_update(synced: World) -> None:
+    with synced.calendar() as calendar:
+        calendar.edit("1", summary="Excel (traer portátil)")
+    report = synced.sync(mode="pull")
+    summary = report.summary()
+    assert summary["planner_updated"] == 0 and summary["calendar_updated"] == 0
+    push = synced.sync(mode="push")  # the title the planner exports goes back
+    assert push.summary()["calendar_updated"] == 1
+    assert synced.event_of(1)["summary"] == "Excel avanzado — Ñandú, S.A."

@@ -137,6 +137,14 @@ def session_changes(view: SessionView, content: EventContent, timezone: str) -> 
     """
     zone = zone_info(timezone)
     start, end = content.start.astimezone(zone), content.end.astimezone(zone)
+    for moment in (start, end):
+        if second_of_two(moment):
+            raise UnrepresentableEvent(
+                f"the event {'starts' if moment is start else 'ends'} at "
+                f"{moment:%Y-%m-%d %H:%M} {moment:%Z}, the second time that hour occurs as "
+                f"the clocks go back in {timezone}; the planner keeps wall-clock times and "
+                "would store the first"
+            )
     if end <= start or end.date() != start.date():
         raise UnrepresentableEvent(
             f"event from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} "
@@ -153,6 +161,21 @@ def session_changes(view: SessionView, content: EventContent, timezone: str) -> 
     if estado != view.estado:
         changes["estado"] = estado
     return changes
+
+
+def second_of_two(moment: dt.datetime) -> bool:
+    """Whether a local *moment* is the later of two that share its wall-clock time (DST fold)."""
+    if moment.fold != 1:
+        return False
+    return moment.replace(fold=0).utcoffset() != moment.utcoffset()
+
+
+def missing_local_time(day: dt.date, time: dt.time, timezone: str) -> bool:
+    """Whether *day* at *time* does not exist in *timezone* (skipped as the clocks go forward)."""
+    zone = zone_info(timezone)
+    wall = dt.datetime.combine(day, time)
+    back = wall.replace(tzinfo=zone).astimezone(dt.UTC).astimezone(zone)
+    return back.replace(tzinfo=None) != wall
 
 
 def _place(text: str | None) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from planctl.sync.backend import Backend, EventPayload, RemoteEvent, StaleEtagEr
 from planctl.sync.content import (
     EventContent,
     UnrepresentableEvent,
+    missing_local_time,
     session_changes,
     session_event,
 )
@@ -402,9 +403,19 @@ def _directional(action: Action, mode: str) -> Action:
     return action
 
 
-def _precheck(action: Action, timezone: str) -> Action:
-    """A remote change the planner cannot hold is an error in the plan already."""
-    if action.kind is Kind.UPDATE_LOCAL and action.local and action.remote:
+def _precheck(action: Action, timezone: str, *, for_planner: bool = True) -> Action:
+    """A change the other side cannot hold is an error in the plan already."""
+    if action.kind in (Kind.CREATE_REMOTE, Kind.UPDATE_REMOTE) and action.local is not None:
+        view = action.local.view
+        for what, time in (("starts", view.hora_inicio), ("ends", view.hora_fin)):
+            if missing_local_time(view.fecha, time, timezone):
+                return replace(
+                    action,
+                    kind=Kind.ERROR,
+                    detail=f"the session {what} at {view.fecha} {time:%H:%M}, a time that does "
+                    f"not exist in {timezone} (the clocks go forward); fix it in the planner",
+                )
+    if for_planner and action.kind is Kind.UPDATE_LOCAL and action.local and action.remote:
         assert action.remote.content is not None
         try:
             session_changes(action.local.view, action.remote.content, timezone)
@@ -415,8 +426,8 @@ def _precheck(action: Action, timezone: str) -> Action:
 
 def _finalise(action: Action, options: SyncOptions) -> Action:
     """Check what the run will do for real, and turn the other direction's work into PENDING."""
-    if options.mode != "push":  # a push never writes the planner: nothing to check there
-        action = _precheck(action, options.timezone)
+    # a push never writes the planner: what it cannot hold is a pull's problem
+    action = _precheck(action, options.timezone, for_planner=options.mode != "push")
     return _directional(action, options.mode)
 
 
