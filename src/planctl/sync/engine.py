@@ -15,17 +15,19 @@ their content equals the session's, only records them (no duplicates).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 
 from icalendar import Event
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
+from planctl import __version__
 from planctl.config import mask_url
 from planctl.db.engine import check_sqlite_target, make_engine, parse_url, translate_db_errors
 from planctl.db.models import Sesion
@@ -55,6 +57,10 @@ MASS_CANCEL_SHARE = 0.10
 # tombstone) beyond this many and this share mean the view is not trustworthy.
 VANISHED_MIN = 5
 VANISHED_SHARE = 0.5
+# What a session's event is made of: every field of the view but its timestamps.
+FINGERPRINT_FIELDS = tuple(
+    f.name for f in fields(SessionView) if f.name not in ("created_at", "updated_at")
+)
 CANCELLED = "cancelled"  # the token of a cancelled session or event, whatever its content
 
 log = logging.getLogger("planctl.sync")
@@ -109,8 +115,24 @@ class LocalItem:
 
     @property
     def token(self) -> str:
-        """What the state row remembers: the content hash, or CANCELLED."""
+        """The event's content hash, or CANCELLED (builds the event: about a millisecond)."""
         return self.digest if self.active else CANCELLED
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of everything the session's event is made from (microseconds, no event built).
+
+        ``~`` marks it apart from the content hashes older state rows hold.
+        The planctl version is part of it: a new export format is a change.
+        """
+        values = [getattr(self.view, name) for name in FINGERPRINT_FIELDS]
+        data = repr((__version__, self.timezone, values)).encode("utf-8")
+        return "~" + hashlib.sha256(data).hexdigest()[:63]
+
+    @property
+    def state_token(self) -> str:
+        """What the state row keeps for the planner's side: the fingerprint, or CANCELLED."""
+        return self.fingerprint if self.active else CANCELLED
 
     def payload(self) -> EventPayload:
         event, content = self._built()
@@ -310,6 +332,21 @@ def _remote_changed(remote: RemoteEvent, saved: StateRow) -> bool:
     return not _unmoved(remote, saved) and _token(remote, saved) != saved.hash_remote
 
 
+def _local_changed(local: LocalItem, saved: StateRow) -> bool:
+    """Whether the session differs from what the last run synced.
+
+    The fingerprint answers for the untouched majority without building an
+    event. When it differs (the row was touched, an older state row, a new
+    planctl), the content hash decides: equal to what was synced is no change.
+    """
+    cheap = local.state_token
+    if cheap == saved.hash_local:
+        return False
+    if CANCELLED in (cheap, saved.hash_local):
+        return True
+    return local.token not in (saved.hash_local, saved.hash_remote)
+
+
 def decide(
     session_id: int,
     local: LocalItem | None,
@@ -332,10 +369,10 @@ def decide(
         chosen = {"local": local_wins, "remote": remote_wins, "fail": Kind.CONFLICT}[policy]
         return act(chosen, f"{reason}; policy {policy}")
 
-    local_token = local.token if local is not None else None
+    local_cancelled = local is None or not local.active
     remote_token_ = _token(remote, saved) if remote is not None else None
     # what writing each side's version onto the other means
-    push = Kind.DELETE_REMOTE if local_token in (None, CANCELLED) else Kind.UPDATE_REMOTE
+    push = Kind.DELETE_REMOTE if local_cancelled else Kind.UPDATE_REMOTE
     pull = Kind.CANCEL_LOCAL if remote_token_ == CANCELLED else Kind.UPDATE_LOCAL
 
     if saved is None:
@@ -344,11 +381,11 @@ def decide(
                 return act(Kind.ORPHAN, "planctl event this planner never synced")
             return act(Kind.UNCHANGED, "nothing to sync")
         if remote is None:
-            if local_token == CANCELLED:
+            if local_cancelled:
                 return act(Kind.UNCHANGED, "nothing to sync")
             return act(Kind.CREATE_REMOTE, "new session")
         # on both sides without state: a run killed before it saved, or a lost state
-        if local_token == remote_token_:
+        if local.token == remote_token_:
             return act(Kind.RECORD, "already on the calendar")
         return resolve("on both sides, never synced, different", local_wins=push, remote_wins=pull)
 
@@ -364,9 +401,9 @@ def decide(
             remote_wins=Kind.FORGET,
         )
 
-    local_changed = local_token != saved.hash_local
+    local_changed = _local_changed(local, saved)
     if remote is None:  # the event is gone altogether (not even a tombstone)
-        if local_token == CANCELLED:
+        if local_cancelled:
             return act(Kind.FORGET, "cancelled in planner, gone from the calendar")
         if not local_changed:
             return act(Kind.CANCEL_LOCAL, "deleted on calendar")
@@ -380,16 +417,18 @@ def decide(
     if not local_changed and not remote_changed:
         if remote.etag != saved.etag or remote.id != saved.remote_id:
             return act(Kind.RECORD, "etag moved, same content")
+        if local.state_token != saved.hash_local:
+            return act(Kind.RECORD, "session row touched, same content")
         return act(Kind.UNCHANGED, "in sync")
     if local_changed and not remote_changed:
-        if local_token == CANCELLED:
+        if local_cancelled:
             return act(push, "cancelled in planner")
         return act(push, "changed in planner")
     if remote_changed and not local_changed:
         if remote_token_ == CANCELLED:
             return act(pull, "cancelled or deleted on calendar")
         return act(pull, "changed on calendar")
-    if local_token == remote_token_:
+    if local.token == remote_token_:
         return act(Kind.RECORD, "changed alike on both sides")
     return resolve("changed on both sides", local_wins=push, remote_wins=pull)
 
@@ -635,12 +674,12 @@ class _Applier:
             assert local is not None
             created = self.backend.create(local.payload())
             self._wrote_remote(action, "created", created.id)
-            self._save(action, created, local.token, local.token)
+            self._save(action, created, local.state_token, local.token)
         elif kind is Kind.UPDATE_REMOTE:
             assert local is not None and remote is not None
             updated = self.backend.update(remote.id, local.payload(), remote.etag)
             self._wrote_remote(action, "updated", remote.id)
-            self._save(action, updated, local.token, local.token)
+            self._save(action, updated, local.state_token, local.token)
         elif kind is Kind.DELETE_REMOTE:
             assert remote is not None
             self.backend.delete(remote.id, remote.etag)
@@ -663,7 +702,7 @@ class _Applier:
                 self._forget(action)
         elif kind is Kind.RECORD:
             assert local is not None and remote is not None
-            self._save(action, remote, local.token, _token(remote, action.state))
+            self._save(action, remote, local.state_token, _token(remote, action.state))
         elif kind is Kind.FORGET:
             self._forget(action)
         elif kind is Kind.CONFLICT:
@@ -702,7 +741,7 @@ class _Applier:
         assert fresh is not None
         theirs = remote_token(remote)
         if fresh.token == theirs:
-            self._save(action, remote, fresh.token, theirs)
+            self._save(action, remote, fresh.state_token, theirs)
             return
         # The calendar shows something the planner will not export (a title, a
         # cleared place that falls back to the contract's address, …).
@@ -719,7 +758,7 @@ class _Applier:
             return
         updated = self.backend.update(remote.id, fresh.payload(), remote.etag)
         self._wrote_remote(action, "rewrote", remote.id)
-        self._save(action, updated, fresh.token, fresh.token)
+        self._save(action, updated, fresh.state_token, fresh.token)
 
 
 def differing_fields(ours: EventContent, theirs: EventContent) -> list[str]:
@@ -796,15 +835,23 @@ def run_sync(
         for number, action in enumerate(plan.actions, 1):
             done.append(applier.run(action))
             if number % commit_every == 0:
-                connection.commit()
+                _commit(connection, backend)
             on_progress(number, total)
         report.actions = done
         report.remote_writes, report.local_writes = applier.remote_writes, applier.local_writes
         result = "errores" if report.errors else "conflictos" if report.conflicts else "ok"
         sync_state.finish_run(connection, run_id, result, report.run_counts())
-        connection.commit()
+        _commit(connection, backend)
     logger.info("%s with %s: %s", options.mode, backend.describe(), _describe(report))
     return report
+
+
+def _commit(connection: Connection, backend: Backend) -> None:
+    """Commit state rows only after the calendar writes they name are durable."""
+    flush = getattr(backend, "flush", None)
+    if flush is not None:
+        flush()
+    connection.commit()
 
 
 def _describe(report: SyncReport) -> str:

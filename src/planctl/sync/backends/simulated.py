@@ -6,9 +6,12 @@ tombstones, carries planctl's session id in private extended properties, and
 refuses a conditional write whose etag is stale (HTTP 412 in Google's API).
 
 The file is a JSON snapshot plus a journal beside it (``<store>.journal``):
-each write appends one complete JSON line and fsyncs it, so a write is
-atomic and durable however the process ends (a torn last line is ignored on
-load), and the cost of a write does not grow with the calendar. Closing the
+each write appends one complete JSON line, so a write is atomic and survives
+the process being killed at any point (a torn last line is ignored on load),
+and the cost of a write does not grow with the calendar. The journal is
+fsynced by :meth:`SimulatedCalendar.flush` (the engine calls it before it
+commits state rows) and on close, so a power loss cannot leave a durable state
+row that names a lost event. Closing the
 store folds the journal into a new snapshot (temporary file, fsync, rename).
 One process at a time holds the store (``<store>.lock``).
 
@@ -70,6 +73,7 @@ class SimulatedCalendar:
         self.before_write: Callable[[str, str | None], None] | None = None
         self._journal: IO[str] | None = None
         self._journal_lines = 0
+        self._unsynced = False
         self._lock = self._acquire_lock()
         try:
             self._load()
@@ -161,12 +165,23 @@ class SimulatedCalendar:
             os.chmod(self.journal_path, 0o600)
         line = json.dumps({"event": event, "next_etag": self.next_etag}, ensure_ascii=False)
         self._journal.write(line + "\n")
-        self._journal.flush()
-        os.fsync(self._journal.fileno())
+        self._journal.flush()  # in the kernel: survives the process being killed
+        self._unsynced = True
         self._journal_lines += 1
+
+    def flush(self) -> None:
+        """fsync the journal: the writes so far survive a power loss too.
+
+        The sync engine calls this before it commits the state rows that point
+        at those writes, so a durable state row never names a lost event.
+        """
+        if self._journal is not None and self._unsynced:
+            os.fsync(self._journal.fileno())
+            self._unsynced = False
 
     def compact(self) -> None:
         """Fold the journal into a new snapshot, atomically (temporary file, fsync, rename)."""
+        self.flush()
         if self._journal is not None:
             self._journal.close()
             self._journal = None
@@ -442,7 +457,7 @@ def content_from_resource(event: Resource, timezone: str) -> EventContent:
     )
 
 
-def remote_event(event: Resource, timezone: str) -> RemoteEvent:
+def remote_event(event: Resource, timezone: str, *, with_content: bool = True) -> RemoteEvent:
     property_value = _session_property(event)
     session_id = (
         int(property_value)
@@ -454,7 +469,7 @@ def remote_event(event: Resource, timezone: str) -> RemoteEvent:
         id=str(event["id"]),
         etag=event.get("etag"),
         session_id=session_id,
-        content=None if deleted else content_from_resource(event, timezone),
+        content=None if deleted or not with_content else content_from_resource(event, timezone),
         deleted=deleted,
     )
 
@@ -477,8 +492,9 @@ class SimulatedBackend:
         return f"{self.describe()} ({state}, {live} events)"
 
     def list(self) -> list[RemoteEvent]:
+        """Ids, etags and session ids, like a CalDAV listing: the engine loads what moved."""
         tz = self.calendar.timezone
-        return [remote_event(e, tz) for e in self.calendar.list_events(show_deleted=True)]
+        return [remote_event(e, tz, with_content=False) for e in self.calendar.events.values()]
 
     def get(self, ids: Sequence[str]) -> dict[str, RemoteEvent]:
         found = {}
@@ -501,6 +517,9 @@ class SimulatedBackend:
     def delete(self, event_id: str, etag: str | None) -> None:
         with contextlib.suppress(KeyError):
             self.calendar.delete(event_id, if_match=etag)
+
+    def flush(self) -> None:
+        self.calendar.flush()
 
     def close(self) -> None:
         self.calendar.close()
