@@ -477,9 +477,8 @@ def test_quiet_run_prints_nothing_and_a_failure_one_line(
             cwd=tmp_path,
         )
 
-    for _ in range(2):  # the first run creates, the second has nothing to do
-        run = planctl("-q", "sync")
-        assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
+    run = planctl("-q", "sync")  # creates the calendar and three events
+    assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
     failed = planctl("-q", "sync", PLANCTL_CALDAV_URL=f"http://127.0.0.1:{free_port()}/")
     assert failed.returncode == 1 and failed.stdout == ""
     lines = failed.stderr.strip().splitlines()
@@ -487,3 +486,17 @@ def test_quiet_run_prints_nothing_and_a_failure_one_line(
     close_service_loggers()
     log = (tmp_path / "logs" / "sincronizacion.log").read_text(encoding="utf-8")
     assert "session 1: created event" in log and "sync sync failed: cannot reach" in log
+
+
+def test_another_calendar_in_place_of_the_synced_one_changes_nothing(dav: DavWorld) -> None:
+    from dataclasses import replace as replaced
+
+    from planctl.sync.engine import UnsafeRunError
+
+    dav.sync()
+    before = table_contents(dav.url)
+    assert dav.settings_ is not None
+    dav.settings_ = replaced(dav.settings_, caldav_calendar=dav.settings_.caldav_calendar + " B")
+    with pytest.raises(UnsafeRunError, match="does not list 3 of the 3 events"):
+        dav.sync()
+    assert table_contents(dav.url) == before  # no session cancelled
