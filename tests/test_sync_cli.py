@@ -191,3 +191,15 @@ def test_a_long_plan_is_summarised_unless_verbose(tiny: World, cli) -> None:  # 
     assert len(short.stdout.splitlines()) < 30
     long = cli("-v", "sync", "--dry-run")
     assert long.stdout.count("create on calendar") > 20
+
+
+def test_status_all_tells_the_truth_about_an_event_cancelled_on_the_phone(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+    assert cli("sync").exit_code == 0
+    assert cli("sync", "remote", "edit", "2", "--status", "cancelled").exit_code == 0
+    assert cli("-q", "sync").exit_code == 0
+    assert tiny.session(2).estado == "cancelada"
+    data = json.loads(cli("sync", "status", "--all", "--json").stdout)
+    assert (data["in_sync"], data["pending"], data["conflicting"]) == (3, 0, 0)
+    assert data["orphans"] == [] and data["others"] == [] and data["duplicates"] == []
+    human = cli("sync", "status", "--all")
+    assert "never synced" not in human.stdout

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -163,6 +163,14 @@ def _progress(state: State) -> Any:
     return Progress(console=console, transient=True)
 
 
+def _progress_callback(progress: Any, mode: str) -> Callable[[int, int], None]:
+    """What run_sync calls after each session: advance the bar (nothing without one)."""
+    if progress is None:
+        return lambda done, total: None
+    task = progress.add_task(f"sync {mode}", total=None)
+    return lambda done, total: progress.update(task, completed=done, total=total)
+
+
 def _run(
     ctx: typer.Context,
     mode: str,
@@ -180,23 +188,15 @@ def _run(
     log = _sync_logger(state)
     with _logged(log, f"sync {mode}"), _backend(state, create_calendar=not dry_run) as backend:
         progress = _progress(state)
-        if progress is None:
+        with progress if progress is not None else nullcontext():
             report = run_sync(
-                state.settings.database_url, backend, options, dry_run=dry_run, logger=log
+                state.settings.database_url,
+                backend,
+                options,
+                dry_run=dry_run,
+                logger=log,
+                on_progress=_progress_callback(progress, mode),
             )
-        else:
-            with progress:
-                task = progress.add_task(f"sync {mode}", total=None)
-                report = run_sync(
-                    state.settings.database_url,
-                    backend,
-                    options,
-                    dry_run=dry_run,
-                    logger=log,
-                    on_progress=lambda done, total: progress.update(
-                        task, completed=done, total=total
-                    ),
-                )
         if as_json:
             data = report.as_dict(all_actions=state.verbose)
             sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
