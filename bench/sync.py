@@ -12,7 +12,9 @@ of the same server, so the server's own cost is the floor both pay.
 
 The second run must write no event: writes are counted on the server side
 (the simulated store's etag counter; every href and etag of the CalDAV
-collection before and after). ``--big N`` adds a no-op run over N sessions
+collection before and after). Wall-clock seconds are shown with the
+process's CPU seconds (user + system), which the other load on the machine
+moves much less. ``--big N`` adds a no-op run over N sessions
 on the simulated calendar (the first sync of those is timed too). Appends a
 table to bench/RESULTS.md.
 """
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import socket
 import subprocess
 import sys
@@ -31,11 +35,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PLANCTL, env_for, record
 
+CPU: list[float] = []  # CPU seconds (user + system) of each timed run, in order
+
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
+    """Wall-clock seconds of one planctl process; its CPU seconds go to CPU."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return elapsed
 
 
 def simulated_writes(store: Path) -> int:
@@ -59,7 +70,7 @@ def caldav_snapshot(env: dict[str, str]) -> dict[str, str | None]:
     return result
 
 
-def bare_caldav_loop(env: dict[str, str]) -> tuple[int, float]:
+def bare_caldav_loop(env: dict[str, str], name: str) -> tuple[int, float]:
     """The reference: planctl's event bodies PUT by a plain caldav-library loop.
 
     Bodies are built before the clock starts (the same ones planctl writes);
@@ -82,7 +93,7 @@ with connect(settings.database_url) as connection:
 writer = CalDAVBackend(settings)
 bodies = [(i.payload().uid, writer._body(i.payload())) for i in items]
 client = DAVClient(url=settings.caldav_url, username=settings.caldav_user, password="x")
-calendar = client.principal().make_calendar(name="Reference loop")
+calendar = client.principal().make_calendar(name=sys.argv[1])
 base = str(calendar.url)
 headers = {"Content-Type": "text/calendar; charset=utf-8", "If-None-Match": "*"}
 started = time.perf_counter()
@@ -92,7 +103,7 @@ for uid, body in bodies:
 print(json.dumps([len(bodies), time.perf_counter() - started]))
 """
     done = subprocess.run(
-        [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+        [sys.executable, "-c", code, name], env=env, check=True, capture_output=True, text=True
     )
     count, seconds = json.loads(done.stdout)
     return int(count), float(seconds)
@@ -133,7 +144,11 @@ def simulated_rows(work: Path, sessions: int, label: str) -> list[str]:
     events = simulated_writes(store)
     second = timed([PLANCTL, "-q", "sync"], sim)
     rewritten = simulated_writes(store) - events
-    return [f"| simulated, {label} | {events:,} | {first:.2f} | {second:.2f} | — | {rewritten} |"]
+    cpu_first, cpu_second = CPU[-2:]
+    return [
+        f"| simulated, {label} | {events:,} | {first:.2f} (CPU {cpu_first:.2f}) | "
+        f"{second:.2f} (CPU {cpu_second:.2f}) | — | {rewritten} |"
+    ]
 
 
 def caldav_rows(work: Path, sessions: int) -> list[str]:
@@ -147,18 +162,24 @@ def caldav_rows(work: Path, sessions: int) -> list[str]:
             "PLANCTL_CALDAV_USER": "bench",
             "PLANCTL_CALDAV_CALENDAR": "Bench",
         }
-        count, loop = bare_caldav_loop(dav)
+        # the reference before and after planctl (Radicale's cost drifts as it fills)
+        count, loop_before = bare_caldav_loop(dav, "Reference before")
         first = timed([PLANCTL, "-q", "sync"], dav)
+        cpu_first = CPU[-1]
+        _, loop_after = bare_caldav_loop(dav, "Reference after")
+        loop = (loop_before + loop_after) / 2
         before = caldav_snapshot(dav)
         second = timed([PLANCTL, "-q", "sync"], dav)
+        cpu_second = CPU[-1]
         after = caldav_snapshot(dav)
         rewritten = sum(1 for href, etag in after.items() if before.get(href) != etag)
         rewritten += len(set(before) - set(after))
         assert len(after) == count, (len(after), count)
         return [
             f"| CalDAV (Radicale {radicale_version()}, loopback) | {len(after):,} | "
-            f"{first:.2f} | {second:.2f} | bare caldav PUT loop {loop:.2f} s → "
-            f"**{first / loop:.2f}×** | {rewritten} |"
+            f"{first:.2f} (CPU {cpu_first:.2f}) | {second:.2f} (CPU {cpu_second:.2f}) | "
+            f"bare caldav PUT loop {loop_before:.2f} s before, {loop_after:.2f} s after "
+            f"→ **{first / loop:.2f}×** their mean | {rewritten} |"
         ]
     finally:
         process.terminate()
@@ -179,6 +200,8 @@ def main() -> None:
             rows += caldav_rows(work, args.sessions)
         if args.big:
             rows += simulated_rows(work, args.big, f"{args.big:,} sessions")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    rows.append(f"| (load average at the end: {load}) | | | | | |")
     record(
         f"calendar sync, {args.sessions:,} seeded sessions (SQLite), planctl -q sync processes",
         "| backend | events | first sync s | no-op second run s | reference (same run) "
