@@ -618,3 +618,27 @@ def test_a_title_only_edit_is_not_counted_as_a_planner_update(synced: World) -> 
     push = synced.sync(mode="push")  # the title the planner exports goes back
     assert push.summary()["calendar_updated"] == 1
     assert synced.event_of(1)["summary"] == "Excel avanzado — Ñandú, S.A."
+
+
+# -- fingerprints: a no-op run builds no event, and misses no change -----------------------
+
+
+def test_older_state_rows_are_upgraded_without_a_write(synced: World) -> None:
+    # state rows written before fingerprints held the content hash on both sides
+    synced.execute("UPDATE estados_sincronizacion SET hash_local = hash_remoto")
+    report = synced.sync()
+    assert {a.kind for a in report.actions} == {Kind.RECORD} and report.remote_writes == 0
+    assert all(row[2].startswith("~") for row in synced.states().values())
+    again = synced.sync()
+    assert {a.kind for a in again.actions} == {Kind.UNCHANGED}
+
+
+def test_a_touched_row_is_no_change_and_a_contract_change_is_one(synced: World) -> None:
+    synced.execute("UPDATE sesiones SET updated_at = CURRENT_TIMESTAMP, notas = notas")
+    touched = synced.sync()
+    assert {a.kind for a in touched.actions} == {Kind.UNCHANGED}
+    # the client's name is in every event's title: a change that no session row shows
+    synced.execute("UPDATE clientes SET empresa = 'Ñandú Formación, S.L.' WHERE id = 1")
+    renamed = synced.sync()
+    assert _kinds(renamed) == {s: Kind.UPDATE_REMOTE for s in (1, 2, 3)}
+    assert synced.event_of(2)["summary"] == "Excel avanzado — Ñandú Formación, S.L."
