@@ -642,3 +642,14 @@ def test_a_touched_row_is_no_change_and_a_contract_change_is_one(synced: World) 
     renamed = synced.sync()
     assert _kinds(renamed) == {s: Kind.UPDATE_REMOTE for s in (1, 2, 3)}
     assert synced.event_of(2)["summary"] == "Excel avanzado — Ñandú Formación, S.L."
+
+
+def test_a_repetition_added_on_the_phone_is_removed_and_reported(synced: World) -> None:
+    with synced.calendar() as calendar:
+        event = calendar.find("3")
+        calendar.patch(event["id"], {"recurrence": ["RRULE:FREQ=WEEKLY;COUNT=4"]})
+    report = synced.sync()
+    action = _kinds(report)[3], {a.session_id: a for a in report.actions}[3]
+    assert action[0] is Kind.UPDATE_LOCAL and "recurring" in action[1].note
+    assert "recurrence" not in synced.event_of(3)
+    assert synced.sync().remote_writes == 0

@@ -37,6 +37,9 @@ class EventContent:
     status: str = "CONFIRMED"  # TENTATIVE, CONFIRMED or CANCELLED (iCalendar's names)
     url: str | None = None
     categories: tuple[str, ...] = ()
+    # A repetition rule (RRULE/RDATE; Google's "recurrence") that a phone added:
+    # a session is one slot, so it is a difference the planner cannot keep.
+    recurring: bool = False
 
     def digest(self) -> str:
         """sha256 of the canonical form: instants in UTC, normalised text."""
@@ -50,6 +53,8 @@ class EventContent:
             self.url,
             list(self.categories),
         ]
+        if self.recurring:  # appended only when set: existing hashes stay valid
+            canonical.append("recurring")
         data = json.dumps(canonical, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
@@ -115,6 +120,7 @@ def content_from_vevent(event: Event, timezone: str) -> EventContent:
         status=(clean_text(event.get("status")) or "CONFIRMED").upper(),
         url=clean_text(event.get("url")),
         categories=_categories(event),
+        recurring=any(name in event for name in ("rrule", "rdate")),
     )
 
 

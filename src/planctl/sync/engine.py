@@ -763,7 +763,10 @@ class _Applier:
 
 def differing_fields(ours: EventContent, theirs: EventContent) -> list[str]:
     """The names of the synced fields in which two contents differ."""
-    names = ("start", "end", "summary", "location", "description", "status", "url", "categories")
+    names = (
+        "start", "end", "summary", "location", "description", "status", "url", "categories",
+        "recurring",
+    )  # fmt: skip
     return [n for n in names if getattr(ours, n) != getattr(theirs, n)] or ["content"]
 
 

@@ -454,6 +454,7 @@ def content_from_resource(event: Resource, timezone: str) -> EventContent:
         status=STATUS_FROM_GOOGLE.get(str(event.get("status", "confirmed")), "CANCELLED"),
         url=clean_text((event.get("source") or {}).get("url")),
         categories=categories,
+        recurring=bool(event.get("recurrence")),
     )
 
 
