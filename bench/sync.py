@@ -151,6 +151,22 @@ def simulated_rows(work: Path, sessions: int, label: str) -> list[str]:
     ]
 
 
+def import_floor_rows(env: dict[str, str]) -> list[str]:
+    """What any no-op run pays before sync starts: the interpreter and its imports."""
+    rows = []
+    for label, modules in (
+        ("simulated", "sqlalchemy, typer, rich.table, icalendar"),
+        ("CalDAV", "sqlalchemy, typer, rich.table, icalendar, caldav"),
+    ):
+        wall = min(timed([sys.executable, "-c", f"import {modules}"], env) for _ in range(3))
+        cpu = min(CPU[-3:])
+        rows.append(
+            f"| floor for a {label} no-op: `python -c 'import {modules}'` (best of 3) | — | — | "
+            f"{wall:.2f} (CPU {cpu:.2f}) | — | — |"
+        )
+    return rows
+
+
 def caldav_rows(work: Path, sessions: int) -> list[str]:
     env = seeded(work, "planner-caldav.db", sessions)
     process, dav_url = start_radicale(work)
@@ -195,6 +211,7 @@ def main() -> None:
     rows: list[str] = []
     with tempfile.TemporaryDirectory(prefix="planctl-bench-sync-") as tmp:
         work = Path(tmp)
+        rows += import_floor_rows(env_for(f"sqlite:///{work / 'none.db'}", work))
         rows += simulated_rows(work, args.sessions, f"{args.sessions:,} sessions")
         if not args.no_caldav:
             rows += caldav_rows(work, args.sessions)
