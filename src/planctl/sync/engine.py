@@ -621,6 +621,9 @@ class _Applier:
         self.log = logger
         self.remote_writes = 0
         self.local_writes = 0
+        # A backend one process holds at a time (the simulated store's lock): no
+        # other run can add a state row between planning and saving.
+        self.fresh_rows = bool(getattr(backend, "exclusive", False))
 
     def run(self, action: Action) -> Action:
         for attempt in range(MAX_RETRIES + 1):
@@ -656,6 +659,7 @@ class _Applier:
             etag=remote.etag,
             hash_local=hash_local,
             hash_remote=hash_remote,
+            new=action.state is None and self.fresh_rows,  # planning read no row
         )
 
     def _forget(self, action: Action) -> None:

@@ -95,7 +95,9 @@ def save_state(
     etag: str | None,
     hash_local: str,
     hash_remote: str,
+    new: bool = False,
 ) -> None:
+    """Insert or update the state row; *new* (no row was read for it) skips the update."""
     values = {
         "k_backend": backend,
         "k_sesion": session_id,
@@ -105,7 +107,7 @@ def save_state(
         "hash_remoto": hash_remote,
         "sincronizado_en": utcnow(),
     }
-    if connection.execute(_UPDATE_STATE, values).rowcount == 0:
+    if new or connection.execute(_UPDATE_STATE, values).rowcount == 0:
         connection.execute(_INSERT_STATE, values)
 
 

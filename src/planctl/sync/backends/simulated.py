@@ -480,6 +480,7 @@ class SimulatedBackend:
 
     name = NAME
     keeps_deleted = True  # deleted events stay as tombstones: a tracked event never vanishes
+    exclusive = True  # one process at a time holds the store (its directory's flock)
 
     def __init__(self, calendar: SimulatedCalendar) -> None:
         self.calendar = calendar
