@@ -1,15 +1,20 @@
 """The two-way sync engine: plan with vdirsyncer's decision table, then apply.
 
 Every session in scope is looked at on three sides: the planner (L: the
-session, *present* unless missing or ``cancelada``), the calendar (R: its
-event, *present* unless missing, a tombstone or CANCELLED) and the state row
-(S: what the last run saw). "Changed" means the content hash differs from the
-one in S (for R only looked at when the etag moved). See docs/sync.md.
+session row), the calendar (R: its listed event, live, CANCELLED or a
+tombstone) and the state row (S: what the last run saw). A cancellation is
+content (the token CANCELLED), not absence, so it travels both ways and the
+state row stays while the event exists. "Changed" compares a side's token
+with S: for L a fingerprint of the session's inputs first, the content hash
+when that moved; for R the content hash, looked at only when the etag moved.
+Before any write, :func:`check_safe` refuses a run built on a view that lost
+known events or that would cancel sessions en masse. See docs/sync.md.
 
 Crash safety: a remote write comes first, then the state row, and state rows
-are committed in batches. A run killed at any point leaves at worst remote
-writes without state; the next run finds those events by session id and, as
-their content equals the session's, only records them (no duplicates).
+are committed in batches, each after the backend's ``flush()``. A run killed
+at any point leaves at worst remote writes without state; the next run finds
+those events by session id and, as their content equals the session's, only
+records them (no duplicates).
 """
 
 from __future__ import annotations
