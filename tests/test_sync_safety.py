@@ -106,6 +106,7 @@ def test_deleting_many_events_on_the_phone_is_refused_then_allowed(synced: World
     assert table_contents(synced.url) == before
     plan = synced.sync(dry_run=True)  # the plan still shows what would happen
     assert plan.count(Kind.CANCEL_LOCAL) == removed
+    assert plan.refusal is not None and f"would cancel {removed}" in plan.refusal
     report = synced.sync(allow_mass_cancel=True)
     assert report.summary()["planner_cancelled"] == removed
     assert _cancelled(synced) == removed

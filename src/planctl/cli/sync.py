@@ -291,6 +291,8 @@ def _render(state: State, report: SyncReport) -> None:
         state.say("; ".join(notes).capitalize() + ".")
     for action in report.noted:
         state.say(f"Session {action.session_id}: {action.note}.")
+    if report.refusal:
+        state.say(f"A real run would stop here: {report.refusal} (--allow-mass-cancel to proceed).")
 
 
 def _render_plan_counts(state: State, report: SyncReport, shown: list[Any]) -> None:

@@ -192,6 +192,7 @@ class SyncReport:
     duplicates: list[RemoteEvent] = field(default_factory=list)
     remote_writes: int = 0
     local_writes: int = 0
+    refusal: str | None = None  # dry run: why the real run would be refused (safety guard)
 
     def count(self, *kinds: Kind) -> int:
         return sum(1 for a in self.actions if a.kind in kinds)
@@ -269,6 +270,7 @@ class SyncReport:
             ],
             "others": len(self.foreign),
             "duplicates": len(self.duplicates),
+            "refused": self.refusal,
         }
 
     def run_counts(self) -> dict[str, int]:
@@ -832,10 +834,15 @@ def run_sync(
             duplicates=plan.duplicates,
         )
         connection.rollback()  # planning only read
-        if not dry_run and not options.allow_mass_cancel:
-            check_safe(
-                plan, backend.describe(), keeps_deleted=getattr(backend, "keeps_deleted", False)
-            )
+        if not options.allow_mass_cancel:
+            try:
+                check_safe(
+                    plan, backend.describe(), keeps_deleted=getattr(backend, "keeps_deleted", False)
+                )
+            except UnsafeRunError as refused:
+                if not dry_run:
+                    raise
+                report.refusal = refused.message
         if dry_run:
             logger.info("dry run (%s, %s): %s", options.mode, backend.describe(), _describe(report))
             return report
