@@ -406,6 +406,8 @@ def status(
         table.add_row("errors", str(result.errors))
     table.add_row("last run", _last_run_text(state, result.last_run))
     out_console().print(table)
+    if result.report.refusal:
+        state.say(f"The next run would stop: {result.report.refusal}.")
     if show_all:
         _render_others(state, result.report)
 

@@ -908,6 +908,7 @@ class SyncStatus:
                 "result": RESULT_NAMES.get(last.result, last.result),
                 "counts": {COUNT_NAMES[k]: v for k, v in last.counts.items()},
             },
+            "refused": self.report.refusal,
             "pending_sessions": [
                 {"session": a.session_id, "action": str(a.kind), "reason": a.reason}
                 for a in self.report.actions
