@@ -100,6 +100,7 @@ class LocalItem:
     view: SessionView
     timezone: str
     _event: tuple[Event, EventContent] | None = field(default=None, repr=False)
+    _fingerprint: str | None = field(default=None, repr=False)
 
     @property
     def active(self) -> bool:
@@ -130,9 +131,11 @@ class LocalItem:
         ``~`` marks it apart from the content hashes older state rows hold.
         The planctl version is part of it: a new export format is a change.
         """
-        values = [getattr(self.view, name) for name in FINGERPRINT_FIELDS]
-        data = repr((__version__, self.timezone, values)).encode("utf-8")
-        return "~" + hashlib.sha256(data).hexdigest()[:63]
+        if self._fingerprint is None:
+            values = [getattr(self.view, name) for name in FINGERPRINT_FIELDS]
+            data = repr((__version__, self.timezone, values)).encode("utf-8")
+            self._fingerprint = "~" + hashlib.sha256(data).hexdigest()[:63]
+        return self._fingerprint
 
     @property
     def state_token(self) -> str:
