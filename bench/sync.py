@@ -1,19 +1,30 @@
-"""Calendar sync benchmark: a first sync of N sessions, then a no-op second run.
+"""Calendar sync benchmark: first sync and no-op rerun, against the bare caldav library.
 
-    python bench/sync.py [--sessions 5000] [--no-radicale]
+    python bench/sync.py [--sessions 1000] [--big 200000] [--no-caldav]
 
 Seeds a SQLite planner with N sessions (db-seed --scale N), then times
-``planctl -q sync`` twice against the simulated calendar and against a
-Radicale server on 127.0.0.1 (temporary storage, no auth). The second run
-must write no event: writes are counted on the server side (the simulated
-store's etag counter; every href and etag of the CalDAV collection before and
-after). Appends a table to bench/RESULTS.md.
+``planctl -q sync`` (a real process, as cron runs it) twice against the
+simulated calendar, and twice against a Radicale server on 127.0.0.1
+(temporary storage, no auth). The reference for the CalDAV first sync is a
+bare caldav-library loop in this same run: the same event bodies PUT one by
+one (``If-None-Match: *``) through ``DAVClient.request`` into a fresh calendar
+of the same server, so the server's own cost is the floor both pay.
+
+The second run must write no event: writes are counted on the server side
+(the simulated store's etag counter; every href and etag of the CalDAV
+collection before and after). Wall-clock seconds are shown with the
+process's CPU seconds (user + system), which the other load on the machine
+moves much less. ``--big N`` adds a no-op run over N sessions
+on the simulated calendar (the first sync of those is timed too). Appends a
+table to bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import socket
 import subprocess
 import sys
@@ -24,11 +35,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PLANCTL, env_for, record
 
+CPU: list[float] = []  # CPU seconds (user + system) of each timed run, in order
+
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
+    """Wall-clock seconds of one planctl process; its CPU seconds go to CPU."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return elapsed
 
 
 def simulated_writes(store: Path) -> int:
@@ -52,6 +70,45 @@ def caldav_snapshot(env: dict[str, str]) -> dict[str, str | None]:
     return result
 
 
+def bare_caldav_loop(env: dict[str, str], name: str) -> tuple[int, float]:
+    """The reference: planctl's event bodies PUT by a plain caldav-library loop.
+
+    Bodies are built before the clock starts (the same ones planctl writes);
+    the timed part is one conditional PUT per event into a new calendar.
+    """
+    code = r"""
+import json, sys, time
+from urllib.parse import quote
+from caldav.davclient import DAVClient
+from planctl.config import load_settings
+from planctl.export.sessions import SessionFilter, iter_sessions
+from planctl.db.engine import connect
+from planctl.sync.backends.caldav import CalDAVBackend
+from planctl.sync.engine import LocalItem
+
+settings = load_settings()
+with connect(settings.database_url) as connection:
+    items = [LocalItem(v, settings.timezone) for v in
+             iter_sessions(connection, SessionFilter(include_cancelled=False))]
+writer = CalDAVBackend(settings)
+bodies = [(i.payload().uid, writer._body(i.payload())) for i in items]
+client = DAVClient(url=settings.caldav_url, username=settings.caldav_user, password="x")
+calendar = client.principal().make_calendar(name=sys.argv[1])
+base = str(calendar.url)
+headers = {"Content-Type": "text/calendar; charset=utf-8", "If-None-Match": "*"}
+started = time.perf_counter()
+for uid, body in bodies:
+    response = client.request(base + quote(uid) + ".ics", "PUT", body, headers)
+    assert response.status in (200, 201, 204), response.status
+print(json.dumps([len(bodies), time.perf_counter() - started]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code, name], env=env, check=True, capture_output=True, text=True
+    )
+    count, seconds = json.loads(done.stdout)
+    return int(count), float(seconds)
+
+
 def start_radicale(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -71,57 +128,101 @@ def start_radicale(work: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("Radicale did not start")
 
 
+def seeded(work: Path, name: str, sessions: int) -> dict[str, str]:
+    url = f"sqlite:///{work / name}"
+    env = env_for(url, work)
+    subprocess.run([PLANCTL, "-q", "db-upgrade"], env=env, check=True)
+    subprocess.run([PLANCTL, "-q", "db-seed", "--scale", str(sessions)], env=env, check=True)
+    return env
+
+
+def simulated_rows(work: Path, sessions: int, label: str) -> list[str]:
+    env = seeded(work, f"planner-{sessions}.db", sessions)
+    store = work / f"calendar-{sessions}.json"
+    sim = {**env, "PLANCTL_SYNC_STORE": str(store)}
+    first = timed([PLANCTL, "-q", "sync"], sim)
+    events = simulated_writes(store)
+    second = timed([PLANCTL, "-q", "sync"], sim)
+    rewritten = simulated_writes(store) - events
+    cpu_first, cpu_second = CPU[-2:]
+    return [
+        f"| simulated, {label} | {events:,} | {first:.2f} (CPU {cpu_first:.2f}) | "
+        f"{second:.2f} (CPU {cpu_second:.2f}) | — | {rewritten} |"
+    ]
+
+
+def import_floor_rows(env: dict[str, str]) -> list[str]:
+    """What any no-op run pays before sync starts: the interpreter and its imports."""
+    rows = []
+    for label, modules in (
+        ("simulated", "sqlalchemy, typer, rich.table, icalendar"),
+        ("CalDAV", "sqlalchemy, typer, rich.table, icalendar, caldav"),
+    ):
+        wall = min(timed([sys.executable, "-c", f"import {modules}"], env) for _ in range(3))
+        cpu = min(CPU[-3:])
+        rows.append(
+            f"| floor for a {label} no-op: `python -c 'import {modules}'` (best of 3) | — | — | "
+            f"{wall:.2f} (CPU {cpu:.2f}) | — | — |"
+        )
+    return rows
+
+
+def caldav_rows(work: Path, sessions: int) -> list[str]:
+    env = seeded(work, "planner-caldav.db", sessions)
+    process, dav_url = start_radicale(work)
+    try:
+        dav = {
+            **env,
+            "PLANCTL_SYNC_BACKEND": "caldav",
+            "PLANCTL_CALDAV_URL": dav_url,
+            "PLANCTL_CALDAV_USER": "bench",
+            "PLANCTL_CALDAV_CALENDAR": "Bench",
+        }
+        # the reference before and after planctl (Radicale's cost drifts as it fills)
+        count, loop_before = bare_caldav_loop(dav, "Reference before")
+        first = timed([PLANCTL, "-q", "sync"], dav)
+        cpu_first = CPU[-1]
+        _, loop_after = bare_caldav_loop(dav, "Reference after")
+        loop = (loop_before + loop_after) / 2
+        before = caldav_snapshot(dav)
+        second = timed([PLANCTL, "-q", "sync"], dav)
+        cpu_second = CPU[-1]
+        after = caldav_snapshot(dav)
+        rewritten = sum(1 for href, etag in after.items() if before.get(href) != etag)
+        rewritten += len(set(before) - set(after))
+        assert len(after) == count, (len(after), count)
+        return [
+            f"| CalDAV (Radicale {radicale_version()}, loopback) | {len(after):,} | "
+            f"{first:.2f} (CPU {cpu_first:.2f}) | {second:.2f} (CPU {cpu_second:.2f}) | "
+            f"bare caldav PUT loop {loop_before:.2f} s before, {loop_after:.2f} s after "
+            f"→ **{first / loop:.2f}×** their mean | {rewritten} |"
+        ]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sessions", type=int, default=5000)
-    parser.add_argument("--no-radicale", action="store_true")
+    parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--big", type=int, default=0, help="also a no-op run over N sessions")
+    parser.add_argument("--no-caldav", action="store_true")
     args = parser.parse_args()
     rows: list[str] = []
     with tempfile.TemporaryDirectory(prefix="planctl-bench-sync-") as tmp:
         work = Path(tmp)
-        url = f"sqlite:///{work / 'planner.db'}"
-        env = env_for(url, work)
-        subprocess.run([PLANCTL, "-q", "db-upgrade"], env=env, check=True)
-        subprocess.run(
-            [PLANCTL, "-q", "db-seed", "--scale", str(args.sessions)], env=env, check=True
-        )
-        store = work / "calendar.json"
-        sim = {**env, "PLANCTL_SYNC_STORE": str(store)}
-        first = timed([PLANCTL, "-q", "sync"], sim)
-        events = simulated_writes(store)
-        second = timed([PLANCTL, "-q", "sync"], sim)
-        rewritten = simulated_writes(store) - events
-        rows.append(
-            f"| simulated | {events:,} | {first:.2f} | {second:.2f} | "
-            f"{second / first:.2f} | {rewritten} |"
-        )
-        if not args.no_radicale:
-            process, dav_url = start_radicale(work)
-            try:
-                dav = {
-                    **env,
-                    "PLANCTL_SYNC_BACKEND": "caldav",
-                    "PLANCTL_CALDAV_URL": dav_url,
-                    "PLANCTL_CALDAV_USER": "bench",
-                    "PLANCTL_CALDAV_CALENDAR": "Bench",
-                }
-                first = timed([PLANCTL, "-q", "sync"], dav)
-                before = caldav_snapshot(dav)
-                second = timed([PLANCTL, "-q", "sync"], dav)
-                after = caldav_snapshot(dav)
-                rewritten = sum(1 for href, etag in after.items() if before.get(href) != etag)
-                rewritten += len(set(before) - set(after))
-                rows.append(
-                    f"| CalDAV (Radicale {radicale_version()}, loopback) | {len(after):,} | "
-                    f"{first:.2f} | {second:.2f} | {second / first:.2f} | {rewritten} |"
-                )
-            finally:
-                process.terminate()
-                process.wait(timeout=10)
+        rows += import_floor_rows(env_for(f"sqlite:///{work / 'none.db'}", work))
+        rows += simulated_rows(work, args.sessions, f"{args.sessions:,} sessions")
+        if not args.no_caldav:
+            rows += caldav_rows(work, args.sessions)
+        if args.big:
+            rows += simulated_rows(work, args.big, f"{args.big:,} sessions")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    rows.append(f"| (load average at the end: {load}) | | | | | |")
     record(
-        f"calendar sync, {args.sessions:,} seeded sessions (SQLite)",
-        "| backend | events | first sync s | no-op second run s | ratio | events rewritten "
-        "by the second run |",
+        f"calendar sync, {args.sessions:,} seeded sessions (SQLite), planctl -q sync processes",
+        "| backend | events | first sync s | no-op second run s | reference (same run) "
+        "| events rewritten by the second run |",
         rows,
     )
 

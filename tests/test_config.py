@@ -142,6 +142,8 @@ def test_sync_settings_and_their_secrets(tmp_path: Path) -> None:
 
 def test_sync_defaults(tmp_path: Path) -> None:
     settings = load_settings(environ={}, dotenv_path=tmp_path / "missing.env")
-    assert settings.sync_store == Path("calendario_simulado.json")
+    # next to the (default, relative) SQLite database, made absolute at load time
+    assert settings.sync_store == Path("planificador.db.calendario_simulado.json").absolute()
+    assert settings.sync_store_is_default
     assert settings.caldav_url == "" and settings.caldav_calendar == "Planificador"
     assert settings.secrets == ()

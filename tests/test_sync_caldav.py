@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import os
 import socket
 import subprocess
 import sys
@@ -35,10 +36,16 @@ PASSWORD = "s3cret-Radicale-pw"
 
 @dataclass
 class Radicale:
+    """A CalDAV server started for the tests (Radicale or Xandikos)."""
+
     url: str
     port: int
     user: str
     password: str
+    principal: str = ""  # the principal's path below the root, e.g. "trainer/"
+
+    def __post_init__(self) -> None:
+        self.principal = self.principal or f"{self.user}/"
 
 
 def _start_radicale(base: Path, auth: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
@@ -98,6 +105,55 @@ def radicale_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale
         yield Radicale(f"http://127.0.0.1:{port}/", port, "planner", PASSWORD)
 
 
+def _start_xandikos(base: Path) -> Iterator[int]:
+    """``python -m xandikos.web`` on a free loopback port; one principal, /user/, no auth."""
+    if importlib.util.find_spec("xandikos") is None:
+        skip_or_fail("Xandikos is not installed (pip install -e '.[test]')")
+    port = free_port()
+    log = open(base / "xandikos.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xandikos.web", "--directory", str(base / "data"), "--defaults",
+         "--listen-address", "127.0.0.1", "--port", str(port), "--state-dir", str(base / "state"),
+         "--no-detect-systemd"],
+        stdout=log,
+        stderr=log,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                skip_or_fail(f"Xandikos exited: {(base / 'xandikos.log').read_text()[-500:]}")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                skip_or_fail("Xandikos did not start within 30 s")
+            time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def xandikos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale]:
+    """Xandikos (a second CalDAV server, git-backed): one principal at /user/."""
+    base = tmp_path_factory.mktemp("xandikos")
+    for port in _start_xandikos(base):
+        yield Radicale(f"http://127.0.0.1:{port}/", port, "trainer", "", principal="user/")
+
+
+@pytest.fixture(params=["radicale", "xandikos"])
+def server(request: pytest.FixtureRequest) -> Radicale:
+    """Each CalDAV end-to-end test runs against both servers."""
+    found: Radicale = request.getfixturevalue(request.param)
+    return found
+
+
 _calendar_names = iter(range(1_000_000))
 
 
@@ -115,14 +171,14 @@ class DavWorld(World):
 
 
 @pytest.fixture
-def dav(migrated_url: str, radicale: Radicale, tmp_path: Path) -> DavWorld:
+def dav(migrated_url: str, server: Radicale, tmp_path: Path) -> DavWorld:
     make_tiny_planner(migrated_url)
     settings = Settings(
         database_url=migrated_url,
         timezone=TZ,
         sync_backend="caldav",
-        caldav_url=radicale.url,
-        caldav_user=radicale.user,
+        caldav_url=server.url,
+        caldav_user=server.user,
         caldav_calendar=f"Planificador {next(_calendar_names)} {tmp_path.name}",
     )
     return DavWorld(migrated_url, tmp_path / "unused.json", settings)
@@ -333,3 +389,114 @@ def test_check_missing_calendar_then_sync_creates_it(
     assert "reachable, 3 events" in ok.stdout
     _no_secret(ok, tmp_path)
     _no_secret(synced, tmp_path)
+
+
+# -- cancelled events are state, on a real server ---------------------------------------
+
+
+def _set_status(world: DavWorld, session_id: int, status: str) -> None:
+    event = _vevent(_phone(world), session_id)
+    component = event.icalendar_component
+    component.pop("STATUS", None)
+    component.add("STATUS", status)
+    event.save()
+
+
+def test_cancelled_on_the_phone_then_re_enabled_and_un_cancelled(dav: DavWorld) -> None:
+    dav.sync()
+    _set_status(dav, 2, "CANCELLED")
+    first = dav.sync()
+    assert {a.session_id: a.kind for a in first.actions}[2] is Kind.CANCEL_LOCAL
+    assert dav.session(2).estado == "cancelada" and 2 in dav.states()  # the event still exists
+
+    # re-enabled in the planner: the same event is updated (no create, no HTTP 412)
+    dav.execute("UPDATE sesiones SET estado = 'programada' WHERE id = 2")
+    second = dav.sync()
+    assert {a.session_id: a.kind for a in second.actions}[2] is Kind.UPDATE_REMOTE
+    assert not second.errors
+    assert str(_vevent(_phone(dav), 2).icalendar_component["STATUS"]) == "CONFIRMED"
+
+    # cancelled again on the phone, then un-cancelled there: the session comes back
+    _set_status(dav, 2, "CANCELLED")
+    dav.sync()
+    assert dav.session(2).estado == "cancelada"
+    _set_status(dav, 2, "CONFIRMED")
+    third = dav.sync()
+    assert {a.session_id: a.kind for a in third.actions}[2] is Kind.UPDATE_LOCAL
+    assert dav.session(2).estado == "programada"
+    assert {a.kind for a in dav.sync().actions} == {Kind.UNCHANGED}
+    assert len(list(_phone(dav).events())) == 3
+
+
+# -- discovery: well-known and principal URLs --------------------------------------------
+
+
+@pytest.mark.parametrize("entry", ["well-known", "principal"])
+def test_well_known_and_principal_urls_are_followed(
+    caldav_env: Path, cli, monkeypatch, server: Radicale, entry: str, migrated_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    make_tiny_planner(migrated_url)
+    principal = server.principal
+    url = server.url + (".well-known/caldav" if entry == "well-known" else principal)
+    monkeypatch.setenv("PLANCTL_CALDAV_URL", url)
+    monkeypatch.setenv("PLANCTL_CALDAV_USER", server.user)
+    monkeypatch.setenv("PLANCTL_CALDAV_CALENDAR", f"Discovery {entry} {migrated_url[-8:]}")
+    synced = cli("sync")
+    assert synced.exit_code == 0, synced.stderr
+    run = cli("sync", "check")
+    assert run.exit_code == 0, run.stderr
+    assert "reachable, 3 events" in run.stdout
+    assert f"principal:  /{principal}" in run.stdout
+    assert "planctl's:  /" in run.stdout
+
+
+# -- quiet under -q, one line on failure (a real process: the library's root logging) ----
+
+
+def test_quiet_run_prints_nothing_and_a_failure_one_line(
+    radicale: Radicale, migrated_url: str, tmp_path: Path
+) -> None:
+    make_tiny_planner(migrated_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANCTL_")}
+    env.update(
+        DATABASE_URL=migrated_url,
+        PLANCTL_LOG_DIR=str(tmp_path / "logs"),
+        PLANCTL_SYNC_BACKEND="caldav",
+        PLANCTL_CALDAV_URL=radicale.url,
+        PLANCTL_CALDAV_USER="trainer",
+        PLANCTL_CALDAV_CALENDAR=f"Quiet {tmp_path.name}",
+    )
+
+    def planctl(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "planctl", *args],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+
+    run = planctl("-q", "sync")  # creates the calendar and three events
+    assert (run.returncode, run.stdout, run.stderr) == (0, "", "")
+    failed = planctl("-q", "sync", PLANCTL_CALDAV_URL=f"http://127.0.0.1:{free_port()}/")
+    assert failed.returncode == 1 and failed.stdout == ""
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot reach CalDAV server")
+    close_service_loggers()
+    log = (tmp_path / "logs" / "sincronizacion.log").read_text(encoding="utf-8")
+    assert "session 1: created event" in log and "sync sync failed: cannot reach" in log
+
+
+def test_another_calendar_in_place_of_the_synced_one_changes_nothing(dav: DavWorld) -> None:
+    from dataclasses import replace as replaced
+
+    from planctl.sync.engine import UnsafeRunError
+
+    dav.sync()
+    before = table_contents(dav.url)
+    assert dav.settings_ is not None
+    dav.settings_ = replaced(dav.settings_, caldav_calendar=dav.settings_.caldav_calendar + " B")
+    with pytest.raises(UnsafeRunError, match="does not list 3 of the 3 events"):
+        dav.sync()
+    assert table_contents(dav.url) == before  # no session cancelled

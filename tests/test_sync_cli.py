@@ -146,3 +146,60 @@ def test_check_the_simulated_calendar(tiny: World, cli) -> None:  # type: ignore
     assert run.exit_code == 0 and "will be created on the first sync" in run.stdout
     cli("sync")
     assert "3 events" in cli("sync", "check").stdout
+
+
+def test_json_output_has_english_keys(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+    run = cli("sync", "--json")
+    assert run.exit_code == 0, run.stderr
+    data = json.loads(run.stdout)
+    assert data["summary"]["calendar_created"] == 3 and data["dry_run"] is False
+    assert {a["action"] for a in data["actions"]} == {"create_remote"}
+    status = json.loads(cli("sync", "status", "--json").stdout)
+    assert set(status["last_run"]["counts"]) == {
+        "created", "updated", "deleted", "unchanged", "conflicts", "errors"
+    }  # fmt: skip
+    assert status["last_run"]["counts"]["created"] == 3
+
+
+def test_push_exits_0_when_only_a_pull_has_a_problem(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+    assert cli("sync").exit_code == 0
+    # an overnight event cannot become a session: a pull's error, pending for a push
+    moved = cli("sync", "remote", "edit", "2", "--start", "22:00", "--end", "01:00")
+    assert moved.exit_code == 0, moved.stderr
+    push = cli("sync", "push")
+    assert push.exit_code == 0, push.stderr
+    assert "left for pull" in push.stdout
+    pull = cli("sync", "pull")
+    assert pull.exit_code == 1 and "not one slot within a day" in pull.stderr
+    assert len(pull.stderr.strip().splitlines()) == 1
+
+
+def test_a_long_plan_is_summarised_unless_verbose(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+    tiny.execute(
+        "INSERT INTO sesiones (contratacion_id, fecha, hora_inicio, hora_fin, estado) "
+        "SELECT 1, fecha, hora_inicio, hora_fin, 'programada' FROM sesiones WHERE id = 1"
+    )
+    for _ in range(5):  # 3 → 2^5 + 2 sessions to create, more than a screenful
+        tiny.execute(
+            "INSERT INTO sesiones (contratacion_id, fecha, hora_inicio, hora_fin, estado) "
+            "SELECT contratacion_id, fecha, hora_inicio, hora_fin, estado FROM sesiones "
+            "WHERE estado != 'cancelada'"
+        )
+    short = cli("sync", "--dry-run")
+    assert short.exit_code == 0
+    assert "create on calendar" in short.stdout and "-v or --json lists them" in short.stdout
+    assert len(short.stdout.splitlines()) < 30
+    long = cli("-v", "sync", "--dry-run")
+    assert long.stdout.count("create on calendar") > 20
+
+
+def test_status_all_tells_the_truth_about_an_event_cancelled_on_the_phone(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+    assert cli("sync").exit_code == 0
+    assert cli("sync", "remote", "edit", "2", "--status", "cancelled").exit_code == 0
+    assert cli("-q", "sync").exit_code == 0
+    assert tiny.session(2).estado == "cancelada"
+    data = json.loads(cli("sync", "status", "--all", "--json").stdout)
+    assert (data["in_sync"], data["pending"], data["conflicting"]) == (3, 0, 0)
+    assert data["orphans"] == [] and data["others"] == [] and data["duplicates"] == []
+    human = cli("sync", "status", "--all")
+    assert "never synced" not in human.stdout

@@ -182,3 +182,22 @@ def test_unchanged_event_changes_nothing() -> None:
 def test_events_a_session_cannot_hold(start: dt.datetime, end: dt.datetime) -> None:
     with pytest.raises(UnrepresentableEvent):
         session_changes(view(), _content(start=start, end=end), TZ)
+
+
+def test_second_of_two_wall_times_is_refused_not_shifted() -> None:
+    # 2026-10-25 in Madrid: 02:30 happens twice; 00:30 UTC is the first, 01:30 UTC the second
+    first = dt.datetime(2026, 10, 25, 0, 30, tzinfo=dt.UTC)
+    second = dt.datetime(2026, 10, 25, 1, 30, tzinfo=dt.UTC)
+    hours = dt.timedelta(hours=2)
+    ok = session_changes(view(), _content(start=first, end=first + hours), TZ)
+    assert (ok["fecha"], ok["hora_inicio"]) == (dt.date(2026, 10, 25), dt.time(2, 30))
+    with pytest.raises(UnrepresentableEvent, match="second time that hour occurs"):
+        session_changes(view(), _content(start=second, end=second + hours), TZ)
+
+
+def test_missing_and_existing_local_times() -> None:
+    from planctl.sync.content import missing_local_time
+
+    assert missing_local_time(dt.date(2026, 3, 29), dt.time(2, 30), TZ)  # skipped
+    assert not missing_local_time(dt.date(2026, 3, 29), dt.time(3, 30), TZ)
+    assert not missing_local_time(dt.date(2026, 10, 25), dt.time(2, 30), TZ)  # twice, exists

@@ -95,7 +95,15 @@ def test_moved_on_calendar_moves_the_session(synced: World) -> None:
         calendar.edit("3", location="Online: https://meet.example.com/x")
     before = synced.session(2)
     report = synced.sync()
-    assert _kinds(report)[2] is Kind.UPDATE_LOCAL and report.remote_writes == 0
+    assert _kinds(report)[2] is Kind.UPDATE_LOCAL
+    # a presencial session keeps the contract's address: the link is kept, the
+    # event is put back to what the planner exports, and the run says so
+    assert report.remote_writes == 1
+    [noted] = report.noted
+    assert noted.session_id == 3 and "location" in noted.note and "cannot be kept" in noted.note
+    assert synced.event_of(3)["location"] == "Calle Mayor 1, Madrid"
+    assert report.summary()["calendar_updated"] == 1
+    assert report.summary()["planner_updated"] == 2
     after = synced.session(2)
     assert (after.fecha, after.hora_inicio, after.hora_fin) == (
         dt.date(2026, 12, 1),
@@ -163,9 +171,59 @@ def test_event_deleted_on_calendar_cancels_the_session_never_deletes_it(synced: 
     assert _kinds(report)[2] is Kind.CANCEL_LOCAL and report.remote_writes == 0
     row = synced.session(2)
     assert row is not None and row.estado == "cancelada"
-    assert 2 not in synced.states()
+    assert synced.states()[2][2:] == ("cancelled", "cancelled")  # still tracked: it exists
     again = synced.sync()  # a cancelled session is not put back on the calendar
-    assert again.remote_writes == 0 and 2 not in _kinds(again)
+    assert again.remote_writes == 0 and _kinds(again)[2] is Kind.UNCHANGED
+
+
+def test_re_enabling_a_session_cancelled_on_the_phone_restores_its_event(synced: World) -> None:
+    event_id = synced.states()[2][0]
+    with synced.calendar() as calendar:
+        calendar.edit("2", status="cancelled")
+    synced.sync()
+    assert synced.session(2).estado == "cancelada"
+    synced.execute("UPDATE sesiones SET estado = 'programada' WHERE id = 2")
+    report = synced.sync()
+    assert _kinds(report)[2] is Kind.UPDATE_REMOTE and not report.errors
+    assert report.summary()["calendar_updated"] == 1
+    event = synced.event_of(2)
+    assert event["id"] == event_id and event["status"] == "confirmed"
+    again = synced.sync()
+    assert again.remote_writes == 0 and _kinds(again)[2] is Kind.UNCHANGED
+
+
+def test_un_cancelling_on_the_phone_restores_the_session(synced: World) -> None:
+    synced.execute("UPDATE sesiones SET estado = 'cancelada' WHERE id = 3")
+    synced.sync()
+    assert 3 not in synced.events_by_session() and 3 in synced.states()
+    event_id, model = synced.states()[3][0], synced.event_of(3 - 1)
+    with synced.calendar() as calendar:  # the phone restores the deleted event
+        assert calendar.events[event_id]["status"] == "cancelled"
+        restored = {k: v for k, v in model.items() if k not in ("id", "etag", "iCalUID")}
+        restored["extendedProperties"] = {"private": {"planctlSessionId": "3"}}
+        restored["start"] = {"dateTime": "2026-11-25T16:00:00+01:00", "timeZone": TZ}
+        restored["end"] = {"dateTime": "2026-11-25T18:00:00+01:00", "timeZone": TZ}
+        calendar.update(event_id, restored)
+    report = synced.sync()
+    assert _kinds(report)[3] is Kind.UPDATE_LOCAL
+    assert synced.session(3).estado == "programada"
+    assert report.summary()["planner_updated"] == 1
+
+
+@pytest.mark.parametrize(
+    ("policy", "estado", "event_status"),
+    [("local", "programada", "confirmed"), ("remote", "cancelada", None)],
+)
+def test_cancelled_on_the_phone_and_changed_in_planner_follows_the_policy(
+    synced: World, policy: str, estado: str, event_status: str | None
+) -> None:
+    with synced.calendar() as calendar:
+        calendar.edit("1", status="cancelled")
+    synced.execute("UPDATE sesiones SET notas = 'otra aula' WHERE id = 1")
+    synced.sync(policy=policy)
+    assert synced.session(1).estado == estado
+    events = synced.events_by_session().get(1, [])
+    assert [e["status"] for e in events] == ([event_status] if event_status else [])
 
 
 def test_event_cancelled_status_counts_as_deleted(synced: World) -> None:
@@ -258,7 +316,7 @@ def test_same_change_on_both_sides_is_not_a_conflict(synced: World) -> None:
 
 @pytest.mark.parametrize(
     ("policy", "expected"),
-    [("local", Kind.CREATE_REMOTE), ("remote", Kind.CANCEL_LOCAL), ("fail", Kind.CONFLICT)],
+    [("local", Kind.UPDATE_REMOTE), ("remote", Kind.CANCEL_LOCAL), ("fail", Kind.CONFLICT)],
 )
 def test_deleted_on_calendar_but_changed_in_planner(
     synced: World, policy: str, expected: Kind
@@ -269,8 +327,9 @@ def test_deleted_on_calendar_but_changed_in_planner(
     report = synced.sync(policy=policy)
     assert _kinds(report)[1] is expected
     row = synced.session(1)
-    if policy == "local":  # put back as a new event
+    if policy == "local":  # the deleted event (a tombstone) is restored, not duplicated
         assert row.estado == "programada" and len(synced.events_by_session()[1]) == 1
+        assert synced.event_of(1)["id"] == synced.states()[1][0]
     elif policy == "remote":
         assert row.estado == "cancelada" and 1 not in synced.events_by_session()
     else:
@@ -501,3 +560,96 @@ def test_a_second_event_claiming_a_session_is_listed_not_touched(synced: World) 
     report = synced.sync()
     assert [e.id for e in report.duplicates] == [copy["id"]]
     assert report.remote_writes == 0 and _kinds(report)[1] is Kind.UNCHANGED
+
+
+# -- no silent divergence: what the planner cannot hold is refused or put back, and said ---
+
+
+def test_a_move_to_the_second_of_two_wall_times_is_an_error_not_an_hour_off(
+    synced: World,
+) -> None:
+    with synced.calendar() as calendar:  # 02:30 CET, after the clocks went back at 03:00 CEST
+        event = calendar.find("1")
+        second = {"dateTime": "2026-10-25T02:30:00+01:00", "timeZone": TZ}
+        end = {"dateTime": "2026-10-25T04:00:00+01:00", "timeZone": TZ}
+        calendar.patch(event["id"], {"start": second, "end": end})
+    before = table_contents(synced.url)
+    report = synced.sync()
+    [error] = report.errors
+    assert error.session_id == 1 and "second time that hour occurs" in error.detail
+    assert table_contents(synced.url) == before
+    assert synced.sync().errors  # reported on every run until someone decides
+
+
+def test_a_session_at_a_skipped_local_time_is_not_pushed_an_hour_off(synced: World) -> None:
+    synced.execute(
+        "INSERT INTO sesiones (id, contratacion_id, fecha, hora_inicio, hora_fin, estado) "
+        "VALUES (60, 1, '2026-03-29', '02:30', '04:00', 'programada')"
+    )
+    report = synced.sync()
+    [error] = report.errors
+    assert error.session_id == 60 and "does not exist in Europe/Madrid" in error.detail
+    assert 60 not in synced.events_by_session()
+
+
+def test_a_place_cleared_on_the_phone_is_put_back_and_reported(synced: World) -> None:
+    synced.execute("UPDATE sesiones SET direccion = 'Aula 4, Toledo' WHERE id = 2")
+    synced.sync()
+    with synced.calendar() as calendar:
+        event = calendar.find("2")
+        calendar.patch(event["id"], {"location": None})
+    report = synced.sync()
+    action = {a.session_id: a for a in report.actions}[2]
+    assert action.kind is Kind.UPDATE_LOCAL and "location" in action.note
+    # the planner falls back to the contract's address; the calendar shows it too now
+    assert synced.session(2).direccion is None
+    assert synced.event_of(2)["location"] == "Calle Mayor 1, Madrid"
+    assert report.summary()["planner_updated"] == 1 and report.summary()["calendar_updated"] == 1
+    again = synced.sync()
+    assert again.remote_writes == 0 and _kinds(again)[2] is Kind.UNCHANGED
+
+
+def test_a_title_only_edit_is_not_counted_as_a_planner_update(synced: World) -> None:
+    with synced.calendar() as calendar:
+        calendar.edit("1", summary="Excel (traer portátil)")
+    report = synced.sync(mode="pull")
+    summary = report.summary()
+    assert summary["planner_updated"] == 0 and summary["calendar_updated"] == 0
+    push = synced.sync(mode="push")  # the title the planner exports goes back
+    assert push.summary()["calendar_updated"] == 1
+    assert synced.event_of(1)["summary"] == "Excel avanzado — Ñandú, S.A."
+
+
+# -- fingerprints: a no-op run builds no event, and misses no change -----------------------
+
+
+def test_older_state_rows_are_upgraded_without_a_write(synced: World) -> None:
+    # state rows written before fingerprints held the content hash on both sides
+    synced.execute("UPDATE estados_sincronizacion SET hash_local = hash_remoto")
+    report = synced.sync()
+    assert {a.kind for a in report.actions} == {Kind.RECORD} and report.remote_writes == 0
+    assert all(row[2].startswith("~") for row in synced.states().values())
+    again = synced.sync()
+    assert {a.kind for a in again.actions} == {Kind.UNCHANGED}
+
+
+def test_a_touched_row_is_no_change_and_a_contract_change_is_one(synced: World) -> None:
+    synced.execute("UPDATE sesiones SET updated_at = CURRENT_TIMESTAMP, notas = notas")
+    touched = synced.sync()
+    assert {a.kind for a in touched.actions} == {Kind.UNCHANGED}
+    # the client's name is in every event's title: a change that no session row shows
+    synced.execute("UPDATE clientes SET empresa = 'Ñandú Formación, S.L.' WHERE id = 1")
+    renamed = synced.sync()
+    assert _kinds(renamed) == {s: Kind.UPDATE_REMOTE for s in (1, 2, 3)}
+    assert synced.event_of(2)["summary"] == "Excel avanzado — Ñandú Formación, S.L."
+
+
+def test_a_repetition_added_on_the_phone_is_removed_and_reported(synced: World) -> None:
+    with synced.calendar() as calendar:
+        event = calendar.find("3")
+        calendar.patch(event["id"], {"recurrence": ["RRULE:FREQ=WEEKLY;COUNT=4"]})
+    report = synced.sync()
+    action = _kinds(report)[3], {a.session_id: a for a in report.actions}[3]
+    assert action[0] is Kind.UPDATE_LOCAL and "recurring" in action[1].note
+    assert "recurrence" not in synced.event_of(3)
+    assert synced.sync().remote_writes == 0

@@ -56,9 +56,14 @@ def test_deleted_events_stay_as_cancelled_tombstones(store: Path) -> None:
     assert tombstone is not None and tombstone["status"] == "cancelled"
     assert tombstone["etag"] != event["etag"]
     assert calendar.list_events(show_deleted=False) == []
-    with pytest.raises(KeyError):  # 410 Gone
-        calendar.update(event["id"], {"summary": "x"})
+    with pytest.raises(KeyError):  # a patch of a deleted event: 410 Gone
+        calendar.patch(event["id"], {"summary": "x"})
     calendar.delete(event["id"])  # deleting again is fine
+    restored = calendar.update(
+        event["id"], {"summary": "Uno", "start": event["start"], "end": event["end"]}
+    )  # Google's "undelete"
+    assert restored["status"] == "confirmed" and restored["id"] == event["id"]
+    assert [e["id"] for e in calendar.list_events(show_deleted=False)] == [event["id"]]
     with pytest.raises(NothingToDoError):
         calendar.find(event["id"] + "x")
     calendar.close()

@@ -19,7 +19,7 @@ DEFAULTS: dict[str, str] = {
     "PLANCTL_LOG_DIR": "logs",
     "PLANCTL_TIMEZONE": "Europe/Madrid",
     "PLANCTL_SYNC_BACKEND": "simulated",
-    "PLANCTL_SYNC_STORE": "calendario_simulado.json",
+    "PLANCTL_SYNC_STORE": "",  # empty: default_sync_store() (next to a SQLite database)
     "PLANCTL_CALDAV_URL": "",
     "PLANCTL_CALDAV_USER": "",
     "PLANCTL_CALDAV_PASSWORD": "",
@@ -31,26 +31,81 @@ DEFAULTS: dict[str, str] = {
     "PLANCTL_BACKUP_PING_URL": "",
 }
 
-_PASSWORD_IN_NETLOC = re.compile(r"^(?P<scheme>[^:/?#]+://)(?P<user>[^:@/?#]*):(?P<pw>[^@/?#]*)@")
 _PASSWORD_IN_QUERY = re.compile(r"(?P<key>[?&](?:password|pass|pwd)=)[^&#]*", re.IGNORECASE)
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _split_userinfo(url: str) -> tuple[str, str, str] | None:
+    """``(scheme://, userinfo, rest)`` of *url*, or None when it has no userinfo.
+
+    Structural: the authority ends at the first ``/``, ``?`` or ``#``, and the
+    userinfo at its *last* ``@`` (a password may contain ``@`` and ``:``).
+    """
+    scheme = _SCHEME.match(url)
+    if scheme is None:
+        return None
+    after = url[scheme.end() :]
+    end = min((i for i in (after.find(c) for c in "/?#") if i >= 0), default=len(after))
+    authority = after[:end]
+    if "@" not in authority:
+        return None
+    userinfo, _, host = authority.rpartition("@")
+    return scheme[0], userinfo, host + after[end:]
 
 
 def mask_url(url: str) -> str:
-    """Return *url* with any password replaced by ``***``.
+    """Return *url* with its password (userinfo and ``?password=``) replaced by ``***``.
 
-    Works on malformed URLs too (it is used in error messages about them), and
-    covers both ``user:secret@host`` and ``?password=secret`` forms.
+    Only the structure of the URL is used, never a search for the password's
+    text, so nothing outside the password is ever rewritten. Works on
+    malformed URLs too (it is used in error messages about them).
     """
-    masked = _PASSWORD_IN_NETLOC.sub(
-        lambda m: f"{m['scheme']}{m['user']}:***@" if m["pw"] else m[0], url
-    )
+    parts = _split_userinfo(url)
+    masked = url
+    if parts is not None:
+        scheme, userinfo, rest = parts
+        user, colon, password = userinfo.partition(":")
+        if colon and password:
+            masked = f"{scheme}{user}:***@{rest}"
     return _PASSWORD_IN_QUERY.sub(lambda m: f"{m['key']}***", masked)
 
 
 def url_password(url: str) -> str | None:
-    """The password embedded in *url*, if any (so messages can scrub it)."""
-    match = _PASSWORD_IN_NETLOC.match(url)
-    return match["pw"] if match and match["pw"] else None
+    """The password embedded in *url*, if any."""
+    parts = _split_userinfo(url)
+    if parts is None:
+        return None
+    _, colon, password = parts[1].partition(":")
+    return password if colon and password else None
+
+
+def default_sync_store(database_url: str, environ: Mapping[str, str]) -> Path:
+    """Where the simulated calendar lives when PLANCTL_SYNC_STORE is not set.
+
+    Next to a SQLite database file (``<database>.calendario_simulado.json``);
+    for other databases in the per-user data directory,
+    ``$XDG_DATA_HOME/planctl`` (``~/.local/share/planctl``), named after the
+    database. Never relative to the directory a cron job starts in.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        url = None
+    if url is not None and url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            path = Path(database).expanduser().absolute()
+            return path.with_name(path.name + ".calendario_simulado.json")
+    data_home = environ.get("XDG_DATA_HOME", "").strip()
+    base = (
+        Path(data_home) if data_home else Path(environ.get("HOME") or Path.home()) / ".local/share"
+    )
+    name = (url.database if url is not None else None) or "planctl"
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name) or "planctl"
+    return (base / "planctl" / f"calendario_simulado-{safe}.json").absolute()
 
 
 def normalize_database_url(url: str) -> str:
@@ -74,7 +129,8 @@ class Settings:
     log_dir: Path = Path(DEFAULTS["PLANCTL_LOG_DIR"])
     timezone: str = DEFAULTS["PLANCTL_TIMEZONE"]
     sync_backend: str = DEFAULTS["PLANCTL_SYNC_BACKEND"]
-    sync_store: Path = Path(DEFAULTS["PLANCTL_SYNC_STORE"])
+    sync_store: Path = Path("calendario_simulado.json")
+    sync_store_is_default: bool = False  # the store path came from default_sync_store()
     caldav_url: str = ""
     caldav_user: str = ""
     caldav_password: str = field(default="", repr=False)
@@ -133,13 +189,19 @@ def load_settings(
         value = values.get(name, "").strip()
         return value or DEFAULTS[name]
 
+    database_url = normalize_database_url(get("DATABASE_URL"))
+    store = get("PLANCTL_SYNC_STORE")
     return Settings(
-        database_url=normalize_database_url(get("DATABASE_URL")),
+        database_url=database_url,
         backup_dir=Path(get("PLANCTL_BACKUP_DIR")).expanduser(),
         log_dir=Path(get("PLANCTL_LOG_DIR")).expanduser(),
         timezone=get("PLANCTL_TIMEZONE"),
         sync_backend=get("PLANCTL_SYNC_BACKEND"),
-        sync_store=Path(get("PLANCTL_SYNC_STORE")).expanduser(),
+        # absolute from here on: a later chdir (or cron's working directory) cannot move it
+        sync_store=Path(store).expanduser().absolute()
+        if store
+        else default_sync_store(database_url, values),
+        sync_store_is_default=not store,
         caldav_url=get("PLANCTL_CALDAV_URL"),
         caldav_user=get("PLANCTL_CALDAV_USER"),
         # Not stripped: a password may begin or end with a space.

@@ -332,8 +332,11 @@ def _well_typed(info: BackupInfo) -> bool:
     return True
 
 
-DATA_SUFFIXES = tuple(
-    base + packed
-    for base in (".sqlite", ".jsonl", ".delta.json")
-    for packed in ("", ".gz", ".zst")
-) + (".dump",)
+DATA_SUFFIXES = (
+    *(
+        base + packed
+        for base in (".sqlite", ".jsonl", ".delta.json")
+        for packed in ("", ".gz", ".zst")
+    ),
+    ".dump",
+)

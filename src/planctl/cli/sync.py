@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -46,6 +46,17 @@ UntilOption = Annotated[
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Show the plan; write nothing on either side.")
 ]
+AllowMassCancelOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-mass-cancel",
+        help="Let this run cancel more than a small share of the synced sessions at once "
+        "(refused otherwise: it is what an empty or lost calendar looks like).",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="The plan or the result as JSON.")]
+PLAN_ROWS = 20  # a longer plan is summarised unless -v or --json
+THIRD_PARTY_LOGGERS = ("caldav", "urllib3", "urllib3_future", "niquests", "radicale", "xandikos")
 ConflictOption = Annotated[
     str,
     typer.Option(
@@ -63,7 +74,12 @@ def _state(ctx: typer.Context) -> State:
 
 
 def _options(
-    state: State, mode: str, since: str | None, until: str | None, conflict: str
+    state: State,
+    mode: str,
+    since: str | None,
+    until: str | None,
+    conflict: str,
+    allow_mass_cancel: bool = False,
 ) -> SyncOptions:
     from planctl.sync.engine import SyncOptions
 
@@ -73,6 +89,7 @@ def _options(
         policy=conflict,
         since=parse_date(since, "--since"),
         until=parse_date(until, "--until"),
+        allow_mass_cancel=allow_mass_cancel,
     )
     options.check()
     return options
@@ -91,12 +108,67 @@ def _backend(state: State, *, create_calendar: bool = True) -> Iterator[Backend]
 
 @contextmanager
 def _logged(log: logging.Logger, what: str) -> Iterator[None]:
-    """Failures go to sincronizacion.log too, then on to the one error handler."""
+    """Route all logging of the command to sincronizacion.log, and only there.
+
+    The caldav library logs through the root logger (``logging.info`` and
+    friends, which install a stderr handler on first use); its dependencies
+    through their own loggers. For the command's duration the root logger gets
+    the sync log's file handler (so nothing installs a default stderr handler
+    and their warnings land in the file), and ``planctl`` stops propagating (so
+    each line is written once, and only -v puts planctl's lines on stderr).
+    Failures are logged here, then reach the one error handler (one ``error:``
+    line on stderr).
+    """
+    import logging
+
+    root = logging.getLogger()
+    planctl_logger = logging.getLogger("planctl")
+    files = [h for h in log.handlers if isinstance(h, logging.FileHandler)]
+    saved_propagate = planctl_logger.propagate
+    saved_levels = {name: logging.getLogger(name).level for name in THIRD_PARTY_LOGGERS}
+    for handler in files:
+        root.addHandler(handler)
+    planctl_logger.propagate = False
+    for name in THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
     try:
         yield
     except PlanctlError as error:
         log.error("%s failed: %s", what, error)
         raise
+    finally:
+        for handler in files:
+            root.removeHandler(handler)
+        planctl_logger.propagate = saved_propagate
+        for name, level in saved_levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _sync_logger(state: State) -> logging.Logger:
+    """planctl.sync with sincronizacion.log; URLs masked by structure, never by text search."""
+    from planctl.logs import service_logger
+
+    return service_logger("sync", state.settings.log_dir)
+
+
+def _progress(state: State) -> Any:
+    """A progress bar on a terminal (stderr), None otherwise (cron, pipes, -q)."""
+    from planctl.cli.context import err_console
+
+    console = err_console()
+    if state.quiet or not console.is_terminal:
+        return None
+    from rich.progress import Progress
+
+    return Progress(console=console, transient=True)
+
+
+def _progress_callback(progress: Any, mode: str) -> Callable[[int, int], None]:
+    """What run_sync calls after each session: advance the bar (nothing without one)."""
+    if progress is None:
+        return lambda done, total: None
+    task = progress.add_task(f"sync {mode}", total=None)
+    return lambda done, total: progress.update(task, completed=done, total=total)
 
 
 def _run(
@@ -106,17 +178,30 @@ def _run(
     until: str | None,
     dry_run: bool,
     conflict: str,
+    allow_mass_cancel: bool = False,
+    as_json: bool = False,
 ) -> None:
     from planctl.sync.engine import run_sync
 
     state = _state(ctx)
-    options = _options(state, mode, since, until, conflict)
-    log = state.service_logger("sync")
+    options = _options(state, mode, since, until, conflict, allow_mass_cancel)
+    log = _sync_logger(state)
     with _logged(log, f"sync {mode}"), _backend(state, create_calendar=not dry_run) as backend:
-        report = run_sync(
-            state.settings.database_url, backend, options, dry_run=dry_run, logger=log
-        )
-        _render(state, report)
+        progress = _progress(state)
+        with progress if progress is not None else nullcontext():
+            report = run_sync(
+                state.settings.database_url,
+                backend,
+                options,
+                dry_run=dry_run,
+                logger=log,
+                on_progress=_progress_callback(progress, mode),
+            )
+        if as_json:
+            data = report.as_dict(all_actions=state.verbose)
+            sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        else:
+            _render(state, report)
         _raise_for_problems(report)
 
 
@@ -154,7 +239,12 @@ def _render(state: State, report: SyncReport) -> None:
         plan.add_column("action")
         plan.add_column("when / what")
         plan.add_column("why")
-        shown = [a for a in report.actions if a.kind not in (Kind.UNCHANGED, Kind.RECORD)]
+        shown = [
+            a for a in report.actions if a.kind not in (Kind.UNCHANGED, Kind.RECORD, Kind.FORGET)
+        ]
+        if len(shown) > PLAN_ROWS and not state.verbose:
+            _render_plan_counts(state, report, shown)
+            shown = []
         for action in shown:
             what = str(action.kind)
             if action.then is not None:
@@ -163,7 +253,9 @@ def _render(state: State, report: SyncReport) -> None:
             plan.add_row(str(action.session_id), what, action.label, why)
         if shown:
             out_console().print(plan)
-        else:
+        elif not any(
+            a.kind not in (Kind.UNCHANGED, Kind.RECORD, Kind.FORGET) for a in report.actions
+        ):
             state.say("Nothing to do: the planner and the calendar agree.")
     s = report.summary()
     table = Table(
@@ -197,6 +289,24 @@ def _render(state: State, report: SyncReport) -> None:
         notes.append(f"{len(report.orphans)} planctl event(s) this planner never synced left alone")
     if notes:
         state.say("; ".join(notes).capitalize() + ".")
+    for action in report.noted:
+        state.say(f"Session {action.session_id}: {action.note}.")
+    if report.refusal:
+        state.say(f"A real run would stop here: {report.refusal} (--allow-mass-cancel to proceed).")
+
+
+def _render_plan_counts(state: State, report: SyncReport, shown: list[Any]) -> None:
+    """A long plan as one line per kind of action (the list: -v or --json)."""
+    from collections import Counter
+
+    tally = Counter(
+        f"{a.then} (pending: {report.mode} only)" if a.then is not None else str(a.kind)
+        for a in shown
+    )
+    lines = [f"Plan ({report.mode}, conflicts: {report.policy}) — nothing written:"]
+    lines += [f"  {count:>8,}  {what}" for what, count in sorted(tally.items())]
+    lines.append(f"  ({len(shown):,} sessions; -v or --json lists them)")
+    out_console().print("\n".join(lines), highlight=False, soft_wrap=True)
 
 
 @app.callback()
@@ -206,11 +316,13 @@ def sync(
     until: UntilOption = None,
     dry_run: DryRunOption = False,
     conflict: ConflictOption = "local",
+    allow_mass_cancel: AllowMassCancelOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Two-way sync: changes on either side are copied to the other (vdirsyncer's rules)."""
     if ctx.invoked_subcommand is not None:
         return
-    _run(ctx, "sync", since, until, dry_run, conflict)
+    _run(ctx, "sync", since, until, dry_run, conflict, allow_mass_cancel, as_json)
 
 
 @app.command("push")
@@ -220,9 +332,10 @@ def push(
     until: UntilOption = None,
     dry_run: DryRunOption = False,
     conflict: ConflictOption = "local",
+    as_json: JsonOption = False,
 ) -> None:
     """One way, planner → calendar: create, update and delete events only."""
-    _run(ctx, "push", since, until, dry_run, conflict)
+    _run(ctx, "push", since, until, dry_run, conflict, False, as_json)
 
 
 @app.command("pull")
@@ -232,9 +345,11 @@ def pull(
     until: UntilOption = None,
     dry_run: DryRunOption = False,
     conflict: ConflictOption = "remote",
+    allow_mass_cancel: AllowMassCancelOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """One way, calendar → planner: moved, re-placed, re-statused or deleted events only."""
-    _run(ctx, "pull", since, until, dry_run, conflict)
+    _run(ctx, "pull", since, until, dry_run, conflict, allow_mass_cancel, as_json)
 
 
 def _local_time(state: State, moment: dt.datetime | None) -> str:
@@ -271,7 +386,7 @@ def status(
 
     state = _state(ctx)
     options = _options(state, "sync", since, until, "fail")
-    log = state.service_logger("sync")
+    log = _sync_logger(state)
     with _logged(log, "sync status"), _backend(state, create_calendar=False) as backend:
         result = sync_status(state.settings.database_url, backend, options)
     if as_json:
@@ -291,6 +406,8 @@ def status(
         table.add_row("errors", str(result.errors))
     table.add_row("last run", _last_run_text(state, result.last_run))
     out_console().print(table)
+    if result.report.refusal:
+        state.say(f"The next run would stop: {result.report.refusal}.")
     if show_all:
         _render_others(state, result.report)
 
@@ -337,7 +454,7 @@ def _render_others(state: State, report: SyncReport) -> None:
 def check(ctx: typer.Context) -> None:
     """Check the backend's configuration, server, credentials and calendar (exit 1 if wrong)."""
     state = _state(ctx)
-    log = state.service_logger("sync")
+    log = _sync_logger(state)
     with _logged(log, "sync check"), _backend(state, create_calendar=False) as backend:
         described = backend.check()
     log.info("check OK: %s", described)

@@ -37,6 +37,9 @@ class EventContent:
     status: str = "CONFIRMED"  # TENTATIVE, CONFIRMED or CANCELLED (iCalendar's names)
     url: str | None = None
     categories: tuple[str, ...] = ()
+    # A repetition rule (RRULE/RDATE; Google's "recurrence") that a phone added:
+    # a session is one slot, so it is a difference the planner cannot keep.
+    recurring: bool = False
 
     def digest(self) -> str:
         """sha256 of the canonical form: instants in UTC, normalised text."""
@@ -50,6 +53,8 @@ class EventContent:
             self.url,
             list(self.categories),
         ]
+        if self.recurring:  # appended only when set: existing hashes stay valid
+            canonical.append("recurring")
         data = json.dumps(canonical, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
@@ -115,6 +120,7 @@ def content_from_vevent(event: Event, timezone: str) -> EventContent:
         status=(clean_text(event.get("status")) or "CONFIRMED").upper(),
         url=clean_text(event.get("url")),
         categories=_categories(event),
+        recurring=any(name in event for name in ("rrule", "rdate")),
     )
 
 
@@ -137,6 +143,14 @@ def session_changes(view: SessionView, content: EventContent, timezone: str) -> 
     """
     zone = zone_info(timezone)
     start, end = content.start.astimezone(zone), content.end.astimezone(zone)
+    for moment in (start, end):
+        if second_of_two(moment):
+            raise UnrepresentableEvent(
+                f"the event {'starts' if moment is start else 'ends'} at "
+                f"{moment:%Y-%m-%d %H:%M} {moment:%Z}, the second time that hour occurs as "
+                f"the clocks go back in {timezone}; the planner keeps wall-clock times and "
+                "would store the first"
+            )
     if end <= start or end.date() != start.date():
         raise UnrepresentableEvent(
             f"event from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} "
@@ -153,6 +167,21 @@ def session_changes(view: SessionView, content: EventContent, timezone: str) -> 
     if estado != view.estado:
         changes["estado"] = estado
     return changes
+
+
+def second_of_two(moment: dt.datetime) -> bool:
+    """Whether a local *moment* is the later of two that share its wall-clock time (DST fold)."""
+    if moment.fold != 1:
+        return False
+    return moment.replace(fold=0).utcoffset() != moment.utcoffset()
+
+
+def missing_local_time(day: dt.date, time: dt.time, timezone: str) -> bool:
+    """Whether *day* at *time* does not exist in *timezone* (skipped as the clocks go forward)."""
+    zone = zone_info(timezone)
+    wall = dt.datetime.combine(day, time)
+    back = wall.replace(tzinfo=zone).astimezone(dt.UTC).astimezone(zone)
+    return back.replace(tzinfo=None) != wall
 
 
 def _place(text: str | None) -> dict[str, Any]:

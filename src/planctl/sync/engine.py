@@ -1,35 +1,42 @@
 """The two-way sync engine: plan with vdirsyncer's decision table, then apply.
 
 Every session in scope is looked at on three sides: the planner (L: the
-session, *present* unless missing or ``cancelada``), the calendar (R: its
-event, *present* unless missing, a tombstone or CANCELLED) and the state row
-(S: what the last run saw). "Changed" means the content hash differs from the
-one in S (for R only looked at when the etag moved). See docs/sync.md.
+session row), the calendar (R: its listed event, live, CANCELLED or a
+tombstone) and the state row (S: what the last run saw). A cancellation is
+content (the token CANCELLED), not absence, so it travels both ways and the
+state row stays while the event exists. "Changed" compares a side's token
+with S: for L a fingerprint of the session's inputs first, the content hash
+when that moved; for R the content hash, looked at only when the etag moved.
+Before any write, :func:`check_safe` refuses a run built on a view that lost
+known events or that would cancel sessions en masse. See docs/sync.md.
 
 Crash safety: a remote write comes first, then the state row, and state rows
-are committed in batches. A run killed at any point leaves at worst remote
-writes without state; the next run finds those events by session id and, as
-their content equals the session's, only records them (no duplicates).
+are committed in batches, each after the backend's ``flush()``. A run killed
+at any point leaves at worst remote writes without state; the next run finds
+those events by session id and, as their content equals the session's, only
+records them (no duplicates).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 
 from icalendar import Event
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
+from planctl import __version__
 from planctl.config import mask_url
 from planctl.db.engine import check_sqlite_target, make_engine, parse_url, translate_db_errors
 from planctl.db.models import Sesion
-from planctl.errors import UsageError
+from planctl.errors import SyncError, UsageError
 from planctl.export.ical import session_uid, zone_info
 from planctl.export.sessions import SessionFilter, SessionView, iter_sessions
 from planctl.sync import state as sync_state
@@ -37,6 +44,7 @@ from planctl.sync.backend import Backend, EventPayload, RemoteEvent, StaleEtagEr
 from planctl.sync.content import (
     EventContent,
     UnrepresentableEvent,
+    missing_local_time,
     session_changes,
     session_event,
 )
@@ -46,6 +54,19 @@ MODES = ("sync", "push", "pull")
 POLICIES = ("local", "remote", "fail")
 MAX_RETRIES = 3
 COMMIT_EVERY = 100
+# The mass-cancellation guard: a run may cancel at most this many sessions, or
+# this share of the sessions it tracks on the backend, whichever is larger.
+MASS_CANCEL_MIN = 5
+MASS_CANCEL_SHARE = 0.10
+# The consistency guard: known events missing from a listing (not even a
+# tombstone) beyond this many and this share mean the view is not trustworthy.
+VANISHED_MIN = 5
+VANISHED_SHARE = 0.5
+# What a session's event is made of: every field of the view but its timestamps.
+FINGERPRINT_FIELDS = tuple(
+    f.name for f in fields(SessionView) if f.name not in ("created_at", "updated_at")
+)
+CANCELLED = "cancelled"  # the token of a cancelled session or event, whatever its content
 
 log = logging.getLogger("planctl.sync")
 
@@ -79,6 +100,7 @@ class LocalItem:
     view: SessionView
     timezone: str
     _event: tuple[Event, EventContent] | None = field(default=None, repr=False)
+    _fingerprint: str | None = field(default=None, repr=False)
 
     @property
     def active(self) -> bool:
@@ -96,6 +118,29 @@ class LocalItem:
     @property
     def digest(self) -> str:
         return self.content.digest()
+
+    @property
+    def token(self) -> str:
+        """The event's content hash, or CANCELLED (builds the event: about a millisecond)."""
+        return self.digest if self.active else CANCELLED
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of everything the session's event is made from (microseconds, no event built).
+
+        ``~`` marks it apart from the content hashes older state rows hold.
+        The planctl version is part of it: a new export format is a change.
+        """
+        if self._fingerprint is None:
+            values = [getattr(self.view, name) for name in FINGERPRINT_FIELDS]
+            data = repr((__version__, self.timezone, values)).encode("utf-8")
+            self._fingerprint = "~" + hashlib.sha256(data).hexdigest()[:63]
+        return self._fingerprint
+
+    @property
+    def state_token(self) -> str:
+        """What the state row keeps for the planner's side: the fingerprint, or CANCELLED."""
+        return self.fingerprint if self.active else CANCELLED
 
     def payload(self) -> EventPayload:
         event, content = self._built()
@@ -120,6 +165,9 @@ class Action:
     state: StateRow | None = None
     then: Kind | None = None  # PENDING: what the other direction would do
     detail: str = ""
+    wrote_local: bool = False  # set when applied: the session row really changed
+    wrote_remote: bool = False  # set when applied: the calendar really changed
+    note: str = ""  # what the user should know (e.g. fields the planner cannot keep)
 
     @property
     def label(self) -> str:
@@ -147,6 +195,7 @@ class SyncReport:
     duplicates: list[RemoteEvent] = field(default_factory=list)
     remote_writes: int = 0
     local_writes: int = 0
+    refusal: str | None = None  # dry run: why the real run would be refused (safety guard)
 
     def count(self, *kinds: Kind) -> int:
         return sum(1 for a in self.actions if a.kind in kinds)
@@ -163,18 +212,68 @@ class SyncReport:
     def orphans(self) -> list[Action]:
         return [a for a in self.actions if a.kind is Kind.ORPHAN]
 
+    @property
+    def noted(self) -> list[Action]:
+        return [a for a in self.actions if a.note]
+
+    def _done(self, kind: Kind, *, remote: bool) -> int:
+        """Planned actions of *kind* (dry run), or those that really wrote (a run)."""
+        if self.dry_run:
+            return self.count(kind)
+        if remote:
+            return sum(1 for a in self.actions if a.kind is kind and a.wrote_remote) + (
+                sum(1 for a in self.actions if a.kind is Kind.UPDATE_LOCAL and a.wrote_remote)
+                if kind is Kind.UPDATE_REMOTE
+                else 0
+            )
+        return sum(1 for a in self.actions if a.kind is kind and a.wrote_local)
+
     def summary(self) -> dict[str, int]:
-        """The counts the CLI shows and the run log keeps."""
+        """The counts the CLI shows and the run log keeps: what changed on each side."""
+        unchanged = self.count(Kind.UNCHANGED, Kind.RECORD, Kind.FORGET)
+        if not self.dry_run:  # a phone edit of a field the planner does not keep
+            unchanged += sum(
+                1
+                for a in self.actions
+                if a.kind is Kind.UPDATE_LOCAL and not a.wrote_local and not a.wrote_remote
+            )
         return {
-            "calendar_created": self.count(Kind.CREATE_REMOTE),
-            "calendar_updated": self.count(Kind.UPDATE_REMOTE),
-            "calendar_deleted": self.count(Kind.DELETE_REMOTE),
-            "planner_updated": self.count(Kind.UPDATE_LOCAL),
-            "planner_cancelled": self.count(Kind.CANCEL_LOCAL),
-            "unchanged": self.count(Kind.UNCHANGED, Kind.RECORD),
+            "calendar_created": self._done(Kind.CREATE_REMOTE, remote=True),
+            "calendar_updated": self._done(Kind.UPDATE_REMOTE, remote=True),
+            "calendar_deleted": self._done(Kind.DELETE_REMOTE, remote=True),
+            "planner_updated": self._done(Kind.UPDATE_LOCAL, remote=False),
+            "planner_cancelled": self._done(Kind.CANCEL_LOCAL, remote=False),
+            "unchanged": unchanged,
             "conflicts": self.count(Kind.CONFLICT),
             "pending": self.count(Kind.PENDING),
             "errors": self.count(Kind.ERROR),
+        }
+
+    def as_dict(self, *, all_actions: bool = False) -> dict[str, object]:
+        """The report for ``--json``: English keys, one entry per session acted on."""
+        quiet = (Kind.UNCHANGED, Kind.RECORD, Kind.FORGET)
+        return {
+            "backend": self.backend,
+            "calendar": self.calendar,
+            "mode": self.mode,
+            "policy": self.policy,
+            "dry_run": self.dry_run,
+            "summary": self.summary(),
+            "actions": [
+                {
+                    "session": a.session_id,
+                    "action": a.kind.name.lower(),
+                    "pending": a.then.name.lower() if a.then is not None else None,
+                    "reason": a.reason,
+                    "detail": a.detail or None,
+                    "note": a.note or None,
+                }
+                for a in self.actions
+                if all_actions or a.kind not in quiet or a.note
+            ],
+            "others": len(self.foreign),
+            "duplicates": len(self.duplicates),
+            "refused": self.refusal,
         }
 
     def run_counts(self) -> dict[str, int]:
@@ -196,6 +295,7 @@ class SyncOptions:
     policy: str = "local"
     since: dt.date | None = None
     until: dt.date | None = None
+    allow_mass_cancel: bool = False
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -212,19 +312,49 @@ class SyncOptions:
 # -- the decision table ---------------------------------------------------------
 
 
-def _present_remote(remote: RemoteEvent | None) -> RemoteEvent | None:
-    if remote is None or remote.deleted:
-        return None
-    if remote.content is not None and remote.content.cancelled:
-        return None
-    return remote
+def remote_token(remote: RemoteEvent) -> str:
+    """The content hash of a listed event, or CANCELLED for a tombstone or a CANCELLED event."""
+    if remote.deleted:
+        return CANCELLED
+    assert remote.content is not None, "events are loaded before deciding"
+    return CANCELLED if remote.content.cancelled else remote.content.digest()
+
+
+def _unmoved(remote: RemoteEvent, saved: StateRow | None) -> bool:
+    """Whether the event is the one the state row saw, with the same etag."""
+    return (
+        saved is not None
+        and remote.etag is not None
+        and remote.etag == saved.etag
+        and remote.id == saved.remote_id
+    )
+
+
+def _token(remote: RemoteEvent, saved: StateRow | None) -> str:
+    """The token of *remote*; an unloaded event whose etag did not move has the saved one."""
+    if not remote.loaded and _unmoved(remote, saved):
+        assert saved is not None
+        return saved.hash_remote
+    return remote_token(remote)
 
 
 def _remote_changed(remote: RemoteEvent, saved: StateRow) -> bool:
-    if remote.etag is not None and remote.etag == saved.etag:
+    return not _unmoved(remote, saved) and _token(remote, saved) != saved.hash_remote
+
+
+def _local_changed(local: LocalItem, saved: StateRow) -> bool:
+    """Whether the session differs from what the last run synced.
+
+    The fingerprint answers for the untouched majority without building an
+    event. When it differs (the row was touched, an older state row, a new
+    planctl), the content hash decides: equal to what was synced is no change.
+    """
+    cheap = local.state_token
+    if cheap == saved.hash_local:
         return False
-    assert remote.content is not None, "changed etags are loaded before deciding"
-    return remote.content.digest() != saved.hash_remote
+    if CANCELLED in (cheap, saved.hash_local):
+        return True
+    return local.token not in (saved.hash_local, saved.hash_remote)
 
 
 def decide(
@@ -234,9 +364,13 @@ def decide(
     saved: StateRow | None,
     policy: str,
 ) -> Action:
-    """The action for one session: vdirsyncer's two-way table plus planctl's rules."""
-    live_local = local if local is not None and local.active else None
-    live_remote = _present_remote(remote)
+    """The action for one session: vdirsyncer's two-way table plus planctl's rules.
+
+    *local* is None when the session row does not exist, *remote* when the
+    calendar lists no event for it at all. A cancelled session and a cancelled
+    (or deleted, tombstoned) event both exist, with the token CANCELLED: a
+    cancellation is a change like any other and travels both ways.
+    """
 
     def act(kind: Kind, reason: str) -> Action:
         return Action(kind, session_id, reason, local, remote, saved)
@@ -245,40 +379,42 @@ def decide(
         chosen = {"local": local_wins, "remote": remote_wins, "fail": Kind.CONFLICT}[policy]
         return act(chosen, f"{reason}; policy {policy}")
 
-    if saved is None:
-        if live_local and live_remote:  # e.g. a run killed before it saved its state
-            assert live_remote.content is not None
-            if live_local.digest == live_remote.content.digest():
-                return act(Kind.RECORD, "already on the calendar")
-            return resolve(
-                "on both sides, never synced, different",
-                local_wins=Kind.UPDATE_REMOTE,
-                remote_wins=Kind.UPDATE_LOCAL,
-            )
-        if live_local:
-            return act(Kind.CREATE_REMOTE, "new session")
-        if live_remote:
-            return act(Kind.ORPHAN, "planctl event this planner never synced")
-        return act(Kind.UNCHANGED, "nothing to sync")
+    local_cancelled = local is None or not local.active
+    remote_token_ = _token(remote, saved) if remote is not None else None
+    # what writing each side's version onto the other means
+    push = Kind.DELETE_REMOTE if local_cancelled else Kind.UPDATE_REMOTE
+    pull = Kind.CANCEL_LOCAL if remote_token_ == CANCELLED else Kind.UPDATE_LOCAL
 
-    local_changed = live_local is not None and live_local.digest != saved.hash_local
-    if live_local and live_remote:
-        remote_changed = _remote_changed(live_remote, saved)
-        if not local_changed and not remote_changed:
-            if live_remote.etag != saved.etag or live_remote.id != saved.remote_id:
-                return act(Kind.RECORD, "etag moved, same content")
-            return act(Kind.UNCHANGED, "in sync")
-        if local_changed and not remote_changed:
-            return act(Kind.UPDATE_REMOTE, "changed in planner")
-        if remote_changed and not local_changed:
-            return act(Kind.UPDATE_LOCAL, "changed on calendar")
-        assert live_remote.content is not None
-        if live_local.digest == live_remote.content.digest():
-            return act(Kind.RECORD, "changed alike on both sides")
+    if saved is None:
+        if local is None:
+            if remote_token_ not in (None, CANCELLED):
+                return act(Kind.ORPHAN, "planctl event this planner never synced")
+            return act(Kind.UNCHANGED, "nothing to sync")
+        if remote is None:
+            if local_cancelled:
+                return act(Kind.UNCHANGED, "nothing to sync")
+            return act(Kind.CREATE_REMOTE, "new session")
+        # on both sides without state: a run killed before it saved, or a lost state
+        if local.token == remote_token_:
+            return act(Kind.RECORD, "already on the calendar")
+        return resolve("on both sides, never synced, different", local_wins=push, remote_wins=pull)
+
+    if local is None:  # the session row was deleted from the planner
+        if remote_token_ in (None, CANCELLED):
+            return act(Kind.FORGET, "gone on both sides")
+        assert remote is not None
+        if not _remote_changed(remote, saved):
+            return act(Kind.DELETE_REMOTE, "deleted in planner")
         return resolve(
-            "changed on both sides", local_wins=Kind.UPDATE_REMOTE, remote_wins=Kind.UPDATE_LOCAL
+            "deleted in planner, changed on calendar",
+            local_wins=Kind.DELETE_REMOTE,
+            remote_wins=Kind.FORGET,
         )
-    if live_local:  # the event is gone
+
+    local_changed = _local_changed(local, saved)
+    if remote is None:  # the event is gone altogether (not even a tombstone)
+        if local_cancelled:
+            return act(Kind.FORGET, "cancelled in planner, gone from the calendar")
         if not local_changed:
             return act(Kind.CANCEL_LOCAL, "deleted on calendar")
         return resolve(
@@ -286,15 +422,25 @@ def decide(
             local_wins=Kind.CREATE_REMOTE,
             remote_wins=Kind.CANCEL_LOCAL,
         )
-    if live_remote:  # the session is gone or cancelled
-        if not _remote_changed(live_remote, saved):
-            return act(Kind.DELETE_REMOTE, "deleted or cancelled in planner")
-        return resolve(
-            "deleted or cancelled in planner, changed on calendar",
-            local_wins=Kind.DELETE_REMOTE,
-            remote_wins=Kind.UPDATE_LOCAL if local is not None else Kind.FORGET,
-        )
-    return act(Kind.FORGET, "gone on both sides")
+
+    remote_changed = _remote_changed(remote, saved)
+    if not local_changed and not remote_changed:
+        if remote.etag != saved.etag or remote.id != saved.remote_id:
+            return act(Kind.RECORD, "etag moved, same content")
+        if local.state_token != saved.hash_local:
+            return act(Kind.RECORD, "session row touched, same content")
+        return act(Kind.UNCHANGED, "in sync")
+    if local_changed and not remote_changed:
+        if local_cancelled:
+            return act(push, "cancelled in planner")
+        return act(push, "changed in planner")
+    if remote_changed and not local_changed:
+        if remote_token_ == CANCELLED:
+            return act(pull, "cancelled or deleted on calendar")
+        return act(pull, "changed on calendar")
+    if local.token == remote_token_:
+        return act(Kind.RECORD, "changed alike on both sides")
+    return resolve("changed on both sides", local_wins=push, remote_wins=pull)
 
 
 def _directional(action: Action, mode: str) -> Action:
@@ -306,15 +452,32 @@ def _directional(action: Action, mode: str) -> Action:
     return action
 
 
-def _precheck(action: Action, timezone: str) -> Action:
-    """A remote change the planner cannot hold is an error in the plan already."""
-    if action.kind is Kind.UPDATE_LOCAL and action.local and action.remote:
+def _precheck(action: Action, timezone: str, *, for_planner: bool = True) -> Action:
+    """A change the other side cannot hold is an error in the plan already."""
+    if action.kind in (Kind.CREATE_REMOTE, Kind.UPDATE_REMOTE) and action.local is not None:
+        view = action.local.view
+        for what, time in (("starts", view.hora_inicio), ("ends", view.hora_fin)):
+            if missing_local_time(view.fecha, time, timezone):
+                return replace(
+                    action,
+                    kind=Kind.ERROR,
+                    detail=f"the session {what} at {view.fecha} {time:%H:%M}, a time that does "
+                    f"not exist in {timezone} (the clocks go forward); fix it in the planner",
+                )
+    if for_planner and action.kind is Kind.UPDATE_LOCAL and action.local and action.remote:
         assert action.remote.content is not None
         try:
             session_changes(action.local.view, action.remote.content, timezone)
         except UnrepresentableEvent as error:
             return replace(action, kind=Kind.ERROR, detail=str(error))
     return action
+
+
+def _finalise(action: Action, options: SyncOptions) -> Action:
+    """Check what the run will do for real, and turn the other direction's work into PENDING."""
+    # a push never writes the planner: what it cannot hold is a pull's problem
+    action = _precheck(action, options.timezone, for_planner=options.mode != "push")
+    return _directional(action, options.mode)
 
 
 # -- planning ---------------------------------------------------------------
@@ -325,6 +488,46 @@ class Plan:
     actions: list[Action]
     foreign: list[RemoteEvent]
     duplicates: list[RemoteEvent]
+    tracked: int = 0  # state rows of this backend
+    vanished: int = 0  # of those, events the listing does not show at all
+
+
+class UnsafeRunError(SyncError):
+    """A run would cancel sessions en masse, or the calendar's listing is not trustworthy."""
+
+
+def check_safe(plan: Plan, calendar: str, *, keeps_deleted: bool) -> None:
+    """Refuse, before any change, a run built on a view that lost most known events
+    or that would cancel more than a small share of the tracked sessions."""
+    hint = (
+        "nothing was changed; check the calendar and PLANCTL_SYNC_STORE "
+        "(planctl sync --dry-run lists the sessions); if this is intended, "
+        "run again with --allow-mass-cancel"
+    )
+    vanished, tracked = plan.vanished, plan.tracked
+    too_many_gone = vanished > 0 and (
+        vanished == tracked
+        or (keeps_deleted and vanished > 0)
+        or (vanished >= VANISHED_MIN and vanished > VANISHED_SHARE * tracked)
+    )
+    if too_many_gone:
+        raise UnsafeRunError(
+            f"{calendar} does not list {vanished} of the {tracked} events planctl synced "
+            "to it (not even as deleted): it looks missing, replaced or unreadable",
+            hint,
+        )
+    cancels = sum(
+        1
+        for a in plan.actions
+        if a.kind is Kind.CANCEL_LOCAL and a.local is not None and a.local.active
+    )
+    limit = max(MASS_CANCEL_MIN, int(MASS_CANCEL_SHARE * tracked))
+    if cancels > limit:
+        raise UnsafeRunError(
+            f"this run would cancel {cancels} of the {tracked} synced sessions at once "
+            f"(events deleted or cancelled on {calendar}; the limit is {limit})",
+            hint,
+        )
 
 
 def _pick(current: RemoteEvent | None, candidate: RemoteEvent, saved: StateRow | None) -> bool:
@@ -340,14 +543,17 @@ def _pick(current: RemoteEvent | None, candidate: RemoteEvent, saved: StateRow |
 
 def remote_index(
     backend: Backend, states: dict[int, StateRow]
-) -> tuple[dict[int, RemoteEvent], list[RemoteEvent], list[RemoteEvent]]:
+) -> tuple[dict[int, RemoteEvent], list[RemoteEvent], list[RemoteEvent], int]:
     """The calendar's events by session id, plus others' events and duplicates.
 
     Only events whose content is needed are loaded: unknown ones (to read
-    their identity) and those whose etag moved since the last run.
+    their identity) and those whose etag moved since the last run. The last
+    value is how many tracked events the listing lacks altogether.
     """
     by_remote_id = {s.remote_id: s for s in states.values()}
     events = backend.list()
+    listed = {e.id for e in events}
+    vanished = sum(1 for remote_id in by_remote_id if remote_id not in listed)
     wanted = [
         e.id
         for e in events
@@ -374,7 +580,7 @@ def remote_index(
             by_session[session_id] = event
         elif not event.deleted:
             duplicates.append(event)
-    return by_session, foreign, duplicates
+    return by_session, foreign, duplicates, vanished
 
 
 def _out_of_range(connection: Connection, ids: Sequence[int]) -> set[int]:
@@ -392,7 +598,7 @@ def make_plan(connection: Connection, backend: Backend, options: SyncOptions) ->
     states = sync_state.load_states(connection, backend.name)
     filters = SessionFilter(since=options.since, until=options.until, include_cancelled=True)
     local = {v.id: LocalItem(v, options.timezone) for v in iter_sessions(connection, filters)}
-    remote, foreign, duplicates = remote_index(backend, states)
+    remote, foreign, duplicates, vanished = remote_index(backend, states)
     ids = set(local) | set(states) | set(remote)
     if options.since is not None or options.until is not None:
         elsewhere = _out_of_range(connection, sorted(ids - set(local)))
@@ -408,8 +614,8 @@ def make_plan(connection: Connection, backend: Backend, options: SyncOptions) ->
         )
         if action.kind is Kind.UNCHANGED and action.state is None:
             continue  # nothing on any side (a cancelled session never synced)
-        actions.append(_directional(_precheck(action, options.timezone), options.mode))
-    return Plan(actions, foreign, duplicates)
+        actions.append(_finalise(action, options))
+    return Plan(actions, foreign, duplicates, tracked=len(states), vanished=vanished)
 
 
 # -- applying ---------------------------------------------------------------
@@ -425,6 +631,9 @@ class _Applier:
         self.log = logger
         self.remote_writes = 0
         self.local_writes = 0
+        # A backend one process holds at a time (the simulated store's lock): no
+        # other run can add a state row between planning and saving.
+        self.fresh_rows = bool(getattr(backend, "exclusive", False))
 
     def run(self, action: Action) -> Action:
         for attempt in range(MAX_RETRIES + 1):
@@ -445,10 +654,10 @@ class _Applier:
                         detail=f"the event kept changing on the calendar ({error}); run sync again",
                     )
                 fresh = self.backend.get([action.remote.id]).get(action.remote.id)
-                action = decide(
-                    action.session_id, action.local, fresh, action.state, self.options.policy
-                )
-                action = _directional(_precheck(action, self.options.timezone), self.options.mode)
+                local = reread(self.connection, action.session_id, self.options.timezone)
+                retried = decide(action.session_id, local, fresh, action.state, self.options.policy)
+                retried.wrote_local = action.wrote_local
+                action = _finalise(retried, self.options)
         raise AssertionError("unreachable")
 
     def _save(self, action: Action, remote: RemoteEvent, hash_local: str, hash_remote: str) -> None:
@@ -460,56 +669,54 @@ class _Applier:
             etag=remote.etag,
             hash_local=hash_local,
             hash_remote=hash_remote,
+            new=action.state is None and self.fresh_rows,  # planning read no row
         )
 
     def _forget(self, action: Action) -> None:
         sync_state.delete_state(self.connection, self.backend.name, action.session_id)
+
+    def _wrote_remote(self, action: Action, what: str, event_id: str) -> None:
+        action.wrote_remote = True
+        self.remote_writes += 1
+        self.log.info(
+            "session %d: %s event %s (%s)", action.session_id, what, event_id, action.reason
+        )
 
     def apply(self, action: Action) -> None:
         kind, sid, local, remote = action.kind, action.session_id, action.local, action.remote
         if kind is Kind.CREATE_REMOTE:
             assert local is not None
             created = self.backend.create(local.payload())
-            self.remote_writes += 1
-            self.log.info("session %d: created event %s (%s)", sid, created.id, action.reason)
-            self._save(action, created, local.digest, local.digest)
+            self._wrote_remote(action, "created", created.id)
+            self._save(action, created, local.state_token, local.token)
         elif kind is Kind.UPDATE_REMOTE:
             assert local is not None and remote is not None
             updated = self.backend.update(remote.id, local.payload(), remote.etag)
-            self.remote_writes += 1
-            self.log.info("session %d: updated event %s (%s)", sid, remote.id, action.reason)
-            self._save(action, updated, local.digest, local.digest)
+            self._wrote_remote(action, "updated", remote.id)
+            self._save(action, updated, local.state_token, local.token)
         elif kind is Kind.DELETE_REMOTE:
             assert remote is not None
             self.backend.delete(remote.id, remote.etag)
-            self.remote_writes += 1
-            self.log.info("session %d: deleted event %s (%s)", sid, remote.id, action.reason)
-            self._forget(action)
+            self._wrote_remote(action, "deleted", remote.id)
+            self._after_delete(action, remote)
         elif kind is Kind.UPDATE_LOCAL:
-            assert local is not None and remote is not None and remote.content is not None
-            changes = session_changes(local.view, remote.content, self.options.timezone)
-            if changes:
-                self.connection.execute(update(Sesion).where(Sesion.id == sid).values(changes))
-                self.local_writes += 1
-            fresh = reread(self.connection, sid, self.options.timezone)
-            self.log.info(
-                "session %d: updated from event %s: %s (%s)",
-                sid,
-                remote.id,
-                ", ".join(f"{k}={v}" for k, v in changes.items()) or "nothing the planner keeps",
-                action.reason,
-            )
-            self._save(action, remote, fresh.digest, remote.content.digest())
+            self._update_local(action)
         elif kind is Kind.CANCEL_LOCAL:
-            self.connection.execute(
-                update(Sesion).where(Sesion.id == sid).values(estado="cancelada")
-            )
-            self.local_writes += 1
-            self.log.info("session %d: cancelled, its event was deleted (%s)", sid, action.reason)
-            self._forget(action)
+            assert local is not None
+            if local.active:
+                self.connection.execute(
+                    update(Sesion).where(Sesion.id == sid).values(estado="cancelada")
+                )
+                action.wrote_local = True
+                self.local_writes += 1
+            self.log.info("session %d: cancelled (%s)", sid, action.reason)
+            if remote is not None:  # the event still exists, cancelled: it stays tracked
+                self._save(action, remote, CANCELLED, CANCELLED)
+            else:
+                self._forget(action)
         elif kind is Kind.RECORD:
-            assert local is not None and remote is not None and remote.content is not None
-            self._save(action, remote, local.digest, remote.content.digest())
+            assert local is not None and remote is not None
+            self._save(action, remote, local.state_token, _token(remote, action.state))
         elif kind is Kind.FORGET:
             self._forget(action)
         elif kind is Kind.CONFLICT:
@@ -517,11 +724,70 @@ class _Applier:
         elif kind is Kind.ERROR:
             self.log.error("session %d: %s", sid, action.detail)
 
+    def _after_delete(self, action: Action, remote: RemoteEvent) -> None:
+        """Keep tracking a cancelled session while its event exists (a tombstone)."""
+        if action.local is None or not getattr(self.backend, "keeps_deleted", False):
+            self._forget(action)
+            return
+        tombstone = self.backend.get([remote.id]).get(remote.id)
+        if tombstone is None:
+            self._forget(action)
+        else:
+            self._save(action, tombstone, CANCELLED, CANCELLED)
 
-def reread(connection: Connection, session_id: int, timezone: str) -> LocalItem:
+    def _update_local(self, action: Action) -> None:
+        """Copy the event into the session; rewrite on the calendar what the planner cannot keep."""
+        sid, local, remote = action.session_id, action.local, action.remote
+        assert local is not None and remote is not None and remote.content is not None
+        changes = session_changes(local.view, remote.content, self.options.timezone)
+        if changes:
+            self.connection.execute(update(Sesion).where(Sesion.id == sid).values(changes))
+            action.wrote_local = True
+            self.local_writes += 1
+        self.log.info(
+            "session %d: updated from event %s: %s (%s)",
+            sid,
+            remote.id,
+            ", ".join(f"{k}={v}" for k, v in changes.items()) or "nothing the planner keeps",
+            action.reason,
+        )
+        fresh = reread(self.connection, sid, self.options.timezone)
+        assert fresh is not None
+        theirs = remote_token(remote)
+        if fresh.token == theirs:
+            self._save(action, remote, fresh.state_token, theirs)
+            return
+        # The calendar shows something the planner will not export (a title, a
+        # cleared place that falls back to the contract's address, …).
+        fields = differing_fields(fresh.content, remote.content)
+        action.note = f"the calendar's {', '.join(fields)} cannot be kept by the planner; " + (
+            "the event was rewritten from the planner"
+            if self.options.mode != "pull"
+            else "push or sync will rewrite the event from the planner"
+        )
+        if self.options.mode == "pull":
+            # remember the calendar's version as the planner's last one: the next
+            # push or sync sees a planner change and rewrites the event
+            self._save(action, remote, theirs, theirs)
+            return
+        updated = self.backend.update(remote.id, fresh.payload(), remote.etag)
+        self._wrote_remote(action, "rewrote", remote.id)
+        self._save(action, updated, fresh.state_token, fresh.token)
+
+
+def differing_fields(ours: EventContent, theirs: EventContent) -> list[str]:
+    """The names of the synced fields in which two contents differ."""
+    names = (
+        "start", "end", "summary", "location", "description", "status", "url", "categories",
+        "recurring",
+    )  # fmt: skip
+    return [n for n in names if getattr(ours, n) != getattr(theirs, n)] or ["content"]
+
+
+def reread(connection: Connection, session_id: int, timezone: str) -> LocalItem | None:
+    """The session as it is now in the database (None when its row is gone)."""
     views = list(iter_sessions(connection, SessionFilter(session_ids=[session_id])))
-    assert len(views) == 1
-    return LocalItem(views[0], timezone)
+    return LocalItem(views[0], timezone) if views else None
 
 
 # -- entry points -----------------------------------------------------------
@@ -549,6 +815,7 @@ def run_sync(
     dry_run: bool = False,
     logger: logging.Logger | None = None,
     commit_every: int = COMMIT_EVERY,
+    on_progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> SyncReport:
     """Sync (or with *dry_run*, only plan) the sessions in scope with *backend*.
 
@@ -570,6 +837,15 @@ def run_sync(
             duplicates=plan.duplicates,
         )
         connection.rollback()  # planning only read
+        if not options.allow_mass_cancel:
+            try:
+                check_safe(
+                    plan, backend.describe(), keeps_deleted=getattr(backend, "keeps_deleted", False)
+                )
+            except UnsafeRunError as refused:
+                if not dry_run:
+                    raise
+                report.refusal = refused.message
         if dry_run:
             logger.info("dry run (%s, %s): %s", options.mode, backend.describe(), _describe(report))
             return report
@@ -577,17 +853,27 @@ def run_sync(
         connection.commit()
         applier = _Applier(connection, backend, options, logger)
         done = []
+        total = len(plan.actions)
         for number, action in enumerate(plan.actions, 1):
             done.append(applier.run(action))
             if number % commit_every == 0:
-                connection.commit()
+                _commit(connection, backend)
+            on_progress(number, total)
         report.actions = done
         report.remote_writes, report.local_writes = applier.remote_writes, applier.local_writes
         result = "errores" if report.errors else "conflictos" if report.conflicts else "ok"
         sync_state.finish_run(connection, run_id, result, report.run_counts())
-        connection.commit()
+        _commit(connection, backend)
     logger.info("%s with %s: %s", options.mode, backend.describe(), _describe(report))
     return report
+
+
+def _commit(connection: Connection, backend: Backend) -> None:
+    """Commit state rows only after the calendar writes they name are durable."""
+    flush = getattr(backend, "flush", None)
+    if flush is not None:
+        flush()
+    connection.commit()
 
 
 def _describe(report: SyncReport) -> str:
@@ -622,9 +908,10 @@ class SyncStatus:
                 "mode": last.mode,
                 "started": _iso(last.started),
                 "finished": _iso(last.finished),
-                "result": last.result,
-                "counts": dict(last.counts),
+                "result": RESULT_NAMES.get(last.result, last.result),
+                "counts": {COUNT_NAMES[k]: v for k, v in last.counts.items()},
             },
+            "refused": self.report.refusal,
             "pending_sessions": [
                 {"session": a.session_id, "action": str(a.kind), "reason": a.reason}
                 for a in self.report.actions
@@ -647,6 +934,18 @@ class SyncStatus:
             ],
             "duplicates": [{"session": e.session_id, "id": e.id} for e in self.report.duplicates],
         }
+
+
+# The run log's Spanish columns and results, as JSON output names them (English).
+COUNT_NAMES = {
+    "creados": "created",
+    "actualizados": "updated",
+    "eliminados": "deleted",
+    "sin_cambios": "unchanged",
+    "conflictos": "conflicts",
+    "errores": "errors",
+}
+RESULT_NAMES = {"ok": "ok", "errores": "errors", "conflictos": "conflicts", "en_curso": "running"}
 
 
 def _iso(moment: dt.datetime | None) -> str | None:

@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, inspect, select, update
+from sqlalchemy import bindparam, delete, insert, inspect, select, update
 from sqlalchemy.engine import Connection
 
 from planctl.db.models import SYNC_TABLE_NAMES, metadata
@@ -69,6 +69,23 @@ def load_states(connection: Connection, backend: str) -> dict[int, StateRow]:
     }
 
 
+# Built once: constructing a statement per session cost more than running it.
+_STATE_VALUES = ("id_remoto", "etag", "hash_local", "hash_remoto", "sincronizado_en")
+_UPDATE_STATE = (
+    update(STATE)
+    .where(STATE.c.backend == bindparam("k_backend"), STATE.c.sesion_id == bindparam("k_sesion"))
+    .values({name: bindparam(name) for name in _STATE_VALUES})
+)
+_INSERT_STATE = insert(STATE).values(
+    backend=bindparam("k_backend"),
+    sesion_id=bindparam("k_sesion"),
+    **{name: bindparam(name) for name in _STATE_VALUES},
+)
+_DELETE_STATE = delete(STATE).where(
+    STATE.c.backend == bindparam("k_backend"), STATE.c.sesion_id == bindparam("k_sesion")
+)
+
+
 def save_state(
     connection: Connection,
     backend: str,
@@ -78,27 +95,24 @@ def save_state(
     etag: str | None,
     hash_local: str,
     hash_remote: str,
+    new: bool = False,
 ) -> None:
+    """Insert or update the state row; *new* (no row was read for it) skips the update."""
     values = {
+        "k_backend": backend,
+        "k_sesion": session_id,
         "id_remoto": remote_id,
         "etag": etag,
         "hash_local": hash_local,
         "hash_remoto": hash_remote,
         "sincronizado_en": utcnow(),
     }
-    result = connection.execute(
-        update(STATE)
-        .where(STATE.c.backend == backend, STATE.c.sesion_id == session_id)
-        .values(values)
-    )
-    if result.rowcount == 0:
-        connection.execute(insert(STATE).values(backend=backend, sesion_id=session_id, **values))
+    if new or connection.execute(_UPDATE_STATE, values).rowcount == 0:
+        connection.execute(_INSERT_STATE, values)
 
 
 def delete_state(connection: Connection, backend: str, session_id: int) -> None:
-    connection.execute(
-        delete(STATE).where(STATE.c.backend == backend, STATE.c.sesion_id == session_id)
-    )
+    connection.execute(_DELETE_STATE, {"k_backend": backend, "k_sesion": session_id})
 
 
 COUNT_COLUMNS = ("creados", "actualizados", "eliminados", "sin_cambios", "conflictos", "errores")

@@ -22,12 +22,14 @@ from xml.sax.saxutils import escape
 from planctl.config import Settings, mask_url
 from planctl.errors import ConfigError, SyncError
 from planctl.export.ical import END_CALENDAR, calendar_header
+from planctl.logs import mask_url_in_text
 from planctl.sync.backend import EventPayload, RemoteEvent, StaleEtagError
 from planctl.sync.content import content_from_vevent, session_id_from_uid
 
 NAME = "caldav"
 TIMEOUT_SECONDS = 20
 MULTIGET_CHUNK = 200
+MAX_REDIRECTS = 5
 DAV = "{DAV:}"
 CALDAV = "{urn:ietf:params:xml:ns:caldav}"
 PROPFIND_ETAGS = (
@@ -40,6 +42,7 @@ class CalDAVBackend:
     """The sync protocol over one calendar collection of a CalDAV server."""
 
     name = NAME
+    keeps_deleted = False  # a deleted event is gone; a CANCELLED one stays (and is tracked)
 
     def __init__(self, settings: Settings, *, create_calendar: bool = True) -> None:
         self.url = settings.caldav_url.strip()
@@ -51,6 +54,7 @@ class CalDAVBackend:
         self._client: Any = None
         self._calendar_url: str | None = None
         self._looked_up = False
+        self.service_url = self.url
 
     # -- connection and errors -------------------------------------------------
 
@@ -80,10 +84,13 @@ class CalDAVBackend:
             )
 
     def _scrub(self, text: str) -> str:
-        text = mask_url(" ".join(str(text).split()))
-        if self.password:
-            text = text.replace(self.password, "***")
-        return text
+        """A server or library message on one line, URL userinfo masked by structure.
+
+        Never a search-and-replace of the password's text: messages are never
+        built with the password, and replacing a short password's letters
+        would garble unrelated words.
+        """
+        return mask_url_in_text(" ".join(str(text).split()))
 
     def _translate(self, error: Exception) -> SyncError:
         """One line that says what went wrong with the server, never the password."""
@@ -115,8 +122,9 @@ class CalDAVBackend:
             from caldav.davclient import DAVClient
 
             try:
+                self.service_url = self._follow_well_known(self.url)
                 client = DAVClient(
-                    url=self.url,
+                    url=self.service_url,
                     username=self.user or None,
                     # a user with an empty password still answers the server's challenge
                     password=self.password if self.user else None,
@@ -127,6 +135,44 @@ class CalDAVBackend:
                 raise self._translate(error) from error
             self._client = client
         return self._client
+
+    def _follow_well_known(self, url: str) -> str:
+        """The service URL behind an RFC 6764 ``/.well-known/caldav`` URL (else *url*).
+
+        The caldav library's own discovery starts from a domain or an e-mail
+        address and insists on https; a configured well-known URL is followed
+        here, redirect by redirect (a PROPFIND must not become a GET), and only
+        within the same host (RFC 6764 section 8).
+        """
+        if not urlsplit(url).path.rstrip("/").endswith("/.well-known/caldav"):
+            return url
+        import niquests
+
+        auth = (self.user, self.password) if self.user else None
+        current = url
+        for _ in range(MAX_REDIRECTS):
+            response = niquests.request(
+                "PROPFIND",
+                current,
+                headers={"Depth": "0"},
+                auth=auth,
+                timeout=TIMEOUT_SECONDS,
+                allow_redirects=False,
+            )
+            location = response.headers.get("Location")
+            if response.status_code not in (301, 302, 303, 307, 308) or not location:
+                return current
+            target = urljoin(current, location)
+            if urlsplit(target).hostname != urlsplit(url).hostname:
+                raise SyncError(
+                    f"{mask_url(url)} redirects to another host ({urlsplit(target).hostname})",
+                    "set PLANCTL_CALDAV_URL to the server's CalDAV URL itself",
+                )
+            current = target
+        raise SyncError(
+            f"{mask_url(url)} redirects more than {MAX_REDIRECTS} times",
+            "set PLANCTL_CALDAV_URL to the server's CalDAV URL itself",
+        )
 
     def _calendars(self) -> dict[str, str]:
         """Display name → URL of the principal's calendars."""
@@ -176,7 +222,15 @@ class CalDAVBackend:
             )
         self._calendar_url = calendars[self.calendar_name]
         self._looked_up = True
-        return f"{self.describe()}: reachable, {len(self.list())} events"
+        events = len(self.list())
+        found = "; ".join(f"'{n}' {self._path(u)}" for n, u in sorted(calendars.items()))
+        return (
+            f"{self.describe()}: reachable, {events} events\n"
+            f"  service:    {mask_url(self.service_url)}\n"
+            f"  principal:  {self._path(str(self._principal.url))}\n"
+            f"  calendars:  {found}\n"
+            f"  planctl's:  {self._path(self._calendar_url)}"
+        )
 
     def _path(self, href: str) -> str:
         """The canonical id of an event: its unquoted URL path."""

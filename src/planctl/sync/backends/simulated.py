@@ -6,9 +6,12 @@ tombstones, carries planctl's session id in private extended properties, and
 refuses a conditional write whose etag is stale (HTTP 412 in Google's API).
 
 The file is a JSON snapshot plus a journal beside it (``<store>.journal``):
-each write appends one complete JSON line and fsyncs it, so a write is
-atomic and durable however the process ends (a torn last line is ignored on
-load), and the cost of a write does not grow with the calendar. Closing the
+each write appends one complete JSON line, so a write is atomic and survives
+the process being killed at any point (a torn last line is ignored on load),
+and the cost of a write does not grow with the calendar. The journal is
+fsynced by :meth:`SimulatedCalendar.flush` (the engine calls it before it
+commits state rows) and on close, so a power loss cannot leave a durable state
+row that names a lost event. Closing the
 store folds the journal into a new snapshot (temporary file, fsync, rename).
 One process at a time holds the store (``<store>.lock``).
 
@@ -70,6 +73,7 @@ class SimulatedCalendar:
         self.before_write: Callable[[str, str | None], None] | None = None
         self._journal: IO[str] | None = None
         self._journal_lines = 0
+        self._unsynced = False
         self._lock = self._acquire_lock()
         try:
             self._load()
@@ -87,7 +91,14 @@ class SimulatedCalendar:
                 f"directory '{directory}' of the simulated calendar store does not exist",
                 "create it or fix PLANCTL_SYNC_STORE",
             )
-        lock = os.open(directory, os.O_RDONLY)
+        try:
+            lock = os.open(directory, os.O_RDONLY)
+        except OSError as error:
+            raise SyncError(
+                f"cannot open the directory '{directory}' of the simulated calendar store: "
+                f"{error.strerror or error}",
+                "check PLANCTL_SYNC_STORE and the directory's permissions",
+            ) from None
         deadline = time.monotonic() + LOCK_WAIT_SECONDS
         while True:
             try:
@@ -107,6 +118,21 @@ class SimulatedCalendar:
             os.close(self._lock)
 
     def _load(self) -> None:
+        try:
+            self._read()
+        except OSError as error:
+            raise SyncError(
+                f"cannot read the simulated calendar {self.path}: {error.strerror or error}",
+                "check PLANCTL_SYNC_STORE and the file's permissions",
+            ) from None
+
+    def _read(self) -> None:
+        for path in (self.path, self.journal_path):
+            if path.exists() and not path.is_file():  # a FIFO would block, a directory fails
+                raise SyncError(
+                    f"the simulated calendar store {path} is not a regular file",
+                    "point PLANCTL_SYNC_STORE at a file",
+                )
         if self.path.exists():
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
@@ -139,12 +165,23 @@ class SimulatedCalendar:
             os.chmod(self.journal_path, 0o600)
         line = json.dumps({"event": event, "next_etag": self.next_etag}, ensure_ascii=False)
         self._journal.write(line + "\n")
-        self._journal.flush()
-        os.fsync(self._journal.fileno())
+        self._journal.flush()  # in the kernel: survives the process being killed
+        self._unsynced = True
         self._journal_lines += 1
+
+    def flush(self) -> None:
+        """fsync the journal: the writes so far survive a power loss too.
+
+        The sync engine calls this before it commits the state rows that point
+        at those writes, so a durable state row never names a lost event.
+        """
+        if self._journal is not None and self._unsynced:
+            os.fsync(self._journal.fileno())
+            self._unsynced = False
 
     def compact(self) -> None:
         """Fold the journal into a new snapshot, atomically (temporary file, fsync, rename)."""
+        self.flush()
         if self._journal is not None:
             self._journal.close()
             self._journal = None
@@ -234,9 +271,8 @@ class SimulatedCalendar:
 
     def update(self, event_id: str, body: Resource, *, if_match: str | None = None) -> Resource:
         self._arrive("update", event_id)
+        # Like Google's API, a full update of a deleted (cancelled) event restores it.
         current = self._current(event_id, if_match)
-        if current.get("status") == "cancelled":
-            raise KeyError(event_id)  # 410 Gone
         event = {
             **copy.deepcopy(body),
             "kind": "calendar#event",
@@ -418,10 +454,11 @@ def content_from_resource(event: Resource, timezone: str) -> EventContent:
         status=STATUS_FROM_GOOGLE.get(str(event.get("status", "confirmed")), "CANCELLED"),
         url=clean_text((event.get("source") or {}).get("url")),
         categories=categories,
+        recurring=bool(event.get("recurrence")),
     )
 
 
-def remote_event(event: Resource, timezone: str) -> RemoteEvent:
+def remote_event(event: Resource, timezone: str, *, with_content: bool = True) -> RemoteEvent:
     property_value = _session_property(event)
     session_id = (
         int(property_value)
@@ -433,7 +470,7 @@ def remote_event(event: Resource, timezone: str) -> RemoteEvent:
         id=str(event["id"]),
         etag=event.get("etag"),
         session_id=session_id,
-        content=None if deleted else content_from_resource(event, timezone),
+        content=None if deleted or not with_content else content_from_resource(event, timezone),
         deleted=deleted,
     )
 
@@ -442,6 +479,8 @@ class SimulatedBackend:
     """The sync protocol over a :class:`SimulatedCalendar`."""
 
     name = NAME
+    keeps_deleted = True  # deleted events stay as tombstones: a tracked event never vanishes
+    exclusive = True  # one process at a time holds the store (its directory's flock)
 
     def __init__(self, calendar: SimulatedCalendar) -> None:
         self.calendar = calendar
@@ -455,8 +494,9 @@ class SimulatedBackend:
         return f"{self.describe()} ({state}, {live} events)"
 
     def list(self) -> list[RemoteEvent]:
+        """Ids, etags and session ids, like a CalDAV listing: the engine loads what moved."""
         tz = self.calendar.timezone
-        return [remote_event(e, tz) for e in self.calendar.list_events(show_deleted=True)]
+        return [remote_event(e, tz, with_content=False) for e in self.calendar.events.values()]
 
     def get(self, ids: Sequence[str]) -> dict[str, RemoteEvent]:
         found = {}
@@ -480,11 +520,17 @@ class SimulatedBackend:
         with contextlib.suppress(KeyError):
             self.calendar.delete(event_id, if_match=etag)
 
+    def flush(self) -> None:
+        self.calendar.flush()
+
     def close(self) -> None:
         self.calendar.close()
 
 
 def open_calendar(settings: Settings) -> SimulatedCalendar:
+    """The store at PLANCTL_SYNC_STORE, or at the documented default (its directory made)."""
+    if settings.sync_store_is_default:
+        settings.sync_store.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     return SimulatedCalendar(settings.sync_store, timezone=settings.timezone)
 
 

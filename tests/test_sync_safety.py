@@ -1,0 +1,186 @@
+"""Sync never cancels sessions because a calendar looks empty, lost or replaced.
+
+The guards of docs/sync.md ("Safety"): a store that is missing, unreadable or
+another calendar stops the run before any change (exit 1, one line); a run
+that would cancel more than a small share of the tracked sessions is refused
+unless --allow-mass-cancel; the default store is not relative to the working
+directory. Library and CLI, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert
+
+from planctl.config import default_sync_store, load_settings
+from planctl.db.engine import connect
+from planctl.db.models import Sesion
+from planctl.errors import SyncError
+from planctl.sync.engine import MASS_CANCEL_MIN, Kind, UnsafeRunError
+
+from .helpers import table_contents
+from .sync_support import World, make_tiny_planner
+
+
+def _add_sessions(url: str, count: int) -> None:
+    import datetime as dt
+
+    rows = [
+        {
+            "id": 10 + n,
+            "contratacion_id": 1,
+            "fecha": dt.date(2026, 12, 1) + dt.timedelta(days=n),
+            "hora_inicio": dt.time(9),
+            "hora_fin": dt.time(11),
+            "estado": "programada",
+        }
+        for n in range(count)
+    ]
+    with connect(url) as connection:
+        connection.execute(insert(Sesion), rows)
+
+
+@pytest.fixture
+def synced(migrated_url: str, tmp_path: Path) -> World:
+    """Three plus twelve sessions, all synced to a simulated calendar."""
+    make_tiny_planner(migrated_url)
+    _add_sessions(migrated_url, 12)
+    world = World(migrated_url, tmp_path / "calendar.json")
+    assert world.sync().count(Kind.CREATE_REMOTE) == 15
+    return world
+
+
+def _cancelled(world: World) -> int:
+    return 15 - len(world.active_session_ids())  # of the 15 synced (session 4 never was)
+
+
+def test_a_missing_store_stops_the_run_before_any_change(synced: World) -> None:
+    before = table_contents(synced.url)
+    synced.store.rename(synced.store.with_suffix(".moved"))
+    with pytest.raises(UnsafeRunError, match="does not list 15 of the 15 events"):
+        synced.sync()
+    assert table_contents(synced.url) == before and _cancelled(synced) == 0
+    assert not synced.store.exists()  # nothing was written to a new, empty store
+
+
+def test_another_calendar_in_place_of_the_store_stops_the_run(
+    synced: World, tmp_path: Path
+) -> None:
+    other = World(synced.url, tmp_path / "other.json")
+    with other.calendar() as calendar:
+        import datetime as dt
+
+        calendar.add("Dentista", dt.date(2026, 11, 23), dt.time(18), dt.time(19))
+    before = table_contents(synced.url)
+    with pytest.raises(UnsafeRunError, match="looks missing, replaced or unreadable"):
+        other.sync()
+    assert table_contents(synced.url) == before
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_a_store_that_is_not_a_file_is_one_clear_error(
+    synced: World, tmp_path: Path, kind: str
+) -> None:
+    odd = tmp_path / f"odd-{kind}.json"
+    if kind == "directory":
+        odd.mkdir()
+    else:
+        os.mkfifo(odd)  # reading it would block forever
+    with pytest.raises(SyncError, match="is not a regular file"):
+        World(synced.url, odd).sync()
+
+
+def test_deleting_many_events_on_the_phone_is_refused_then_allowed(synced: World) -> None:
+    removed = MASS_CANCEL_MIN + 2
+    with synced.calendar() as calendar:
+        for session_id in range(10, 10 + removed):
+            calendar.remove(str(session_id))
+    before = table_contents(synced.url)
+    with pytest.raises(UnsafeRunError, match=f"would cancel {removed} of the 15 synced"):
+        synced.sync()
+    assert table_contents(synced.url) == before
+    plan = synced.sync(dry_run=True)  # the plan still shows what would happen
+    assert plan.count(Kind.CANCEL_LOCAL) == removed
+    assert plan.refusal is not None and f"would cancel {removed}" in plan.refusal
+    report = synced.sync(allow_mass_cancel=True)
+    assert report.summary()["planner_cancelled"] == removed
+    assert _cancelled(synced) == removed
+
+
+def test_a_few_deletions_pass_the_guard(synced: World) -> None:
+    with synced.calendar() as calendar:
+        for session_id in range(10, 10 + MASS_CANCEL_MIN):
+            calendar.remove(str(session_id))
+    assert synced.sync().summary()["planner_cancelled"] == MASS_CANCEL_MIN
+
+
+# -- the CLI: exit code, one line, the default store ---------------------------------------
+
+
+def test_cli_refuses_a_mass_cancel_with_one_line_and_exit_1(
+    synced: World, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DATABASE_URL", synced.url)
+    monkeypatch.setenv("PLANCTL_SYNC_STORE", str(synced.store.with_name("elsewhere.json")))
+    run = cli("-q", "sync")
+    assert run.exit_code == 1
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--allow-mass-cancel" in lines[0]
+    assert run.stdout == "" and _cancelled(synced) == 0
+
+
+def test_default_store_is_next_to_a_sqlite_database_or_in_the_data_dir(tmp_path: Path) -> None:
+    db = tmp_path / "data" / "planner.db"
+    assert default_sync_store(f"sqlite:///{db}", {}) == db.with_name(
+        "planner.db.calendario_simulado.json"
+    )
+    pg = default_sync_store("postgresql+psycopg://u:pw@h/planner", {"XDG_DATA_HOME": "/x/share"})
+    assert pg == Path("/x/share/planctl/calendario_simulado-planner.json")
+    home = default_sync_store("postgresql+psycopg://u@h/db", {"HOME": "/home/ana"})
+    assert home == Path("/home/ana/.local/share/planctl/calendario_simulado-db.json")
+    settings = load_settings(
+        environ={"PLANCTL_SYNC_STORE": "rel/cal.json"}, dotenv_path=tmp_path / "none"
+    )
+    assert settings.sync_store.is_absolute() and not settings.sync_store_is_default
+
+
+def test_cron_from_another_directory_finds_the_same_calendar(
+    migrated_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two real processes, started in different directories, with only DATABASE_URL set."""
+    make_tiny_planner(migrated_url)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PLANCTL_") and k not in ("DATABASE_URL", "XDG_DATA_HOME")
+    }
+    env.update(
+        DATABASE_URL=migrated_url,
+        XDG_DATA_HOME=str(tmp_path / "share"),
+        PLANCTL_LOG_DIR=str(tmp_path / "logs"),
+    )
+    runs = []
+    for where in ("a", "b"):
+        (tmp_path / where).mkdir()
+        runs.append(
+            subprocess.run(
+                [sys.executable, "-m", "planctl", "-q", "sync"],
+                cwd=tmp_path / where,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+        )
+    assert [r.returncode for r in runs] == [0, 0], runs[-1].stderr
+    assert [r.stdout + r.stderr for r in runs] == ["", ""]  # -q: silent on success
+    store = default_sync_store(migrated_url, env)
+    assert store.exists() and not any(any((tmp_path / w).iterdir()) for w in ("a", "b"))
+    world = World(migrated_url, store)
+    assert sorted(world.events_by_session()) == [1, 2, 3]
+    assert world.active_session_ids() == {1, 2, 3}
