@@ -636,7 +636,10 @@ def test_older_state_rows_are_upgraded_without_a_write(synced: World) -> None:
 def test_a_touched_row_is_no_change_and_a_contract_change_is_one(synced: World) -> None:
     synced.execute("UPDATE sesiones SET updated_at = CURRENT_TIMESTAMP, notas = notas")
     touched = synced.sync()
-    assert {a.kind for a in touched.actions} == {Kind.UNCHANGED}
+    # The export's DTSTAMP follows updated_at, so the event's inputs moved: the engine may
+    # record the new fingerprint, but nothing is written to the calendar.
+    assert {a.kind for a in touched.actions} <= {Kind.UNCHANGED, Kind.RECORD}
+    assert touched.remote_writes == 0
     # the client's name is in every event's title: a change that no session row shows
     synced.execute("UPDATE clientes SET empresa = 'Ñandú Formación, S.L.' WHERE id = 1")
     renamed = synced.sync()

@@ -14,12 +14,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
-import fcntl
 import hashlib
 import json
 import os
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -170,38 +168,32 @@ def prepare_dir(directory: Path, *, create: bool = True) -> Path:
 
 @contextlib.contextmanager
 def backup_lock(directory: Path, timeout: float = 0.0) -> Iterator[None]:
-    """Exclusive lock on a backup set; waits up to *timeout* seconds, then LockedError.
+    """Exclusive lock on a backup set (:func:`planctl.fsutil.file_lock`); waits up to
+    *timeout* seconds, then LockedError naming the set.
 
     flock is released by the kernel when the holder dies, so a kill -9 never
-    leaves a stale lock behind.
+    leaves a stale lock behind. On read-only media (restoring from a mounted
+    archive) the directory itself is locked.
     """
+    from planctl.fsutil import file_lock
+
     path = directory / LOCK_NAME
-    writable = True
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError:  # read-only media (restoring from a mounted archive): lock the directory
-        fd, writable = os.open(directory, os.O_RDONLY), False
-    try:
-        deadline = time.monotonic() + max(timeout, 0.0)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as error:
-                if error.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise LockedError(
-                        f"another planctl backup holds the lock on '{directory}'",
-                        "wait for it to finish or pass --lock-timeout SECONDS",
-                    ) from None
-                time.sleep(0.1)
+    writable = os.access(directory, os.W_OK) or path.exists()
+    with contextlib.ExitStack() as stack:
+        try:
+            fd = stack.enter_context(
+                file_lock(path if writable else directory, timeout=max(timeout, 0.0), poll=0.1)
+            )
+        except LockedError:
+            raise LockedError(
+                f"another planctl backup holds the lock on '{directory}'",
+                "wait for it to finish or pass --lock-timeout SECONDS",
+            ) from None
         if writable:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
         yield
-    finally:
-        os.close(fd)  # closing releases the flock
 
 
 def fsync_dir(directory: Path) -> None:

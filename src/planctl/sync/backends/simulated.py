@@ -25,10 +25,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime as dt
-import fcntl
 import json
 import os
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -74,7 +72,8 @@ class SimulatedCalendar:
         self._journal: IO[str] | None = None
         self._journal_lines = 0
         self._unsynced = False
-        self._lock = self._acquire_lock()
+        self._lock = contextlib.ExitStack()
+        self._acquire_lock()
         try:
             self._load()
         except BaseException:
@@ -83,7 +82,7 @@ class SimulatedCalendar:
 
     # -- file handling -------------------------------------------------------
 
-    def _acquire_lock(self) -> int:
+    def _acquire_lock(self) -> None:
         """flock the store's directory (the store file itself is replaced by rename)."""
         directory = self.path.parent if str(self.path.parent) else Path(".")
         if not directory.is_dir():
@@ -91,31 +90,25 @@ class SimulatedCalendar:
                 f"directory '{directory}' of the simulated calendar store does not exist",
                 "create it or fix PLANCTL_SYNC_STORE",
             )
+        from planctl.fsutil import OutputError, file_lock
+
         try:
-            lock = os.open(directory, os.O_RDONLY)
-        except OSError as error:
+            self._lock.enter_context(file_lock(directory, timeout=LOCK_WAIT_SECONDS))
+        except OutputError as error:
             raise SyncError(
                 f"cannot open the directory '{directory}' of the simulated calendar store: "
-                f"{error.strerror or error}",
+                f"{error.message}",
                 "check PLANCTL_SYNC_STORE and the directory's permissions",
             ) from None
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return lock
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(lock)
-                    raise LockedError(
-                        f"the simulated calendar {self.path} is in use by another planctl",
-                        "retry when it has finished",
-                    ) from None
-                time.sleep(0.05)
+        except LockedError:
+            raise LockedError(
+                f"the simulated calendar {self.path} is in use by another planctl",
+                "retry when it has finished",
+            ) from None
 
     def _release_lock(self) -> None:
         with contextlib.suppress(OSError):
-            os.close(self._lock)
+            self._lock.close()
 
     def _load(self) -> None:
         try:
