@@ -147,3 +147,27 @@ def test_sync_defaults(tmp_path: Path) -> None:
     assert settings.sync_store_is_default
     assert settings.caldav_url == "" and settings.caldav_calendar == "Planificador"
     assert settings.secrets == ()
+
+
+def test_a_bad_time_zone_is_one_line_naming_its_source(tmp_path: Path) -> None:
+    from planctl.config import load_settings
+    from planctl.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=r"'Mars/Base' in PLANCTL_TIMEZONE \(set in the environment\)"
+    ):
+        load_settings({"PLANCTL_TIMEZONE": "Mars/Base"}, dotenv_path=tmp_path / "none")
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("# comment\nPLANCTL_TIMEZONE=Mars/Base\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"set in .*\.env line 2"):
+        load_settings({}, dotenv_path=dotenv)
+
+
+def test_a_dotenv_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    from planctl.config import load_settings
+    from planctl.errors import ConfigError
+
+    dotenv = tmp_path / ".env"
+    dotenv.write_bytes(b"DATABASE_URL=\xff\xfe\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_settings({}, dotenv_path=dotenv)

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from planctl.errors import ConfigError
+
 DEFAULTS: dict[str, str] = {
     "DATABASE_URL": "sqlite:///planificador.db",
     "PLANCTL_BACKUP_DIR": "backups",
@@ -174,9 +176,54 @@ def read_environment(
         dotenv_path = find_dotenv(usecwd=True)
     values: dict[str, str] = {}
     if dotenv_path:
-        values.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+        try:
+            loaded = dotenv_values(dotenv_path)
+        except UnicodeDecodeError as error:
+            raise ConfigError(
+                f"cannot read {dotenv_path}: not UTF-8 text (byte {error.object[error.start]:#x} "
+                f"at offset {error.start})",
+                "save the .env file as UTF-8",
+            ) from None
+        except OSError as error:
+            raise ConfigError(
+                f"cannot read {dotenv_path}: {error.strerror or error}", "check the file"
+            ) from None
+        values.update({k: v for k, v in loaded.items() if v is not None})
     values.update(os.environ if environ is None else environ)
     return values
+
+
+def _where(name: str, environ: Mapping[str, str] | None, dotenv_path: str | Path | None) -> str:
+    """Where a setting came from, for error messages: the environment or a .env line."""
+    if name in (os.environ if environ is None else environ):
+        return "the environment"
+    from dotenv import find_dotenv
+
+    path = dotenv_path or find_dotenv(usecwd=True)
+    if path:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            return str(path)
+        for number, line in enumerate(lines, 1):
+            if re.match(rf"\s*(export\s+)?{re.escape(name)}\s*=", line):
+                return f"{path} line {number}"
+    return "the defaults"
+
+
+def _check_timezone(
+    name: str, value: str, environ: Mapping[str, str] | None, dotenv_path: str | Path | None
+) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"unknown time zone '{value}' in {name} (set in {_where(name, environ, dotenv_path)})",
+            "use an IANA name like Europe/Madrid",
+        ) from None
+    return value
 
 
 def load_settings(
@@ -195,7 +242,7 @@ def load_settings(
         database_url=database_url,
         backup_dir=Path(get("PLANCTL_BACKUP_DIR")).expanduser(),
         log_dir=Path(get("PLANCTL_LOG_DIR")).expanduser(),
-        timezone=get("PLANCTL_TIMEZONE"),
+        timezone=_check_timezone("PLANCTL_TIMEZONE", get("PLANCTL_TIMEZONE"), environ, dotenv_path),
         sync_backend=get("PLANCTL_SYNC_BACKEND"),
         # absolute from here on: a later chdir (or cron's working directory) cannot move it
         sync_store=Path(store).expanduser().absolute()
