@@ -374,7 +374,7 @@ def test_cli_incremental_restore_at_and_errors(cli, seeded_url: str, workdir: Pa
         c.execute(text("UPDATE sesiones SET notas = 'cli' WHERE id = 7"))
     second = cli("backup", "--incremental", "--max-deltas", "3")
     assert second.exit_code == 0, second.stderr
-    assert "1 changed rows" in second.stdout and "1 of at most 3 deltas" in second.stdout
+    assert "1 changed row," in second.stdout and "1 of at most 3 deltas" in second.stdout
     listing = cli("backup", "list")
     delta_line = next(line for line in listing.stdout.splitlines() if "-delta" in line)
     assert " delta " in delta_line and delta_line.rstrip().endswith(" ok")
@@ -394,7 +394,7 @@ def test_cli_incremental_restore_at_and_errors(cli, seeded_url: str, workdir: Pa
 
     restored = cli("backup", "restore", "--at", "2099-01-01 00:00", "--yes")
     assert restored.exit_code == 0, restored.stderr
-    assert "then applied 1 deltas (1 rows)" in restored.stdout
+    assert "then applied 1 delta (1 row)" in restored.stdout
     assert table_contents(seeded_url) == expected
 
     delta = list_backups(workdir / "backups")

@@ -111,7 +111,7 @@ def _local(state: State, iso: str | None) -> str:
     from zoneinfo import ZoneInfo
 
     moment = dt.datetime.fromisoformat(iso).astimezone(ZoneInfo(state.settings.timezone))
-    return moment.strftime("%Y-%m-%d %H:%M")
+    return moment.isoformat(" ", "minutes")  # with its offset: 2026-11-25 18:46+01:00
 
 
 @app.callback()
@@ -205,7 +205,8 @@ def backup(
         changed = sum(info.row_counts.values())
         log.info("delta %s done (%s, %d rows changed)", info.name, _size(info.size), changed)
         state.say(
-            f"Delta [bold]{info.name}[/bold] ({changed} changed rows, {_size(info.size)}) "
+            f"Delta [bold]{info.name}[/bold] ({_count(changed, 'changed row')}, "
+            f"{_size(info.size)}) "
             f"on top of {info.parent}; {result.deltas_since_full} of at most {max_deltas} "
             f"deltas since the full backup, written to {_dir(state, directory)}."
         )
@@ -641,10 +642,9 @@ def _restore(
     if result.safety:
         state.say(f"Safety backup of the previous state: {result.safety.name}")
     if len(result.chain) > 1:
-        state.say(
-            f"Restored {result.chain[0].name}, then applied {len(result.chain) - 1} deltas "
-            f"({result.rows_touched_by_deltas} rows)."
-        )
+        applied = _count(len(result.chain) - 1, "delta")
+        rows = _count(result.rows_touched_by_deltas, "row")
+        state.say(f"Restored {result.chain[0].name}, then applied {applied} ({rows}).")
     state.say(
         f"Restored [bold]{info.name}[/bold] into {masked}; "
         f"schema revision {result.revision or '<none>'}."
@@ -820,6 +820,11 @@ def describe(info: BackupInfo) -> str:
     return f"{info.name} ({info.engine}, {info.kind})"
 
 
+def _count(number: int, noun: str) -> str:
+    """``1 row``, ``12,345 rows``: thousands separators and the plural right."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 def _short_kind(info: BackupInfo) -> str:
     if info.reason == "pre-restore":
         return "safety"
@@ -828,5 +833,5 @@ def _short_kind(info: BackupInfo) -> str:
 
 def describe_kind(info: BackupInfo) -> str:
     if info.kind == "delta":
-        return f"delta ({sum(info.row_counts.values())} rows)"
+        return f"delta ({_count(sum(info.row_counts.values()), 'row')})"
     return f"{info.kind} ({info.engine})"
