@@ -246,3 +246,10 @@ def test_password_with_percent_and_at_sign(scram_server, cli) -> None:  # type: 
     assert run.exit_code == 0, run.stderr
     assert "50%25off" not in run.stdout + run.stderr and "***" in run.stdout
     assert migrate.current(url) == migrate.head_revision()
+
+
+@pytest.mark.parametrize("command", ["db-upgrade", "db-stamp", "db-downgrade"])
+def test_an_empty_revision_is_a_usage_error(command: str, cli) -> None:  # type: ignore[no-untyped-def]
+    run = cli(command, "", *(["--yes"] if command == "db-downgrade" else []))
+    assert run.exit_code == 2
+    assert "the revision is empty" in run.stderr and "Traceback" not in run.stderr

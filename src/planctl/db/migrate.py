@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from planctl.config import mask_url
 from planctl.db.engine import connect, parse_url
-from planctl.errors import MigrationError, VerificationError
+from planctl.errors import MigrationError, UsageError, VerificationError
 
 if TYPE_CHECKING:
     from alembic.script import Script
@@ -100,6 +100,8 @@ def _check_foreign_keys(connection: Connection) -> None:
 def _run(
     database_url: str, action: str, fn: Any, *args: Any, create: bool = False, **kwargs: Any
 ) -> None:
+    if args and isinstance(args[0], str):
+        _require_revision(args[0], action.split()[0])
     config = alembic_config(database_url)
     try:
         with _migration_connection(database_url, create=create) as connection:
@@ -107,7 +109,20 @@ def _run(
             fn(config, *args, **kwargs)
     except CommandError as error:
         raise _describe_command_error(error, action) from None
+    except AssertionError:  # Alembic asserts on some malformed revision strings
+        raise MigrationError(
+            f"{action} failed: '{args[0] if args else ''}' is not a usable revision",
+            "planctl db-history lists the revisions",
+        ) from None
     log.info("%s on %s", action, mask_url(database_url))
+
+
+def _require_revision(revision: str, action: str) -> None:
+    if not revision.strip():
+        raise UsageError(
+            f"{action}: the revision is empty",
+            "give a revision id (planctl db-history), head, base or a relative step like -1",
+        )
 
 
 def _describe_command_error(error: CommandError, action: str) -> MigrationError:
@@ -181,6 +196,7 @@ def upgrade_sql(database_url: str, revision: str = "head", start: str | None = N
 
 def downgrade(database_url: str, revision: str = "-1") -> tuple[str | None, str | None]:
     """Downgrade to *revision* (default: one step); returns (before, after)."""
+    _require_revision(revision, "downgrade")
     before = current(database_url)
     if before is None and revision != "base":
         raise MigrationError(
