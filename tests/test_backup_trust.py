@@ -111,7 +111,9 @@ def test_failing_delta_leaves_the_database_unchanged(seeded_url: str, tmp_path: 
     path = backups / last.data_file
     import zstandard
 
-    document = json.loads(zstandard.ZstdDecompressor().decompress(path.read_bytes()))
+    document = json.loads(
+        zstandard.ZstdDecompressor().decompressobj().decompress(path.read_bytes())
+    )
     section = document["tables"]["sesiones"]
     position = section["columns"].index("contratacion_id")
     section["upserts"][0][position] = 999_999  # dangling foreign key
