@@ -54,3 +54,15 @@ def test_migrations_are_logged(cli, tmp_path: Path) -> None:  # type: ignore[no-
 def test_help_creates_no_log_directory(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert cli("--help").exit_code == 0
     assert not (tmp_path / "logs").exists()
+
+
+def test_a_short_secret_never_garbles_unrelated_text(tmp_path: Path) -> None:
+    try:
+        log = service_logger("sync", tmp_path, secrets=("xa",))
+        log.info("joining https://zoom.example.com/j/1 with password xa; token=xa")
+        close_service_loggers()
+        text = (tmp_path / "sincronizacion.log").read_text(encoding="utf-8")
+        assert "https://zoom.example.com/j/1" in text
+        assert "password ***; token=***" in text and " xa" not in text
+    finally:
+        close_service_loggers()

@@ -72,6 +72,15 @@ def mask_url(url: str) -> str:
     return _PASSWORD_IN_QUERY.sub(lambda m: f"{m['key']}***", masked)
 
 
+def mask_secret(text: str, secret: str) -> str:
+    """Replace *secret* in *text* where it stands as a token of its own, never inside a
+    longer word: a short password must not garble unrelated text (``zoom.e***ample``)."""
+    if not secret:
+        return text
+    pattern = rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])"
+    return re.sub(pattern, "***", text)
+
+
 def url_password(url: str) -> str | None:
     """The password embedded in *url*, if any."""
     parts = _split_userinfo(url)

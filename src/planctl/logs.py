@@ -11,7 +11,7 @@ import logging.handlers
 import os
 from pathlib import Path
 
-from planctl.config import mask_url
+from planctl.config import mask_secret, mask_url
 
 LOG_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"
 
@@ -36,7 +36,7 @@ class MaskingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = mask_url_in_text(record.getMessage())
         for secret in self.secrets:
-            message = message.replace(secret, "***")
+            message = mask_secret(message, secret)
         record.msg, record.args = message, None
         return True
 

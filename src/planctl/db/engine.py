@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, exc, make_url
 from sqlalchemy.engine import URL, Connection
 
-from planctl.config import mask_url, url_password
+from planctl.config import mask_secret, mask_url, url_password
 from planctl.errors import ConfigError, DatabaseError
 
 # SQLite stores Numeric as text-compatible REAL; planctl keeps Decimal at the
@@ -168,7 +168,7 @@ def describe_db_error(error: BaseException, database_url: str) -> DatabaseError:
     text = " ".join(str(original).split())
     secret = url_password(database_url)
     if secret:
-        text = text.replace(secret, "***")
+        text = mask_secret(text, secret)
     lowered = text.lower()
     if "password authentication failed" in lowered or "no password supplied" in lowered:
         return DatabaseError(
