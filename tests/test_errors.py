@@ -167,3 +167,9 @@ def test_debug_shows_the_traceback(cli, tmp_path: Path) -> None:  # type: ignore
     run = cli("--debug", "db-upgrade", url=f"sqlite:///{tmp_path / 'nope' / 'p.db'}")
     assert run.exit_code == 1
     assert "Traceback" in run.stderr
+
+
+def test_an_empty_postgres_database_is_one_line_under_export(pg_database: str, cli) -> None:  # type: ignore[no-untyped-def]
+    run = cli("export", "csv", "sesiones", url=pg_database)
+    assert run.exit_code == 1
+    assert "has no planner schema" in run.stderr and "Traceback" not in run.stderr

@@ -131,6 +131,14 @@ def test_upgrade_sql_prints_ddl_without_touching_the_database(db_url: str, cli) 
 
 def test_stamp_records_without_running(db_url: str, cli) -> None:  # type: ignore[no-untyped-def]
     head = migrate.head_revision()
+    if db_url.startswith("sqlite"):
+        import sqlite3
+
+        path = db_url.removeprefix("sqlite:///")
+        refused = cli("db-stamp", "head", url=db_url)  # a missing database is not created
+        assert refused.exit_code == 1 and "does not exist" in refused.stderr
+        assert not Path(path).exists()
+        sqlite3.connect(path).close()  # an empty database file: stamping it is fine
     run = cli("db-stamp", "head", url=db_url)
     assert run.exit_code == 0, run.stderr
     assert migrate.current(db_url) == head

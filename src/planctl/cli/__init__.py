@@ -41,9 +41,28 @@ class PlanctlGroup(TyperGroup):
                 ),
             )
             raise typer.Exit(int(ExitCode.FAILED)) from None
+        except Exception as error:
+            if not _is_driver_error(error):
+                raise  # a bug: the traceback is the report
+            report_error(ctx, _database_error(ctx, error))
+            raise typer.Exit(int(ExitCode.FAILED)) from None
         except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM, SIGHUP (cli/signals.py)
             err_console().print(f"[red]interrupted[/red] ({interrupt or 'SIGINT'})")
             raise typer.Exit(signals.exit_code(interrupt)) from None
+
+
+def _is_driver_error(error: BaseException) -> bool:
+    """A database driver's error that no library function translated (one line, exit 1)."""
+    module = type(error).__module__ or ""
+    return module.split(".")[0] in ("psycopg", "sqlite3", "sqlalchemy", "_sqlite3")
+
+
+def _database_error(ctx: Any, error: Exception) -> PlanctlError:
+    from planctl.db.engine import describe_db_error
+
+    state = ctx.obj if isinstance(ctx.obj, State) else None
+    url = state.settings.database_url if state is not None and state._settings else ""
+    return describe_db_error(error, url)
 
 
 def report_error(ctx: Any, error: PlanctlError) -> None:

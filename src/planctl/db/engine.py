@@ -192,6 +192,11 @@ def describe_db_error(error: BaseException, database_url: str) -> DatabaseError:
             f"cannot connect to {masked}: server unreachable",
             "is PostgreSQL running and is the host/port in DATABASE_URL right?",
         )
+    sqlstate = getattr(original, "sqlstate", None)
+    if sqlstate == "42P01" or "no such table" in lowered:  # undefined table
+        return DatabaseError(
+            f"{masked} has no planner schema (a table is missing)", "run planctl db-upgrade first"
+        )
     if "unable to open database file" in lowered:
         return DatabaseError(
             f"cannot open SQLite database {masked}",

@@ -209,7 +209,7 @@ def downgrade(database_url: str, revision: str = "-1") -> tuple[str | None, str 
 
 def stamp(database_url: str, revision: str) -> str | None:
     """Record *revision* as current without running migrations."""
-    _run(database_url, f"stamp {revision}", command.stamp, revision, create=True)
+    _run(database_url, f"stamp {revision}", command.stamp, revision)  # never creates a file
     return current(database_url)
 
 
