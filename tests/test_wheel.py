@@ -86,3 +86,16 @@ def test_wheel_install_runs_migrations_from_anywhere(tmp_path: Path) -> None:
         check=True,
     )
     assert str(env_dir) in where.stdout  # the installed copy, not the checkout
+
+    # An installed planctl never writes a migration into its own site-packages.
+    versions = sorted((env_dir / "lib").glob("python*/site-packages/planctl/migrations/versions"))
+    before = sorted(p.name for p in versions[0].iterdir())
+    done = subprocess.run(
+        [planctl, "db-revision", "-m", "oops"],
+        cwd=elsewhere,
+        env=clean_env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1 and "source checkout" in done.stderr
+    assert sorted(p.name for p in versions[0].iterdir()) == before

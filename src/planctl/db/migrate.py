@@ -266,8 +266,17 @@ def _create_date(script: Script) -> str:
 
 
 def revision(database_url: str, message: str, *, autogenerate: bool = False) -> Path:
-    """Write a new revision script; with *autogenerate*, diff the models against the database."""
+    """Write a new revision script; with *autogenerate*, diff the models against the database.
+
+    Only in a source checkout: in an installed planctl the new script would land in
+    site-packages and move head for every user of that installation.
+    """
     directory = migrations_dir() / "versions"
+    if {"site-packages", "dist-packages"} & set(directory.parts):
+        raise MigrationError(
+            f"db-revision writes migrations into a source checkout, not into {directory}",
+            "run it from a clone of planctl's repository (pip install -e .)",
+        )
     config = alembic_config(database_url)
     try:
         if autogenerate:
