@@ -97,3 +97,14 @@ def test_every_subcommand_has_help_and_is_documented(words: list[str], cli) -> N
     assert f"planctl {' '.join(words)}" in run.stdout
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     assert f"planctl {' '.join(words)}" in readme
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["export", "csv", "sesiones"], ["export", "ical"], ["export", "pdf"], ["sync", "--dry-run"]],
+    ids=" ".join,
+)
+def test_since_after_until_is_refused_alike(command: list[str], cli) -> None:  # type: ignore[no-untyped-def]
+    run = cli(*command, "--since", "2026-12-01", "--until", "2026-11-01")
+    assert run.exit_code == 2
+    assert "--since 2026-12-01 is after --until 2026-11-01" in run.stderr

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from planctl.cli.context import State, err_console, out_console
+from planctl.cli.context import State, can_prompt, err_console, out_console
+from planctl.cli.context import state_of as _state
 from planctl.errors import PlanctlError, UsageError, VerificationError
 
 if TYPE_CHECKING:
@@ -34,12 +35,6 @@ LockTimeout = Annotated[
         "--lock-timeout", min=0, help="Seconds to wait for another run's lock (then exit 4)."
     ),
 ]
-
-
-def _state(ctx: typer.Context) -> State:
-    obj = ctx.find_root().obj
-    assert isinstance(obj, State)
-    return obj
 
 
 GROUP_DIR = "planctl.backup.dir"
@@ -593,7 +588,6 @@ def _restore(
     target: str | None,
 ) -> None:
     from planctl.backup import chain_of, find_at, find_backup, parse_moment, restore_backup
-    from planctl.cli.db import _can_prompt
     from planctl.config import mask_url, normalize_database_url, url_password
 
     if at is not None and name != "latest":
@@ -613,7 +607,7 @@ def _restore(
             soft_wrap=True,
         )
     if not yes:
-        if not _can_prompt():
+        if not can_prompt():
             raise PlanctlError(
                 "refusing to restore without confirmation", "pass --yes to run it unattended"
             )

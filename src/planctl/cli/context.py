@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -88,3 +89,46 @@ class State:
         """A human-facing status line on stdout, silenced by --quiet."""
         if not self.quiet:
             out_console().print(message, highlight=False, soft_wrap=True)
+
+
+# --- helpers every command group shares --------------------------------------------------------
+
+
+def state_of(ctx: Any) -> State:
+    """The invocation's :class:`State` (set by the root callback)."""
+    obj = ctx.find_root().obj
+    assert isinstance(obj, State)
+    return obj
+
+
+def can_prompt() -> bool:
+    """Whether a confirmation question can be answered (cron and CI have no terminal)."""
+    import sys
+
+    return sys.stdin.isatty()
+
+
+def parse_date(value: str | None, option: str) -> dt.date | None:
+    """``YYYY-MM-DD`` for *option*, or a UsageError (exit 2) naming it."""
+    from planctl.errors import UsageError
+
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"invalid date '{value}' for {option}", "use YYYY-MM-DD") from None
+
+
+def parse_period(since: str | None, until: str | None) -> tuple[dt.date | None, dt.date | None]:
+    """--since/--until as dates; a period that starts after it ends is refused the same
+    way by every command."""
+    from planctl.errors import UsageError
+
+    first, last = parse_date(since, "--since"), parse_date(until, "--until")
+    if first is not None and last is not None and first > last:
+        raise UsageError(
+            f"--since {first.isoformat()} is after --until {last.isoformat()}",
+            "give a --since on or before --until",
+        )
+    return first, last

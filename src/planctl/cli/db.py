@@ -10,24 +10,15 @@ from typing import Annotated
 
 import typer
 
-from planctl.cli.context import State, out_console
+from planctl.cli.context import can_prompt, out_console
+from planctl.cli.context import state_of as _state
 from planctl.errors import PlanctlError, UsageError
-
-
-def _state(ctx: typer.Context) -> State:
-    assert isinstance(ctx.obj, State)
-    return ctx.obj
 
 
 def _check_revision_argument(revision: str) -> None:
     """Relative revisions (-1) pass as arguments; anything else dash-led is a typo'd option."""
     if revision.startswith("-") and not revision[1:].isdigit():
         raise UsageError(f"no such option: {revision}", "see --help")
-
-
-def _can_prompt() -> bool:
-    """Whether a confirmation question can be answered (cron and CI have no terminal)."""
-    return sys.stdin.isatty()
 
 
 def _rev(revision: str | None) -> str:
@@ -73,7 +64,7 @@ def db_downgrade(
     state = _state(ctx)
     url = state.settings.database_url
     if not yes:
-        if not _can_prompt():
+        if not can_prompt():
             raise PlanctlError(
                 "refusing to downgrade without confirmation", "pass --yes to run it unattended"
             )

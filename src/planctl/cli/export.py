@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from planctl.cli.context import State, err_console
+from planctl.cli.context import State, err_console, parse_period
+from planctl.cli.context import state_of as _state
 from planctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -27,21 +28,6 @@ app = typer.Typer(
 
 SinceOption = Annotated[str | None, typer.Option("--since", help="First date, YYYY-MM-DD.")]
 UntilOption = Annotated[str | None, typer.Option("--until", help="Last date, YYYY-MM-DD.")]
-
-
-def _state(ctx: typer.Context) -> State:
-    obj = ctx.find_root().obj
-    assert isinstance(obj, State)
-    return obj
-
-
-def parse_date(value: str | None, option: str) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise UsageError(f"invalid date '{value}' for {option}", "use YYYY-MM-DD") from None
 
 
 @contextmanager
@@ -158,8 +144,8 @@ def export_csv(
         delimiter="\t" if delimiter in ("\\t", "tab", "TAB") else delimiter,
         excel=excel,
         raw=raw,
-        since=parse_date(since, "--since"),
-        until=parse_date(until, "--until"),
+        since=parse_period(since, until)[0],
+        until=parse_period(since, until)[1],
     )
     guard = output_guard(state)
     log = state.service_logger("export")
@@ -214,8 +200,8 @@ def export_ical(
     state = _state(ctx)
     guard = output_guard(state)
     filters = SessionFilter(
-        since=parse_date(since, "--since"),
-        until=parse_date(until, "--until"),
+        since=parse_period(since, until)[0],
+        until=parse_period(since, until)[1],
         client=client,
         statuses=status or None,
         include_cancelled=include_cancelled or bool(status and "cancelada" in status),
@@ -264,7 +250,7 @@ def export_pdf(
 
     state = _state(ctx)
     guard = output_guard(state)
-    first, last = parse_date(since, "--since"), parse_date(until, "--until")
+    first, last = parse_period(since, until)
     assert first is not None and last is not None
     moment = None
     if generated_at is not None:

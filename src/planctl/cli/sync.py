@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from planctl.cli.context import State, out_console
-from planctl.cli.export import parse_date
+from planctl.cli.context import State, out_console, parse_date, parse_period
+from planctl.cli.context import state_of as _state
 from planctl.errors import PlanctlError, SyncConflictError, SyncError, UsageError
 
 if TYPE_CHECKING:
@@ -67,12 +67,6 @@ ConflictOption = Annotated[
 ]
 
 
-def _state(ctx: typer.Context) -> State:
-    obj = ctx.find_root().obj
-    assert isinstance(obj, State)
-    return obj
-
-
 def _options(
     state: State,
     mode: str,
@@ -87,8 +81,8 @@ def _options(
         timezone=state.settings.timezone,
         mode=mode,
         policy=conflict,
-        since=parse_date(since, "--since"),
-        until=parse_date(until, "--until"),
+        since=parse_period(since, until)[0],
+        until=parse_period(since, until)[1],
         allow_mass_cancel=allow_mass_cancel,
     )
     options.check()
