@@ -175,15 +175,19 @@ def backup_lock(directory: Path, timeout: float = 0.0) -> Iterator[None]:
     leaves a stale lock behind. On read-only media (restoring from a mounted
     archive) the directory itself is locked.
     """
-    from planctl.fsutil import file_lock
+    from planctl.fsutil import OutputError, file_lock
 
     path = directory / LOCK_NAME
-    writable = os.access(directory, os.W_OK) or path.exists()
     with contextlib.ExitStack() as stack:
+        writable = True
         try:
-            fd = stack.enter_context(
-                file_lock(path if writable else directory, timeout=max(timeout, 0.0), poll=0.1)
-            )
+            try:
+                fd = stack.enter_context(file_lock(path, timeout=max(timeout, 0.0), poll=0.1))
+            except OutputError:  # read-only media: lock the directory itself
+                writable = False
+                fd = stack.enter_context(
+                    file_lock(directory, timeout=max(timeout, 0.0), poll=0.1)
+                )
         except LockedError:
             raise LockedError(
                 f"another planctl backup holds the lock on '{directory}'",
