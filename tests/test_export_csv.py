@@ -458,3 +458,19 @@ def test_a_sqlite_read_error_is_one_clear_error(
         "— check the database file (planctl db-info) and retry"
     ]
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_a_fraction_ending_in_zero_is_written_whole(seeded_url: str) -> None:
+    """PostgreSQL's text form trims '.152230' to '.15223'; the CSV never does."""
+    from sqlalchemy import text
+
+    from planctl.db.engine import connect
+
+    stamp = "2026-11-25 18:54:16.152230"
+    with connect(seeded_url) as c:
+        value = stamp + ("+00" if c.dialect.name == "postgresql" else "")
+        c.execute(text("UPDATE adjuntos SET created_at = :v"), {"v": value})
+    options = CsvOptions(columns=["id", "created_at"])
+    out = export(seeded_url, "adjuntos", options)
+    assert out == csv_writer_output(seeded_url, "adjuntos", options)
+    assert f"{stamp}+00:00" in out

@@ -63,7 +63,12 @@ def cell_expression(column: Column[Any], raw: bool) -> ColumnElement[Any]:
     """SQL that renders *column* exactly as the CSV shows it (text, or an integer)."""
     kind = column.type
     if isinstance(kind, DateTime):
-        return func.cast(column, Text) + literal(":00")  # '…+00' → '…+00:00'
+        # Python's isoformat: all six digits of a fraction ('.152230'), none when it is
+        # zero; PostgreSQL's text form trims trailing zeros ('.15223').
+        utc = func.timezone("UTC", column)
+        whole = func.to_char(utc, "YYYY-MM-DD HH24:MI:SS")
+        micros = func.to_char(utc, "US")
+        return case((micros == "000000", whole), else_=whole + "." + micros) + literal("+00:00")
     if isinstance(kind, (Boolean, Date, Time, Numeric)):
         return func.cast(column, Text)  # true/false, ISO date/time, numeric at its scale
     if isinstance(kind, (String, Text)):
