@@ -108,6 +108,7 @@ def bench_chain(env: dict[str, str], runs: int) -> list[tuple[str, float, str, f
     import sqlalchemy
 
     url = env["DATABASE_URL"]
+    env = {**env, "PLANCTL_BACKUP_DIR": env["PLANCTL_BACKUP_DIR"] + "-chain"}  # a set of its own
     subprocess.run([PLANCTL, "-q", "backup", "--incremental", "--no-compress"], env=env, check=True)
     full = subprocess.run(
         [PLANCTL, "backup", "list", "--json"], env=env, check=True, capture_output=True, text=True
