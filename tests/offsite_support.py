@@ -211,3 +211,22 @@ def sftp_server(tmp_path: Path) -> Iterator[SFTPServer]:
         yield server
     finally:
         server.kill()
+
+
+def age_tool(name: str) -> str:
+    found = shutil.which(name)
+    if not found:
+        skip_or_fail(f"{name} is not installed (Debian package age)")
+    assert found
+    return found
+
+
+@pytest.fixture
+def age_key(tmp_path: Path) -> tuple[Path, str]:
+    """An identity written by age-keygen, and its public key."""
+    key = tmp_path / "key.txt"
+    subprocess.run([age_tool("age-keygen"), "-o", str(key)], check=True, capture_output=True)
+    public = subprocess.run(
+        [age_tool("age-keygen"), "-y", str(key)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    return key, public

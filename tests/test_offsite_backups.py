@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - the fixtures imported from offsite_support are redefined as arguments
 """Offsite backups through the CLI, real processes: encrypted with age, uploaded to a real
 S3 server (moto) on loopback, verified and restored from it on a machine with no local
 backups; status and pings for cron."""
@@ -16,27 +17,14 @@ import pytest
 
 from planctl.backup import load_set
 
-from .conftest import skip_or_fail
 from .helpers import planctl_env, run_planctl, table_contents
-from .offsite_support import S3Server
-
-
-def _age(name: str) -> str:
-    found = shutil.which(name)
-    if not found:
-        skip_or_fail(f"{name} is not installed (Debian package age)")
-    assert found
-    return found
-
-
-@pytest.fixture
-def age_key(tmp_path: Path) -> tuple[Path, str]:
-    key = tmp_path / "key.txt"
-    subprocess.run([_age("age-keygen"), "-o", str(key)], check=True, capture_output=True)
-    public = subprocess.run(
-        [_age("age-keygen"), "-y", str(key)], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    return key, public
+from .offsite_support import (  # noqa: F401  (fixtures)
+    S3Server,
+    SFTPServer,
+    age_key,
+    age_tool,
+    sftp_server,
+)
 
 
 @pytest.fixture
@@ -76,7 +64,7 @@ def test_encrypted_backups_need_the_identity_only_to_restore(
     assert info.encrypted_for and "age1" not in json.dumps(info.encrypted_for)
     # The age CLI decrypts it: a real backup inside.
     plain = subprocess.run(
-        [_age("age"), "-d", "-i", str(key), str(backups / info.data_file)],
+        [age_tool("age"), "-d", "-i", str(key), str(backups / info.data_file)],
         check=True,
         capture_output=True,
     ).stdout
@@ -247,40 +235,26 @@ def test_a_hanging_ping_server_never_holds_the_backup(migrated_url: str, tmp_pat
     assert time.monotonic() - started < 60
 
 
-def test_sftp_remote_through_the_cli(seeded_url: str, tmp_path: Path) -> None:
+def test_sftp_remote_through_the_cli(
+    seeded_url: str, tmp_path: Path, sftp_server: SFTPServer
+) -> None:
     """Key authentication and known_hosts from ~/.ssh, as a user's cron job has them."""
-    from .offsite_support import SFTPServer, make_ssh_key
-
-    root = tmp_path / "sftproot"
-    root.mkdir()
-    keys = tmp_path / "keys"
-    keys.mkdir()
-    host_public = make_ssh_key(keys / "host_key")
-    client_public = make_ssh_key(keys / "client_key")
-    (keys / "authorized_keys").write_text(client_public + "\n")
-    server = SFTPServer(
-        root, keys / "host_key", keys / "authorized_keys", keys / "client_key",
-        keys / "known_hosts", host_public,
-    ).start()  # fmt: skip
-    try:
-        home = tmp_path / "home"
-        (home / ".ssh").mkdir(parents=True)
-        shutil.copy(keys / "client_key", home / ".ssh" / "id_ed25519")
-        (home / ".ssh" / "id_ed25519").chmod(0o600)
-        shutil.copy(keys / "known_hosts", home / ".ssh" / "known_hosts")
-        env = {
-            **planctl_env(seeded_url, tmp_path / "backups", tmp_path / "logs"),
-            "HOME": str(home),
-            "PLANCTL_BACKUP_REMOTE": server.url(),
-        }
-        done = run_planctl("backup", env=env)
-        assert done.returncode == 0, done.stderr
-        assert "Uploaded to" in done.stdout
-        expected = table_contents(seeded_url)
-        _touch(seeded_url, "gone")
-        fresh = {**env, "PLANCTL_BACKUP_DIR": str(tmp_path / "elsewhere")}
-        done = run_planctl("backup", "restore", "latest", "--remote", "--yes", env=fresh)
-        assert done.returncode == 0, done.stderr
-        assert table_contents(seeded_url) == expected
-    finally:
-        server.kill()
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    shutil.copy(sftp_server.client_key, home / ".ssh" / "id_ed25519")
+    (home / ".ssh" / "id_ed25519").chmod(0o600)
+    shutil.copy(sftp_server.known_hosts, home / ".ssh" / "known_hosts")
+    env = {
+        **planctl_env(seeded_url, tmp_path / "backups", tmp_path / "logs"),
+        "HOME": str(home),
+        "PLANCTL_BACKUP_REMOTE": sftp_server.url(),
+    }
+    done = run_planctl("backup", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "Uploaded to" in done.stdout
+    expected = table_contents(seeded_url)
+    _touch(seeded_url, "gone")
+    fresh = {**env, "PLANCTL_BACKUP_DIR": str(tmp_path / "elsewhere")}
+    done = run_planctl("backup", "restore", "latest", "--remote", "--yes", env=fresh)
+    assert done.returncode == 0, done.stderr
+    assert table_contents(seeded_url) == expected

@@ -1,10 +1,10 @@
+# ruff: noqa: F811 - the fixtures imported from offsite_support are redefined as arguments
 """age encryption: interop with the age CLI both ways, fail-closed, damage and identity errors."""
 
 from __future__ import annotations
 
 import io
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,30 +23,10 @@ from planctl.backup.crypto import (
 )
 from planctl.errors import EncryptionError
 
-from .conftest import skip_or_fail
-from .offsite_support import make_ssh_key
+from .offsite_support import age_key, age_tool, make_ssh_key  # noqa: F401  (fixture)
 
 SECRET_ROWS = b"".join(b"%d;Ana Garcia;+34 600 000 %03d;ana%d@example.com\n" % (i, i % 1000, i)
                        for i in range(20000))  # fmt: skip
-
-
-def age_tool(name: str) -> str:
-    found = shutil.which(name)
-    if not found:
-        skip_or_fail(f"{name} is not installed (Debian package age)")
-    assert found
-    return found
-
-
-@pytest.fixture
-def age_key(tmp_path: Path) -> tuple[Path, str]:
-    """An identity written by age-keygen, and its public key."""
-    key = tmp_path / "key.txt"
-    subprocess.run([age_tool("age-keygen"), "-o", str(key)], check=True, capture_output=True)
-    public = subprocess.run(
-        [age_tool("age-keygen"), "-y", str(key)], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    return key, public
 
 
 def encrypt_bytes(data: bytes, recipients: list[crypto.Recipient]) -> bytes:
@@ -214,9 +194,7 @@ def test_missing_library_fails_closed(age_key: tuple[Path, str], tmp_path: Path)
             sys.exit(1)
         """
     )
-    run = subprocess.run(
-        [sys.executable, "-c", script, age_key[1]], capture_output=True, text=True
-    )
+    run = subprocess.run([sys.executable, "-c", script, age_key[1]], capture_output=True, text=True)
     assert run.returncode == 1
     assert "pyrage library cannot be imported" in run.stdout
     assert run.stdout.count("\n") == 1 and not run.stderr
