@@ -333,11 +333,13 @@ def test_restore_needs_confirmation(seeded_url: str, tmp_path: Path, cli, monkey
     create_backup(seeded_url, backups)
     _change_everything(seeded_url)
     changed = table_contents(seeded_url)
-    monkeypatch.setattr("planctl.cli.db._can_prompt", lambda: True)
+    monkeypatch.setattr("planctl.cli.db.can_prompt", lambda: True)
+    monkeypatch.setattr("planctl.cli.backup.can_prompt", lambda: True)
     run = cli("backup", "restore", "--dir", str(backups), url=seeded_url, input="n\n")
     assert run.exit_code == 1
     assert table_contents(seeded_url) == changed
-    monkeypatch.setattr("planctl.cli.db._can_prompt", lambda: False)
+    monkeypatch.setattr("planctl.cli.db.can_prompt", lambda: False)
+    monkeypatch.setattr("planctl.cli.backup.can_prompt", lambda: False)
     run = cli("backup", "restore", "--dir", str(backups), url=seeded_url)
     assert run.exit_code == 1 and "--yes" in run.stderr
     assert table_contents(seeded_url) == changed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,7 +135,7 @@ def test_downgrade_below_base(cli, migrated_url: str) -> None:  # type: ignore[n
 
 def test_downgrade_of_empty_database(cli, db_url: str) -> None:  # type: ignore[no-untyped-def]
     if db_url.startswith("sqlite"):
-        migrate.stamp(db_url, "base")
+        sqlite3.connect(db_url.removeprefix("sqlite:///")).close()  # an empty database file
     run = cli("db-downgrade", "--yes", url=db_url)
     assert run.exit_code == 1
     assert_one_clean_line(run.stderr, "no schema revision")
@@ -142,7 +143,7 @@ def test_downgrade_of_empty_database(cli, db_url: str) -> None:  # type: ignore[
 
 def test_db_check_on_empty_database(cli, db_url: str) -> None:  # type: ignore[no-untyped-def]
     if db_url.startswith("sqlite"):
-        migrate.stamp(db_url, "base")  # the file exists but holds no schema
+        sqlite3.connect(db_url.removeprefix("sqlite:///")).close()  # exists, holds no schema
     run = cli("db-check", url=db_url)
     assert run.exit_code == 5
     assert_one_clean_line(run.stderr, "has no schema", "planctl db-upgrade")
@@ -156,7 +157,8 @@ def test_db_check_on_missing_sqlite_file(cli, tmp_path: Path) -> None:  # type: 
 
 
 def test_downgrade_without_terminal_needs_yes(cli, migrated_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr("planctl.cli.db._can_prompt", lambda: False)
+    monkeypatch.setattr("planctl.cli.db.can_prompt", lambda: False)
+    monkeypatch.setattr("planctl.cli.backup.can_prompt", lambda: False)
     run = cli("db-downgrade", url=migrated_url)
     assert run.exit_code == 1
     assert_one_clean_line(run.stderr, "--yes")

@@ -108,7 +108,8 @@ def test_cli_upgrade_current_history_downgrade(db_url: str, cli) -> None:  # typ
 
 
 def test_downgrade_asks_for_confirmation(migrated_url: str, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr("planctl.cli.db._can_prompt", lambda: True)
+    monkeypatch.setattr("planctl.cli.db.can_prompt", lambda: True)
+    monkeypatch.setattr("planctl.cli.backup.can_prompt", lambda: True)
     run = cli("db-downgrade", url=migrated_url, input="n\n")
     assert run.exit_code == 1
     assert "Downgrade" in run.stdout

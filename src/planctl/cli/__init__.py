@@ -8,6 +8,7 @@ All expected errors become one line on stderr and an exit code here, in
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Annotated, Any
 
@@ -115,6 +116,11 @@ def main_options(
     ] = False,
 ) -> None:
     """Data-management toolkit for a training planner's database."""
+    # Drivers log their own warnings (psycopg: "error ignored terminating Pipeline" after a
+    # failed statement); planctl reports the error itself, once: never Python's last-resort
+    # stderr handler.
+    logging.getLogger("psycopg").addHandler(logging.NullHandler())
+    logging.getLogger("psycopg").propagate = False
     hooks = ctx.obj if isinstance(ctx.obj, Hooks) else Hooks()
     ctx.obj = State(verbose=verbose, quiet=quiet, debug=debug, hooks=hooks)
     detach = ctx.obj.setup_console_logging()
