@@ -362,8 +362,9 @@ def test_missing_pg_dump_is_explained(pg_database: str, tmp_path: Path, cli, mon
     monkeypatch.setenv("PLANCTL_PG_BINDIR", str(empty))
     run = cli("backup", "--dir", str(tmp_path / "b"), url=pg_database)
     assert run.exit_code == 1
-    assert run.stderr.startswith(f"error: pg_dump not found in PLANCTL_PG_BINDIR={empty}")
-    assert list_backups(tmp_path / "b") == []
+    assert run.stderr.startswith(f"error: PLANCTL_PG_BINDIR '{empty}' holds no pg_dump")
+    assert "(set in the environment)" in run.stderr
+    assert not (tmp_path / "b").exists()  # refused before anything was created
 
 
 def test_too_old_pg_dump_is_refused(pg_database: str, tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]

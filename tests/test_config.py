@@ -171,3 +171,180 @@ def test_a_dotenv_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
     dotenv.write_bytes(b"DATABASE_URL=\xff\xfe\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load_settings({}, dotenv_path=dotenv)
+
+
+# --- every setting is checked once, at load, naming the variable and its source ----------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DATABASE_URL", "mysql://u@h/db", "unsupported database 'mysql'"),
+        ("DATABASE_URL", "garbage", "malformed DATABASE_URL"),
+        ("DATABASE_URL", "postgresql://h:port/db", "malformed DATABASE_URL"),
+        ("DATABASE_URL", "sqlite:///p.db?mode=bogus", "bad value 'bogus' for mode"),
+        ("DATABASE_URL", "sqlite:///p.db?mode=ro", "'mode' in DATABASE_URL .* needs uri=true"),
+        ("DATABASE_URL", "sqlite:///p.db?journal=wal", "unknown query argument 'journal'"),
+        ("PLANCTL_TIMEZONE", "Mars/Base", "unknown time zone 'Mars/Base'"),
+        ("PLANCTL_SYNC_BACKEND", "google", "unknown sync backend 'google'"),
+        ("PLANCTL_CALDAV_URL", "cloud.example.com/dav", "PLANCTL_CALDAV_URL .* not an http"),
+        ("PLANCTL_BACKUP_PING_URL", "ftp://hc/x", "PLANCTL_BACKUP_PING_URL .* not an http"),
+        ("PLANCTL_BACKUP_REMOTE", "ftp://host/x", "unsupported backup remote"),
+        ("PLANCTL_BACKUP_REMOTE", "sftp://u:hunter2@host/x", "must not hold a password"),
+        ("PLANCTL_BACKUP_REMOTE", "sftp://host/x", "needs a user and a host"),
+        ("PLANCTL_BACKUP_REMOTE", "s3:///prefix", "no bucket"),
+        ("PLANCTL_BACKUP_RECIPIENTS", "age1abc,,age1def", "bad age recipient"),
+        ("PLANCTL_BACKUP_RECIPIENTS", "AGE-SECRET-KEY-1XYZ", "not an age1… key"),
+        ("PLANCTL_PG_BINDIR", "/nonexistent/bin", "holds no pg_dump"),
+    ],
+)
+def test_a_bad_setting_is_refused_at_load_naming_variable_and_source(
+    tmp_path: Path, name: str, value: str, message: str
+) -> None:
+    from planctl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_settings({name: value}, dotenv_path=tmp_path / "none")
+    assert "(set in the environment)" in raised.value.message
+    assert raised.value.hint
+    assert "hunter2" not in str(raised.value)
+
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(f"# planctl\n\n{name}={value}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_settings({}, dotenv_path=dotenv)
+    assert f"(set in {dotenv} line 3)" in raised.value.message
+
+
+def test_paths_must_be_of_the_right_kind(tmp_path: Path) -> None:
+    from planctl.errors import ConfigError
+
+    a_file, a_dir = tmp_path / "file", tmp_path / "dir"
+    a_file.write_text("x")
+    a_dir.mkdir()
+    for name in ("PLANCTL_BACKUP_DIR", "PLANCTL_LOG_DIR", "PLANCTL_PG_BINDIR"):
+        with pytest.raises(ConfigError, match=f"{name} '{a_file}' is not a directory"):
+            load_settings({name: str(a_file)}, dotenv_path=tmp_path / "none")
+    for name in ("PLANCTL_SYNC_STORE", "PLANCTL_BACKUP_IDENTITY"):
+        with pytest.raises(ConfigError, match=f"{name} '{a_dir}' is a directory"):
+            load_settings({name: str(a_dir)}, dotenv_path=tmp_path / "none")
+
+
+def test_typed_settings(tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "pg_dump").write_text("#!/bin/sh\n")
+    settings = load_settings(
+        {
+            "PLANCTL_TIMEZONE": "America/New_York",
+            "PLANCTL_PG_BINDIR": str(bindir),
+            "PLANCTL_SYNC_BACKEND": "CalDAV",
+            "DATABASE_URL": "sqlite:///file:p.db?mode=ro&uri=true",
+        },
+        dotenv_path=tmp_path / "none",
+    )
+    assert settings.zone == ZoneInfo("America/New_York")
+    assert settings.pg_bindir == bindir
+    assert settings.sync_backend == "caldav"
+    assert not hasattr(settings, "extra")
+    assert settings.source("PLANCTL_TIMEZONE") == "PLANCTL_TIMEZONE, set in the environment"
+    assert settings.source("PLANCTL_LOG_DIR") == "PLANCTL_LOG_DIR, set in the defaults"
+
+
+def test_the_sync_backends_setting_knows_every_backend_module() -> None:
+    from planctl.config import SYNC_BACKENDS
+    from planctl.sync.backend import backend_names
+
+    assert sorted(SYNC_BACKENDS) == backend_names()
+
+
+def test_dotenv_is_found_in_the_nearest_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_text("PLANCTL_TIMEZONE=Atlantic/Canary\n", encoding="utf-8")
+    deep = tmp_path / "a" / "b"
+    deep.mkdir(parents=True)
+    monkeypatch.chdir(deep)
+    monkeypatch.delenv("PLANCTL_TIMEZONE", raising=False)
+    settings = load_settings()
+    assert settings.timezone == "Atlantic/Canary"
+    assert (
+        settings.source("PLANCTL_TIMEZONE")
+        == f"PLANCTL_TIMEZONE, set in {tmp_path / '.env'} line 1"
+    )
+    # the nearest one wins, whole: a closer .env hides the farther one
+    (deep / ".env").write_text("PLANCTL_LOG_DIR=here\n", encoding="utf-8")
+    settings = load_settings()
+    assert settings.timezone == DEFAULTS["PLANCTL_TIMEZONE"]
+    assert settings.log_dir == Path("here")
+
+
+def test_a_dotenv_that_is_a_fifo_is_refused_not_waited_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from planctl.errors import ConfigError
+
+    os.mkfifo(tmp_path / ".env")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"\.env is not a regular file"):
+        load_settings()
+
+
+BAD_SETTINGS = [
+    ("PLANCTL_TIMEZONE", "Mars/Base"),
+    ("PLANCTL_BACKUP_REMOTE", "ftp://host/x"),
+    ("DATABASE_URL", "sqlite:///planificador.db?mode=bogus"),
+]
+EVERY_KIND_OF_COMMAND = [
+    ("db-info",),
+    ("db-current",),
+    ("backup", "list"),
+    ("backup",),
+    ("export", "csv", "sesiones", "-o", "s.csv"),
+    ("export", "ical", "-o", "s.ics"),
+    ("export", "pdf", "--since", "2026-01-01", "--until", "2026-01-31", "-o", "s.pdf"),
+    ("sync", "status"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_SETTINGS)
+def test_a_bad_setting_is_the_same_one_line_and_exit_code_for_every_command(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    import os
+
+    from tests.helpers import run_planctl
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLANCTL_", "DATABASE_"))}
+    (tmp_path / ".env").write_text(f"{name}={value}\n", encoding="utf-8")
+    for command in EVERY_KIND_OF_COMMAND:
+        run = run_planctl(*command, env=env, cwd=tmp_path)
+        lines = run.stderr.splitlines()
+        assert run.returncode == 1, (command, run.stderr)
+        assert len(lines) == 1 and lines[0].startswith("error: "), (command, run.stderr)
+        assert f"set in {tmp_path / '.env'} line 1" in lines[0], (command, lines[0])
+        assert "Traceback" not in run.stderr and "site-packages" not in run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env"]  # nothing was created
+
+
+def test_an_unwritable_log_dir_names_the_setting(tmp_path: Path) -> None:
+    import os
+
+    from tests.helpers import run_planctl
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLANCTL_", "DATABASE_"))}
+    run_planctl("db-upgrade", env=env, cwd=tmp_path).check_returncode()
+    # /proc cannot hold directories, whoever runs the tests (root included)
+    (tmp_path / ".env").write_text("PLANCTL_LOG_DIR=/proc/planctl-logs\n", encoding="utf-8")
+    for command in (("backup",), ("export", "csv", "sesiones", "-o", "s.csv"), ("db-upgrade",)):
+        run = run_planctl(*command, env=env, cwd=tmp_path)
+        assert run.returncode == 1, run.stderr
+        line = run.stderr.strip()
+        assert line.startswith("error: cannot write log file '/proc/planctl-logs")
+        assert f"(PLANCTL_LOG_DIR, set in {tmp_path / '.env'} line 1)" in line
+        assert "\n" not in line
+    assert not (tmp_path / "s.csv").exists() and not (tmp_path / "backups").exists()

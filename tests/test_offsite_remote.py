@@ -375,7 +375,7 @@ def test_sftp_unreachable(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "url, message",
     [
-        ("ftp://host/x", "unsupported PLANCTL_BACKUP_REMOTE"),
+        ("ftp://host/x", "unsupported backup remote"),
         ("sftp://user:hunter2@host/x", "must not hold a password"),
         ("sftp://host/x", "needs a user and a host"),
         ("s3:///prefix", "no bucket"),

@@ -1,7 +1,8 @@
 """Settings from ``.env`` and the environment, and URL masking.
 
-Precedence: real environment variables, then ``.env`` in the working directory
-(found with ``find_dotenv(usecwd=True)``), then the defaults below. Services
+Precedence: real environment variables, then the ``.env`` of the working
+directory or its nearest parent that has one (:func:`find_env_file`), then the
+defaults below. Everything is checked once, in :func:`load_settings`. Services
 never read the environment themselves: they get a :class:`Settings`.
 """
 
@@ -12,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from planctl.errors import ConfigError
 
@@ -26,6 +28,7 @@ DEFAULTS: dict[str, str] = {
     "PLANCTL_CALDAV_USER": "",
     "PLANCTL_CALDAV_PASSWORD": "",
     "PLANCTL_CALDAV_CALENDAR": "Planificador",
+    "PLANCTL_PG_BINDIR": "",  # empty: the server's major version's tools, then PATH
     # Offsite backups (issue 15): all empty = local, unencrypted, unmonitored.
     "PLANCTL_BACKUP_RECIPIENTS": "",
     "PLANCTL_BACKUP_IDENTITY": "",
@@ -98,23 +101,24 @@ def default_sync_store(database_url: str, environ: Mapping[str, str]) -> Path:
     ``$XDG_DATA_HOME/planctl`` (``~/.local/share/planctl``), named after the
     database. Never relative to the directory a cron job starts in.
     """
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from urllib.parse import unquote, urlsplit
 
-    try:
-        url = make_url(database_url)
-    except ArgumentError:
-        url = None
-    if url is not None and url.get_backend_name() == "sqlite":
-        database = url.database or ""
-        if database and database != ":memory:" and not database.startswith("file:"):
-            path = Path(database).expanduser().absolute()
-            return path.with_name(path.name + ".calendario_simulado.json")
+    scheme = _SCHEME.match(database_url)
+    backend = scheme[0][:-3].split("+")[0].lower() if scheme else ""
+    # sqlite:///relative.db and sqlite:////absolute.db: the path after the third slash
+    database = unquote(urlsplit(database_url).path)[1:] if scheme else ""
+    if (
+        backend == "sqlite"
+        and database not in ("", ":memory:")
+        and not database.startswith("file:")
+    ):
+        path = Path(database).expanduser().absolute()
+        return path.with_name(path.name + ".calendario_simulado.json")
     data_home = environ.get("XDG_DATA_HOME", "").strip()
     base = (
         Path(data_home) if data_home else Path(environ.get("HOME") or Path.home()) / ".local/share"
     )
-    name = (url.database if url is not None else None) or "planctl"
+    name = database or "planctl"
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name) or "planctl"
     return (base / "planctl" / f"calendario_simulado-{safe}.json").absolute()
 
@@ -131,9 +135,138 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+#: The calendar backends planctl ships (planctl.sync.backends.<name>).
+SYNC_BACKENDS = ("caldav", "simulated")
+#: Query arguments a SQLite DATABASE_URL may carry: the driver's own, and SQLite's URI
+#: parameters, which it honours only with ``uri=true`` (and silently ignores otherwise).
+_SQLITE_DRIVER_ARGS = frozenset({"timeout", "uri"})
+_SQLITE_URI_ARGS = {
+    "mode": ("ro", "rw", "rwc", "memory"),
+    "cache": ("shared", "private"),
+    "immutable": ("0", "1"),
+    "nolock": ("0", "1"),
+    "psow": ("0", "1"),
+    "vfs": None,
+}
+SUPPORTED_DATABASES = "sqlite:///path/to/file.db or postgresql://user@host/dbname"
+SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa")
+
+
+def check_database_url(url: str) -> None:
+    """Refuse a DATABASE_URL planctl cannot use, without importing SQLAlchemy.
+
+    Checks the scheme (SQLite or PostgreSQL), the port, and a SQLite URL's query
+    arguments: the driver would ignore unknown ones with a warning, and SQLite's URI
+    parameters (``mode=ro``…) only count with ``uri=true``.
+    """
+    from urllib.parse import parse_qsl, urlsplit
+
+    masked = mask_url(url)
+    scheme = _SCHEME.match(url)
+    if scheme is None:
+        raise ConfigError(f"malformed DATABASE_URL '{masked}'", f"expected {SUPPORTED_DATABASES}")
+    backend = scheme[0][:-3].split("+")[0].lower()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"unsupported database '{backend}' in DATABASE_URL '{masked}'",
+            f"planctl supports {SUPPORTED_DATABASES}",
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (a non-numeric port fails here)
+    except ValueError:
+        raise ConfigError(
+            f"malformed DATABASE_URL '{masked}'", f"expected {SUPPORTED_DATABASES}"
+        ) from None
+    if backend != "sqlite":
+        return  # libpq checks its own parameters, with a message naming the bad one
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    uri = query.get("uri", "").lower() == "true"
+    for key, value in query.items():
+        if key in _SQLITE_DRIVER_ARGS:
+            continue
+        if key not in _SQLITE_URI_ARGS:
+            raise ConfigError(
+                f"unknown query argument '{key}' in DATABASE_URL '{masked}'",
+                "SQLite URLs take timeout=, or uri=true with mode=, cache=, immutable=…",
+            )
+        allowed = _SQLITE_URI_ARGS[key]
+        if allowed is not None and value not in allowed:
+            raise ConfigError(
+                f"bad value '{value}' for {key} in DATABASE_URL '{masked}'",
+                f"use one of {', '.join(allowed)}",
+            )
+        if not uri:
+            raise ConfigError(
+                f"query argument '{key}' in DATABASE_URL '{masked}' needs uri=true",
+                f"use sqlite:///file:{parts.path[1:] or 'planificador.db'}"
+                f"?{key}={value}&uri=true, or remove it",
+            )
+
+
+def check_http_url(name: str, url: str) -> str | None:
+    """Why *url* is not an ``http(s)://host…`` URL (None when it is one)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018
+    except ValueError:
+        return f"{name} '{mask_url(url)}' is malformed"
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return f"{name} '{mask_url(url)}' is not an http(s) URL"
+    return None
+
+
+def check_remote_url(url: str) -> tuple[str, str] | None:
+    """Why *url* is not a backup remote planctl can use, as (problem, hint); None when it
+    is one. The one place that knows the remote URL forms (``s3://``, ``sftp://``)."""
+    from urllib.parse import urlsplit
+
+    shown = mask_url(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018
+    except ValueError:
+        return f"bad port in backup remote '{shown}'", "use sftp://user@host[:port]/path"
+    scheme = parts.scheme.lower() if "://" in url else ""
+    if scheme == "s3":
+        if not parts.hostname:
+            return f"no bucket in backup remote '{shown}'", "use s3://bucket/prefix"
+        return None
+    if scheme == "sftp":
+        if parts.password is not None:
+            return (
+                f"backup remote '{shown}' must not hold a password",
+                "sftp:// remotes use key authentication (an SSH key or the agent)",
+            )
+        if not parts.hostname or not parts.username:
+            return (
+                f"backup remote '{shown}' needs a user and a host",
+                "use sftp://user@host[:port]/path",
+            )
+        return None
+    return (
+        f"unsupported backup remote '{shown}'",
+        "use s3://bucket/prefix or sftp://user@host[:port]/path",
+    )
+
+
+def recipient_shape_error(entry: str) -> str | None:
+    """Why one PLANCTL_BACKUP_RECIPIENTS entry cannot be an age recipient (None: it may be)."""
+    parts = entry.split()
+    if not parts:
+        return "an empty entry"
+    if parts[0].startswith("age1") and len(parts) == 1:
+        return None
+    if parts[0] in SSH_KEY_TYPES and len(parts) >= 2:
+        return None
+    return "not an age1… key or an ssh-ed25519/ssh-rsa public key"
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Everything planctl reads from its environment, resolved once."""
+    """Everything planctl reads from its environment, resolved and checked once."""
 
     database_url: str = DEFAULTS["DATABASE_URL"]
     backup_dir: Path = Path(DEFAULTS["PLANCTL_BACKUP_DIR"])
@@ -146,17 +279,30 @@ class Settings:
     caldav_user: str = ""
     caldav_password: str = field(default="", repr=False)
     caldav_calendar: str = DEFAULTS["PLANCTL_CALDAV_CALENDAR"]
+    #: Directory of pg_dump/pg_restore (None: the server's major version, then PATH).
+    pg_bindir: Path | None = None
     # Offsite backups: age recipients (comma separated, parsed by backup.crypto),
     # the identity file for restores, the remote URL and the monitoring ping URL.
     backup_recipients: str = ""
     backup_identity: Path | None = None
     backup_remote: str = ""
     backup_ping_url: str = field(default="", repr=False)
-    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: Where each variable came from ("the environment", ".env line 3"), for messages.
+    sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def masked_url(self) -> str:
         return mask_url(self.database_url)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The configured time zone (checked by :func:`load_settings`)."""
+        return ZoneInfo(self.timezone)
+
+    def source(self, name: str) -> str:
+        """Setting *name* and where it came from, for a message:
+        ``PLANCTL_LOG_DIR, set in .env line 3``."""
+        return f"{name}, set in {self.sources.get(name, 'the defaults')}"
 
     def __repr__(self) -> str:  # never leak the password through repr()
         return (
@@ -175,101 +321,181 @@ class Settings:
         return tuple(s for s in (*found, self.caldav_password) if s)
 
 
+def find_env_file(start: Path | None = None) -> Path | None:
+    """The ``.env`` planctl reads: in the working directory or the nearest parent that has
+    one (like git finds its repository). A ``.env`` that is not a regular file (a FIFO,
+    a directory) is refused rather than read or waited on."""
+    here = (start or Path.cwd()).absolute()
+    for directory in (here, *here.parents):
+        candidate = directory / ".env"
+        try:
+            mode = candidate.stat().st_mode
+        except OSError:
+            continue
+        import stat
+
+        if not stat.S_ISREG(mode):
+            raise ConfigError(
+                f"{candidate} is not a regular file", "replace it with a text file of settings"
+            )
+        return candidate
+    return None
+
+
+def _read_dotenv(path: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """The values of the ``.env`` at *path* and the line each one is set on."""
+    from dotenv import dotenv_values
+
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"cannot read {path}: not UTF-8 text (byte {error.object[error.start]:#x} "
+            f"at offset {error.start})",
+            "save the .env file as UTF-8",
+        ) from None
+    except OSError as error:
+        raise ConfigError(
+            f"cannot read {path}: {error.strerror or error}", "check the file"
+        ) from None
+    import io
+
+    loaded = dotenv_values(stream=io.StringIO(text))
+    lines: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        found = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*=", line)
+        if found:
+            lines[found[1]] = number  # the last assignment wins, as in dotenv_values
+    return {k: v for k, v in loaded.items() if v is not None}, lines
+
+
 def read_environment(
     environ: Mapping[str, str] | None = None, dotenv_path: str | Path | None = None
 ) -> dict[str, str]:
     """Merge ``.env`` and *environ* (environment wins) without touching os.environ."""
-    from dotenv import dotenv_values, find_dotenv
+    return _gather(environ, dotenv_path)[0]
 
-    if dotenv_path is None:
-        dotenv_path = find_dotenv(usecwd=True)
+
+def _gather(
+    environ: Mapping[str, str] | None, dotenv_path: str | Path | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(values, where each came from): ``.env`` then *environ*, which wins."""
+    path = Path(dotenv_path) if dotenv_path is not None else find_env_file()
     values: dict[str, str] = {}
-    if dotenv_path:
-        try:
-            loaded = dotenv_values(dotenv_path)
-        except UnicodeDecodeError as error:
-            raise ConfigError(
-                f"cannot read {dotenv_path}: not UTF-8 text (byte {error.object[error.start]:#x} "
-                f"at offset {error.start})",
-                "save the .env file as UTF-8",
-            ) from None
-        except OSError as error:
-            raise ConfigError(
-                f"cannot read {dotenv_path}: {error.strerror or error}", "check the file"
-            ) from None
-        values.update({k: v for k, v in loaded.items() if v is not None})
-    values.update(os.environ if environ is None else environ)
-    return values
-
-
-def _where(name: str, environ: Mapping[str, str] | None, dotenv_path: str | Path | None) -> str:
-    """Where a setting came from, for error messages: the environment or a .env line."""
-    if name in (os.environ if environ is None else environ):
-        return "the environment"
-    from dotenv import find_dotenv
-
-    path = dotenv_path or find_dotenv(usecwd=True)
-    if path:
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError):
-            return str(path)
-        for number, line in enumerate(lines, 1):
-            if re.match(rf"\s*(export\s+)?{re.escape(name)}\s*=", line):
-                return f"{path} line {number}"
-    return "the defaults"
-
-
-def _check_timezone(
-    name: str, value: str, environ: Mapping[str, str] | None, dotenv_path: str | Path | None
-) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            f"unknown time zone '{value}' in {name} (set in {_where(name, environ, dotenv_path)})",
-            "use an IANA name like Europe/Madrid",
-        ) from None
-    return value
+    sources: dict[str, str] = {}
+    if path is not None and path.exists():
+        loaded, lines = _read_dotenv(path)
+        values.update(loaded)
+        sources.update({k: f"{path} line {lines[k]}" for k in loaded if k in lines})
+    env = os.environ if environ is None else environ
+    values.update(env)
+    sources.update({k: "the environment" for k in env})
+    return values, sources
 
 
 def load_settings(
     environ: Mapping[str, str] | None = None, dotenv_path: str | Path | None = None
 ) -> Settings:
-    """Resolve :class:`Settings` from the environment and ``.env``."""
-    values = read_environment(environ, dotenv_path)
+    """Resolve and check :class:`Settings` from the environment and ``.env``.
+
+    Every value is checked here, once: a bad one is a :class:`ConfigError` naming the
+    variable and where it was set, whichever command runs.
+    """
+    values, sources = _gather(environ, dotenv_path)
 
     def get(name: str) -> str:
         value = values.get(name, "").strip()
-        return value or DEFAULTS[name]
+        return value or DEFAULTS.get(name, "")
+
+    def bad(name: str, problem: str, hint: str) -> ConfigError:
+        return ConfigError(f"{problem} (set in {sources.get(name, 'the defaults')})", hint)
+
+    def path(name: str, *, directory: bool | None = None) -> Path | None:
+        text = get(name)
+        if not text:
+            return None
+        if "\0" in text:
+            raise bad(name, f"{name} contains a NUL byte", "give a plain path")
+        result = Path(text).expanduser()
+        if directory is True and result.exists() and not result.is_dir():
+            raise bad(name, f"{name} '{result}' is not a directory", "name a directory")
+        if directory is False and result.is_dir():
+            raise bad(name, f"{name} '{result}' is a directory", "name a file")
+        return result
 
     database_url = normalize_database_url(get("DATABASE_URL"))
-    store = get("PLANCTL_SYNC_STORE")
+    try:
+        check_database_url(database_url)
+    except ConfigError as error:
+        raise bad("DATABASE_URL", error.message, error.hint or "") from None
+
+    timezone = get("PLANCTL_TIMEZONE")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise bad(
+            "PLANCTL_TIMEZONE",
+            f"unknown time zone '{timezone}' in PLANCTL_TIMEZONE",
+            "use an IANA name like Europe/Madrid",
+        ) from None
+
+    backend = get("PLANCTL_SYNC_BACKEND").lower()
+    if backend not in SYNC_BACKENDS:
+        raise bad(
+            "PLANCTL_SYNC_BACKEND",
+            f"unknown sync backend '{get('PLANCTL_SYNC_BACKEND')}' in PLANCTL_SYNC_BACKEND",
+            f"use one of {', '.join(SYNC_BACKENDS)}",
+        )
+    caldav_url = get("PLANCTL_CALDAV_URL")
+    problem = check_http_url("PLANCTL_CALDAV_URL", caldav_url) if caldav_url else None
+    if problem:
+        raise bad("PLANCTL_CALDAV_URL", problem, "e.g. https://cloud.example.com/remote.php/dav")
+    ping_url = get("PLANCTL_BACKUP_PING_URL")
+    problem = check_http_url("PLANCTL_BACKUP_PING_URL", ping_url) if ping_url else None
+    if problem:
+        raise bad("PLANCTL_BACKUP_PING_URL", problem, "e.g. https://hc-ping.com/<uuid>")
+    remote = get("PLANCTL_BACKUP_REMOTE")
+    remote_problem = check_remote_url(remote) if remote else None
+    if remote_problem:
+        raise bad("PLANCTL_BACKUP_REMOTE", *remote_problem)
+    recipients = get("PLANCTL_BACKUP_RECIPIENTS")
+    if recipients:
+        for entry in recipients.split(","):
+            problem = recipient_shape_error(entry)
+            if problem:
+                shown = entry.strip()[:24] + ("…" if len(entry.strip()) > 24 else "")
+                raise bad(
+                    "PLANCTL_BACKUP_RECIPIENTS",
+                    f"bad age recipient '{shown}' in PLANCTL_BACKUP_RECIPIENTS: {problem}",
+                    "use age1… keys from `age-keygen -y` or SSH public keys, separated by commas",
+                )
+    pg_bindir = path("PLANCTL_PG_BINDIR", directory=True)
+    if pg_bindir is not None and not (pg_bindir / "pg_dump").is_file():
+        raise bad(
+            "PLANCTL_PG_BINDIR",
+            f"PLANCTL_PG_BINDIR '{pg_bindir}' holds no pg_dump",
+            "name the directory of pg_dump and pg_restore, e.g. /usr/lib/postgresql/16/bin",
+        )
+    store = path("PLANCTL_SYNC_STORE", directory=False)
     return Settings(
         database_url=database_url,
-        backup_dir=Path(get("PLANCTL_BACKUP_DIR")).expanduser(),
-        log_dir=Path(get("PLANCTL_LOG_DIR")).expanduser(),
-        timezone=_check_timezone("PLANCTL_TIMEZONE", get("PLANCTL_TIMEZONE"), environ, dotenv_path),
-        sync_backend=get("PLANCTL_SYNC_BACKEND"),
+        backup_dir=path("PLANCTL_BACKUP_DIR", directory=True) or Path("backups"),
+        log_dir=path("PLANCTL_LOG_DIR", directory=True) or Path("logs"),
+        timezone=timezone,
+        sync_backend=backend,
         # absolute from here on: a later chdir (or cron's working directory) cannot move it
-        sync_store=Path(store).expanduser().absolute()
-        if store
-        else default_sync_store(database_url, values),
-        sync_store_is_default=not store,
-        caldav_url=get("PLANCTL_CALDAV_URL"),
+        sync_store=store.absolute() if store else default_sync_store(database_url, values),
+        sync_store_is_default=store is None,
+        caldav_url=caldav_url,
         caldav_user=get("PLANCTL_CALDAV_USER"),
         # Not stripped: a password may begin or end with a space.
         caldav_password=values.get("PLANCTL_CALDAV_PASSWORD", ""),
         caldav_calendar=get("PLANCTL_CALDAV_CALENDAR"),
-        backup_recipients=get("PLANCTL_BACKUP_RECIPIENTS"),
-        backup_identity=(
-            Path(get("PLANCTL_BACKUP_IDENTITY")).expanduser()
-            if get("PLANCTL_BACKUP_IDENTITY")
-            else None
-        ),
-        backup_remote=get("PLANCTL_BACKUP_REMOTE"),
-        backup_ping_url=get("PLANCTL_BACKUP_PING_URL"),
-        extra={k: v for k, v in values.items() if k.startswith("PLANCTL_")},
+        pg_bindir=pg_bindir,
+        backup_recipients=recipients,
+        backup_identity=path("PLANCTL_BACKUP_IDENTITY", directory=False),
+        backup_remote=remote,
+        backup_ping_url=ping_url,
+        sources=sources,
     )

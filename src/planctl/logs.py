@@ -57,17 +57,32 @@ def service_logger(service: str, log_dir: Path, *, secrets: tuple[str, ...] = ()
         if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == path:
             return logger
     path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(
+    # Open it once now, so an unwritable log directory is an error before any work starts
+    # (the caller names the setting). Logs may quote hosts and user names: 0600.
+    os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    handler = _LogFileHandler(
         path, maxBytes=_MAX_BYTES, backupCount=_BACKUP_COUNT, encoding="utf-8", delay=True
     )
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.addFilter(MaskingFilter(secrets))
     logger.addHandler(handler)
-    if not path.exists():
-        # Logs may quote hosts and user names: keep them to their owner.
-        path.touch(mode=0o600)
-        os.chmod(path, 0o600)
     return logger
+
+
+class _LogFileHandler(logging.handlers.RotatingFileHandler):
+    """A log file that cannot be written (disk full, removed directory) costs one warning
+    line on stderr, once, instead of logging's traceback on every record."""
+
+    _warned = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        import sys
+
+        if not self._warned:
+            self._warned = True
+            error = sys.exc_info()[1]
+            reason = getattr(error, "strerror", None) or error
+            sys.stderr.write(f"warning: cannot write log file {self.baseFilename}: {reason}\n")
 
 
 def close_service_loggers() -> None:

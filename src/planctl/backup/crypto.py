@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from planctl.config import recipient_shape_error
 from planctl.errors import EncryptionError
 
 AGE_MAGIC = b"age-encryption.org/v1\n"
 ARMOR_MAGIC = b"-----BEGIN AGE ENCRYPTED FILE-----"
-SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa")
 _PIPE_CHUNK = 1 << 16
 
 
@@ -80,14 +80,15 @@ def parse_recipient(entry: str) -> Recipient:
     entry = entry.strip()
     parts = entry.split()
     try:
-        if entry.startswith("age1") and len(parts) == 1:
+        shape = recipient_shape_error(entry)
+        if shape:
+            raise ValueError(shape)
+        if len(parts) == 1:
             native = pyrage.x25519.Recipient.from_str(entry)
             canonical, kind = entry, "x25519"
-        elif len(parts) >= 2 and parts[0] in SSH_KEY_TYPES:
+        else:
             canonical, kind = f"{parts[0]} {parts[1]}", parts[0]
             native = pyrage.ssh.Recipient.from_str(canonical)
-        else:
-            raise ValueError("not an age1… key or an ssh-ed25519/ssh-rsa public key")
     except (ValueError, pyrage.RecipientError) as error:
         raise EncryptionError(
             f"bad age recipient {_short(entry)!r} in PLANCTL_BACKUP_RECIPIENTS: {error}",

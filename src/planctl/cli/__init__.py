@@ -119,8 +119,12 @@ def main_options(
     # Drivers log their own warnings (psycopg: "error ignored terminating Pipeline" after a
     # failed statement); planctl reports the error itself, once: never Python's last-resort
     # stderr handler.
-    logging.getLogger("psycopg").addHandler(logging.NullHandler())
-    logging.getLogger("psycopg").propagate = False
+    # Library warnings (SQLAlchemy's SAWarning…) would print a source path and line: they
+    # are not the user's business once settings are checked.
+    logging.captureWarnings(True)
+    for name in ("psycopg", "py.warnings"):
+        logging.getLogger(name).addHandler(logging.NullHandler())
+        logging.getLogger(name).propagate = False
     hooks = ctx.obj if isinstance(ctx.obj, Hooks) else Hooks()
     ctx.obj = State(verbose=verbose, quiet=quiet, debug=debug, hooks=hooks)
     detach = ctx.obj.setup_console_logging()

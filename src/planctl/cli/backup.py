@@ -86,11 +86,6 @@ def _route_group_options(ctx: typer.Context) -> None:
             )
 
 
-def _pg_bindir(state: State) -> Path | None:
-    value = state.settings.extra.get("PLANCTL_PG_BINDIR")
-    return Path(value) if value else None
-
-
 def _size(size: int) -> str:
     value = float(size)
     for unit in ("B", "KB", "MB", "GB"):
@@ -187,7 +182,7 @@ def backup(
         compress="none" if no_compress else compress,
         label=label,
         lock_timeout=_lock_timeout(state, lock_timeout),
-        pg_bindir=_pg_bindir(state),
+        pg_bindir=state.settings.pg_bindir,
         verify=verify,
         fmt=fmt,
         incremental=incremental,
@@ -465,7 +460,7 @@ def verify_command(
                 name,
                 all_backups=all_backups,
                 identity=state.settings.backup_identity,
-                pg_bindir=_pg_bindir(state),
+                pg_bindir=state.settings.pg_bindir,
             )
         finally:
             store.close()
@@ -475,7 +470,7 @@ def verify_command(
             name,
             all_backups=all_backups,
             lock_timeout=_lock_timeout(state, lock_timeout),
-            pg_bindir=_pg_bindir(state),
+            pg_bindir=state.settings.pg_bindir,
             database_id=_live_identity(state),
             identity=state.settings.backup_identity,
         )
@@ -624,7 +619,7 @@ def _restore(
         backup_dir,
         info.name,
         lock_timeout=_lock_timeout(state, lock_timeout),
-        pg_bindir=_pg_bindir(state),
+        pg_bindir=state.settings.pg_bindir,
         safety_backup=safety_backup,
         allow_foreign=force_foreign or (target is not None and chain[0].engine == "logical"),
         identity=state.settings.backup_identity,
@@ -720,7 +715,7 @@ def watch_command(
         max_deltas_before_full=max_deltas,
         keep=keep,
         fmt=fmt,
-        pg_bindir=_pg_bindir(state),
+        pg_bindir=state.settings.pg_bindir,
         on_backup=on_backup,
         on_failure_command=on_failure,
         checkpoint=state.hooks.checkpoint,

@@ -59,11 +59,25 @@ class State:
             self._settings = load_settings()
         return self._settings
 
-    def service_logger(self, service: str) -> logging.Logger:
-        """Attach the service's log file (in the configured log dir) and return its logger."""
+    def service_logger(self, service: str, *, scrub_secrets: bool = True) -> logging.Logger:
+        """Attach the service's log file (in the configured log dir) and return its logger.
+
+        URL passwords are always masked; *scrub_secrets* also replaces every known
+        password where it stands as a word of its own."""
+        from planctl.errors import ConfigError
         from planctl.logs import service_logger
 
-        return service_logger(service, self.settings.log_dir, secrets=self.settings.secrets)
+        settings = self.settings
+        try:
+            secrets = settings.secrets if scrub_secrets else ()
+            return service_logger(service, settings.log_dir, secrets=secrets)
+        except OSError as error:
+            where = error.filename or settings.log_dir
+            raise ConfigError(
+                f"cannot write log file '{where}' ({settings.source('PLANCTL_LOG_DIR')}): "
+                f"{error.strerror or error}",
+                "point PLANCTL_LOG_DIR at a writable directory",
+            ) from None
 
     def setup_console_logging(self) -> Callable[[], None] | None:
         """-v shows INFO lines on stderr, --debug DEBUG lines; otherwise nothing.

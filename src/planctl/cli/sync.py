@@ -140,9 +140,7 @@ def _logged(log: logging.Logger, what: str) -> Iterator[None]:
 
 def _sync_logger(state: State) -> logging.Logger:
     """planctl.sync with sincronizacion.log; URLs masked by structure, never by text search."""
-    from planctl.logs import service_logger
-
-    return service_logger("sync", state.settings.log_dir)
+    return state.service_logger("sync", scrub_secrets=False)
 
 
 def _progress(state: State) -> Any:

@@ -17,30 +17,30 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, exc, make_url
 from sqlalchemy.engine import URL, Connection
 
-from planctl.config import mask_secret, mask_url, url_password
+from planctl.config import (
+    SUPPORTED_DATABASES,
+    check_database_url,
+    mask_secret,
+    mask_url,
+    url_password,
+)
 from planctl.errors import ConfigError, DatabaseError
 
 # SQLite stores Numeric as text-compatible REAL; planctl keeps Decimal at the
 # edges and knows that, so the per-statement warning is noise.
 warnings.filterwarnings("ignore", message=r".*does \*not\* support Decimal objects natively")
 
-SUPPORTED = "sqlite:///path/to/file.db or postgresql://user@host/dbname"
-
-
 def parse_url(database_url: str) -> URL:
     """Parse and check *database_url*: a supported backend with a usable target."""
     masked = mask_url(database_url)
+    check_database_url(database_url)
     try:
         url = make_url(database_url)
         url.port  # noqa: B018  (a non-numeric port fails here, not later)
     except (exc.ArgumentError, ValueError):
-        raise ConfigError(f"malformed DATABASE_URL '{masked}'", f"expected {SUPPORTED}") from None
-    backend = url.get_backend_name()
-    if backend not in ("sqlite", "postgresql"):
         raise ConfigError(
-            f"unsupported database '{backend}' in DATABASE_URL '{masked}'",
-            f"planctl supports {SUPPORTED}",
-        )
+            f"malformed DATABASE_URL '{masked}'", f"expected {SUPPORTED_DATABASES}"
+        ) from None
     try:
         url.get_dialect()
     except exc.NoSuchModuleError:
@@ -48,7 +48,7 @@ def parse_url(database_url: str) -> URL:
             f"unknown database driver '{url.drivername}' in DATABASE_URL '{masked}'",
             "use sqlite:/// or postgresql+psycopg:// (psycopg 3 ships with planctl)",
         ) from None
-    if backend == "postgresql" and url.get_driver_name() != "psycopg":
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() != "psycopg":
         raise ConfigError(
             f"driver '{url.get_driver_name()}' is not installed for DATABASE_URL '{masked}'",
             "use postgresql+psycopg:// (or plain postgresql://)",

@@ -151,7 +151,12 @@ def open_remote(
     (default ``~/.ssh/known_hosts``). *on_upload_progress* (a test hook) gets the
     bytes sent so far.
     """
-    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    from planctl.config import check_remote_url
+
+    problem = check_remote_url(url)
+    if problem:
+        raise ConfigError(*problem)
+    scheme = url.partition("://")[0].lower()
     if scheme == "s3":
         from planctl.backup.remote.s3 import S3Store
 
@@ -173,9 +178,4 @@ def open_remote(
             timeout=timeout,
             on_progress=on_upload_progress,
         )
-    from planctl.config import mask_url
-
-    raise ConfigError(
-        f"unsupported PLANCTL_BACKUP_REMOTE {mask_url(url)!r}",
-        hint="use s3://bucket/prefix or sftp://user@host[:port]/path",
-    )
+    raise AssertionError(scheme)  # check_remote_url admits s3 and sftp only

@@ -26,7 +26,6 @@ from planctl.backup.remote import (
     write_atomically,
 )
 from planctl.errors import (
-    ConfigError,
     NothingToDoError,
     PlanctlError,
     RemoteError,
@@ -106,11 +105,8 @@ class S3Store:
         timeout: float = 15.0,
         on_progress: Callable[[int], None] = lambda sent: None,
     ) -> S3Store:
+        # checked by planctl.config.check_remote_url (open_remote)
         bucket, _, prefix = url[len("s3://") :].partition("/")
-        if not bucket:
-            raise ConfigError(
-                f"no bucket in PLANCTL_BACKUP_REMOTE {url!r}", hint="use s3://bucket/prefix"
-            )
         prefix = prefix.strip("/")
         try:
             import boto3

@@ -28,7 +28,6 @@ from planctl.backup.remote import (
     write_atomically,
 )
 from planctl.errors import (
-    ConfigError,
     NothingToDoError,
     PlanctlError,
     RemoteError,
@@ -73,22 +72,9 @@ class SFTPStore:
         timeout: float = 15.0,
         on_progress: Callable[[int], None] = lambda sent: None,
     ) -> SFTPStore:
-        parts = urlsplit(url)
-        if parts.password is not None:
-            raise ConfigError(
-                "PLANCTL_BACKUP_REMOTE must not hold a password",
-                hint="sftp:// remotes use key authentication (an SSH key or the agent)",
-            )
-        try:
-            port = parts.port or 22
-        except ValueError:
-            raise ConfigError(f"bad port in PLANCTL_BACKUP_REMOTE {url!r}") from None
-        if not parts.hostname or not parts.username:
-            raise ConfigError(
-                f"PLANCTL_BACKUP_REMOTE {url!r} needs a user and a host",
-                hint="use sftp://user@host[:port]/path",
-            )
-        user, host = unquote(parts.username), parts.hostname
+        parts = urlsplit(url)  # checked by planctl.config.check_remote_url (open_remote)
+        port = parts.port or 22
+        user, host = unquote(parts.username or ""), parts.hostname or ""
         path = posixpath.normpath(unquote(parts.path) or "/")
         where = f"sftp://{user}@{host}:{port}{path}"
         client = _connect(user, host, port, key_path, known_hosts, timeout, where)

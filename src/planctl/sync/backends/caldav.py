@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 from xml.sax.saxutils import escape
 
-from planctl.config import Settings, mask_url
+from planctl.config import Settings, check_http_url, mask_url
 from planctl.errors import ConfigError, SyncError
 from planctl.export.ical import END_CALENDAR, calendar_header
 from planctl.logs import mask_url_in_text
@@ -68,11 +68,9 @@ class CalDAVBackend:
                 "PLANCTL_CALDAV_URL is not set (PLANCTL_SYNC_BACKEND=caldav)",
                 "set it in .env to the server's CalDAV URL, e.g. https://cloud.example.com/remote.php/dav",
             )
-        if not self.url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"PLANCTL_CALDAV_URL '{mask_url(self.url)}' is not an http(s) URL",
-                "e.g. https://cloud.example.com/remote.php/dav",
-            )
+        problem = check_http_url("PLANCTL_CALDAV_URL", self.url)
+        if problem:
+            raise ConfigError(problem, "e.g. https://cloud.example.com/remote.php/dav")
         if self.password and not self.user:
             raise ConfigError(
                 "PLANCTL_CALDAV_PASSWORD is set but PLANCTL_CALDAV_USER is not",
