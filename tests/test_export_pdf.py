@@ -17,13 +17,13 @@ from pypdf import PdfReader
 from sqlalchemy import create_engine, insert, select
 from sqlalchemy.engine import Connection
 
+from planctl.calendar.sessions import SessionFilter
 from planctl.db.engine import connect
 from planctl.db.models import metadata
 from planctl.errors import UsageError
 from planctl.export import pdf as pdf_module
 from planctl.export.fonts import FontFiles, ReportFont, find_font_files
 from planctl.export.pdf import ReportSummary, client_color, format_euros, write_report
-from planctl.export.sessions import SessionFilter
 
 from .conftest import skip_or_fail
 

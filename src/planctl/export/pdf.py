@@ -23,9 +23,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fpdf import FPDF
 from sqlalchemy.engine import Connection
 
+from planctl.calendar.sessions import SessionFilter, SessionView, iter_sessions
 from planctl.errors import UsageError
 from planctl.export.fonts import ReportFont, find_font_files
-from planctl.export.sessions import SessionFilter, SessionView, iter_sessions
 
 VIEWS = ("list", "month")
 TITLES = {"list": "Informe de sesiones", "month": "Calendario de sesiones"}
