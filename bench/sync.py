@@ -81,7 +81,7 @@ import json, sys, time
 from urllib.parse import quote
 from caldav.davclient import DAVClient
 from planctl.config import load_settings
-from planctl.export.sessions import SessionFilter, iter_sessions
+from planctl.calendar.sessions import SessionFilter, iter_sessions
 from planctl.db.engine import connect
 from planctl.sync.backends.caldav import CalDAVBackend
 from planctl.sync.engine import LocalItem

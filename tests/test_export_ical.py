@@ -23,6 +23,8 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from planctl import __version__
+from planctl.calendar.events import session_to_event, session_uid
+from planctl.calendar.sessions import SessionFilter, SessionView
 from planctl.db.engine import connect
 from planctl.db.models import (
     ESTADOS_SESION,
@@ -33,8 +35,7 @@ from planctl.db.models import (
     Tema,
 )
 from planctl.errors import ConfigError, PlanctlError, UsageError
-from planctl.export.ical import session_to_event, session_uid, write_calendar
-from planctl.export.sessions import SessionFilter, SessionView
+from planctl.export.ical import write_calendar
 
 TZ = "Europe/Madrid"
 MADRID = ZoneInfo(TZ)
@@ -676,8 +677,8 @@ def test_status_follows_the_session_estado(
 def test_direct_serialisation_is_byte_identical_to_icalendar(seeded_url: str) -> None:
     """The streamed VEVENTs are written directly (fast); they must be exactly what
     icalendar writes for session_to_event, for every demo session and for hostile text."""
-    from planctl.export.ical import event_bytes
-    from planctl.export.sessions import iter_sessions
+    from planctl.calendar.events import event_bytes
+    from planctl.calendar.sessions import iter_sessions
 
     with connect(seeded_url) as connection:
         views = list(iter_sessions(connection))

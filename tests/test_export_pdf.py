@@ -17,13 +17,13 @@ from pypdf import PdfReader
 from sqlalchemy import create_engine, insert, select
 from sqlalchemy.engine import Connection
 
+from planctl.calendar.sessions import SessionFilter
 from planctl.db.engine import connect
 from planctl.db.models import metadata
-from planctl.errors import UsageError
+from planctl.errors import ConfigError, UsageError
 from planctl.export import pdf as pdf_module
 from planctl.export.fonts import FontFiles, ReportFont, find_font_files
 from planctl.export.pdf import ReportSummary, client_color, format_euros, write_report
-from planctl.export.sessions import SessionFilter
 
 from .conftest import skip_or_fail
 
@@ -370,12 +370,14 @@ def memory_connection() -> Iterator[Connection]:
         ({"timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
     ],
 )
-def test_bad_requests_raise_usage_error_before_writing(
+def test_bad_requests_raise_before_writing(
     memory_connection: Connection, options: dict[str, Any], message: str
 ) -> None:
+    """A bad period or view is a usage error; a bad zone is the PLANCTL_TIMEZONE setting's."""
     out = io.BytesIO()
     arguments = {"since": SINCE, "until": UNTIL, **options}
-    with pytest.raises(UsageError, match=message) as raised:
+    expected = ConfigError if "timezone" in options else UsageError
+    with pytest.raises(expected, match=message) as raised:
         write_report(memory_connection, out, **arguments)
     assert raised.value.hint
     assert out.getvalue() == b""

@@ -10,8 +10,8 @@ from typing import Any
 import icalendar
 import pytest
 
-from planctl.export.ical import END_CALENDAR, calendar_header
-from planctl.export.sessions import SessionView
+from planctl.calendar.events import END_CALENDAR, calendar_header
+from planctl.calendar.sessions import SessionView
 from planctl.sync.backend import EventPayload
 from planctl.sync.backends.simulated import content_from_resource, resource_from_payload
 from planctl.sync.content import (

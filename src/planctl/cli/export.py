@@ -192,9 +192,9 @@ def export_ical(
     ] = False,
 ) -> None:
     """Sessions as an RFC 5545 calendar (one VEVENT per session, stable UIDs)."""
+    from planctl.calendar.sessions import SessionFilter
     from planctl.db.engine import connect
     from planctl.export.ical import write_calendar
-    from planctl.export.sessions import SessionFilter
     from planctl.fsutil import open_output
 
     state = _state(ctx)
@@ -243,9 +243,9 @@ def export_pdf(
     ] = None,
 ) -> None:
     """A PDF report: agenda with billable hours per client and topic, or a month calendar."""
+    from planctl.calendar.sessions import SessionFilter
     from planctl.db.engine import connect
     from planctl.export.pdf import write_report
-    from planctl.export.sessions import SessionFilter
     from planctl.fsutil import open_output
 
     state = _state(ctx)

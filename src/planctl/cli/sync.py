@@ -347,7 +347,7 @@ def pull(
 def _local_time(state: State, moment: dt.datetime | None) -> str:
     if moment is None:
         return "—"
-    from planctl.export.ical import zone_info
+    from planctl.calendar.zones import zone_info
 
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)

@@ -4,182 +4,24 @@ The calendar header and one VTIMEZONE are written first, then each event's
 bytes as the rows arrive, then ``END:VCALENDAR``: memory stays flat however
 many sessions there are. The output is deterministic (identical bytes while
 the data does not change), so re-importing it updates events instead of
-duplicating them.
-
-- ``UID`` is ``sesion-<id>@planctl``: stable for the life of the session.
-- ``DTSTAMP`` and ``LAST-MODIFIED`` are the latest ``updated_at`` of the
-  session and of every row the event shows (contract, client, final client,
-  course, topic) in UTC (``CREATED`` the session's ``created_at``), never the
-  export time: two exports of unchanged data are identical, and renaming a
-  client or a course changes them. SQLite returns these naive, in UTC.
-- ``SEQUENCE`` is the whole seconds from ``created_at`` to that latest
-  ``updated_at``: 0 for a session never edited, and larger after every edit
-  of anything it shows (``updated_at`` only moves forward), so clients accept
-  the newer version of an event. Two edits within one second share a value.
-- ``DTSTART``/``DTEND`` are the wall-clock times with ``TZID=<timezone>``.
-  The VTIMEZONE states the zone's current rule as yearly ``RRULE``s (from the
-  POSIX rule at the end of the zone's TZif file), checked day by day against
-  the zone database over the exported years; where the rule does not hold
-  (a zone whose rules changed in that range) every UTC offset change is
-  listed, one RDATE property line per onset (vobject misreads several dates
-  on one RDATE line; ical reads only the RDATEs of an observance that has
-  some). icalendar, ical and vobject read both forms alike (a test proves it).
+duplicating them. What an event holds (UID, stamps, SEQUENCE, the VTIMEZONE)
+is the calendar model's, shared with sync: see :mod:`planctl.calendar.events`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import itertools
-import re
-import zoneinfo
 from collections.abc import Iterable
 from typing import BinaryIO
 
-from icalendar import Calendar, Event, Timezone, vCategory, vText
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from planctl import __version__
+from planctl.calendar.events import END_CALENDAR, calendar_header, event_bytes
+from planctl.calendar.sessions import SessionFilter, SessionView, iter_sessions
+from planctl.calendar.zones import zone_info
 from planctl.db.models import Sesion
-from planctl.errors import ConfigError
-from planctl.export import tzrules
-from planctl.export.sessions import SessionFilter, SessionView, iter_sessions
-
-PRODID = f"-//planctl//planctl {__version__}//ES"
-CALENDAR_NAME = "Planificador — sesiones"
-END_CALENDAR = b"END:VCALENDAR\r\n"
-STATUS = {
-    "propuesta": "TENTATIVE",
-    "programada": "CONFIRMED",
-    "reprogramada": "CONFIRMED",
-    "cancelada": "CANCELLED",
-}
-MAX_SEQUENCE = 2**31 - 1  # SEQUENCE is an INTEGER: a signed 32-bit value
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-# TEXT may not hold control characters other than HTAB (RFC 5545 3.3.11).
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def escape_text(value: str) -> str:
-    """RFC 5545 TEXT escaping: backslash, semicolon, comma and line breaks."""
-    escaped = (
-        value.replace("\\", "\\\\")
-        .replace(";", "\\;")
-        .replace(",", "\\,")
-        .replace("\r\n", "\\n")
-        .replace("\n", "\\n")
-        .replace("\r", "\\n")
-    )
-    return CONTROL_CHARACTERS.sub("", escaped)
-
-
-class Text(vText):
-    """A TEXT value escaped exactly.
-
-    icalendar 7 turns a literal backslash followed by ``N`` (``C:\\Nuevos``)
-    into a line break before escaping; this keeps the text as it is.
-    """
-
-    def to_ical(self) -> bytes:
-        return escape_text(str(self)).encode("utf-8")
-
-
-class Categories(vCategory):
-    """CATEGORIES whose values are escaped by :class:`Text`."""
-
-    def to_ical(self) -> bytes:
-        return b",".join(Text(str(c)).to_ical() for c in self.cats)
-
-
-def session_uid(session_id: int, domain: str = "planctl") -> str:
-    """The event UID of a session: stable, so re-imports update instead of duplicating."""
-    return f"sesion-{session_id}@{domain}"
-
-
-def zone_info(timezone: str) -> zoneinfo.ZoneInfo:
-    """The IANA time zone *timezone*; ConfigError with a close name if unknown."""
-    try:
-        return zoneinfo.ZoneInfo(timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        close = difflib.get_close_matches(timezone, sorted(zoneinfo.available_timezones()), n=1)
-        hint = f"did you mean '{close[0]}'?" if close else "use an IANA name like Europe/Madrid"
-        raise ConfigError(f"unknown time zone '{timezone}' (PLANCTL_TIMEZONE)", hint) from None
-
-
-def as_utc(moment: dt.datetime | None) -> dt.datetime | None:
-    """*moment* in UTC to the second; a naive value (SQLite) is already UTC."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).replace(microsecond=0)
-
-
-def location(view: SessionView) -> str | None:
-    """The address, the video link as "Online: <link>", or both for a mixed session."""
-    online = f"Online: {view.enlace_vc}" if view.enlace_vc else "Online"
-    if view.modalidad == "online" or (not view.direccion and view.enlace_vc):
-        return online
-    if view.modalidad == "mixta" and view.direccion and view.enlace_vc:
-        return f"{view.direccion} / {online}"
-    return view.direccion
-
-
-def description(view: SessionView) -> str:
-    """Contract number, modality, contact person and notes, one per line."""
-    lines = [f"Expediente: {view.expediente}"]
-    if view.modalidad:
-        lines.append(f"Modalidad: {view.modalidad}")
-    contact = [
-        part
-        for part in (view.persona_responsable, view.telefono_responsable, view.email_responsable)
-        if part
-    ]
-    if contact:
-        lines.append(f"Contacto: {', '.join(contact)}")
-    if view.notas:
-        lines.append(f"Notas: {view.notas}")
-    return "\n".join(lines)
-
-
-def last_change(view: SessionView) -> dt.datetime | None:
-    """When anything the event shows last changed, in UTC to the second."""
-    return as_utc(view.changed_at or view.updated_at)
-
-
-def sequence(view: SessionView) -> int:
-    """Whole seconds from creation to the last edit: grows with every change."""
-    created, updated = as_utc(view.created_at), last_change(view)
-    if created is None or updated is None:
-        return 0
-    return max(0, min(MAX_SEQUENCE, int((updated - created).total_seconds())))
-
-
-def session_to_event(view: SessionView, timezone: str) -> Event:
-    """One VEVENT for *view*, its times in the IANA zone *timezone*."""
-    zone = zone_info(timezone)
-    created, updated = as_utc(view.created_at), last_change(view)
-    event = Event()
-    event.add("uid", session_uid(view.id))
-    event.add("dtstamp", updated or created or EPOCH)
-    event.add("dtstart", dt.datetime.combine(view.fecha, view.hora_inicio, tzinfo=zone))
-    event.add("dtend", dt.datetime.combine(view.fecha, view.hora_fin, tzinfo=zone))
-    event.add("summary", Text(f"{view.formacion} — {view.cliente}"))
-    place = location(view)
-    if place:
-        event.add("location", Text(place))
-    event.add("description", Text(description(view)))
-    if view.enlace_vc:
-        event.add("url", view.enlace_vc)
-    event.add("categories", Categories([view.tema]))
-    event.add("status", STATUS[view.estado])
-    event.add("sequence", sequence(view))
-    if created is not None:
-        event.add("created", created)
-    if updated is not None:
-        event.add("last-modified", updated)
-    return event
 
 
 def covered_years(connection: Connection, filters: SessionFilter) -> tuple[dt.date, dt.date]:
@@ -199,92 +41,6 @@ def covered_years(connection: Connection, filters: SessionFilter) -> tuple[dt.da
     first = first or filters.since or filters.until or today
     last = last or filters.until or filters.since or today
     return dt.date(first.year, 1, 1), dt.date(last.year + 1, 1, 1)
-
-
-def time_zone(timezone: str, first: dt.date, last: dt.date) -> Timezone:
-    """The VTIMEZONE of *timezone*, right for every moment from *first* to *last*.
-
-    The zone's current rule as yearly RRULEs when it holds over the whole range,
-    otherwise one observance per UTC offset change (see the module docstring).
-    """
-    zone = zone_info(timezone)
-    rule = tzrules.posix_rule(timezone)
-    start_year = first.year - 1  # an onset before the first event, for every reader
-    if rule is not None and tzrules.holds(rule, zone, start_year, last.year):
-        return tzrules.rrule_vtimezone(timezone, rule, start_year)
-    return tzrules.onset_vtimezone(timezone, zone, first, last)
-
-
-def calendar_header(timezone: str, first: dt.date, last: dt.date) -> bytes:
-    """Everything before the first VEVENT: calendar properties and the VTIMEZONE."""
-    calendar = Calendar()
-    calendar.add("prodid", PRODID)
-    calendar.add("version", "2.0")
-    calendar.add("calscale", "GREGORIAN")
-    calendar.add("x-wr-calname", CALENDAR_NAME)
-    calendar.add("x-wr-timezone", timezone)
-    calendar.add_component(time_zone(timezone, first, last))
-    data: bytes = calendar.to_ical()
-    assert data.endswith(END_CALENDAR)
-    return data[: -len(END_CALENDAR)]
-
-
-def fold(line: str) -> bytes:
-    """*line* in UTF-8, folded as icalendar folds: at most 74 octets before each CRLF +
-    space, never inside a UTF-8 character, never right after an escaping backslash."""
-    data = line.encode()
-    if len(data) < 75:
-        return data
-    parts = []
-    start = 0
-    while len(data) - start > 74:
-        cut = start + 74
-        while data[cut] & 0xC0 == 0x80:  # a UTF-8 continuation byte: back to the char start
-            cut -= 1
-        if data[cut - 1] in b"\\^" and cut - 1 > start:
-            cut -= 1  # keep an escape with what it escapes
-        parts.append(data[start:cut])
-        start = cut
-    parts.append(data[start:])
-    return b"\r\n ".join(parts)
-
-
-def _utc_stamp(moment: dt.datetime) -> str:
-    return f"{moment:%Y%m%dT%H%M%S}Z"
-
-
-def event_bytes(view: SessionView, timezone: str) -> bytes:
-    """The VEVENT of :func:`session_to_event`, serialised directly: the same bytes
-    (a test compares them), without building icalendar objects, which costs about
-    a millisecond an event."""
-    if any(c in timezone for c in ':;,"'):  # a TZID icalendar would quote
-        return session_to_event(view, timezone).to_ical()
-    created, updated = as_utc(view.created_at), last_change(view)
-    start = dt.datetime.combine(view.fecha, view.hora_inicio)
-    end = dt.datetime.combine(view.fecha, view.hora_fin)
-    lines = [
-        "BEGIN:VEVENT",
-        "SUMMARY:" + escape_text(f"{view.formacion} — {view.cliente}"),
-        f"DTSTART;TZID={timezone}:{start:%Y%m%dT%H%M%S}",
-        f"DTEND;TZID={timezone}:{end:%Y%m%dT%H%M%S}",
-        "DTSTAMP:" + _utc_stamp(updated or created or EPOCH),
-        f"UID:{session_uid(view.id)}",
-        f"SEQUENCE:{sequence(view)}",
-        "CATEGORIES:" + escape_text(view.tema),
-    ]
-    if created is not None:
-        lines.append("CREATED:" + _utc_stamp(created))
-    lines.append("DESCRIPTION:" + escape_text(description(view)))
-    if updated is not None:
-        lines.append("LAST-MODIFIED:" + _utc_stamp(updated))
-    place = location(view)
-    if place:
-        lines.append("LOCATION:" + escape_text(place))
-    lines.append("STATUS:" + STATUS[view.estado])
-    if view.enlace_vc:
-        lines.append("URL:" + CONTROL_CHARACTERS.sub("", view.enlace_vc).replace("\n", ""))
-    lines.append("END:VEVENT\r\n")
-    return b"\r\n".join([fold(line) for line in lines])
 
 
 def write_events(out: BinaryIO, views: Iterable[SessionView], timezone: str) -> int:

@@ -18,14 +18,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import BinaryIO
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from fpdf import FPDF
 from sqlalchemy.engine import Connection
 
+from planctl.calendar.sessions import SessionFilter, SessionView, iter_sessions
+from planctl.calendar.zones import zone_info
 from planctl.errors import UsageError
 from planctl.export.fonts import ReportFont, find_font_files
-from planctl.export.sessions import SessionFilter, SessionView, iter_sessions
 
 VIEWS = ("list", "month")
 TITLES = {"list": "Informe de sesiones", "month": "Calendario de sesiones"}
@@ -221,7 +222,7 @@ def write_report(
     byte-identical output.
     """
     _check_request(since, until, view)
-    generated = _generation_time(generated_at, _zone(timezone))
+    generated = _generation_time(generated_at, zone_info(timezone))
     filters = replace(filters or SessionFilter(), since=since, until=until)
     pdf = ReportPDF(TITLES[view], _subtitle(since, until, generated, timezone, filters))
     pdf.set_creation_date(generated)
@@ -253,15 +254,6 @@ def _check_request(since: dt.date, until: dt.date, view: str) -> None:
         )
     if view not in VIEWS:
         raise UsageError(f"unknown report view '{view}'", f"use one of {', '.join(VIEWS)}")
-
-
-def _zone(timezone: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(
-            f"unknown time zone '{timezone}'", "use an IANA name such as Europe/Madrid"
-        ) from None
 
 
 def _generation_time(generated_at: dt.datetime | None, zone: ZoneInfo) -> dt.datetime:

@@ -18,8 +18,9 @@ from typing import Any
 
 from icalendar import Event
 
-from planctl.export.ical import location, session_to_event, zone_info
-from planctl.export.sessions import SessionView
+from planctl.calendar.events import location, session_to_event
+from planctl.calendar.sessions import SessionView
+from planctl.calendar.zones import zone_info
 
 UID_PATTERN = re.compile(r"^sesion-(\d+)@planctl$")
 ONLINE = "Online"

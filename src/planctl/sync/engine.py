@@ -33,12 +33,13 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from planctl import __version__
+from planctl.calendar.events import session_uid
+from planctl.calendar.sessions import SessionFilter, SessionView, iter_sessions
+from planctl.calendar.zones import zone_info
 from planctl.config import mask_url
 from planctl.db.engine import check_sqlite_target, make_engine, parse_url, translate_db_errors
 from planctl.db.models import Sesion
 from planctl.errors import SyncError, UsageError
-from planctl.export.ical import session_uid, zone_info
-from planctl.export.sessions import SessionFilter, SessionView, iter_sessions
 from planctl.sync import state as sync_state
 from planctl.sync.backend import Backend, EventPayload, RemoteEvent, StaleEtagError
 from planctl.sync.content import (

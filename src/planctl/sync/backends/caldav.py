@@ -19,9 +19,9 @@ from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 from xml.sax.saxutils import escape
 
+from planctl.calendar.events import END_CALENDAR, calendar_header
 from planctl.config import Settings, check_http_url, mask_url
 from planctl.errors import ConfigError, SyncError
-from planctl.export.ical import END_CALENDAR, calendar_header
 from planctl.logs import mask_url_in_text
 from planctl.sync.backend import EventPayload, RemoteEvent, StaleEtagError
 from planctl.sync.content import content_from_vevent, session_id_from_uid

@@ -32,9 +32,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from planctl.calendar.zones import zone_info
 from planctl.config import Settings
 from planctl.errors import LockedError, NothingToDoError, SyncError
-from planctl.export.ical import zone_info
 from planctl.sync.backend import EventPayload, RemoteEvent, StaleEtagError
 from planctl.sync.content import EventContent, clean_text, session_id_from_uid
 

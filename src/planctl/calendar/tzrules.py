@@ -7,7 +7,8 @@ form calendar servers and clients themselves write. :func:`holds` checks the
 rule against the zone database for every day of the exported years; where it
 does not hold, :func:`onset_vtimezone` lists every UTC offset change, one
 RDATE property line per onset (several dates on one RDATE line are read
-differently by different parsers).
+differently by different parsers). icalendar, ical and vobject read both
+forms alike (tests/test_export_ical_readers.py proves it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from importlib import resources
 from pathlib import Path
 
 from icalendar import Timezone, TimezoneDaylight, TimezoneStandard
+
+from planctl.calendar.zones import zone_info
 
 DAYS = ("SU", "MO", "TU", "WE", "TH", "FR", "SA")  # POSIX weekday 0 = Sunday
 _NAME = r"(?:<[^>]+>|[A-Za-z]{3,})"
@@ -222,3 +225,17 @@ def onset_vtimezone(key: str, zone: zoneinfo.ZoneInfo, first: dt.date, last: dt.
         observance.add("tzname", name)
         vtimezone.add_component(observance)
     return vtimezone
+
+
+def time_zone(timezone: str, first: dt.date, last: dt.date) -> Timezone:
+    """The VTIMEZONE of *timezone*, right for every moment from *first* to *last*.
+
+    The zone's current rule as yearly RRULEs when it holds over the whole range,
+    otherwise one observance per UTC offset change (see :func:`onset_vtimezone`).
+    """
+    zone = zone_info(timezone)
+    rule = posix_rule(timezone)
+    start_year = first.year - 1  # an onset before the first event, for every reader
+    if rule is not None and holds(rule, zone, start_year, last.year):
+        return rrule_vtimezone(timezone, rule, start_year)
+    return onset_vtimezone(timezone, zone, first, last)

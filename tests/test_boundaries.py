@@ -1,0 +1,106 @@
+"""Package boundaries: the calendar model sits below both the exports and sync.
+
+Every import statement counts, at module level or inside a function (lazy
+imports included), so a boundary cannot be crossed by deferring the import.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import planctl
+
+PACKAGE_ROOT = Path(planctl.__file__).parent
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE_ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(source: str, package: str) -> set[str]:
+    """Every module *source* (a module of *package*) imports, relative imports made absolute.
+
+    ``from a import b`` counts as both ``a`` and ``a.b`` (``b`` may be a module).
+    """
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.rsplit(".", node.level - 1)[0]
+                base = f"{anchor}.{base}" if base else anchor
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def package_of(path: Path) -> str:
+    name = module_name(path)
+    return name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+
+def crossings(package: str, forbidden: tuple[str, ...]) -> list[str]:
+    """``module -> import`` for each import under *package* of a *forbidden* package."""
+    directory = PACKAGE_ROOT.joinpath(*package.split(".")[1:])
+    modules = sorted(directory.rglob("*.py"))
+    assert modules, f"no modules under {directory}"
+    return [
+        f"{module_name(path)} -> {name}"
+        for path in modules
+        for name in sorted(imported_modules(path.read_text(encoding="utf-8"), package_of(path)))
+        if any(name == bad or name.startswith(bad + ".") for bad in forbidden)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        ("planctl.sync", ("planctl.export", "planctl.cli")),
+        ("planctl.calendar", ("planctl.export", "planctl.sync", "planctl.cli")),
+        ("planctl.export", ("planctl.sync", "planctl.cli")),
+    ],
+)
+def test_package_does_not_import_across_its_boundary(
+    package: str, forbidden: tuple[str, ...]
+) -> None:
+    assert crossings(package, forbidden) == []
+
+
+def test_the_walk_sees_lazy_and_relative_imports() -> None:
+    """The checker itself: imports inside functions and relative ones are found."""
+    source = (
+        "import json\n"
+        "def later():\n"
+        "    from planctl.export import ical\n"
+        "    from ...export.sessions import SessionView\n"
+        "from . import content\n"
+    )
+    names = imported_modules(source, "planctl.sync.backends")
+    assert {
+        "json",
+        "planctl.export",
+        "planctl.export.ical",
+        "planctl.export.sessions",
+        "planctl.export.sessions.SessionView",
+        "planctl.sync.backends.content",
+    } <= names
+
+
+def test_time_zone_helpers_import_without_icalendar_or_sqlalchemy() -> None:
+    """The zone helpers the CLI and the backends use load no heavy library."""
+    code = (
+        "import sys, planctl.calendar.zones\n"
+        "print(sorted(m for m in ('icalendar', 'sqlalchemy') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
