@@ -56,6 +56,24 @@ def test_ical_errors(seeded_url: str, cli) -> None:  # type: ignore[no-untyped-d
     assert run.exit_code == 2 and "unknown session status 'terminada'" in run.stderr
 
 
+def test_an_unbounded_month_view_is_refused_up_front(seeded_url: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "siglos.pdf"
+    run = cli(
+        "export", "pdf", "--view", "month", "--since", "0001-01-01", "--until", "9999-12-31",
+        "-o", str(out), url=seeded_url,
+    )  # fmt: skip
+    assert run.exit_code == 2
+    assert "a month view of 119,988 months" in run.stderr and "limit of 120 months" in run.stderr
+    assert "--view list" in run.stderr and not out.exists()
+    # the list view of the same period is cheap: one line per session, not per month
+    run = cli(
+        "export", "pdf", "--since", "0001-01-01", "--until", "9999-12-31", "-o", str(out),
+        url=seeded_url,
+    )  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    assert out.read_bytes().startswith(b"%PDF")
+
+
 def test_pdf_list_and_month(seeded_url: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     target = tmp_path / "informe.pdf"
     args = (

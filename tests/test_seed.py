@@ -112,6 +112,19 @@ def test_scale_must_be_positive(migrated_url: str, cli, scale: str) -> None:  # 
     assert run.exit_code == 2
 
 
+def test_an_unbounded_scale_is_refused_up_front_naming_the_limit(migrated_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    started = time.monotonic()
+    run = cli("db-seed", "--scale", str(10**20), url=migrated_url)
+    assert time.monotonic() - started < 5
+    assert run.exit_code == 2
+    assert run.stderr.startswith("error: --scale 100,000,000,000,000,000,000 is over the limit")
+    assert "10,000,000 sessions" in run.stderr and len(run.stderr.splitlines()) == 1
+    with connect(migrated_url) as connection:
+        assert connection.execute(text("SELECT count(*) FROM sesiones")).scalar() == 0
+
+
 def test_if_empty_leaves_existing_data_alone(seeded_url: str, cli) -> None:  # type: ignore[no-untyped-def]
     with connect(seeded_url) as connection:
         connection.execute(text("UPDATE temas SET descripcion = 'mía' WHERE id = 1"))

@@ -24,7 +24,7 @@ from planctl.db import changelog
 from planctl.db.engine import connect
 from planctl.db.migrate import head_revision
 from planctl.db.models import TABLE_NAMES, metadata
-from planctl.errors import SeedError
+from planctl.errors import SeedError, UsageError
 
 Row = tuple[Any, ...]
 CHUNK = 20_000
@@ -585,6 +585,10 @@ def _reset_sequences(connection: Connection) -> None:
         )
 
 
+#: The most sessions db-seed generates (about 3 GB of SQLite): refused up front above it.
+MAX_SCALE = 10_000_000
+
+
 def seed(
     database_url: str,
     *,
@@ -602,6 +606,11 @@ def seed(
     if scale is not None and scale < 1:
         raise SeedError(
             f"--scale must be at least 1, got {scale}", "pass the number of sessions to generate"
+        )
+    if scale is not None and scale > MAX_SCALE:
+        raise UsageError(
+            f"--scale {scale:,} is over the limit of {MAX_SCALE:,} sessions",
+            "benchmarks use 1,000,000; a trainer's planner holds about 10,000",
         )
     data = DemoData(DEMO_SESSIONS if scale is None else scale, random_seed)
     with connect(database_url) as connection:

@@ -246,6 +246,10 @@ def write_report(
     )
 
 
+#: The month view draws one page per month, sessions or not: 10 years at most.
+MAX_MONTH_PAGES = 120
+
+
 def _check_request(since: dt.date, until: dt.date, view: str) -> None:
     if since > until:
         raise UsageError(
@@ -254,6 +258,13 @@ def _check_request(since: dt.date, until: dt.date, view: str) -> None:
         )
     if view not in VIEWS:
         raise UsageError(f"unknown report view '{view}'", f"use one of {', '.join(VIEWS)}")
+    months = (until.year - since.year) * 12 + until.month - since.month + 1
+    if view == "month" and months > MAX_MONTH_PAGES:
+        raise UsageError(
+            f"a month view of {months:,} months ({since.isoformat()} to {until.isoformat()}) "
+            f"is over the limit of {MAX_MONTH_PAGES} months",
+            "narrow --since/--until, or use --view list for a long period",
+        )
 
 
 def _generation_time(generated_at: dt.datetime | None, zone: ZoneInfo) -> dt.datetime:
