@@ -47,6 +47,10 @@ class ConfigError(PlanctlError):
 class DatabaseError(PlanctlError):
     """The database cannot be reached, opened or written."""
 
+    #: What kind of failure it was (a :class:`planctl.failures.Failure`), when a driver
+    #: error was described; callers branch on it, never on the message.
+    failure: object = None
+
 
 class MigrationError(PlanctlError):
     """An Alembic operation failed: unknown revision, below base, bad script."""

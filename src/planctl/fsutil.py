@@ -48,13 +48,13 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from planctl.errors import LockedError, PlanctlError
+from planctl.failures import is_disk_full
 
 TEMP_SUFFIX = ".planctl-tmp"
 #: Journal files SQLite keeps beside a database.
 DATABASE_SIBLINGS = ("", "-wal", "-shm", "-journal")
 _STD_STREAMS = {"/dev/stdin": 0, "/dev/stdout": 1, "/dev/stderr": 2}
 _FD_PATH = re.compile(r"/(?:dev|proc/self|proc/thread-self)/fd/(\d+)")
-_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
 class OutputError(PlanctlError):
@@ -214,14 +214,14 @@ def space_errors(name: str) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        if error.errno in _NO_SPACE:
-            raise OutputError(
-                f"no space left on device writing '{name}'", "free some space and retry"
-            ) from None
         if error.errno == errno.EFBIG:
             raise OutputError(
                 f"file too large writing '{name}' (file-size limit reached)",
                 "raise the limit (ulimit -f) or export less",
+            ) from None
+        if is_disk_full(error):
+            raise OutputError(
+                f"no space left on device writing '{name}'", "free some space and retry"
             ) from None
         raise
 
@@ -273,7 +273,7 @@ def _locked_temp(final: Path, shown: str) -> tuple[int, Path]:
                 prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=final.parent
             )
         except OSError as error:
-            if error.errno in _NO_SPACE or error.errno == errno.EFBIG:
+            if is_disk_full(error):
                 raise
             raise OutputError(
                 f"cannot write to '{final.parent}': {error.strerror}",

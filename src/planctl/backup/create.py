@@ -49,6 +49,7 @@ from planctl.config import mask_url
 from planctl.db import changelog
 from planctl.db.engine import parse_url
 from planctl.errors import DatabaseError, UsageError
+from planctl.failures import Failure
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -250,7 +251,7 @@ def _delta_with_retries(
                 recipients,
             )
         except DatabaseError as error:
-            if "is locked" not in error.message or attempt == BUSY_ATTEMPTS:
+            if error.failure is not Failure.LOCKED or attempt == BUSY_ATTEMPTS:
                 raise
             log.warning("delta: the database is busy (attempt %d), retrying", attempt)
             time.sleep(random.uniform(0.05, 0.25) * attempt)

@@ -40,6 +40,7 @@ from planctl.backup.store import (
 )
 from planctl.db.engine import parse_url, sqlite_path
 from planctl.errors import VerificationError
+from planctl.failures import Failure, classify
 
 if TYPE_CHECKING:
     from planctl.backup.delta import Delta
@@ -116,26 +117,24 @@ def _copy_pages(
 
 
 def _map_sqlite_error(error: sqlite3.Error, what: str, where: Path | None = None) -> BackupError:
-    extended = getattr(error, "sqlite_errorcode", None)
-    code = extended & 0xFF if isinstance(extended, int) else None  # the primary result code
-    text = str(error)
-    if code == sqlite3.SQLITE_NOTADB or "file is not a database" in text:
+    failure = classify(error)
+    if failure is Failure.NOT_A_DATABASE:
         return BackupError(
             f"{what}: the current database file is damaged (not a SQLite database)",
             "move it aside (mv it to *.damaged) and run the restore again",
         )
-    if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR) or "disk is full" in text:
+    if failure is Failure.DISK_FULL:
         place = f" in '{where}'" if where is not None else ""
         return BackupError(
             f"{what}: the disk is full or a file-size limit was reached{place}",
             f"free space{place} and retry; nothing was changed",
         )
-    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+    if failure is Failure.LOCKED:
         return BackupError(
             f"{what}: another program kept the database locked",
             "close the planner app (or wait for it) and retry",
         )
-    return BackupError(f"{what}: {text}")
+    return BackupError(f"{what}: {error}")
 
 
 def snapshot(database_url: str, target: Path, checkpoint: Checkpoint = no_checkpoint) -> DumpResult:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
 import hashlib
 import json
 import os
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from planctl.errors import LockedError, NothingToDoError, PlanctlError
+from planctl.failures import is_disk_full
 
 #: 2 adds ``sequence`` and ``database_id``; version 1 metadata still reads.
 FORMAT_VERSION = 2
@@ -104,7 +104,7 @@ def no_checkpoint(stage: str) -> None:
 
 def disk_error(error: OSError, directory: Path, what: str = "the backup") -> BackupError:
     """An OSError while writing *what* into *directory*, as one line naming the place."""
-    if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+    if is_disk_full(error):
         return BackupError(
             f"writing {what} to '{directory}' failed: {error.strerror} "
             "(disk full or file-size limit)",

@@ -25,10 +25,12 @@ from planctl.config import (
     url_password,
 )
 from planctl.errors import ConfigError, DatabaseError
+from planctl.failures import Failure, classify, driver_error
 
 # SQLite stores Numeric as text-compatible REAL; planctl keeps Decimal at the
 # edges and knows that, so the per-statement warning is noise.
 warnings.filterwarnings("ignore", message=r".*does \*not\* support Decimal objects natively")
+
 
 def parse_url(database_url: str) -> URL:
     """Parse and check *database_url*: a supported backend with a usable target."""
@@ -161,60 +163,63 @@ def make_engine(
     return engine
 
 
+_MESSAGES: dict[Failure, tuple[str, str]] = {
+    Failure.AUTH_FAILED: (
+        "authentication failed for {url}",
+        "check the user and password in DATABASE_URL",
+    ),
+    Failure.NO_DATABASE: (
+        "database does not exist: {url}",
+        "create it (createdb) or fix DATABASE_URL",
+    ),
+    Failure.UNREACHABLE: (
+        "cannot connect to {url}: server unreachable",
+        "is PostgreSQL running and is the host/port in DATABASE_URL right?",
+    ),
+    Failure.NO_TABLE: (
+        "{url} has no planner schema (a table is missing)",
+        "run planctl db-upgrade first",
+    ),
+    Failure.CANNOT_OPEN: (
+        "cannot open SQLite database {url}",
+        "check that the directory exists and is writable",
+    ),
+    Failure.READ_ONLY: (
+        "database {url} is read-only",
+        "check the file's and directory's permissions, or the role's rights",
+    ),
+    Failure.LOCKED: ("database {url} is locked by another process", "retry when it has finished"),
+    Failure.NOT_A_DATABASE: (
+        "{url} is not a SQLite database",
+        "point DATABASE_URL at a planner database",
+    ),
+    Failure.CORRUPT: (
+        "database {url} is damaged",
+        "restore it from a backup (planctl backup restore)",
+    ),
+    Failure.DISK_FULL: (
+        "database {url}: the disk is full",
+        "free space where the database lives and retry",
+    ),
+}
+
+
 def describe_db_error(error: BaseException, database_url: str) -> DatabaseError:
-    """Turn a driver error into a one-line :class:`DatabaseError` with a hint."""
+    """Turn a driver error into a one-line :class:`DatabaseError` with a hint, by the
+    driver's error code (:func:`planctl.failures.classify`)."""
     masked = mask_url(database_url)
-    original = getattr(error, "orig", None) or error
-    text = " ".join(str(original).split())
-    secret = url_password(database_url)
-    if secret:
-        text = mask_secret(text, secret)
-    lowered = text.lower()
-    if "password authentication failed" in lowered or "no password supplied" in lowered:
-        return DatabaseError(
-            f"authentication failed for {masked}", "check the user and password in DATABASE_URL"
-        )
-    if "does not exist" in lowered and "database" in lowered:
-        return DatabaseError(
-            f"database does not exist: {masked}", "create it (createdb) or fix DATABASE_URL"
-        )
-    if any(
-        s in lowered
-        for s in (
-            "connection refused",
-            "could not connect",
-            "timeout expired",
-            "name or service not known",
-            "could not translate host",
-        )
-    ):
-        return DatabaseError(
-            f"cannot connect to {masked}: server unreachable",
-            "is PostgreSQL running and is the host/port in DATABASE_URL right?",
-        )
-    sqlstate = getattr(original, "sqlstate", None)
-    if sqlstate == "42P01" or "no such table" in lowered:  # undefined table
-        return DatabaseError(
-            f"{masked} has no planner schema (a table is missing)", "run planctl db-upgrade first"
-        )
-    if "unable to open database file" in lowered:
-        return DatabaseError(
-            f"cannot open SQLite database {masked}",
-            "check that the directory exists and is writable",
-        )
-    if "readonly database" in lowered or "read-only" in lowered:
-        return DatabaseError(
-            f"SQLite database {masked} is read-only", "check the file's and directory's permissions"
-        )
-    if "database is locked" in lowered:
-        return DatabaseError(
-            f"SQLite database {masked} is locked by another process", "retry when it has finished"
-        )
-    if "file is not a database" in lowered:
-        return DatabaseError(
-            f"{masked} is not a SQLite database", "point DATABASE_URL at a planner database"
-        )
-    return DatabaseError(f"database error on {masked}: {text}")
+    failure = classify(error)
+    if failure in _MESSAGES:
+        message, hint = _MESSAGES[failure]
+        described = DatabaseError(message.format(url=masked), hint)
+    else:
+        text = " ".join(str(driver_error(error)).split())
+        secret = url_password(database_url)
+        if secret:
+            text = mask_secret(text, secret)
+        described = DatabaseError(f"database error on {masked}: {text}")
+    described.failure = failure
+    return described
 
 
 @contextmanager

@@ -1,0 +1,118 @@
+"""One classifier of low-level failures, by the codes the drivers and the kernel give.
+
+Every module that turns a driver or OS error into a message asks :func:`classify`
+instead of searching the message text: sqlite3's result code
+(``sqlite_errorcode``), psycopg's SQLSTATE, an ``OSError``'s errno. Message text is
+read only where the driver gives no code at all: libpq's connection failures
+(psycopg has no SQLSTATE before a session exists) and SQLite's generic
+``SQLITE_ERROR`` for a missing table. SQLAlchemy's wrappers are unwrapped first.
+
+Cheap to import: neither SQLAlchemy nor psycopg is loaded here.
+"""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+from enum import Enum
+
+
+class Failure(Enum):
+    """What went wrong, as far as the user can act on it."""
+
+    DISK_FULL = "disk full or file-size limit"
+    LOCKED = "locked or busy"
+    NOT_A_DATABASE = "not a database"
+    CORRUPT = "damaged"
+    READ_ONLY = "read-only"
+    CANNOT_OPEN = "cannot open"
+    NO_TABLE = "missing table"
+    AUTH_FAILED = "authentication failed"
+    NO_DATABASE = "no such database"
+    UNREACHABLE = "server unreachable"
+    OTHER = "other"
+
+
+_SQLITE_CODES = {
+    sqlite3.SQLITE_FULL: Failure.DISK_FULL,
+    # A short write (file-size limit, failing disk) is an I/O error to SQLite.
+    sqlite3.SQLITE_IOERR: Failure.DISK_FULL,
+    sqlite3.SQLITE_BUSY: Failure.LOCKED,
+    sqlite3.SQLITE_LOCKED: Failure.LOCKED,
+    sqlite3.SQLITE_NOTADB: Failure.NOT_A_DATABASE,
+    sqlite3.SQLITE_CORRUPT: Failure.CORRUPT,
+    sqlite3.SQLITE_READONLY: Failure.READ_ONLY,
+    sqlite3.SQLITE_CANTOPEN: Failure.CANNOT_OPEN,
+}
+
+#: SQLSTATEs (exact, then by their two-character class).
+_SQLSTATES = {
+    "53100": Failure.DISK_FULL,  # disk_full
+    "42P01": Failure.NO_TABLE,  # undefined_table
+    "28000": Failure.AUTH_FAILED,  # invalid_authorization_specification
+    "28P01": Failure.AUTH_FAILED,  # invalid_password
+    "3D000": Failure.NO_DATABASE,  # invalid_catalog_name
+    "25006": Failure.READ_ONLY,  # read_only_sql_transaction
+    "55P03": Failure.LOCKED,  # lock_not_available
+    "40P01": Failure.LOCKED,  # deadlock_detected
+    "XX001": Failure.CORRUPT,  # data_corrupted
+    "XX002": Failure.CORRUPT,  # index_corrupted
+    "57P01": Failure.UNREACHABLE,  # admin_shutdown
+    "57P02": Failure.UNREACHABLE,  # crash_shutdown
+    "57P03": Failure.UNREACHABLE,  # cannot_connect_now
+}
+_SQLSTATE_CLASSES = {"08": Failure.UNREACHABLE, "53": Failure.DISK_FULL}
+
+_ERRNOS = {
+    errno.ENOSPC: Failure.DISK_FULL,
+    errno.EDQUOT: Failure.DISK_FULL,
+    errno.EFBIG: Failure.DISK_FULL,
+    errno.EROFS: Failure.READ_ONLY,
+}
+
+#: libpq's connection failures carry no SQLSTATE: the only text planctl reads.
+_LIBPQ_TEXT = (
+    ("password authentication failed", Failure.AUTH_FAILED),
+    ("no password supplied", Failure.AUTH_FAILED),
+    ("does not exist", Failure.NO_DATABASE),  # FATAL: database "x" does not exist
+    ("connection refused", Failure.UNREACHABLE),
+    ("could not connect", Failure.UNREACHABLE),
+    ("timeout expired", Failure.UNREACHABLE),
+    ("name or service not known", Failure.UNREACHABLE),
+    ("could not translate host", Failure.UNREACHABLE),
+    ("server closed the connection", Failure.UNREACHABLE),
+)
+
+
+def driver_error(error: BaseException) -> BaseException:
+    """The driver's own exception behind a SQLAlchemy wrapper (or *error* itself)."""
+    return getattr(error, "orig", None) or error
+
+
+def classify(error: BaseException) -> Failure:
+    """What kind of failure *error* is, from its code (see the module docstring)."""
+    error = driver_error(error)
+    if isinstance(error, sqlite3.Error):
+        code = getattr(error, "sqlite_errorcode", None)
+        if isinstance(code, int):
+            found = _SQLITE_CODES.get(code & 0xFF)  # the primary result code
+            if found is not None:
+                return found
+            if code & 0xFF == sqlite3.SQLITE_ERROR and "no such table" in str(error):
+                return Failure.NO_TABLE
+        return Failure.OTHER
+    sqlstate = getattr(error, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        return _SQLSTATES.get(sqlstate) or _SQLSTATE_CLASSES.get(sqlstate[:2], Failure.OTHER)
+    if isinstance(error, OSError):
+        return _ERRNOS.get(error.errno or 0, Failure.OTHER)
+    if type(error).__module__.startswith("psycopg"):  # a connection failure: no SQLSTATE
+        text = " ".join(str(error).split()).lower()
+        for needle, failure in _LIBPQ_TEXT:
+            if needle in text:
+                return failure
+    return Failure.OTHER
+
+
+def is_disk_full(error: BaseException) -> bool:
+    return classify(error) is Failure.DISK_FULL
