@@ -19,6 +19,8 @@ from typing import Any
 
 from sqlalchemy import Boolean, Column, Date, DateTime, Float, Integer, Numeric, String, Table, Time
 
+from planctl.db.bulk import MEMO_LIMIT, isoformat, memoized
+
 Row = list[Any]
 Convert = Callable[[Any], Any]
 
@@ -38,32 +40,6 @@ JSON_NAMES = {
     dict: "an object",
     type(None): "null",
 }
-MEMO_LIMIT = 4096
-
-
-class _Memo(dict[Any, Any]):
-    """A bounded cache of one conversion; a hit is a plain dict lookup, no Python frame."""
-
-    def __init__(self, convert: Convert) -> None:
-        super().__init__()
-        self.convert = convert
-
-    def __missing__(self, value: Any) -> Any:
-        if len(self) >= MEMO_LIMIT:
-            self.clear()
-        converted = self[value] = self.convert(value)
-        return converted
-
-
-def memoized(convert: Convert) -> Convert:
-    """*convert* with a cache: dates, times and timestamps repeat across rows.
-
-    Only for conversions whose equal inputs give identical outputs (never for
-    Decimal values: Decimal("1.0") == Decimal("1.00")).
-    """
-    return _Memo(convert).__getitem__
-
-
 def _encode_decimal(value: Any) -> str:
     if isinstance(value, float):  # a raw SQLite REAL: its shortest repr is the stored number
         value = Decimal(repr(value))
@@ -73,10 +49,6 @@ def _encode_decimal(value: Any) -> str:
 def _encode_timestamp(value: dt.datetime) -> str:
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return value.isoformat()
-
-
-def isoformat(value: Any) -> str:
-    return str(value.isoformat())
 
 
 def _decode_decimal(value: str) -> Decimal:

@@ -349,8 +349,8 @@ def apply_deltas(database_url: str, deltas: Iterable[tuple[str, Delta]]) -> int:
                 )
             try:
                 touched += apply(connection, delta, name)
-            except (DBAPIError, *table_ops.driver_errors(connection)) as error:  # type: ignore[misc]
-                reason = " ".join(str(error).split())[:300]
+            except DBAPIError as error:
+                reason = " ".join(str(error.orig).split())[:300]
                 raise BackupError(
                     f"applying delta {name} to {mask_url(database_url)} failed: {reason}",
                     "the database was left unchanged",

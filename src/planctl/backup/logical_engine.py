@@ -34,7 +34,6 @@ either engine, so a failure leaves the target as it was.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import gzip
 import hashlib
 import io
@@ -48,18 +47,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
-    Date,
-    DateTime,
     Table,
-    Time,
     inspect,
     select,
     text,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from planctl.backup import tables
-from planctl.backup.codec import JSON, UTC, Codec, Convert, Row, codec_for, isoformat, memoized
+from planctl.backup.codec import JSON, Codec, Row, codec_for
 from planctl.backup.compress import (
     SUFFIXES,
     Compression,
@@ -72,6 +69,7 @@ from planctl.backup.compress import (
 from planctl.backup.store import BackupError, Checkpoint, DumpResult, no_checkpoint, utc_now
 from planctl.config import mask_url
 from planctl.db import changelog
+from planctl.db.bulk import load_rows
 from planctl.errors import VerificationError
 
 if TYPE_CHECKING:
@@ -461,69 +459,6 @@ def _require_revision(connection: Connection, header: Header, database_url: str,
         )
 
 
-def _quoted(connection: Connection, table: Table, columns: Sequence[str]) -> tuple[str, str]:
-    quote = connection.dialect.identifier_preparer.quote
-    return quote(table.name), ", ".join(quote(c) for c in columns)
-
-
-def _sqlite_timestamp(value: dt.datetime) -> str:
-    # Naive UTC, as SQLite's CURRENT_TIMESTAMP writes it ("2026-11-22 10:15:00").
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
-
-
-def _sqlite_load(
-    connection: Connection, table: Table, columns: Sequence[str], batches: Iterator[list[Row]]
-) -> None:
-    """executemany on the raw cursor, values converted as SQLAlchemy would store them."""
-    dialect = connection.dialect
-    converters: list[tuple[int, Convert]] = []
-    for i, name in enumerate(columns):
-        kind = table.c[name].type
-        if isinstance(kind, DateTime) and kind.timezone:
-            converters.append((i, memoized(_sqlite_timestamp)))
-        elif (process := kind.dialect_impl(dialect).bind_processor(dialect)) is not None:
-            repeats = isinstance(kind, (Date, Time, DateTime))
-            converters.append((i, memoized(process) if repeats else process))
-    quoted_table, quoted_columns = _quoted(connection, table, columns)
-    marks = ", ".join("?" for _ in columns)
-    sql = f"INSERT INTO {quoted_table} ({quoted_columns}) VALUES ({marks})"
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    for rows in batches:
-        cursor.executemany(sql, _converted(rows, converters))
-
-
-def _postgres_load(
-    connection: Connection, table: Table, columns: Sequence[str], batches: Iterator[list[Row]]
-) -> None:
-    """One COPY … FROM STDIN per table (the server loads while the next batch is parsed).
-
-    Dates, times and timestamps go as their ISO text, cached: psycopg formats
-    a str several times faster than a datetime, and the server reads the same value.
-    """
-    converters = [
-        (i, memoized(isoformat))
-        for i, name in enumerate(columns)
-        if isinstance(table.c[name].type, (Date, Time, DateTime))
-    ]
-    quoted_table, quoted_columns = _quoted(connection, table, columns)
-    statement = f"COPY {quoted_table} ({quoted_columns}) FROM STDIN"
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(statement) as copy:
-        for rows in batches:
-            for row in _converted(rows, converters):
-                copy.write_row(row)
-
-
-def _converted(rows: list[Row], converters: Sequence[tuple[int, Any]]) -> list[Row]:
-    """Apply the per-column converters in place (NULLs stay NULL)."""
-    for row in rows:
-        for i, convert in converters:
-            value = row[i]
-            if value is not None:
-                row[i] = convert(value)
-    return rows
-
-
 def restore(
     database_url: str,
     data_path: Path,
@@ -547,7 +482,6 @@ def restore(
         reader = _Reader(lines, name)
         _require_revision(connection, reader.header, database_url, name)
         postgres = connection.dialect.name == "postgresql"
-        load = _postgres_load if postgres else _sqlite_load
         logged = changelog.installed(connection)
         try:
             if not postgres:
@@ -557,7 +491,7 @@ def restore(
             tables.empty(connection, reader.header.tables)
             groups = itertools.groupby(reader.batches(), key=operator.itemgetter(0, 1))
             for (table, columns), group in groups:
-                load(connection, table, columns, (rows for _, _, rows in group))
+                load_rows(connection, table, columns, (rows for _, _, rows in group))
             if postgres:
                 tables.continue_sequences(connection, reader.header.tables)
             else:
@@ -569,8 +503,8 @@ def restore(
             if logged:
                 changelog.install_triggers(connection, reader.header.tables)
                 changelog.move_anchor(connection, None, None)
-        except tables.driver_errors(connection) as error:
-            reason = " ".join(str(error).split())[:300]
+        except DBAPIError as error:
+            reason = " ".join(str(error.orig).split())[:300]
             raise BackupError(
                 f"restore of backup {name} into {mask_url(database_url)} failed: {reason}",
                 "the database was left unchanged",

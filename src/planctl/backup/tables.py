@@ -33,16 +33,6 @@ def continue_sequences(connection: Connection, tables: Sequence[str]) -> None:
         )
 
 
-def driver_errors(connection: Connection) -> tuple[type[BaseException], ...]:
-    if connection.dialect.name == "postgresql":
-        import psycopg
-
-        return (psycopg.Error,)
-    import sqlite3
-
-    return (sqlite3.Error,)
-
-
 def check_foreign_keys(connection: Connection, name: str) -> None:
     """SQLite loads with enforcement off (much faster); prove nothing dangles before commit."""
     problems = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()

@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Table, func, inspect, select, text
+from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import Connection
 
 from planctl.config import mask_url
 from planctl.db import changelog
+from planctl.db.bulk import load_rows
 from planctl.db.engine import connect
 from planctl.db.migrate import head_revision
 from planctl.db.models import TABLE_NAMES, metadata
@@ -489,53 +490,6 @@ def _chunks(rows: Iterable[Row], size: int = CHUNK) -> Iterator[list[Row]]:
         yield chunk
 
 
-def _sqlite_writer(
-    connection: Connection, table: Table, columns: tuple[str, ...]
-) -> Callable[[list[Row]], None]:
-    dialect = connection.dialect
-    processors = [
-        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
-    ]
-    converting = [(i, p) for i, p in enumerate(processors) if p is not None]
-    caches: dict[int, dict[Any, Any]] = {i: {} for i, _ in converting}
-    placeholders = ", ".join("?" for _ in columns)
-    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-
-    def convert(row: Row) -> Row:
-        values = list(row)
-        for i, processor in converting:
-            value = values[i]
-            if value is not None:
-                cache = caches[i]
-                try:
-                    values[i] = cache[value]
-                except KeyError:  # dates and times repeat: convert each once
-                    values[i] = cache[value] = processor(value)
-                    if len(cache) > 100_000:
-                        cache.clear()
-        return tuple(values)
-
-    def write(chunk: list[Row]) -> None:
-        cursor.executemany(sql, [convert(row) for row in chunk] if converting else chunk)
-
-    return write
-
-
-def _postgres_writer(
-    connection: Connection, table: Table, columns: tuple[str, ...]
-) -> Callable[[list[Row]], None]:
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
-
-    def write(chunk: list[Row]) -> None:
-        with cursor.copy(statement) as copy:
-            for row in chunk:
-                copy.write_row(row)
-
-    return write
-
-
 def _require_schema(connection: Connection, database_url: str) -> None:
     from alembic.runtime.migration import MigrationContext
 
@@ -632,13 +586,8 @@ def seed(
             changelog.drop_triggers(connection, TABLE_NAMES)
         if any(existing.values()):
             _empty_tables(connection)
-        make_writer = (
-            _postgres_writer if connection.dialect.name == "postgresql" else _sqlite_writer
-        )
         for name in TABLE_NAMES:
-            write = make_writer(connection, metadata.tables[name], COLUMNS[name])
-            for chunk in _chunks(data.rows(name)):
-                write(chunk)
+            load_rows(connection, metadata.tables[name], COLUMNS[name], _chunks(data.rows(name)))
         if connection.dialect.name == "postgresql":
             _reset_sequences(connection)
         if logged:

@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from planctl.db.bulk import raw_cursor
 from planctl.db.models import metadata
 from planctl.export.csv_common import (
     BATCH,
@@ -133,11 +134,10 @@ def copy_out(
     compiled = literal_sql(connection, query)
     quoted = delimiter.replace("'", "''")
     statement = f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv, HEADER true, DELIMITER '{quoted}')"
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     buffer = bytearray()
     rows = -1  # the first message is the header line
     reported = 0
-    with cursor.copy(statement) as copy:
+    with raw_cursor(connection, statement) as cursor, cursor.copy(statement) as copy:
         read = copy.read
         while row := read():
             buffer += row[:-1]
