@@ -209,9 +209,6 @@ class LogicalEngine:
         return logical_engine.restore(database_url, path, compressed, name, deltas, self.checkpoint)
 
 
-ENGINES = ("sqlite", "postgresql", "logical")
-
-
 def engine_for(
     name: str, *, pg_bindir: Path | None = None, checkpoint: Checkpoint = no_checkpoint
 ) -> BackupEngine:

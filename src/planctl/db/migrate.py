@@ -21,7 +21,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
 from planctl.config import mask_url
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("planctl.migrations")
 
-VERSION_TABLE = "alembic_version"
 FILE_TEMPLATE = "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s"
 
 
@@ -379,7 +378,3 @@ def _describe_diff(diff: Any) -> str:
     if kind in ("add_constraint", "remove_constraint", "add_fk", "remove_fk"):
         return f"{kind} {getattr(diff[1], 'name', diff[1])}"
     return str(kind)
-
-
-def table_names(connection: Connection) -> list[str]:
-    return inspect(connection).get_table_names()

@@ -91,14 +91,6 @@ def check_local_file(path: Path) -> None:
         raise RemoteError(f"cannot upload {path}: not a regular file")
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_atomically(
     local_path: Path, chunks: Iterable[bytes], expected_sha256: str | None, source: str
 ) -> None:
