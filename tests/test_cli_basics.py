@@ -12,6 +12,8 @@ from planctl import __version__
 from planctl.cli import app
 from planctl.cli.db import COMMANDS
 
+from .conftest import Cli
+
 HEAVY = ("sqlalchemy", "alembic", "fpdf", "icalendar", "psycopg", "caldav")
 
 
@@ -33,7 +35,7 @@ def test_help_and_version_do_not_import_heavy_libraries(args: list[str]) -> None
     assert result["heavy"] == []
 
 
-def test_version(cli) -> None:  # type: ignore[no-untyped-def]
+def test_version(cli: Cli) -> None:
     run = cli("--version")
     assert run.exit_code == 0
     assert run.stdout.strip() == f"planctl {__version__}"
@@ -47,7 +49,7 @@ def test_python_dash_m_works() -> None:
     assert done.stdout.strip() == f"planctl {__version__}"
 
 
-def test_help_lists_every_command(cli) -> None:  # type: ignore[no-untyped-def]
+def test_help_lists_every_command(cli: Cli) -> None:
     run = cli("--help")
     assert run.exit_code == 0
     for name in COMMANDS:
@@ -55,7 +57,7 @@ def test_help_lists_every_command(cli) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
-def test_every_command_has_help_and_is_documented(name: str, cli) -> None:  # type: ignore[no-untyped-def]
+def test_every_command_has_help_and_is_documented(name: str, cli: Cli) -> None:
     from pathlib import Path
 
     run = cli(name, "--help")
@@ -65,7 +67,7 @@ def test_every_command_has_help_and_is_documented(name: str, cli) -> None:  # ty
     assert f"planctl {name}" in readme, f"{name} is not documented in the README"
 
 
-def test_unknown_command_is_a_usage_error(cli) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_command_is_a_usage_error(cli: Cli) -> None:
     run = cli("db-upgrayd")
     assert run.exit_code == 2
 
@@ -89,7 +91,7 @@ def _command_tree() -> list[list[str]]:
 
 
 @pytest.mark.parametrize("words", _command_tree(), ids=" ".join)
-def test_every_subcommand_has_help_and_is_documented(words: list[str], cli) -> None:  # type: ignore[no-untyped-def]
+def test_every_subcommand_has_help_and_is_documented(words: list[str], cli: Cli) -> None:
     from pathlib import Path
 
     run = cli(*words, "--help")
@@ -104,7 +106,7 @@ def test_every_subcommand_has_help_and_is_documented(words: list[str], cli) -> N
     [["export", "csv", "sesiones"], ["export", "ical"], ["export", "pdf"], ["sync", "--dry-run"]],
     ids=" ".join,
 )
-def test_since_after_until_is_refused_alike(command: list[str], cli) -> None:  # type: ignore[no-untyped-def]
+def test_since_after_until_is_refused_alike(command: list[str], cli: Cli) -> None:
     run = cli(*command, "--since", "2026-12-01", "--until", "2026-11-01")
     assert run.exit_code == 2
     assert "--since 2026-12-01 is after --until 2026-11-01" in run.stderr
