@@ -340,6 +340,10 @@ def apply_deltas(database_url: str, deltas: Iterable[tuple[str, Delta]]) -> int:
     touched = 0
     with connect(database_url, foreign_keys=False, immediate=True) as connection:
         revision = current_revision(connection)
+        failures: tuple[type[BaseException], ...] = (
+            DBAPIError,
+            *table_ops.driver_errors(connection),
+        )
         for name, delta in deltas:
             if delta.revision != revision:
                 raise BackupError(
@@ -349,7 +353,7 @@ def apply_deltas(database_url: str, deltas: Iterable[tuple[str, Delta]]) -> int:
                 )
             try:
                 touched += apply(connection, delta, name)
-            except (DBAPIError, *table_ops.driver_errors(connection)) as error:  # type: ignore[misc]
+            except failures as error:
                 reason = " ".join(str(error).split())[:300]
                 raise BackupError(
                     f"applying delta {name} to {mask_url(database_url)} failed: {reason}",

@@ -72,6 +72,7 @@ from planctl.backup.compress import (
 from planctl.backup.store import BackupError, Checkpoint, DumpResult, no_checkpoint, utc_now
 from planctl.config import mask_url
 from planctl.db import changelog
+from planctl.db.engine import driver_cursor
 from planctl.errors import VerificationError
 
 if TYPE_CHECKING:
@@ -487,7 +488,7 @@ def _sqlite_load(
     quoted_table, quoted_columns = _quoted(connection, table, columns)
     marks = ", ".join("?" for _ in columns)
     sql = f"INSERT INTO {quoted_table} ({quoted_columns}) VALUES ({marks})"
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor = driver_cursor(connection)
     for rows in batches:
         cursor.executemany(sql, _converted(rows, converters))
 
@@ -507,7 +508,7 @@ def _postgres_load(
     ]
     quoted_table, quoted_columns = _quoted(connection, table, columns)
     statement = f"COPY {quoted_table} ({quoted_columns}) FROM STDIN"
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor = driver_cursor(connection)
     with cursor.copy(statement) as copy:
         for rows in batches:
             for row in _converted(rows, converters):

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, exc, make_url
 from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine.interfaces import DBAPICursor
 
 from planctl.config import mask_secret, mask_url, url_password
 from planctl.errors import ConfigError, DatabaseError
@@ -226,6 +227,13 @@ def translate_db_errors(database_url: str) -> Iterator[None]:
         raise describe_db_error(error, database_url) from error
     except exc.SQLAlchemyError as error:
         raise describe_db_error(error, database_url) from error
+
+
+def driver_cursor(connection: Connection) -> DBAPICursor:
+    """A cursor of the driver's own connection under *connection* (COPY, executemany)."""
+    raw = connection.connection.dbapi_connection
+    assert raw is not None  # a live Connection always holds its driver connection
+    return raw.cursor()
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from planctl.config import mask_url
 from planctl.db import changelog
-from planctl.db.engine import connect
+from planctl.db.engine import connect, driver_cursor
 from planctl.db.migrate import head_revision
 from planctl.db.models import TABLE_NAMES, metadata
 from planctl.errors import SeedError
@@ -500,7 +500,7 @@ def _sqlite_writer(
     caches: dict[int, dict[Any, Any]] = {i: {} for i, _ in converting}
     placeholders = ", ".join("?" for _ in columns)
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor = driver_cursor(connection)
 
     def convert(row: Row) -> Row:
         values = list(row)
@@ -525,7 +525,7 @@ def _sqlite_writer(
 def _postgres_writer(
     connection: Connection, table: Table, columns: tuple[str, ...]
 ) -> Callable[[list[Row]], None]:
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor = driver_cursor(connection)
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
 
     def write(chunk: list[Row]) -> None:

@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from planctl.db.engine import driver_cursor
 from planctl.db.models import metadata
 from planctl.export.csv_common import (
     BATCH,
@@ -133,7 +134,7 @@ def copy_out(
     compiled = literal_sql(connection, query)
     quoted = delimiter.replace("'", "''")
     statement = f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv, HEADER true, DELIMITER '{quoted}')"
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor = driver_cursor(connection)
     buffer = bytearray()
     rows = -1  # the first message is the header line
     reported = 0
