@@ -1,6 +1,6 @@
 """The two-way sync engine against the simulated calendar, on SQLite and PostgreSQL.
 
-One test per row of the decision table (docs/sync.md), conflicts under each
+One test per row of the decision table (docs/sync.md#the-decision-table), conflicts under each
 policy, stale etags, tombstones, dry runs, idempotency and interrupted runs.
 """
 

@@ -1,6 +1,6 @@
 """Sync never cancels sessions because a calendar looks empty, lost or replaced.
 
-The guards of docs/sync.md ("Safety"): a store that is missing, unreadable or
+The guards of docs/sync.md#safety-no-mass-cancellation: a store that is missing, unreadable or
 another calendar stops the run before any change (exit 1, one line); a run
 that would cancel more than a small share of the tracked sessions is refused
 unless --allow-mass-cancel; the default store is not relative to the working
