@@ -78,9 +78,9 @@ def bench_engine(
     full_name = ""
     for i in range(runs):
         full_t.append(run([PLANCTL, "-q", "backup", "--format", "logical"], env=env))
-        full = newest(env)
-        full_name, rows = full["name"], sum(full["row_counts"].values())
-        full_size.append(full["size"])
+        full_info = newest(env)
+        full_name, rows = full_info["name"], sum(full_info["row_counts"].values())
+        full_size.append(full_info["size"])
         change_sessions(url, changed, 2 * i)
         cli_delta_t.append(run([PLANCTL, "-q", "backup", "--incremental"], env=env))
         delta = newest(env)

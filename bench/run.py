@@ -25,9 +25,9 @@ from common import PLANCTL, create_pg_database, drop_pg_database, env_for, recor
 SESSION_COLUMNS = "id,contratacion_id,fecha,hora_inicio,hora_fin,direccion,enlace_vc,notas,estado"
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None, **kwargs: object) -> float:
+def timed(cmd: list[str], env: dict[str, str] | None = None, input: bytes | None = None) -> float:
     started = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL, input=input)
     return time.perf_counter() - started
 
 

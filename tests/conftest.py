@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from typer.testing import CliRunner
@@ -111,6 +112,12 @@ class Run:
     stderr: str
 
 
+class Cli(Protocol):
+    """The ``cli`` fixture: run planctl in-process with *args*, optionally on *url*."""
+
+    def __call__(self, *args: str, url: str | None = None, input: str | None = None) -> Run: ...
+
+
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A clean working directory with no planctl variables inherited."""
@@ -126,7 +133,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 @pytest.fixture
-def cli(workdir: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def cli(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
     """Invoke planctl in-process: ``cli("db-info", url=...)`` -> Run."""
     from planctl.cli import app
 
@@ -139,6 +146,23 @@ def cli(workdir: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unty
         return Run(result.exit_code, result.stdout, result.stderr)
 
     return invoke
+
+
+class EnvFor(Protocol):
+    """The ``env_for`` fixture: a planctl process environment for *url* (plus *extra*)."""
+
+    def __call__(self, url: str, **extra: str) -> dict[str, str]: ...
+
+
+@pytest.fixture
+def env_for(tmp_path: Path) -> EnvFor:
+    """Environments for real planctl processes, with backups and logs under tmp_path."""
+    from .helpers import planctl_env
+
+    def make(url: str, **extra: str) -> dict[str, str]:
+        return planctl_env(url, tmp_path / "backups", tmp_path / "logs", **extra)
+
+    return make
 
 
 def free_port() -> int:

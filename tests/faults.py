@@ -13,9 +13,10 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 
 
-def checkpoint_for(spec: str):  # type: ignore[no-untyped-def]
+def checkpoint_for(spec: str) -> Callable[[str], None]:
     kind, stage, *rest = spec.split(":")
 
     def checkpoint(name: str) -> None:

@@ -30,6 +30,7 @@ from planctl.errors import (
     VerificationError,
 )
 
+from .conftest import Cli
 from .helpers import table_contents
 
 
@@ -105,7 +106,7 @@ def test_rotation_keeps_the_newest(migrated_url: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("keep", [0, -1])
-def test_keep_must_be_positive(migrated_url: str, tmp_path: Path, keep: int, cli) -> None:  # type: ignore[no-untyped-def]
+def test_keep_must_be_positive(migrated_url: str, tmp_path: Path, keep: int, cli: Cli) -> None:
     with pytest.raises(UsageError):
         create_backup(migrated_url, tmp_path / "b", keep=keep)
     run = cli("backup", "--keep", str(keep), "--dir", str(tmp_path / "c"), url=migrated_url)
@@ -255,7 +256,7 @@ def test_prune_plan_follows_restic(tmp_path: Path) -> None:
     assert [c.root.name for c, _ in plan.keep] == ["f"]
 
 
-def test_prune_dry_run_and_real(migrated_url: str, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_prune_dry_run_and_real(migrated_url: str, tmp_path: Path, cli: Cli) -> None:
     backups = tmp_path / "b"
     for _ in range(3):
         create_backup(migrated_url, backups)
@@ -268,7 +269,7 @@ def test_prune_dry_run_and_real(migrated_url: str, tmp_path: Path, cli) -> None:
     assert run.exit_code == 2 and "at least one --keep-* rule" in run.stderr
 
 
-def test_cli_backup_list_verify_restore(seeded_url: str, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_cli_backup_list_verify_restore(seeded_url: str, tmp_path: Path, cli: Cli) -> None:
     backups = tmp_path / "b"
     run = cli("backup", "--keep", "5", "--dir", str(backups), url=seeded_url)
     assert run.exit_code == 0, run.stderr
@@ -298,8 +299,8 @@ def test_cli_backup_list_verify_restore(seeded_url: str, tmp_path: Path, cli) ->
     ],
 )
 def test_cli_errors(
-    migrated_url: str, tmp_path: Path, cli, args: list[str], code: int, needle: str
-) -> None:  # type: ignore[no-untyped-def]
+    migrated_url: str, tmp_path: Path, cli: Cli, args: list[str], code: int, needle: str
+) -> None:
     create_backup(migrated_url, tmp_path / "b")
     if "--dir" not in args:
         args = [*args, "--dir", str(tmp_path / "b")]
@@ -309,13 +310,15 @@ def test_cli_errors(
     assert len(lines) == 1 and needle in lines[0], run.stderr
 
 
-def test_backup_dir_that_is_a_file(migrated_url: str, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_backup_dir_that_is_a_file(migrated_url: str, tmp_path: Path, cli: Cli) -> None:
     (tmp_path / "file").write_text("x")
     run = cli("backup", "--dir", str(tmp_path / "file"), url=migrated_url)
     assert run.exit_code == 1 and "is not a directory" in run.stderr
 
 
-def test_verify_cli_exits_5_naming_the_bad_backup(seeded_url: str, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_verify_cli_exits_5_naming_the_bad_backup(
+    seeded_url: str, tmp_path: Path, cli: Cli
+) -> None:
     backups = tmp_path / "b"
     good = create_backup(seeded_url, backups).info
     bad = create_backup(seeded_url, backups).info
@@ -328,7 +331,9 @@ def test_verify_cli_exits_5_naming_the_bad_backup(seeded_url: str, tmp_path: Pat
     assert run.exit_code == 5
 
 
-def test_restore_needs_confirmation(seeded_url: str, tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_restore_needs_confirmation(
+    seeded_url: str, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     backups = tmp_path / "b"
     create_backup(seeded_url, backups)
     _change_everything(seeded_url)
@@ -345,7 +350,7 @@ def test_restore_needs_confirmation(seeded_url: str, tmp_path: Path, cli, monkey
     assert table_contents(seeded_url) == changed
 
 
-def test_backups_are_logged(seeded_url: str, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_backups_are_logged(seeded_url: str, tmp_path: Path, cli: Cli) -> None:
     from planctl.logs import close_service_loggers
 
     run = cli("backup", "--dir", str(tmp_path / "b"), url=seeded_url)
@@ -355,7 +360,9 @@ def test_backups_are_logged(seeded_url: str, tmp_path: Path, cli) -> None:  # ty
     assert "| INFO | planctl.backup | backup " in log and "written" in log
 
 
-def test_missing_pg_dump_is_explained(pg_database: str, tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_missing_pg_dump_is_explained(
+    pg_database: str, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     migrate.upgrade(pg_database)
     empty = tmp_path / "bin"
     empty.mkdir()
@@ -367,7 +374,9 @@ def test_missing_pg_dump_is_explained(pg_database: str, tmp_path: Path, cli, mon
     assert not (tmp_path / "b").exists()  # refused before anything was created
 
 
-def test_too_old_pg_dump_is_refused(pg_database: str, tmp_path: Path, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_too_old_pg_dump_is_refused(
+    pg_database: str, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No PostgreSQL 9 client can be installed here: a script stands in for one."""
     migrate.upgrade(pg_database)
     old = tmp_path / "bin"
@@ -420,7 +429,9 @@ def test_sqlite_paths_with_uri_characters(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a#b%zz"]  # no stray 'a' file
 
 
-def test_damaged_metadata_is_reported_not_deleted(seeded_url: str, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_damaged_metadata_is_reported_not_deleted(
+    seeded_url: str, tmp_path: Path, cli: Cli
+) -> None:
     backups = tmp_path / "b"
     damaged = create_backup(seeded_url, backups).info
     meta = backups / f"{damaged.name}.json"
@@ -460,7 +471,7 @@ def test_postgres_restore_leaves_other_applications_tables(
         assert connection.execute(text("SELECT count(*) FROM other_app_invoices")).scalar() == 1
 
 
-def test_libpq_env_keeps_the_callers_settings(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_libpq_env_keeps_the_callers_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     from planctl.backup.postgres_engine import libpq_env
 
     monkeypatch.setenv("PGPASSWORD", "FromEnvironment")

@@ -31,6 +31,8 @@ from planctl.db.engine import connect
 from planctl.errors import NothingToDoError, UsageError, VerificationError
 from tests.helpers import table_contents
 
+from .conftest import Cli
+
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
@@ -105,8 +107,8 @@ def test_every_point_of_a_chain_restores_exactly(seeded_url: str, tmp_path: Path
     names = [i.name for i in reversed(list_backups(backups))]
     assert names == list(snapshots)
     for name in reversed(names):  # newest first, so each restore really changes the data
-        result = restore_backup(seeded_url, backups, name, safety_backup=False)
-        assert [link.name for link in result.chain] == names[: names.index(name) + 1]
+        restored = restore_backup(seeded_url, backups, name, safety_backup=False)
+        assert [link.name for link in restored.chain] == names[: names.index(name) + 1]
         assert table_contents(seeded_url) == snapshots[name], f"state after restoring {name}"
 
 
@@ -366,7 +368,7 @@ def test_migrations_put_lost_triggers_back(migrated_url: str) -> None:
     assert changelog.trigger_name("sesiones", "del") in names
 
 
-def test_cli_incremental_restore_at_and_errors(cli, seeded_url: str, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_incremental_restore_at_and_errors(cli: Cli, seeded_url: str, workdir: Path) -> None:
     first = cli("backup", "--incremental", url=seeded_url)
     assert first.exit_code == 0, first.stderr
     assert "A full backup, not a delta: no full backup yet." in first.stdout

@@ -189,7 +189,7 @@ def test_new_rows_continue_after_the_restored_ids(tmp_path: Path, pg_database: s
             following = connection.execute(
                 text(f"SELECT nextval(pg_get_serial_sequence('{name}', 'id'))")
             ).scalar()
-            assert following == highest + 1, name
+            assert highest is not None and following == highest + 1, name
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from planctl.db import migrate
 from planctl.db.engine import connect
 from planctl.db.seed import seed
 
+from .conftest import Cli
 from .helpers import table_contents
 
 
@@ -34,7 +35,9 @@ def _normalised(url: str) -> dict[str, list[tuple[Any, ...]]]:
     return out
 
 
-def test_logical_backup_moves_sqlite_to_postgresql(tmp_path: Path, pg_database: str, cli) -> None:  # type: ignore[no-untyped-def]
+def test_logical_backup_moves_sqlite_to_postgresql(
+    tmp_path: Path, pg_database: str, cli: Cli
+) -> None:
     source = f"sqlite:///{tmp_path / 'planificador.db'}"
     migrate.upgrade(source)
     seed(source)
@@ -79,7 +82,9 @@ def test_logical_restore_into_the_same_database(seeded_url: str, tmp_path: Path)
     assert table_contents(seeded_url) == before
 
 
-def test_password_in_target_is_warned_and_masked(tmp_path: Path, pg_database: str, cli) -> None:  # type: ignore[no-untyped-def]
+def test_password_in_target_is_warned_and_masked(
+    tmp_path: Path, pg_database: str, cli: Cli
+) -> None:
     source = f"sqlite:///{tmp_path / 'p.db'}"
     migrate.upgrade(source)
     seed(source)
@@ -96,8 +101,8 @@ def test_password_in_target_is_warned_and_masked(tmp_path: Path, pg_database: st
 
 
 def test_native_backup_still_refuses_the_other_engine(
-    tmp_path: Path, pg_database: str, cli
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, pg_database: str, cli: Cli
+) -> None:
     source = f"sqlite:///{tmp_path / 'p.db'}"
     migrate.upgrade(source)
     migrate.upgrade(pg_database)
@@ -113,7 +118,7 @@ def test_native_backup_still_refuses_the_other_engine(
 def test_target_at_another_revision_is_refused_before_any_write(
     tmp_path: Path,
     pg_database: str,
-    cli,  # type: ignore[no-untyped-def]
+    cli: Cli,
 ) -> None:
     source = f"sqlite:///{tmp_path / 'p.db'}"
     migrate.upgrade(source)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,21 +22,13 @@ from planctl.backup.store import LOCK_NAME
 from planctl.db import migrate
 from planctl.db.seed import seed
 
-from .conftest import ScramServer, require_root, skip_or_fail
-from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents
+from .conftest import EnvFor, ScramServer, require_root, skip_or_fail
+from .helpers import run_planctl, spawn_planctl, table_contents
 
 
 def _files(directory: Path) -> set[str]:
     ignored = {LOCK_NAME, CHECKSUM_CACHE, LAST_RUN_FILE}
     return {p.name for p in directory.iterdir()} - ignored if directory.exists() else set()
-
-
-@pytest.fixture
-def env_for(tmp_path: Path):  # type: ignore[no-untyped-def]
-    def make(url: str, **extra: str) -> dict[str, str]:
-        return planctl_env(url, tmp_path / "backups", tmp_path / "logs", **extra)
-
-    return make
 
 
 WRITER = r"""
@@ -54,7 +47,7 @@ print(i)
 """
 
 
-def test_sqlite_backup_while_another_process_writes(tmp_path: Path, env_for) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_backup_while_another_process_writes(tmp_path: Path, env_for: EnvFor) -> None:
     db = tmp_path / "live.db"
     url = f"sqlite:///{db}"
     migrate.upgrade(url)
@@ -91,7 +84,7 @@ STAGES = ["sqlite-copied", "verified", "data-written", "data-published", "metada
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_kill_9_during_sqlite_backup(tmp_path: Path, env_for, stage: str) -> None:  # type: ignore[no-untyped-def]
+def test_kill_9_during_sqlite_backup(tmp_path: Path, env_for: EnvFor, stage: str) -> None:
     _kill_9_scenario(tmp_path, env_for, f"sqlite:///{tmp_path / 'live.db'}", stage)
 
 
@@ -99,12 +92,12 @@ def test_kill_9_during_sqlite_backup(tmp_path: Path, env_for, stage: str) -> Non
     "stage", ["pg-dump-start", "verified", "data-published", "metadata-published"]
 )
 def test_kill_9_during_postgres_backup(
-    tmp_path: Path, env_for, pg_database: str, stage: str
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, env_for: EnvFor, pg_database: str, stage: str
+) -> None:
     _kill_9_scenario(tmp_path, env_for, pg_database, stage)
 
 
-def _kill_9_scenario(tmp_path: Path, env_for, url: str, stage: str) -> None:  # type: ignore[no-untyped-def]
+def _kill_9_scenario(tmp_path: Path, env_for: EnvFor, url: str, stage: str) -> None:
     backups = tmp_path / "backups"
     migrate.upgrade(url)
     seed(url)
@@ -130,7 +123,7 @@ def _kill_9_scenario(tmp_path: Path, env_for, url: str, stage: str) -> None:  # 
     assert all(r.ok for r in verify_backup(backups, all_backups=True))
 
 
-def test_two_runs_at_once(seeded_url: str, tmp_path: Path, env_for) -> None:  # type: ignore[no-untyped-def]
+def test_two_runs_at_once(seeded_url: str, tmp_path: Path, env_for: EnvFor) -> None:
     backups = tmp_path / "backups"
     assert run_planctl("backup", env=env_for(seeded_url)).returncode == 0
     slow = spawn_planctl(
@@ -157,7 +150,7 @@ def test_two_runs_at_once(seeded_url: str, tmp_path: Path, env_for) -> None:  # 
     assert all(r.ok for r in verify_backup(backups, all_backups=True))
 
 
-def _limit_file_size(limit: int):  # type: ignore[no-untyped-def]
+def _limit_file_size(limit: int) -> Callable[[], None]:
     def apply() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
@@ -167,8 +160,8 @@ def _limit_file_size(limit: int):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("compress", ["--compress=zstd", "--no-compress"])
 def test_file_size_limit_mid_backup(
-    seeded_url: str, tmp_path: Path, env_for, compress: str
-) -> None:  # type: ignore[no-untyped-def]
+    seeded_url: str, tmp_path: Path, env_for: EnvFor, compress: str
+) -> None:
     backups = tmp_path / "backups"
     for _ in range(2):
         assert run_planctl("backup", "--no-compress", env=env_for(seeded_url)).returncode == 0
@@ -189,7 +182,7 @@ def test_file_size_limit_mid_backup(
     assert all(r.ok for r in verify_backup(backups, all_backups=True))
 
 
-def test_tiny_disk_mid_backup(tmp_path: Path, env_for) -> None:  # type: ignore[no-untyped-def]
+def test_tiny_disk_mid_backup(tmp_path: Path, env_for: EnvFor) -> None:
     url = f"sqlite:///{tmp_path / 'live.db'}"
     migrate.upgrade(url)
     seed(url, scale=20_000)
@@ -213,7 +206,7 @@ def test_tiny_disk_mid_backup(tmp_path: Path, env_for) -> None:  # type: ignore[
         subprocess.run(["umount", str(backups)], check=True)
 
 
-def test_password_never_shows(tmp_path: Path, env_for, scram_server: ScramServer) -> None:  # type: ignore[no-untyped-def]
+def test_password_never_shows(tmp_path: Path, env_for: EnvFor, scram_server: ScramServer) -> None:
     import psycopg
 
     with psycopg.connect(scram_server.url(), autocommit=True) as conn:
@@ -295,7 +288,7 @@ def test_sqlite_restore_leaves_no_stale_wal_to_replay(tmp_path: Path) -> None:
     assert table_contents(url) == expected
 
 
-def test_sqlite_restore_after_the_database_file_was_lost(tmp_path: Path, env_for) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_restore_after_the_database_file_was_lost(tmp_path: Path, env_for: EnvFor) -> None:
     db = tmp_path / "live.db"
     url = f"sqlite:///{db}"
     migrate.upgrade(url)
@@ -309,7 +302,7 @@ def test_sqlite_restore_after_the_database_file_was_lost(tmp_path: Path, env_for
     assert len(list_backups(tmp_path / "backups")) == 1  # nothing to keep a safety copy of
 
 
-def test_restore_and_verify_from_read_only_media(tmp_path: Path, env_for) -> None:  # type: ignore[no-untyped-def]
+def test_restore_and_verify_from_read_only_media(tmp_path: Path, env_for: EnvFor) -> None:
     """A set on a read-only mount verifies and restores; writing to it fails in one line."""
     db = tmp_path / "live.db"
     url = f"sqlite:///{db}"

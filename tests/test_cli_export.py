@@ -9,8 +9,10 @@ from pypdf import PdfReader
 
 from planctl.logs import close_service_loggers
 
+from .conftest import Cli
 
-def test_ical_to_stdout_and_file(seeded_url: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+
+def test_ical_to_stdout_and_file(seeded_url: str, cli: Cli, tmp_path: Path) -> None:
     run = cli("export", "ical", "--since", "2026-11-01", "--until", "2026-11-30", url=seeded_url)
     assert run.exit_code == 0, run.stderr
     calendar = icalendar.Calendar.from_ical(run.stdout)
@@ -30,7 +32,7 @@ def test_ical_to_stdout_and_file(seeded_url: str, cli, tmp_path: Path) -> None: 
     assert "as iCalendar to" in (tmp_path / "logs" / "exportacion.log").read_text(encoding="utf-8")
 
 
-def test_ical_filters_by_client_and_status(seeded_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+def test_ical_filters_by_client_and_status(seeded_url: str, cli: Cli) -> None:
     run = cli(
         "export",
         "ical",
@@ -47,7 +49,7 @@ def test_ical_filters_by_client_and_status(seeded_url: str, cli) -> None:  # typ
     assert {str(e["STATUS"]) for e in events} == {"TENTATIVE"}
 
 
-def test_ical_errors(seeded_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+def test_ical_errors(seeded_url: str, cli: Cli) -> None:
     run = cli("export", "ical", "--client", "Nandu Consultores", url=seeded_url)
     assert run.exit_code == 2
     assert "unknown client 'Nandu Consultores'" in run.stderr and "did you mean" in run.stderr
@@ -56,7 +58,9 @@ def test_ical_errors(seeded_url: str, cli) -> None:  # type: ignore[no-untyped-d
     assert run.exit_code == 2 and "unknown session status 'terminada'" in run.stderr
 
 
-def test_an_unbounded_month_view_is_refused_up_front(seeded_url: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_an_unbounded_month_view_is_refused_up_front(
+    seeded_url: str, cli: Cli, tmp_path: Path
+) -> None:
     out = tmp_path / "siglos.pdf"
     run = cli(
         "export", "pdf", "--view", "month", "--since", "0001-01-01", "--until", "9999-12-31",
@@ -74,7 +78,7 @@ def test_an_unbounded_month_view_is_refused_up_front(seeded_url: str, cli, tmp_p
     assert out.read_bytes().startswith(b"%PDF")
 
 
-def test_pdf_list_and_month(seeded_url: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_pdf_list_and_month(seeded_url: str, cli: Cli, tmp_path: Path) -> None:
     target = tmp_path / "informe.pdf"
     args = (
         "export",
@@ -116,7 +120,7 @@ def test_pdf_list_and_month(seeded_url: str, cli, tmp_path: Path) -> None:  # ty
     assert len(PdfReader(month).pages) == 3
 
 
-def test_pdf_default_name_and_errors(seeded_url: str, cli, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_pdf_default_name_and_errors(seeded_url: str, cli: Cli, workdir: Path) -> None:
     run = cli("export", "pdf", "--since", "2026-11-01", "--until", "2026-11-30", url=seeded_url)
     assert run.exit_code == 0, run.stderr
     assert (workdir / "sesiones-2026-11-01_2026-11-30.pdf").exists()

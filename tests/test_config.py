@@ -14,6 +14,8 @@ from planctl.config import (
     read_environment,
 )
 
+from .conftest import Cli
+
 
 def test_defaults_without_env_or_dotenv(tmp_path: Path) -> None:
     settings = load_settings(environ={}, dotenv_path=tmp_path / "missing.env")
@@ -59,7 +61,7 @@ def test_empty_values_fall_back_to_defaults(tmp_path: Path) -> None:
     assert settings.log_dir == Path("logs")
 
 
-def test_cli_reads_dotenv(workdir: Path, cli) -> None:  # type: ignore[no-untyped-def]
+def test_cli_reads_dotenv(workdir: Path, cli: Cli) -> None:
     (workdir / ".env").write_text("DATABASE_URL=sqlite:///dotenv.db\n")
     run = cli("db-upgrade")
     assert run.exit_code == 0, run.stderr
@@ -109,7 +111,7 @@ def test_bare_postgres_urls_use_psycopg3(url: str, normal: str) -> None:
     assert normalize_database_url(url) == normal
 
 
-def test_db_info_masks_the_password(cli, pg_admin_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_db_info_masks_the_password(cli: Cli, pg_admin_url: str) -> None:
     # The local server trusts loopback, so any password connects: it must never be shown.
     url = pg_admin_url.replace("postgres@", "postgres:Hunter2Secret@", 1)
     run = cli("db-info", url=url)

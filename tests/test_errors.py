@@ -11,7 +11,7 @@ import pytest
 
 from planctl.db import migrate
 
-from .conftest import ScramServer, free_port, skip_or_fail
+from .conftest import Cli, ScramServer, free_port, skip_or_fail
 
 
 def assert_one_clean_line(stderr: str, *needles: str) -> None:
@@ -32,13 +32,13 @@ def assert_one_clean_line(stderr: str, *needles: str) -> None:
         ("postgresql+psycopg2://u@h/d", ["driver 'psycopg2' is not installed"]),
     ],
 )
-def test_bad_database_url(cli, url: str, needles: list[str]) -> None:  # type: ignore[no-untyped-def]
+def test_bad_database_url(cli: Cli, url: str, needles: list[str]) -> None:
     run = cli("db-upgrade", url=url)
     assert run.exit_code == 1
     assert_one_clean_line(run.stderr, *needles)
 
 
-def test_postgres_unreachable(cli) -> None:  # type: ignore[no-untyped-def]
+def test_postgres_unreachable(cli: Cli) -> None:
     url = f"postgresql://app:Secret123@127.0.0.1:{free_port()}/planner"
     run = cli("db-upgrade", url=url)
     assert run.exit_code == 1
@@ -46,7 +46,7 @@ def test_postgres_unreachable(cli) -> None:  # type: ignore[no-untyped-def]
     assert "Secret123" not in run.stderr + run.stdout
 
 
-def test_wrong_password(cli, scram_server: ScramServer) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_password(cli: Cli, scram_server: ScramServer) -> None:
     run = cli("db-info", url=scram_server.url(password="WrongPass42"))
     assert run.exit_code == 1
     assert_one_clean_line(run.stderr, "authentication failed", "check the user and password")
@@ -57,7 +57,7 @@ def test_wrong_password(cli, scram_server: ScramServer) -> None:  # type: ignore
     assert scram_server.password not in ok.stdout + ok.stderr
 
 
-def test_sqlite_in_missing_directory(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_in_missing_directory(cli: Cli, tmp_path: Path) -> None:
     run = cli("db-upgrade", url=f"sqlite:///{tmp_path / 'nope' / 'p.db'}")
     assert run.exit_code == 1
     assert_one_clean_line(run.stderr, "does not exist")
@@ -90,7 +90,7 @@ def read_only_dir(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(ro)], check=True)
 
 
-def test_sqlite_in_read_only_directory(cli, read_only_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_in_read_only_directory(cli: Cli, read_only_dir: Path) -> None:
     run = cli("db-upgrade", url=f"sqlite:///{read_only_dir / 'p.db'}")
     assert run.exit_code == 1
     lines = run.stderr.strip().splitlines()
@@ -99,7 +99,7 @@ def test_sqlite_in_read_only_directory(cli, read_only_dir: Path) -> None:  # typ
     assert not (read_only_dir / "p.db").exists()
 
 
-def test_sqlite_read_only_database_file(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_read_only_database_file(cli: Cli, tmp_path: Path) -> None:
     """Root bypasses permissions, so use SQLite's own read-only mode to test the path."""
     path = tmp_path / "ro.db"
     migrate.upgrade(f"sqlite:///{path}")
@@ -110,7 +110,7 @@ def test_sqlite_read_only_database_file(cli, tmp_path: Path) -> None:  # type: i
     assert migrate.current(f"sqlite:///{path}") is None
 
 
-def test_sqlite_path_that_is_not_a_database(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_path_that_is_not_a_database(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "notes.db"
     path.write_text("these are not the tables you are looking for\n" * 20)
     run = cli("db-info", url=f"sqlite:///{path}")
@@ -118,14 +118,14 @@ def test_sqlite_path_that_is_not_a_database(cli, tmp_path: Path) -> None:  # typ
     assert_one_clean_line(run.stderr, "is not a SQLite database")
 
 
-def test_unknown_revision(cli, db_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_revision(cli: Cli, db_url: str) -> None:
     run = cli("db-upgrade", "abc123nope", url=db_url)
     assert run.exit_code == 1
     assert_one_clean_line(run.stderr, "abc123nope", "db-history")
     assert migrate.current(db_url, missing_ok=True) is None
 
 
-def test_downgrade_below_base(cli, migrated_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_downgrade_below_base(cli: Cli, migrated_url: str) -> None:
     steps = len(list(migrate.script_directory().walk_revisions())) + 1  # one past base
     run = cli("db-downgrade", f"-{steps}", "--yes", url=migrated_url)
     assert run.exit_code == 1
@@ -133,7 +133,7 @@ def test_downgrade_below_base(cli, migrated_url: str) -> None:  # type: ignore[n
     assert migrate.current(migrated_url) == migrate.head_revision()
 
 
-def test_downgrade_of_empty_database(cli, db_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_downgrade_of_empty_database(cli: Cli, db_url: str) -> None:
     if db_url.startswith("sqlite"):
         sqlite3.connect(db_url.removeprefix("sqlite:///")).close()  # an empty database file
     run = cli("db-downgrade", "--yes", url=db_url)
@@ -141,7 +141,7 @@ def test_downgrade_of_empty_database(cli, db_url: str) -> None:  # type: ignore[
     assert_one_clean_line(run.stderr, "no schema revision")
 
 
-def test_db_check_on_empty_database(cli, db_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_db_check_on_empty_database(cli: Cli, db_url: str) -> None:
     if db_url.startswith("sqlite"):
         sqlite3.connect(db_url.removeprefix("sqlite:///")).close()  # exists, holds no schema
     run = cli("db-check", url=db_url)
@@ -149,14 +149,16 @@ def test_db_check_on_empty_database(cli, db_url: str) -> None:  # type: ignore[n
     assert_one_clean_line(run.stderr, "has no schema", "planctl db-upgrade")
 
 
-def test_db_check_on_missing_sqlite_file(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_db_check_on_missing_sqlite_file(cli: Cli, tmp_path: Path) -> None:
     run = cli("db-check", url=f"sqlite:///{tmp_path / 'missing.db'}")
     assert run.exit_code == 1
     assert_one_clean_line(run.stderr, "does not exist", "db-upgrade")
     assert not (tmp_path / "missing.db").exists()
 
 
-def test_downgrade_without_terminal_needs_yes(cli, migrated_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_downgrade_without_terminal_needs_yes(
+    cli: Cli, migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("planctl.cli.db.can_prompt", lambda: False)
     monkeypatch.setattr("planctl.cli.backup.can_prompt", lambda: False)
     run = cli("db-downgrade", url=migrated_url)
@@ -165,13 +167,13 @@ def test_downgrade_without_terminal_needs_yes(cli, migrated_url: str, monkeypatc
     assert migrate.current(migrated_url) == migrate.head_revision()
 
 
-def test_debug_shows_the_traceback(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_debug_shows_the_traceback(cli: Cli, tmp_path: Path) -> None:
     run = cli("--debug", "db-upgrade", url=f"sqlite:///{tmp_path / 'nope' / 'p.db'}")
     assert run.exit_code == 1
     assert "Traceback" in run.stderr
 
 
-def test_an_empty_postgres_database_is_one_line_under_export(pg_database: str, cli) -> None:  # type: ignore[no-untyped-def]
+def test_an_empty_postgres_database_is_one_line_under_export(pg_database: str, cli: Cli) -> None:
     run = cli("export", "csv", "sesiones", url=pg_database)
     assert run.exit_code == 1
     assert "has no planner schema" in run.stderr and "Traceback" not in run.stderr

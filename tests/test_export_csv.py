@@ -16,6 +16,7 @@ from planctl.db.models import TABLE_NAMES, Cliente, metadata
 from planctl.errors import UnknownTableError, UsageError
 from planctl.export.csv import CsvOptions, export_table
 
+from .conftest import Cli
 from .helpers import table_contents
 
 
@@ -236,7 +237,7 @@ def test_bad_options(seeded_url: str) -> None:
         export(seeded_url, "temas", CsvOptions(delimiter=";;"))
 
 
-def test_cli_csv_to_stdout_and_file(seeded_url: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_csv_to_stdout_and_file(seeded_url: str, cli: Cli, tmp_path: Path) -> None:
     run = cli("export", "csv", "temas", url=seeded_url)
     assert run.exit_code == 0, run.stderr
     assert parse(run.stdout)[0]["nombre"] == "Ofimática"
@@ -248,7 +249,7 @@ def test_cli_csv_to_stdout_and_file(seeded_url: str, cli, tmp_path: Path) -> Non
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".s.csv")] == []
 
 
-def test_cli_all_tables(seeded_url: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_all_tables(seeded_url: str, cli: Cli, tmp_path: Path) -> None:
     run = cli(
         "export", "csv", "--all", str(tmp_path / "out"), "--since", "2026-10-01", url=seeded_url
     )
@@ -261,7 +262,7 @@ def test_cli_all_tables(seeded_url: str, cli, tmp_path: Path) -> None:  # type: 
     assert len(parse((tmp_path / "out" / "temas.csv").read_text(encoding="utf-8"))) == 8
 
 
-def test_cli_errors(seeded_url: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_errors(seeded_url: str, cli: Cli, tmp_path: Path) -> None:
     run = cli("export", "csv", "sesiones; DROP TABLE clientes", url=seeded_url)
     assert run.exit_code == 1
     assert run.stderr.strip() == (
@@ -281,7 +282,7 @@ def test_cli_errors(seeded_url: str, cli, tmp_path: Path) -> None:  # type: igno
     assert run.exit_code == 2 and "No such option" in run.stderr  # one reader, no workers
 
 
-def test_exports_are_logged(seeded_url: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_exports_are_logged(seeded_url: str, cli: Cli, tmp_path: Path) -> None:
     from planctl.logs import close_service_loggers
 
     assert (
@@ -369,7 +370,7 @@ def test_progress_bar_goes_to_a_terminal_stderr_only(tmp_path: Path) -> None:
     assert len(rows) == 120_001 and rows[0][0] == "id"
 
 
-def test_output_mistakes_are_one_line_errors(seeded_url: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_output_mistakes_are_one_line_errors(seeded_url: str, cli: Cli, tmp_path: Path) -> None:
     run = cli("export", "csv", "temas", "-o", str(tmp_path), url=seeded_url)
     assert run.exit_code == 1 and "is a directory" in run.stderr and "Traceback" not in run.stderr
     (tmp_path / "afile").write_text("x")
@@ -383,7 +384,7 @@ def test_output_mistakes_are_one_line_errors(seeded_url: str, cli, tmp_path: Pat
     assert leftovers == []
 
 
-def test_reexport_keeps_the_file_mode(seeded_url: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_reexport_keeps_the_file_mode(seeded_url: str, cli: Cli, tmp_path: Path) -> None:
     target = tmp_path / "c.csv"
     target.write_text("old")
     target.chmod(0o600)
@@ -441,13 +442,13 @@ def test_postgres_copy_is_utf8_on_a_latin1_database(pg_admin_url: str) -> None:
 
 
 def test_a_sqlite_read_error_is_one_clear_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Cli
+) -> None:
     from planctl.export import csv_sqlite
 
     url = sqlite_sessions(tmp_path, 500)
 
-    def broken(*args):  # type: ignore[no-untyped-def]
+    def broken(*args: object) -> tuple[str, list[object]]:
         return "SELECT CAST(x AS BLOB) FROM missing_table", []
 
     monkeypatch.setattr(csv_sqlite, "lines_sql", broken)

@@ -79,10 +79,12 @@ def with_icalendar(data: bytes) -> dict[str, dt.datetime]:
 def with_ical(data: bytes) -> dict[str, dt.datetime]:
     calendar = IcsCalendarStream.calendar_from_ics(data.decode("utf-8"))
     zone = IcsTimezoneInfo.from_timezone(calendar.timezones[0])
-    return {
-        str(event.uid): event.dtstart.replace(tzinfo=None).replace(tzinfo=zone).astimezone(dt.UTC)
-        for event in calendar.events
-    }
+    out = {}
+    for event in calendar.events:
+        assert isinstance(event.dtstart, dt.datetime)  # timed sessions, never all-day
+        wall = event.dtstart.replace(tzinfo=None)
+        out[str(event.uid)] = wall.replace(tzinfo=zone).astimezone(dt.UTC)
+    return out
 
 
 def with_vobject(data: bytes) -> dict[str, dt.datetime]:

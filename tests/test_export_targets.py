@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,8 +27,8 @@ from planctl.db import migrate
 from planctl.db.seed import seed
 from planctl.fsutil import TEMP_SUFFIX
 
-from .conftest import require_root, skip_or_fail
-from .helpers import planctl_env, run_planctl
+from .conftest import EnvFor, require_root, skip_or_fail
+from .helpers import run_planctl
 
 
 def make_db(path: Path, scale: int | None = None) -> str:
@@ -51,14 +51,6 @@ def big_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return make_db(tmp_path_factory.mktemp("big") / "planificador.db", scale=60_000)
 
 
-@pytest.fixture
-def env_for(tmp_path: Path):  # type: ignore[no-untyped-def]
-    def make(url: str, **extra: str) -> dict[str, str]:
-        return planctl_env(url, tmp_path / "backups", tmp_path / "logs", **extra)
-
-    return make
-
-
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -79,7 +71,9 @@ def db_file(url: str) -> Path:
 # Output targets.
 
 
-def test_database_and_its_journals_are_refused(small_url: str, env_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_database_and_its_journals_are_refused(
+    small_url: str, env_for: EnvFor, tmp_path: Path
+) -> None:
     database = db_file(small_url)
     before = digest(database)
     link = tmp_path / "innocent.csv"
@@ -95,7 +89,7 @@ def test_database_and_its_journals_are_refused(small_url: str, env_for, tmp_path
     assert not Path(f"{database}-journal").exists()
 
 
-def test_backup_directory_is_refused(small_url: str, env_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_backup_directory_is_refused(small_url: str, env_for: EnvFor, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
     backups.mkdir()
     run = run_planctl(
@@ -107,7 +101,9 @@ def test_backup_directory_is_refused(small_url: str, env_for, tmp_path: Path) ->
     assert list(backups.iterdir()) == []
 
 
-def test_symlink_is_followed_and_stays_a_link(small_url: str, env_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_symlink_is_followed_and_stays_a_link(
+    small_url: str, env_for: EnvFor, tmp_path: Path
+) -> None:
     real = tmp_path / "real.csv"
     real.write_text("old")
     real.chmod(0o640)
@@ -119,13 +115,13 @@ def test_symlink_is_followed_and_stays_a_link(small_url: str, env_for, tmp_path:
     assert stat.S_IMODE(real.stat().st_mode) == 0o640
 
 
-def test_new_file_is_0600(small_url: str, env_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_new_file_is_0600(small_url: str, env_for: EnvFor, tmp_path: Path) -> None:
     target = tmp_path / "new.ics"
     assert run_planctl("export", "ical", "-o", str(target), env=env_for(small_url)).returncode == 0
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
 
 
-def test_fifo_reader_gets_the_data(big_url: str, env_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_fifo_reader_gets_the_data(big_url: str, env_for: EnvFor, tmp_path: Path) -> None:
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     received: list[bytes] = []
@@ -139,7 +135,7 @@ def test_fifo_reader_gets_the_data(big_url: str, env_for, tmp_path: Path) -> Non
     assert hidden(tmp_path) == []
 
 
-def test_full_device_is_one_line(small_url: str, env_for) -> None:  # type: ignore[no-untyped-def]
+def test_full_device_is_one_line(small_url: str, env_for: EnvFor) -> None:
     for command in (
         ["csv", "sesiones"],
         ["ical"],
@@ -154,8 +150,8 @@ def test_full_device_is_one_line(small_url: str, env_for) -> None:  # type: igno
 
 
 def test_stale_temp_sibling_is_removed_by_the_next_export(
-    small_url: str, env_for, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    small_url: str, env_for: EnvFor, tmp_path: Path
+) -> None:
     stale = tmp_path / f".s.csv.k9x2{TEMP_SUFFIX}"  # what a kill -9 leaves (nobody locks it)
     stale.write_bytes(b"x" * 1000)
     target = tmp_path / "s.csv"
@@ -166,7 +162,9 @@ def test_stale_temp_sibling_is_removed_by_the_next_export(
     assert not stale.exists() and hidden(tmp_path) == []
 
 
-def stop_when(process: subprocess.Popen[str], ready: callable, timeout: float = 60) -> bool:  # type: ignore[valid-type]
+def stop_when(
+    process: subprocess.Popen[str], ready: Callable[[], bool], timeout: float = 60
+) -> bool:
     """SIGSTOP *process* as soon as ready() holds; False if it ended first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -181,8 +179,8 @@ def stop_when(process: subprocess.Popen[str], ready: callable, timeout: float = 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_signal_removes_the_temp_and_keeps_the_old_file(
-    big_url: str, env_for, tmp_path: Path, signum: int
-) -> None:  # type: ignore[no-untyped-def]
+    big_url: str, env_for: EnvFor, tmp_path: Path, signum: int
+) -> None:
     target = tmp_path / "s.csv"
     target.write_bytes(b"previous")
     for _attempt in range(3):
@@ -213,7 +211,9 @@ def test_signal_removes_the_temp_and_keeps_the_old_file(
 
 @pytest.mark.parametrize("command", [["csv", "sesiones"], ["ical"]])
 @pytest.mark.parametrize("unbuffered", [False, True])
-def test_closed_pipe_is_quiet(big_url: str, env_for, command: list[str], unbuffered: bool) -> None:  # type: ignore[no-untyped-def]
+def test_closed_pipe_is_quiet(
+    big_url: str, env_for: EnvFor, command: list[str], unbuffered: bool
+) -> None:
     env = env_for(big_url)
     if unbuffered:
         env["PYTHONUNBUFFERED"] = "1"
@@ -235,7 +235,7 @@ def test_closed_pipe_is_quiet(big_url: str, env_for, command: list[str], unbuffe
 
 
 @pytest.fixture
-def previous_set(small_url: str, env_for, tmp_path: Path) -> tuple[Path, dict[str, bytes]]:  # type: ignore[no-untyped-def]
+def previous_set(small_url: str, env_for: EnvFor, tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
     """DIR holding a complete earlier export plus a file of the user's own."""
     directory = tmp_path / "export"
     run = run_planctl("export", "csv", "--all", str(directory), env=env_for(small_url))
@@ -244,7 +244,9 @@ def previous_set(small_url: str, env_for, tmp_path: Path) -> tuple[Path, dict[st
     return directory, snapshot(directory)
 
 
-def test_all_writes_every_table_and_leaves_other_files(previous_set, big_url: str, env_for) -> None:  # type: ignore[no-untyped-def]
+def test_all_writes_every_table_and_leaves_other_files(
+    previous_set: tuple[Path, dict[str, bytes]], big_url: str, env_for: EnvFor
+) -> None:
     directory, before = previous_set
     run = run_planctl("export", "csv", "--all", str(directory), env=env_for(big_url))
     assert run.returncode == 0, run.stderr
@@ -255,8 +257,8 @@ def test_all_writes_every_table_and_leaves_other_files(previous_set, big_url: st
 
 
 def test_all_under_a_file_size_limit_keeps_the_previous_set(
-    previous_set, big_url: str, env_for
-) -> None:  # type: ignore[no-untyped-def]
+    previous_set: tuple[Path, dict[str, bytes]], big_url: str, env_for: EnvFor
+) -> None:
     directory, before = previous_set
 
     def limit() -> None:
@@ -274,8 +276,8 @@ def test_all_under_a_file_size_limit_keeps_the_previous_set(
 
 
 def test_all_on_a_full_disk_keeps_the_previous_set(
-    small_url: str, big_url: str, env_for, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    small_url: str, big_url: str, env_for: EnvFor, tmp_path: Path
+) -> None:
     require_root("mounting a tiny tmpfs")
     media = tmp_path / "media"
     media.mkdir()
@@ -302,8 +304,8 @@ def test_all_on_a_full_disk_keeps_the_previous_set(
 
 
 def test_all_interrupted_by_sigterm_keeps_the_previous_set(
-    previous_set, big_url: str, env_for
-) -> None:  # type: ignore[no-untyped-def]
+    previous_set: tuple[Path, dict[str, bytes]], big_url: str, env_for: EnvFor
+) -> None:
     directory, before = previous_set
 
     def staging_has_sesiones() -> bool:
@@ -331,7 +333,9 @@ def test_all_interrupted_by_sigterm_keeps_the_previous_set(
     assert snapshot(directory) == before and hidden(directory) == []
 
 
-def test_all_rolls_back_a_swap_cut_by_kill_9(previous_set, big_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_all_rolls_back_a_swap_cut_by_kill_9(
+    previous_set: tuple[Path, dict[str, bytes]], big_url: str, tmp_path: Path
+) -> None:
     """A kill -9 halfway through the renames leaves a staging dir with the old files and a
     marker: the next run puts the old set back before anything else (here it then fails,
     so what is left is exactly what the recovery restored)."""
@@ -359,7 +363,9 @@ def test_all_rolls_back_a_swap_cut_by_kill_9(previous_set, big_url: str, tmp_pat
     assert snapshot(directory) == before and hidden(directory) == []
 
 
-def test_two_all_runs_on_one_directory_exclude_each_other(previous_set, small_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_two_all_runs_on_one_directory_exclude_each_other(
+    previous_set: tuple[Path, dict[str, bytes]], small_url: str
+) -> None:
     from planctl.errors import LockedError
     from planctl.export.csv import export_all
     from planctl.fsutil import file_lock
@@ -408,8 +414,11 @@ def slow_read(process: subprocess.Popen[bytes], seconds: float) -> int:
     return lines
 
 
+StartWriter = Callable[[Path], "subprocess.Popen[str]"]
+
+
 @pytest.fixture
-def writer(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
+def writer(tmp_path: Path) -> Iterator[StartWriter]:
     started: list[tuple[subprocess.Popen[str], Path]] = []
 
     def start(database: Path) -> subprocess.Popen[str]:
@@ -428,7 +437,9 @@ def writer(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
         process.wait(30)
 
 
-def test_writer_never_waits_during_a_long_export_in_wal_mode(big_url: str, env_for, writer) -> None:  # type: ignore[no-untyped-def]
+def test_writer_never_waits_during_a_long_export_in_wal_mode(
+    big_url: str, env_for: EnvFor, writer: StartWriter
+) -> None:
     database = db_file(big_url)
     with sqlite3.connect(database) as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # db-upgrade's doing
@@ -443,7 +454,8 @@ def test_writer_never_waits_during_a_long_export_in_wal_mode(big_url: str, env_f
     lines = slow_read(export, 3.0)
     assert export.wait(60) == 0
     assert export.stderr is not None and export.stderr.read() == b""  # no rollback warning
-    (Path(str(app.args[-1]))).touch()
+    assert isinstance(app.args, list)
+    Path(app.args[-1]).touch()  # the writer's stop file
     commits, failures, worst = app.communicate(timeout=30)[0].split()
     assert lines == 60_001
     assert int(failures) == 0 and int(commits) > 100
@@ -451,8 +463,8 @@ def test_writer_never_waits_during_a_long_export_in_wal_mode(big_url: str, env_f
 
 
 def test_long_export_on_a_rollback_journal_warns_once(
-    big_url: str, env_for, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    big_url: str, env_for: EnvFor, tmp_path: Path
+) -> None:
     copy = tmp_path / "rollback.db"
     with sqlite3.connect(db_file(big_url)) as source, sqlite3.connect(copy) as target:
         source.backup(target)
@@ -473,7 +485,7 @@ def test_long_export_on_a_rollback_journal_warns_once(
     assert "PRAGMA journal_mode=WAL" in warning
 
 
-def test_sync_store_is_refused(small_url: str, env_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_sync_store_is_refused(small_url: str, env_for: EnvFor, tmp_path: Path) -> None:
     store = tmp_path / "calendario.json"
     store.write_text("{}")
     env = env_for(small_url, PLANCTL_SYNC_STORE=str(store))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from planctl.logs import close_service_loggers, service_logger
 
+from .conftest import Cli
+
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \| INFO \| planctl\.(\w+) \| (.*)$")
 
 
@@ -43,7 +45,7 @@ def test_urls_and_secrets_are_masked_in_log_lines(tmp_path: Path) -> None:
         close_service_loggers()
 
 
-def test_migrations_are_logged(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_migrations_are_logged(cli: Cli, tmp_path: Path) -> None:
     run = cli("db-upgrade", url=f"sqlite:///{tmp_path / 'p.db'}")
     assert run.exit_code == 0, run.stderr
     close_service_loggers()
@@ -51,7 +53,7 @@ def test_migrations_are_logged(cli, tmp_path: Path) -> None:  # type: ignore[no-
     assert "| INFO | planctl.migrations | upgraded sqlite:///" in text
 
 
-def test_help_creates_no_log_directory(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_help_creates_no_log_directory(cli: Cli, tmp_path: Path) -> None:
     assert cli("--help").exit_code == 0
     assert not (tmp_path / "logs").exists()
 

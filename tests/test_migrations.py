@@ -13,6 +13,8 @@ from planctl.db.engine import connect
 from planctl.db.models import TABLE_NAMES, metadata
 from planctl.errors import VerificationError
 
+from .conftest import Cli, ScramServer
+
 
 def _tables(url: str) -> set[str]:
     with connect(url) as connection:
@@ -69,7 +71,7 @@ def test_check_is_red_after_a_model_change(migrated_url: str) -> None:
     assert raised.value.exit_code == 5
 
 
-def test_check_is_red_when_the_database_drifts(migrated_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+def test_check_is_red_when_the_database_drifts(migrated_url: str, cli: Cli) -> None:
     assert cli("db-check", url=migrated_url).exit_code == 0
     with connect(migrated_url) as connection:
         connection.execute(text("ALTER TABLE sesiones ADD COLUMN sala VARCHAR(20)"))
@@ -78,7 +80,7 @@ def test_check_is_red_when_the_database_drifts(migrated_url: str, cli) -> None: 
     assert "remove_column sesiones.sala" in run.stderr
 
 
-def test_check_is_red_when_not_at_head(db_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+def test_check_is_red_when_not_at_head(db_url: str, cli: Cli) -> None:
     migrate.upgrade(db_url)
     migrate.stamp(db_url, "base")
     run = cli("db-check", url=db_url)
@@ -86,7 +88,7 @@ def test_check_is_red_when_not_at_head(db_url: str, cli) -> None:  # type: ignor
     assert "no schema" in run.stderr or "not at head" in run.stderr or "head is" in run.stderr
 
 
-def test_cli_upgrade_current_history_downgrade(db_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+def test_cli_upgrade_current_history_downgrade(db_url: str, cli: Cli) -> None:
     head = migrate.head_revision()
     assert head is not None
     run = cli("db-upgrade", url=db_url)
@@ -107,7 +109,9 @@ def test_cli_upgrade_current_history_downgrade(db_url: str, cli) -> None:  # typ
     assert not (_tables(db_url) & set(metadata.tables))
 
 
-def test_downgrade_asks_for_confirmation(migrated_url: str, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_downgrade_asks_for_confirmation(
+    migrated_url: str, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("planctl.cli.db.can_prompt", lambda: True)
     monkeypatch.setattr("planctl.cli.backup.can_prompt", lambda: True)
     run = cli("db-downgrade", url=migrated_url, input="n\n")
@@ -119,7 +123,7 @@ def test_downgrade_asks_for_confirmation(migrated_url: str, cli, monkeypatch) ->
     assert migrate.current(migrated_url) == _previous(migrate.head_revision())
 
 
-def test_upgrade_sql_prints_ddl_without_touching_the_database(db_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+def test_upgrade_sql_prints_ddl_without_touching_the_database(db_url: str, cli: Cli) -> None:
     run = cli("db-upgrade", "--sql", url=db_url)
     assert run.exit_code == 0, run.stderr
     assert "CREATE TABLE sesiones" in run.stdout
@@ -130,7 +134,7 @@ def test_upgrade_sql_prints_ddl_without_touching_the_database(db_url: str, cli) 
         assert migrate.current(db_url) is None
 
 
-def test_stamp_records_without_running(db_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+def test_stamp_records_without_running(db_url: str, cli: Cli) -> None:
     head = migrate.head_revision()
     if db_url.startswith("sqlite"):
         import sqlite3
@@ -158,7 +162,7 @@ def scratch_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_revision_autogenerate_suppresses_empty_revisions(
     scratch_migrations: Path,
     migrated_url: str,
-    cli,  # type: ignore[no-untyped-def]
+    cli: Cli,
 ) -> None:
     before = sorted((scratch_migrations / "versions").glob("*.py"))
     run = cli("db-revision", "-m", "nothing", "--autogenerate", url=migrated_url)
@@ -170,7 +174,7 @@ def test_revision_autogenerate_suppresses_empty_revisions(
 def test_revision_autogenerate_writes_the_difference(
     scratch_migrations: Path,
     migrated_url: str,
-    cli,  # type: ignore[no-untyped-def]
+    cli: Cli,
 ) -> None:
     with connect(migrated_url) as connection:
         connection.execute(text("ALTER TABLE temas ADD COLUMN obsoleto VARCHAR(5)"))
@@ -185,7 +189,7 @@ def test_revision_autogenerate_writes_the_difference(
 def test_revision_without_autogenerate_writes_an_empty_script(
     scratch_migrations: Path,
     migrated_url: str,
-    cli,  # type: ignore[no-untyped-def]
+    cli: Cli,
 ) -> None:
     run = cli("db-revision", "-m", "data fix", url=migrated_url)
     assert run.exit_code == 0, run.stderr
@@ -240,7 +244,7 @@ def test_percent_in_the_url_survives_alembic_config() -> None:
     assert migrate.alembic_config(url).get_main_option("sqlalchemy.url") == url
 
 
-def test_password_with_percent_and_at_sign(scram_server, cli) -> None:  # type: ignore[no-untyped-def]
+def test_password_with_percent_and_at_sign(scram_server: ScramServer, cli: Cli) -> None:
     """A real server, a password that must be percent-encoded in the URL."""
     import psycopg
 
@@ -258,7 +262,7 @@ def test_password_with_percent_and_at_sign(scram_server, cli) -> None:  # type: 
 
 
 @pytest.mark.parametrize("command", ["db-upgrade", "db-stamp", "db-downgrade"])
-def test_an_empty_revision_is_a_usage_error(command: str, cli) -> None:  # type: ignore[no-untyped-def]
+def test_an_empty_revision_is_a_usage_error(command: str, cli: Cli) -> None:
     run = cli(command, "", *(["--yes"] if command == "db-downgrade" else []))
     assert run.exit_code == 2
     assert "the revision is empty" in run.stderr and "Traceback" not in run.stderr

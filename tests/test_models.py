@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from planctl.db.engine import connect
@@ -47,7 +48,7 @@ def test_all_ten_tables_and_named_constraints() -> None:
     assert ("contratacion_id", "fecha", "hora_inicio") in index_columns
 
 
-def _base_rows(connection) -> None:  # type: ignore[no-untyped-def]
+def _base_rows(connection: Connection) -> None:
     connection.execute(insert(Cliente), [{"id": 1, "empresa": "Ñandú, S.A.", "cif": "B1"}])
     connection.execute(insert(Tema), [{"id": 1, "nombre": "Ofimática"}])
     connection.execute(text("INSERT INTO formaciones (id, tema_id, nombre) VALUES (1, 1, 'Excel')"))
@@ -129,7 +130,7 @@ def test_on_delete_behaviour(migrated_url: str) -> None:
         assert connection.execute(text("SELECT count(*) FROM sesiones")).scalar_one() == 0
 
 
-def test_sqlite_connections_enforce_foreign_keys(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_connections_enforce_foreign_keys(tmp_path: Path) -> None:
     from planctl.db import migrate
 
     url = f"sqlite:///{tmp_path / 'fk.db'}"

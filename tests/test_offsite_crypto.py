@@ -160,7 +160,7 @@ def test_disk_full_is_an_encryption_error(age_key: tuple[Path, str]) -> None:
     with (
         open("/dev/full", "wb", buffering=0) as full,
         pytest.raises(EncryptionError, match="No space left"),
-        encrypting(full, parse_recipients(age_key[1])) as sink,  # type: ignore[arg-type]
+        encrypting(full, parse_recipients(age_key[1])) as sink,
     ):
         sink.write(SECRET_ROWS * 5)
 
@@ -176,7 +176,7 @@ def test_disk_full_is_an_encryption_error_for_whole_files(
         open("/dev/full", "wb", buffering=0) as full,
         pytest.raises(EncryptionError, match="No space left"),
     ):
-        encrypt_file(plain, full, parse_recipients(age_key[1]))  # type: ignore[arg-type]
+        encrypt_file(plain, full, parse_recipients(age_key[1]))
 
 
 def test_missing_library_fails_closed(age_key: tuple[Path, str], tmp_path: Path) -> None:

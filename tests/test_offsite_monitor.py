@@ -69,7 +69,7 @@ def ping_server() -> Iterator[tuple[str, list[tuple[str, str, bytes]]]]:
     server.server_close()
 
 
-def test_pings_in_healthchecks_style(ping_server: tuple[str, list]) -> None:  # type: ignore[type-arg]
+def test_pings_in_healthchecks_style(ping_server: tuple[str, list]) -> None:
     url, seen = ping_server
     assert ping(url, "start")
     assert ping(url + "/", "success", message="backup 42 ok")

@@ -10,7 +10,9 @@ import subprocess
 import sys
 import textwrap
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,29 +53,32 @@ def data_file(path: Path, size: int, seed: int = 0) -> Path:
 
 
 def s3_store(
-    server: S3Server, bucket: str = "planctl", prefix: str = "site-a/set1", **kwargs: object
+    server: S3Server, bucket: str = "planctl", prefix: str = "site-a/set1", **kwargs: Any
 ) -> RemoteStore:
     return open_remote(
         f"s3://{bucket}/{prefix}",
         s3_session=server.session(),
         s3_endpoint_url=server.endpoint,
         timeout=5,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 
-def sftp_store(server: SFTPServer, **kwargs: object) -> RemoteStore:
+def sftp_store(server: SFTPServer, **kwargs: Any) -> RemoteStore:
     return open_remote(
         server.url(),
         ssh_key=server.client_key,
         known_hosts=server.known_hosts,
         timeout=5,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 
+StoreAndServer = tuple[RemoteStore, "S3Server | SFTPServer", str]
+
+
 @pytest.fixture(params=["s3-moto", "s3-rclone", "sftp"])
-def store_and_server(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+def store_and_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreAndServer]:
     """Each store kind on its own real server."""
     if request.param == "sftp":
         server = request.getfixturevalue("sftp_server")
@@ -87,7 +92,9 @@ def store_and_server(request: pytest.FixtureRequest, tmp_path: Path):  # type: i
     store.close()
 
 
-def test_round_trip_lists_downloads_and_deletes(store_and_server, tmp_path: Path) -> None:
+def test_round_trip_lists_downloads_and_deletes(
+    store_and_server: StoreAndServer, tmp_path: Path
+) -> None:
     store, _, _ = store_and_server
     small = data_file(tmp_path / "small.bin", 1000)
     big = data_file(tmp_path / "big.bin", 12 * MB + 123, seed=1)
@@ -129,7 +136,7 @@ def test_multipart_upload_is_checked_on_both_s3_servers(
     assert store.sha256("multi.bin") == sha(big)
 
 
-def test_missing_object_is_nothing_to_do(store_and_server, tmp_path: Path) -> None:
+def test_missing_object_is_nothing_to_do(store_and_server: StoreAndServer, tmp_path: Path) -> None:
     store, _, _ = store_and_server
     with pytest.raises(NothingToDoError):
         store.download("absent.bin", tmp_path / "x")
@@ -137,14 +144,14 @@ def test_missing_object_is_nothing_to_do(store_and_server, tmp_path: Path) -> No
     assert list(tmp_path.glob(".x.*")) == []
 
 
-def test_bad_names_are_refused(store_and_server, tmp_path: Path) -> None:
+def test_bad_names_are_refused(store_and_server: StoreAndServer, tmp_path: Path) -> None:
     store, _, _ = store_and_server
     for bad in ("../escape", "a/b", ".hidden", ""):
         with pytest.raises(RemoteError, match="invalid remote file name"):
             store.upload(data_file(tmp_path / "f", 10), bad)
 
 
-def test_only_regular_files_are_uploaded(store_and_server, tmp_path: Path) -> None:
+def test_only_regular_files_are_uploaded(store_and_server: StoreAndServer, tmp_path: Path) -> None:
     store, _, _ = store_and_server
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
@@ -173,7 +180,9 @@ def flip_byte_on_server(server: S3Server | SFTPServer, prefix: str, name: str) -
     path.write_bytes(bytes(data))
 
 
-def test_flipped_byte_on_server_is_detected(store_and_server, tmp_path: Path) -> None:
+def test_flipped_byte_on_server_is_detected(
+    store_and_server: StoreAndServer, tmp_path: Path
+) -> None:
     store, server, prefix = store_and_server
     original = data_file(tmp_path / "orig.bin", 3 * MB, seed=3)
     store.upload(original, "rot.bin")
@@ -192,6 +201,7 @@ def test_flipped_byte_on_server_is_detected(store_and_server, tmp_path: Path) ->
 
 def test_s3_server_stopped_mid_upload(s3_server: S3Server, tmp_path: Path) -> None:
     big = data_file(tmp_path / "big.bin", 16 * MB, seed=4)
+
     def kill_server_after_first_part(sent: int) -> None:
         if sent >= 5 * MB:
             s3_server.kill()

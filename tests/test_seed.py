@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,8 @@ from planctl.db.engine import connect
 from planctl.db.models import ESTADOS_SESION, TABLE_NAMES, metadata
 from planctl.db.seed import DEMO_SESSIONS, seed
 from planctl.errors import SeedError
+
+from .conftest import Cli
 
 TIMESTAMPS = {"created_at", "updated_at"}
 
@@ -39,7 +42,7 @@ def test_demo_data_is_realistic(seeded_url: str) -> None:
     assert all(len(data[name]) > 0 for name in TABLE_NAMES)
 
 
-def test_seed_is_deterministic_across_engines(seeded_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_seed_is_deterministic_across_engines(seeded_url: str, tmp_path: Path) -> None:
     from planctl.db import migrate
 
     reference = f"sqlite:///{tmp_path / 'reference.db'}"
@@ -48,7 +51,7 @@ def test_seed_is_deterministic_across_engines(seeded_url: str, tmp_path) -> None
     assert _contents(seeded_url) == _contents(reference)
 
 
-def test_seed_refuses_a_non_empty_database(seeded_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+def test_seed_refuses_a_non_empty_database(seeded_url: str, cli: Cli) -> None:
     before = _contents(seeded_url)
     run = cli("db-seed", url=seeded_url)
     assert run.exit_code == 1
@@ -56,7 +59,7 @@ def test_seed_refuses_a_non_empty_database(seeded_url: str, cli) -> None:  # typ
     assert _contents(seeded_url) == before
 
 
-def test_force_replaces_the_data(seeded_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+def test_force_replaces_the_data(seeded_url: str, cli: Cli) -> None:
     with connect(seeded_url) as connection:
         connection.execute(text("UPDATE clientes SET notas = 'cambiado'"))
     run = cli("db-seed", "--force", url=seeded_url)
@@ -71,7 +74,9 @@ def test_force_replaces_the_data(seeded_url: str, cli) -> None:  # type: ignore[
         assert connection.execute(text("SELECT count(*) FROM sesiones")).scalar() == DEMO_SESSIONS
 
 
-def test_scale_generates_n_sessions_with_proportional_contracts(migrated_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+def test_scale_generates_n_sessions_with_proportional_contracts(
+    migrated_url: str, cli: Cli
+) -> None:
     run = cli("db-seed", "--scale", "5000", url=migrated_url)
     assert run.exit_code == 0, run.stderr
     with connect(migrated_url) as connection:
@@ -107,12 +112,14 @@ def _seed_sqlite_empty(url: str) -> None:
 
 
 @pytest.mark.parametrize("scale", ["0", "-3"])
-def test_scale_must_be_positive(migrated_url: str, cli, scale: str) -> None:  # type: ignore[no-untyped-def]
+def test_scale_must_be_positive(migrated_url: str, cli: Cli, scale: str) -> None:
     run = cli("db-seed", "--scale", scale, url=migrated_url)
     assert run.exit_code == 2
 
 
-def test_an_unbounded_scale_is_refused_up_front_naming_the_limit(migrated_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+def test_an_unbounded_scale_is_refused_up_front_naming_the_limit(
+    migrated_url: str, cli: Cli
+) -> None:
     import time
 
     started = time.monotonic()
@@ -125,7 +132,7 @@ def test_an_unbounded_scale_is_refused_up_front_naming_the_limit(migrated_url: s
         assert connection.execute(text("SELECT count(*) FROM sesiones")).scalar() == 0
 
 
-def test_if_empty_leaves_existing_data_alone(seeded_url: str, cli) -> None:  # type: ignore[no-untyped-def]
+def test_if_empty_leaves_existing_data_alone(seeded_url: str, cli: Cli) -> None:
     with connect(seeded_url) as connection:
         connection.execute(text("UPDATE temas SET descripcion = 'mía' WHERE id = 1"))
     run = cli("db-seed", "--if-empty", url=seeded_url)

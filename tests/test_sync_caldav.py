@@ -27,7 +27,7 @@ from planctl.logs import close_service_loggers
 from planctl.sync.backends.caldav import CalDAVBackend
 from planctl.sync.engine import Kind, SyncOptions, SyncReport, run_sync
 
-from .conftest import free_port, skip_or_fail
+from .conftest import Cli, free_port, skip_or_fail
 from .helpers import table_contents
 from .sync_support import TZ, World, make_tiny_planner
 
@@ -159,10 +159,9 @@ _calendar_names = iter(range(1_000_000))
 
 @dataclass
 class DavWorld(World):
-    settings_: Settings | None = None
+    settings_: Settings
 
-    def sync(self, *, dry_run: bool = False, **options: Any) -> SyncReport:  # type: ignore[override]
-        assert self.settings_ is not None
+    def sync(self, *, dry_run: bool = False, **options: Any) -> SyncReport:
         backend = CalDAVBackend(self.settings_, create_calendar=not dry_run)
         try:
             return run_sync(self.url, backend, SyncOptions(timezone=TZ, **options), dry_run=dry_run)
@@ -189,7 +188,6 @@ def _phone(world: DavWorld) -> Any:
     from caldav.davclient import DAVClient
 
     settings = world.settings_
-    assert settings is not None
     client = DAVClient(url=settings.caldav_url, username=settings.caldav_user, password="x")
     for calendar in client.principal().calendars():
         if calendar.get_display_name() == settings.caldav_calendar:
@@ -198,7 +196,7 @@ def _phone(world: DavWorld) -> Any:
 
 
 def _etags(world: DavWorld) -> dict[str, str | None]:
-    backend = CalDAVBackend(world.settings_, create_calendar=False)  # type: ignore[arg-type]
+    backend = CalDAVBackend(world.settings_, create_calendar=False)
     try:
         return {e.id: e.etag for e in backend.list()}
     finally:
@@ -298,9 +296,9 @@ def test_dry_run_creates_no_calendar(dav: DavWorld) -> None:
     assert report.count(Kind.CREATE_REMOTE) == 3
     from caldav.davclient import DAVClient
 
-    client = DAVClient(url=dav.settings_.caldav_url, username="trainer", password="x")  # type: ignore[union-attr]
+    client = DAVClient(url=dav.settings_.caldav_url, username="trainer", password="x")
     names = [c.get_display_name() for c in client.principal().calendars()]
-    assert dav.settings_.caldav_calendar not in names  # type: ignore[union-attr]
+    assert dav.settings_.caldav_calendar not in names
 
 
 # -- sync check and bad configuration, through the CLI -----------------------------------
@@ -321,13 +319,15 @@ def _no_secret(run: Any, tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr
 
 
-def test_check_without_a_url_names_the_variable(caldav_env: Path, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_check_without_a_url_names_the_variable(caldav_env: Path, cli: Cli, tmp_path: Path) -> None:
     run = cli("sync", "check")
     assert run.exit_code == 1
     assert "PLANCTL_CALDAV_URL is not set" in run.stderr
 
 
-def test_check_password_without_user(caldav_env: Path, cli, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_check_password_without_user(
+    caldav_env: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("PLANCTL_CALDAV_URL", "http://127.0.0.1:1/")
     monkeypatch.setenv("PLANCTL_CALDAV_PASSWORD", PASSWORD)
     run = cli("sync", "check")
@@ -335,7 +335,9 @@ def test_check_password_without_user(caldav_env: Path, cli, monkeypatch, tmp_pat
     _no_secret(run, tmp_path)
 
 
-def test_check_unreachable_server(caldav_env: Path, cli, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_check_unreachable_server(
+    caldav_env: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     port = free_port()  # nothing listens there
     monkeypatch.setenv("PLANCTL_CALDAV_URL", f"http://planner:{PASSWORD}@127.0.0.1:{port}/dav/")
     monkeypatch.setenv("PLANCTL_CALDAV_USER", "planner")
@@ -350,10 +352,10 @@ def test_check_unreachable_server(caldav_env: Path, cli, monkeypatch, tmp_path: 
 
 def test_check_wrong_password_is_a_401(
     caldav_env: Path,
-    cli,
-    monkeypatch,
+    cli: Cli,
+    monkeypatch: pytest.MonkeyPatch,
     radicale_auth: Radicale,
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("PLANCTL_CALDAV_URL", radicale_auth.url)
     monkeypatch.setenv("PLANCTL_CALDAV_USER", "planner")
@@ -367,11 +369,11 @@ def test_check_wrong_password_is_a_401(
 
 def test_check_missing_calendar_then_sync_creates_it(
     caldav_env: Path,
-    cli,
-    monkeypatch,
+    cli: Cli,
+    monkeypatch: pytest.MonkeyPatch,
     radicale_auth: Radicale,
     tmp_path: Path,
-    migrated_url: str,  # type: ignore[no-untyped-def]
+    migrated_url: str,
 ) -> None:
     make_tiny_planner(migrated_url)
     monkeypatch.setenv("PLANCTL_CALDAV_URL", radicale_auth.url)
@@ -433,8 +435,13 @@ def test_cancelled_on_the_phone_then_re_enabled_and_un_cancelled(dav: DavWorld) 
 
 @pytest.mark.parametrize("entry", ["well-known", "principal"])
 def test_well_known_and_principal_urls_are_followed(
-    caldav_env: Path, cli, monkeypatch, server: Radicale, entry: str, migrated_url: str
-) -> None:  # type: ignore[no-untyped-def]
+    caldav_env: Path,
+    cli: Cli,
+    monkeypatch: pytest.MonkeyPatch,
+    server: Radicale,
+    entry: str,
+    migrated_url: str,
+) -> None:
     make_tiny_planner(migrated_url)
     principal = server.principal
     url = server.url + (".well-known/caldav" if entry == "well-known" else principal)

@@ -9,6 +9,7 @@ import pytest
 
 from planctl.logs import close_service_loggers
 
+from .conftest import Cli
 from .helpers import table_contents
 from .sync_support import World, make_tiny_planner
 
@@ -22,7 +23,7 @@ def tiny(migrated_url: str, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> W
     return World(migrated_url, store)
 
 
-def test_sync_prints_a_summary_and_logs_the_run(tiny: World, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_sync_prints_a_summary_and_logs_the_run(tiny: World, cli: Cli, tmp_path: Path) -> None:
     run = cli("sync")
     assert run.exit_code == 0, run.stderr
     assert "Sync summary" in run.stdout and "created" in run.stdout
@@ -35,7 +36,7 @@ def test_sync_prints_a_summary_and_logs_the_run(tiny: World, cli, tmp_path: Path
     assert "session 1: created event" in log and "unchanged 3" in log
 
 
-def test_dry_run_shows_the_plan_and_writes_nothing(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+def test_dry_run_shows_the_plan_and_writes_nothing(tiny: World, cli: Cli) -> None:
     before = table_contents(tiny.url)
     run = cli("sync", "--dry-run")
     assert run.exit_code == 0, run.stderr
@@ -45,7 +46,7 @@ def test_dry_run_shows_the_plan_and_writes_nothing(tiny: World, cli) -> None:  #
     assert table_contents(tiny.url) == before and tiny.states() == {}
 
 
-def test_push_pull_and_status(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+def test_push_pull_and_status(tiny: World, cli: Cli) -> None:
     assert cli("sync", "push").exit_code == 0
     assert cli("sync", "remote", "edit", "2", "--start", "10:00", "--end", "12:00").exit_code == 0
     run = cli("sync", "status", "--json")
@@ -63,7 +64,7 @@ def test_push_pull_and_status(tiny: World, cli) -> None:  # type: ignore[no-unty
     assert "in sync" in human.stdout and "last run" in human.stdout and "pull" in human.stdout
 
 
-def test_status_all_lists_events_planctl_leaves_alone(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+def test_status_all_lists_events_planctl_leaves_alone(tiny: World, cli: Cli) -> None:
     cli("sync")
     added = cli(
         "sync", "remote", "add", "--summary", "Dentista", "--date", "2026-11-23",
@@ -79,7 +80,7 @@ def test_status_all_lists_events_planctl_leaves_alone(tiny: World, cli) -> None:
     assert cli("sync", "remote", "list").exit_code == 0
 
 
-def test_conflict_fail_exits_1_with_one_line(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+def test_conflict_fail_exits_1_with_one_line(tiny: World, cli: Cli) -> None:
     cli("sync")
     tiny.execute("UPDATE sesiones SET hora_inicio = '08:00' WHERE id = 1")
     assert cli("sync", "remote", "edit", "1", "--start", "10:00").exit_code == 0
@@ -93,7 +94,7 @@ def test_conflict_fail_exits_1_with_one_line(tiny: World, cli) -> None:  # type:
     assert tiny.session(1).hora_inicio.hour == 10
 
 
-def test_remote_delete_cancels_the_session(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+def test_remote_delete_cancels_the_session(tiny: World, cli: Cli) -> None:
     cli("sync")
     assert cli("sync", "remote", "delete", "sesion-3").exit_code == 0
     run = cli("sync")
@@ -113,26 +114,28 @@ def test_remote_delete_cancels_the_session(tiny: World, cli) -> None:  # type: i
         (["sync", "remote", "edit", "1", "--status", "done"], "unknown status 'done'"),
     ],
 )
-def test_usage_errors_exit_2(tiny: World, cli, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+def test_usage_errors_exit_2(tiny: World, cli: Cli, args: list[str], message: str) -> None:
     run = cli(*args)
     assert run.exit_code == 2, run.stdout
     assert message in run.stderr and "Traceback" not in run.stderr
 
 
-def test_unknown_backend_is_named(tiny: World, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_backend_is_named(tiny: World, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PLANCTL_SYNC_BACKEND", "google")
     run = cli("sync")
     assert run.exit_code == 1
     assert "unknown sync backend 'google'" in run.stderr and "caldav, simulated" in run.stderr
 
 
-def test_remote_commands_are_for_the_simulated_calendar_only(tiny: World, cli, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_remote_commands_are_for_the_simulated_calendar_only(
+    tiny: World, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PLANCTL_SYNC_BACKEND", "caldav")
     run = cli("sync", "remote", "list")
     assert run.exit_code == 2 and "simulated calendar" in run.stderr
 
 
-def test_database_without_the_sync_migration(db_url: str, cli, workdir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_database_without_the_sync_migration(db_url: str, cli: Cli, workdir: Path) -> None:
     from planctl.db import migrate
 
     migrate.upgrade(db_url, "4150a15fd00a")
@@ -141,14 +144,14 @@ def test_database_without_the_sync_migration(db_url: str, cli, workdir: Path) ->
     assert not (workdir / "calendario_simulado.json").exists()
 
 
-def test_check_the_simulated_calendar(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+def test_check_the_simulated_calendar(tiny: World, cli: Cli) -> None:
     run = cli("sync", "check")
     assert run.exit_code == 0 and "will be created on the first sync" in run.stdout
     cli("sync")
     assert "3 events" in cli("sync", "check").stdout
 
 
-def test_json_output_has_english_keys(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+def test_json_output_has_english_keys(tiny: World, cli: Cli) -> None:
     run = cli("sync", "--json")
     assert run.exit_code == 0, run.stderr
     data = json.loads(run.stdout)
@@ -161,7 +164,7 @@ def test_json_output_has_english_keys(tiny: World, cli) -> None:  # type: ignore
     assert status["last_run"]["counts"]["created"] == 3
 
 
-def test_push_exits_0_when_only_a_pull_has_a_problem(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+def test_push_exits_0_when_only_a_pull_has_a_problem(tiny: World, cli: Cli) -> None:
     assert cli("sync").exit_code == 0
     # an overnight event cannot become a session: a pull's error, pending for a push
     moved = cli("sync", "remote", "edit", "2", "--start", "22:00", "--end", "01:00")
@@ -174,7 +177,7 @@ def test_push_exits_0_when_only_a_pull_has_a_problem(tiny: World, cli) -> None: 
     assert len(pull.stderr.strip().splitlines()) == 1
 
 
-def test_a_long_plan_is_summarised_unless_verbose(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+def test_a_long_plan_is_summarised_unless_verbose(tiny: World, cli: Cli) -> None:
     tiny.execute(
         "INSERT INTO sesiones (contratacion_id, fecha, hora_inicio, hora_fin, estado) "
         "SELECT 1, fecha, hora_inicio, hora_fin, 'programada' FROM sesiones WHERE id = 1"
@@ -193,7 +196,9 @@ def test_a_long_plan_is_summarised_unless_verbose(tiny: World, cli) -> None:  # 
     assert long.stdout.count("create on calendar") > 20
 
 
-def test_status_all_tells_the_truth_about_an_event_cancelled_on_the_phone(tiny: World, cli) -> None:  # type: ignore[no-untyped-def]
+def test_status_all_tells_the_truth_about_an_event_cancelled_on_the_phone(
+    tiny: World, cli: Cli
+) -> None:
     assert cli("sync").exit_code == 0
     assert cli("sync", "remote", "edit", "2", "--status", "cancelled").exit_code == 0
     assert cli("-q", "sync").exit_code == 0

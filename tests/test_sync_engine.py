@@ -1,6 +1,6 @@
 """The two-way sync engine against the simulated calendar, on SQLite and PostgreSQL.
 
-One test per row of the decision table (docs/sync.md), conflicts under each
+One test per row of the decision table (docs/sync.md#the-decision-table), conflicts under each
 policy, stale etags, tombstones, dry runs, idempotency and interrupted runs.
 """
 
@@ -16,7 +16,7 @@ from planctl.db.engine import connect
 from planctl.db.models import metadata
 from planctl.errors import DatabaseError
 from planctl.sync.backends.simulated import InjectedFault, SimulatedBackend
-from planctl.sync.engine import COMMIT_EVERY, MAX_RETRIES, Kind, SyncOptions, run_sync
+from planctl.sync.engine import COMMIT_EVERY, MAX_RETRIES, Kind, SyncOptions, SyncReport, run_sync
 
 from .helpers import table_contents
 from .sync_support import TZ, World, make_tiny_planner
@@ -36,7 +36,7 @@ def synced(world: World) -> World:
     return world
 
 
-def _kinds(report) -> dict[int, Kind]:  # type: ignore[no-untyped-def]
+def _kinds(report: SyncReport) -> dict[int, Kind]:
     return {a.session_id: a.kind for a in report.actions}
 
 

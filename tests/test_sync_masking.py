@@ -9,7 +9,7 @@ import pytest
 from planctl.config import mask_url, url_password
 from planctl.logs import close_service_loggers, mask_url_in_text
 
-from .conftest import free_port
+from .conftest import Cli, free_port
 
 
 @pytest.mark.parametrize(
@@ -41,8 +41,8 @@ def test_masking_never_touches_unrelated_text() -> None:
 
 
 def test_a_one_character_password_does_not_garble_messages(
-    workdir: Path, cli, monkeypatch: pytest.MonkeyPatch, migrated_url: str, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    workdir: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch, migrated_url: str, tmp_path: Path
+) -> None:
     port = free_port()  # nothing listens there
     monkeypatch.setenv("DATABASE_URL", migrated_url)
     monkeypatch.setenv("PLANCTL_SYNC_BACKEND", "caldav")

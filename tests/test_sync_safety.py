@@ -1,6 +1,6 @@
 """Sync never cancels sessions because a calendar looks empty, lost or replaced.
 
-The guards of docs/sync.md ("Safety"): a store that is missing, unreadable or
+The guards of docs/sync.md#safety-no-mass-cancellation: a store that is missing, unreadable or
 another calendar stops the run before any change (exit 1, one line); a run
 that would cancel more than a small share of the tracked sessions is refused
 unless --allow-mass-cancel; the default store is not relative to the working
@@ -23,6 +23,7 @@ from planctl.db.models import Sesion
 from planctl.errors import SyncError
 from planctl.sync.engine import MASS_CANCEL_MIN, Kind, UnsafeRunError
 
+from .conftest import Cli
 from .helpers import table_contents
 from .sync_support import World, make_tiny_planner
 
@@ -123,8 +124,8 @@ def test_a_few_deletions_pass_the_guard(synced: World) -> None:
 
 
 def test_cli_refuses_a_mass_cancel_with_one_line_and_exit_1(
-    synced: World, cli, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+    synced: World, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DATABASE_URL", synced.url)
     monkeypatch.setenv("PLANCTL_SYNC_STORE", str(synced.store.with_name("elsewhere.json")))
     run = cli("-q", "sync")

@@ -1,6 +1,6 @@
 """initial schema
 
-The ten tables of the planner, as DESIGN.md describes their first revision.
+The ten tables of the planner, as docs/architecture.md#schema-first-revision describes them.
 
 Revision ID: 4150a15fd00a
 Revises: 

@@ -10,7 +10,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """The exit codes of DESIGN.md, documented in the README."""
+    """The exit codes of docs/architecture.md#exit-codes, documented in the README."""
 
     OK = 0
     FAILED = 1

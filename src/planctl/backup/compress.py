@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from planctl.errors import PlanctlError, UsageError
 
@@ -86,7 +86,7 @@ def compressing(
     if method is Compression.GZIP:
         # mtime=0 and no file name: the output depends on the data only.
         with gzip.GzipFile(fileobj=dest, mode="wb", compresslevel=level, mtime=0) as sink:
-            yield sink  # type: ignore[misc]
+            yield cast(BinaryIO, sink)  # a binary stream; typeshed does not declare it BinaryIO
         return
     compressor = _zstandard().ZstdCompressor(level=level, write_checksum=True)
     with compressor.stream_writer(dest, closefd=False) as sink:

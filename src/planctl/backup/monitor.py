@@ -15,10 +15,11 @@ import tempfile
 import threading
 import urllib.request
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from planctl.errors import UsageError
 
@@ -55,7 +56,7 @@ def ping(
     kind: PingKind,
     message: str = "",
     timeout: float = PING_TIMEOUT,
-    opener: Callable[..., object] = urllib.request.urlopen,
+    opener: Callable[..., AbstractContextManager[Any]] = urllib.request.urlopen,
 ) -> bool:
     """Send one ping; True when the server answered 2xx within *timeout*. Never raises.
 
@@ -74,7 +75,7 @@ def ping(
                 headers={"User-Agent": "planctl"},
                 method="POST" if message else "GET",
             )
-            with opener(request, timeout=timeout) as response:  # type: ignore[attr-defined]
+            with opener(request, timeout=timeout) as response:
                 response.read(1024)
                 result.append(200 <= response.status < 300)
         except Exception:  # a monitor's failure is never the backup's failure

@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from planctl.backup.catalog import BackupSet, load_set, rotate_plan
 from planctl.backup.store import (
@@ -38,6 +38,7 @@ from planctl.errors import ConfigError, NothingToDoError, VerificationError
 if TYPE_CHECKING:
     from planctl.backup.create import BackupResult
     from planctl.backup.crypto import Recipient
+    from planctl.backup.monitor import LastRun
     from planctl.backup.remote import RemoteObject, RemoteStore
 
 log = logging.getLogger("planctl.backup")
@@ -297,7 +298,7 @@ def backup_and_ship(
     remote_url: str = "",
     remote_keep: int | None = None,
     ping_url: str = "",
-    **create_options: object,
+    **create_options: Any,
 ) -> ShippedBackup:
     """What ``planctl backup`` does from cron: ping start, take the backup (encrypted when
     recipients are configured: a bad recipient fails before anything is written), upload
@@ -318,7 +319,7 @@ def backup_and_ship(
             database_url,
             backup_dir,
             recipients=recipients,
-            **create_options,  # type: ignore[arg-type]
+            **create_options,
         )
         shipped = ShippedBackup(result)
         if store is not None:
@@ -347,7 +348,7 @@ def backup_and_ship(
 class Status:
     newest_local: BackupInfo | None
     newest_remote: BackupInfo | None
-    last_run: object | None
+    last_run: LastRun | None
     stale: bool
     failed: bool
     problems: list[str] = field(default_factory=list)
@@ -367,7 +368,7 @@ def backup_status(backup_dir: Path, *, max_age: str | None = None, remote_url: s
     limit = parse_duration(max_age) if max_age else None
     local = load_set(Path(backup_dir)) if Path(backup_dir).is_dir() else None
     newest_local = local.newest_restorable() if local else None
-    problems = [p for i in (local.infos if local else []) if (p := local.problem(i))]  # type: ignore[union-attr]
+    problems = [p for i in local.infos if (p := local.problem(i))] if local else []
     newest_remote = None
     if remote_url:
         store = open_store(remote_url)

@@ -87,7 +87,7 @@ class SessionFilter:
     session_ids: Sequence[int] | None = None  # only these sessions (sync re-reads one)
 
 
-def _query() -> Select[Any]:
+def _query() -> Select[*tuple[Any, ...]]:
     query = (
         select(
             Sesion.id,
@@ -122,7 +122,7 @@ def _query() -> Select[Any]:
         .join(Formacion, Contratacion.formacion_id == Formacion.id)
         .join(Tema, Formacion.tema_id == Tema.id)
     )
-    return query  # type: ignore[return-value]
+    return query
 
 
 def resolve_client(connection: Connection, client: str) -> int:

@@ -309,7 +309,7 @@ def status_command(
                     "newest_remote": status.newest_remote.as_dict()
                     if status.newest_remote
                     else None,
-                    "last_run": last.to_json() if last is not None else None,  # type: ignore[attr-defined]
+                    "last_run": last.to_json() if last is not None else None,
                     "stale": status.stale,
                     "failed": status.failed,
                     "problems": status.problems,
@@ -327,8 +327,8 @@ def status_command(
             state.say("No restorable backup.")
         if last is not None:
             state.say(
-                f"Last run: {last.outcome} at {_local(state, last.finished.isoformat())}"  # type: ignore[attr-defined]
-                + (f" — {last.message}" if last.message else "")  # type: ignore[attr-defined]
+                f"Last run: {last.outcome} at {_local(state, last.finished.isoformat())}"
+                + (f" — {last.message}" if last.message else "")
             )
         for problem in status.problems:
             err_console().print(f"[yellow]warning:[/yellow] {problem}", highlight=False)

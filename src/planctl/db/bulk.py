@@ -69,7 +69,9 @@ def raw_cursor(connection: Connection, statement: str = "") -> Iterator[Any]:
     """The DB-API cursor under *connection*, closed afterwards; a driver error raised
     while it is used becomes a ``DBAPIError`` naming *statement*."""
     base = _driver_error(connection)
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    raw = connection.connection.dbapi_connection
+    assert raw is not None  # a live Connection always holds its driver connection
+    cursor = raw.cursor()
     try:
         yield cursor
     except base as error:

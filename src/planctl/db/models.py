@@ -1,4 +1,4 @@
-"""The planner's schema as SQLAlchemy 2 typed models (first revision of DESIGN.md).
+"""The planner's schema as SQLAlchemy 2 typed models (docs/architecture.md#schema-first-revision).
 
 Enumerations are CHECK constraints over short strings (portable, and readable in
 a CSV); every constraint is named through :data:`NAMING_CONVENTION` so SQLite

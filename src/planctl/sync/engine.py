@@ -8,7 +8,7 @@ state row stays while the event exists. "Changed" compares a side's token
 with S: for L a fingerprint of the session's inputs first, the content hash
 when that moved; for R the content hash, looked at only when the etag moved.
 Before any write, :func:`check_safe` refuses a run built on a view that lost
-known events or that would cancel sessions en masse. See docs/sync.md.
+known events or that would cancel sessions en masse. See docs/sync.md#safety-no-mass-cancellation.
 
 Crash safety: a remote write comes first, then the state row, and state rows
 are committed in batches, each after the backend's ``flush()``. A run killed

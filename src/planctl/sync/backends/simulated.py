@@ -68,7 +68,7 @@ class SimulatedCalendar:
         self.next_etag = 1
         self.writes = 0  # successful writes since opening (tests count them)
         self.crash_after_writes: int | None = None
-        self.before_write: Callable[[str, str | None], None] | None = None
+        self.before_write: Callable[[str, str | None], object] | None = None
         self._journal: IO[str] | None = None
         self._journal_lines = 0
         self._unsynced = False
