@@ -258,3 +258,26 @@ def test_watch_failure_hook(tmp_path: Path) -> None:
     assert "does not exist" in lines[0]
     assert "backup failed (1 in a row)" in err and "Traceback" not in err
     assert "backup failed (3 in a row)" in (logs / "backup.log").read_text()
+
+
+def test_the_readme_on_failure_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's --on-failure command, as written, through the hook watch uses."""
+    import re
+
+    from planctl.backup.manager import run_failure_command
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"--on-failure '([^']+)'", readme)
+    assert match, "the README shows an --on-failure example"
+    command = match.group(1)
+    # A stand-in `mail` first on PATH records what it was given.
+    sent = tmp_path / "sent.txt"
+    shim = tmp_path / "bin" / "mail"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\n{{ printf "%s\\n" "$@"; echo ---; cat; }} > "{sent}"\n')
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim.parent}{os.pathsep}{os.environ['PATH']}")
+    run_failure_command(command, "database 'planificador.db' does not exist", 3)
+    args, body = sent.read_text().split("---\n")
+    assert args.splitlines() == ["-s", "planctl backup failed (3)", "admin"]
+    assert body == "database 'planificador.db' does not exist\n"
