@@ -53,8 +53,16 @@ def test_completion_of_options() -> None:
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_show_completion_script_completes_in_bash(tmp_path: Path) -> None:
-    shown = _run("--show-completion", SHELL="/bin/bash")
-    assert shown.returncode == 0, shown.stderr
+    # From a bash prompt: the shell is detected from the parent process (`; true` keeps bash
+    # from exec-ing planctl in its place).
+    shown = subprocess.run(
+        ["bash", "-c", f'"{PLANCTL}" --show-completion; true'],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.stdout.startswith("_planctl_completion()"), shown.stderr
     assert "complete -o default -F _planctl_completion planctl" in shown.stdout
     script = tmp_path / "planctl.bash"
     script.write_text(shown.stdout)
