@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
     from planctl.config import Settings
 
@@ -27,6 +29,22 @@ def out_console() -> Console:
     from rich.console import Console
 
     return Console()
+
+
+def narrow_table(title: str) -> Table:
+    """A table that stays readable in 80 columns and in a pipe (Rich's width there is
+    ``$COLUMNS`` or 80): no outer borders, one space between columns. Its columns
+    should be ``no_wrap`` with one flexible column that elides (``overflow="ellipsis"``)."""
+    from rich import box
+    from rich.table import Table
+
+    return Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
 
 
 def _no_checkpoint(stage: str) -> None:
@@ -63,7 +81,10 @@ class State:
         """Attach the service's log file (in the configured log dir) and return its logger."""
         from planctl.logs import service_logger
 
-        return service_logger(service, self.settings.log_dir, secrets=self.settings.secrets)
+        settings = self.settings
+        return service_logger(
+            service, settings.log_dir, secrets=settings.secrets, timezone=settings.timezone
+        )
 
     def setup_console_logging(self) -> Callable[[], None] | None:
         """-v shows INFO lines on stderr, --debug DEBUG lines; otherwise nothing.
@@ -78,12 +99,25 @@ class State:
         from planctl.logs import MaskingFilter
 
         logger = logging.getLogger("planctl")
-        handler = RichHandler(console=err_console(), show_path=False, rich_tracebacks=True)
+        handler = RichHandler(
+            console=err_console(),
+            show_path=False,
+            rich_tracebacks=True,
+            log_time_format=self._log_time,
+        )
         handler.setLevel(logging.DEBUG if self.debug else logging.INFO)
         handler.addFilter(MaskingFilter())
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG)
         return lambda: logger.removeHandler(handler)
+
+    def _log_time(self, moment: dt.datetime) -> Text:
+        """A console log line's time (Rich hands it naive, in the system's zone)."""
+        from rich.text import Text
+
+        from planctl.text import local_moment
+
+        return Text(local_moment(moment.astimezone(), self.settings.timezone, seconds=True)[11:])
 
     def say(self, message: str) -> None:
         """A human-facing status line on stdout, silenced by --quiet."""
