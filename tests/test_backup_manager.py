@@ -260,7 +260,9 @@ def test_watch_failure_hook(tmp_path: Path) -> None:
     assert "backup failed (3 in a row)" in (logs / "backup.log").read_text()
 
 
-def test_the_readme_on_failure_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_readme_on_failure_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The README's --on-failure command, as written, through the hook watch uses."""
     import re
 

@@ -154,9 +154,9 @@ def export_csv(
     if all_dir is not None:
         with csv_connection(state.settings.database_url) as connection:
             counts = export_all(connection, all_dir, options, warn=warner(state), guard=guard)
-        files, rows = plural(len(counts), "CSV file"), plural(sum(counts.values()), "row")
-        log.info("exported %s (%s) to %s", files, rows, all_dir)
-        state.say(f"Wrote {files} ({rows}) to {all_dir}.")
+        files, total_rows = plural(len(counts), "CSV file"), plural(sum(counts.values()), "row")
+        log.info("exported %s (%s) to %s", files, total_rows, all_dir)
+        state.say(f"Wrote {files} ({total_rows}) to {all_dir}.")
         return
     assert table is not None
     check_table_name(table)  # unknown names fail before any output is opened
