@@ -83,6 +83,11 @@ def test_show_completion_script_completes_in_bash(tmp_path: Path) -> None:
     assert done.stdout.split() == ["list"], done.stderr
 
 
+def test_zsh_completion_candidates() -> None:
+    done = _run(_PLANCTL_COMPLETE="complete_zsh", _TYPER_COMPLETE_ARGS="planctl backup l")
+    assert '"list":"List the backups, newest first."' in done.stdout, done.stderr
+
+
 @pytest.mark.parametrize(("shell", "marker"), [("zsh", "#compdef planctl"), ("fish", "complete")])
 def test_completion_script_for_another_shell(shell: str, marker: str) -> None:
     done = _run(_PLANCTL_COMPLETE=f"source_{shell}")
