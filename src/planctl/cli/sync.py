@@ -411,14 +411,13 @@ def status(
 
 
 def _render_others(state: State, report: SyncReport) -> None:
-    from rich.table import Table
 
     if not report.foreign and not report.orphans and not report.duplicates:
         state.say("Every event on the calendar is a synced planctl session.")
         return
-    table = Table(title="Events planctl leaves alone", title_justify="left")
-    table.add_column("event id")
-    table.add_column("start")
+    table = narrow_table("Events planctl leaves alone")
+    table.add_column("event id", overflow="fold")  # whole: `sync remote edit` takes it
+    table.add_column("start", no_wrap=True)
     table.add_column("summary")
     table.add_column("why")
     for event in report.foreign:
