@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 import signal
 import sqlite3
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
@@ -218,6 +221,12 @@ def test_watch_process(tmp_path: Path, signum: int) -> None:
     delta = list_backups(backups)[0]
     assert delta.kind == "delta" and delta.row_counts == {"sesiones": 2}
     assert "deltas since full 1/3" in out and "consecutive failures 0" in out and "Stopped." in out
+    # Each status line starts with the time in PLANCTL_TIMEZONE (Europe/Madrid) and its offset.
+    status = [line for line in out.splitlines() if " backup 2" in line]
+    offset = re.escape(f"{dt.datetime.now(ZoneInfo('Europe/Madrid')):%z}")
+    assert status and all(
+        re.match(rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d {offset} backup ", line) for line in status
+    ), status
     log_text = (logs / "backup.log").read_text()
     assert "watch started" in log_text and "watch stopped" in log_text
     assert "deltas since full 1; consecutive failures 0" in log_text
@@ -264,8 +273,6 @@ def test_the_readme_on_failure_example_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The README's --on-failure command, as written, through the hook watch uses."""
-    import re
-
     from planctl.backup.manager import run_failure_command
 
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
