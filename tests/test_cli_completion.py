@@ -83,6 +83,22 @@ def test_show_completion_script_completes_in_bash(tmp_path: Path) -> None:
     assert done.stdout.split() == ["list"], done.stderr
 
 
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_install_completion_writes_the_script_and_sources_it(tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["bash", "-c", f'"{PLANCTL}" --install-completion; true'],
+        env={**os.environ, "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    script = tmp_path / ".bash_completions" / "planctl.sh"
+    assert f"bash completion installed in {script}" in done.stdout, done.stderr
+    assert "_planctl_completion" in script.read_text()
+    assert f"source '{script}'" in (tmp_path / ".bashrc").read_text()
+
+
 def test_zsh_completion_candidates() -> None:
     done = _run(_PLANCTL_COMPLETE="complete_zsh", _TYPER_COMPLETE_ARGS="planctl backup l")
     assert '"list":"List the backups, newest first."' in done.stdout, done.stderr
