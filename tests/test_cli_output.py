@@ -1,18 +1,21 @@
 """What a person reads: tables that fit 80 columns in a pipe, local times with their offset,
-counts with separators and the plural right. planctl runs as a real process (its stdout is
-a pipe, as in ``planctl backup list | less``)."""
+counts with separators and the plural right, what Ctrl-C says. planctl runs as a real
+process (its stdout is a pipe, as in ``planctl backup list | less``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
+from planctl.backup.store import backup_lock
 from planctl.text import local_moment, plural
-from tests.helpers import planctl_env, run_planctl
+from tests.helpers import planctl_env, run_planctl, spawn_planctl
 
 ZONE = "Asia/Kolkata"  # +0530: never the machine's zone by accident
 
@@ -119,3 +122,16 @@ def test_local_moment_names_the_offset() -> None:
     assert local_moment(winter, "Europe/Madrid", seconds=True) == "2026-11-25 21:03:04 +0100"
     summer = dt.datetime(2026, 7, 1, 8, 30)  # naive: UTC
     assert local_moment(summer, "Europe/Madrid") == "2026-07-01 10:30 +0200"
+
+
+def test_ctrl_c_says_so_and_exits_130(env: dict[str, str], tmp_path: Path) -> None:
+    _planctl(env, "db-upgrade")
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    with backup_lock(backups):  # another run holds the set: planctl waits for it
+        process = spawn_planctl("backup", "--lock-timeout", "60", env=env)
+        time.sleep(2)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert err == "interrupted (SIGINT)\n" and out == ""

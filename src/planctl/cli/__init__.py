@@ -48,7 +48,7 @@ class PlanctlGroup(TyperGroup):
             report_error(ctx, _database_error(ctx, error))
             raise typer.Exit(int(ExitCode.FAILED)) from None
         except KeyboardInterrupt as interrupt:  # Ctrl-C, SIGTERM, SIGHUP (cli/signals.py)
-            err_console().print(f"[red]interrupted[/red] ({interrupt or 'SIGINT'})")
+            err_console().print(f"[red]interrupted[/red] ({str(interrupt) or 'SIGINT'})")
             raise typer.Exit(signals.exit_code(interrupt)) from None
 
 

@@ -33,7 +33,7 @@ def out_console() -> Console:
 
 def narrow_table(title: str) -> Table:
     """A table that stays readable in 80 columns and in a pipe (Rich's width there is
-    ``$COLUMNS`` or 80): no outer borders, one space between columns. Its columns
+    ``$COLUMNS`` or 80): no outer borders, two spaces between columns. Its columns
     should be ``no_wrap`` with one flexible column that elides (``overflow="ellipsis"``)."""
     from rich import box
     from rich.table import Table
@@ -112,12 +112,16 @@ class State:
         return lambda: logger.removeHandler(handler)
 
     def _log_time(self, moment: dt.datetime) -> Text:
-        """A console log line's time (Rich hands it naive, in the system's zone)."""
+        """A console log line's time (Rich hands it naive, in the system's zone); in the
+        system's zone still, with its offset, before the settings are read."""
         from rich.text import Text
 
         from planctl.text import local_moment
 
-        return Text(local_moment(moment.astimezone(), self.settings.timezone, seconds=True)[11:])
+        moment = moment.astimezone()
+        if self._settings is None:
+            return Text(f"{moment:%H:%M:%S %z}")
+        return Text(local_moment(moment, self._settings.timezone, seconds=True)[11:])
 
     def say(self, message: str) -> None:
         """A human-facing status line on stdout, silenced by --quiet."""
