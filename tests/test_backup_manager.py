@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 import signal
 import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
@@ -219,6 +222,12 @@ def test_watch_process(tmp_path: Path, signum: int) -> None:
     delta = list_backups(backups)[0]
     assert delta.kind == "delta" and delta.row_counts == {"sesiones": 2}
     assert "deltas since full 1/3" in out and "consecutive failures 0" in out and "Stopped." in out
+    # Each status line starts with the time in PLANCTL_TIMEZONE (Europe/Madrid) and its offset.
+    status = [line for line in out.splitlines() if " backup 2" in line]
+    offset = re.escape(f"{dt.datetime.now(ZoneInfo('Europe/Madrid')):%z}")
+    assert status and all(
+        re.match(rf"\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d {offset} backup ", line) for line in status
+    ), status
     log_text = (logs / "backup.log").read_text()
     assert "watch started" in log_text and "watch stopped" in log_text
     assert "deltas since full 1; consecutive failures 0" in log_text
@@ -259,3 +268,26 @@ def test_watch_failure_hook(tmp_path: Path) -> None:
     assert "does not exist" in lines[0]
     assert "backup failed (1 in a row)" in err and "Traceback" not in err
     assert "backup failed (3 in a row)" in (logs / "backup.log").read_text()
+
+
+def test_the_readme_on_failure_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's --on-failure command, as written, through the hook watch uses."""
+    from planctl.backup.manager import run_failure_command
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"--on-failure '([^']+)'", readme)
+    assert match, "the README shows an --on-failure example"
+    command = match.group(1)
+    # A stand-in `mail` first on PATH records what it was given.
+    sent = tmp_path / "sent.txt"
+    shim = tmp_path / "bin" / "mail"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\n{{ printf "%s\\n" "$@"; echo ---; cat; }} > "{sent}"\n')
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim.parent}{os.pathsep}{os.environ['PATH']}")
+    run_failure_command(command, "database 'planificador.db' does not exist", 3)
+    args, body = sent.read_text().split("---\n")
+    assert args.splitlines() == ["-s", "planctl backup failed (3)", "admin"]
+    assert body == "database 'planificador.db' does not exist\n"

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import stat
 from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
 
 from planctl.logs import close_service_loggers, service_logger
+from tests.helpers import planctl_env, run_planctl
 
 from .conftest import Cli
 
-LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \| INFO \| planctl\.(\w+) \| (.*)$")
+LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [+-]\d{4} \| INFO \| planctl\.(\w+) \| (.*)$"
+)
 
 
 def test_each_service_writes_its_own_file(tmp_path: Path) -> None:
@@ -68,3 +75,21 @@ def test_a_short_secret_never_garbles_unrelated_text(tmp_path: Path) -> None:
         assert "password ***; token=***" in text and " xa" not in text
     finally:
         close_service_loggers()
+
+
+@pytest.mark.parametrize("zone", ["Asia/Kolkata", "America/New_York"])
+def test_log_times_are_in_the_configured_zone_with_the_offset(tmp_path: Path, zone: str) -> None:
+    env = planctl_env(
+        f"sqlite:///{tmp_path / 'p.db'}", tmp_path / "b", tmp_path / "logs", PLANCTL_TIMEZONE=zone
+    )
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    run = run_planctl("-v", "db-upgrade", env=env)
+    after = dt.datetime.now(dt.UTC)
+    assert run.returncode == 0, run.stderr
+    line = (tmp_path / "logs" / "migraciones.log").read_text(encoding="utf-8").splitlines()[-1]
+    stamp = line.split(" | ")[0]  # 2026-11-25 15:21:01.352 -0500
+    moment = dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f %z")
+    assert before <= moment <= after
+    assert moment.utcoffset() == dt.datetime.now(ZoneInfo(zone)).utcoffset()
+    # -v's lines on stderr show the same wall clock and offset.
+    assert f"{moment:%z}" in run.stderr

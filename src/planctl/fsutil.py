@@ -38,6 +38,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import stat
 import sys
 import tempfile
@@ -238,8 +239,12 @@ def atomic_write(path: str | Path, *, name: str | None = None) -> Iterator[Binar
     directory = final.parent
     remove_stale_temps(final)
     with space_errors(shown):
-        fd, temp = _locked_temp(final, shown)
+        fd, temp = -1, None
         try:
+            # Created, locked and named with signals held: an interrupt can only come
+            # once *temp* is known, so the handler below always removes it.
+            with signals_held():
+                fd, temp = _locked_temp(final, shown)
             with open(fd, "wb", closefd=False) as handle:
                 yield handle
                 handle.flush()
@@ -248,11 +253,13 @@ def atomic_write(path: str | Path, *, name: str | None = None) -> Iterator[Binar
             os.replace(temp, final)
             fsync_dir(directory)
         except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
+            if temp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
             raise
         finally:
-            os.close(fd)  # releases the temp's lock
+            if fd >= 0:
+                os.close(fd)  # releases the temp's lock
 
 
 def write_bytes(path: str | Path, data: bytes, guard: Guard = NO_GUARD) -> None:
@@ -263,6 +270,21 @@ def write_bytes(path: str | Path, data: bytes, guard: Guard = NO_GUARD) -> None:
 
 def temp_prefix(final: Path) -> str:
     return f".{final.name}."
+
+
+#: The signals planctl turns into a clean interruption (cli/signals.py).
+INTERRUPTS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP back for a few system calls that must not be split
+    (they are delivered, and handled, as soon as the block ends)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _locked_temp(final: Path, shown: str) -> tuple[int, Path]:

@@ -2,14 +2,17 @@
 
 Each service logs under ``planctl.<service>``; the file name is the domain's
 Spanish one. Files are opened lazily, so ``planctl --help`` creates nothing.
+Times are in the configured zone (``PLANCTL_TIMEZONE``) with their UTC offset.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import logging.handlers
 import os
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from planctl.config import mask_secret, mask_url
 
@@ -24,6 +27,18 @@ SERVICE_FILES: dict[str, str] = {
 
 _MAX_BYTES = 5 * 1024 * 1024
 _BACKUP_COUNT = 5
+
+
+class ZonedFormatter(logging.Formatter):
+    """``2026-11-25 21:03:04.512 +0100 | INFO | …``: the time in *timezone*, with its offset."""
+
+    def __init__(self, timezone: str, fmt: str = LOG_FORMAT) -> None:
+        super().__init__(fmt)
+        self.zone = ZoneInfo(timezone)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        moment = dt.datetime.fromtimestamp(record.created, self.zone)
+        return f"{moment:%Y-%m-%d %H:%M:%S}.{int(record.msecs):03d} {moment:%z}"
 
 
 class MaskingFilter(logging.Filter):
@@ -46,8 +61,11 @@ def mask_url_in_text(text: str) -> str:
     return " ".join(mask_url(word) if "://" in word else word for word in text.split(" "))
 
 
-def service_logger(service: str, log_dir: Path, *, secrets: tuple[str, ...] = ()) -> logging.Logger:
-    """Logger for *service* writing to its rotating file in *log_dir* (idempotent)."""
+def service_logger(
+    service: str, log_dir: Path, *, secrets: tuple[str, ...] = (), timezone: str = "UTC"
+) -> logging.Logger:
+    """Logger for *service* writing to its rotating file in *log_dir* (idempotent), its
+    times in *timezone*."""
     if service not in SERVICE_FILES:
         raise ValueError(f"unknown log service {service!r}")
     logger = logging.getLogger(f"planctl.{service}")
@@ -55,6 +73,7 @@ def service_logger(service: str, log_dir: Path, *, secrets: tuple[str, ...] = ()
     path = (log_dir / SERVICE_FILES[service]).resolve()
     for handler in logger.handlers:
         if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == path:
+            handler.setFormatter(ZonedFormatter(timezone))
             return logger
     path.parent.mkdir(parents=True, exist_ok=True)
     # Open it once now, so an unwritable log directory is an error before any work starts
@@ -63,7 +82,7 @@ def service_logger(service: str, log_dir: Path, *, secrets: tuple[str, ...] = ()
     handler = _LogFileHandler(
         path, maxBytes=_MAX_BYTES, backupCount=_BACKUP_COUNT, encoding="utf-8", delay=True
     )
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(ZonedFormatter(timezone))
     handler.addFilter(MaskingFilter(secrets))
     logger.addHandler(handler)
     return logger

@@ -298,7 +298,7 @@ class BackupSet:
         raise NothingToDoError(
             f"no restorable backup in '{self.directory}' was taken at or before "
             f"{moment.isoformat(' ', 'seconds')}",
-            f"the oldest is from {oldest.isoformat(' ', 'seconds')}"
+            f"the oldest is from {oldest.astimezone(moment.tzinfo).isoformat(' ', 'seconds')}"
             if oldest
             else "run planctl backup first",
         )

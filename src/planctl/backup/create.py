@@ -50,6 +50,7 @@ from planctl.db import changelog
 from planctl.db.engine import parse_url
 from planctl.errors import DatabaseError, UsageError
 from planctl.failures import Failure
+from planctl.text import plural
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -367,7 +368,10 @@ def _create_delta_locked(
         # Same transaction: the log rows this delta holds go, the anchor moves to it.
         changelog.move_anchor(connection, name, info.created)
     log.info(
-        "delta %s written: %s changed rows, %s bytes", name, sum(info.row_counts.values()), size
+        "delta %s written: %s, %s",
+        name,
+        plural(sum(info.row_counts.values()), "changed row"),
+        plural(size, "byte"),
     )
     return info, None
 
@@ -513,9 +517,9 @@ def create_full_locked(
     finally:
         temp.unlink(missing_ok=True)
     log.info(
-        "backup %s written: %s bytes, sha256 %s, revision %s",
+        "backup %s written: %s, sha256 %s, revision %s",
         name,
-        info.size,
+        plural(info.size, "byte"),
         info.sha256,
         info.revision,
     )

@@ -71,6 +71,7 @@ from planctl.config import mask_url
 from planctl.db import changelog
 from planctl.db.bulk import load_rows
 from planctl.errors import VerificationError
+from planctl.text import plural
 
 if TYPE_CHECKING:
     from planctl.backup.delta import Delta
@@ -369,7 +370,8 @@ class _Reader:
             raise self._fail(f"footer of {footer['end']!r} inside table {expected}")
         if footer.get("rows") != count:
             raise self._fail(
-                f"table {expected} has {count} rows, its footer says {footer.get('rows')!r}"
+                f"table {expected} has {plural(count, 'row')}, "
+                f"its footer says {footer.get('rows')!r}"
             )
 
     def _finish(self) -> None:

@@ -35,6 +35,7 @@ from planctl.backup.store import (
 from planctl.config import mask_url
 from planctl.db import changelog
 from planctl.errors import UsageError, VerificationError
+from planctl.text import plural
 
 if TYPE_CHECKING:
     from planctl.backup.crypto import Recipient
@@ -181,7 +182,7 @@ def restore_backup(
         info.name,
         mask_url(database_url),
         info.revision,
-        f", {len(deltas)} deltas applied, {touched} rows" if deltas else "",
+        f", {plural(len(deltas), 'delta')} applied, {plural(touched, 'row')}" if deltas else "",
     )
     return RestoreResult(info, safety, info.revision, head, links, touched)
 

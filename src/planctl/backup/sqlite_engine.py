@@ -41,6 +41,7 @@ from planctl.backup.store import (
 from planctl.db.engine import parse_url, sqlite_path
 from planctl.errors import VerificationError
 from planctl.failures import Failure, classify
+from planctl.text import plural
 
 if TYPE_CHECKING:
     from planctl.backup.delta import Delta
@@ -217,7 +218,7 @@ def integrity_check(path: Path, name: str, *, quick: bool = False) -> None:
         ) from None
     if rows != ["ok"]:
         first = " ".join(str(rows[0]).split())[:200]
-        more = f" (and {len(rows) - 1} more problems)" if len(rows) > 1 else ""
+        more = f" (and {plural(len(rows) - 1, 'more problem')})" if len(rows) > 1 else ""
         raise VerificationError(
             f"backup {name} fails {pragma}: {first}{more}",
             "restore another backup (planctl backup list)",

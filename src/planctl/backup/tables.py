@@ -8,6 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from planctl.backup.store import BackupError
+from planctl.text import plural
 
 
 def empty(connection: Connection, tables: Sequence[str]) -> None:
@@ -39,6 +40,7 @@ def check_foreign_keys(connection: Connection, name: str) -> None:
     if problems:
         tables = ", ".join(sorted({str(row[0]) for row in problems}))
         raise BackupError(
-            f"backup {name} would leave {len(problems)} rows with broken foreign keys in {tables}",
+            f"backup {name} would leave {plural(len(problems), 'row')} with broken foreign keys "
+            f"in {tables}",
             "the database was left unchanged; restore another backup",
         )

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from planctl.cli.context import State, can_prompt, err_console, out_console
+from planctl.cli.context import State, can_prompt, err_console, narrow_table, out_console
 from planctl.cli.context import state_of as _state
 from planctl.errors import PlanctlError, UsageError, VerificationError
+from planctl.text import local_moment, plural
 
 if TYPE_CHECKING:
     from planctl.backup import BackupInfo
@@ -98,10 +99,7 @@ def _size(size: int) -> str:
 def _local(state: State, iso: str | None) -> str:
     if not iso:
         return "—"
-    from zoneinfo import ZoneInfo
-
-    moment = dt.datetime.fromisoformat(iso).astimezone(ZoneInfo(state.settings.timezone))
-    return moment.isoformat(" ", "minutes")  # with its offset: 2026-11-25 18:46+01:00
+    return local_moment(dt.datetime.fromisoformat(iso), state.settings.timezone)
 
 
 @app.callback()
@@ -193,19 +191,19 @@ def backup(
     info = result.info
     if info.kind == "delta":
         changed = sum(info.row_counts.values())
-        log.info("delta %s done (%s, %d rows changed)", info.name, _size(info.size), changed)
+        log.info("delta %s done (%s, %s)", info.name, _size(info.size), plural(changed, "row"))
         state.say(
-            f"Delta [bold]{info.name}[/bold] ({_count(changed, 'changed row')}, "
+            f"Delta [bold]{info.name}[/bold] ({plural(changed, 'changed row')}, "
             f"{_size(info.size)}) "
             f"on top of {info.parent}; {result.deltas_since_full} of at most {max_deltas} "
             f"deltas since the full backup, written to {_dir(state, directory)}."
         )
     else:
         log.info(
-            "backup %s done (%s, %s rows in sesiones)",
+            "backup %s done (%s, %s in sesiones)",
             info.name,
             _size(info.size),
-            info.row_counts.get("sesiones", 0),
+            plural(info.row_counts.get("sesiones", 0), "row"),
         )
         state.say(
             f"Backup [bold]{info.name}[/bold] ({info.engine}, {_size(info.size)}, "
@@ -370,7 +368,6 @@ def list_command(
 def _print_list(
     state: State, backups: Any, as_json: bool, where: str | None, directory: Path | None
 ) -> None:
-    from rich.table import Table
 
     infos = list(reversed(backups.infos))
     if as_json:
@@ -385,22 +382,13 @@ def _print_list(
         sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
         backups.cache.save()
         return
-    from rich import box
-
     engines = ", ".join(sorted({i.engine for i in infos} - {"delta"})) or "empty"
     revisions = {i.revision for i in infos}
     one_revision = len(revisions) == 1
     if one_revision:
         engines += f", revision {next(iter(revisions)) or '<none>'}"
-    # Fits 80 columns (a pipe, a narrow terminal): short cells, no outer borders; a long
-    # labelled name folds rather than truncating what it says.
-    table = Table(
-        title=f"Backups in {where or _dir(state, directory)} ({engines})",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-    )
+    # Short cells; a long labelled name folds rather than truncating what it says.
+    table = narrow_table(f"Backups in {where or _dir(state, directory)} ({engines})")
     table.add_column("name", overflow="fold")
     table.add_column("kind", no_wrap=True)
     table.add_column("created", no_wrap=True)
@@ -606,7 +594,8 @@ def _restore(
             raise PlanctlError(
                 "refusing to restore without confirmation", "pass --yes to run it unattended"
             )
-        applies = f", applying {len(chain) - 1} deltas on {chain[0].name}" if len(chain) > 1 else ""
+        deltas = plural(len(chain) - 1, "delta")
+        applies = f", applying {deltas} on {chain[0].name}" if len(chain) > 1 else ""
         typer.confirm(
             f"Replace {masked} with backup {info.name} "
             f"(taken {_local(state, info.created)}{applies})?"
@@ -631,8 +620,8 @@ def _restore(
     if result.safety:
         state.say(f"Safety backup of the previous state: {result.safety.name}")
     if len(result.chain) > 1:
-        applied = _count(len(result.chain) - 1, "delta")
-        rows = _count(result.rows_touched_by_deltas, "row")
+        applied = plural(len(result.chain) - 1, "delta")
+        rows = plural(result.rows_touched_by_deltas, "row")
         state.say(f"Restored {result.chain[0].name}, then applied {applied} ({rows}).")
     state.say(
         f"Restored [bold]{info.name}[/bold] into {masked}; "
@@ -689,18 +678,21 @@ def watch_command(
     log = state.service_logger("backup")
     backup_dir = _dir(state, directory)
 
+    def now() -> str:
+        return local_moment(dt.datetime.now(dt.UTC), state.settings.timezone, seconds=True)
+
     def on_backup(info: BackupInfo) -> None:
         kind = describe_kind(info)
         deltas = f"{manager.deltas_since_full}/{max_deltas}" if incremental else "—"
         state.say(
-            f"{dt.datetime.now():%H:%M:%S} backup {info.name}: {kind}, {_size(info.size)} · "
+            f"{now()} backup {info.name}: {kind}, {_size(info.size)} · "
             f"deltas since full {deltas} · consecutive failures 0"
         )
 
     def on_backup_failure(error: BaseException, count: int) -> None:
         message = error.message if isinstance(error, PlanctlError) else str(error)
         err_console().print(
-            f"{dt.datetime.now():%H:%M:%S} [red]backup failed[/red] ({count} in a row): {message}",
+            f"{now()} [red]backup failed[/red] ({count} in a row): {message}",
             highlight=False,
             soft_wrap=True,
         )
@@ -797,21 +789,16 @@ def prune_command(
         )
     if not state.quiet:
         out_console().print(table)
-    removed = sum(len(c.members) for c in plan.remove)
+    removed, kept = sum(len(c.members) for c in plan.remove), len(plan.keep)
     if not dry_run:
-        log.info("prune removed %d backups, kept %d chains", removed, len(plan.keep))
+        log.info("prune removed %s, kept %s", plural(removed, "backup"), plural(kept, "chain"))
     state.say(
-        f"{'Would remove' if dry_run else 'Removed'} {removed} backups; kept {len(plan.keep)}."
+        f"{'Would remove' if dry_run else 'Removed'} {plural(removed, 'backup')}; kept {kept:,}."
     )
 
 
 def describe(info: BackupInfo) -> str:
     return f"{info.name} ({info.engine}, {info.kind})"
-
-
-def _count(number: int, noun: str) -> str:
-    """``1 row``, ``12,345 rows``: thousands separators and the plural right."""
-    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 def _short_kind(info: BackupInfo) -> str:
@@ -822,5 +809,5 @@ def _short_kind(info: BackupInfo) -> str:
 
 def describe_kind(info: BackupInfo) -> str:
     if info.kind == "delta":
-        return f"delta ({_count(sum(info.row_counts.values()), 'row')})"
+        return f"delta ({plural(sum(info.row_counts.values()), 'row')})"
     return f"{info.kind} ({info.engine})"

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
     from planctl.config import Settings
 
@@ -27,6 +29,22 @@ def out_console() -> Console:
     from rich.console import Console
 
     return Console()
+
+
+def narrow_table(title: str) -> Table:
+    """A table that stays readable in 80 columns and in a pipe (Rich's width there is
+    ``$COLUMNS`` or 80): no outer borders, two spaces between columns. Its columns
+    should be ``no_wrap`` with one flexible column that elides (``overflow="ellipsis"``)."""
+    from rich import box
+    from rich.table import Table
+
+    return Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
 
 
 def _no_checkpoint(stage: str) -> None:
@@ -70,7 +88,9 @@ class State:
         settings = self.settings
         try:
             secrets = settings.secrets if scrub_secrets else ()
-            return service_logger(service, settings.log_dir, secrets=secrets)
+            return service_logger(
+                service, settings.log_dir, secrets=secrets, timezone=settings.timezone
+            )
         except OSError as error:
             where = error.filename or settings.log_dir
             raise ConfigError(
@@ -92,12 +112,29 @@ class State:
         from planctl.logs import MaskingFilter
 
         logger = logging.getLogger("planctl")
-        handler = RichHandler(console=err_console(), show_path=False, rich_tracebacks=True)
+        handler = RichHandler(
+            console=err_console(),
+            show_path=False,
+            rich_tracebacks=True,
+            log_time_format=self._log_time,
+        )
         handler.setLevel(logging.DEBUG if self.debug else logging.INFO)
         handler.addFilter(MaskingFilter())
         logger.addHandler(handler)
         logger.setLevel(logging.DEBUG)
         return lambda: logger.removeHandler(handler)
+
+    def _log_time(self, moment: dt.datetime) -> Text:
+        """A console log line's time (Rich hands it naive, in the system's zone); in the
+        system's zone still, with its offset, before the settings are read."""
+        from rich.text import Text
+
+        from planctl.text import local_moment
+
+        moment = moment.astimezone()
+        if self._settings is None:
+            return Text(f"{moment:%H:%M:%S %z}")
+        return Text(local_moment(moment, self._settings.timezone, seconds=True)[11:])
 
     def say(self, message: str) -> None:
         """A human-facing status line on stdout, silenced by --quiet."""

@@ -15,6 +15,7 @@ import typer
 from planctl.cli.context import State, err_console, parse_period
 from planctl.cli.context import state_of as _state
 from planctl.errors import UsageError
+from planctl.text import plural
 
 if TYPE_CHECKING:
     from planctl.fsutil import Guard
@@ -153,8 +154,9 @@ def export_csv(
     if all_dir is not None:
         with csv_connection(state.settings.database_url) as connection:
             counts = export_all(connection, all_dir, options, warn=warner(state), guard=guard)
-        log.info("exported %d tables (%d rows) to %s", len(counts), sum(counts.values()), all_dir)
-        state.say(f"Wrote {len(counts)} CSV files ({sum(counts.values()):,} rows) to {all_dir}.")
+        files, total_rows = plural(len(counts), "CSV file"), plural(sum(counts.values()), "row")
+        log.info("exported %s (%s) to %s", files, total_rows, all_dir)
+        state.say(f"Wrote {files} ({total_rows}) to {all_dir}.")
         return
     assert table is not None
     check_table_name(table)  # unknown names fail before any output is opened
@@ -168,9 +170,9 @@ def export_csv(
                 connection, table, out, options, progress=progress, warn=warner(state)
             )
     elapsed = time.perf_counter() - started
-    log.info("exported %s: %d rows to %s in %.2f s", table, rows, output, elapsed)
+    log.info("exported %s: %s to %s in %.2f s", table, plural(rows, "row"), output, elapsed)
     if output != "-":
-        state.say(f"Wrote {rows:,} rows of {table} to {output}.")
+        state.say(f"Wrote {plural(rows, 'row')} of {table} to {output}.")
 
 
 @app.command("ical")
@@ -214,13 +216,13 @@ def export_ical(
     ):
         events = write_calendar(connection, out, timezone=state.settings.timezone, filters=filters)
     log.info(
-        "exported %d sessions as iCalendar to %s in %.2f s",
-        events,
+        "exported %s as iCalendar to %s in %.2f s",
+        plural(events, "session"),
         output,
         time.perf_counter() - started,
     )
     if output != "-":
-        state.say(f"Wrote {events:,} events to {output}.")
+        state.say(f"Wrote {plural(events, 'event')} to {output}.")
 
 
 @app.command("pdf")
@@ -279,15 +281,16 @@ def export_pdf(
             filters=SessionFilter(client=client) if client else None,
         )
     log.info(
-        "exported PDF (%s view, %d sessions, %d pages) to %s in %.2f s",
+        "exported PDF (%s view, %s, %s) to %s in %.2f s",
         view,
-        summary.sessions,
-        summary.pages,
+        plural(summary.sessions, "session"),
+        plural(summary.pages, "page"),
         target,
         time.perf_counter() - started,
     )
     if target != "-":
         state.say(
-            f"Wrote {target}: {summary.sessions:,} sessions, {summary.pages} pages, "
+            f"Wrote {target}: {plural(summary.sessions, 'session')}, "
+            f"{plural(summary.pages, 'page')}, "
             f"{summary.hours} h, {summary.amount} €."
         )

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from planctl.cli.context import State, out_console, parse_date, parse_period
+from planctl.cli.context import State, narrow_table, out_console, parse_date, parse_period
 from planctl.cli.context import state_of as _state
 from planctl.errors import PlanctlError, SyncConflictError, SyncError, UsageError
+from planctl.text import local_moment, plural
 
 if TYPE_CHECKING:
     import logging
@@ -203,7 +204,7 @@ def _raise_for_problems(report: SyncReport) -> None:
     if report.errors:
         first = report.errors[0]
         raise SyncError(
-            f"{len(report.errors)} session(s) could not be synced; "
+            f"{plural(len(report.errors), 'session')} could not be synced; "
             f"first: session {first.session_id}: {first.detail}",
             "details in sincronizacion.log",
         )
@@ -211,7 +212,7 @@ def _raise_for_problems(report: SyncReport) -> None:
         ids = ", ".join(str(a.session_id) for a in report.conflicts[:10])
         more = "…" if len(report.conflicts) > 10 else ""
         raise SyncConflictError(
-            f"{len(report.conflicts)} session(s) changed on both sides and were left "
+            f"{plural(len(report.conflicts), 'session')} changed on both sides and were left "
             f"as they are: {ids}{more}",
             "choose a side with --conflict local or --conflict remote",
         )
@@ -259,26 +260,27 @@ def _render(state: State, report: SyncReport) -> None:
     for column in ("", "created", "updated", "deleted", "unchanged", "conflicts"):
         table.add_column(column, justify="left" if not column else "right")
     table.add_row(
-        "calendar", str(s["calendar_created"]), str(s["calendar_updated"]),
-        str(s["calendar_deleted"]), "", "",
+        "calendar", f"{s['calendar_created']:,}", f"{s['calendar_updated']:,}",
+        f"{s['calendar_deleted']:,}", "", "",
     )  # fmt: skip
     table.add_row(
-        "planner", "—", str(s["planner_updated"]),
-        str(s["planner_cancelled"]), "", "",
+        "planner", "—", f"{s['planner_updated']:,}",
+        f"{s['planner_cancelled']:,}", "", "",
     )  # fmt: skip
-    table.add_row("sessions", "", "", "", str(s["unchanged"]), str(s["conflicts"]))
+    table.add_row("sessions", "", "", "", f"{s['unchanged']:,}", f"{s['conflicts']:,}")
     if not state.quiet:
         out_console().print(table)
     notes = []
     if s["pending"]:
         other = "pull" if report.mode == "push" else "push"
-        notes.append(f"{s['pending']} change(s) left for {other} or a two-way sync")
+        notes.append(f"{plural(s['pending'], 'change')} left for {other} or a two-way sync")
     if s["errors"]:
-        notes.append(f"{s['errors']} error(s)")
+        notes.append(plural(s["errors"], "error"))
     if report.foreign:
-        notes.append(f"{len(report.foreign)} event(s) not created by planctl left alone")
+        notes.append(f"{plural(len(report.foreign), 'event')} not created by planctl left alone")
     if report.orphans:
-        notes.append(f"{len(report.orphans)} planctl event(s) this planner never synced left alone")
+        orphans = plural(len(report.orphans), "planctl event")
+        notes.append(f"{orphans} this planner never synced left alone")
     if notes:
         state.say("; ".join(notes).capitalize() + ".")
     for action in report.noted:
@@ -347,17 +349,19 @@ def pull(
 def _local_time(state: State, moment: dt.datetime | None) -> str:
     if moment is None:
         return "—"
-    from planctl.calendar.zones import zone_info
+    return local_moment(moment, state.settings.timezone)
 
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(zone_info(state.settings.timezone)).strftime("%Y-%m-%d %H:%M")
+
+def _local_span(state: State, start: dt.datetime, end: dt.datetime) -> str:
+    """``2026-11-25 09:30–11:00 +0100``: the day, both times and the end's offset."""
+    first, last = (local_moment(m, state.settings.timezone) for m in (start, end))
+    return f"{first[:16]}–{last[11:]}" if first[:10] == last[:10] else f"{first}–{last}"
 
 
 def _last_run_text(state: State, last: RunRecord | None) -> str:
     if last is None:
         return "never"
-    counts = ", ".join(f"{k} {v}" for k, v in last.counts.items() if v) or "no changes"
+    counts = ", ".join(f"{k} {v:,}" for k, v in last.counts.items() if v) or "no changes"
     return f"{_local_time(state, last.started)} ({last.mode}, {last.result}: {counts})"
 
 
@@ -391,11 +395,11 @@ def status(
     table = Table(title=f"Sync status — {result.calendar}", title_justify="left", show_header=False)
     table.add_column("")
     table.add_column("", justify="right")
-    table.add_row("in sync", str(result.in_sync))
-    table.add_row("pending", str(result.pending))
-    table.add_row("conflicting", str(result.conflicting))
+    table.add_row("in sync", f"{result.in_sync:,}")
+    table.add_row("pending", f"{result.pending:,}")
+    table.add_row("conflicting", f"{result.conflicting:,}")
     if result.errors:
-        table.add_row("errors", str(result.errors))
+        table.add_row("errors", f"{result.errors:,}")
     table.add_row("last run", _last_run_text(state, result.last_run))
     out_console().print(table)
     if result.report.refusal:
@@ -405,14 +409,13 @@ def status(
 
 
 def _render_others(state: State, report: SyncReport) -> None:
-    from rich.table import Table
 
     if not report.foreign and not report.orphans and not report.duplicates:
         state.say("Every event on the calendar is a synced planctl session.")
         return
-    table = Table(title="Events planctl leaves alone", title_justify="left")
-    table.add_column("event id")
-    table.add_column("start")
+    table = narrow_table("Events planctl leaves alone")
+    table.add_column("event id", overflow="fold")  # whole: `sync remote edit` takes it
+    table.add_column("start", no_wrap=True)
     table.add_column("summary")
     table.add_column("why")
     for event in report.foreign:
@@ -492,10 +495,8 @@ def remote_list(
         bool, typer.Option("--json", help="The events as stored (Google Calendar's shape).")
     ] = False,
 ) -> None:
-    """The simulated calendar's events: id, session, start, summary, status, etag."""
-    from rich.table import Table
-
-    from planctl.sync.backends.simulated import content_from_resource, remote_event
+    """The simulated calendar's events: id, session, when, status, summary (--json: all)."""
+    from planctl.sync.backends.simulated import SHORT_ID, content_from_resource, remote_event
 
     state = _state(ctx)
     with _simulated(state) as calendar:
@@ -503,23 +504,26 @@ def remote_list(
         if as_json:
             sys.stdout.write(json.dumps(events, indent=2, ensure_ascii=False) + "\n")
             return
-        table = Table(title=f"Simulated calendar {calendar.path}", title_justify="left")
-        table.add_column("id", no_wrap=True)
-        for column in ("session", "when", "summary", "status", "etag"):
-            table.add_column(column)
+        # 80 columns, terminal or pipe: ids shortened to a prefix `remote edit` takes, the
+        # summary elided; whole values in --json.
+        table = narrow_table(f"Simulated calendar {calendar.path} ({plural(len(events), 'event')})")
+        # Fixed widths: left to itself Rich squeezes whole columns away to fit 80.
+        fixed = {"id": SHORT_ID, "session": 7, "when": 28, "status": 9}
+        for name, width in fixed.items():
+            table.add_column(name, width=width, no_wrap=True)
+        table.columns[1].justify = "right"
+        rest = out_console().width - sum(fixed.values()) - 2 * len(fixed) - 2
+        table.add_column("summary", width=max(rest, 10), no_wrap=True, overflow="ellipsis")
         for event in events:
             remote = remote_event(event, calendar.timezone)
             cancelled = event.get("status") == "cancelled"
             content = None if cancelled else content_from_resource(event, calendar.timezone)
             table.add_row(
-                event["id"],
+                event["id"][:SHORT_ID],
                 str(remote.session_id or "—"),
-                f"{_local_time(state, content.start)}–{_local_time(state, content.end)[11:]}"
-                if content
-                else "—",
-                content.summary if content else "",
+                _local_span(state, content.start, content.end) if content else "—",
                 str(event.get("status")),
-                str(event.get("etag")),
+                content.summary if content else "",
             )
     out_console().print(table)
 

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection
 from planctl.config import mask_url
 from planctl.db.engine import connect, parse_url
 from planctl.errors import MigrationError, UsageError, VerificationError
+from planctl.text import plural
 
 if TYPE_CHECKING:
     from alembic.script import Script
@@ -90,7 +91,7 @@ def _check_foreign_keys(connection: Connection) -> None:
     if problems:
         tables = sorted({row[0] for row in problems})
         raise MigrationError(
-            f"migration would leave {len(problems)} rows with broken foreign keys in "
+            f"migration would leave {plural(len(problems), 'row')} with broken foreign keys in "
             f"{', '.join(tables)}; rolled back",
             "fix the data or the migration and retry",
         )

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import signal
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +38,6 @@ from planctl.export.csv_common import (
 #: What a SQLite export reads through: the driver's connection, or a SQLAlchemy one.
 AnyConnection = Any
 COMMITTING = "COMMITTING"
-_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 __all__ = ["TABLES", "CsvOptions", "export_all", "export_table"]
 
@@ -195,8 +193,7 @@ def _commit(staging: Path, real: Path, names: list[str]) -> None:
 
     Signals are held back for these few system calls; any error rolls back.
     """
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-    try:
+    with fsutil.signals_held():
         old = staging / "old"
         old.mkdir()
         for name in names:
@@ -215,8 +212,6 @@ def _commit(staging: Path, real: Path, names: list[str]) -> None:
             _roll_back(staging, real)
             raise
         marker.unlink()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def _roll_back(staging: Path, real: Path) -> None:

@@ -50,6 +50,7 @@ from planctl.sync.content import (
     session_event,
 )
 from planctl.sync.state import RunRecord, StateRow
+from planctl.text import plural
 
 MODES = ("sync", "push", "pull")
 POLICIES = ("local", "remote", "fail")
@@ -513,8 +514,8 @@ def check_safe(plan: Plan, calendar: str, *, keeps_deleted: bool) -> None:
     )
     if too_many_gone:
         raise UnsafeRunError(
-            f"{calendar} does not list {vanished} of the {tracked} events planctl synced "
-            "to it (not even as deleted): it looks missing, replaced or unreadable",
+            f"{calendar} does not list {vanished:,} of the {plural(tracked, 'event')} "
+            "planctl synced to it (not even as deleted): it looks missing, replaced or unreadable",
             hint,
         )
     cancels = sum(
@@ -525,8 +526,8 @@ def check_safe(plan: Plan, calendar: str, *, keeps_deleted: bool) -> None:
     limit = max(MASS_CANCEL_MIN, int(MASS_CANCEL_SHARE * tracked))
     if cancels > limit:
         raise UnsafeRunError(
-            f"this run would cancel {cancels} of the {tracked} synced sessions at once "
-            f"(events deleted or cancelled on {calendar}; the limit is {limit})",
+            f"this run would cancel {cancels:,} of the {tracked:,} synced sessions at once "
+            f"(events deleted or cancelled on {calendar}; the limit is {limit:,})",
             hint,
         )
 

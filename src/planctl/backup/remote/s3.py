@@ -31,6 +31,7 @@ from planctl.errors import (
     RemoteError,
     VerificationError,
 )
+from planctl.text import plural
 
 _AUTH_CODES = {
     "InvalidAccessKeyId",
@@ -181,7 +182,7 @@ class S3Store:
         size = int(head["ContentLength"])
         reported = (head.get("ChecksumSHA256") or "").split("-")[0]
         if size != local.size:
-            problem = f"{size} bytes arrived instead of {local.size}"
+            problem = f"{plural(size, 'byte')} arrived instead of {local.size:,}"
         elif reported:
             ok = reported in (local.whole_b64, local.composite_b64)
             problem = "" if ok else "the server's SHA-256 checksum differs from the local file's"

@@ -25,6 +25,7 @@ from planctl.errors import ConfigError, SyncError
 from planctl.logs import mask_url_in_text
 from planctl.sync.backend import EventPayload, RemoteEvent, StaleEtagError
 from planctl.sync.content import content_from_vevent, session_id_from_uid
+from planctl.text import plural
 
 NAME = "caldav"
 TIMEOUT_SECONDS = 20
@@ -223,7 +224,7 @@ class CalDAVBackend:
         events = len(self.list())
         found = "; ".join(f"'{n}' {self._path(u)}" for n, u in sorted(calendars.items()))
         return (
-            f"{self.describe()}: reachable, {events} events\n"
+            f"{self.describe()}: reachable, {plural(events, 'event')}\n"
             f"  service:    {mask_url(self.service_url)}\n"
             f"  principal:  {self._path(str(self._principal.url))}\n"
             f"  calendars:  {found}\n"

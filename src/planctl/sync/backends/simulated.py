@@ -37,6 +37,7 @@ from planctl.config import Settings
 from planctl.errors import LockedError, NothingToDoError, SyncError
 from planctl.sync.backend import EventPayload, RemoteEvent, StaleEtagError
 from planctl.sync.content import EventContent, clean_text, session_id_from_uid
+from planctl.text import plural
 
 NAME = "simulated"
 FORMAT = "planctl-simulated-calendar"
@@ -45,6 +46,8 @@ CATEGORIES_PROPERTY = "planctlCategories"
 STATUS_TO_GOOGLE = {"CONFIRMED": "confirmed", "TENTATIVE": "tentative"}
 STATUS_FROM_GOOGLE = {"confirmed": "CONFIRMED", "tentative": "TENTATIVE"}
 LOCK_WAIT_SECONDS = 10.0
+#: How many leading characters of an event id ``sync remote list`` shows (and ``find`` takes).
+SHORT_ID = 8
 
 Resource = dict[str, Any]
 
@@ -303,10 +306,15 @@ class SimulatedCalendar:
     # -- the "phone" side ----------------------------------------------------
 
     def find(self, reference: str) -> Resource:
-        """An event by id, by UID, or by session id (``12`` or ``sesion-12``)."""
+        """An event by id (or the first :data:`SHORT_ID` or more characters of one, as
+        ``sync remote list`` shows it), by UID, or by session id (``12`` or ``sesion-12``)."""
         wanted = reference.strip()
         if wanted in self.events:
             return self.events[wanted]
+        if len(wanted) >= SHORT_ID:
+            matches = [key for key in self.events if key.startswith(wanted)]
+            if len(matches) == 1:
+                return self.events[matches[0]]
         number = wanted.removeprefix("sesion-").split("@")[0]
         for event in self.events.values():
             if event.get("status") == "cancelled":
@@ -484,7 +492,7 @@ class SimulatedBackend:
     def check(self) -> str:
         live = sum(1 for e in self.calendar.events.values() if e.get("status") != "cancelled")
         state = "exists" if self.calendar.path.exists() else "will be created on the first sync"
-        return f"{self.describe()} ({state}, {live} events)"
+        return f"{self.describe()} ({state}, {plural(live, 'event')})"
 
     def list(self) -> list[RemoteEvent]:
         """Ids, etags and session ids, like a CalDAV listing: the engine loads what moved."""

@@ -1,0 +1,137 @@
+"""What a person reads: tables that fit 80 columns in a pipe, local times with their offset,
+counts with separators and the plural right, what Ctrl-C says. planctl runs as a real
+process (its stdout is a pipe, as in ``planctl backup list | less``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from planctl.backup.store import backup_lock
+from planctl.text import local_moment, plural
+from tests.helpers import planctl_env, run_planctl, spawn_planctl
+
+ZONE = "Asia/Kolkata"  # +0530: never the machine's zone by accident
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return planctl_env(
+        f"sqlite:///{tmp_path / 'p.db'}",
+        tmp_path / "backups",
+        tmp_path / "logs",
+        PLANCTL_TIMEZONE=ZONE,
+        PLANCTL_SYNC_STORE=str(tmp_path / "calendar.json"),
+    )
+
+
+def _planctl(env: dict[str, str], *args: str, columns: int | None = None) -> str:
+    run = run_planctl(*args, env=env if columns is None else {**env, "COLUMNS": str(columns)})
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def _seeded(env: dict[str, str]) -> dict[str, str]:
+    _planctl(env, "db-upgrade")
+    _planctl(env, "db-seed")
+    return env
+
+
+def _data_lines(out: str) -> list[str]:
+    """The rows of a narrow table: the lines after its header rule."""
+    lines = out.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.strip().startswith("───"))
+    return [line for line in lines[rule + 1 :] if line.strip()]
+
+
+@pytest.mark.parametrize("columns", [None, 80])
+def test_sync_remote_list_fits_80_columns_in_a_pipe(env: dict[str, str], columns: int) -> None:
+    _planctl(_seeded(env), "sync", "push")
+    events = json.loads(_planctl(env, "sync", "remote", "list", "--json"))
+    out = _planctl(env, "sync", "remote", "list", columns=columns)
+    assert all(len(line) <= 80 for line in out.splitlines()), max(out.splitlines(), key=len)
+    rows = _data_lines(out)
+    assert len(rows) == len(events)
+    assert f"({plural(len(events), 'event')})" in " ".join(out.split())  # the title may wrap
+    for row, event in zip(rows, events, strict=True):
+        short_id, session, day, times, offset, status, *_ = row.split()
+        assert event["id"].startswith(short_id) and len(short_id) == 8
+        start = dt.datetime.fromisoformat(event["start"]["dateTime"])
+        assert f"{day} {times[:5]} {offset}" == local_moment(start, ZONE)
+        assert offset == "+0530" and status == event["status"]
+        private = event["extendedProperties"]["private"]
+        assert session == str(private["planctlSessionId"])
+
+
+def test_the_short_id_finds_the_event(env: dict[str, str]) -> None:
+    _planctl(_seeded(env), "sync", "push")
+    row = _data_lines(_planctl(env, "sync", "remote", "list"))[0]
+    short_id = row.split()[0]
+    said = _planctl(env, "sync", "remote", "edit", short_id, "--status", "tentative")
+    assert said.startswith(f"Event {short_id}") and "is now tentative" in said
+
+
+@pytest.mark.parametrize("columns", [None, 80])
+def test_backup_list_fits_80_columns_in_a_pipe(env: dict[str, str], columns: int) -> None:
+    _seeded(env)
+    _planctl(env, "backup")
+    _planctl(env, "backup", "--label", "before-the-big-migration-of-november")
+    _planctl(env, "backup", "--incremental")
+    infos = json.loads(_planctl(env, "backup", "list", "--json"))
+    out = _planctl(env, "backup", "list", columns=columns)
+    assert all(len(line) <= 80 for line in out.splitlines()), max(out.splitlines(), key=len)
+    # A long name folds onto the next line: the first column, read down, holds every name.
+    first_column = "".join(line.split()[0] for line in _data_lines(out))
+    for info in infos:
+        assert info["name"] in first_column
+        assert local_moment(dt.datetime.fromisoformat(info["created"]), ZONE) in out
+
+
+def test_counts_read_right(env: dict[str, str], tmp_path: Path) -> None:
+    _planctl(env, "db-upgrade")
+    with sqlite3.connect(tmp_path / "p.db") as db:
+        db.execute("INSERT INTO temas (id, nombre) VALUES (1, 'Python')")
+    said = _planctl(env, "export", "csv", "temas", "-o", str(tmp_path / "temas.csv"))
+    assert said.strip() == f"Wrote 1 row of temas to {tmp_path / 'temas.csv'}."
+    log = (tmp_path / "logs" / "exportacion.log").read_text(encoding="utf-8")
+    assert "exported temas: 1 row to" in log and "+0530 |" in log
+    _planctl(env, "backup")
+    said = _planctl(env, "backup", "prune", "--keep-last", "1")
+    assert "Removed 0 backups; kept 1." in said
+
+
+@pytest.mark.parametrize(
+    ("number", "expected"),
+    [(0, "0 rows"), (1, "1 row"), (2, "2 rows"), (1234567, "1,234,567 rows")],
+)
+def test_plural(number: int, expected: str) -> None:
+    assert plural(number, "row") == expected
+    assert plural(1, "entry", "entries") == "1 entry" and plural(3, "entry", "entries") == (
+        "3 entries"
+    )
+
+
+def test_local_moment_names_the_offset() -> None:
+    winter = dt.datetime(2026, 11, 25, 20, 3, 4, tzinfo=dt.UTC)
+    assert local_moment(winter, "Europe/Madrid", seconds=True) == "2026-11-25 21:03:04 +0100"
+    summer = dt.datetime(2026, 7, 1, 8, 30)  # naive: UTC
+    assert local_moment(summer, "Europe/Madrid") == "2026-07-01 10:30 +0200"
+
+
+def test_ctrl_c_says_so_and_exits_130(env: dict[str, str], tmp_path: Path) -> None:
+    _planctl(env, "db-upgrade")
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    with backup_lock(backups):  # another run holds the set: planctl waits for it
+        process = spawn_planctl("backup", "--lock-timeout", "60", env=env)
+        time.sleep(2)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert err == "interrupted (SIGINT)\n" and out == ""
