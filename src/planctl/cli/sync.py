@@ -496,14 +496,15 @@ def remote_list(
     ] = False,
 ) -> None:
     """The simulated calendar's events: id, session, when, status, summary (--json: all)."""
-    from planctl.sync.backends.simulated import SHORT_ID, content_from_resource, remote_event
+    from planctl.sync.backends.simulated import SHORT_ID
 
     state = _state(ctx)
     with _simulated(state) as calendar:
-        events = calendar.describe_events(include_deleted=deleted)
         if as_json:
-            sys.stdout.write(json.dumps(events, indent=2, ensure_ascii=False) + "\n")
+            raw = calendar.describe_events(include_deleted=deleted)
+            sys.stdout.write(json.dumps(raw, indent=2, ensure_ascii=False) + "\n")
             return
+        events = calendar.listing(include_deleted=deleted)
         # 80 columns, terminal or pipe: ids shortened to a prefix `remote edit` takes, the
         # summary elided; whole values in --json.
         table = narrow_table(f"Simulated calendar {calendar.path} ({plural(len(events), 'event')})")
@@ -515,15 +516,12 @@ def remote_list(
         rest = out_console().width - sum(fixed.values()) - 2 * len(fixed) - 2
         table.add_column("summary", width=max(rest, 10), no_wrap=True, overflow="ellipsis")
         for event in events:
-            remote = remote_event(event, calendar.timezone)
-            cancelled = event.get("status") == "cancelled"
-            content = None if cancelled else content_from_resource(event, calendar.timezone)
             table.add_row(
-                event["id"][:SHORT_ID],
-                str(remote.session_id or "—"),
-                _local_span(state, content.start, content.end) if content else "—",
-                str(event.get("status")),
-                content.summary if content else "",
+                event.id[:SHORT_ID],
+                str(event.session_id or "—"),
+                _local_span(state, event.start, event.end) if event.start and event.end else "—",
+                event.status,
+                event.summary,
             )
     out_console().print(table)
 
@@ -542,8 +540,8 @@ def remote_edit(
     ] = None,
 ) -> None:
     """Change an event as a phone would (the next sync brings it to the planner)."""
-    if status is not None and status.lower() not in ("confirmed", "tentative", "cancelled"):
-        raise UsageError(f"unknown status '{status}'", "use confirmed, tentative or cancelled")
+    from planctl.sync.backends.simulated import listed
+
     state = _state(ctx)
     with _simulated(state) as calendar:
         changed = calendar.edit(
@@ -555,7 +553,8 @@ def remote_edit(
             summary=summary,
             status=status,
         )
-    state.say(f"Event {changed['id']} is now {changed.get('status')} (etag {changed['etag']}).")
+        shown = listed(changed, calendar.timezone)
+    state.say(f"Event {shown.id} is now {shown.status} (etag {shown.etag}).")
 
 
 @remote_app.command("delete")
@@ -566,9 +565,8 @@ def remote_delete(
     """Delete an event as a phone would (it stays as a cancelled tombstone)."""
     state = _state(ctx)
     with _simulated(state) as calendar:
-        found = calendar.find(event)
-        calendar.remove(found["id"])
-    state.say(f"Deleted event {found['id']}.")
+        removed = calendar.remove(event)
+    state.say(f"Deleted event {removed}.")
 
 
 @remote_app.command("add")
@@ -580,10 +578,12 @@ def remote_add(
     end: Annotated[str, typer.Option("--end", help="End time, HH:MM.")],
 ) -> None:
     """Add an event of your own (planctl will leave it alone)."""
+    from planctl.sync.backends.simulated import listed
+
     state = _state(ctx)
     day = parse_date(date, "--date")
     first, last = _parse_time(start, "--start"), _parse_time(end, "--end")
     assert day is not None and first is not None and last is not None
     with _simulated(state) as calendar:
-        added = calendar.add(summary, day, first, last)
-    state.say(f"Added event {added['id']}.")
+        added = listed(calendar.add(summary, day, first, last), calendar.timezone)
+    state.say(f"Added event {added.id}.")

@@ -29,12 +29,13 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from planctl.calendar.zones import zone_info
 from planctl.config import Settings
-from planctl.errors import LockedError, NothingToDoError, SyncError
+from planctl.errors import LockedError, NothingToDoError, SyncError, UsageError
 from planctl.sync.backend import EventPayload, RemoteEvent, StaleEtagError
 from planctl.sync.content import EventContent, clean_text, session_id_from_uid
 from planctl.text import plural
@@ -344,6 +345,8 @@ class SimulatedCalendar:
         Times are wall-clock times in the calendar's time zone; a new *date*
         keeps the times. ``status="cancelled"`` deletes the event (Google's way).
         """
+        if status is not None and status.lower() not in (*STATUS_TO_GOOGLE.values(), "cancelled"):
+            raise UsageError(f"unknown status '{status}'", "use confirmed, tentative or cancelled")
         event = self.find(reference)
         if status is not None and status.lower() == "cancelled":
             self.delete(event["id"])
@@ -369,9 +372,11 @@ class SimulatedCalendar:
             changes["status"] = status.lower()
         return self.patch(event["id"], changes)
 
-    def remove(self, reference: str) -> None:
-        """Delete an event as a phone would."""
-        self.delete(self.find(reference)["id"])
+    def remove(self, reference: str) -> str:
+        """Delete an event as a phone would; its id."""
+        event_id = str(self.find(reference)["id"])
+        self.delete(event_id)
+        return event_id
 
     def add(self, summary: str, date: dt.date, start_time: dt.time, end_time: dt.time) -> Resource:
         """An event of the user's own (planctl must leave it alone)."""
@@ -384,6 +389,12 @@ class SimulatedCalendar:
             }
         )
 
+    def listing(self, *, include_deleted: bool = False) -> list[ListedEvent]:
+        """The events as a person reads them (``sync remote list``), ordered by start."""
+        return [
+            listed(e, self.timezone) for e in self.describe_events(include_deleted=include_deleted)
+        ]
+
     def describe_events(self, *, include_deleted: bool = False) -> list[Resource]:
         """The events, ordered by start, for listing (tombstones last)."""
         events = self.list_events(show_deleted=include_deleted)
@@ -393,6 +404,34 @@ class SimulatedCalendar:
             return (event.get("status") == "cancelled", str(start))
 
         return sorted(events, key=key)
+
+
+@dataclass(frozen=True)
+class ListedEvent:
+    """One simulated event as a person reads it; ``start`` is None for a tombstone."""
+
+    id: str
+    session_id: int | None
+    status: str
+    etag: str | None
+    summary: str
+    start: dt.datetime | None
+    end: dt.datetime | None
+
+
+def listed(event: Resource, timezone: str) -> ListedEvent:
+    """*event* (Google Calendar's resource shape) as a :class:`ListedEvent`."""
+    remote = remote_event(event, timezone)
+    content = remote.content
+    return ListedEvent(
+        id=str(event["id"]),
+        session_id=remote.session_id,
+        status=str(event.get("status") or "confirmed"),
+        etag=event.get("etag"),
+        summary=content.summary if content else "",
+        start=content.start if content else None,
+        end=content.end if content else None,
+    )
 
 
 def _when(moment: dt.datetime, timezone: str) -> Resource:
