@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,22 +17,100 @@ from planctl.cli.db import COMMANDS
 HEAVY = ("sqlalchemy", "alembic", "fpdf", "icalendar", "psycopg", "caldav")
 
 
+MAIN = "from planctl.cli import main\nsys.exit(main())\n"
+WHOLE_APP = "from planctl.cli import app\napp(prog_name='planctl')\n"
+
+
+def _run_main(
+    args: list[str], env: dict[str, str] | None = None, entry: str = MAIN
+) -> dict[str, object]:
+    """``planctl ARGS`` through the console-script entry point (or *entry*), in a fresh
+    interpreter: its exit code, output, and the modules it had imported when it exited."""
+    code = (
+        "import atexit, json, sys\n"
+        "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
+        f"sys.argv = ['planctl', *{args!r}]\n" + entry
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    *stderr, modules = done.stderr.splitlines()
+    return {
+        "code": done.returncode,
+        "stdout": done.stdout,
+        "stderr": "\n".join(stderr),
+        "modules": json.loads(modules),
+    }
+
+
+def _imported(result: dict[str, object], roots: tuple[str, ...]) -> list[str]:
+    modules = result["modules"]
+    assert isinstance(modules, list)
+    return [m for m in modules if m in roots or m.startswith(tuple(f"{r}." for r in roots))]
+
+
 @pytest.mark.parametrize(
     "args", [["--help"], ["--version"], ["db-upgrade", "--help"], ["sync", "--help"]]
 )
 def test_help_and_version_do_not_import_heavy_libraries(args: list[str]) -> None:
-    code = (
-        "import sys, json\n"
-        f"sys.argv = ['planctl', *{args!r}]\n"
-        "from planctl.cli import main\n"
-        "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
-        f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
-        "print(json.dumps({'code': code, 'heavy': heavy}))\n"
+    result = _run_main(args)
+    assert result["code"] == 0
+    assert _imported(result, HEAVY) == []
+
+
+@pytest.fixture
+def small_sqlite(tmp_path: Path) -> dict[str, str]:
+    """A seeded SQLite database: the environment of a planctl run against it."""
+    from planctl.db import migrate
+    from planctl.db.seed import seed
+
+    url = f"sqlite:///{tmp_path / 'planificador.db'}"
+    migrate.upgrade(url)
+    seed(url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANCTL_")}
+    env.update(
+        DATABASE_URL=url,
+        PLANCTL_LOG_DIR=str(tmp_path / "logs"),
+        PLANCTL_BACKUP_DIR=str(tmp_path / "backups"),
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["code"] in (0, None)
-    assert result["heavy"] == []
+    return env
+
+
+@pytest.mark.parametrize(
+    ("args", "not_imported"),
+    [
+        (["export", "csv", "sesiones"], ("sqlalchemy", "alembic", "rich")),
+        (["db-info"], ("sqlalchemy.orm", "alembic", "mako")),
+        (["-q", "backup"], ("sqlalchemy.orm", "alembic", "rich", "urllib.request")),
+        (["-q", "backup", "--incremental"], ("sqlalchemy.orm", "alembic", "rich")),
+    ],
+)
+def test_a_command_imports_only_what_it_needs(
+    args: list[str], not_imported: tuple[str, ...], small_sqlite: dict[str, str]
+) -> None:
+    result = _run_main(args, small_sqlite)
+    assert result["code"] == 0, result["stderr"]
+    assert _imported(result, not_imported) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], [], ["backup", "--help"], ["sync", "remote", "--help"], ["backup", "lst"]],
+)
+def test_the_entry_point_lists_and_suggests_like_the_whole_app(args: list[str]) -> None:
+    """The entry point builds only the commands its arguments name; what a user
+    reads (the command list, "did you mean") is what the whole app shows."""
+    ours, whole = _run_main(args), _run_main(args, entry=WHOLE_APP)
+    assert (ours["code"], ours["stdout"], ours["stderr"]) == (
+        whole["code"],
+        whole["stdout"],
+        whole["stderr"],
+    )
+    assert ours["stdout"] or ours["stderr"]
+
+
+def test_a_typo_in_a_sub_command_gets_a_suggestion() -> None:
+    typo = _run_main(["backup", "lst"])
+    assert typo["code"] == 2
+    assert "No such command 'lst'. Did you mean 'list'?" in str(typo["stderr"])
 
 
 def test_version(cli) -> None:  # type: ignore[no-untyped-def]
