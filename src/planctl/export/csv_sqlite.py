@@ -57,17 +57,10 @@ _SAFE_CHARS = {
     "time": ":.0123456789",
     "datetime": "-+:. 0123456789",
 }
-_PLAIN_URL = re.compile(r"sqlite(?:\+pysqlite)?:///([^?%#]+)")
 ROLLBACK_WARNING = (
     "the database uses SQLite's rollback journal: the planner app's writes wait until "
     "this export ends (switch once with: sqlite3 {path} 'PRAGMA journal_mode=WAL')"
 )
-
-
-def plain_sqlite_file(database_url: str) -> Path | None:
-    """The file of a plain ``sqlite:///path`` URL (no query, no escapes), else None."""
-    match = _PLAIN_URL.fullmatch(database_url)
-    return Path(match.group(1)) if match else None
 
 
 def connect_file(path: Path) -> sqlite3.Connection:
