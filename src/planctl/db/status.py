@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, inspect, select, text
 
 from planctl.config import mask_url
 from planctl.db.engine import connect
-from planctl.db.migrate import head_revision
-from planctl.db.models import TABLE_NAMES, metadata
+from planctl.db.revisions import head_revision
+from planctl.db.schema import TABLE_NAMES, metadata
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,15 @@ class DatabaseInfo:
 
 def database_info(database_url: str) -> DatabaseInfo:
     """Inspect the database read-only; missing tables count as None."""
-    from alembic.runtime.migration import MigrationContext
-
     with connect(database_url) as connection:
         dialect = connection.dialect
         version = ".".join(str(part) for part in (dialect.server_version_info or ()))
         existing = set(inspect(connection).get_table_names())
-        heads = MigrationContext.configure(connection).get_current_heads()
+        heads = (
+            connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+            if "alembic_version" in existing
+            else []
+        )
         journal = None
         if dialect.name == "sqlite":
             journal = str(connection.exec_driver_sql("PRAGMA journal_mode").scalar_one()).lower()

@@ -18,7 +18,7 @@ from typing import Any
 from planctl.errors import UnknownTableError, UsageError
 
 #: The schema's tables, in the models' order; a test keeps it equal to
-#: ``planctl.db.models.TABLE_NAMES`` without importing the ORM here.
+#: ``planctl.db.schema.TABLE_NAMES`` without importing SQLAlchemy here.
 TABLES = (
     "adjuntos",
     "clientes",
