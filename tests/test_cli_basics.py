@@ -78,7 +78,7 @@ def small_sqlite(tmp_path: Path) -> dict[str, str]:
     ("args", "not_imported"),
     [
         (["export", "csv", "sesiones"], ("sqlalchemy", "alembic", "rich")),
-        (["db-info"], ("sqlalchemy.orm", "alembic", "mako")),
+        (["db-info"], ("sqlalchemy", "alembic", "mako")),
         (["-q", "backup"], ("sqlalchemy.orm", "alembic", "rich", "urllib.request")),
         (["-q", "backup", "--incremental"], ("sqlalchemy.orm", "alembic", "rich")),
     ],

@@ -76,7 +76,7 @@ def database_file(database_url: str) -> Path | None:
 def csv_connection(database_url: str) -> Iterator[Any]:
     """A plain SQLite file through the driver alone (fast start); anything else via SQLAlchemy."""
     from planctl.config import plain_sqlite_file
-    from planctl.export.csv_sqlite import connect_file
+    from planctl.db.sqlite_file import connect_file
 
     path = plain_sqlite_file(database_url)
     if path is None:
