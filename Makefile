@@ -34,6 +34,7 @@ lint: install
 	$(BIN)/mypy
 
 bench: install
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/export.py
 	$(BIN)/python bench/backup.py

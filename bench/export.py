@@ -67,7 +67,7 @@ def planctl_sql(url: str, lines: bool) -> str:
         return sql
     from sqlalchemy import create_engine
 
-    from planctl.db.models import metadata
+    from planctl.db.schema import metadata
     from planctl.export import csv_postgres
 
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))

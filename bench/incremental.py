@@ -66,6 +66,20 @@ def change_sessions(url: str, count: int, round_: int) -> None:
         )
 
 
+def full_then_delta(
+    url: str, env: dict[str, str], changed: int, round_: int
+) -> tuple[float, float, dict[str, Any], dict[str, Any]]:
+    """``planctl backup --format logical``, then *changed* sessions updated by another
+    program, then ``planctl backup --incremental``: both times and both backups."""
+    full_time = run([PLANCTL, "-q", "backup", "--format", "logical"], env=env)
+    full = newest(env)
+    change_sessions(url, changed, round_)
+    delta_time = run([PLANCTL, "-q", "backup", "--incremental"], env=env)
+    delta = newest(env)
+    assert delta["kind"] == "delta" and sum(delta["row_counts"].values()) == changed, delta
+    return full_time, delta_time, full, delta
+
+
 def bench_engine(
     label: str, url: str, env: dict[str, str], work: Path, changed: int, runs: int
 ) -> tuple[list[Row], dict[str, Any]]:
@@ -77,15 +91,12 @@ def bench_engine(
     rows = 0
     full_name = ""
     for i in range(runs):
-        full_t.append(run([PLANCTL, "-q", "backup", "--format", "logical"], env=env))
-        full_info = newest(env)
-        full_name, rows = full_info["name"], sum(full_info["row_counts"].values())
-        full_size.append(full_info["size"])
-        change_sessions(url, changed, 2 * i)
-        cli_delta_t.append(run([PLANCTL, "-q", "backup", "--incremental"], env=env))
-        delta = newest(env)
-        assert delta["kind"] == "delta" and sum(delta["row_counts"].values()) == changed, delta
-        delta_size.append(delta["size"])
+        full_time, delta_time, full_backup, delta_backup = full_then_delta(url, env, changed, 2 * i)
+        full_t.append(full_time)
+        full_name, rows = full_backup["name"], sum(full_backup["row_counts"].values())
+        full_size.append(full_backup["size"])
+        cli_delta_t.append(delta_time)
+        delta_size.append(delta_backup["size"])
         change_sessions(url, changed, 2 * i + 1)
         started = time.perf_counter()
         result = create_backup(url, backups, incremental=True)

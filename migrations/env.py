@@ -17,7 +17,7 @@ from typing import Any
 from alembic import context
 
 from planctl.db import changelog
-from planctl.db.models import metadata
+from planctl.db.schema import metadata
 
 config = context.config
 

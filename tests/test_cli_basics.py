@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -34,24 +35,100 @@ def _walk(command: object, words: list[str]) -> list[tuple[tuple[str, ...], str]
 # The real command tree (planctl.cli's full app), so a new command cannot go undocumented.
 TREE_HELP = dict(_walk(typer.main.get_command(app), []))
 COMMAND_TREE = list(TREE_HELP)
+MAIN = "from planctl.cli import main\nsys.exit(main())\n"
+WHOLE_APP = "from planctl.cli import app\napp(prog_name='planctl')\n"
+
+
+def _run_main(
+    args: list[str], env: dict[str, str] | None = None, entry: str = MAIN
+) -> dict[str, object]:
+    """``planctl ARGS`` through the console-script entry point (or *entry*), in a fresh
+    interpreter: its exit code, output, and the modules it had imported when it exited."""
+    code = (
+        "import atexit, json, sys\n"
+        "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
+        f"sys.argv = ['planctl', *{args!r}]\n" + entry
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    *stderr, modules = done.stderr.splitlines()
+    return {
+        "code": done.returncode,
+        "stdout": done.stdout,
+        "stderr": "\n".join(stderr),
+        "modules": json.loads(modules),
+    }
+
+
+def _imported(result: dict[str, object], roots: tuple[str, ...]) -> list[str]:
+    modules = result["modules"]
+    assert isinstance(modules, list)
+    return [m for m in modules if m in roots or m.startswith(tuple(f"{r}." for r in roots))]
 
 
 @pytest.mark.parametrize(
     "args", [["--help"], ["--version"], ["db-upgrade", "--help"], ["sync", "--help"]]
 )
 def test_help_and_version_do_not_import_heavy_libraries(args: list[str]) -> None:
-    code = (
-        "import sys, json\n"
-        f"sys.argv = ['planctl', *{args!r}]\n"
-        "from planctl.cli import main\n"
-        "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
-        f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
-        "print(json.dumps({'code': code, 'heavy': heavy}))\n"
+    result = _run_main(args)
+    assert result["code"] == 0
+    assert _imported(result, HEAVY) == []
+
+
+@pytest.fixture
+def small_sqlite(tmp_path: Path) -> dict[str, str]:
+    """A seeded SQLite database: the environment of a planctl run against it."""
+    from planctl.db import migrate
+    from planctl.db.seed import seed
+
+    url = f"sqlite:///{tmp_path / 'planificador.db'}"
+    migrate.upgrade(url)
+    seed(url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANCTL_")}
+    env.update(
+        DATABASE_URL=url,
+        PLANCTL_LOG_DIR=str(tmp_path / "logs"),
+        PLANCTL_BACKUP_DIR=str(tmp_path / "backups"),
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["code"] in (0, None)
-    assert result["heavy"] == []
+    return env
+
+
+@pytest.mark.parametrize(
+    ("args", "not_imported"),
+    [
+        (["export", "csv", "sesiones"], ("sqlalchemy", "alembic", "rich")),
+        (["db-info"], ("sqlalchemy", "alembic", "mako")),
+        (["-q", "backup"], ("sqlalchemy.orm", "alembic", "rich", "urllib.request")),
+        (["-q", "backup", "--incremental"], ("sqlalchemy.orm", "alembic", "rich")),
+    ],
+)
+def test_a_command_imports_only_what_it_needs(
+    args: list[str], not_imported: tuple[str, ...], small_sqlite: dict[str, str]
+) -> None:
+    result = _run_main(args, small_sqlite)
+    assert result["code"] == 0, result["stderr"]
+    assert _imported(result, not_imported) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], [], ["backup", "--help"], ["sync", "remote", "--help"], ["backup", "lst"]],
+)
+def test_the_entry_point_lists_and_suggests_like_the_whole_app(args: list[str]) -> None:
+    """The entry point builds only the commands its arguments name; what a user
+    reads (the command list, "did you mean") is what the whole app shows."""
+    ours, whole = _run_main(args), _run_main(args, entry=WHOLE_APP)
+    assert (ours["code"], ours["stdout"], ours["stderr"]) == (
+        whole["code"],
+        whole["stdout"],
+        whole["stderr"],
+    )
+    assert ours["stdout"] or ours["stderr"]
+
+
+def test_a_typo_in_a_sub_command_gets_a_suggestion() -> None:
+    typo = _run_main(["backup", "lst"])
+    assert typo["code"] == 2
+    assert "No such command 'lst'. Did you mean 'list'?" in str(typo["stderr"])
 
 
 def test_version(cli: Cli) -> None:
@@ -85,11 +162,16 @@ def test_app_has_no_pretty_exceptions() -> None:
     assert app.pretty_exceptions_enable is False
 
 
-@pytest.mark.parametrize("group", sorted({words[0] for words in COMMAND_TREE if len(words) > 1}))
-def test_the_entry_point_builds_each_group_whole(group: str) -> None:
-    """``planctl backup ...`` builds only the backup group: it must hold every sub-command."""
-    alone = dict(_walk(typer.main.get_command(command_line([group, "--help"])), []))
-    assert alone == {words: text for words, text in TREE_HELP.items() if words[0] == group}
+@pytest.mark.parametrize("words", COMMAND_TREE, ids=" ".join)
+def test_the_entry_point_builds_what_the_words_name(words: tuple[str, ...]) -> None:
+    """``planctl sync remote list`` builds only what its words name (the rest are stand-ins
+    listed by name and help): the named command, its children and every top-level command
+    must be there with the same help as in the whole app."""
+    alone = dict(_walk(typer.main.get_command(command_line([*words, "--help"])), []))
+    for path, help_text in TREE_HELP.items():
+        named = len(path) == 1 or path[:-1] == words or path == words
+        if named:
+            assert alone.get(path) == help_text, path
 
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")

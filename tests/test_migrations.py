@@ -49,6 +49,22 @@ def test_exactly_one_head() -> None:
     assert migrate.head_revision() == heads[0]
 
 
+def test_heads_read_without_alembic_are_alembics(tmp_path: Path) -> None:
+    from alembic.script import ScriptDirectory
+
+    from planctl.db.revisions import heads
+
+    assert heads(migrate.migrations_dir()) == list(migrate.script_directory().get_heads())
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    for revision, down in (("a1", None), ("b2", "a1"), ("c3", "a1"), ("d4", ("b2", "c3"))):
+        script = f"revision = {revision!r}\ndown_revision: object = {down!r}\n"
+        (versions / f"{revision}.py").write_text(script)
+    assert heads(tmp_path) == ["d4"] == list(ScriptDirectory(str(tmp_path)).get_heads())
+    (versions / "e5.py").write_text("revision = 'e5'\ndown_revision = 'a' + '1'\n")
+    assert heads(tmp_path) is None  # not a literal: left to Alembic
+
+
 def test_round_trip_upgrade_downgrade_upgrade(db_url: str) -> None:
     head = migrate.head_revision()
     assert migrate.upgrade(db_url) == (None, head)

@@ -38,6 +38,7 @@ DEFAULTS: dict[str, str] = {
 
 _PASSWORD_IN_QUERY = re.compile(r"(?P<key>[?&](?:password|pass|pwd)=)[^&#]*", re.IGNORECASE)
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_PLAIN_SQLITE_URL = re.compile(r"sqlite(?:\+pysqlite)?:///([^?%#]+)")
 
 
 def _split_userinfo(url: str) -> tuple[str, str, str] | None:
@@ -91,6 +92,15 @@ def url_password(url: str) -> str | None:
         return None
     _, colon, password = parts[1].partition(":")
     return password if colon and password else None
+
+
+def plain_sqlite_file(database_url: str) -> Path | None:
+    """The file of a plain ``sqlite:///path`` URL (no query, no escapes), else None.
+
+    Read without SQLAlchemy, whose import alone costs about 0.1 s of a command.
+    """
+    match = _PLAIN_SQLITE_URL.fullmatch(database_url)
+    return Path(match.group(1)) if match else None
 
 
 def default_sync_store(database_url: str, environ: Mapping[str, str]) -> Path:

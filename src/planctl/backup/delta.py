@@ -91,7 +91,7 @@ class Delta:
 def collect(connection: Connection, changed: dict[str, list[int]]) -> dict[str, dict[str, Any]]:
     """The JSON-ready ``tables`` section for the logged ids, read in *connection*'s snapshot."""
     from planctl.db.changelog import logged_tables
-    from planctl.db.models import metadata
+    from planctl.db.schema import metadata
 
     tables: dict[str, dict[str, Any]] = {}
     for name in logged_tables():  # parents first, as they are applied
@@ -159,7 +159,7 @@ def _fail(name: str, problem: str) -> VerificationError:
 
 def read(path: Path, name: str | None = None) -> Delta:
     """Parse and type-check a delta file completely; VerificationError naming it if it is bad."""
-    from planctl.db.models import metadata
+    from planctl.db.schema import metadata
 
     label = name or path.name
     try:
@@ -289,7 +289,7 @@ def _delete(connection: Connection, table: Table, ids: list[int]) -> int:
 def apply(connection: Connection, delta: Delta, name: str) -> int:
     """Apply *delta* inside *connection*'s transaction; the rows touched (upserted + deleted)."""
     from planctl.db.changelog import logged_tables
-    from planctl.db.models import metadata
+    from planctl.db.schema import metadata
 
     order = [t for t in logged_tables() if t in delta.tables]
     touched = 0

@@ -108,7 +108,7 @@ def _line(value: Any) -> bytes:
 
 def _schema(connection: Connection, database_url: str) -> str | None:
     """The database's Alembic revision, after checking it has the models' ten tables."""
-    from planctl.db.models import TABLE_NAMES, metadata
+    from planctl.db.schema import TABLE_NAMES, metadata
 
     inspector = inspect(connection)
     existing = set(inspector.get_table_names())
@@ -171,7 +171,7 @@ def dump(
     """
     from planctl.db import identity
     from planctl.db.engine import connect
-    from planctl.db.models import TABLE_NAMES, metadata
+    from planctl.db.schema import TABLE_NAMES, metadata
 
     counts: dict[str, int] = {}
     with connect(database_url, snapshot=True, read_only=in_snapshot is None) as connection:
@@ -311,7 +311,7 @@ class _Reader:
         return Header(revision, created, self._table_order(tables))
 
     def _table_order(self, tables: list[Any]) -> tuple[str, ...]:
-        from planctl.db.models import TABLE_NAMES
+        from planctl.db.schema import TABLE_NAMES
 
         for table in tables:
             if table not in TABLE_NAMES:
@@ -322,7 +322,7 @@ class _Reader:
         return tuple(tables)
 
     def _columns(self, expected: str) -> tuple[Table, tuple[str, ...]]:
-        from planctl.db.models import metadata
+        from planctl.db.schema import metadata
 
         start = self._object(self._take(f"before table {expected}"))
         if start.get("table") != expected:
@@ -443,7 +443,7 @@ def _revision_hint(wanted: str | None, current: str | None) -> str:
 
 
 def _require_revision(connection: Connection, header: Header, database_url: str, name: str) -> None:
-    from planctl.db.models import TABLE_NAMES
+    from planctl.db.schema import TABLE_NAMES
 
     existing = set(inspect(connection).get_table_names())
     current = _revision(connection, existing)

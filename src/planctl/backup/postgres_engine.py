@@ -10,7 +10,6 @@ that pg_dump dumps (``pg_export_snapshot`` + ``--snapshot``).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import shutil
@@ -79,6 +78,7 @@ def libpq_env(database_url: str) -> Iterator[dict[str, str]]:
 
 def _die_with_parent(parent: int) -> Callable[[], None]:
     """A preexec hook: the client tool gets SIGKILL when planctl dies (even by kill -9)."""
+    import ctypes  # here, before the fork: never an import in the child (nor for SQLite)
 
     def hook() -> None:
         try:
@@ -227,7 +227,7 @@ def dump(
 
     from planctl.db import identity
     from planctl.db.engine import connect
-    from planctl.db.models import TABLE_NAMES
+    from planctl.db.schema import TABLE_NAMES
 
     with connect(database_url, snapshot=True, read_only=in_snapshot is None) as connection:
         snapshot = connection.execute(text("SELECT pg_export_snapshot()")).scalar_one()
@@ -421,7 +421,7 @@ def _restore_archive(database_url: str, data_path: Path, name: str, bindir: Path
 
     from planctl.db import changelog
     from planctl.db.engine import connect
-    from planctl.db.models import metadata
+    from planctl.db.schema import metadata
 
     contents = list_contents(data_path, name, bindir)
     dumped = {m.group(1) for line in contents if (m := re.search(r" TABLE \S+ (\S+) ", line))}

@@ -190,7 +190,7 @@ def _revision(connection: sqlite3.Connection) -> str | None:
 
 
 def _row_counts(connection: sqlite3.Connection) -> dict[str, int]:
-    from planctl.db.models import TABLE_NAMES
+    from planctl.db.schema import TABLE_NAMES
 
     existing = {
         r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")

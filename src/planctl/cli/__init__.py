@@ -8,8 +8,9 @@ All expected errors become one line on stderr and an exit code here, in
 
 from __future__ import annotations
 
-import logging
+import copy
 import sys
+from inspect import getdoc
 from typing import Annotated, Any
 
 import typer
@@ -118,6 +119,8 @@ def main_options(
     # Drivers log their own warnings (psycopg: "error ignored terminating Pipeline" after a
     # failed statement); planctl reports the error itself, once: never Python's last-resort
     # stderr handler.
+    import logging
+
     # Library warnings (SQLAlchemy's SAWarning…) would print a source path and line: they
     # are not the user's business once settings are checked.
     logging.captureWarnings(True)
@@ -149,29 +152,58 @@ app.add_typer(_sync.app, name="sync", rich_help_panel="Calendar sync")
 
 
 def command_line(args: list[str]) -> typer.Typer:
-    """The app to run for *args*: only the command group they name, when they name one.
+    """The app to run for *args*: only the commands they name are built.
 
     Typer builds every command's parameters from its signature before it runs
     anything; the whole tree costs about 0.1 s, a third of a small export.
     Shell completion runs ``planctl`` with no arguments (the words are in
     ``COMP_WORDS``), so it always gets the whole tree.
     """
-    name = next((arg for arg in args if not arg.startswith("-")), None)
-    groups = {group.name: group.typer_instance for group in app.registered_groups}
-    group = groups.get(name)
-    if group is None:
-        return app
-    single = typer.Typer(
-        cls=PlanctlGroup,
-        name="planctl",
-        pretty_exceptions_enable=False,
-        add_completion=False,
-        rich_markup_mode=None,
-        context_settings={"help_option_names": ["-h", "--help"]},
+    words = {arg for arg in args if not arg.startswith("-")}
+    # No words: a bare `planctl` (its help) or a shell's completion request, whose words
+    # are in COMP_WORDS, not argv: the whole tree.
+    return _pruned(app, words) if words else app
+
+
+def _pruned(source: typer.Typer, words: set[str]) -> typer.Typer:
+    """*source* with the commands named in *words* as they are, every other one listed
+    by its name and help only (a stand-in with no parameters).
+
+    Click runs a command only when an argument is its name, so a stand-in never
+    runs; the listing keeps ``--help`` and Click's "did you mean" as they were.
+    """
+    pruned = copy.copy(source)
+    pruned.registered_commands = [
+        command if _name(command) in words else _stand_in(_name(command), command.help, command)
+        for command in source.registered_commands
+    ]
+    pruned.registered_groups = []
+    for group in source.registered_groups:
+        if group.name in words:
+            named = copy.copy(group)
+            named.typer_instance = _pruned(group.typer_instance, words)  # type: ignore[arg-type]
+            pruned.registered_groups.append(named)
+        else:
+            help_text = typer.main.solve_typer_info_help(group)
+            pruned.registered_commands.append(_stand_in(str(group.name), help_text, group))
+    return pruned
+
+
+def _name(command: typer.models.CommandInfo) -> str:
+    return command.name or typer.main.get_command_name(command.callback.__name__)  # type: ignore[union-attr]
+
+
+def _stand_in(name: str, help_text: str | None, source: Any) -> typer.models.CommandInfo:
+    """A command of the listing alone: *name*, the help it shows, never invoked."""
+    if help_text is None and isinstance(source, typer.models.CommandInfo):
+        help_text = getdoc(source.callback)
+    return typer.models.CommandInfo(
+        name=name, help=help_text, hidden=source.hidden is True, callback=_listed_only
     )
-    single.callback()(main_options)
-    single.add_typer(group, name=name)
-    return single
+
+
+def _listed_only() -> None:
+    """Stands for a command that *args* did not name (see :func:`_pruned`)."""
 
 
 def main() -> None:

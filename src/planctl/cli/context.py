@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import logging
+
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -107,6 +108,8 @@ class State:
         """
         if not (self.verbose or self.debug):
             return None
+        import logging
+
         from rich.logging import RichHandler
 
         from planctl.logs import MaskingFilter

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -212,6 +211,8 @@ def db_info(
     state = _state(ctx)
     info = database_info(state.settings.database_url)
     if as_json:
+        import json
+
         sys.stdout.write(json.dumps(info.as_dict(), indent=2, ensure_ascii=False) + "\n")
         return
     console = out_console()

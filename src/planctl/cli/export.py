@@ -63,7 +63,7 @@ def database_file(database_url: str) -> Path | None:
     """The SQLite file behind *database_url*, None for PostgreSQL or memory."""
     if not database_url.startswith("sqlite"):
         return None
-    from planctl.export.csv_sqlite import plain_sqlite_file
+    from planctl.config import plain_sqlite_file
 
     path = plain_sqlite_file(database_url)
     if path is not None:
@@ -76,7 +76,8 @@ def database_file(database_url: str) -> Path | None:
 @contextmanager
 def csv_connection(database_url: str) -> Iterator[Any]:
     """A plain SQLite file through the driver alone (fast start); anything else via SQLAlchemy."""
-    from planctl.export.csv_sqlite import connect_file, plain_sqlite_file
+    from planctl.config import plain_sqlite_file
+    from planctl.db.sqlite_file import connect_file
 
     path = plain_sqlite_file(database_url)
     if path is None:

@@ -177,7 +177,7 @@ def installed(connection: Connection) -> bool:
 def logged_tables() -> tuple[str, ...]:
     """Every table whose changes the log records, parents first: the planner's tables,
     then the sync state (so a delta restore brings it to the restore point too)."""
-    from planctl.db.models import SYNC_TABLE_NAMES, TABLE_NAMES
+    from planctl.db.schema import SYNC_TABLE_NAMES, TABLE_NAMES
 
     return TABLE_NAMES + SYNC_TABLE_NAMES
 
@@ -189,7 +189,7 @@ def reinstall(connection: Connection) -> None:
     that created ``planctl_database`` added their triggers).
     """
     from planctl.db import identity
-    from planctl.db.models import TABLE_NAMES
+    from planctl.db.schema import TABLE_NAMES
 
     if not installed(connection):
         return

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 
 from planctl.config import mask_url
 from planctl.db.engine import connect, parse_url
+from planctl.db.revisions import head_revision, migrations_dir
 from planctl.errors import MigrationError, UsageError, VerificationError
 from planctl.text import plural
 
@@ -35,18 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("planctl.migrations")
 
 FILE_TEMPLATE = "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s"
-
-
-def migrations_dir() -> Path:
-    """Where the Alembic environment lives: in the package, else in the checkout."""
-    here = Path(__file__).resolve().parent.parent  # planctl/
-    for candidate in (here / "migrations", here.parent.parent / "migrations"):
-        if (candidate / "env.py").is_file():
-            return candidate
-    raise MigrationError(
-        "the migrations directory is missing from this installation",
-        "reinstall planctl (pip install --force-reinstall planctl)",
-    )
 
 
 def alembic_config(database_url: str, *, stdout: TextIO | None = None) -> Config:
@@ -63,16 +52,6 @@ def alembic_config(database_url: str, *, stdout: TextIO | None = None) -> Config
 
 def script_directory() -> ScriptDirectory:
     return ScriptDirectory(str(migrations_dir()))
-
-
-def head_revision() -> str | None:
-    heads = script_directory().get_heads()
-    if len(heads) > 1:
-        raise MigrationError(
-            f"the migrations have {len(heads)} heads ({', '.join(heads)})",
-            "merge them with alembic merge before upgrading",
-        )
-    return heads[0] if heads else None
 
 
 @contextmanager
@@ -292,7 +271,7 @@ def revision(database_url: str, message: str, *, autogenerate: bool = False) -> 
     if script is None:
         raise MigrationError(
             "no changes detected between the models and the database",
-            "no revision written; edit planctl/db/models.py first",
+            "no revision written; edit planctl/db/schema.py first",
         )
     log.info("new revision %s in %s", script.revision, directory)
     return Path(script.path)
@@ -317,7 +296,7 @@ def compare(database_url: str, metadata: MetaData | None = None) -> CheckResult:
     """Compare the database with the models and with head (no writes)."""
     from alembic.autogenerate import compare_metadata
 
-    from planctl.db.models import metadata as model_metadata
+    from planctl.db.schema import metadata as model_metadata
 
     target = model_metadata if metadata is None else metadata
     head = head_revision()
@@ -358,7 +337,7 @@ def check(database_url: str, metadata: MetaData | None = None) -> CheckResult:
 def _include_name(name: str | None, type_: str, _parent: Any) -> bool:
     """Ignore tables planctl does not own (only for autogenerate/compare)."""
     if type_ == "table":
-        from planctl.db.models import metadata as model_metadata
+        from planctl.db.schema import metadata as model_metadata
 
         return name in model_metadata.tables
     return True

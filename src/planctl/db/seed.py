@@ -24,7 +24,7 @@ from planctl.db import changelog
 from planctl.db.bulk import load_rows
 from planctl.db.engine import connect
 from planctl.db.migrate import head_revision
-from planctl.db.models import TABLE_NAMES, metadata
+from planctl.db.schema import RESULTADOS_INTERACCION, TABLE_NAMES, TIPOS_INTERACCION, metadata
 from planctl.errors import SeedError, UsageError
 
 Row = tuple[Any, ...]
@@ -363,15 +363,8 @@ class DemoData:
 
     def interacciones(self) -> Iterator[Row]:
         rng = self.rng("interacciones")
-        tipos = ["llamada", "email", "reunion", "mensaje", "otro"]
-        resultados = [
-            "propuesta",
-            "pendiente",
-            "negociacion",
-            "aceptado",
-            "rechazado",
-            "sin_respuesta",
-        ]
+        tipos = list(TIPOS_INTERACCION)
+        resultados = list(RESULTADOS_INTERACCION)
         for i in range(max(12, self.contracts // 2)):
             contract = i % self.contracts
             cliente, start, _ = self._contract(contract)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import func, inspect, select
+from planctl.config import mask_url, plain_sqlite_file
+from planctl.db.names import TABLES
+from planctl.db.revisions import head_revision
 
-from planctl.config import mask_url
-from planctl.db.engine import connect
-from planctl.db.migrate import head_revision
-from planctl.db.models import TABLE_NAMES, metadata
+#: Runs one SQL statement, returns its rows.
+Query = Callable[[str], Sequence[Sequence[Any]]]
 
 
 @dataclass(frozen=True)
@@ -34,28 +35,54 @@ class DatabaseInfo:
 
 
 def database_info(database_url: str) -> DatabaseInfo:
-    """Inspect the database read-only; missing tables count as None."""
-    from alembic.runtime.migration import MigrationContext
+    """Inspect the database read-only; missing tables count as None.
+
+    A plain SQLite file is read through the driver alone (no SQLAlchemy import).
+    """
+    path = plain_sqlite_file(database_url)
+    if path is not None:
+        import sqlite3
+
+        from planctl.db.sqlite_file import connect_file
+
+        driver = connect_file(path)
+        try:
+            query = _rows(driver.execute)
+            tables = query("SELECT name FROM sqlite_master WHERE type='table'")
+            existing = {row[0] for row in tables}
+            return _info(database_url, "sqlite", sqlite3.sqlite_version, existing, query)
+        finally:
+            driver.close()
+    from sqlalchemy import inspect
+
+    from planctl.db.engine import connect
 
     with connect(database_url) as connection:
         dialect = connection.dialect
         version = ".".join(str(part) for part in (dialect.server_version_info or ()))
         existing = set(inspect(connection).get_table_names())
-        heads = MigrationContext.configure(connection).get_current_heads()
-        journal = None
-        if dialect.name == "sqlite":
-            journal = str(connection.exec_driver_sql("PRAGMA journal_mode").scalar_one()).lower()
-        counts: dict[str, int | None] = {}
-        for name in sorted(TABLE_NAMES):
-            if name in existing:
-                table = metadata.tables[name]
-                counts[name] = connection.execute(
-                    select(func.count()).select_from(table)
-                ).scalar_one()
-            else:
-                counts[name] = None
+        return _info(
+            database_url, dialect.name, version, existing, _rows(connection.exec_driver_sql)
+        )
+
+
+def _rows(execute: Callable[[str], Any]) -> Query:
+    return lambda sql: execute(sql).fetchall()
+
+
+def _info(
+    database_url: str, backend: str, version: str, existing: set[str], query: Query
+) -> DatabaseInfo:
+    heads = []
+    if "alembic_version" in existing:
+        heads = [row[0] for row in query("SELECT version_num FROM alembic_version")]
+    journal = str(query("PRAGMA journal_mode")[0][0]).lower() if backend == "sqlite" else None
+    counts: dict[str, int | None] = {
+        name: query(f'SELECT count(*) FROM "{name}"')[0][0] if name in existing else None
+        for name in sorted(TABLES)
+    }
     return DatabaseInfo(
-        backend=dialect.name,
+        backend=backend,
         server_version=version or "?",
         masked_url=mask_url(database_url),
         revision=heads[0] if heads else None,

@@ -15,22 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from planctl.db.names import TABLES
 from planctl.errors import UnknownTableError, UsageError
 
-#: The schema's tables, in the models' order; a test keeps it equal to
-#: ``planctl.db.models.TABLE_NAMES`` without importing the ORM here.
-TABLES = (
-    "adjuntos",
-    "clientes",
-    "clientes_finales",
-    "temas",
-    "contactos_cliente_final",
-    "formaciones",
-    "participantes",
-    "contrataciones",
-    "interacciones",
-    "sesiones",
-)
 #: The date column that --since/--until filter on, per table.
 DATE_COLUMNS = {
     "sesiones": "fecha",

@@ -39,7 +39,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from planctl.db.bulk import raw_cursor
-from planctl.db.models import metadata
+from planctl.db.schema import metadata
 from planctl.export.csv_common import (
     BATCH,
     FORMULA_CODES,

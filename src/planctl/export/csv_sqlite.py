@@ -24,8 +24,6 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
-from urllib.parse import quote
 
 from planctl.errors import DatabaseError
 from planctl.export.csv_common import (
@@ -57,32 +55,10 @@ _SAFE_CHARS = {
     "time": ":.0123456789",
     "datetime": "-+:. 0123456789",
 }
-_PLAIN_URL = re.compile(r"sqlite(?:\+pysqlite)?:///([^?%#]+)")
 ROLLBACK_WARNING = (
     "the database uses SQLite's rollback journal: the planner app's writes wait until "
     "this export ends (switch once with: sqlite3 {path} 'PRAGMA journal_mode=WAL')"
 )
-
-
-def plain_sqlite_file(database_url: str) -> Path | None:
-    """The file of a plain ``sqlite:///path`` URL (no query, no escapes), else None."""
-    match = _PLAIN_URL.fullmatch(database_url)
-    return Path(match.group(1)) if match else None
-
-
-def connect_file(path: Path) -> sqlite3.Connection:
-    """An existing SQLite file opened for reading (never created), autocommit."""
-    if not path.is_file():
-        raise DatabaseError(
-            f"SQLite database '{path}' does not exist", "run planctl db-upgrade to create it"
-        )
-    uri = f"file:{quote(str(path.resolve()))}?mode=rw"
-    try:
-        return sqlite3.connect(uri, uri=True, isolation_level=None, timeout=5.0)
-    except sqlite3.Error as error:
-        raise DatabaseError(
-            f"cannot open SQLite database '{path}': {error}", "check the file's permissions"
-        ) from None
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, delete, insert, inspect, select, update
 from sqlalchemy.engine import Connection
 
-from planctl.db.models import SYNC_TABLE_NAMES, metadata
+from planctl.db.schema import SYNC_TABLE_NAMES, metadata
 from planctl.errors import DatabaseError
 
 STATE = metadata.tables["estados_sincronizacion"]
