@@ -46,10 +46,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from planctl.errors import LockedError, PlanctlError
 from planctl.failures import is_disk_full
+
+if TYPE_CHECKING:
+    from planctl.config import Settings
 
 TEMP_SUFFIX = ".planctl-tmp"
 #: Journal files SQLite keeps beside a database.
@@ -69,6 +72,18 @@ class Guard:
     database: Path | None = None
     backup_dir: Path | None = None
     extra: tuple[Path, ...] = field(default=())
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Guard:
+        """What no file planctl writes at a user's request may overwrite: the database (and
+        its journals), the backups, the simulated calendar's store and its journal."""
+        from planctl.db.sqlite_file import database_file
+
+        return cls(
+            database=database_file(settings.database_url),
+            backup_dir=settings.backup_dir,
+            extra=(settings.sync_store, Path(f"{settings.sync_store}.journal")),
+        )
 
     def check(self, path: Path) -> None:
         """Raise OutputError if writing *path* (symlinks followed) would hit a protected file."""

@@ -38,7 +38,7 @@ from planctl.backup.store import (
     no_checkpoint,
     temp_path,
 )
-from planctl.db.engine import parse_url, sqlite_path
+from planctl.db import sqlite_file
 from planctl.errors import VerificationError
 from planctl.failures import Failure, classify
 from planctl.text import plural
@@ -55,7 +55,7 @@ def data_suffix(compressed: bool | str) -> str:
 
 
 def database_file(database_url: str) -> Path:
-    path = sqlite_path(parse_url(database_url))
+    path = sqlite_file.database_file(database_url)
     if path is None:
         raise BackupError(
             "cannot back up an in-memory SQLite database", "point DATABASE_URL at a file"

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -47,50 +47,9 @@ def progress_bar(
 
 
 def output_guard(state: State) -> Guard:
-    """What no export may overwrite: the database (and its journals), the backups, the
-    simulated calendar's store."""
     from planctl.fsutil import Guard
 
-    settings = state.settings
-    return Guard(
-        database=database_file(settings.database_url),
-        backup_dir=settings.backup_dir,
-        extra=(settings.sync_store, Path(f"{settings.sync_store}.journal")),
-    )
-
-
-def database_file(database_url: str) -> Path | None:
-    """The SQLite file behind *database_url*, None for PostgreSQL or memory."""
-    if not database_url.startswith("sqlite"):
-        return None
-    from planctl.config import plain_sqlite_file
-
-    path = plain_sqlite_file(database_url)
-    if path is not None:
-        return path
-    from planctl.db.engine import parse_url, sqlite_path
-
-    return sqlite_path(parse_url(database_url))
-
-
-@contextmanager
-def csv_connection(database_url: str) -> Iterator[Any]:
-    """A plain SQLite file through the driver alone (fast start); anything else via SQLAlchemy."""
-    from planctl.config import plain_sqlite_file
-    from planctl.db.sqlite_file import connect_file
-
-    path = plain_sqlite_file(database_url)
-    if path is None:
-        from planctl.db.engine import connect
-
-        with connect(database_url) as connection:
-            yield connection
-        return
-    driver = connect_file(path)
-    try:
-        yield driver
-    finally:
-        driver.close()
+    return Guard.for_settings(state.settings)
 
 
 def warner(state: State) -> Callable[[str], None]:
@@ -134,6 +93,7 @@ def export_csv(
     until: UntilOption = None,
 ) -> None:
     """Stream a table (or all of them) as CSV: header row, UTF-8, ISO dates, NULL as empty."""
+    from planctl.db.sqlite_file import reading_connection
     from planctl.export.csv import count_rows, export_all, export_table
     from planctl.export.csv_common import CsvOptions, check_table_name
     from planctl.fsutil import open_output
@@ -153,7 +113,7 @@ def export_csv(
     log = state.service_logger("export")
     started = time.perf_counter()
     if all_dir is not None:
-        with csv_connection(state.settings.database_url) as connection:
+        with reading_connection(state.settings.database_url) as connection:
             counts = export_all(connection, all_dir, options, warn=warner(state), guard=guard)
         files, total_rows = plural(len(counts), "CSV file"), plural(sum(counts.values()), "row")
         log.info("exported %s (%s) to %s", files, total_rows, all_dir)
@@ -161,7 +121,7 @@ def export_csv(
         return
     assert table is not None
     check_table_name(table)  # unknown names fail before any output is opened
-    with csv_connection(state.settings.database_url) as connection:
+    with reading_connection(state.settings.database_url) as connection:
         total = count_rows(connection, table) if sys.stderr.isatty() and not state.quiet else None
         with (
             progress_bar(state, total, f"exporting {table}") as progress,
