@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
 
 
 def plural(number: int, noun: str, nouns: str | None = None) -> str:
@@ -17,6 +16,8 @@ def local_moment(moment: dt.datetime, timezone: str, *, seconds: bool = False) -
 
     A naive *moment* is UTC (what SQLite hands back and what planctl stores).
     """
+    from zoneinfo import ZoneInfo  # not at import time: every command's start-up pays it
+
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     shown = moment.astimezone(ZoneInfo(timezone))

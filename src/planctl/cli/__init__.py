@@ -159,10 +159,11 @@ def command_line(args: list[str]) -> typer.Typer:
     Shell completion runs ``planctl`` with no arguments (the words are in
     ``COMP_WORDS``), so it always gets the whole tree.
     """
-    words = {arg for arg in args if not arg.startswith("-")}
-    # No words: a bare `planctl` (its help) or a shell's completion request, whose words
-    # are in COMP_WORDS, not argv: the whole tree.
-    return _pruned(app, words) if words else app
+    # No arguments at all: a bare `planctl` (its help) or a shell's completion request,
+    # whose words are in COMP_WORDS, not argv: the whole tree.
+    if not args:
+        return app
+    return _pruned(app, {arg for arg in args if not arg.startswith("-")})
 
 
 def _pruned(source: typer.Typer, words: set[str]) -> typer.Typer:

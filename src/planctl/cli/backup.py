@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from planctl.cli.context import State, can_prompt, err_console, narrow_table, out_console
+from planctl.cli.context import (
+    State,
+    can_prompt,
+    err_console,
+    narrow_table,
+    out_console,
+    print_json,
+)
 from planctl.cli.context import state_of as _state
 from planctl.errors import PlanctlError, UsageError, VerificationError
 from planctl.text import local_moment, plural
@@ -300,21 +305,15 @@ def status_command(
     )
     last = status.last_run
     if as_json:
-        sys.stdout.write(
-            json.dumps(
-                {
-                    "newest_local": status.newest_local.as_dict() if status.newest_local else None,
-                    "newest_remote": status.newest_remote.as_dict()
-                    if status.newest_remote
-                    else None,
-                    "last_run": last.to_json() if last is not None else None,
-                    "stale": status.stale,
-                    "failed": status.failed,
-                    "problems": status.problems,
-                },
-                indent=2,
-            )
-            + "\n"
+        print_json(
+            {
+                "newest_local": status.newest_local.as_dict() if status.newest_local else None,
+                "newest_remote": status.newest_remote.as_dict() if status.newest_remote else None,
+                "last_run": last.to_json() if last is not None else None,
+                "stale": status.stale,
+                "failed": status.failed,
+                "problems": status.problems,
+            }
         )
     else:
         for label, info in (("local", status.newest_local), ("remote", status.newest_remote)):
@@ -379,7 +378,7 @@ def _print_list(
             {"name": p.stem, "restorable": False, "problem": "damaged metadata"}
             for p in backups.damaged
         ]
-        sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+        print_json(rows)
         backups.cache.save()
         return
     engines = ", ".join(sorted({i.engine for i in infos} - {"delta"})) or "empty"

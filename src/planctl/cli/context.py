@@ -148,6 +148,14 @@ class State:
 # --- helpers every command group shares --------------------------------------------------------
 
 
+def print_json(data: object) -> None:
+    """*data* as indented JSON on stdout (``--json`` of every command), UTF-8 as is."""
+    import json
+    import sys
+
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
 def state_of(ctx: Any) -> State:
     """The invocation's :class:`State` (set by the root callback)."""
     obj = ctx.find_root().obj

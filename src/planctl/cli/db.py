@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from planctl.cli.context import can_prompt, out_console
+from planctl.cli.context import can_prompt, out_console, print_json
 from planctl.cli.context import state_of as _state
 from planctl.errors import PlanctlError, UsageError
 
@@ -211,9 +211,7 @@ def db_info(
     state = _state(ctx)
     info = database_info(state.settings.database_url)
     if as_json:
-        import json
-
-        sys.stdout.write(json.dumps(info.as_dict(), indent=2, ensure_ascii=False) + "\n")
+        print_json(info.as_dict())
         return
     console = out_console()
     console.print(f"[bold]backend[/bold]   {info.backend} ({info.server_version})", highlight=False)

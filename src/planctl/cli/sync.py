@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from planctl.cli.context import State, narrow_table, out_console, parse_date, parse_period
+from planctl.cli.context import (
+    State,
+    narrow_table,
+    out_console,
+    parse_date,
+    parse_period,
+    print_json,
+)
 from planctl.cli.context import state_of as _state
 from planctl.errors import PlanctlError, SyncConflictError, SyncError, UsageError
 from planctl.text import local_moment, plural
@@ -192,7 +197,7 @@ def _run(
             )
         if as_json:
             data = report.as_dict(all_actions=state.verbose)
-            sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+            print_json(data)
         else:
             _render(state, report)
         _raise_for_problems(report)
@@ -390,7 +395,7 @@ def status(
         if not show_all:
             for key in ("others", "orphans", "duplicates"):
                 data.pop(key)
-        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        print_json(data)
         return
     table = Table(title=f"Sync status — {result.calendar}", title_justify="left", show_header=False)
     table.add_column("")
@@ -502,7 +507,7 @@ def remote_list(
     with _simulated(state) as calendar:
         if as_json:
             raw = calendar.describe_events(include_deleted=deleted)
-            sys.stdout.write(json.dumps(raw, indent=2, ensure_ascii=False) + "\n")
+            print_json(raw)
             return
         events = calendar.listing(include_deleted=deleted)
         # 80 columns, terminal or pipe: ids shortened to a prefix `remote edit` takes, the
