@@ -200,3 +200,13 @@ def test_since_after_until_is_refused_alike(command: list[str], cli: Cli) -> Non
     run = cli(*command, "--since", "2026-12-01", "--until", "2026-11-01")
     assert run.exit_code == 2
     assert "--since 2026-12-01 is after --until 2026-11-01" in run.stderr
+
+
+def test_help_alone_builds_no_group_and_a_bare_planctl_builds_all() -> None:
+    """``planctl --help`` lists every command from stand-ins (start-up); a bare
+    ``planctl`` — what shell completion runs — gets the whole tree."""
+    assert command_line(["--help"]).registered_groups == []
+    assert command_line(["-q", "--version"]).registered_groups == []
+    assert command_line([]) is app
+    built = command_line(["backup", "list"])
+    assert [group.name for group in built.registered_groups] == ["backup"]
