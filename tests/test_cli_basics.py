@@ -210,3 +210,25 @@ def test_help_alone_builds_no_group_and_a_bare_planctl_builds_all() -> None:
     assert command_line([]) is app
     built = command_line(["backup", "list"])
     assert [group.name for group in built.registered_groups] == ["backup"]
+
+
+def test_global_flags_may_follow_the_command(tmp_path: Path) -> None:
+    """cron lines put -q at the end: it is applied, not refused."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLANCTL_", "DATABASE_"))}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'p.db'}"
+    env["PLANCTL_BACKUP_DIR"] = str(tmp_path / "backups")
+    env["PLANCTL_LOG_DIR"] = str(tmp_path / "logs")
+    upgrade = _run_main(["db-upgrade", "-q"], env=env)
+    assert upgrade["code"] == 0 and upgrade["stdout"] == "", upgrade
+    quiet = _run_main(["backup", "--keep", "5", "-q"], env=env)
+    assert quiet["code"] == 0 and quiet["stdout"] == "" and quiet["stderr"] == "", quiet
+    assert len(list((tmp_path / "backups").glob("*-full.json"))) == 1
+    loud = _run_main(["backup", "list", "--verbose"], env=env)
+    assert loud["code"] == 0 and "full" in str(loud["stdout"])
+
+
+def test_hoisting_stops_at_a_double_dash() -> None:
+    from planctl.cli import hoist_global_flags
+
+    assert hoist_global_flags(["backup", "--keep", "5", "-q"]) == ["-q", "backup", "--keep", "5"]
+    assert hoist_global_flags(["x", "--", "-q"]) == ["x", "--", "-q"]

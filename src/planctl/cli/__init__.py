@@ -207,11 +207,26 @@ def _listed_only() -> None:
     """Stands for a command that *args* did not name (see :func:`_pruned`)."""
 
 
+#: planctl's own options, which may also be written after the command (cron lines read
+#: ``planctl backup --keep 5 -q`` as naturally as ``planctl -q backup --keep 5``).
+GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-q", "--quiet", "--debug"})
+
+
+def hoist_global_flags(args: list[str]) -> list[str]:
+    """*args* with the global flags found after the command moved before it (never past
+    a ``--``, after which everything is an argument)."""
+    end = args.index("--") if "--" in args else len(args)
+    flags = [a for a in args[:end] if a in GLOBAL_FLAGS]
+    rest = [a for a in args[:end] if a not in GLOBAL_FLAGS]
+    return [*flags, *rest, *args[end:]]
+
+
 def main() -> None:
     """Console-script entry point."""
     signals.install_handlers()
+    args = hoist_global_flags(sys.argv[1:])
     try:
-        command_line(sys.argv[1:])()
+        command_line(args)(args=args)
     except BrokenPipeError:
         sys.exit(signals.quiet_broken_pipe())
     except PlanctlError as error:  # raised outside a command (e.g. in a callback)
