@@ -105,6 +105,28 @@ def test_rotation_keeps_the_newest(migrated_url: str, tmp_path: Path) -> None:
     assert [i.name for i in list_backups(backups)] == [names[-1]]
 
 
+def test_group_options_are_applied_or_refused_never_dropped(
+    migrated_url: str, tmp_path: Path, cli: Cli
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    assert cli("backup", "--dir", str(elsewhere), url=migrated_url).exit_code == 0
+    listed = cli("backup", "--dir", str(elsewhere), "list", "--json", url=migrated_url)
+    assert listed.exit_code == 0, listed.stderr
+    assert [b["kind"] for b in json.loads(listed.stdout)] == ["full"]  # not ./backups
+    for options in (
+        ["--keep", "1"],
+        ["--format", "logical"],
+        ["--keep", "1", "--format", "logical"],
+    ):
+        run = cli("backup", *options, "list", url=migrated_url)
+        assert run.exit_code == 2, (options, run.stdout)
+        assert f"{options[0]} is an option of 'planctl backup' itself" in run.stderr
+        assert "not of 'planctl backup list'" in run.stderr
+    assert [b.name for b in list_backups(elsewhere)] and not Path("backups").exists()
+    # the card's commands work exactly
+    assert cli("backup", "--keep", "5", url=migrated_url).exit_code == 0
+
+
 @pytest.mark.parametrize("keep", [0, -1])
 def test_keep_must_be_positive(migrated_url: str, tmp_path: Path, keep: int, cli: Cli) -> None:
     with pytest.raises(UsageError):

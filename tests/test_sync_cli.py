@@ -46,6 +46,28 @@ def test_dry_run_shows_the_plan_and_writes_nothing(tiny: World, cli: Cli) -> Non
     assert table_contents(tiny.url) == before and tiny.states() == {}
 
 
+@pytest.mark.parametrize("mode", ["push", "pull"])
+def test_options_before_push_or_pull_are_applied(tiny: World, cli: Cli, mode: str) -> None:
+    """`planctl sync --dry-run push` is a dry push: it once pushed for real."""
+    before = table_contents(tiny.url)
+    run = cli("sync", "--dry-run", mode)
+    assert run.exit_code == 0, run.stderr
+    assert f"Plan ({mode}" in run.stdout and "nothing written" in run.stdout
+    assert not tiny.store.exists()
+    assert table_contents(tiny.url) == before and tiny.states() == {}
+    as_json = cli("sync", "--dry-run", "--json", mode)
+    assert json.loads(as_json.stdout)["dry_run"] is True
+
+
+def test_an_option_the_sub_command_does_not_take_is_refused(tiny: World, cli: Cli) -> None:
+    run = cli("sync", "--allow-mass-cancel", "push")
+    assert run.exit_code == 2
+    assert "--allow-mass-cancel is an option of 'planctl sync' itself" in run.stderr
+    run = cli("sync", "--dry-run", "remote", "list")
+    assert run.exit_code == 2 and "not of 'planctl sync remote'" in run.stderr
+    assert not tiny.store.exists()
+
+
 def test_push_pull_and_status(tiny: World, cli: Cli) -> None:
     assert cli("sync", "push").exit_code == 0
     assert cli("sync", "remote", "edit", "2", "--start", "10:00", "--end", "12:00").exit_code == 0

@@ -15,6 +15,7 @@ from planctl.cli.context import (
     narrow_table,
     out_console,
     print_json,
+    route_group_options,
 )
 from planctl.cli.context import state_of as _state
 from planctl.errors import PlanctlError, UsageError, VerificationError
@@ -43,8 +44,10 @@ LockTimeout = Annotated[
 ]
 
 
-GROUP_DIR = "planctl.backup.dir"
-GROUP_LOCK_TIMEOUT = "planctl.backup.lock_timeout"
+#: Options of `planctl backup` itself that every sub-command honours when written before it.
+GROUP_OPTIONS = frozenset({"directory", "lock_timeout"})
+GROUP_DIR = "backup.directory"
+GROUP_LOCK_TIMEOUT = "backup.lock_timeout"
 
 
 def _dir(state: State, directory: Path | None) -> Path:
@@ -59,37 +62,6 @@ def _dir(state: State, directory: Path | None) -> Path:
 def _lock_timeout(state: State, value: float) -> float:
     group = state.meta.get(GROUP_LOCK_TIMEOUT)
     return value if group is None or value else float(str(group))
-
-
-def _route_group_options(ctx: typer.Context) -> None:
-    """``planctl backup [OPTIONS] SUB``: --dir and --lock-timeout apply to the sub-command;
-    any other option of the backup itself would be silently dropped, so it is refused."""
-    sub = ctx.invoked_subcommand or ""
-    state = _state(ctx)
-    given = [
-        p
-        for p in ctx.command.params
-        if getattr(ctx.get_parameter_source(p.name or ""), "name", "") == "COMMANDLINE"
-    ]
-    for param in given:
-        if param.name == "directory":
-            state.meta[GROUP_DIR] = ctx.params["directory"]
-        elif param.name == "lock_timeout":
-            state.meta[GROUP_LOCK_TIMEOUT] = ctx.params["lock_timeout"]
-        else:
-            flag = max(param.opts, key=len)
-            get_command = getattr(ctx.command, "get_command", None)
-            command = get_command(ctx, sub) if get_command else None
-            takes = command is not None and any(
-                flag in getattr(q, "opts", ()) for q in command.params
-            )
-            raise UsageError(
-                f"{flag} is an option of 'planctl backup' itself, not of 'planctl backup {sub}'",
-                f"put it after the sub-command: planctl backup {sub} {flag} …"
-                if takes
-                else f"run 'planctl backup {flag} …' on its own; "
-                f"'planctl backup {sub} --help' lists what {sub} takes",
-            )
 
 
 def _size(size: int) -> str:
@@ -163,7 +135,7 @@ def backup(
 ) -> None:
     """Take one backup of the configured database; with --keep, verify it and rotate."""
     if ctx.invoked_subcommand is not None:
-        _route_group_options(ctx)
+        route_group_options(ctx, always=GROUP_OPTIONS)
         return
     from planctl.backup.offsite import backup_and_ship
 

@@ -148,6 +148,53 @@ class State:
 # --- helpers every command group shares --------------------------------------------------------
 
 
+def _given(ctx: Any) -> list[Any]:
+    """The parameters of *ctx*'s command that were written on the command line."""
+    return [
+        p
+        for p in ctx.command.params
+        if getattr(ctx.get_parameter_source(p.name or ""), "name", "") == "COMMANDLINE"
+    ]
+
+
+def route_group_options(ctx: Any, *, always: frozenset[str] = frozenset()) -> None:
+    """``planctl GROUP [OPTIONS] SUB``: an option written before the sub-command is handed
+    to it when it takes an option of the same name (or the name is in *always*); any other
+    would be silently dropped, so it is refused (exit 2) with where it goes instead.
+
+    The sub-command reads a handed option with :func:`group_option`.
+    """
+    from planctl.errors import UsageError
+
+    group, sub = ctx.command.name, ctx.invoked_subcommand or ""
+    command = ctx.command.get_command(ctx, sub)
+    takes = {q.name for q in getattr(command, "params", ())}
+    state = state_of(ctx)
+    for param in _given(ctx):
+        if param.name in takes or param.name in always:
+            state.meta[f"{group}.{param.name}"] = ctx.params[param.name]
+            continue
+        flag = max(param.opts, key=len)
+        raise UsageError(
+            f"{flag} is an option of 'planctl {group}' itself, not of 'planctl {group} {sub}'",
+            f"run 'planctl {group} {flag} …' on its own; "
+            f"'planctl {group} {sub} --help' lists what {sub} takes",
+        )
+
+
+_UNSET = object()
+
+
+def group_option(ctx: Any, name: str, value: Any) -> Any:
+    """The sub-command's option *name*: its own *value* when written after it, else the one
+    written before it on the group (``planctl sync --dry-run push``), else *value*."""
+    source = ctx.get_parameter_source(name)
+    if getattr(source, "name", "") == "COMMANDLINE" or ctx.parent is None:
+        return value
+    handed = state_of(ctx).meta.get(f"{ctx.parent.command.name}.{name}", _UNSET)
+    return value if handed is _UNSET else handed
+
+
 def print_json(data: object) -> None:
     """*data* as indented JSON on stdout (``--json`` of every command), UTF-8 as is."""
     import json

@@ -11,11 +11,13 @@ import typer
 
 from planctl.cli.context import (
     State,
+    group_option,
     narrow_table,
     out_console,
     parse_date,
     parse_period,
     print_json,
+    route_group_options,
 )
 from planctl.cli.context import state_of as _state
 from planctl.errors import PlanctlError, SyncConflictError, SyncError, UsageError
@@ -181,6 +183,12 @@ def _run(
 ) -> None:
     from planctl.sync.engine import run_sync
 
+    if mode != "sync":  # push/pull: the options written before them on `planctl sync`
+        since, until = group_option(ctx, "since", since), group_option(ctx, "until", until)
+        dry_run = group_option(ctx, "dry_run", dry_run)
+        conflict = group_option(ctx, "conflict", conflict)
+        allow_mass_cancel = group_option(ctx, "allow_mass_cancel", allow_mass_cancel)
+        as_json = group_option(ctx, "as_json", as_json)
     state = _state(ctx)
     options = _options(state, mode, since, until, conflict, allow_mass_cancel)
     log = _sync_logger(state)
@@ -320,6 +328,7 @@ def sync(
 ) -> None:
     """Two-way sync: changes on either side are copied to the other (vdirsyncer's rules)."""
     if ctx.invoked_subcommand is not None:
+        route_group_options(ctx)  # `sync --dry-run push` is a dry push, never a push
         return
     _run(ctx, "sync", since, until, dry_run, conflict, allow_mass_cancel, as_json)
 
