@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,8 @@ def test_dry_run_shows_the_plan_and_writes_nothing(tiny: World, cli: Cli) -> Non
     assert "nothing written" in run.stdout
     assert not tiny.store.exists()
     assert table_contents(tiny.url) == before and tiny.states() == {}
+    # each session's time with its UTC offset in PLANCTL_TIMEZONE (Europe/Madrid)
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d \+0[12]00", run.stdout), run.stdout
 
 
 @pytest.mark.parametrize("mode", ["push", "pull"])

@@ -50,7 +50,7 @@ from planctl.sync.content import (
     session_event,
 )
 from planctl.sync.state import RunRecord, StateRow
-from planctl.text import plural
+from planctl.text import local_moment, plural
 
 MODES = ("sync", "push", "pull")
 POLICIES = ("local", "remote", "fail")
@@ -173,13 +173,16 @@ class Action:
 
     @property
     def label(self) -> str:
-        """Date, time and title, from whichever side has them."""
+        """Date, time with its UTC offset, and title, from whichever side has them."""
         if self.local is not None:
             v = self.local.view
-            return f"{v.fecha} {v.hora_inicio:%H:%M} {v.formacion} — {v.cliente}"
+            # the wall-clock time as the planner holds it (even one a DST change skips)
+            start = dt.datetime.combine(v.fecha, v.hora_inicio, zone_info(self.local.timezone))
+            return f"{v.fecha} {v.hora_inicio:%H:%M} {start:%z} {v.formacion} — {v.cliente}"
         if self.remote is not None and self.remote.content is not None:
             c = self.remote.content
-            return f"{c.start:%Y-%m-%d %H:%M} {c.summary}"
+            zone = str(getattr(c.start.tzinfo, "key", "UTC"))
+            return f"{local_moment(c.start, zone)} {c.summary}"
         return f"sesión {self.session_id}"
 
 
