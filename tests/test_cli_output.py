@@ -135,3 +135,15 @@ def test_ctrl_c_says_so_and_exits_130(env: dict[str, str], tmp_path: Path) -> No
         out, err = process.communicate(timeout=60)
     assert process.returncode == 130
     assert err == "interrupted (SIGINT)\n" and out == ""
+
+
+def test_db_history_fits_80_columns_with_local_times(env: dict[str, str]) -> None:
+    from planctl.db.migrate import history
+
+    out = _planctl(env, "db-history")
+    assert all(len(line) <= 80 for line in out.splitlines()), out
+    for rev in history(None):
+        assert rev.revision in out
+        assert rev.created is not None
+        assert local_moment(rev.created, ZONE) in out  # +0530, not the scripts' UTC
+    assert "+0530" in out

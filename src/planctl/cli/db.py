@@ -98,21 +98,27 @@ def db_current(ctx: typer.Context) -> None:
 
 def db_history(ctx: typer.Context) -> None:
     """List the migrations, newest first."""
-    from rich.table import Table
-
+    from planctl.cli.context import narrow_table
     from planctl.db import migrate
+    from planctl.text import local_moment
 
     state = _state(ctx)
     try:
         current = migrate.current(state.settings.database_url, missing_ok=True)
     except PlanctlError:
         current = None  # history is readable without a database
-    table = Table(title="Migrations", title_justify="left")
-    for column in ("revision", "parent", "created (UTC)", "message", ""):
-        table.add_column(column)
+    # 80 columns, terminal or pipe: ids and times whole, the message elided.
+    table = narrow_table("Migrations")
+    # newest first: each revision's parent is the row below it (planctl's history is linear)
+    fixed = {"revision": 12, "created": 22, "": 12}
+    for name, width in fixed.items():
+        table.add_column(name, width=width, no_wrap=True)
+    rest = out_console().width - sum(fixed.values()) - 2 * len(fixed) - 2
+    table.add_column("message", width=max(rest, 10), no_wrap=True, overflow="ellipsis")
     for rev in migrate.history(current):
         marks = " ".join(m for m, on in (("head", rev.is_head), ("current", rev.is_current)) if on)
-        table.add_row(rev.revision, rev.down_revision or "<base>", rev.created, rev.message, marks)
+        created = local_moment(rev.created, state.settings.timezone) if rev.created else "—"
+        table.add_row(rev.revision, created, marks, rev.message)
     out_console().print(table)
 
 

@@ -8,6 +8,7 @@ checkout (``migrations/``). The live connection travels to ``env.py`` in
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import logging
 from collections.abc import Iterator
@@ -211,7 +212,7 @@ class RevisionInfo:
     revision: str
     down_revision: str | None
     message: str
-    created: str
+    created: dt.datetime | None
     is_head: bool
     is_current: bool = False
 
@@ -236,12 +237,17 @@ def history(current_revision: str | None = None) -> list[RevisionInfo]:
     return result
 
 
-def _create_date(script: Script) -> str:
+def _create_date(script: Script) -> dt.datetime | None:
+    """The script's ``Create Date:`` line (UTC when it names no offset)."""
     path = Path(script.path)
     for line in path.read_text(encoding="utf-8").splitlines()[:12]:
         if line.startswith("Create Date:"):
-            return line.partition(":")[2].strip()[:19]
-    return ""
+            try:
+                moment = dt.datetime.fromisoformat(line.partition(":")[2].strip())
+            except ValueError:
+                return None
+            return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return None
 
 
 def revision(database_url: str, message: str, *, autogenerate: bool = False) -> Path:
