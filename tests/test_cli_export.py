@@ -6,7 +6,9 @@ from pathlib import Path
 
 import icalendar
 from pypdf import PdfReader
+from sqlalchemy import text
 
+from planctl.db.engine import connect
 from planctl.logs import close_service_loggers
 
 from .conftest import Cli
@@ -63,19 +65,88 @@ def test_an_unbounded_month_view_is_refused_up_front(
 ) -> None:
     out = tmp_path / "siglos.pdf"
     run = cli(
-        "export", "pdf", "--view", "month", "--since", "0001-01-01", "--until", "9999-12-31",
-        "-o", str(out), url=seeded_url,
-    )  # fmt: skip
+        "export",
+        "pdf",
+        "--view",
+        "month",
+        "--since",
+        "0001-01-01",
+        "--until",
+        "9999-12-31",
+        "-o",
+        str(out),
+        url=seeded_url,
+    )
     assert run.exit_code == 2
     assert "a month view of 119,988 months" in run.stderr and "limit of 120 months" in run.stderr
     assert "--view list" in run.stderr and not out.exists()
     # the list view of the same period is cheap: one line per session, not per month
     run = cli(
-        "export", "pdf", "--since", "0001-01-01", "--until", "9999-12-31", "-o", str(out),
+        "export",
+        "pdf",
+        "--since",
+        "0001-01-01",
+        "--until",
+        "9999-12-31",
+        "-o",
+        str(out),
         url=seeded_url,
-    )  # fmt: skip
+    )
     assert run.exit_code == 0, run.stderr
     assert out.read_bytes().startswith(b"%PDF")
+
+
+def test_the_ends_of_the_calendar_are_exported_not_a_traceback(
+    seeded_url: str, cli: Cli, tmp_path: Path
+) -> None:
+    """Sessions dated 0001-01-01 and 9999-12-31 (another program wrote them), and periods
+    at both ends of what a date can hold."""
+    with connect(seeded_url) as connection:
+        connection.execute(text("UPDATE sesiones SET fecha = '9999-12-31' WHERE id = 1"))
+        connection.execute(text("UPDATE sesiones SET fecha = '0001-01-01' WHERE id = 2"))
+    out = tmp_path / "all.ics"
+    run = cli("export", "ical", "-o", str(out), url=seeded_url)
+    assert run.exit_code == 0, run.stderr
+    events = icalendar.Calendar.from_ical(out.read_bytes()).walk("VEVENT")
+    starts = {e.decoded("dtstart").date().isoformat() for e in events}
+    assert {"9999-12-31", "0001-01-01"} <= starts
+    assert b"DTSTART;TZID=Europe/Madrid:00010101T" in out.read_bytes()  # four-digit year
+    for since, until in (("9999-12-31", "9999-12-31"), ("0001-01-01", "0001-01-02")):
+        empty = tmp_path / f"{since}.ics"
+        run = cli(
+            "export", "ical", "--since", since, "--until", until, "-o", str(empty), url=seeded_url
+        )
+        assert run.exit_code == 0, run.stderr
+        assert icalendar.Calendar.from_ical(empty.read_bytes()).walk("VTIMEZONE")
+    listing = tmp_path / "list.pdf"
+    run = cli(
+        "export",
+        "pdf",
+        "--since",
+        "0001-01-01",
+        "--until",
+        "9999-12-31",
+        "-o",
+        str(listing),
+        url=seeded_url,
+    )
+    assert run.exit_code == 0, run.stderr
+    december = tmp_path / "december.pdf"
+    run = cli(
+        "export",
+        "pdf",
+        "--view",
+        "month",
+        "--since",
+        "9999-12-01",
+        "--until",
+        "9999-12-31",
+        "-o",
+        str(december),
+        url=seeded_url,
+    )
+    assert run.exit_code == 2 and "cannot draw December 9999" in run.stderr
+    assert not december.exists() and "Traceback" not in run.stderr
 
 
 def test_pdf_list_and_month(seeded_url: str, cli: Cli, tmp_path: Path) -> None:

@@ -21,4 +21,5 @@ def local_moment(moment: dt.datetime, timezone: str, *, seconds: bool = False) -
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     shown = moment.astimezone(ZoneInfo(timezone))
-    return shown.strftime("%Y-%m-%d %H:%M:%S %z" if seconds else "%Y-%m-%d %H:%M %z")
+    clock = shown.strftime("%H:%M:%S %z" if seconds else "%H:%M %z")
+    return f"{shown.date().isoformat()} {clock}"  # %Y would write year 1 as "1"

@@ -183,8 +183,15 @@ def fold(line: str) -> bytes:
     return b"\r\n ".join(parts)
 
 
+def _ical_time(moment: dt.datetime) -> str:
+    """``YYYYMMDDTHHMMSS``, the year always four digits (strftime's %Y writes year 1 as
+    "1" on glibc, which no calendar reads)."""
+    m = moment
+    return f"{m.year:04d}{m.month:02d}{m.day:02d}T{m.hour:02d}{m.minute:02d}{m.second:02d}"
+
+
 def _utc_stamp(moment: dt.datetime) -> str:
-    return f"{moment:%Y%m%dT%H%M%S}Z"
+    return _ical_time(moment) + "Z"
 
 
 def event_bytes(view: SessionView, timezone: str) -> bytes:
@@ -199,8 +206,8 @@ def event_bytes(view: SessionView, timezone: str) -> bytes:
     lines = [
         "BEGIN:VEVENT",
         "SUMMARY:" + escape_text(f"{view.formacion} — {view.cliente}"),
-        f"DTSTART;TZID={timezone}:{start:%Y%m%dT%H%M%S}",
-        f"DTEND;TZID={timezone}:{end:%Y%m%dT%H%M%S}",
+        f"DTSTART;TZID={timezone}:{_ical_time(start)}",
+        f"DTEND;TZID={timezone}:{_ical_time(end)}",
         "DTSTAMP:" + _utc_stamp(updated or created or EPOCH),
         f"UID:{session_uid(view.id)}",
         f"SEQUENCE:{sequence(view)}",

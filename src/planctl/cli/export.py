@@ -253,5 +253,5 @@ def export_pdf(
         state.say(
             f"Wrote {target}: {plural(summary.sessions, 'session')}, "
             f"{plural(summary.pages, 'page')}, "
-            f"{summary.hours} h, {summary.amount} €."
+            f"{summary.hours:,.2f} h, {summary.amount:,.2f} €."
         )

@@ -23,13 +23,16 @@ from planctl.calendar.sessions import SessionFilter, SessionView, iter_sessions
 from planctl.calendar.zones import zone_info
 from planctl.db.models import Sesion
 
+#: The first year a VTIMEZONE covers (time-zone data before it is local mean time).
+FIRST_ZONE_YEAR = 1900
+
 
 def covered_years(connection: Connection, filters: SessionFilter) -> tuple[dt.date, dt.date]:
     """January 1st of the first session's year and of the year after the last one.
 
     Taken over all sessions between since/until (a superset of the exported
     ones), so the VTIMEZONE is known before the first event is streamed; with
-    no sessions at all, the filter's dates or else this year.
+    no sessions at all, this year.
     """
     query = select(func.min(Sesion.fecha), func.max(Sesion.fecha))
     if filters.since is not None:
@@ -38,9 +41,12 @@ def covered_years(connection: Connection, filters: SessionFilter) -> tuple[dt.da
         query = query.where(Sesion.fecha <= filters.until)
     first, last = connection.execute(query).one()
     today = dt.date.today()
-    first = first or filters.since or filters.until or today
-    last = last or filters.until or filters.since or today
-    return dt.date(first.year, 1, 1), dt.date(last.year + 1, 1, 1)
+    first, last = first or today, last or today  # no event: any year's VTIMEZONE is right
+    # Zone rules are checked a year either side, and the zone database starts in the
+    # 19th century: a session dated year 1 or 9999 must not overflow the date type.
+    first_year = min(max(first.year, FIRST_ZONE_YEAR), dt.MAXYEAR - 2)
+    last_year = max(min(last.year + 1, dt.MAXYEAR - 1), first_year + 1)
+    return dt.date(first_year, 1, 1), dt.date(last_year, 1, 1)
 
 
 def write_events(out: BinaryIO, views: Iterable[SessionView], timezone: str) -> int:

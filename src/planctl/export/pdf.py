@@ -265,6 +265,12 @@ def _check_request(since: dt.date, until: dt.date, view: str) -> None:
             f"is over the limit of {MAX_MONTH_PAGES} months",
             "narrow --since/--until, or use --view list for a long period",
         )
+    if view == "month" and until >= dt.date(dt.MAXYEAR, 12, 1):
+        raise UsageError(
+            f"a month view cannot draw December {dt.MAXYEAR}: its last week runs past the "
+            "last date a calendar can hold",
+            f"end the period by {dt.MAXYEAR}-11-30, or use --view list",
+        )
 
 
 def _generation_time(generated_at: dt.datetime | None, zone: ZoneInfo) -> dt.datetime:
