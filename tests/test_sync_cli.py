@@ -233,3 +233,22 @@ def test_status_all_tells_the_truth_about_an_event_cancelled_on_the_phone(
     assert data["orphans"] == [] and data["others"] == [] and data["duplicates"] == []
     human = cli("sync", "status", "--all")
     assert "never synced" not in human.stdout
+
+
+def test_phone_times_read_as_a_phone_reads_them(tiny: World, cli: Cli) -> None:
+    """An end before the start is the next day's (22:00–01:00); an edit that would leave
+    an event ending before it starts, or a zero-length one, is refused and changes nothing."""
+    assert cli("sync", "push").exit_code == 0
+    before = tiny.store.read_bytes()
+    zero = ["--summary", "x", "--date", "2026-01-01", "--start", "10:00", "--end", "10:00"]
+    run = cli("sync", "remote", "add", *zero)
+    assert run.exit_code == 2 and "starts and ends at 10:00" in run.stderr
+    run = cli("sync", "remote", "edit", "1", "--start", "23:30")
+    assert run.exit_code == 2 and "before it starts at 23:30" in run.stderr
+    assert tiny.store.read_bytes() == before
+    night = ["--summary", "guardia", "--date", "2026-01-01", "--start", "22:00", "--end", "01:00"]
+    assert cli("sync", "remote", "add", *night).exit_code == 0
+    listed = json.loads(cli("sync", "remote", "list", "--json").stdout)
+    event = next(e for e in listed if e.get("summary") == "guardia")
+    assert event["start"]["dateTime"].startswith("2026-01-01T22:00")
+    assert event["end"]["dateTime"].startswith("2026-01-02T01:00")

@@ -411,11 +411,22 @@ def locked_temp_dir(final: Path) -> Iterator[Path]:
     Removed with its contents when the block ends, however it ends; one left by
     a ``kill -9`` is removed by :func:`remove_stale_temps` (*final*).
     """
-    while True:
-        name = tempfile.mkdtemp(prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=final.parent)
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        if _lock_new(fd, name):
-            break
+    with signals_held():  # created and locked whole, or not at all (see atomic_write)
+        while True:
+            try:
+                name = tempfile.mkdtemp(
+                    prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=final.parent
+                )
+            except OSError as error:
+                if is_disk_full(error):
+                    raise
+                raise OutputError(
+                    f"cannot write to '{final.parent}': {error.strerror}",
+                    "choose a writable directory",
+                ) from None
+            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            if _lock_new(fd, name):
+                break
     try:
         yield Path(name)
     finally:

@@ -44,6 +44,7 @@ from planctl.backup.store import (
     write_json_atomically,
 )
 from planctl.errors import NothingToDoError, UsageError, VerificationError
+from planctl.text import local_moment
 
 log = logging.getLogger("planctl.backup")
 
@@ -295,10 +296,11 @@ class BackupSet:
             if info.created_at <= moment and self.restorable(info):
                 return info
         oldest = min((i.created_at for i in self.infos), default=None)
+        zone = str(getattr(moment.tzinfo, "key", "UTC"))
         raise NothingToDoError(
             f"no restorable backup in '{self.directory}' was taken at or before "
-            f"{moment.isoformat(' ', 'seconds')}",
-            f"the oldest is from {oldest.astimezone(moment.tzinfo).isoformat(' ', 'seconds')}"
+            f"{local_moment(moment, zone, seconds=True)}",
+            f"the oldest is from {local_moment(oldest, zone, seconds=True)}"
             if oldest
             else "run planctl backup first",
         )

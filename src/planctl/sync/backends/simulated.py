@@ -359,6 +359,13 @@ class SimulatedCalendar:
         new_end = dt.datetime.combine(
             day + (end.date() - start.date()), end_time or end.time().replace(tzinfo=None), zone
         )
+        if end_time is not None and new_end <= new_start:  # 22:00–01:00: it ends the next day
+            new_end = dt.datetime.combine(new_start.date() + dt.timedelta(days=1), end_time, zone)
+        if new_end <= new_start:
+            raise UsageError(
+                f"the event would end at {new_end:%H:%M}, before it starts at {new_start:%H:%M}",
+                "give an --end too",
+            )
         changes: Resource = {}
         if new_start != start:
             changes["start"] = _when(new_start, self.timezone)
@@ -380,12 +387,18 @@ class SimulatedCalendar:
 
     def add(self, summary: str, date: dt.date, start_time: dt.time, end_time: dt.time) -> Resource:
         """An event of the user's own (planctl must leave it alone)."""
+        if end_time == start_time:
+            raise UsageError(
+                f"the event starts and ends at {start_time:%H:%M}", "give an --end after --start"
+            )
         zone = zone_info(self.timezone)
+        # an end before the start is the next day's, as a phone reads 22:00–01:00
+        end_day = date if end_time > start_time else date + dt.timedelta(days=1)
         return self.insert(
             {
                 "summary": summary,
                 "start": _when(dt.datetime.combine(date, start_time, zone), self.timezone),
-                "end": _when(dt.datetime.combine(date, end_time, zone), self.timezone),
+                "end": _when(dt.datetime.combine(end_day, end_time, zone), self.timezone),
             }
         )
 
