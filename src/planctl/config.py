@@ -190,6 +190,12 @@ def check_database_url(url: str) -> None:
         ) from None
     if backend != "sqlite":
         return  # libpq checks its own parameters, with a message naming the bad one
+    from urllib.parse import unquote
+
+    if "\0" in unquote(parts.path):
+        raise ConfigError(
+            f"DATABASE_URL '{masked}' holds a NUL byte in its path", "give a plain file path"
+        )
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     uri = query.get("uri", "").lower() == "true"
     for key, value in query.items():
@@ -212,6 +218,34 @@ def check_database_url(url: str) -> None:
                 f"use sqlite:///file:{parts.path[1:] or 'planificador.db'}"
                 f"?{key}={value}&uri=true, or remove it",
             )
+
+
+def _check_database_file(url: str) -> None:
+    """A planner lives in a file: refuse an in-memory SQLite database (it would hold nothing
+    between two commands) and a path that is a device, FIFO or directory."""
+    import stat
+    from urllib.parse import unquote, urlsplit
+
+    if not url.lower().startswith("sqlite"):
+        return
+    parts = urlsplit(url)
+    database = unquote(parts.path)[1:]
+    if "uri=true" in parts.query.lower() and database.startswith("file:"):
+        database = database.removeprefix("file:")
+    if database in ("", ":memory:") or "mode=memory" in parts.query.lower():
+        raise ConfigError(
+            f"DATABASE_URL '{mask_url(url)}' is an in-memory SQLite database",
+            "planctl works on a file: sqlite:///path/to/planificador.db",
+        )
+    try:
+        mode = Path(database).expanduser().stat().st_mode
+    except OSError:
+        return  # not there (yet): db-upgrade creates it, the others say it is missing
+    if not stat.S_ISREG(mode):
+        raise ConfigError(
+            f"DATABASE_URL '{mask_url(url)}' names '{database}', which is not a regular file",
+            "point it at a SQLite database file",
+        )
 
 
 def check_http_url(name: str, url: str) -> str | None:
@@ -437,6 +471,7 @@ def load_settings(
     database_url = normalize_database_url(get("DATABASE_URL"))
     try:
         check_database_url(database_url)
+        _check_database_file(database_url)
     except ConfigError as error:
         raise bad("DATABASE_URL", error.message, error.hint or "") from None
 
