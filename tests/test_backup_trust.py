@@ -579,3 +579,43 @@ def test_group_options_apply_to_the_sub_command_or_are_refused(
         assert done.returncode == 2, (args, done.stderr)
         assert where in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "backups").exists()  # nothing ran against the default directory
+
+
+def test_special_files_in_the_backup_directory_never_hang_or_mislead(
+    seeded_url: str, tmp_path: Path
+) -> None:
+    """A FIFO, a directory, a symlink and junk named like metadata, and a FIFO as a data
+    file: every backup command still answers (a FIFO once hung them all), names them
+    damaged, never follows the link, never removes what it cannot read."""
+    env = _env(seeded_url, tmp_path)
+    backups = tmp_path / "backups"
+    assert run_planctl("backup", env=env).returncode == 0
+    good = next(p.stem for p in backups.glob("*-full.json"))
+    os.mkfifo(backups / "20991231-000000-full.json")
+    (backups / "20991230-000000-full.json").mkdir()
+    (backups / "20991229-000000-full.json").symlink_to(backups / f"{good}.json")
+    (backups / "20991228-000000-full.json").write_bytes(b"\xff\xfe")
+    fifo_data = json.loads((backups / f"{good}.json").read_text())
+    fifo_data.update(name="20991227-000000-full", data_file="20991227-000000-full.sqlite.zst")
+    (backups / "20991227-000000-full.json").write_text(json.dumps(fifo_data))
+    os.mkfifo(backups / "20991227-000000-full.sqlite.zst")
+    odd = sorted(p.name for p in backups.iterdir() if p.name.startswith("2099"))
+
+    listed = run_planctl("backup", "list", "--json", env=env, timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert rows[good]["restorable"] is True
+    assert all(not rows[name]["restorable"] for name in rows if name.startswith("2099"))
+    verified = run_planctl("backup", "verify", "--all", env=env, timeout=30)
+    assert verified.returncode == 5
+    assert "20991227-000000-full" in verified.stdout + verified.stderr
+    assert "not a regular file" in verified.stdout + verified.stderr
+    kept = run_planctl("backup", "--keep", "1", env=env, timeout=60)
+    assert kept.returncode == 0, kept.stderr
+    restored = run_planctl("backup", "restore", "latest", "--yes", env=env, timeout=60)
+    assert restored.returncode == 0, restored.stderr
+    # Unreadable metadata is evidence nobody can date: kept. The backup whose data file is a
+    # FIFO copies the old backup's sequence, so it is older than the one kept: rotated out.
+    left = sorted(p.name for p in backups.iterdir() if p.name.startswith("2099"))
+    assert left == [n for n in odd if not n.startswith("20991227")], (left, kept.stdout)
+    assert "Rotated out 20991227-000000-full" in kept.stdout

@@ -29,6 +29,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 from zoneinfo import ZoneInfo
 
 from planctl.backup.store import (
@@ -40,6 +41,7 @@ from planctl.backup.store import (
     BackupInfo,
     fsync_dir,
     read_metadata,
+    read_small_file,
     sha256_file,
     write_json_atomically,
 )
@@ -69,7 +71,7 @@ class ChecksumCache:
         self.entries: dict[str, list[object]] = {}
         self.dirty = False
         with contextlib.suppress(OSError, ValueError):
-            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+            loaded = json.loads(read_small_file(self.path))
             if isinstance(loaded, dict):
                 self.entries = loaded
 
@@ -142,9 +144,11 @@ class BackupSet:
         """Why the data file does not match its metadata (None: it does)."""
         path = self.directory / info.data_file
         try:
-            stat = path.stat()
+            stat = path.lstat()
         except OSError:
             return f"backup {info.name}: data file {info.data_file} is missing"
+        if not S_ISREG(stat.st_mode):
+            return f"backup {info.name}: data file {info.data_file} is not a regular file"
         if stat.st_size != info.size:
             return f"backup {info.name}: data file {info.data_file} has the wrong size"
         if self.cache.sha256(path, stat) != info.sha256:

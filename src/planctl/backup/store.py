@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from planctl.errors import LockedError, NothingToDoError, PlanctlError
 from planctl.failures import is_disk_full
@@ -273,9 +275,37 @@ class PendingDigest:
             self._pool.shutdown(wait=True)
 
 
+def open_regular(path: Path) -> BinaryIO:
+    """*path* opened for reading only if it is a regular file of its own: a FIFO someone
+    left in the backup directory must not hang every backup command, and a symlink must
+    not make planctl read (or vouch for) a file elsewhere. OSError otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+#: No metadata or checksum cache is larger: a bigger file is not planctl's.
+MAX_METADATA_BYTES = 16 << 20
+
+
+def read_small_file(path: Path) -> str:
+    """A metadata-sized UTF-8 file, read through :func:`open_regular`."""
+    with open_regular(path) as handle:
+        data = handle.read(MAX_METADATA_BYTES + 1)
+    if len(data) > MAX_METADATA_BYTES:
+        raise ValueError(f"{path} is larger than any metadata file")
+    return data.decode("utf-8")
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         while chunk := handle.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -304,7 +334,7 @@ def write_metadata(directory: Path, info: BackupInfo) -> Path:
 def read_metadata(path: Path) -> BackupInfo | None:
     """The metadata in *path*, or None when it cannot be read as a backup's metadata."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_small_file(path))
         info = BackupInfo.from_dict(data)
     except (OSError, ValueError, TypeError, AttributeError):
         return None
