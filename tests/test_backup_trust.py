@@ -20,7 +20,7 @@ from sqlalchemy import text
 from planctl.backup import create_backup, load_set, restore_backup, rotate, verify_backup
 from planctl.db.engine import connect
 
-from .helpers import planctl_env, run_planctl, table_contents
+from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents
 
 
 def _env(url: str, tmp_path: Path) -> dict[str, str]:
@@ -573,12 +573,25 @@ def test_group_options_apply_to_the_sub_command_or_are_refused(
     for args, where in [
         (["--keep", "1", "list"], "on its own"),
         (["--format", "logical", "verify"], "on its own"),
-        (["--keep", "1", "watch"], "planctl backup watch --keep"),
     ]:
         done = run_planctl("backup", *args, env=env)
         assert done.returncode == 2, (args, done.stderr)
         assert where in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "backups").exists()  # nothing ran against the default directory
+    # an option the sub-command takes too is applied: `backup --keep 1 watch` keeps one
+    watching = spawn_planctl(
+        "backup", "--keep", "1", "--dir", str(elsewhere), "watch", "--interval", "1",
+        "--min-interval", "0", env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    seen: set[str] = set()
+    while time.monotonic() < deadline and len(seen) < 3:
+        seen |= {p.stem for p in elsewhere.glob("*-full.json")}
+        time.sleep(0.2)
+    watching.send_signal(signal.SIGTERM)
+    watching.communicate(timeout=60)
+    assert len(seen) >= 3, seen  # it kept backing up…
+    assert len(list(elsewhere.glob("*-full.json"))) == 1  # …keeping one, as --keep 1 says
 
 
 def test_special_files_in_the_backup_directory_never_hang_or_mislead(

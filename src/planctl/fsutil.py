@@ -287,6 +287,25 @@ def temp_prefix(final: Path) -> str:
     return f".{final.name}."
 
 
+def open_regular(path: str | Path, *, follow_symlinks: bool = False) -> BinaryIO:
+    """*path* opened for reading only if it is a regular file (OSError otherwise).
+
+    Opened non-blocking, so a FIFO left where a file should be never hangs a command;
+    without *follow_symlinks* a symlink is refused too, so planctl never reads (or
+    vouches for) a file elsewhere in place of one of its own.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+    fd = os.open(path, flags if follow_symlinks else flags | os.O_NOFOLLOW)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 #: The signals planctl turns into a clean interruption (cli/signals.py).
 INTERRUPTS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 

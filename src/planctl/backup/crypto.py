@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import stat
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -32,6 +31,7 @@ from typing import Any, BinaryIO
 
 from planctl.config import recipient_shape_error
 from planctl.errors import EncryptionError
+from planctl.fsutil import open_regular
 
 AGE_MAGIC = b"age-encryption.org/v1\n"
 ARMOR_MAGIC = b"-----BEGIN AGE ENCRYPTED FILE-----"
@@ -117,7 +117,8 @@ def load_identities(path: Path) -> list[Any]:
     pyrage = _pyrage()
     hint = "set PLANCTL_BACKUP_IDENTITY to the file written by `age-keygen -o`"
     try:
-        data = Path(path).read_bytes()
+        with open_regular(path, follow_symlinks=True) as handle:
+            data = handle.read()
     except FileNotFoundError:
         raise EncryptionError(f"age identity file {path} does not exist", hint=hint) from None
     except OSError as error:
@@ -145,18 +146,11 @@ def load_identities(path: Path) -> list[Any]:
 def is_encrypted(path: Path) -> bool:
     """True when *path* starts with an age header (binary or ASCII armor)."""
     try:
-        with open(path, "rb", opener=_nonblocking_opener) as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise EncryptionError(f"{path} is not a regular file")
+        with open_regular(path, follow_symlinks=True) as handle:
             head = handle.read(len(ARMOR_MAGIC))
     except OSError as error:
         raise EncryptionError(f"cannot read {path}: {error.strerror}") from None
     return head.startswith(AGE_MAGIC) or head.startswith(ARMOR_MAGIC)
-
-
-def _nonblocking_opener(path: str, flags: int) -> int:
-    # O_NONBLOCK: opening a FIFO must not hang waiting for a writer.
-    return os.open(path, flags | os.O_NONBLOCK)
 
 
 class _PipeReader(io.RawIOBase):

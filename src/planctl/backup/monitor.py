@@ -130,7 +130,9 @@ def write_last_run(backup_dir: Path, record: LastRun) -> Path:
 def read_last_run(backup_dir: Path) -> LastRun | None:
     """The last run's record, or None when there is none or it cannot be understood."""
     try:
-        data = json.loads((Path(backup_dir) / LAST_RUN_FILE).read_text(encoding="utf-8"))
+        from planctl.backup.store import read_small_file
+
+        data = json.loads(read_small_file(Path(backup_dir) / LAST_RUN_FILE))
         outcome = data["outcome"]
         if outcome not in ("success", "failure"):
             return None

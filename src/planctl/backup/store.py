@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
 import hashlib
 import json
 import os
-import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from planctl.errors import LockedError, NothingToDoError, PlanctlError
 from planctl.failures import is_disk_full
+from planctl.fsutil import open_regular
 
 #: 2 adds ``sequence`` and ``database_id``; version 1 metadata still reads.
 FORMAT_VERSION = 2
@@ -273,21 +272,6 @@ class PendingDigest:
         """Wait for the threads (on every path: a failed backup must not leave them reading)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
-
-
-def open_regular(path: Path) -> BinaryIO:
-    """*path* opened for reading only if it is a regular file of its own: a FIFO someone
-    left in the backup directory must not hang every backup command, and a symlink must
-    not make planctl read (or vouch for) a file elsewhere. OSError otherwise."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file", str(path))
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 #: No metadata or checksum cache is larger: a bigger file is not planctl's.

@@ -44,24 +44,9 @@ LockTimeout = Annotated[
 ]
 
 
-#: Options of `planctl backup` itself that every sub-command honours when written before it.
-GROUP_OPTIONS = frozenset({"directory", "lock_timeout"})
-GROUP_DIR = "backup.directory"
-GROUP_LOCK_TIMEOUT = "backup.lock_timeout"
-
-
 def _dir(state: State, directory: Path | None) -> Path:
-    """The sub-command's --dir, else the group's (``planctl backup --dir D list``), else the
-    setting."""
-    if directory is not None:
-        return directory
-    group = state.meta.get(GROUP_DIR)
-    return Path(str(group)) if group is not None else state.settings.backup_dir
-
-
-def _lock_timeout(state: State, value: float) -> float:
-    group = state.meta.get(GROUP_LOCK_TIMEOUT)
-    return value if group is None or value else float(str(group))
+    """--dir (written before or after the sub-command), else PLANCTL_BACKUP_DIR."""
+    return directory if directory is not None else state.settings.backup_dir
 
 
 def _size(size: int) -> str:
@@ -135,7 +120,7 @@ def backup(
 ) -> None:
     """Take one backup of the configured database; with --keep, verify it and rotate."""
     if ctx.invoked_subcommand is not None:
-        route_group_options(ctx, always=GROUP_OPTIONS)
+        route_group_options(ctx)
         return
     from planctl.backup.offsite import backup_and_ship
 
@@ -156,7 +141,7 @@ def backup(
         keep=keep,
         compress="none" if no_compress else compress,
         label=label,
-        lock_timeout=_lock_timeout(state, lock_timeout),
+        lock_timeout=lock_timeout,
         pg_bindir=state.settings.pg_bindir,
         verify=verify,
         fmt=fmt,
@@ -242,7 +227,7 @@ def push_command(
             _dir(state, directory),
             store,
             keep=keep,
-            lock_timeout=_lock_timeout(state, lock_timeout),
+            lock_timeout=lock_timeout,
         )
     finally:
         store.close()
@@ -428,7 +413,7 @@ def verify_command(
             _dir(state, directory),
             name,
             all_backups=all_backups,
-            lock_timeout=_lock_timeout(state, lock_timeout),
+            lock_timeout=lock_timeout,
             pg_bindir=state.settings.pg_bindir,
             database_id=_live_identity(state),
             identity=state.settings.backup_identity,
@@ -578,7 +563,7 @@ def _restore(
         database_url,
         backup_dir,
         info.name,
-        lock_timeout=_lock_timeout(state, lock_timeout),
+        lock_timeout=lock_timeout,
         pg_bindir=state.settings.pg_bindir,
         safety_backup=safety_backup,
         allow_foreign=force_foreign or (target is not None and chain[0].engine == "logical"),
@@ -741,7 +726,7 @@ def prune_command(
         keep_monthly=keep_monthly,
         timezone=state.settings.timezone,
         dry_run=dry_run,
-        lock_timeout=_lock_timeout(state, lock_timeout),
+        lock_timeout=lock_timeout,
     )
     table = Table(title="Prune plan" + (" (dry run)" if dry_run else ""), title_justify="left")
     table.add_column("backup")

@@ -67,8 +67,6 @@ class State:
     debug: bool = False
     _settings: Settings | None = field(default=None, repr=False)
     hooks: Hooks = field(default_factory=Hooks)
-    #: What a command group hands to its sub-command (``planctl backup --dir D list``).
-    meta: dict[str, object] = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings:
@@ -157,22 +155,24 @@ def _given(ctx: Any) -> list[Any]:
     ]
 
 
-def route_group_options(ctx: Any, *, always: frozenset[str] = frozenset()) -> None:
+def route_group_options(ctx: Any) -> None:
     """``planctl GROUP [OPTIONS] SUB``: an option written before the sub-command is handed
-    to it when it takes an option of the same name (or the name is in *always*); any other
-    would be silently dropped, so it is refused (exit 2) with where it goes instead.
+    to it when it takes an option of the same name (as a default: the same option written
+    after the sub-command wins); any other would be silently dropped, so it is refused
+    (exit 2) naming where it goes instead.
 
-    The sub-command reads a handed option with :func:`group_option`.
+    The hand-over is Click's ``default_map``, read when the sub-command's context is made
+    (after this group callback), so no sub-command needs code of its own for it.
     """
     from planctl.errors import UsageError
 
     group, sub = ctx.command.name, ctx.invoked_subcommand or ""
     command = ctx.command.get_command(ctx, sub)
     takes = {q.name for q in getattr(command, "params", ())}
-    state = state_of(ctx)
+    handed: dict[str, object] = {}
     for param in _given(ctx):
-        if param.name in takes or param.name in always:
-            state.meta[f"{group}.{param.name}"] = ctx.params[param.name]
+        if param.name in takes:
+            handed[param.name] = ctx.params[param.name]
             continue
         flag = max(param.opts, key=len)
         raise UsageError(
@@ -180,19 +180,8 @@ def route_group_options(ctx: Any, *, always: frozenset[str] = frozenset()) -> No
             f"run 'planctl {group} {flag} …' on its own; "
             f"'planctl {group} {sub} --help' lists what {sub} takes",
         )
-
-
-_UNSET = object()
-
-
-def group_option(ctx: Any, name: str, value: Any) -> Any:
-    """The sub-command's option *name*: its own *value* when written after it, else the one
-    written before it on the group (``planctl sync --dry-run push``), else *value*."""
-    source = ctx.get_parameter_source(name)
-    if getattr(source, "name", "") == "COMMANDLINE" or ctx.parent is None:
-        return value
-    handed = state_of(ctx).meta.get(f"{ctx.parent.command.name}.{name}", _UNSET)
-    return value if handed is _UNSET else handed
+    if handed:
+        ctx.default_map = {**(ctx.default_map or {}), sub: handed}
 
 
 def print_json(data: object) -> None:

@@ -11,7 +11,6 @@ import typer
 
 from planctl.cli.context import (
     State,
-    group_option,
     narrow_table,
     out_console,
     parse_date,
@@ -183,12 +182,6 @@ def _run(
 ) -> None:
     from planctl.sync.engine import run_sync
 
-    if mode != "sync":  # push/pull: the options written before them on `planctl sync`
-        since, until = group_option(ctx, "since", since), group_option(ctx, "until", until)
-        dry_run = group_option(ctx, "dry_run", dry_run)
-        conflict = group_option(ctx, "conflict", conflict)
-        allow_mass_cancel = group_option(ctx, "allow_mass_cancel", allow_mass_cancel)
-        as_json = group_option(ctx, "as_json", as_json)
     state = _state(ctx)
     options = _options(state, mode, since, until, conflict, allow_mass_cancel)
     log = _sync_logger(state)
