@@ -282,3 +282,28 @@ def test_an_empty_revision_is_a_usage_error(command: str, cli: Cli) -> None:
     run = cli(command, "", *(["--yes"] if command == "db-downgrade" else []))
     assert run.exit_code == 2
     assert "the revision is empty" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("down_to", ["-1", "base"])
+def test_the_database_keeps_its_identity_across_downgrade_and_upgrade(
+    seeded_url: str, tmp_path: Path, down_to: str
+) -> None:
+    """A database taken down and up again is the same database: its backups restore
+    without --force-foreign (they turned "foreign" when the identity was dropped)."""
+    from planctl.backup import create_backup, restore_backup
+    from planctl.db import identity
+
+    with connect(seeded_url) as connection:
+        before = identity.read(connection)
+    assert before is not None
+    backup = create_backup(seeded_url, tmp_path / "b").info
+    migrate.downgrade(seeded_url, down_to)
+    migrate.upgrade(seeded_url)
+    with connect(seeded_url) as connection:
+        assert identity.read(connection) == before
+        count = connection.execute(text("SELECT count(*) FROM planctl_database")).scalar_one()
+    assert count == 1
+    assert migrate.check(seeded_url).ok
+    restore_backup(seeded_url, tmp_path / "b", backup.name)
+    with connect(seeded_url) as connection:
+        assert connection.execute(text("SELECT count(*) FROM sesiones")).scalar_one() > 0

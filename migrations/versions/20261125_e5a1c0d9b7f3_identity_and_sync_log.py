@@ -36,4 +36,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     connection = op.get_bind()
     changelog.drop_triggers(connection, SYNC_TABLES)
-    identity.drop_table(connection)
+    # planctl_database stays: the database keeps its identity across a downgrade and
+    # the next upgrade, so its backups remain its own (identity.create_table).

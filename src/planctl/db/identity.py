@@ -19,10 +19,15 @@ TABLE = "planctl_database"
 
 
 def create_table(connection: Connection) -> None:
-    """The table and this database's id (the migration's upgrade)."""
+    """The table and this database's id (the migration's upgrade), unless they exist.
+
+    The identity outlives a downgrade (the migration's downgrade leaves the table):
+    a database taken down a revision and up again is the same database, and its
+    backups must stay its own rather than turn "foreign".
+    """
     connection.execute(
         text(
-            f"CREATE TABLE {TABLE} ("
+            f"CREATE TABLE IF NOT EXISTS {TABLE} ("
             f"id INTEGER NOT NULL CONSTRAINT pk_{TABLE} PRIMARY KEY "
             f"CONSTRAINT ck_{TABLE}_single CHECK (id = 1), "
             "database_id VARCHAR(36) NOT NULL, created VARCHAR(40) NOT NULL)"
@@ -32,13 +37,10 @@ def create_table(connection: Connection) -> None:
     # gets the id generated when the script was rendered, so render one per database.
     connection.execute(
         text(
-            f"INSERT INTO {TABLE} (id, database_id, created) VALUES (1, :id, :created)"
+            f"INSERT INTO {TABLE} (id, database_id, created) "
+            f"SELECT 1, :id, :created WHERE NOT EXISTS (SELECT 1 FROM {TABLE})"
         ).bindparams(id=str(uuid.uuid4()), created=dt.datetime.now(dt.UTC).isoformat())
     )
-
-
-def drop_table(connection: Connection) -> None:
-    connection.execute(text(f"DROP TABLE IF EXISTS {TABLE}"))
 
 
 def read(connection: Connection) -> str | None:
