@@ -133,7 +133,7 @@ class SimulatedCalendar:
         if self.path.exists():
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
-                if data.get("format") != FORMAT:
+                if not isinstance(data, dict) or data.get("format") != FORMAT:
                     raise ValueError("not a simulated calendar")
                 self.events = dict(data["events"])
                 self.next_etag = int(data["next_etag"])
