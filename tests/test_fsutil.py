@@ -31,6 +31,8 @@ from planctl.fsutil import (
     write_bytes,
 )
 
+from .conftest import skip_or_fail
+
 
 def temps(directory: Path) -> list[str]:
     return sorted(n for n in os.listdir(directory) if n.endswith(TEMP_SUFFIX))
@@ -173,7 +175,7 @@ def test_block_devices_are_refused(tmp_path: Path) -> None:
         os.mknod(node, stat.S_IFBLK | 0o600, os.makedev(7, 0))
         devices = [node]
     if not devices:
-        pytest.skip("no block device visible and not root to make one")
+        skip_or_fail("no block device visible and not root to make one")
     with pytest.raises(OutputError, match="block device"):
         write_bytes(devices[0], b"x")
 

@@ -23,6 +23,7 @@ from planctl.backup.crypto import (
 )
 from planctl.errors import EncryptionError
 
+from .conftest import skip_or_fail
 from .offsite_support import age_key, age_tool, make_ssh_key  # noqa: F401  (fixture)
 
 SECRET_ROWS = b"".join(b"%d;Ana Garcia;+34 600 000 %03d;ana%d@example.com\n" % (i, i % 1000, i)
@@ -156,7 +157,7 @@ def test_failed_block_leaves_no_plaintext_and_no_valid_file(age_key: tuple[Path,
 
 def test_disk_full_is_an_encryption_error(age_key: tuple[Path, str]) -> None:
     if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full on this system")
+        skip_or_fail("no /dev/full on this system")
     with (
         open("/dev/full", "wb", buffering=0) as full,
         pytest.raises(EncryptionError, match="No space left"),
@@ -169,7 +170,7 @@ def test_disk_full_is_an_encryption_error_for_whole_files(
     age_key: tuple[Path, str], tmp_path: Path
 ) -> None:
     if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full on this system")
+        skip_or_fail("no /dev/full on this system")
     plain = tmp_path / "plain"
     plain.write_bytes(SECRET_ROWS * 5)
     with (
