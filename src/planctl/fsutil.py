@@ -259,7 +259,7 @@ def atomic_write(path: str | Path, *, name: str | None = None) -> Iterator[Binar
             # Created, locked and named with signals held: an interrupt can only come
             # once *temp* is known, so the handler below always removes it.
             with signals_held():
-                fd, temp = _locked_temp(final, shown)
+                fd, temp = _locked_temp(final)
             with open(fd, "wb", closefd=False) as handle:
                 yield handle
                 handle.flush()
@@ -321,13 +321,20 @@ def signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _locked_temp(final: Path, shown: str) -> tuple[int, Path]:
-    """A new temporary sibling of *final*, 0600, flock-ed by this process."""
+def _locked_temp(final: Path, *, directory: bool = False) -> tuple[int, Path]:
+    """A new temporary sibling of *final* (a 0600 file, or a 0700 *directory*), flock-ed by
+    this process; an fd open on it."""
     while True:
         try:
-            fd, name = tempfile.mkstemp(
-                prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=final.parent
-            )
+            if directory:
+                name = tempfile.mkdtemp(
+                    prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=final.parent
+                )
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            else:
+                fd, name = tempfile.mkstemp(
+                    prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=final.parent
+                )
         except OSError as error:
             if is_disk_full(error):
                 raise
@@ -430,27 +437,16 @@ def locked_temp_dir(final: Path) -> Iterator[Path]:
     Removed with its contents when the block ends, however it ends; one left by
     a ``kill -9`` is removed by :func:`remove_stale_temps` (*final*).
     """
-    with signals_held():  # created and locked whole, or not at all (see atomic_write)
-        while True:
-            try:
-                name = tempfile.mkdtemp(
-                    prefix=temp_prefix(final), suffix=TEMP_SUFFIX, dir=final.parent
-                )
-            except OSError as error:
-                if is_disk_full(error):
-                    raise
-                raise OutputError(
-                    f"cannot write to '{final.parent}': {error.strerror}",
-                    "choose a writable directory",
-                ) from None
-            fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            if _lock_new(fd, name):
-                break
+    fd, name = -1, None
     try:
-        yield Path(name)
+        with signals_held():  # created, locked and named whole (see atomic_write)
+            fd, name = _locked_temp(final, directory=True)
+        yield name
     finally:
-        shutil.rmtree(name, ignore_errors=True)
-        os.close(fd)
+        if name is not None:
+            shutil.rmtree(name, ignore_errors=True)
+        if fd >= 0:
+            os.close(fd)
 
 
 @contextlib.contextmanager
