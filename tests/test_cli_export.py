@@ -60,38 +60,20 @@ def test_ical_errors(seeded_url: str, cli: Cli) -> None:
     assert run.exit_code == 2 and "unknown session status 'terminada'" in run.stderr
 
 
+#: Every date a --since/--until can name.
+ALL_TIME = ("--since", "0001-01-01", "--until", "9999-12-31")
+
+
 def test_an_unbounded_month_view_is_refused_up_front(
     seeded_url: str, cli: Cli, tmp_path: Path
 ) -> None:
     out = tmp_path / "siglos.pdf"
-    run = cli(
-        "export",
-        "pdf",
-        "--view",
-        "month",
-        "--since",
-        "0001-01-01",
-        "--until",
-        "9999-12-31",
-        "-o",
-        str(out),
-        url=seeded_url,
-    )
+    run = cli("export", "pdf", "--view", "month", *ALL_TIME, "-o", str(out), url=seeded_url)
     assert run.exit_code == 2
     assert "a month view of 119,988 months" in run.stderr and "limit of 120 months" in run.stderr
     assert "--view list" in run.stderr and not out.exists()
     # the list view of the same period is cheap: one line per session, not per month
-    run = cli(
-        "export",
-        "pdf",
-        "--since",
-        "0001-01-01",
-        "--until",
-        "9999-12-31",
-        "-o",
-        str(out),
-        url=seeded_url,
-    )
+    run = cli("export", "pdf", *ALL_TIME, "-o", str(out), url=seeded_url)
     assert run.exit_code == 0, run.stderr
     assert out.read_bytes().startswith(b"%PDF")
 
@@ -120,16 +102,8 @@ def test_the_ends_of_the_calendar_are_exported_not_a_traceback(
         assert icalendar.Calendar.from_ical(empty.read_bytes()).walk("VTIMEZONE")
     listing = tmp_path / "list.pdf"
     run = cli(
-        "export",
-        "pdf",
-        "--since",
-        "0001-01-01",
-        "--until",
-        "9999-12-31",
-        "-o",
-        str(listing),
-        url=seeded_url,
-    )
+        "export", "pdf", *ALL_TIME, "-o", str(listing), url=seeded_url
+    )  # sessions at both ends
     assert run.exit_code == 0, run.stderr
     december = tmp_path / "december.pdf"
     run = cli(

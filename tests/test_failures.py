@@ -20,6 +20,21 @@ from planctl.errors import DatabaseError
 from planctl.failures import Failure, classify
 
 
+def _busy_error(db: Path) -> sqlite3.Error:
+    """The real error of reading *db* (a table t) while another connection holds it
+    EXCLUSIVE, with no busy timeout."""
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("CREATE TABLE IF NOT EXISTS t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(sqlite3.Error) as busy:
+            sqlite3.connect(db, timeout=0).execute("SELECT * FROM t").fetchall()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    return busy.value
+
+
 def test_sqlite_errors_by_result_code(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.Error) as missing_dir:
         sqlite3.connect(tmp_path / "no" / "x.db")
@@ -32,13 +47,7 @@ def test_sqlite_errors_by_result_code(tmp_path: Path) -> None:
     assert classify(not_db.value) is Failure.NOT_A_DATABASE
 
     db = tmp_path / "live.db"
-    holder = sqlite3.connect(db, isolation_level=None)
-    holder.execute("CREATE TABLE t (x)")
-    holder.execute("BEGIN EXCLUSIVE")
-    with pytest.raises(sqlite3.Error) as busy:
-        sqlite3.connect(db, timeout=0).execute("SELECT * FROM t").fetchall()
-    assert classify(busy.value) is Failure.LOCKED
-    holder.execute("ROLLBACK")
+    assert classify(_busy_error(db)) is Failure.LOCKED
 
     with pytest.raises(sqlite3.Error) as no_table:
         sqlite3.connect(db).execute("SELECT * FROM nope")
@@ -142,12 +151,7 @@ def test_postgres_connection_failures_have_no_sqlstate_and_are_read_from_libpq(
 
 def test_described_errors_carry_their_failure_not_only_text(tmp_path: Path) -> None:
     db = tmp_path / "live.db"
-    holder = sqlite3.connect(db, isolation_level=None)
-    holder.execute("CREATE TABLE t (x)")
-    holder.execute("BEGIN EXCLUSIVE")
-    with pytest.raises(sqlite3.Error) as busy:
-        sqlite3.connect(db, timeout=0).execute("SELECT * FROM t").fetchall()
-    described = describe_db_error(busy.value, f"sqlite:///{db}")
+    described = describe_db_error(_busy_error(db), f"sqlite:///{db}")
     assert isinstance(described, DatabaseError)
     assert described.failure is Failure.LOCKED
     assert "is locked by another process" in described.message
