@@ -539,7 +539,10 @@ def remote_edit(
     event: Annotated[str, typer.Argument(help="Event id, UID, or session id.")],
     date: Annotated[str | None, typer.Option("--date", help="New date, YYYY-MM-DD.")] = None,
     start: Annotated[str | None, typer.Option("--start", help="New start time, HH:MM.")] = None,
-    end: Annotated[str | None, typer.Option("--end", help="New end time, HH:MM.")] = None,
+    end: Annotated[
+        str | None,
+        typer.Option("--end", help="New end time, HH:MM (before the start: the next day's)."),
+    ] = None,
     location: Annotated[str | None, typer.Option("--location", help="New place.")] = None,
     summary: Annotated[str | None, typer.Option("--summary", help="New title.")] = None,
     status: Annotated[
@@ -582,7 +585,9 @@ def remote_add(
     summary: Annotated[str, typer.Option("--summary", help="Title.")],
     date: Annotated[str, typer.Option("--date", help="Date, YYYY-MM-DD.")],
     start: Annotated[str, typer.Option("--start", help="Start time, HH:MM.")],
-    end: Annotated[str, typer.Option("--end", help="End time, HH:MM.")],
+    end: Annotated[
+        str, typer.Option("--end", help="End time, HH:MM (before --start: the next day's).")
+    ],
 ) -> None:
     """Add an event of your own (planctl will leave it alone)."""
     from planctl.sync.backends.simulated import listed
