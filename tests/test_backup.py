@@ -113,6 +113,10 @@ def test_group_options_are_applied_or_refused_never_dropped(
     listed = cli("backup", "--dir", str(elsewhere), "list", "--json", url=migrated_url)
     assert listed.exit_code == 0, listed.stderr
     assert [b["kind"] for b in json.loads(listed.stdout)] == ["full"]  # not ./backups
+    # written on both sides, the sub-command's own value wins
+    args = ["--dir", "nowhere", "list", "--dir", str(elsewhere), "--json"]
+    both = cli("backup", *args, url=migrated_url)
+    assert both.exit_code == 0 and len(json.loads(both.stdout)) == 1, both.stderr
     for options in (
         ["--keep", "1"],
         ["--format", "logical"],
