@@ -203,6 +203,10 @@ def test_a_dotenv_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
         ("PLANCTL_BACKUP_RECIPIENTS", "age1abc,,age1def", "bad age recipient"),
         ("PLANCTL_BACKUP_RECIPIENTS", "AGE-SECRET-KEY-1XYZ", "not an age1… key"),
         ("PLANCTL_PG_BINDIR", "/nonexistent/bin", "holds no pg_dump"),
+        ("PLANCTL_BACKUP_DIR", "~no-such-user-here/b", "names an unknown home directory"),
+        ("PLANCTL_SYNC_STORE", "~no-such-user-here/c.json", "names an unknown home directory"),
+        ("PLANCTL_LOG_DIR", "x" * 5000, "cannot be used: File name too long"),
+        ("DATABASE_URL", "sqlite:///" + "y" * 5000, "cannot be used: File name too long"),
     ],
 )
 def test_a_bad_setting_is_refused_at_load_naming_variable_and_source(

@@ -239,8 +239,19 @@ def _check_database_file(url: str) -> None:
         )
     try:
         mode = Path(database).expanduser().stat().st_mode
-    except OSError:
+    except FileNotFoundError:
         return  # not there (yet): db-upgrade creates it, the others say it is missing
+    except RuntimeError:  # ~user of a user this system does not know
+        raise ConfigError(
+            f"DATABASE_URL '{mask_url(url)}' names an unknown home directory",
+            "give the database file's full path",
+        ) from None
+    except OSError as error:  # a name too long, a loop of links, a component that is a file
+        shown = database if len(database) <= 80 else database[:77] + "…"
+        raise ConfigError(
+            f"DATABASE_URL names '{shown}', which cannot be used: {error.strerror}",
+            "point it at a SQLite database file",
+        ) from None
     if not stat.S_ISREG(mode):
         raise ConfigError(
             f"DATABASE_URL '{mask_url(url)}' names '{database}', which is not a regular file",
@@ -461,10 +472,21 @@ def load_settings(
             return None
         if "\0" in text:
             raise bad(name, f"{name} contains a NUL byte", "give a plain path")
-        result = Path(text).expanduser()
-        if directory is True and result.exists() and not result.is_dir():
+        shown = text if len(text) <= 80 else text[:77] + "…"
+        try:
+            result = Path(text).expanduser()
+            exists, is_dir = result.exists(), result.is_dir()
+        except RuntimeError:  # ~user of a user this system does not know
+            raise bad(
+                name, f"{name} '{shown}' names an unknown home directory", "give the full path"
+            ) from None
+        except OSError as error:  # a name too long, a loop of links…
+            raise bad(
+                name, f"{name} '{shown}' cannot be used: {error.strerror}", "give a usable path"
+            ) from None
+        if directory is True and exists and not is_dir:
             raise bad(name, f"{name} '{result}' is not a directory", "name a directory")
-        if directory is False and result.is_dir():
+        if directory is False and is_dir:
             raise bad(name, f"{name} '{result}' is a directory", "name a file")
         return result
 
