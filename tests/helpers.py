@@ -1,12 +1,16 @@
-"""Helpers shared by test modules: whole-table snapshots and real planctl processes."""
+"""Helpers shared by test modules: whole-table snapshots, real planctl processes, and the
+one way to pick a port, wait for a server and wait for a condition."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 
@@ -74,3 +78,70 @@ def spawn_planctl(
         text=True,
         **kwargs,
     )
+
+
+# --- ports, servers and waiting: one helper each ------------------------------------------------
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (the kernel's pick: unique across the
+    parallel test workers and the other test runs on the machine)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerDidNotStart(RuntimeError):
+    """A server process exited, or did not listen within its time."""
+
+
+def wait_until(
+    condition: Callable[[], T | None],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.05,
+    what: str = "the condition",
+) -> T:
+    """Poll *condition* until it returns something truthy (returned), or fail after
+    *timeout* seconds: a wait that ends as soon as it can, never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not hold within {timeout:g} s")
+        time.sleep(interval)
+
+
+def port_is_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
+
+
+def wait_for_port(
+    port: int, process: subprocess.Popen[Any] | None = None, *, timeout: float = 30.0
+) -> None:
+    """Return once something listens on loopback *port*; :class:`ServerDidNotStart` when
+    *process* exits first or nothing listens within *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while not port_is_open(port):
+        if process is not None and process.poll() is not None:
+            raise ServerDidNotStart(f"server exited early with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise ServerDidNotStart(f"nothing listened on port {port} within {timeout:g} s")
+        time.sleep(0.05)
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if *process* is still there after *timeout* seconds."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
