@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
+# Parallel test workers (pytest-xdist): one per core; each file runs on one worker, so a
+# module's servers and sample databases are built once.
+TEST_WORKERS ?= auto
 
 .PHONY: help install demo test lint bench clean
 
@@ -27,7 +30,7 @@ demo: install
 	$(BIN)/planctl db-info
 
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests bench migrations/env.py

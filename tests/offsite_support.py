@@ -14,10 +14,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,30 +24,14 @@ from typing import Any
 import pytest
 
 from .conftest import skip_or_fail
+from .helpers import free_port, wait_for_port
+
+__all__ = ["free_port", "wait_for_port"]  # re-exported for the offsite tests
 
 BIN = Path(sys.executable).parent
 ACCESS_KEY = "AKIAPLANCTLTEST00001"
 SECRET_KEY = "planctl-test-secret-key-0001"
 SFTP_SERVER_SCRIPT = Path(__file__).with_name("offsite_sftp_server.py")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[Any], seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server on port {port} did not start")
 
 
 def tool(name: str) -> str:

@@ -3,27 +3,21 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import make_url
 
+from .helpers import ServerDidNotStart, free_port, stop_process, wait_for_port
+
 
 def find_pgbouncer() -> str | None:
     return shutil.which("pgbouncer") or (
         "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -33,7 +27,7 @@ def pgbouncer(server_url: str) -> Iterator[int]:
     binary = find_pgbouncer()
     assert binary is not None
     url = make_url(server_url)
-    port = _free_port()
+    port = free_port()
     directory = Path(tempfile.mkdtemp(prefix="planctl-pgbouncer-"))
     directory.chmod(0o755)
     backend = f"host={url.host or '127.0.0.1'} port={url.port or 5432}"
@@ -68,24 +62,14 @@ def pgbouncer(server_url: str) -> Iterator[int]:
         shutil.chown(directory, "postgres")
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log_file = directory / "pgbouncer.log"
-                    log = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
-                    log += process.stderr.read().decode(errors="replace") if process.stderr else ""
-                    raise RuntimeError(f"pgbouncer did not start: {log}") from None
-                time.sleep(0.1)
+        try:
+            wait_for_port(port, process, timeout=15)
+        except ServerDidNotStart as error:
+            log_file = directory / "pgbouncer.log"
+            log = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
+            log += process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise RuntimeError(f"pgbouncer did not start ({error}): {log}") from error
         yield port
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         shutil.rmtree(directory, ignore_errors=True)

@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import sqlite3
-import time
 from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,7 +17,7 @@ from sqlalchemy import text
 from planctl.backup import BackupManager, list_backups
 from planctl.db.engine import connect
 from planctl.errors import PlanctlError
-from tests.helpers import planctl_env, spawn_planctl, table_contents
+from tests.helpers import planctl_env, spawn_planctl, table_contents, wait_until
 
 
 class FakeClock:
@@ -173,12 +172,7 @@ def _names(directory: Path) -> list[str]:
 
 
 def _wait_for(condition: Callable[[], object], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+    wait_until(condition, timeout=timeout)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

@@ -11,7 +11,8 @@ import pytest
 
 from planctl.db import migrate
 
-from .conftest import Cli, ScramServer, free_port, skip_or_fail
+from .conftest import Cli, ScramServer, skip_or_fail
+from .helpers import free_port
 
 
 def assert_one_clean_line(stderr: str, *needles: str) -> None:

@@ -313,18 +313,26 @@ def test_file_lock_waits_until_the_deadline_then_exit_4(tmp_path: Path) -> None:
 
 def test_file_lock_gets_the_lock_once_it_is_released(tmp_path: Path) -> None:
     lock = tmp_path / "lock"
-    released = threading.Event()
+    held, release = threading.Event(), threading.Event()
+    events: list[str] = []
 
     def hold() -> None:
         with file_lock(lock):
-            released.wait(0.3)
+            held.set()
+            release.wait(10)
+            events.append("holder released")
 
     holder = threading.Thread(target=hold)
     holder.start()
-    time.sleep(0.05)
+    assert held.wait(10)
+    threading.Timer(0.2, release.set).start()
+    started = time.monotonic()
     with file_lock(lock, timeout=5.0):  # flock is per open file: threads exclude each other too
-        pass
+        events.append("waiter locked")
+        waited = time.monotonic() - started
     holder.join()
+    assert events == ["holder released", "waiter locked"]  # it waited, then got the lock
+    assert 0.15 <= waited < 5.0
 
 
 def test_atomic_write_of_a_plain_path(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from planctl.backup.monitor import (
 )
 from planctl.errors import UsageError
 
-from .offsite_support import free_port
+from .helpers import free_port
 
 
 @pytest.mark.parametrize(

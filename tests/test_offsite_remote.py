@@ -336,7 +336,7 @@ def test_s3_missing_bucket(
 
 
 def test_s3_unreachable(tmp_path: Path) -> None:
-    from .offsite_support import free_port
+    from .helpers import free_port
 
     store = open_remote(
         "s3://planctl/x",
@@ -375,7 +375,7 @@ def test_sftp_wrong_key_is_refused(sftp_server: SFTPServer, tmp_path: Path) -> N
 
 
 def test_sftp_unreachable(tmp_path: Path) -> None:
-    from .offsite_support import free_port
+    from .helpers import free_port
 
     (tmp_path / "kh").write_text("")
     with pytest.raises(RemoteError, match="cannot reach"):

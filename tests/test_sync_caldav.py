@@ -10,10 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +25,8 @@ from planctl.logs import close_service_loggers
 from planctl.sync.backends.caldav import CalDAVBackend
 from planctl.sync.engine import Kind, SyncOptions, SyncReport, run_sync
 
-from .conftest import Cli, free_port, skip_or_fail
-from .helpers import table_contents
+from .conftest import Cli, skip_or_fail
+from .helpers import ServerDidNotStart, free_port, stop_process, table_contents, wait_for_port
 from .sync_support import TZ, World, make_tiny_planner
 
 PASSWORD = "s3cret-Radicale-pw"
@@ -66,23 +64,13 @@ def _start_radicale(base: Path, auth: str) -> Iterator[tuple[int, subprocess.Pop
         [sys.executable, "-m", "radicale", "--config", str(config)], stdout=log, stderr=log
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                skip_or_fail(f"Radicale exited: {(base / 'radicale.log').read_text()[-500:]}")
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if time.monotonic() > deadline:
-                skip_or_fail("Radicale did not start within 30 s")
-            time.sleep(0.1)
+        try:
+            wait_for_port(port, process, timeout=30)
+        except ServerDidNotStart as error:
+            skip_or_fail(f"Radicale: {error}: {(base / 'radicale.log').read_text()[-500:]}")
         yield port, process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
         log.close()
 
 
@@ -119,23 +107,13 @@ def _start_xandikos(base: Path) -> Iterator[int]:
         stderr=log,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                skip_or_fail(f"Xandikos exited: {(base / 'xandikos.log').read_text()[-500:]}")
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if time.monotonic() > deadline:
-                skip_or_fail("Xandikos did not start within 30 s")
-            time.sleep(0.1)
+        try:
+            wait_for_port(port, process, timeout=30)
+        except ServerDidNotStart as error:
+            skip_or_fail(f"Xandikos: {error}: {(base / 'xandikos.log').read_text()[-500:]}")
         yield port
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
         log.close()
 
 

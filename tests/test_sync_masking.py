@@ -9,7 +9,8 @@ import pytest
 from planctl.config import mask_url, url_password
 from planctl.logs import close_service_loggers, mask_url_in_text
 
-from .conftest import Cli, free_port
+from .conftest import Cli
+from .helpers import free_port
 
 
 @pytest.mark.parametrize(
