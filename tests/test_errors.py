@@ -178,3 +178,25 @@ def test_an_empty_postgres_database_is_one_line_under_export(pg_database: str, c
     run = cli("export", "csv", "sesiones", url=pg_database)
     assert run.exit_code == 1
     assert "has no planner schema" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_one_formatter_inside_and_outside_a_command(
+    cli: Cli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """main()'s handler (errors raised outside a command) and the command's boundary print
+    alike: ``error: message — hint``; with --debug the traceback first."""
+    from planctl.cli import report_error
+    from planctl.errors import UsageError
+
+    inside = cli("backup", "--lock-timeout", "-1")
+    assert inside.exit_code == 2
+    assert_one_clean_line(inside.stderr, "--lock-timeout must be at least 0")
+    try:
+        raise UsageError("bad thing", "do this") from KeyError("the cause")
+    except UsageError as error:
+        report_error(None, error, debug=False)
+        assert capsys.readouterr().err == "error: bad thing — do this\n"
+        report_error(None, error, debug=True)
+    err = capsys.readouterr().err
+    assert "KeyError: 'the cause'" in err and "Traceback" in err
+    assert err.rstrip().endswith("error: bad thing — do this")

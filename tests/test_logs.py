@@ -93,3 +93,23 @@ def test_log_times_are_in_the_configured_zone_with_the_offset(tmp_path: Path, zo
     assert moment.utcoffset() == dt.datetime.now(ZoneInfo(zone)).utcoffset()
     # -v's lines on stderr show the same wall clock and offset.
     assert f"{moment:%z}" in run.stderr
+
+
+def test_a_failed_watch_run_logs_its_traceback_with_passwords_masked(tmp_path: Path) -> None:
+    """``backup watch`` keeps going after a failure, and backup.log shows what happened:
+    the one-line message and the traceback with its cause, the password masked."""
+    from planctl.backup import BackupManager
+
+    url = "postgresql://planner:Sekr3t-pw@127.0.0.1:1/planner"  # nothing listens on port 1
+    logger = service_logger("backup", tmp_path / "logs", secrets=("Sekr3t-pw",))
+    try:
+        manager = BackupManager(url, tmp_path / "backups", watch_changes=False)
+        assert manager.run_pending() is None and manager.consecutive_failures == 1
+    finally:
+        close_service_loggers()
+    assert logger.name == "planctl.backup"
+    text = (tmp_path / "logs" / "backup.log").read_text(encoding="utf-8")
+    assert "| ERROR | planctl.backup | backup failed (1 in a row):" in text
+    assert "Traceback (most recent call last):" in text
+    assert "The above exception was the direct cause" in text  # the driver's error, chained
+    assert "Sekr3t-pw" not in text and "planner:***@" in text

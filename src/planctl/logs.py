@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import logging.handlers
 import os
+import re
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -49,16 +50,27 @@ class MaskingFilter(logging.Filter):
         self.secrets = tuple(s for s in secrets if s)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = mask_url_in_text(record.getMessage())
-        for secret in self.secrets:
-            message = mask_secret(message, secret)
-        record.msg, record.args = message, None
+        record.msg, record.args = self._mask(record.getMessage()), None
+        if record.exc_info and not record.exc_text:  # a traceback quotes messages too
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._mask(record.exc_text)
         return True
+
+    def _mask(self, text: str) -> str:
+        text = mask_url_in_text(text)
+        for secret in self.secrets:
+            text = mask_secret(text, secret)
+        return text
+
+
+#: A URL inside free text: up to the next blank or quote (a traceback quotes its values).
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+")
 
 
 def mask_url_in_text(text: str) -> str:
     """Mask every ``scheme://user:password@`` occurrence inside free text."""
-    return " ".join(mask_url(word) if "://" in word else word for word in text.split(" "))
+    return _URL_IN_TEXT.sub(lambda found: mask_url(found[0]), text)
 
 
 def service_logger(

@@ -124,7 +124,8 @@ class BackupManager:
             if self._last_attempt is None:
                 return -math.inf  # nothing yet: the first backup is due at once
             if self.consecutive_failures:
-                backoff = self.min_backup_interval * 2 ** (self.consecutive_failures - 1)
+                # capped exponent: 2 ** 1024 is no float (a failing run with --min-interval 0)
+                backoff = self.min_backup_interval * 2.0 ** min(self.consecutive_failures - 1, 64)
                 return self._last_attempt + min(max(backoff, 0.0), self.backup_interval)
             due = self._last_attempt + self.backup_interval
             if self._change_at is not None:
@@ -197,11 +198,14 @@ class BackupManager:
             self.last_error = message
             count = self.consecutive_failures
         log.error("backup failed (%d in a row): %s", count, message)
+        # The traceback (with its chained causes) goes to backup.log; the console's -v shows
+        # it under --debug only.
+        log.debug("backup failure %d in a row, traceback:", count, exc_info=error)
         if self.on_backup_failure is not None:
             try:
                 self.on_backup_failure(error, count)
             except Exception as hook_error:  # a broken hook must not stop the backups
-                log.error("on_backup_failure raised: %s", hook_error)
+                log.error("on_backup_failure raised: %s", hook_error, exc_info=hook_error)
         if self.on_failure_command:
             run_failure_command(self.on_failure_command, message, count)
 

@@ -67,9 +67,14 @@ def _database_error(ctx: Any, error: Exception) -> PlanctlError:
     return describe_db_error(error, url)
 
 
-def report_error(ctx: Any, error: PlanctlError) -> None:
-    state = ctx.obj if isinstance(ctx.obj, State) else None
-    if state is not None and state.debug:
+def report_error(ctx: Any, error: PlanctlError, *, debug: bool | None = None) -> None:
+    """planctl's one error formatter: ``error: message — hint`` on stderr, after the
+    traceback (with its chained causes) under ``--debug``. *debug* defaults to the
+    invocation's ``--debug``; outside a command (*ctx* None) the caller says."""
+    if debug is None:
+        state = ctx.obj if ctx is not None and isinstance(ctx.obj, State) else None
+        debug = state is not None and state.debug
+    if debug:
         err_console().print_exception()
     message = f"[bold red]error:[/bold red] {error.message}"
     if error.hint:
@@ -229,9 +234,13 @@ def main() -> None:
         command_line(args)(args=args)
     except BrokenPipeError:
         sys.exit(signals.quiet_broken_pipe())
-    except PlanctlError as error:  # raised outside a command (e.g. in a callback)
-        err_console().print(f"[bold red]error:[/bold red] {error}", highlight=False)
+    except PlanctlError as error:  # raised outside a command (e.g. while parsing options)
+        report_error(None, error, debug="--debug" in args[: _end_of_options(args)])
         sys.exit(int(error.exit_code))
+
+
+def _end_of_options(args: list[str]) -> int:
+    return args.index("--") if "--" in args else len(args)
 
 
 __all__ = ["ExitCode", "app", "main"]

@@ -16,6 +16,7 @@ from planctl.cli.context import (
     out_console,
     print_json,
     route_group_options,
+    seconds,
 )
 from planctl.cli.context import state_of as _state
 from planctl.errors import PlanctlError, UsageError, VerificationError
@@ -39,7 +40,9 @@ DirOption = Annotated[
 LockTimeout = Annotated[
     float,
     typer.Option(
-        "--lock-timeout", min=0, help="Seconds to wait for another run's lock (then exit 4)."
+        "--lock-timeout",
+        parser=seconds("--lock-timeout"),
+        help="Seconds to wait for another run's lock (then exit 4).",
     ),
 ]
 
@@ -595,11 +598,18 @@ def _restore(
 def watch_command(
     ctx: typer.Context,
     interval: Annotated[
-        float, typer.Option("--interval", min=1, help="Seconds between scheduled backups.")
+        float,
+        typer.Option(
+            "--interval", parser=seconds("--interval", 1), help="Seconds between scheduled backups."
+        ),
     ] = 300,
     min_interval: Annotated[
         float,
-        typer.Option("--min-interval", min=0, help="Never back up more often than this."),
+        typer.Option(
+            "--min-interval",
+            parser=seconds("--min-interval"),
+            help="Never back up more often than this.",
+        ),
     ] = 5.0,
     incremental: Annotated[
         bool, typer.Option("--incremental", help="Deltas between full backups.")

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
+
+from planctl.errors import UsageError
 
 if TYPE_CHECKING:
     import logging
@@ -164,8 +169,6 @@ def route_group_options(ctx: Any) -> None:
     The hand-over is Click's ``default_map``, read when the sub-command's context is made
     (after this group callback), so no sub-command needs code of its own for it.
     """
-    from planctl.errors import UsageError
-
     group, sub = ctx.command.name, ctx.invoked_subcommand or ""
     command = ctx.command.get_command(ctx, sub)
     takes = {q.name for q in getattr(command, "params", ())}
@@ -186,9 +189,6 @@ def route_group_options(ctx: Any) -> None:
 
 def print_json(data: object) -> None:
     """*data* as indented JSON on stdout (``--json`` of every command), UTF-8 as is."""
-    import json
-    import sys
-
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
@@ -201,14 +201,11 @@ def state_of(ctx: Any) -> State:
 
 def can_prompt() -> bool:
     """Whether a confirmation question can be answered (cron and CI have no terminal)."""
-    import sys
-
     return sys.stdin.isatty()
 
 
 def parse_date(value: str | None, option: str) -> dt.date | None:
     """``YYYY-MM-DD`` for *option*, or a UsageError (exit 2) naming it."""
-    from planctl.errors import UsageError
 
     if value is None:
         return None
@@ -221,7 +218,6 @@ def parse_date(value: str | None, option: str) -> dt.date | None:
 def parse_period(since: str | None, until: str | None) -> tuple[dt.date | None, dt.date | None]:
     """--since/--until as dates; a period that starts after it ends is refused the same
     way by every command."""
-    from planctl.errors import UsageError
 
     first, last = parse_date(since, "--since"), parse_date(until, "--until")
     if first is not None and last is not None and first > last:
@@ -230,3 +226,30 @@ def parse_period(since: str | None, until: str | None) -> tuple[dt.date | None, 
             "give a --since on or before --until",
         )
     return first, last
+
+
+def seconds(option: str, minimum: float = 0.0) -> Callable[[Any], float]:
+    """The parser (``typer.Option(parser=…)``) of every seconds option of planctl: a
+    finite number of seconds, at least *minimum*.
+
+    ``nan`` and ``inf`` parse as floats but are no duration (``nan`` compares false with
+    every bound, so a range check alone lets it through). A bad value is one line, exit 2,
+    naming *option*: a :class:`UsageError`, raised while the command's options are parsed,
+    inside planctl's one error boundary.
+    """
+
+    def parse(value: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"{option} takes a number of seconds, not '{value}'", "e.g. 30 or 2.5"
+            ) from None
+        if not math.isfinite(number):
+            raise UsageError(f"{option} must be a finite number of seconds, not '{value}'")
+        if number < minimum:
+            raise UsageError(f"{option} must be at least {minimum:g}, got {number:g}")
+        return number
+
+    parse.__name__ = "seconds"  # the metavar in --help: SECONDS
+    return parse
