@@ -13,6 +13,7 @@ from planctl.config import (
     normalize_database_url,
     read_environment,
 )
+from planctl.errors import ConfigError
 
 from .conftest import Cli
 
@@ -54,11 +55,42 @@ def test_dotenv_is_not_pushed_into_os_environ(workdir: Path) -> None:
 
 
 def test_empty_values_fall_back_to_defaults(tmp_path: Path) -> None:
-    settings = load_settings(
-        environ={"DATABASE_URL": "  ", "PLANCTL_LOG_DIR": ""}, dotenv_path=tmp_path / "x"
-    )
+    settings = load_settings(environ={"PLANCTL_LOG_DIR": ""}, dotenv_path=tmp_path / "x")
     assert settings.database_url == DEFAULTS["DATABASE_URL"]
     assert settings.log_dir == Path("logs")
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_database_url_is_refused_not_read_as_the_default(
+    tmp_path: Path, value: str
+) -> None:
+    """An empty DATABASE_URL is a broken setting (a cron line's unset variable), not a
+    request for the default database in the working directory."""
+    with pytest.raises(ConfigError, match="DATABASE_URL is set but empty") as caught:
+        load_settings(environ={"DATABASE_URL": value}, dotenv_path=tmp_path / "x")
+    assert "(set in the environment)" in caught.value.message
+
+
+def test_an_unreadable_or_unparsable_dotenv_is_one_line_naming_it(
+    workdir: Path, cli: Cli
+) -> None:
+    env = workdir / ".env"
+    env.symlink_to(".env")  # a loop of links
+    run = cli("db-info")
+    assert run.exit_code == 1
+    assert run.stderr == (
+        f"error: cannot read {env}: Too many levels of symbolic links — "
+        "fix or remove the .env file (or its link)\n"
+    )
+    env.unlink()
+    env.write_text('DATABASE_URL=sqlite:///x.db\nthis is not a setting\nB="open\n')
+    run = cli("db-info")
+    assert run.exit_code == 1
+    assert run.stderr == (
+        f"error: cannot parse {env} line 2: 'this is not a setting' — write NAME=value, "
+        "one setting a line; quote values with spaces\n"
+    )
+    assert not (workdir / "x.db").exists()
 
 
 def test_cli_reads_dotenv(workdir: Path, cli: Cli) -> None:
@@ -153,7 +185,6 @@ def test_sync_defaults(tmp_path: Path) -> None:
 
 def test_a_bad_time_zone_is_one_line_naming_its_source(tmp_path: Path) -> None:
     from planctl.config import load_settings
-    from planctl.errors import ConfigError
 
     with pytest.raises(
         ConfigError, match=r"'Mars/Base' in PLANCTL_TIMEZONE \(set in the environment\)"
@@ -167,7 +198,6 @@ def test_a_bad_time_zone_is_one_line_naming_its_source(tmp_path: Path) -> None:
 
 def test_a_dotenv_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
     from planctl.config import load_settings
-    from planctl.errors import ConfigError
 
     dotenv = tmp_path / ".env"
     dotenv.write_bytes(b"DATABASE_URL=\xff\xfe\n")
@@ -212,7 +242,6 @@ def test_a_dotenv_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
 def test_a_bad_setting_is_refused_at_load_naming_variable_and_source(
     tmp_path: Path, name: str, value: str, message: str
 ) -> None:
-    from planctl.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message) as raised:
         load_settings({name: value}, dotenv_path=tmp_path / "none")
@@ -228,7 +257,6 @@ def test_a_bad_setting_is_refused_at_load_naming_variable_and_source(
 
 
 def test_paths_must_be_of_the_right_kind(tmp_path: Path) -> None:
-    from planctl.errors import ConfigError
 
     a_file, a_dir = tmp_path / "file", tmp_path / "dir"
     a_file.write_text("x")
@@ -297,7 +325,6 @@ def test_a_dotenv_that_is_a_fifo_is_refused_not_waited_on(
 ) -> None:
     import os
 
-    from planctl.errors import ConfigError
 
     os.mkfifo(tmp_path / ".env")
     monkeypatch.chdir(tmp_path)

@@ -8,8 +8,11 @@ never read the environment themselves: they get a :class:`Settings`.
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,7 +226,6 @@ def check_database_url(url: str) -> None:
 def _check_database_file(url: str) -> None:
     """A planner lives in a file: refuse an in-memory SQLite database (it would hold nothing
     between two commands) and a path that is a device, FIFO or directory."""
-    import stat
     from urllib.parse import unquote, urlsplit
 
     if not url.lower().startswith("sqlite"):
@@ -385,10 +387,15 @@ def find_env_file(start: Path | None = None) -> Path | None:
         candidate = directory / ".env"
         try:
             mode = candidate.stat().st_mode
-        except OSError:
-            continue
-        import stat
-
+        except OSError as error:
+            if not candidate.is_symlink() and error.errno in (errno.ENOENT, errno.ENOTDIR):
+                continue  # no .env here: look in the parent
+            # a loop of links, a dangling link, no permission: a .env that is there but
+            # cannot be read is refused, never silently skipped
+            raise ConfigError(
+                f"cannot read {candidate}: {error.strerror or error}",
+                "fix or remove the .env file (or its link)",
+            ) from error
         if not stat.S_ISREG(mode):
             raise ConfigError(
                 f"{candidate} is not a regular file", "replace it with a text file of settings"
@@ -400,6 +407,7 @@ def find_env_file(start: Path | None = None) -> Path | None:
 def _read_dotenv(path: Path) -> tuple[dict[str, str], dict[str, int]]:
     """The values of the ``.env`` at *path* and the line each one is set on."""
     from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
 
     try:
         raw = path.read_bytes()
@@ -414,8 +422,14 @@ def _read_dotenv(path: Path) -> tuple[dict[str, str], dict[str, int]]:
         raise ConfigError(
             f"cannot read {path}: {error.strerror or error}", "check the file"
         ) from None
-    import io
-
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:  # python-dotenv would warn on stderr and skip the line
+            line = binding.original.string.strip()
+            shown = line if len(line) <= 40 else line[:39] + "…"
+            raise ConfigError(
+                f"cannot parse {path} line {binding.original.line}: '{shown}'",
+                "write NAME=value, one setting a line; quote values with spaces",
+            )
     loaded = dotenv_values(stream=io.StringIO(text))
     lines: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), 1):
@@ -490,6 +504,12 @@ def load_settings(
             raise bad(name, f"{name} '{result}' is a directory", "name a file")
         return result
 
+    if "DATABASE_URL" in values and not values["DATABASE_URL"].strip():
+        raise bad(
+            "DATABASE_URL",
+            "DATABASE_URL is set but empty",
+            f"give a database URL, or unset it for the default {DEFAULTS['DATABASE_URL']}",
+        )
     database_url = normalize_database_url(get("DATABASE_URL"))
     try:
         check_database_url(database_url)
