@@ -40,7 +40,12 @@ def parse_duration(text: str) -> timedelta:
     seconds = sum(float(n) * _UNITS[u.lower()] for n, u in _DURATION.findall(compact))
     if seconds <= 0:
         raise UsageError(f"duration {text!r} must be longer than zero")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:  # beyond timedelta's 999,999,999 days
+        raise UsageError(
+            f"duration {text!r} is too long", "use at most a few years, e.g. 400d"
+        ) from None
 
 
 def ping_url(base: str, kind: PingKind) -> str:

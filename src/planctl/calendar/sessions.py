@@ -127,7 +127,8 @@ def _query() -> Select[*tuple[Any, ...]]:
 
 def resolve_client(connection: Connection, client: str) -> int:
     """A client id from an id or a company name (case-insensitive); UsageError if unknown."""
-    if client.strip().isdigit():
+    # isdecimal, not isdigit ('²' is a digit that int() refuses); an id fits in 64 bits
+    if client.strip().isdecimal() and int(client) < 2**63:
         found = connection.execute(select(Cliente.id).where(Cliente.id == int(client))).scalar()
         if found is not None:
             return int(found)

@@ -18,6 +18,7 @@ from planctl.cli.context import (
     route_group_options,
     seconds,
 )
+from planctl.cli.context import path as cli_path
 from planctl.cli.context import state_of as _state
 from planctl.errors import PlanctlError, UsageError, VerificationError
 from planctl.text import local_moment, plural
@@ -35,7 +36,11 @@ app = typer.Typer(
 
 DirOption = Annotated[
     Path | None,
-    typer.Option("--dir", help="Backup directory (default: PLANCTL_BACKUP_DIR, 'backups')."),
+    typer.Option(
+        "--dir",
+        parser=cli_path("--dir"),
+        help="Backup directory (default: PLANCTL_BACKUP_DIR, 'backups').",
+    ),
 ]
 LockTimeout = Annotated[
     float,
@@ -45,6 +50,11 @@ LockTimeout = Annotated[
         help="Seconds to wait for another run's lock (then exit 4).",
     ),
 ]
+
+
+def _given_on_command_line(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
 
 
 def _dir(state: State, directory: Path | None) -> Path:
@@ -129,6 +139,11 @@ def backup(
 
     if keep is not None and keep < 1:
         raise UsageError(f"--keep must be at least 1, got {keep}", "keep at least the new backup")
+    if no_compress and compress != "none" and _given_on_command_line(ctx, "compress"):
+        raise UsageError(
+            f"--no-compress and --compress {compress} contradict each other",
+            "give one of them (--no-compress is --compress none)",
+        )
     if max_deltas < 1:
         raise UsageError(f"--max-deltas must be at least 1, got {max_deltas}")
     state = _state(ctx)

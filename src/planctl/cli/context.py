@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from planctl.errors import UsageError
@@ -252,4 +253,23 @@ def seconds(option: str, minimum: float = 0.0) -> Callable[[Any], float]:
         return number
 
     parse.__name__ = "seconds"  # the metavar in --help: SECONDS
+    return parse
+
+
+def path(option: str) -> Callable[[Any], Path]:
+    """The parser (``typer.Option(parser=…)``) of a path option: an empty value (``--dir
+    ''``, a variable that was not set) would be the working directory, a NUL byte no path
+    at all; both are one line, exit 2, naming *option*."""
+
+    def parse(value: Any) -> Path:
+        if isinstance(value, Path):
+            return value
+        text = str(value)
+        if not text.strip():
+            raise UsageError(f"{option} is empty", f"give a path, or leave {option} out")
+        if "\0" in text:
+            raise UsageError(f"{option} holds a NUL byte", "give a plain path")
+        return Path(text)
+
+    parse.__name__ = "path"  # the metavar in --help: PATH
     return parse

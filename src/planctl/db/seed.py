@@ -549,7 +549,15 @@ def seed(
     Refuses a non-empty database unless *force*, which replaces its contents;
     with *if_empty* a non-empty database is left alone and None is returned.
     Everything runs in one transaction: a failure leaves the database as it was.
+    *force* and *if_empty* together are refused: one replaces existing data, the other
+    keeps it.
     """
+    if force and if_empty:
+        raise UsageError(
+            "--if-empty and --force contradict each other: one keeps existing data, "
+            "the other replaces it",
+            "give --if-empty (cron, make demo) or --force (start over), not both",
+        )
     if scale is not None and scale < 1:
         raise SeedError(
             f"--scale must be at least 1, got {scale}", "pass the number of sessions to generate"
@@ -563,7 +571,7 @@ def seed(
     with connect(database_url) as connection:
         _require_schema(connection, database_url)
         existing = _row_counts(connection)
-        if any(existing.values()) and if_empty and not force:
+        if any(existing.values()) and if_empty:
             return None
         if any(existing.values()) and not force:
             busy = ", ".join(f"{n} ({c})" for n, c in existing.items() if c)

@@ -28,7 +28,7 @@ import datetime as dt
 import json
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -356,11 +356,20 @@ class SimulatedCalendar:
         end = _parse_when(event["end"], self.timezone).astimezone(zone)
         day = date or start.date()
         new_start = dt.datetime.combine(day, start_time or start.time().replace(tzinfo=None), zone)
-        new_end = dt.datetime.combine(
-            day + (end.date() - start.date()), end_time or end.time().replace(tzinfo=None), zone
-        )
-        if end_time is not None and new_end <= new_start:  # 22:00–01:00: it ends the next day
-            new_end = dt.datetime.combine(new_start.date() + dt.timedelta(days=1), end_time, zone)
+        with _within_calendar_dates():
+            new_end = dt.datetime.combine(
+                day + (end.date() - start.date()), end_time or end.time().replace(tzinfo=None), zone
+            )
+            if end_time is not None and new_end == new_start:
+                raise UsageError(
+                    f"the event would start and end at {new_start:%H:%M}",
+                    "give an --end after --start",
+                )
+            if end_time is not None and new_end < new_start:  # 22:00–01:00: ends the next day
+                new_end = dt.datetime.combine(
+                    new_start.date() + dt.timedelta(days=1), end_time, zone
+                )
+            _when(new_end, self.timezone)  # in UTC too
         if new_end <= new_start:
             raise UsageError(
                 f"the event would end at {new_end:%H:%M}, before it starts at {new_start:%H:%M}",
@@ -392,15 +401,12 @@ class SimulatedCalendar:
                 f"the event starts and ends at {start_time:%H:%M}", "give an --end after --start"
             )
         zone = zone_info(self.timezone)
-        # an end before the start is the next day's, as a phone reads 22:00–01:00
-        end_day = date if end_time > start_time else date + dt.timedelta(days=1)
-        return self.insert(
-            {
-                "summary": summary,
-                "start": _when(dt.datetime.combine(date, start_time, zone), self.timezone),
-                "end": _when(dt.datetime.combine(end_day, end_time, zone), self.timezone),
-            }
-        )
+        with _within_calendar_dates():
+            # an end before the start is the next day's, as a phone reads 22:00–01:00
+            end_day = date if end_time > start_time else date + dt.timedelta(days=1)
+            start = _when(dt.datetime.combine(date, start_time, zone), self.timezone)
+            end = _when(dt.datetime.combine(end_day, end_time, zone), self.timezone)
+        return self.insert({"summary": summary, "start": start, "end": end})
 
     def listing(self, *, include_deleted: bool = False) -> list[ListedEvent]:
         """The events as a person reads them (``sync remote list``), ordered by start."""
@@ -590,3 +596,15 @@ def open_calendar(settings: Settings) -> SimulatedCalendar:
 def open_backend(settings: Settings, *, create_calendar: bool = True) -> SimulatedBackend:
     """The simulated calendar at PLANCTL_SYNC_STORE (the file appears on the first write)."""
     return SimulatedBackend(open_calendar(settings))
+
+
+@contextlib.contextmanager
+def _within_calendar_dates() -> Iterator[None]:
+    """An event past 9999-12-31 (its end the next day, or in UTC) is a usage error."""
+    try:
+        yield
+    except OverflowError:
+        raise UsageError(
+            "the event would end after 9999-12-31, the last date a calendar holds",
+            "give an earlier --date",
+        ) from None
