@@ -137,3 +137,21 @@ def test_sqlite_connections_enforce_foreign_keys(tmp_path: Path) -> None:
     migrate.upgrade(url)
     with connect(url) as connection:
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+
+
+def test_the_one_table_list_must_name_the_schema_tables_parents_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """planctl.db.names.TABLES is the only list of the planner's tables: the schema
+    refuses one that misses a table or puts a child before its parent."""
+    from planctl.db import schema
+    from planctl.db.seed import COLUMNS
+
+    assert schema.TABLE_NAMES == schema.TABLES and tuple(COLUMNS) == schema.TABLE_NAMES
+    assert COLUMNS["sesiones"][:5] == ("id", "contratacion_id", "fecha", "hora_inicio", "hora_fin")
+    monkeypatch.setattr(schema, "TABLES", tuple(reversed(schema.TABLES)))
+    with pytest.raises(RuntimeError, match="lists .* before"):
+        schema._check_table_order()
+    monkeypatch.setattr(schema, "TABLES", schema.TABLE_NAMES[1:])
+    with pytest.raises(RuntimeError, match="differs from the schema's tables"):
+        schema._check_table_order()

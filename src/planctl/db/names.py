@@ -1,6 +1,7 @@
-"""The schema's table names without SQLAlchemy, for the commands that start fast.
+"""The planner's table names without SQLAlchemy, for the commands that start fast.
 
-A test keeps :data:`TABLES` equal to ``planctl.db.schema.TABLE_NAMES``.
+The one list of them: :mod:`planctl.db.schema` uses it as its ``TABLE_NAMES`` and
+refuses to build when it does not name exactly its tables, parents first.
 """
 
 from __future__ import annotations

@@ -34,6 +34,8 @@ from sqlalchemy import (
     func,
 )
 
+from planctl.db.names import TABLES
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -326,6 +328,20 @@ ejecuciones_sincronizacion = Table(
 SYNC_TABLE_NAMES: tuple[str, ...] = ("estados_sincronizacion", "ejecuciones_sincronizacion")
 
 #: The planner's tables in dependency order (parents first): the order to load and dump.
-TABLE_NAMES: tuple[str, ...] = tuple(
-    t.name for t in metadata.sorted_tables if t.name not in SYNC_TABLE_NAMES
-)
+#: One list, :data:`planctl.db.names.TABLES` (read by the commands that start without
+#: SQLAlchemy); checked here, when the schema is built, against the tables above.
+TABLE_NAMES: tuple[str, ...] = TABLES
+
+
+def _check_table_order() -> None:
+    planner = [t for t in metadata.sorted_tables if t.name not in SYNC_TABLE_NAMES]
+    if {t.name for t in planner} != set(TABLES):
+        raise RuntimeError(f"planctl.db.names.TABLES {TABLES} differs from the schema's tables")
+    for table in planner:
+        for key in table.foreign_keys:
+            parent = key.column.table.name
+            if parent != table.name and TABLES.index(parent) > TABLES.index(table.name):
+                raise RuntimeError(f"planctl.db.names.TABLES lists {table.name} before {parent}")
+
+
+_check_table_order()

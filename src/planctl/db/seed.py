@@ -389,91 +389,12 @@ class DemoData:
         return generator()
 
 
+#: The columns a demo row fills, read from the schema (its order is the rows' order): all but
+#: the timestamps the database sets itself.
+SERVER_SET = frozenset({"created_at", "updated_at"})
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "clientes": (
-        "id",
-        "empresa",
-        "persona_contacto",
-        "telefono",
-        "email",
-        "direccion",
-        "cif",
-        "notas",
-        "color_hex",
-    ),
-    "clientes_finales": (
-        "id",
-        "empresa",
-        "persona_encargada",
-        "telefono_encargada",
-        "email_encargada",
-        "direccion",
-        "notas",
-    ),
-    "contactos_cliente_final": (
-        "id",
-        "cliente_final_id",
-        "nombre",
-        "telefono",
-        "email",
-        "rol",
-        "notas",
-    ),
-    "participantes": ("id", "cliente_final_id", "nombre", "email", "telefono", "observaciones"),
-    "temas": ("id", "nombre", "descripcion"),
-    "formaciones": (
-        "id",
-        "tema_id",
-        "nombre",
-        "descripcion",
-        "horas_referencia",
-        "nivel",
-        "contenido_base",
-    ),
-    "contrataciones": (
-        "id",
-        "cliente_id",
-        "cliente_final_id",
-        "formacion_id",
-        "expediente",
-        "precio_hora",
-        "horas_previstas",
-        "modalidad",
-        "direccion",
-        "enlace_vc",
-        "persona_responsable",
-        "telefono_responsable",
-        "email_responsable",
-        "fecha_inicio_prevista",
-        "fecha_fin_prevista",
-        "observaciones",
-        "estado",
-        "prioridad",
-    ),
-    "sesiones": (
-        "id",
-        "contratacion_id",
-        "fecha",
-        "hora_inicio",
-        "hora_fin",
-        "direccion",
-        "enlace_vc",
-        "notas",
-        "estado",
-    ),
-    "adjuntos": ("id", "origen", "origen_id", "tipo", "ruta_fichero", "notas"),
-    "interacciones": (
-        "id",
-        "cliente_id",
-        "contratacion_id",
-        "fecha",
-        "tipo",
-        "descripcion",
-        "resultado",
-        "proxima_accion",
-        "fecha_proxima_accion",
-        "crear_recordatorio",
-    ),
+    name: tuple(c.name for c in metadata.tables[name].columns if c.name not in SERVER_SET)
+    for name in TABLE_NAMES
 }
 
 
