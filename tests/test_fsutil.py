@@ -340,3 +340,15 @@ def test_atomic_write_of_a_plain_path(tmp_path: Path) -> None:
     with atomic_write(target) as out:
         out.write(b"{}")
     assert target.read_bytes() == b"{}"
+
+
+def test_publish_makes_a_library_written_file_the_durable_target(tmp_path: Path) -> None:
+    from planctl.fsutil import publish
+
+    target = tmp_path / "backup.db"
+    target.write_bytes(b"old")
+    temp = tmp_path / ".backup.db.tmp"
+    temp.write_bytes(b"new contents")  # as the SQLite backup API or pg_dump leaves it
+    publish(temp, target)
+    assert target.read_bytes() == b"new contents"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backup.db"]

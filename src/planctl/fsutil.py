@@ -23,6 +23,12 @@ Every command that writes a file the user named goes through
   removed by the next write to the same path, while a live writer's is left
   alone.
 
+Durable writes have one home, here (temp → write → fsync → rename → directory
+fsync): :func:`atomic_write` for bytes planctl writes to a path, :func:`open_output`
+/ :func:`write_bytes` for a path the user named, :func:`publish` for a file a
+library wrote to a temporary name, :func:`fsync_file` and :func:`fsync_dir` for
+the steps on their own. No other module calls ``os.fsync`` for a new file.
+
 Disk full, quota and file-size-limit errors become one :class:`OutputError`
 line naming the target. :func:`file_lock` is an exclusive ``flock`` that
 waits until a deadline, then raises :class:`~planctl.errors.LockedError`
@@ -374,6 +380,26 @@ def copy_identity(final: Path, fd: int, shown: str) -> None:
                 "write it as its owner, or remove it first",
             ) from None
     os.fchmod(fd, stat.S_IMODE(old.st_mode))  # after chown, which may clear set-id bits
+
+
+def fsync_file(path: str | Path) -> None:
+    """fsync a file by its path: its data survives a crash (then rename it, or
+    :func:`fsync_dir` its directory, for its name to survive too)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def publish(temp: str | Path, final: str | Path) -> None:
+    """Make *temp*, a complete file that a library wrote (the SQLite backup API, pg_dump,
+    a download), the durable *final*: fsync it, rename it over *final* (same directory),
+    fsync the directory. The tail of :func:`atomic_write`, for data planctl does not
+    stream itself."""
+    fsync_file(temp)
+    os.replace(temp, final)
+    fsync_dir(Path(final).parent)
 
 
 def fsync_dir(directory: str | Path) -> None:
