@@ -155,3 +155,22 @@ def test_described_errors_carry_their_failure_not_only_text(tmp_path: Path) -> N
     assert isinstance(described, DatabaseError)
     assert described.failure is Failure.LOCKED
     assert "is locked by another process" in described.message
+
+
+def test_alembic_failures_are_classified_by_the_type_behind_them() -> None:
+    """Not by CommandError's text: the revision error it was raised from says what it is."""
+    from alembic.script.revision import RangeNotAncestorError, ResolutionError, RevisionError
+    from alembic.util import CommandError
+
+    from planctl.failures import MigrationFailure, classify_migration
+
+    cases: list[tuple[BaseException | None, MigrationFailure]] = [
+        (ResolutionError("any words", "abc123"), MigrationFailure.UNKNOWN_REVISION),
+        (RevisionError("any words"), MigrationFailure.OUT_OF_RANGE),
+        (RangeNotAncestorError("a", "b"), MigrationFailure.OTHER),
+        (None, MigrationFailure.OTHER),
+    ]
+    for cause, expected in cases:
+        error = CommandError("Can't locate revision; Relative revision -1 didn't produce")
+        error.__cause__ = cause
+        assert classify_migration(error) is expected, cause

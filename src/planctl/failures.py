@@ -116,3 +116,25 @@ def classify(error: BaseException) -> Failure:
 
 def is_disk_full(error: BaseException) -> bool:
     return classify(error) is Failure.DISK_FULL
+
+
+class MigrationFailure(Enum):
+    """Why Alembic refused a revision, from the type of the error behind its CommandError."""
+
+    UNKNOWN_REVISION = "no such revision"
+    OUT_OF_RANGE = "a relative step past the first or last revision"
+    OTHER = "other"
+
+
+def classify_migration(error: BaseException) -> MigrationFailure:
+    """Alembic wraps its revision errors in a ``CommandError`` raised ``from`` them: the
+    cause's type says what went wrong (ResolutionError: an unknown revision; a plain
+    RevisionError: a relative step that ran out of revisions)."""
+    from alembic.script.revision import ResolutionError, RevisionError
+
+    cause = error.__cause__
+    if isinstance(cause, ResolutionError):
+        return MigrationFailure.UNKNOWN_REVISION
+    if type(cause) is RevisionError:
+        return MigrationFailure.OUT_OF_RANGE
+    return MigrationFailure.OTHER

@@ -29,6 +29,7 @@ from planctl.config import mask_url
 from planctl.db.engine import connect, parse_url
 from planctl.db.revisions import head_revision, migrations_dir
 from planctl.errors import MigrationError, UsageError, VerificationError
+from planctl.failures import MigrationFailure, classify_migration
 from planctl.text import plural
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ def _run(
             config.attributes["connection"] = connection
             fn(config, *args, **kwargs)
     except CommandError as error:
-        raise _describe_command_error(error, action) from None
+        raise _describe_command_error(error, action) from error
     except AssertionError:  # Alembic asserts on some malformed revision strings
         raise MigrationError(
             f"{action} failed: '{args[0] if args else ''}' is not a usable revision",
@@ -107,9 +108,10 @@ def _require_revision(revision: str, action: str) -> None:
 
 def _describe_command_error(error: CommandError, action: str) -> MigrationError:
     text = " ".join(str(error).split())
-    if "Can't locate revision" in text or "No such revision" in text:
+    failure = classify_migration(error)
+    if failure is MigrationFailure.UNKNOWN_REVISION:
         return MigrationError(f"{action} failed: {text}", "planctl db-history lists the revisions")
-    if "Relative revision" in text or "didn't produce" in text or "below base" in text:
+    if failure is MigrationFailure.OUT_OF_RANGE:
         return MigrationError(
             f"{action} failed: cannot go below the first revision ({text})",
             "planctl db-current shows where the database is",
@@ -170,7 +172,7 @@ def upgrade_sql(database_url: str, revision: str = "head", start: str | None = N
     try:
         command.upgrade(config, target, sql=True)
     except CommandError as error:
-        raise _describe_command_error(error, f"upgrade to {revision}") from None
+        raise _describe_command_error(error, f"upgrade to {revision}") from error
     return out.getvalue()
 
 
@@ -272,7 +274,7 @@ def revision(database_url: str, message: str, *, autogenerate: bool = False) -> 
         else:
             scripts = command.revision(config, message=message)
     except CommandError as error:
-        raise _describe_command_error(error, "revision") from None
+        raise _describe_command_error(error, "revision") from error
     script = (scripts[0] if scripts else None) if isinstance(scripts, list) else scripts
     if script is None:
         raise MigrationError(
