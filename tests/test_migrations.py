@@ -307,3 +307,15 @@ def test_the_database_keeps_its_identity_across_downgrade_and_upgrade(
     restore_backup(seeded_url, tmp_path / "b", backup.name)
     with connect(seeded_url) as connection:
         assert connection.execute(text("SELECT count(*) FROM sesiones")).scalar_one() > 0
+
+
+@pytest.mark.parametrize("message", ["", "  ", "a\x00b", "two\nlines"])
+def test_revision_message_must_be_a_line_of_text(
+    scratch_migrations: Path, cli: Cli, tmp_path: Path, message: str
+) -> None:
+    """A NUL byte made a script Python cannot import, breaking every later command."""
+    before = sorted((scratch_migrations / "versions").glob("*.py"))
+    run = cli("db-revision", "-m", message, url=f"sqlite:///{tmp_path / 'p.db'}")
+    assert run.exit_code == 2
+    assert run.stderr.startswith("error: --message must be a line of text")
+    assert sorted((scratch_migrations / "versions").glob("*.py")) == before

@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
-from planctl.errors import LockedError, PlanctlError
+from planctl.errors import LockedError, PlanctlError, UsageError
 from planctl.failures import is_disk_full
 
 if TYPE_CHECKING:
@@ -144,6 +144,10 @@ def resolve_target(target: str | Path, guard: Guard = NO_GUARD) -> Target:
     caller when ``owned`` (use :func:`open_output`, which does).
     """
     name = str(target)
+    if "\0" in name:
+        raise UsageError(
+            f"output '{name.replace(chr(0), '?')}' holds a NUL byte", "give a plain path"
+        )
     if name == "-":
         return Target(name)  # sys.stdout itself, whatever it is (a test runner's too)
     number = _STD_STREAMS.get(name)

@@ -8,13 +8,15 @@ All expected errors become one line on stderr and an exit code here, in
 
 from __future__ import annotations
 
-import copy
+import importlib
 import sys
+from collections.abc import Iterator, Mapping
+from functools import cache
 from inspect import getdoc
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from planctl import __version__
 from planctl.cli import signals
@@ -23,7 +25,29 @@ from planctl.errors import ExitCode, PlanctlError
 
 
 class PlanctlGroup(TyperGroup):
-    """Maps planctl's errors to a one-line message and an exit code, in one place."""
+    """planctl's root: a lazy group (Click's "lazily loading subcommands" pattern) that
+    builds a command only when it is invoked, and maps planctl's errors to a one-line
+    message and an exit code, in one place."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Every way Click and Typer reach a sub-command (get_command, "did you mean",
+        # completion) reads this mapping: its names are known, its commands built on use.
+        self.commands = LazyCommands()  # type: ignore[assignment]
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMANDS)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The listing of ``planctl --help``, from each command's help text alone: building
+        every command's parameters would cost more than the rest of the start-up."""
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [
+            (name, TyperCommand(name, help=listed_help(name)).get_short_help_str(limit))
+            for name in COMMANDS
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -139,77 +163,57 @@ def main_options(
         ctx.call_on_close(detach)
 
 
-from planctl.cli import db as _db  # noqa: E402  (registers the db-* commands)
-
-_db.register(app)
-
-from planctl.cli import backup as _backup  # noqa: E402
-
-app.add_typer(_backup.app, name="backup", rich_help_panel="Backups")
-
-from planctl.cli import export as _export  # noqa: E402
-
-app.add_typer(_export.app, name="export", rich_help_panel="Exports")
-
-from planctl.cli import sync as _sync  # noqa: E402
-
-app.add_typer(_sync.app, name="sync", rich_help_panel="Calendar sync")
+#: planctl's commands in the order ``--help`` lists them: the module that defines each
+#: (a ``db-*`` function in planctl.cli.db.COMMANDS, or the group's ``app``).
+COMMANDS: dict[str, str] = {
+    **dict.fromkeys(
+        ["db-upgrade", "db-downgrade", "db-current", "db-history", "db-check", "db-revision",
+         "db-stamp", "db-seed", "db-info"],
+        "planctl.cli.db",
+    ),
+    "backup": "planctl.cli.backup",
+    "export": "planctl.cli.export",
+    "sync": "planctl.cli.sync",
+}  # fmt: skip
 
 
-def command_line(args: list[str]) -> typer.Typer:
-    """The app to run for *args*: only the commands they name are built.
+class LazyCommands(Mapping[str, Any]):
+    """planctl's commands by name, each built on first use (:func:`build_command`)."""
 
-    Typer builds every command's parameters from its signature before it runs
-    anything; the whole tree costs about 0.1 s, a third of a small export.
-    Shell completion runs ``planctl`` with no arguments (the words are in
-    ``COMP_WORDS``), so it always gets the whole tree.
-    """
-    # No arguments at all: a bare `planctl` (its help) or a shell's completion request,
-    # whose words are in COMP_WORDS, not argv: the whole tree.
-    if not args:
-        return app
-    return _pruned(app, {arg for arg in args if not arg.startswith("-")})
+    def __getitem__(self, name: str) -> Any:
+        if name not in COMMANDS:
+            raise KeyError(name)
+        return build_command(name)
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(COMMANDS)
 
-def _pruned(source: typer.Typer, words: set[str]) -> typer.Typer:
-    """*source* with the commands named in *words* as they are, every other one listed
-    by its name and help only (a stand-in with no parameters).
-
-    Click runs a command only when an argument is its name, so a stand-in never
-    runs; the listing keeps ``--help`` and Click's "did you mean" as they were.
-    """
-    pruned = copy.copy(source)
-    pruned.registered_commands = [
-        command if _name(command) in words else _stand_in(_name(command), command.help, command)
-        for command in source.registered_commands
-    ]
-    pruned.registered_groups = []
-    for group in source.registered_groups:
-        if group.name in words:
-            named = copy.copy(group)
-            named.typer_instance = _pruned(group.typer_instance, words)  # type: ignore[arg-type]
-            pruned.registered_groups.append(named)
-        else:
-            help_text = typer.main.solve_typer_info_help(group)
-            pruned.registered_commands.append(_stand_in(str(group.name), help_text, group))
-    return pruned
+    def __len__(self) -> int:
+        return len(COMMANDS)
 
 
-def _name(command: typer.models.CommandInfo) -> str:
-    return command.name or typer.main.get_command_name(command.callback.__name__)  # type: ignore[union-attr]
+@cache
+def build_command(name: str) -> Any:
+    """The Click command *name*, built by Typer's public ``typer.main.get_command`` from
+    its module's Typer app (a ``db-*`` command: a one-command app of its own)."""
+    module = importlib.import_module(COMMANDS[name])
+    if hasattr(module, "app"):
+        command = typer.main.get_command(module.app)
+    else:
+        single = typer.Typer(rich_markup_mode=None)
+        module.register(single, only=name)
+        command = typer.main.get_command(single)
+    command.name = name
+    return command
 
 
-def _stand_in(name: str, help_text: str | None, source: Any) -> typer.models.CommandInfo:
-    """A command of the listing alone: *name*, the help it shows, never invoked."""
-    if help_text is None and isinstance(source, typer.models.CommandInfo):
-        help_text = getdoc(source.callback)
-    return typer.models.CommandInfo(
-        name=name, help=help_text, hidden=source.hidden is True, callback=_listed_only
-    )
-
-
-def _listed_only() -> None:
-    """Stands for a command that *args* did not name (see :func:`_pruned`)."""
+def listed_help(name: str) -> str:
+    """*name*'s help text without building its parameters: the ``db-*`` function's
+    docstring, or the group's ``typer.Typer(help=…)``."""
+    module = importlib.import_module(COMMANDS[name])
+    if hasattr(module, "app"):
+        return str(module.app.info.help or "")
+    return getdoc(module.COMMANDS[name]) or ""
 
 
 #: planctl's own options, which may also be written after the command (cron lines read
@@ -231,7 +235,7 @@ def main() -> None:
     signals.install_handlers()
     args = hoist_global_flags(sys.argv[1:])
     try:
-        command_line(args)(args=args)
+        app(args=args)
     except BrokenPipeError:
         sys.exit(signals.quiet_broken_pipe())
     except PlanctlError as error:  # raised outside a command (e.g. while parsing options)

@@ -264,7 +264,10 @@ COMMANDS: dict[str, Callable[..., None]] = {
 REVISION_ARGUMENT_SETTINGS = {"ignore_unknown_options": True}
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, only: str | None = None) -> None:
+    """Add the ``db-*`` commands (or the one named *only*) to *app*."""
     for name, fn in COMMANDS.items():
+        if only is not None and name != only:
+            continue
         settings = REVISION_ARGUMENT_SETTINGS if name in ("db-upgrade", "db-downgrade") else {}
         app.command(name, rich_help_panel="Database", context_settings=settings)(fn)

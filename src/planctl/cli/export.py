@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from planctl.cli.context import State, err_console, parse_period
+from planctl.cli.context import path as cli_path
 from planctl.cli.context import state_of as _state
 from planctl.errors import UsageError
 from planctl.text import plural
@@ -75,7 +76,11 @@ def export_csv(
     ] = "-",
     all_dir: Annotated[
         Path | None,
-        typer.Option("--all", help="Write every table as DIR/<table>.csv (all or nothing)."),
+        typer.Option(
+            "--all",
+            parser=cli_path("--all"),
+            help="Write every table as DIR/<table>.csv (all or nothing).",
+        ),
     ] = None,
     columns: Annotated[
         str | None, typer.Option("--columns", help="Comma-separated columns, in order.")

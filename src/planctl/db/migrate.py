@@ -258,6 +258,11 @@ def revision(database_url: str, message: str, *, autogenerate: bool = False) -> 
     Only in a source checkout: in an installed planctl the new script would land in
     site-packages and move head for every user of that installation.
     """
+    if not message.strip() or not message.isprintable():
+        raise UsageError(
+            "--message must be a line of text (it becomes the script's docstring and name)",
+            "e.g. -m 'add sesiones.aula'",
+        )
     directory = migrations_dir() / "versions"
     if {"site-packages", "dist-packages"} & set(directory.parts):
         raise MigrationError(
