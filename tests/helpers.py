@@ -145,3 +145,13 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def holds_open(pid: int, path: Path) -> bool:
+    """Whether process *pid* has *path* open (Linux ``/proc``): a real process is seen to
+    have reached, say, its wait for a lock, instead of sleeping a guessed time."""
+    try:
+        links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+    except OSError:  # the process is gone, or one of its descriptors closed meanwhile
+        return False
+    return str(path.resolve()) in links

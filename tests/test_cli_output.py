@@ -8,14 +8,13 @@ import datetime as dt
 import json
 import signal
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 
-from planctl.backup.store import backup_lock
+from planctl.backup.store import LOCK_NAME, backup_lock
 from planctl.text import local_moment, plural
-from tests.helpers import planctl_env, run_planctl, spawn_planctl
+from tests.helpers import holds_open, planctl_env, run_planctl, spawn_planctl, wait_until
 
 ZONE = "Asia/Kolkata"  # +0530: never the machine's zone by accident
 
@@ -130,7 +129,7 @@ def test_ctrl_c_says_so_and_exits_130(env: dict[str, str], tmp_path: Path) -> No
     backups.mkdir()
     with backup_lock(backups):  # another run holds the set: planctl waits for it
         process = spawn_planctl("backup", "--lock-timeout", "60", env=env)
-        time.sleep(2)
+        wait_until(lambda: holds_open(process.pid, backups / LOCK_NAME), timeout=60)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)
     assert process.returncode == 130
