@@ -10,6 +10,7 @@ that pg_dump dumps (``pg_export_snapshot`` + ``--snapshot``).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from planctl.db.lockwait import LockWait
 
 NAME = "postgresql"
+log = logging.getLogger("planctl.backup")
 
 
 def data_suffix(compressed: bool) -> str:
@@ -387,11 +389,13 @@ def scratch_database(database_url: str) -> Iterator[str]:
                     "grant CREATEDB to the database user, or restore the chain's full backup; "
                     "the database was left unchanged",
                 ) from None
+        log.info("scratch database %s created for the chain", name)
         try:
             yield url.set(database=name).render_as_string(hide_password=False)
         finally:
             with admin.connect() as connection:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            log.info("scratch database %s dropped", name)
     finally:
         admin.dispose()
 

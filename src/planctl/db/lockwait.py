@@ -78,7 +78,7 @@ class LockWait:
 
     def pause(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number *attempt* (1-based)."""
-        base = min(MAX_PAUSE, FIRST_PAUSE * 2 ** (attempt - 1))
+        base = min(MAX_PAUSE, FIRST_PAUSE * 2 ** min(attempt - 1, 16))
         return base * (0.5 + self.jitter())
 
 
