@@ -117,7 +117,7 @@ def retry(lock_wait: LockWait, target: Target, what: str, attempt: Callable[[flo
             raise LockedError(
                 f"{what}: gave up after waiting {lock_wait.budget:g} s for a lock on "
                 f"{target.name}; nothing was changed{_held_by(blockers)}",
-                _hint(blockers, lock_wait),
+                target.hint(blockers, lock_wait.terminate_blockers),
             ) from last
         if number == 1:
             lock_wait.report(
@@ -154,17 +154,6 @@ def _held_by(blockers: list[Blocker]) -> str:
     if more > 0:
         lines.append(f"and {_sessions(more)} more")
     return "; held by:\n  " + "\n  ".join(lines) + "\n"
-
-
-def _hint(blockers: list[Blocker], lock_wait: LockWait) -> str:
-    idle = any(b.idle_in_transaction for b in blockers)
-    if idle and not lock_wait.terminate_blockers:
-        return (
-            "close those sessions (commit or roll back in the app), or run again with "
-            "--terminate-blockers to end the ones idle in a transaction; "
-            "--lock-wait SECONDS waits longer"
-        )
-    return "wait for those sessions to finish and run again, or give --lock-wait SECONDS"
 
 
 # --- who holds the lock --------------------------------------------------------------------
@@ -211,6 +200,16 @@ class Target:
 
     def terminate_idle(self, blockers: list[Blocker]) -> list[Blocker]:
         return []
+
+    def hint(self, blockers: list[Blocker], terminate_blockers: bool) -> str:
+        """What to do about *blockers* (the final error's hint)."""
+        if any(b.idle_in_transaction for b in blockers) and not terminate_blockers:
+            return (
+                "close those sessions (commit or roll back in the app), or run again with "
+                "--terminate-blockers to end the ones idle in a transaction; "
+                "--lock-wait SECONDS waits longer"
+            )
+        return "wait for those sessions to finish and run again, or give --lock-wait SECONDS"
 
 
 _PG_BLOCKERS = """
@@ -303,6 +302,12 @@ class SqliteTarget(Target):
 
     def __post_init__(self) -> None:
         self.name = f"'{self.path}'"
+
+    def hint(self, blockers: list[Blocker], terminate_blockers: bool) -> str:
+        return (
+            "let the planner app finish its write (end its long transaction) and run again, "
+            "or give --lock-wait SECONDS"
+        )
 
     def blockers(self) -> list[Blocker]:
         try:
