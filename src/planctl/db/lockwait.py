@@ -13,6 +13,7 @@ SQLite gets the same rule through its busy timeout.
 
 :func:`retry` is the one place this rule is written; every caller (migrations,
 restores, the change log's anchor and triggers) hands it one attempt.
+Decisions: docs/lock-waits.md.
 """
 
 from __future__ import annotations
