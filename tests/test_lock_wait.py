@@ -329,8 +329,9 @@ def test_a_blocked_run_is_bounded_named_and_changes_nothing(
     if not sqlite:
         assert "'planner-app'" in done.stderr and "idle in transaction for" in done.stderr
         assert "--terminate-blockers" in done.stderr
-        assert longest < APP_WAIT_LIMIT, f"the app's read waited {longest:.1f} s"
         assert _scratch_databases(url) <= scratch
+    assert longest < APP_WAIT_LIMIT, f"the app's read waited {longest:.1f} s"
+    assert sampler.samples >= 10
     assert table_contents(url) == before
     assert _revision(url) == revision
 

@@ -123,7 +123,7 @@ def retry(lock_wait: LockWait, target: Target, what: str, attempt: Callable[[flo
         if number == 1:
             lock_wait.report(
                 f"{what}: waiting for a lock on {target.name} (up to {lock_wait.budget:g} s)"
-                + _held_by(blockers)
+                + _held_by(blockers).rstrip()
             )
         log.info("%s: attempt %d timed out; next in %.1f s", what, number, pause)
         lock_wait.sleep(min(pause, max(0.0, remaining - MIN_ATTEMPT)))
@@ -219,7 +219,7 @@ SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename, ''),
        extract(epoch FROM clock_timestamp() - coalesce(a.state_change, a.backend_start)),
        left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 60)
 FROM pg_stat_activity a
-WHERE a.pid <> pg_backend_pid()
+WHERE a.pid <> pg_backend_pid() AND a.backend_type = 'client backend'
   AND a.pid IN (
     SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
     WHERE l.granted AND l.locktype = 'relation'
