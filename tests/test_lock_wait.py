@@ -252,9 +252,7 @@ class Sampler:
 
 
 def _env(url: str, tmp_path: Path, budget: float = BUDGET) -> dict[str, str]:
-    return planctl_env(
-        url, tmp_path / "backups", tmp_path / "logs", PLANCTL_LOCK_WAIT=str(budget)
-    )
+    return planctl_env(url, tmp_path / "backups", tmp_path / "logs", PLANCTL_LOCK_WAIT=str(budget))
 
 
 def _prepare(kind: str, url: str, tmp_path: Path) -> list[str]:
@@ -394,9 +392,7 @@ def test_terminate_blockers_ends_an_idle_session_and_restores(
         app.close()
 
 
-def test_terminate_blockers_never_touches_a_running_query(
-    pg_seeded: str, tmp_path: Path
-) -> None:
+def test_terminate_blockers_never_touches_a_running_query(pg_seeded: str, tmp_path: Path) -> None:
     url = pg_seeded
     command = ["db-downgrade", "--yes", "--terminate-blockers"]
     revision = _revision(url)
@@ -462,3 +458,63 @@ def _planctl_waiting(url: str) -> list[int]:
             "AND application_name = 'planctl' AND wait_event_type = 'Lock'"
         ).fetchall()
     return [row[0] for row in rows]
+
+
+def test_a_pg_restore_script_cut_short_is_never_committed(pg_seeded: str, tmp_path: Path) -> None:
+    """The restore streams pg_restore into psql; COMMIT is sent only after pg_restore
+    wrote everything, so a damaged data section leaves the database as it was."""
+    from planctl.backup import create_backup, postgres_engine
+    from planctl.backup.store import BackupError
+
+    url = pg_seeded
+    info = create_backup(url, tmp_path / "backups", compress=False).info
+    whole = (tmp_path / "backups" / info.data_file).read_bytes()
+    cut = tmp_path / "cut.dump"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])  # the table of contents is intact
+    before = table_contents(url)
+    with pytest.raises(BackupError, match="pg_restore failed"):
+        postgres_engine.restore(url, cut, False, tmp_path, "cut")
+    assert table_contents(url) == before
+
+
+LOCKS_TABLE = """\
+1: POSIX  ADVISORY  WRITE {writer} 08:01:{shm} 120 120
+2: POSIX  ADVISORY  READ  {reader} 08:01:{shm} 124 124
+3: POSIX  ADVISORY  READ  {reader} 08:01:{shm} 128 128
+4: POSIX  ADVISORY  READ  {reader} 08:01:{db} 1073741826 1073742335
+5: FLOCK  ADVISORY  WRITE 999 08:01:{db} 0 EOF
+6: -> POSIX  ADVISORY  WRITE 31337 08:01:{shm} 120 120
+"""
+
+
+def test_sqlite_lock_holders_are_read_from_the_kernel_lock_table(tmp_path: Path) -> None:
+    import os
+
+    from planctl.db.lockwait import SqliteTarget
+
+    database = tmp_path / "p.db"
+    database.write_bytes(b"")
+    shm = Path(f"{database}-shm")
+    shm.write_bytes(b"")
+    device = os.stat(database).st_dev
+    table = LOCKS_TABLE.format(
+        writer=4242, reader=4343, db=os.stat(database).st_ino, shm=os.stat(shm).st_ino
+    ).replace("08:01", f"{os.major(device):02x}:{os.minor(device):02x}")
+    locks = tmp_path / "locks"
+    locks.write_text(table, encoding="ascii")
+    found = SqliteTarget(database, locks_file=locks).blockers()
+    assert [(b.pid, b.state) for b in found] == [
+        (4242, "holds the write lock"),
+        (4343, "reads an older snapshot"),
+    ]
+
+    shm.unlink()  # a rollback-journal database: the locks on the file itself count
+    rollback = (
+        f"1: POSIX  ADVISORY  WRITE 4242 08:01:{os.stat(database).st_ino} 1073741825 1073741825\n"
+    )
+    locks.write_text(
+        rollback.replace("08:01", f"{os.major(device):02x}:{os.minor(device):02x}"), "ascii"
+    )
+    assert [(b.pid, b.state) for b in SqliteTarget(database, locks_file=locks).blockers()] == [
+        (4242, "holds the write lock")
+    ]
