@@ -433,7 +433,7 @@ def _restore_archive(
     lock_wait: LockWait | None = None,
 ) -> None:
     """pg_restore --clean --if-exists --single-transaction --no-owner into the database,
-    in attempts whose lock waits are short (``PGOPTIONS``), retried per *lock_wait*."""
+    in attempts whose lock waits are short (see :func:`_prelude`), retried per *lock_wait*."""
     from planctl.db import changelog, lockwait
     from planctl.db.engine import connect
     from planctl.db.schema import metadata
@@ -468,9 +468,7 @@ def _restore_archive(
 
     def attempt(seconds: float) -> None:
         with libpq_env(database_url) as env:
-            options = lockwait.pg_options(seconds, server_major)
-            env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} {options}".strip()
-            prelude = _prelude(seconds, locked, extra)
+            prelude = _prelude(lockwait.pg_settings(seconds, server_major), locked, extra)
             try:
                 _apply_script(generate, env, prelude, database_url)
             except BackupError as error:
@@ -482,13 +480,15 @@ def _restore_archive(
     lockwait.retry(lock_wait or lockwait.LockWait(), target, f"restore of {name}", attempt)
 
 
-def _prelude(seconds: float, locked: list[str], extra: list[str]) -> str:
-    """The transaction's first statements: a short lock wait for the tables the restore
-    replaces, then DROP of the *extra* tables (a newer schema's) the backup does not know."""
+def _prelude(settings: dict[str, str], locked: list[str], extra: list[str]) -> str:
+    """The transaction's first statements: the attempt's *settings* (a short lock_timeout),
+    the locks on the tables the restore replaces, then DROP of the *extra* tables (a newer
+    schema's) the backup does not know. SET LOCAL, never a startup option: a pooler
+    (PgBouncer) refuses those, and in transaction mode only the transaction is ours."""
     from planctl.db import changelog
 
     quoted = ", ".join(f'"{t}"' for t in locked)
-    sql = f"SET lock_timeout = '{max(1, int(seconds * 1000))}ms';\nBEGIN;\n"
+    sql = "BEGIN;\n" + "".join(f"SET LOCAL {k} = '{v}';\n" for k, v in settings.items())
     if quoted:
         sql += f"LOCK TABLE {quoted} IN ACCESS EXCLUSIVE MODE;\n"
     sql += "".join(f'DROP TABLE IF EXISTS "{t}" CASCADE;\n' for t in extra)

@@ -404,10 +404,3 @@ def pg_settings(seconds: float, server_major: int) -> dict[str, str]:
     if server_major >= 14:
         settings["client_connection_check_interval"] = str(CLIENT_CHECK_MS)
     return settings
-
-
-def pg_options(seconds: float, server_major: int) -> str:
-    """``PGOPTIONS`` for a client tool's attempt (pg_restore, psql): :func:`pg_settings`."""
-    return " ".join(
-        f"-c {name}={value}" for name, value in pg_settings(seconds, server_major).items()
-    )
