@@ -460,9 +460,9 @@ def test_backups_through_pgbouncer_in_transaction_mode(pg_database: str, tmp_pat
 
 def test_sqlite_restore_gives_up_on_a_lock_holder_and_names_the_cause(tmp_path: Path) -> None:
     from planctl.backup.engines import SqliteEngine
-    from planctl.backup.store import BackupError
     from planctl.db import migrate
     from planctl.db.seed import seed
+    from planctl.errors import LockedError
 
     path = tmp_path / "held.db"
     url = f"sqlite:///{path}"
@@ -486,7 +486,8 @@ def test_sqlite_restore_gives_up_on_a_lock_holder_and_names_the_cause(tmp_path: 
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
-        with pytest.raises(BackupError, match="kept the database locked"):
+        expected = f"gave up after waiting 2 s(.|\n)*pid {holder.pid} .*holds the write lock"
+        with pytest.raises(LockedError, match=expected):
             SqliteEngine(lock_deadline=2).restore(url, backups / info.data_file, False, info.name)
         assert time.monotonic() - started < 15
     finally:

@@ -55,9 +55,12 @@ def test_dotenv_is_not_pushed_into_os_environ(workdir: Path) -> None:
 
 
 def test_empty_values_fall_back_to_defaults(tmp_path: Path) -> None:
-    settings = load_settings(environ={"PLANCTL_LOG_DIR": ""}, dotenv_path=tmp_path / "x")
+    settings = load_settings(
+        environ={"PLANCTL_LOG_DIR": "", "PLANCTL_LOCK_WAIT": ""}, dotenv_path=tmp_path / "x"
+    )
     assert settings.database_url == DEFAULTS["DATABASE_URL"]
     assert settings.log_dir == Path("logs")
+    assert settings.lock_wait == 60
 
 
 @pytest.mark.parametrize("value", ["", "  "])
@@ -233,6 +236,9 @@ def test_a_dotenv_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
         ("PLANCTL_BACKUP_RECIPIENTS", "age1abc,,age1def", "bad age recipient"),
         ("PLANCTL_BACKUP_RECIPIENTS", "AGE-SECRET-KEY-1XYZ", "not an age1… key"),
         ("PLANCTL_PG_BINDIR", "/nonexistent/bin", "holds no pg_dump"),
+        ("PLANCTL_LOCK_WAIT", "soon", "PLANCTL_LOCK_WAIT 'soon' is not a number of seconds"),
+        ("PLANCTL_LOCK_WAIT", "0", "PLANCTL_LOCK_WAIT '0' is not a number of seconds"),
+        ("PLANCTL_LOCK_WAIT", "inf", "PLANCTL_LOCK_WAIT 'inf' is not a number of seconds"),
         ("PLANCTL_BACKUP_DIR", "~no-such-user-here/b", "names an unknown home directory"),
         ("PLANCTL_SYNC_STORE", "~no-such-user-here/c.json", "names an unknown home directory"),
         ("PLANCTL_LOG_DIR", "x" * 5000, "cannot be used: File name too long"),

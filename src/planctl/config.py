@@ -37,6 +37,8 @@ DEFAULTS: dict[str, str] = {
     "PLANCTL_BACKUP_IDENTITY": "",
     "PLANCTL_BACKUP_REMOTE": "",
     "PLANCTL_BACKUP_PING_URL": "",
+    # Seconds a migration or restore waits in all for the database's locks (issue 24).
+    "PLANCTL_LOCK_WAIT": "60",
 }
 
 _PASSWORD_IN_QUERY = re.compile(r"(?P<key>[?&](?:password|pass|pwd)=)[^&#]*", re.IGNORECASE)
@@ -344,6 +346,8 @@ class Settings:
     backup_identity: Path | None = None
     backup_remote: str = ""
     backup_ping_url: str = field(default="", repr=False)
+    #: Seconds migrations and restores wait in all for locks (planctl.db.lockwait).
+    lock_wait: float = float(DEFAULTS["PLANCTL_LOCK_WAIT"])
     #: Where each variable came from ("the environment", ".env line 3"), for messages.
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -565,6 +569,13 @@ def load_settings(
             "name the directory of pg_dump and pg_restore, e.g. /usr/lib/postgresql/16/bin",
         )
     store = path("PLANCTL_SYNC_STORE", directory=False)
+    lock_wait = parse_lock_wait(get("PLANCTL_LOCK_WAIT"))
+    if lock_wait is None:
+        raise bad(
+            "PLANCTL_LOCK_WAIT",
+            f"PLANCTL_LOCK_WAIT '{get('PLANCTL_LOCK_WAIT')[:20]}' is not a number of seconds",
+            "give seconds greater than 0, e.g. 60",
+        )
     return Settings(
         database_url=database_url,
         backup_dir=path("PLANCTL_BACKUP_DIR", directory=True) or Path("backups"),
@@ -584,5 +595,17 @@ def load_settings(
         backup_identity=path("PLANCTL_BACKUP_IDENTITY", directory=False),
         backup_remote=remote,
         backup_ping_url=ping_url,
+        lock_wait=lock_wait,
         sources=sources,
     )
+
+
+def parse_lock_wait(text: str) -> float | None:
+    """Seconds (> 0, finite) from PLANCTL_LOCK_WAIT; None when it is not such a number."""
+    import math
+
+    try:
+        seconds = float(text)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None

@@ -27,6 +27,7 @@ from planctl.backup.store import (
 
 if TYPE_CHECKING:
     from planctl.backup.delta import Delta
+    from planctl.db.lockwait import LockWait
 
 InSnapshot = Callable[[Any], None]
 Deltas = Sequence[tuple[str, "Delta"]]
@@ -77,10 +78,15 @@ class SqliteEngine:
     def __init__(
         self,
         checkpoint: Checkpoint = no_checkpoint,
-        lock_deadline: float = sqlite_engine.LOCK_DEADLINE,
+        lock_deadline: float | None = None,
+        lock_wait: LockWait | None = None,
     ) -> None:
+        from planctl.db.lockwait import LockWait
+
         self.checkpoint = checkpoint
-        self.lock_deadline = lock_deadline
+        if lock_wait is None:  # *lock_deadline*: the budget of a default wait
+            lock_wait = LockWait() if lock_deadline is None else LockWait(budget=lock_deadline)
+        self.lock_wait = lock_wait
 
     def data_suffix(self, compressed: bool | str) -> str:
         return sqlite_engine.data_suffix(compressed)
@@ -120,16 +126,22 @@ class SqliteEngine:
             name,
             deltas,
             self.checkpoint,
-            self.lock_deadline,
+            self.lock_wait,
         )
 
 
 class PostgresEngine:
     name = "postgresql"
 
-    def __init__(self, bindir: Path | None = None, checkpoint: Checkpoint = no_checkpoint) -> None:
+    def __init__(
+        self,
+        bindir: Path | None = None,
+        checkpoint: Checkpoint = no_checkpoint,
+        lock_wait: LockWait | None = None,
+    ) -> None:
         self.bindir = bindir
         self.checkpoint = checkpoint
+        self.lock_wait = lock_wait
 
     def data_suffix(self, compressed: bool | str) -> str:
         return postgres_engine.data_suffix(bool(compressed))
@@ -171,15 +183,26 @@ class PostgresEngine:
         self, database_url: str, path: Path, compressed: bool | str, name: str, deltas: Deltas = ()
     ) -> int:
         return postgres_engine.restore(
-            database_url, path, compressed, path.parent, name, self.bindir, deltas, self.checkpoint
+            database_url,
+            path,
+            compressed,
+            path.parent,
+            name,
+            self.bindir,
+            deltas,
+            self.checkpoint,
+            self.lock_wait,
         )
 
 
 class LogicalEngine:
     name = "logical"
 
-    def __init__(self, checkpoint: Checkpoint = no_checkpoint) -> None:
+    def __init__(
+        self, checkpoint: Checkpoint = no_checkpoint, lock_wait: LockWait | None = None
+    ) -> None:
         self.checkpoint = checkpoint
+        self.lock_wait = lock_wait
 
     def data_suffix(self, compressed: bool | str) -> str:
         return logical_engine.data_suffix(compressed)
@@ -206,17 +229,24 @@ class LogicalEngine:
     def restore(
         self, database_url: str, path: Path, compressed: bool | str, name: str, deltas: Deltas = ()
     ) -> int:
-        return logical_engine.restore(database_url, path, compressed, name, deltas, self.checkpoint)
+        return logical_engine.restore(
+            database_url, path, compressed, name, deltas, self.checkpoint, self.lock_wait
+        )
 
 
 def engine_for(
-    name: str, *, pg_bindir: Path | None = None, checkpoint: Checkpoint = no_checkpoint
+    name: str,
+    *,
+    pg_bindir: Path | None = None,
+    checkpoint: Checkpoint = no_checkpoint,
+    lock_wait: LockWait | None = None,
 ) -> BackupEngine:
-    """The engine called *name* with its options bound."""
+    """The engine called *name* with its options bound (*lock_wait*: how a restore waits
+    for the target's locks, planctl.db.lockwait)."""
     if name == "sqlite":
-        return SqliteEngine(checkpoint)
+        return SqliteEngine(checkpoint, lock_wait=lock_wait)
     if name == "postgresql":
-        return PostgresEngine(pg_bindir, checkpoint)
+        return PostgresEngine(pg_bindir, checkpoint, lock_wait)
     if name == "logical":
-        return LogicalEngine(checkpoint)
+        return LogicalEngine(checkpoint, lock_wait)
     raise ValueError(f"unknown backup engine {name!r}")

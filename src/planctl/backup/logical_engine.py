@@ -75,6 +75,7 @@ from planctl.text import plural
 
 if TYPE_CHECKING:
     from planctl.backup.delta import Delta
+    from planctl.db.lockwait import LockWait
 
 NAME = "logical"
 FORMAT = "planctl-logical"
@@ -468,9 +469,29 @@ def restore(
     name: str,
     deltas: Sequence[tuple[str, Delta]] = (),
     checkpoint: Checkpoint = no_checkpoint,
+    lock_wait: LockWait | None = None,
 ) -> int:
     """Replace the planner tables' rows with the backup's, then apply *deltas*, all in one
-    transaction on either engine; the rows the deltas touched."""
+    transaction on either engine; the rows the deltas touched. The transaction is an
+    attempt of planctl.db.lockwait: its lock waits are short, retried per *lock_wait*."""
+    from planctl.db import lockwait
+
+    def attempt(seconds: float) -> int:
+        return _restore_once(database_url, data_path, compressed, name, deltas, checkpoint, seconds)
+
+    target = lockwait.target_for(database_url)
+    return lockwait.retry(lock_wait or lockwait.LockWait(), target, f"restore of {name}", attempt)
+
+
+def _restore_once(
+    database_url: str,
+    data_path: Path,
+    compressed: bool | str,
+    name: str,
+    deltas: Sequence[tuple[str, Delta]],
+    checkpoint: Checkpoint,
+    lock_timeout: float,
+) -> int:
     from planctl.backup import delta as delta_module
     from planctl.db.engine import connect
 
@@ -479,7 +500,9 @@ def restore(
     touched = 0
     with (
         _lines(data_path, compressed, name) as lines,
-        connect(database_url, foreign_keys=False, immediate=True) as connection,
+        connect(
+            database_url, foreign_keys=False, immediate=True, lock_timeout=lock_timeout
+        ) as connection,
     ):
         reader = _Reader(lines, name)
         _require_revision(connection, reader.header, database_url, name)
@@ -510,6 +533,6 @@ def restore(
             raise BackupError(
                 f"restore of backup {name} into {mask_url(database_url)} failed: {reason}",
                 "the database was left unchanged",
-            ) from None
+            ) from error
         checkpoint("logical-restored")
     return touched

@@ -10,6 +10,7 @@ that pg_dump dumps (``pg_export_snapshot`` + ``--snapshot``).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -33,8 +34,10 @@ from planctl.errors import VerificationError
 
 if TYPE_CHECKING:
     from planctl.backup.delta import Delta
+    from planctl.db.lockwait import LockWait
 
 NAME = "postgresql"
+log = logging.getLogger("planctl.backup")
 
 
 def data_suffix(compressed: bool) -> str:
@@ -95,12 +98,14 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
 PR_SET_PDEATHSIG = 1
 
 
-def spawn(command: list[str], env: dict[str, str], **kwargs: Any) -> subprocess.Popen[str]:
+def spawn(
+    command: list[str], env: dict[str, str], *, text: bool = True, **kwargs: Any
+) -> subprocess.Popen[Any]:
     """Start a client tool in its own session that cannot outlive planctl."""
     return subprocess.Popen(
         command,
         env=env,
-        text=True,
+        text=text,
         start_new_session=True,
         preexec_fn=_die_with_parent(os.getpid()),
         **kwargs,
@@ -317,6 +322,7 @@ def restore(
     bindir: Path | None = None,
     deltas: Sequence[tuple[str, Delta]] = (),
     checkpoint: Checkpoint = no_checkpoint,
+    lock_wait: LockWait | None = None,
 ) -> int:
     """Replace the database with the archive (and *deltas* applied) in one transaction.
 
@@ -324,10 +330,11 @@ def restore(
     With deltas, the archive is first restored into a scratch database, the
     deltas applied there, and that database dumped and restored into the live
     one in a single transaction: the live database only ever holds its old
-    state or the restore point. Returns the rows the deltas touched.
+    state or the restore point. Returns the rows the deltas touched. Its lock
+    waits follow *lock_wait* (short attempts, retried; planctl.db.lockwait).
     """
     if not deltas:
-        _restore_archive(database_url, data_path, name, bindir)
+        _restore_archive(database_url, data_path, name, bindir, lock_wait)
         checkpoint("pg-restored")
         return 0
     from planctl.backup.delta import apply_deltas
@@ -341,7 +348,7 @@ def restore(
         try:
             dump(scratch_url, final, False, bindir)
             checkpoint("restore-point-dumped")
-            _restore_archive(database_url, final, name, bindir)
+            _restore_archive(database_url, final, name, bindir, lock_wait)
         except OSError as error:
             raise disk_error(error, directory, "the restore point") from None
         finally:
@@ -382,11 +389,13 @@ def scratch_database(database_url: str) -> Iterator[str]:
                     "grant CREATEDB to the database user, or restore the chain's full backup; "
                     "the database was left unchanged",
                 ) from None
+        log.info("scratch database %s created for the chain", name)
         try:
             yield url.set(database=name).render_as_string(hide_password=False)
         finally:
             with admin.connect() as connection:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            log.info("scratch database %s dropped", name)
     finally:
         admin.dispose()
 
@@ -416,10 +425,16 @@ def _first_line(error: BaseException) -> str:
     return " ".join(str(original).split())[:200]
 
 
-def _restore_archive(database_url: str, data_path: Path, name: str, bindir: Path | None) -> None:
-    """pg_restore --clean --if-exists --single-transaction --no-owner into the database."""
-
-    from planctl.db import changelog
+def _restore_archive(
+    database_url: str,
+    data_path: Path,
+    name: str,
+    bindir: Path | None,
+    lock_wait: LockWait | None = None,
+) -> None:
+    """pg_restore --clean --if-exists --single-transaction --no-owner into the database,
+    in attempts whose lock waits are short (see :func:`_prelude`), retried per *lock_wait*."""
+    from planctl.db import changelog, lockwait
     from planctl.db.engine import connect
     from planctl.db.schema import metadata
 
@@ -439,67 +454,100 @@ def _restore_archive(database_url: str, data_path: Path, name: str, bindir: Path
         identity.TABLE,
     }
     extra = sorted((live & owned) - dumped)  # never touch tables planctl does not own
-    command = [
+    # Lock what the restore drops or rewrites up front: pg_restore's script sets
+    # lock_timeout = 0 itself, so the attempt's short wait has to come before it.
+    locked = sorted(live & (owned | dumped))
+    generate = [
         str(pg_restore),
         "--clean",
         "--if-exists",
-        "--single-transaction",
         "--no-owner",
-        "--no-password",
-        "--exit-on-error",
-        f"--dbname={parse_url(database_url).database}",
+        "--file=-",
         str(data_path),
     ]
-    with libpq_env(database_url) as env:
-        if extra:
-            # Tables of a newer schema that the backup does not know go in the same
-            # transaction as the restore: pg_restore reads the statements from a script.
-            command = [c for c in command if c != "--single-transaction"]
-            _restore_with_drops(command, env, extra, database_url)
-        else:
-            run_tool(command, env, "pg_restore")
+
+    def attempt(seconds: float) -> None:
+        with libpq_env(database_url) as env:
+            prelude = _prelude(lockwait.pg_settings(seconds, server_major), locked, extra)
+            try:
+                _apply_script(generate, env, prelude, database_url)
+            except BackupError as error:
+                if lockwait.LOCK_SQLSTATE in str(error):
+                    raise lockwait.LockTimedOut(str(error)) from error
+                raise
+
+    target = lockwait.target_for(database_url)
+    lockwait.retry(lock_wait or lockwait.LockWait(), target, f"restore of {name}", attempt)
 
 
-def _restore_with_drops(
-    command: list[str], env: dict[str, str], extra: list[str], database_url: str
-) -> None:
-    """DROP the *extra* tables and run the archive's SQL through psql in ONE transaction."""
+def _prelude(settings: dict[str, str], locked: list[str], extra: list[str]) -> str:
+    """The transaction's first statements: the attempt's *settings* (a short lock_timeout),
+    the locks on the tables the restore replaces, then DROP of the *extra* tables (a newer
+    schema's) the backup does not know. SET LOCAL, never a startup option: a pooler
+    (PgBouncer) refuses those, and in transaction mode only the transaction is ours."""
     from planctl.db import changelog
 
-    psql = find_tool("psql", None, Path(command[0]).parent)
-    script = command[:]
-    script[script.index(next(c for c in script if c.startswith("--dbname=")))] = "--file=-"
-    drops = "".join(f'DROP TABLE IF EXISTS "{t}" CASCADE;\n' for t in extra)
+    quoted = ", ".join(f'"{t}"' for t in locked)
+    sql = "BEGIN;\n" + "".join(f"SET LOCAL {k} = '{v}';\n" for k, v in settings.items())
+    if quoted:
+        sql += f"LOCK TABLE {quoted} IN ACCESS EXCLUSIVE MODE;\n"
+    sql += "".join(f'DROP TABLE IF EXISTS "{t}" CASCADE;\n' for t in extra)
     if changelog.LOG_TABLE in extra:  # an older schema: no change-log triggers
-        drops += f"DROP FUNCTION IF EXISTS {changelog.FUNCTION}() CASCADE;\n"
-    generator = spawn(script, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        sql, generate_errors = generator.communicate()
-    except BaseException:
-        generator.kill()
-        generator.wait()
-        raise
-    _check(generator.returncode, generate_errors, "pg_restore")
-    applier = spawn(
-        [
-            str(psql),
-            "--no-psqlrc",
-            "--quiet",
-            "--single-transaction",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "--dbname",
-            parse_url(database_url).database or "",
-        ],
-        env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        _, errors = applier.communicate(drops + sql)
-    except BaseException:
-        applier.kill()
-        applier.wait()
-        raise
-    _check(applier.returncode, errors, "pg_restore (through psql)")
+        sql += f"DROP FUNCTION IF EXISTS {changelog.FUNCTION}() CASCADE;\n"
+    return sql
+
+
+def _apply_script(
+    generate: list[str], env: dict[str, str], prelude: str, database_url: str
+) -> None:
+    """Stream pg_restore's SQL through psql after *prelude*, in ONE transaction that is
+    committed only when pg_restore wrote its whole script (else psql's connection ends
+    inside the transaction and the server rolls it back)."""
+    psql = find_tool("psql", None, Path(generate[0]).parent)
+    apply = [
+        str(psql),
+        "--no-psqlrc",
+        "--quiet",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-v",
+        "VERBOSITY=verbose",  # the SQLSTATE in its errors (55P03: a lock timeout)
+        "--dbname",
+        parse_url(database_url).database or "",
+    ]
+    with tempfile.TemporaryFile() as generate_errors, tempfile.TemporaryFile() as apply_errors:
+        generator = spawn(generate, env, text=False, stdout=subprocess.PIPE, stderr=generate_errors)
+        applier = spawn(
+            apply,
+            env,
+            text=False,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=apply_errors,
+        )
+        try:
+            assert generator.stdout is not None and applier.stdin is not None
+            try:
+                applier.stdin.write(prelude.encode("utf-8"))
+                shutil.copyfileobj(generator.stdout, applier.stdin, 1 << 20)
+                if generator.wait() == 0:
+                    applier.stdin.write(b"COMMIT;\n")
+                applier.stdin.close()
+            except BrokenPipeError:  # psql stopped at an error: its message says which
+                pass
+            applier.wait()
+            generator.kill()
+            generator.wait()
+        except BaseException:
+            for process in (generator, applier):
+                process.kill()
+                process.wait()
+            raise
+        _check(applier.returncode, _read(apply_errors), "pg_restore (through psql)")
+        if generator.returncode != 0:
+            _check(generator.returncode, _read(generate_errors), "pg_restore")
+
+
+def _read(errors: Any) -> str:
+    errors.seek(0)
+    return str(errors.read().decode("utf-8", errors="replace"))

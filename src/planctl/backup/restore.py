@@ -39,6 +39,7 @@ from planctl.text import plural
 
 if TYPE_CHECKING:
     from planctl.backup.crypto import Recipient
+    from planctl.db.lockwait import LockWait
 
 log = logging.getLogger("planctl.backup")
 
@@ -130,9 +131,13 @@ def restore_backup(
     recipients: Sequence[Recipient] = (),
     safety_dir: Path | None = None,
     checkpoint: Checkpoint = no_checkpoint,
+    lock_wait: LockWait | None = None,
 ) -> RestoreResult:
     """Verify, refuse the wrong engine, database or a newer schema, take a safety backup,
     then restore the backup (a delta: its whole chain) all or nothing.
+
+    Waits for the database's locks follow *lock_wait* (planctl.db.lockwait: short
+    attempts within a budget, blockers named; default 2 s attempts within 60 s).
 
     With *at* (an aware datetime), the newest restorable backup taken at or before it.
     Encrypted backups are decrypted with *identity* into temp files first; the
@@ -165,7 +170,9 @@ def restore_backup(
                 (link.name, delta.read(path, link.name))
                 for link, path in zip(links[1:], plain[1:], strict=True)
             ]
-            restorer = engine_for(root.engine, pg_bindir=pg_bindir, checkpoint=checkpoint)
+            restorer = engine_for(
+                root.engine, pg_bindir=pg_bindir, checkpoint=checkpoint, lock_wait=lock_wait
+            )
             restorer.check(plain[0], root.compressed, root.name, deep=False)
             safety = None
             if safety_backup and _has_database(database_url):
@@ -175,7 +182,7 @@ def restore_backup(
                 log.info("safety backup %s taken before restoring %s", safety.name, info.name)
             checkpoint("before-restore")
             touched = restorer.restore(database_url, plain[0], root.compressed, root.name, deltas)
-        _restart_change_log(database_url)
+        _restart_change_log(database_url, lock_wait)
         backups.cache.save()
     log.info(
         "restored %s into %s (revision %s%s)",
@@ -211,18 +218,23 @@ def chain_of(backup_dir: Path, info: BackupInfo) -> list[BackupInfo]:
     return load_set(Path(backup_dir)).chain_of(info)
 
 
-def _restart_change_log(database_url: str) -> None:
+def _restart_change_log(database_url: str, lock_wait: LockWait | None = None) -> None:
     """After a restore the log describes no backup: empty it; the next --incremental is a full.
 
     A separate transaction after the restore: if it is lost (kill -9), the
     anchor still names a backup of the restored state's past, which the next
     --incremental refuses (it is not the newest backup), taking a full.
     """
+    from planctl.db import lockwait
     from planctl.db.engine import connect
 
-    with connect(database_url, immediate=True) as connection:
-        if changelog.installed(connection):
-            changelog.move_anchor(connection, None, None)
+    def attempt(seconds: float) -> None:
+        with connect(database_url, immediate=True, lock_timeout=seconds) as connection:
+            if changelog.installed(connection):
+                changelog.move_anchor(connection, None, None)
+
+    target = lockwait.target_for(database_url)
+    lockwait.retry(lock_wait or lockwait.LockWait(), target, "change-log restart", attempt)
 
 
 def _check_target_revision(database_url: str, info: BackupInfo) -> None:

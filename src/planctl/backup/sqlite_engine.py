@@ -38,13 +38,15 @@ from planctl.backup.store import (
     no_checkpoint,
     temp_path,
 )
-from planctl.db import sqlite_file
+from planctl.db import lockwait, sqlite_file
+from planctl.db.lockwait import LockTimedOut
 from planctl.errors import VerificationError
 from planctl.failures import Failure, classify
 from planctl.text import plural
 
 if TYPE_CHECKING:
     from planctl.backup.delta import Delta
+    from planctl.db.lockwait import LockWait
 
 NAME = "sqlite"
 GZIP_LEVEL = 1  # fast; a 1 GB database compresses several-fold even at level 1
@@ -87,7 +89,7 @@ def unlink_database(path: Path) -> None:
 LOCK_DEADLINE = 30.0
 
 
-class _GaveUp(Exception):
+class _GaveUp(LockTimedOut):
     """Raised from the backup progress callback: the deadline passed while SQLite was busy."""
 
 
@@ -110,11 +112,11 @@ def _copy_pages(
 
     try:
         source.backup(target, pages=-1, progress=progress, sleep=0.05)
-    except _GaveUp:
+    except _GaveUp as error:
         raise BackupError(
             f"{what}: another program kept the database locked for {lock_deadline:g} s",
             "close the planner app (or wait for its long transaction) and retry",
-        ) from None
+        ) from error
 
 
 def _map_sqlite_error(error: sqlite3.Error, what: str, where: Path | None = None) -> BackupError:
@@ -307,17 +309,20 @@ def restore(
     name: str,
     deltas: Sequence[tuple[str, Delta]] = (),
     checkpoint: Checkpoint = no_checkpoint,
-    lock_deadline: float = LOCK_DEADLINE,
+    lock_wait: LockWait | None = None,
 ) -> int:
     """Write the backup's pages, with *deltas* applied, into the live database at once.
 
     The deltas go into a scratch copy first, and the finished copy replaces
     the live database's pages in one transaction (SQLite's journal or WAL
     makes it atomic): a failure or kill -9 at any point leaves the old
-    database. Returns the rows the deltas touched.
+    database. Returns the rows the deltas touched. The wait for the live
+    database's lock follows *lock_wait* (short attempts within a budget).
     """
     from planctl.backup.delta import apply_deltas
 
+    lock_wait = lock_wait or lockwait.LockWait()
+    lock_deadline = lock_wait.budget
     target = database_file(database_url)
     if not target.parent.is_dir():
         raise BackupError(
@@ -339,16 +344,22 @@ def restore(
                     with _open(plain) as scratch:
                         scratch.execute(f"PRAGMA page_size={int(live_page or 4096)}")
                         scratch.execute("VACUUM")
-                with (
-                    _open(plain, readonly=True) as source,
-                    _open(target, timeout=lock_deadline) as live,
-                ):
-                    _copy_pages(source, live, f"restore into '{target}'", lock_deadline)
-                    checkpoint("sqlite-restored")
-                    mode = live.execute("PRAGMA journal_mode").fetchone()[0]
-                    if mode == "wal":
-                        live.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                source_file = plain
+
+                def attempt(seconds: float) -> None:
+                    with (
+                        _open(source_file, readonly=True) as source,
+                        _open(target, timeout=seconds) as live,
+                    ):
+                        _copy_pages(source, live, f"restore into '{target}'", seconds)
+                        checkpoint("sqlite-restored")
+                        mode = live.execute("PRAGMA journal_mode").fetchone()[0]
+                        if mode == "wal":
+                            live.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+                what = f"restore of {name}"
+                lockwait.retry(lock_wait, lockwait.target_for(database_url), what, attempt)
             except sqlite3.Error as error:
                 where = plain.parent if plain != data_path else target.parent
-                raise _map_sqlite_error(error, f"restore into '{target}' failed", where) from None
+                raise _map_sqlite_error(error, f"restore into '{target}' failed", where) from error
     return touched

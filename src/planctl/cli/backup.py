@@ -20,11 +20,13 @@ from planctl.cli.context import (
 )
 from planctl.cli.context import path as cli_path
 from planctl.cli.context import state_of as _state
+from planctl.cli.lock_options import LockWaitOption, TerminateBlockersOption, lock_wait_for
 from planctl.errors import PlanctlError, UsageError, VerificationError
 from planctl.text import local_moment, plural
 
 if TYPE_CHECKING:
     from planctl.backup import BackupInfo
+    from planctl.db.lockwait import LockWait
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -500,6 +502,8 @@ def restore_command(
         ),
     ] = None,
     remote: RemoteFlag = False,
+    lock_wait: LockWaitOption = None,
+    terminate_blockers: TerminateBlockersOption = False,
 ) -> None:
     """Verify a backup, take a safety backup, then replace the database with it."""
     import contextlib
@@ -528,6 +532,7 @@ def restore_command(
             at,
             force_foreign,
             target,
+            lock_wait_for(state, lock_wait, terminate_blockers),
         )
 
 
@@ -543,6 +548,7 @@ def _restore(
     at: str | None,
     force_foreign: bool,
     target: str | None,
+    lock_wait: LockWait,
 ) -> None:
     from planctl.backup import chain_of, find_at, find_backup, parse_moment, restore_backup
     from planctl.config import mask_url, normalize_database_url, url_password
@@ -589,6 +595,7 @@ def _restore(
         recipients=_recipients(state),
         safety_dir=safety_dir,
         checkpoint=state.hooks.checkpoint,
+        lock_wait=lock_wait,
     )
     log.info("restore of %s done", info.name)
     if result.safety:

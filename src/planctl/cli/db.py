@@ -11,6 +11,7 @@ import typer
 
 from planctl.cli.context import can_prompt, out_console, print_json
 from planctl.cli.context import state_of as _state
+from planctl.cli.lock_options import LockWaitOption, TerminateBlockersOption, lock_wait_for
 from planctl.errors import PlanctlError, UsageError
 
 
@@ -30,6 +31,8 @@ def db_upgrade(
     sql: Annotated[
         bool, typer.Option("--sql", help="Print the SQL instead of running it.")
     ] = False,
+    lock_wait: LockWaitOption = None,
+    terminate_blockers: TerminateBlockersOption = False,
 ) -> None:
     """Bring the schema up to REVISION (default: head)."""
     from planctl.db import migrate
@@ -41,7 +44,8 @@ def db_upgrade(
         sys.stdout.write(migrate.upgrade_sql(url, revision))
         return
     log = state.service_logger("migrations")
-    before, after = migrate.upgrade(url, revision)
+    waiting = lock_wait_for(state, lock_wait, terminate_blockers)
+    before, after = migrate.upgrade(url, revision, lock_wait=waiting)
     if before == after:
         state.say(f"Already at {_rev(after)}; nothing to do ({state.settings.masked_url}).")
     else:
@@ -55,6 +59,8 @@ def db_downgrade(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision, '-1' or 'base'.")] = "-1",
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    lock_wait: LockWaitOption = None,
+    terminate_blockers: TerminateBlockersOption = False,
 ) -> None:
     """Undo migrations down to REVISION (default: one step). Drops data with the schema."""
     from planctl.db import migrate
@@ -73,7 +79,8 @@ def db_downgrade(
             abort=True,
         )
     log = state.service_logger("migrations")
-    before, after = migrate.downgrade(url, revision)
+    waiting = lock_wait_for(state, lock_wait, terminate_blockers)
+    before, after = migrate.downgrade(url, revision, lock_wait=waiting)
     log.info("downgraded %s from %s to %s", state.settings.masked_url, _rev(before), _rev(after))
     state.say(
         f"Downgraded {state.settings.masked_url} from {_rev(before)} to [bold]{_rev(after)}[/bold]."
@@ -152,13 +159,16 @@ def db_revision(
 def db_stamp(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Revision to record, e.g. head.")],
+    lock_wait: LockWaitOption = None,
+    terminate_blockers: TerminateBlockersOption = False,
 ) -> None:
     """Record REVISION as current without running any migration."""
     from planctl.db import migrate
 
     state = _state(ctx)
     log = state.service_logger("migrations")
-    after = migrate.stamp(state.settings.database_url, revision)
+    waiting = lock_wait_for(state, lock_wait, terminate_blockers)
+    after = migrate.stamp(state.settings.database_url, revision, lock_wait=waiting)
     log.info("stamped %s at %s", state.settings.masked_url, _rev(after))
     state.say(f"Stamped {state.settings.masked_url} at [bold]{_rev(after)}[/bold].")
 

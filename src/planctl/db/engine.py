@@ -125,6 +125,9 @@ def _install_sqlite_hooks(engine: Engine, *, foreign_keys: bool, immediate: bool
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
+        lock_timeout = connection.get_execution_options().get("planctl_lock_timeout")
+        if lock_timeout is not None:  # before BEGIN IMMEDIATE, whose wait it bounds
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={max(1, int(lock_timeout * 1000))}")
         connection.exec_driver_sql(begin)
 
 
@@ -138,6 +141,16 @@ def _install_postgres_hooks(engine: Engine) -> None:
             "SELECT pg_catalog.set_config('search_path', %(path)s, true)",
             {"path": PG_SEARCH_PATH},
         )
+        lock_timeout = connection.get_execution_options().get("planctl_lock_timeout")
+        if lock_timeout is not None:  # planctl.db.lockwait: one attempt's wait for a lock
+            from planctl.db.lockwait import pg_settings
+
+            version = connection.dialect.server_version_info or (0,)
+            for name, value in pg_settings(lock_timeout, int(version[0])).items():
+                connection.exec_driver_sql(
+                    "SELECT pg_catalog.set_config(%(name)s, %(value)s, true)",
+                    {"name": name, "value": value},
+                )
 
 
 def make_engine(
@@ -242,13 +255,16 @@ def connect(
     immediate: bool = False,
     snapshot: bool = False,
     read_only: bool = False,
+    lock_timeout: float | None = None,
 ) -> Iterator[Connection]:
     """A connection in a transaction that commits on success; errors translated.
 
     With *immediate* (SQLite), the transaction takes the write lock when it
     begins, waiting up to the busy timeout for a busy planner app. With
     *snapshot* (PostgreSQL), it is REPEATABLE READ (one snapshot for every
-    query), READ ONLY too with *read_only*.
+    query), READ ONLY too with *read_only*. With *lock_timeout* (seconds), a lock
+    wait in the transaction gives up after that long (PostgreSQL ``lock_timeout``,
+    SQLite's busy timeout): one attempt of :func:`planctl.db.lockwait.retry`.
 
     With *create* false, a SQLite file that does not exist yet is an error
     instead of being silently created empty.
@@ -264,6 +280,8 @@ def connect(
         with translate_db_errors(database_url), engine.connect() as connection:
             if mode:
                 connection.execution_options(planctl_transaction=mode)
+            if lock_timeout is not None:
+                connection.execution_options(planctl_lock_timeout=lock_timeout)
             with connection.begin():
                 yield connection
     finally:

@@ -3,7 +3,9 @@
 The Alembic environment is found either inside the installed package
 (``planctl/migrations``, shipped in the wheel) or at the top of a source
 checkout (``migrations/``). The live connection travels to ``env.py`` in
-``Config.attributes``, so every command runs in one transaction.
+``Config.attributes``, so every command runs in one transaction. That
+transaction is one attempt of :func:`planctl.db.lockwait.retry`: its lock
+waits are short, and a run that gives up leaves the schema as it was.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
 from planctl.config import mask_url
+from planctl.db import lockwait
 from planctl.db.engine import connect, parse_url
+from planctl.db.lockwait import LockWait
 from planctl.db.revisions import head_revision, migrations_dir
 from planctl.errors import MigrationError, UsageError, VerificationError
 from planctl.failures import MigrationFailure, classify_migration
@@ -57,10 +61,20 @@ def script_directory() -> ScriptDirectory:
 
 
 @contextmanager
-def _migration_connection(database_url: str, *, create: bool) -> Iterator[Connection]:
+def _migration_connection(
+    database_url: str, *, create: bool, lock_timeout: float | None = None
+) -> Iterator[Connection]:
     """One transaction for a whole migration run; on SQLite, foreign keys are
-    enforced by a final check instead of row by row (batch mode recreates tables)."""
-    with connect(database_url, create=create, foreign_keys=False) as connection:
+    enforced by a final check instead of row by row (batch mode recreates tables).
+    With *lock_timeout*, it writes: SQLite takes the write lock at BEGIN, and
+    every lock wait gives up after *lock_timeout* seconds."""
+    with connect(
+        database_url,
+        create=create,
+        foreign_keys=False,
+        immediate=lock_timeout is not None,
+        lock_timeout=lock_timeout,
+    ) as connection:
         yield connection
         if connection.dialect.name == "sqlite":
             _check_foreign_keys(connection)
@@ -79,15 +93,26 @@ def _check_foreign_keys(connection: Connection) -> None:
 
 
 def _run(
-    database_url: str, action: str, fn: Any, *args: Any, create: bool = False, **kwargs: Any
+    database_url: str,
+    action: str,
+    fn: Any,
+    *args: Any,
+    create: bool = False,
+    lock_wait: LockWait | None = None,
+    **kwargs: Any,
 ) -> None:
     if args and isinstance(args[0], str):
         _require_revision(args[0], action.split()[0])
-    config = alembic_config(database_url)
-    try:
-        with _migration_connection(database_url, create=create) as connection:
+
+    def attempt(seconds: float) -> None:
+        config = alembic_config(database_url)
+        with _migration_connection(database_url, create=create, lock_timeout=seconds) as connection:
             config.attributes["connection"] = connection
             fn(config, *args, **kwargs)
+
+    try:
+        target = lockwait.target_for(database_url)
+        lockwait.retry(lock_wait or LockWait(), target, action, attempt)
     except CommandError as error:
         raise _describe_command_error(error, action) from error
     except AssertionError:  # Alembic asserts on some malformed revision strings
@@ -119,8 +144,12 @@ def _describe_command_error(error: CommandError, action: str) -> MigrationError:
     return MigrationError(f"{action} failed: {text}")
 
 
-def upgrade(database_url: str, revision: str = "head") -> tuple[str | None, str | None]:
+def upgrade(
+    database_url: str, revision: str = "head", *, lock_wait: LockWait | None = None
+) -> tuple[str | None, str | None]:
     """Upgrade to *revision*; returns (revision before, revision after).
+
+    Lock waits follow *lock_wait* (default: 2 s attempts within 60 s).
 
     A SQLite database this creates is switched to WAL, so the planner app can
     keep writing while planctl reads (exports, backups); an existing one keeps
@@ -128,7 +157,14 @@ def upgrade(database_url: str, revision: str = "head") -> tuple[str | None, str 
     """
     new_file = _new_sqlite_file(database_url)
     before = current(database_url, missing_ok=True)
-    _run(database_url, f"upgrade to {revision}", command.upgrade, revision, create=True)
+    _run(
+        database_url,
+        f"upgrade to {revision}",
+        command.upgrade,
+        revision,
+        create=True,
+        lock_wait=lock_wait,
+    )
     if new_file is not None and new_file.exists():
         set_wal(new_file)
     return before, current(database_url)
@@ -176,7 +212,9 @@ def upgrade_sql(database_url: str, revision: str = "head", start: str | None = N
     return out.getvalue()
 
 
-def downgrade(database_url: str, revision: str = "-1") -> tuple[str | None, str | None]:
+def downgrade(
+    database_url: str, revision: str = "-1", *, lock_wait: LockWait | None = None
+) -> tuple[str | None, str | None]:
     """Downgrade to *revision* (default: one step); returns (before, after)."""
     _require_revision(revision, "downgrade")
     before = current(database_url)
@@ -185,13 +223,20 @@ def downgrade(database_url: str, revision: str = "-1") -> tuple[str | None, str 
             f"cannot downgrade {mask_url(database_url)}: it has no schema revision",
             "nothing to undo; planctl db-upgrade creates the schema",
         )
-    _run(database_url, f"downgrade to {revision}", command.downgrade, revision)
+    _run(
+        database_url,
+        f"downgrade to {revision}",
+        command.downgrade,
+        revision,
+        lock_wait=lock_wait,
+    )
     return before, current(database_url)
 
 
-def stamp(database_url: str, revision: str) -> str | None:
+def stamp(database_url: str, revision: str, *, lock_wait: LockWait | None = None) -> str | None:
     """Record *revision* as current without running migrations."""
-    _run(database_url, f"stamp {revision}", command.stamp, revision)  # never creates a file
+    # never creates a file
+    _run(database_url, f"stamp {revision}", command.stamp, revision, lock_wait=lock_wait)
     return current(database_url)
 
 
