@@ -257,7 +257,7 @@ class BackupSet:
         """Why *info* is not this database's (None: it is, or that cannot be told)."""
         engine, mine = self.engine_of(info), self.owner.engine
         if mine and engine not in (None, "logical", mine):
-            return f"backup {info.name} is a {engine} backup; this database is {mine}"
+            return f"backup {info.name} is a {engine} backup; the database is {mine}"
         theirs, ours = info.database_id, self.owner.database_id
         if ours and theirs and theirs != ours:
             return (
@@ -374,7 +374,8 @@ class BackupSet:
                 if candidates:
                     raise NothingToDoError(
                         f"no backup of this database in '{self.where}' "
-                        f"({plural(len(candidates), 'backup')} of other databases or engines)",
+                        f"({plural(len(candidates), 'backup')} of other databases or engines; "
+                        f"the newest: {self.foreign(candidates[-1])})",
                         "planctl backup list shows whose they are",
                     )
                 raise NothingToDoError(

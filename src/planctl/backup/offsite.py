@@ -36,7 +36,7 @@ from planctl.errors import ConfigError, EncryptionError, NothingToDoError, Verif
 
 if TYPE_CHECKING:
     from planctl.backup.remote import RemoteStore
-    from planctl.backup.stores import Store
+    from planctl.backup.stores import Store, StoredFile
 
 log = logging.getLogger("planctl.backup")
 
@@ -75,12 +75,23 @@ def upload_backup(
     store: Store, local: BackupSet, info: BackupInfo, receipts: ChecksumCache
 ) -> None:
     """Data first, metadata last: the remote backup exists only once complete."""
-    assert local.directory is not None
-    sent = store.write(info.data_file, local.directory / info.data_file)
+    sent = _copy(local, info.data_file, store)
     receipts.record(sent, sent.sha256 or info.sha256)
-    meta = f"{info.name}{METADATA_SUFFIX}"
-    store.write(meta, local.directory / meta)
+    _copy(local, f"{info.name}{METADATA_SUFFIX}", store)
     log.info("uploaded %s to %s", info.name, store.describe())
+
+
+def _copy(local: BackupSet, name: str, store: Store) -> StoredFile:
+    """One file from the local set's store to *store* (through a private temp file when
+    the local set is not a directory, as in the in-memory tests)."""
+    if local.directory is not None:
+        return store.write(name, local.directory / name)
+    with tempfile.TemporaryDirectory(prefix="planctl-copy-") as tmp:
+        path = Path(tmp) / name
+        with open(path, "wb") as out:
+            for chunk in local.store.read(name):
+                out.write(chunk)
+        return store.write(name, path)
 
 
 @dataclass
