@@ -167,8 +167,8 @@ def snapshot(database_url: str, target: Path, checkpoint: Checkpoint = no_checkp
 def unnamed_snapshot(
     database_url: str, workdir: Path, checkpoint: Checkpoint = no_checkpoint
 ) -> Iterator[tuple[DumpResult, sqlite3.Connection, int]]:
-    """Copy the live database into a file that has no name: (what it holds, a connection
-    on it, a descriptor to read it from).
+    """Copy the live database into a file that has no name: (what it holds, the source
+    connection still in the snapshot's read transaction, a descriptor to read the copy).
 
     SQLite's backup API needs a path, so the copy is opened inside a fresh 0700
     directory and its name (and the directory) unlinked before the first page
@@ -186,20 +186,28 @@ def unnamed_snapshot(
     path = scratch / "snapshot.sqlite"
     fd = -1
     try:
-        with _open(source_path) as source, _open(path) as copy:
-            copy.execute("PRAGMA journal_mode=OFF")  # no journal file: nothing beside it
-            copy.execute("PRAGMA synchronous=OFF")
-            copy.execute("PRAGMA schema_version")  # the file is open (and still empty)
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            path.unlink()
-            scratch.rmdir()
+        with _open(source_path) as source:
             source.execute(f"PRAGMA busy_timeout={int(LOCK_DEADLINE * 1000)}")
-            _copy_pages(source, copy, f"backup of '{source_path}'")
+            with _open(path) as copy:
+                copy.execute("PRAGMA journal_mode=OFF")  # no journal file: nothing beside it
+                copy.execute("PRAGMA synchronous=OFF")
+                copy.execute("PRAGMA schema_version")  # the file is open (and still empty)
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                path.unlink()
+                scratch.rmdir()
+                # One read transaction: the pages copied, the facts read and the check
+                # below all see the same snapshot (the copy is never read by name again).
+                source.execute("BEGIN")
+                source.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                _copy_pages(source, copy, f"backup of '{source_path}'")
             checkpoint("sqlite-copied")
             result = DumpResult(
-                _revision(copy), _row_counts(copy), _database_id(copy), _log_mark(copy)
+                _revision(source), _row_counts(source), _database_id(source), _log_mark(source)
             )
-            yield result, copy, fd
+            try:
+                yield result, source, fd
+            finally:
+                source.execute("COMMIT")
     except sqlite3.Error as error:
         raise _map_sqlite_error(error, f"backup of '{source_path}' failed", workdir) from error
     finally:
