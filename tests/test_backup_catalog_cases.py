@@ -18,7 +18,8 @@ from planctl.db import migrate
 from planctl.db.seed import seed
 
 from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents
-from .offsite_support import S3Server, s3_server  # noqa: F401 (fixtures)
+from .offsite_support import S3Server
+from .offsite_support import s3_server as s3_server
 
 PLAINTEXT_MAGIC = (b"SQLite format 3\x00", b"PGDMP")
 
@@ -52,7 +53,7 @@ def test_two_databases_one_directory_keep_counts_only_this_database(
     assert "foreign" in listed.stdout
 
 
-def _own_id(backups: Path, other_id: str) -> str:
+def _own_id(backups: Path, other_id: str | None) -> str:
     ids = {i.database_id for i in load_set(backups).infos} - {other_id}
     return str(ids.pop())
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from typing import Any
 
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from planctl.backup.catalog import (
+    BackupSet,
     Owner,
     load_catalog,
     prune_plan,
@@ -28,6 +30,7 @@ from planctl.backup.catalog import (
     rotate_plan,
 )
 from planctl.backup.offsite import push_set
+from planctl.backup.store import BackupInfo
 from planctl.backup.stores import MemoryStore
 
 OURS, THEIRS = "a" * 32, "b" * 32
@@ -51,12 +54,12 @@ class Catalog(RuleBasedStateMachine):
 
     # --- writing backups straight into the store ------------------------------------------
 
-    def _put(self, kind: str, database: str, engine: str, parent: dict | None) -> dict:
+    def _put(self, kind: str, database: str, engine: str, parent: dict | None) -> dict[str, Any]:
         self.counter += 1
         self.sequence += 1
         name = f"{self.clock:%Y%m%d-%H%M%S}-{kind}-{self.counter}"
         data = f"{name} of {database}".encode()
-        info = {
+        info: dict[str, Any] = {
             "name": name,
             "kind": kind,
             "engine": "delta" if kind == "delta" else engine,
@@ -76,7 +79,7 @@ class Catalog(RuleBasedStateMachine):
         self.clock += dt.timedelta(hours=1)
         return info
 
-    def catalog(self, store: MemoryStore | None = None):  # noqa: ANN201 - a BackupSet
+    def catalog(self, store: MemoryStore | None = None) -> BackupSet:
         return load_catalog(store or self.local, owner=OWNER)
 
     def _newest_own(self) -> dict | None:
@@ -209,7 +212,7 @@ class Catalog(RuleBasedStateMachine):
                 assert not remote.restorable(info)
 
 
-def _oracle_restorable(store: MemoryStore, backups, info) -> bool:  # noqa: ANN001
+def _oracle_restorable(store: MemoryStore, backups: BackupSet, info: BackupInfo) -> bool:
     """Restorable, computed again from the raw files (not through the catalog)."""
     seen = set()
     while True:
