@@ -582,7 +582,7 @@ def pre_restore_copy(
     return create_full_locked(
         database_url,
         backups,
-        compress=True,
+        compress=stored_compression(True),  # zstd, like every other backup
         label=PRE_RESTORE,
         reason=PRE_RESTORE,
         pg_bindir=pg_bindir,

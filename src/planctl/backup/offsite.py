@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from planctl.backup.catalog import (
     ANYONE,
@@ -257,10 +257,12 @@ def fetch_chain(
 
 
 def open_store(remote_url: str) -> RemoteStore:
+    """The configured remote, wrapped once in :class:`~planctl.backup.stores.Retrying`."""
     from planctl.backup.remote import open_remote
+    from planctl.backup.stores import Retrying
 
     if not remote_url:
         raise ConfigError(
             "no remote configured", "set PLANCTL_BACKUP_REMOTE to s3://bucket/prefix or sftp://…"
         )
-    return open_remote(remote_url)
+    return cast("RemoteStore", Retrying(open_remote(remote_url)))

@@ -29,6 +29,10 @@ from planctl.fsutil import atomic_write, fsync_dir, open_regular
 CHUNK = 1 << 20
 
 
+class TransientRemoteError(RemoteError):
+    """A store could not be reached or lost its connection: worth a retry."""
+
+
 @dataclass(frozen=True)
 class StoredFile:
     """One file in a store: its size, a tag that changes when it is rewritten, and its
@@ -196,9 +200,9 @@ T = TypeVar("T")
 
 
 class Retrying:
-    """Any store with retries: a transient failure (:class:`RemoteError`, a lost
-    connection or a timeout as the store translated it) is tried again with a doubling
-    back-off; a missing file (NothingToDoError) or damaged bytes are not retried."""
+    """Any store with retries: a :class:`TransientRemoteError` (a lost connection, an
+    unreachable endpoint, as the store translated it) is tried again with
+    a doubling back-off; refused credentials, a missing file or damaged bytes are not."""
 
     def __init__(
         self,
@@ -216,7 +220,7 @@ class Retrying:
         for attempt in range(1, self.attempts + 1):
             try:
                 return operation()
-            except RemoteError:
+            except TransientRemoteError:
                 if attempt == self.attempts:
                     raise
                 self.sleep(self.backoff * 2 ** (attempt - 1))

@@ -724,6 +724,16 @@ def watch_command(
             soft_wrap=True,
         )
 
+    from planctl.backup.create import BackupOptions
+
+    options = BackupOptions(
+        keep=keep,
+        lock_timeout=30.0,
+        pg_bindir=state.settings.pg_bindir,
+        fmt=fmt,
+        max_deltas=max_deltas,
+        checkpoint=state.hooks.checkpoint,
+    )
     manager = BackupManager(
         state.settings.database_url,
         backup_dir,
@@ -731,13 +741,9 @@ def watch_command(
         min_backup_interval=min_interval,
         on_backup_failure=on_backup_failure,
         incremental=incremental,
-        max_deltas_before_full=max_deltas,
-        keep=keep,
-        fmt=fmt,
-        pg_bindir=state.settings.pg_bindir,
         on_backup=on_backup,
         on_failure_command=on_failure,
-        checkpoint=state.hooks.checkpoint,
+        options=options,
     )
     log.info(
         "watch started: %s every %ss (min %ss)%s into %s",

@@ -25,6 +25,7 @@ from planctl.backup.remote import (
     check_name,
     write_atomically,
 )
+from planctl.backup.stores import TransientRemoteError
 from planctl.errors import (
     NothingToDoError,
     PlanctlError,
@@ -224,7 +225,8 @@ class S3Store:
         return self.upload(source, name)
 
     def download(self, name: str, local_path: Path, expected_sha256: str | None = None) -> None:
-        where = f"{self.describe()}{name}"
+        endpoint = self._client.meta.endpoint_url
+        where = f"s3://{self.bucket}/{self.prefix}{name} ({endpoint})"
         write_atomically(local_path, self._chunks(name), expected_sha256, where)
 
     def sha256(self, name: str) -> str:
@@ -317,7 +319,7 @@ def s3_error(error: BaseException, action: str, bucket: str, where: str) -> Plan
         | bex.ReadTimeoutError
         | bex.ConnectionClosedError,
     ):
-        return RemoteError(
+        return TransientRemoteError(
             f"{action} {where}: cannot reach the S3 endpoint ({type(cause).__name__})",
             hint="check AWS_ENDPOINT_URL and the network",
         )

@@ -26,6 +26,7 @@ from planctl.backup.remote import (
     check_name,
     write_atomically,
 )
+from planctl.backup.stores import TransientRemoteError
 from planctl.errors import (
     NothingToDoError,
     PlanctlError,
@@ -326,5 +327,5 @@ def _sftp_error(error: BaseException, action: str, where: str) -> RemoteError:
         return RemoteError(f"{action} {where}: permission denied")
     text = str(error) or type(error).__name__
     if isinstance(error, EOFError) or "closed" in text.lower() or "dropped" in text.lower():
-        return RemoteError(f"{action} {where}: the connection was lost", hint="retry")
+        return TransientRemoteError(f"{action} {where}: the connection was lost", hint="retry")
     return RemoteError(f"{action} {where} failed: {text}")
