@@ -176,3 +176,24 @@ def test_kill_9_during_encrypted_backups_leaves_no_plaintext(
     assert done.returncode == 0, done.stderr
     leftovers = [p for p in (tmp_path / "backups").iterdir() if p.name.startswith(".tmp-")]
     assert leftovers == []
+
+
+def test_status_metrics_file_for_node_exporter(seeded_url: str, tmp_path: Path) -> None:
+    env = _env(seeded_url, tmp_path)
+    assert run_planctl("backup", "--keep", "2", env=env).returncode == 0
+    metrics = tmp_path / "textfile" / "planctl.prom"
+    metrics.parent.mkdir()
+    done = run_planctl("backup", "status", "--max-age", "1h", "--metrics", str(metrics), env=env)
+    assert done.returncode == 0, done.stderr
+    values = {
+        line.split("{")[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values["planctl_backup_last_run_success"] == 1
+    assert values["planctl_backup_restorable_chains"] == 1
+    assert 0 <= values["planctl_backup_newest_restorable_age_seconds"] < 3600
+    assert values["planctl_backup_newest_restorable_size_bytes"] > 0
+    assert values["planctl_backup_last_run_duration_seconds"] > 0
+    assert abs(values["planctl_backup_last_success_timestamp_seconds"] - time.time()) < 3600
+    assert [p.name for p in metrics.parent.iterdir()] == ["planctl.prom"]  # no temp left

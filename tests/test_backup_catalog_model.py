@@ -234,3 +234,18 @@ def _oracle_restorable(store: MemoryStore, backups: BackupSet, info: BackupInfo)
 
 Catalog.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 TestCatalog = Catalog.TestCase
+
+
+def test_a_future_dated_backup_does_not_take_a_prune_slot() -> None:
+    machine = Catalog()
+    machine.clock = START - dt.timedelta(days=1)
+    yesterday = machine._put("full", OURS, "sqlite", None)
+    machine.clock = START
+    today = machine._put("full", OURS, "sqlite", None)
+    machine.clock = START + dt.timedelta(days=400)  # a stepped clock
+    future = machine._put("full", OURS, "sqlite", None)
+    now = START + dt.timedelta(hours=2)
+    plan = prune_plan(machine.catalog(), keep_daily=2, now=now)
+    kept = {chain.root.name for chain, _ in plan.keep}
+    assert yesterday["name"] in kept and future["name"] in kept
+    assert today["name"] not in kept  # the same day as the (clamped) future one, older

@@ -186,7 +186,8 @@ def metrics_text(backup_dir: Path, *, owner: Owner = ANYONE, now: dt.datetime | 
             return
         lines.append(f"# HELP planctl_backup_{name} {help_text}")
         lines.append(f"# TYPE planctl_backup_{name} {kind}")
-        lines.append(f'planctl_backup_{name}{{dir="{label}"}} {value:g}')
+        shown = str(int(value)) if float(value).is_integer() else f"{value:.3f}"
+        lines.append(f'planctl_backup_{name}{{dir="{label}"}} {shown}')
 
     success = last is not None and last.outcome == "success"
     metric(
