@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from planctl.backup import create_backup, load_set
 from planctl.backup.catalog import Owner
 from planctl.db import migrate
+from planctl.db.engine import connect
 from planctl.db.seed import seed
 
 from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents
@@ -197,3 +199,29 @@ def test_status_metrics_file_for_node_exporter(seeded_url: str, tmp_path: Path) 
     assert values["planctl_backup_last_run_duration_seconds"] > 0
     assert abs(values["planctl_backup_last_success_timestamp_seconds"] - time.time()) < 3600
     assert [p.name for p in metrics.parent.iterdir()] == ["planctl.prom"]  # no temp left
+
+
+@pytest.mark.parametrize("compress", ["zstd", "none"])
+def test_streamed_encrypted_backup_restores(seeded_url: str, tmp_path: Path, compress: str) -> None:
+    import pyrage
+
+    from planctl.backup import restore_backup, verify_backup
+    from planctl.backup.crypto import parse_recipients
+
+    identity = pyrage.x25519.Identity.generate()
+    key = tmp_path / "key.txt"
+    key.write_text(str(identity) + "\n")
+    recipients = parse_recipients(str(identity.to_public()))
+    backups = tmp_path / "backups"
+    expected = table_contents(seeded_url)
+    info = create_backup(seeded_url, backups, keep=1, compress=compress, recipients=recipients).info
+    assert info.data_file.endswith(".age") and info.verified_at
+    data = (backups / info.data_file).read_bytes()
+    assert not any(m in data for m in PLAINTEXT_MAGIC)
+    [checked] = verify_backup(backups, info.name, identity=key)
+    assert checked.ok and checked.note is None, checked.problem
+    with connect(seeded_url) as connection:  # something for the restore to undo
+        connection.execute(text("DELETE FROM sesiones WHERE id IN (1, 2, 3)"))
+    assert table_contents(seeded_url) != expected
+    restore_backup(seeded_url, backups, info.name, identity=key, safety_backup=False)
+    assert table_contents(seeded_url) == expected

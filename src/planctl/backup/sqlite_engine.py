@@ -14,6 +14,7 @@ import gzip
 import os
 import shutil
 import sqlite3
+import struct
 import tempfile
 import time
 import zlib
@@ -167,8 +168,8 @@ def snapshot(database_url: str, target: Path, checkpoint: Checkpoint = no_checkp
 def unnamed_snapshot(
     database_url: str, workdir: Path, checkpoint: Checkpoint = no_checkpoint
 ) -> Iterator[tuple[DumpResult, sqlite3.Connection, int]]:
-    """Copy the live database into a file that has no name: (what it holds, the source
-    connection still in the snapshot's read transaction, a descriptor to read the copy).
+    """Copy the live database into a file that has no name: (what it holds, a connection
+    on the copy, a descriptor to read it from).
 
     SQLite's backup API needs a path, so the copy is opened inside a fresh 0700
     directory and its name (and the directory) unlinked before the first page
@@ -186,28 +187,21 @@ def unnamed_snapshot(
     path = scratch / "snapshot.sqlite"
     fd = -1
     try:
-        with _open(source_path) as source:
+        with _open(source_path) as source, _open(path) as copy:
+            copy.execute("PRAGMA journal_mode=OFF")  # no journal file: nothing beside it
+            copy.execute("PRAGMA synchronous=OFF")
+            copy.execute("PRAGMA schema_version")  # the file is open (and still empty)
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            path.unlink()
+            scratch.rmdir()
             source.execute(f"PRAGMA busy_timeout={int(LOCK_DEADLINE * 1000)}")
-            with _open(path) as copy:
-                copy.execute("PRAGMA journal_mode=OFF")  # no journal file: nothing beside it
-                copy.execute("PRAGMA synchronous=OFF")
-                copy.execute("PRAGMA schema_version")  # the file is open (and still empty)
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                path.unlink()
-                scratch.rmdir()
-                # One read transaction: the pages copied, the facts read and the check
-                # below all see the same snapshot (the copy is never read by name again).
-                source.execute("BEGIN")
-                source.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                _copy_pages(source, copy, f"backup of '{source_path}'")
+            _copy_pages(source, copy, f"backup of '{source_path}'")
             checkpoint("sqlite-copied")
+            _make_self_contained(fd)
             result = DumpResult(
-                _revision(source), _row_counts(source), _database_id(source), _log_mark(source)
+                _revision(copy), _row_counts(copy), _database_id(copy), _log_mark(copy)
             )
-            try:
-                yield result, source, fd
-            finally:
-                source.execute("COMMIT")
+            yield result, copy, fd
     except sqlite3.Error as error:
         raise _map_sqlite_error(error, f"backup of '{source_path}' failed", workdir) from error
     finally:
@@ -216,6 +210,19 @@ def unnamed_snapshot(
         path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             scratch.rmdir()
+
+
+def _make_self_contained(fd: int) -> None:
+    """Mark a copy of a WAL database as a rollback-journal file (header bytes 18-19), as
+    ``PRAGMA journal_mode=DELETE`` would: a copy without a name cannot have a ``-wal``
+    beside it. The change counter moves too, so the open connection re-reads page 1."""
+    header = os.pread(fd, 100, 0)
+    if len(header) < 100 or header[18:20] == b"\x01\x01":
+        return
+    counter = struct.pack(">I", (struct.unpack(">I", header[24:28])[0] + 1) & 0xFFFFFFFF)
+    os.pwrite(fd, b"\x01\x01", 18)
+    os.pwrite(fd, counter, 24)
+    os.pwrite(fd, counter, 92)  # "version-valid-for": the page count in the header holds
 
 
 def check_rows(connection: sqlite3.Connection, name: str, *, quick: bool) -> None:
