@@ -15,6 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from hypothesis import settings
@@ -31,7 +33,8 @@ from planctl.backup.catalog import (
 )
 from planctl.backup.offsite import push_set
 from planctl.backup.store import BackupInfo
-from planctl.backup.stores import MemoryStore
+from planctl.backup.stores import LocalStore, MemoryStore, StoredFile
+from planctl.fsutil import atomic_write
 
 OURS, THEIRS = "a" * 32, "b" * 32
 OWNER = Owner(OURS, "sqlite")
@@ -42,10 +45,28 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+class DirStore(LocalStore):
+    """A local backup directory with the in-memory store's test helpers."""
+
+    @property
+    def files(self) -> dict[str, bytes]:
+        return {f.name: (self.directory / f.name).read_bytes() for f in self.list()}
+
+    def put(self, name: str, data: bytes) -> StoredFile:
+        with atomic_write(self.directory / name) as handle:
+            handle.write(data)
+        found = self.stat(name)
+        assert found is not None
+        return found
+
+
 class Catalog(RuleBasedStateMachine):
+    def make_local(self) -> MemoryStore | DirStore:
+        return MemoryStore("local")
+
     def __init__(self) -> None:
         super().__init__()
-        self.local = MemoryStore("local")
+        self.local = self.make_local()
         self.remote = MemoryStore("remote")
         self.sequence = 0
         self.clock = START
@@ -79,7 +100,7 @@ class Catalog(RuleBasedStateMachine):
         self.clock += dt.timedelta(hours=1)
         return info
 
-    def catalog(self, store: MemoryStore | None = None) -> BackupSet:
+    def catalog(self, store: MemoryStore | DirStore | None = None) -> BackupSet:
         return load_catalog(store or self.local, owner=OWNER)
 
     def _newest_own(self) -> dict | None:
@@ -147,7 +168,7 @@ class Catalog(RuleBasedStateMachine):
     def step_clock(self, hours: int) -> None:
         self.clock += dt.timedelta(hours=hours)
 
-    def _remove(self, store: MemoryStore, keep: int) -> None:
+    def _remove(self, store: MemoryStore | DirStore, keep: int) -> None:
         backups = load_catalog(store, owner=OWNER)
         before = backups.restorable_chains()
         for chain in rotate_plan(backups, keep):
@@ -212,7 +233,7 @@ class Catalog(RuleBasedStateMachine):
                 assert not remote.restorable(info)
 
 
-def _oracle_restorable(store: MemoryStore, backups: BackupSet, info: BackupInfo) -> bool:
+def _oracle_restorable(store: MemoryStore | DirStore, backups: BackupSet, info: BackupInfo) -> bool:
     """Restorable, computed again from the raw files (not through the catalog)."""
     seen = set()
     while True:
@@ -232,8 +253,21 @@ def _oracle_restorable(store: MemoryStore, backups: BackupSet, info: BackupInfo)
         info = parent
 
 
+class CatalogOnDisk(Catalog):
+    """The same machine over a real directory (slower: fewer examples)."""
+
+    def make_local(self) -> DirStore:
+        self.tmp = tempfile.TemporaryDirectory(prefix="planctl-catalog-model-")
+        return DirStore(Path(self.tmp.name))
+
+    def teardown(self) -> None:
+        self.tmp.cleanup()
+
+
 Catalog.TestCase.settings = settings(max_examples=60, stateful_step_count=30, deadline=None)
 TestCatalog = Catalog.TestCase
+CatalogOnDisk.TestCase.settings = settings(max_examples=10, stateful_step_count=20, deadline=None)
+TestCatalogOnDisk = CatalogOnDisk.TestCase
 
 
 def test_a_future_dated_backup_does_not_take_a_prune_slot() -> None:
