@@ -207,12 +207,162 @@ def bench_postgres(sessions: int, runs: int, work: Path) -> list[tuple[str, floa
     ]
 
 
+def bench_issue19(sessions: int, runs: int, work: Path) -> list[tuple[str, float, str, float]]:
+    """Issue 19's targets: encryption overhead per --compress, --keep 2 against sqlite3
+    + zstd + sha256sum, push against rclone copyto, PostgreSQL against pg_dump + sha256sum."""
+    db = work / "big.db"
+    env = env_for(f"sqlite:///{db}", work)
+    seed(env, sessions)
+    sealed_env = {**env, "PLANCTL_BACKUP_RECIPIENTS": age_recipient(work)}
+    rows: list[tuple[str, float, str, float]] = []
+    for method in ("zstd", "gzip", "none"):
+        plain = [timed([PLANCTL, "-q", "backup", "--compress", method, "--keep", "1"], env=env)]
+        sealed = [
+            timed([PLANCTL, "-q", "backup", "--compress", method, "--keep", "1"], env=sealed_env)
+            for _ in range(runs)
+        ]
+        plain += [
+            timed([PLANCTL, "-q", "backup", "--compress", method, "--keep", "1"], env=env)
+            for _ in range(runs - 1)
+        ]
+        rows.append(
+            (
+                f"backup --compress {method} --keep 1, age-encrypted (streamed)",
+                statistics.median(sealed),
+                "the same, not encrypted",
+                statistics.median(plain),
+            )
+        )
+    target = work / "ref.db"
+    reference = (
+        f'sqlite3 "{db}" ".backup {target}" && zstd -3 -q -f "{target}" -o "{target}.zst" '
+        f'&& sha256sum "{target}.zst"'
+    )
+    ref, ours = [], []
+    for _ in range(runs):
+        ref.append(timed(["sh", "-c", reference]))
+        ours.append(timed([PLANCTL, "-q", "backup", "--keep", "2"], env=env))
+    rows.append(
+        (
+            f"backup --keep 2 (zstd, quick_check, rotation), "
+            f"SQLite {db.stat().st_size / 1e6:.0f} MB",
+            statistics.median(ours),
+            "sqlite3 .backup + zstd -3 + sha256sum",
+            statistics.median(ref),
+        )
+    )
+    rows.append(bench_push(env, work, runs))
+    rows += bench_postgres_issue19(sessions, runs, work)
+    return rows
+
+
+def bench_push(env: dict[str, str], work: Path, runs: int) -> tuple[str, float, str, float]:
+    """``backup push`` of the newest backup vs ``rclone copyto`` of its data file, both to
+    one loopback ``rclone serve s3``."""
+    import shutil
+    import signal
+    import socket
+
+    rclone = shutil.which("rclone") or str(Path(sys.executable).parent / "rclone")
+    key, secret = "AKIAPLANCTLBENCH0001", "planctl-bench-secret"
+    root = work / "s3root"
+    (root / "bench").mkdir(parents=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = subprocess.Popen(
+        [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--config", "/dev/null",
+         "--auth-key", f"{key},{secret}", str(root)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        aws = {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": key,
+            "AWS_SECRET_ACCESS_KEY": secret,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        backups = Path(env["PLANCTL_BACKUP_DIR"])
+        subprocess.run([PLANCTL, "-q", "backup", "--keep", "1"], env=env, check=True)
+        data = max(
+            (p for p in backups.iterdir() if p.is_file() and not p.name.startswith(".")),
+            key=lambda p: p.stat().st_size,
+        )
+        ours, ref = [], []
+        rclone_env = {
+            **os.environ,
+            "RCLONE_CONFIG_BENCH_TYPE": "s3",
+            "RCLONE_CONFIG_BENCH_PROVIDER": "Other",
+            "RCLONE_CONFIG_BENCH_ENDPOINT": aws["AWS_ENDPOINT_URL"],
+            "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": key,
+            "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": secret,
+        }
+        for i in range(runs):
+            pushed = {**env, **aws, "PLANCTL_BACKUP_REMOTE": f"s3://bench/run{i}"}
+            ours.append(timed([PLANCTL, "-q", "backup", "push"], env=pushed))
+            copy = [rclone, "--config", "/dev/null", "copyto", "-I", str(data), f"bench:bench/r{i}"]
+            ref.append(timed(copy, env=rclone_env))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait()
+    return (
+        f"backup push ({data.stat().st_size / 1e6:.0f} MB, checked upload)",
+        statistics.median(ours),
+        "rclone copyto -I, same server",
+        statistics.median(ref),
+    )
+
+
+def bench_postgres_issue19(
+    sessions: int, runs: int, work: Path
+) -> list[tuple[str, float, str, float]]:
+    url = create_pg_database()
+    env = env_for(url, work / "pg")
+    try:
+        seed(env, sessions)
+        dump = work / "ref.dump"
+        reference = f'pg_dump -d "{url}" -Fc -f "{dump}" && sha256sum "{dump}"'
+        ref, ours = [], []
+        for _ in range(runs):
+            ref.append(timed(["sh", "-c", reference]))
+            ours.append(timed([PLANCTL, "-q", "backup", "--keep", "1"], env=env))
+    finally:
+        drop_pg_database(url)
+    return [
+        (
+            "PostgreSQL backup --keep 1 (pg_dump -Fc, pg_restore --list, sha256)",
+            statistics.median(ours),
+            "pg_dump -Fc + sha256sum",
+            statistics.median(ref),
+        )
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sessions", type=int, default=3_500_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument(
+        "--issue19", action="store_true", help="only issue 19's targets (db-seed --scale N)"
+    )
     args = parser.parse_args()
+    if args.issue19:
+        with tempfile.TemporaryDirectory(prefix="planctl-bench-", dir="/var/tmp") as tmp:
+            found = bench_issue19(args.sessions, args.runs, Path(tmp))
+        record(
+            f"issue 19: streamed encryption, --keep 2, push, PostgreSQL; {args.sessions:,} "
+            f"sessions, median of {args.runs} (loaded machine: six helpers on 2 cores)",
+            "| planctl | s | reference (same run) | s | ratio |",
+            [f"| {a} | {x:.2f} | {b} | {y:.2f} | {x / y:.2f}× |" for a, x, b, y in found],
+        )
+        return
     rows = []
     with tempfile.TemporaryDirectory(prefix="planctl-bench-") as tmp:
         rows += bench_sqlite(args.sessions, args.runs, Path(tmp))

@@ -26,32 +26,34 @@ import datetime as dt
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from stat import S_ISREG
 from zoneinfo import ZoneInfo
 
 from planctl.backup.store import (
     DATA_SUFFIXES,
     LOCK_NAME,
+    MAX_METADATA_BYTES,
     METADATA_SUFFIX,
     TEMP_PREFIX,
     BackupError,
     BackupInfo,
-    fsync_dir,
-    read_metadata,
+    parse_metadata,
     read_small_file,
-    sha256_file,
     write_json_atomically,
 )
-from planctl.errors import NothingToDoError, UsageError, VerificationError
-from planctl.text import local_moment
+from planctl.backup.stores import LocalStore, Store, StoredFile, read_all, sha256_of
+from planctl.errors import NothingToDoError, PlanctlError, UsageError, VerificationError
+from planctl.text import local_moment, plural
 
 log = logging.getLogger("planctl.backup")
 
 PRE_RESTORE = "pre-restore"
 CHECKSUM_CACHE = ".planctl-checksums.json"
+#: sha256 of remote copies, per remote, by (name, tag): recorded at upload or read back.
+REMOTE_CHECKSUMS = ".planctl-remote-checksums.json"
 LAST_RUN_FILE = "last-run.json"
 BROKEN_HINT = "restore an earlier backup (planctl backup list shows which are restorable)"
 
@@ -64,29 +66,43 @@ def order_key(info: BackupInfo) -> tuple[int, int, str, str]:
 
 
 class ChecksumCache:
-    """sha256 of data files keyed by what changes when a file is rewritten."""
+    """sha256 of a store's files, keyed by (name, tag): the tag changes whenever a file is
+    rewritten, so an entry stays true until then. Kept in a JSON file (*path*) or, without
+    one, for this process only."""
 
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / CHECKSUM_CACHE
+    def __init__(self, path: Path | None = None, section: str | None = None) -> None:
+        self.path, self.section = path, section
+        self.document: dict[str, object] = {}
         self.entries: dict[str, list[object]] = {}
         self.dirty = False
+        if path is None:
+            return
         with contextlib.suppress(OSError, ValueError):
-            loaded = json.loads(read_small_file(self.path))
+            loaded = json.loads(read_small_file(path))
             if isinstance(loaded, dict):
-                self.entries = loaded
+                self.document = loaded
+        entries = self.document.get(section, {}) if section else self.document
+        if isinstance(entries, dict):
+            self.entries = {k: v for k, v in entries.items() if isinstance(v, list)}
 
-    @staticmethod
-    def _key(stat: os.stat_result) -> list[object]:
-        return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+    def known(self, found: StoredFile) -> str | None:
+        cached = self.entries.get(found.name)
+        if cached and len(cached) == 2 and cached[0] == found.tag and isinstance(cached[1], str):
+            return cached[1]
+        return None
 
-    def sha256(self, path: Path, stat: os.stat_result) -> str:
-        key = self._key(stat)
-        cached = self.entries.get(path.name)
-        if isinstance(cached, list) and cached[:4] == key and isinstance(cached[4], str):
-            return cached[4]
-        digest = sha256_file(path)
-        self.entries[path.name] = [*key, digest]
+    def record(self, found: StoredFile, sha256: str) -> None:
+        self.entries[found.name] = [found.tag, sha256]
         self.dirty = True
+
+    def sha256(self, store: Store, found: StoredFile) -> str:
+        """The store's own checksum, a recorded one for this version, or a read-back."""
+        if found.sha256 is not None:
+            return found.sha256
+        digest = self.known(found)
+        if digest is None:
+            digest = sha256_of(store, found.name)
+            self.record(found, digest)
         return digest
 
     def forget(self, name: str) -> None:
@@ -95,11 +111,28 @@ class ChecksumCache:
 
     def save(self) -> None:
         """Best effort (read-only media): a missing cache only costs time."""
-        if not self.dirty:
+        if not self.dirty or self.path is None:
             return
+        document: dict[str, object] = dict(self.document) if self.section else {}
+        if self.section:
+            document[self.section] = self.entries
+        else:
+            document = dict(self.entries)
         with contextlib.suppress(OSError):
-            write_json_atomically(self.path, self.entries)
+            write_json_atomically(self.path, document)
         self.dirty = False
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose backups count: this database's id (None: unknown — a new or unreadable
+    database, or one from before ids) and engine (None: any)."""
+
+    database_id: str | None = None
+    engine: str | None = None
+
+
+ANYONE = Owner()
 
 
 @dataclass
@@ -128,35 +161,65 @@ class Chain:
 
 
 class BackupSet:
-    """The backups of one directory, their order and their health."""
+    """The backups of one store, their order and their health, for one *owner*.
 
-    def __init__(self, directory: Path, infos: list[BackupInfo], damaged: list[Path]) -> None:
+    *restorable* is the one health rule every command asks: the metadata is
+    well typed, the data's checksum matches, the backup is of this database and
+    this engine, and its parents are restorable. Backups of another database or
+    engine are *foreign*: listed as such, never counted, never removed.
+    """
+
+    def __init__(
+        self,
+        directory: Path | None,
+        infos: list[BackupInfo],
+        damaged: list[Path],
+        *,
+        store: Store | None = None,
+        owner: Owner = ANYONE,
+        cache: ChecksumCache | None = None,
+    ) -> None:
+        if store is None:
+            assert directory is not None
+            store = LocalStore(directory)
         self.directory = directory
+        self.store = store
+        self.owner = owner
         self.infos = sorted(infos, key=order_key)  # oldest first
         self.damaged = damaged  # metadata files that cannot be read
         self.by_name = {i.name: i for i in self.infos}
-        self.cache = ChecksumCache(directory)
+        if cache is None:
+            cache = ChecksumCache(directory / CHECKSUM_CACHE if directory else None)
+        self.cache = cache
         self._problems: dict[str, str | None] = {}
+
+    @property
+    def path(self) -> Path:
+        """The local directory (a remote catalog has none)."""
+        assert self.directory is not None, "a remote catalog has no local directory"
+        return self.directory
+
+    @property
+    def where(self) -> str:
+        return str(self.directory) if self.directory is not None else self.store.describe()
 
     # --- health ---------------------------------------------------------------------------
 
     def data_problem(self, info: BackupInfo) -> str | None:
         """Why the data file does not match its metadata (None: it does)."""
-        path = self.directory / info.data_file
-        try:
-            stat = path.lstat()
-        except OSError:
+        found = self.store.stat(info.data_file)
+        if found is None:
             return f"backup {info.name}: data file {info.data_file} is missing"
-        if not S_ISREG(stat.st_mode):
+        if not found.regular:
             return f"backup {info.name}: data file {info.data_file} is not a regular file"
-        if stat.st_size != info.size:
+        if found.size != info.size:
             return f"backup {info.name}: data file {info.data_file} has the wrong size"
-        if self.cache.sha256(path, stat) != info.sha256:
+        if self.cache.sha256(self.store, found) != info.sha256:
             return f"backup {info.name}: checksum mismatch in {info.data_file}"
         return None
 
     def problem(self, info: BackupInfo) -> str | None:
-        """Why *info* cannot be restored (None: it can), parents included."""
+        """Why *info* is damaged (None: its data and its parents are whole)."""
         if info.name not in self._problems:
             self._problems[info.name] = None  # a loop in the chain ends here
             self._problems[info.name] = self._find_problem(info)
@@ -185,8 +248,30 @@ class BackupSet:
             f"backup {info.name}: depends on a damaged backup ({inherited})" if inherited else None
         )
 
+    def engine_of(self, info: BackupInfo) -> str | None:
+        """The engine of *info*'s chain (None: unknown, its full backup is gone)."""
+        root = self.lineage(info)[0]
+        return root.engine if root.kind == "full" else None
+
+    def foreign(self, info: BackupInfo) -> str | None:
+        """Why *info* is not this database's (None: it is, or that cannot be told)."""
+        engine, mine = self.engine_of(info), self.owner.engine
+        if mine and engine not in (None, "logical", mine):
+            return f"backup {info.name} is a {engine} backup; the database is {mine}"
+        theirs, ours = info.database_id, self.owner.database_id
+        if ours and theirs and theirs != ours:
+            return (
+                f"backup {info.name} is of another database (id {theirs[:8]}…; "
+                f"this database is {ours[:8]}…)"
+            )
+        return None
+
+    def why_not(self, info: BackupInfo) -> str | None:
+        """Why *info* cannot be restored here (foreign or damaged); None: it can."""
+        return self.foreign(info) or self.problem(info)
+
     def restorable(self, info: BackupInfo) -> bool:
-        return self.problem(info) is None
+        return self.why_not(info) is None
 
     def chain_of(self, info: BackupInfo) -> list[BackupInfo]:
         """*info* and the backups it depends on, full first; VerificationError naming the
@@ -233,6 +318,13 @@ class BackupSet:
     def regular(self) -> list[BackupInfo]:
         return [i for i in self.infos if i.reason != PRE_RESTORE]
 
+    def own(self) -> list[BackupInfo]:
+        """This database's regular backups (damaged ones included), oldest first."""
+        return [i for i in self.regular() if self.foreign(i) is None]
+
+    def foreigners(self) -> list[BackupInfo]:
+        return [i for i in self.infos if self.foreign(i) is not None]
+
     def next_sequence(self) -> int:
         return max((i.sequence or 0 for i in self.infos), default=0) + 1
 
@@ -243,26 +335,51 @@ class BackupSet:
         return None
 
     def restorable_chains(self) -> int:
-        return sum(1 for c in self.chains(self.regular()) if c.healthy)
+        return sum(1 for c in self.chains(self.own()) if c.healthy)
+
+    def skipped_newer(self, found: BackupInfo) -> list[tuple[BackupInfo, str]]:
+        """The regular backups newer than *found* and why none of them was taken instead."""
+        newer = [i for i in self.regular() if order_key(i) > order_key(found)]
+        return [(i, why) for i in reversed(newer) if (why := self.why_not(i))]
+
+    def check_unambiguous(self) -> None:
+        """Refuse to delete when this database's id is unknown and several databases'
+        backups share the store (which ones are ours cannot be told)."""
+        if self.owner.database_id is not None:
+            return
+        ids = {i.database_id for i in self.own() if i.database_id}
+        if len(ids) > 1:
+            raise BackupError(
+                f"backups of {len(ids)} databases share {self.where} and the configured "
+                "database's id cannot be read, so it is unclear which are its own",
+                "run it with DATABASE_URL set to the database whose backups to rotate",
+            )
 
     # --- lookup ---------------------------------------------------------------------------
 
     def find(self, name: str = "latest", *, include_safety: bool = False) -> BackupInfo:
         """A backup by name (or unique prefix), or ``latest``: the newest restorable one."""
         if not self.infos and not self.damaged:
-            raise NothingToDoError(f"no backups in '{self.directory}'", "run planctl backup first")
+            raise NothingToDoError(f"no backups in '{self.where}'", "run planctl backup first")
         if name == "latest":
             found = self.newest_restorable(include_safety=include_safety)
             if found is None:
                 candidates = [i for i in self.infos if include_safety or i.reason != PRE_RESTORE]
-                if candidates:
+                mine = [i for i in candidates if self.foreign(i) is None]
+                if mine:
                     raise VerificationError(
-                        f"no restorable backup in '{self.directory}': "
-                        f"{self.problem(candidates[-1])}",
+                        f"no restorable backup in '{self.where}': {self.problem(mine[-1])}",
                         "planctl backup verify --all names every bad file",
                     )
+                if candidates:
+                    raise NothingToDoError(
+                        f"no backup of this database in '{self.where}' "
+                        f"({plural(len(candidates), 'backup')} of other databases or engines; "
+                        f"the newest: {self.foreign(candidates[-1])})",
+                        "planctl backup list shows whose they are",
+                    )
                 raise NothingToDoError(
-                    f"no backups in '{self.directory}' except safety copies",
+                    f"no backups in '{self.where}' except safety copies",
                     "name one explicitly (planctl backup list)",
                 )
             return found
@@ -285,7 +402,7 @@ class BackupSet:
                 BROKEN_HINT,
             )
         raise NothingToDoError(
-            f"no backup named '{name}' in '{self.directory}'",
+            f"no backup named '{name}' in '{self.where}'",
             "planctl backup list shows the names",
         )
 
@@ -302,7 +419,7 @@ class BackupSet:
         oldest = min((i.created_at for i in self.infos), default=None)
         zone = str(getattr(moment.tzinfo, "key", "UTC"))
         raise NothingToDoError(
-            f"no restorable backup in '{self.directory}' was taken at or before "
+            f"no restorable backup in '{self.where}' was taken at or before "
             f"{local_moment(moment, zone, seconds=True)}",
             f"the oldest is from {local_moment(oldest, zone, seconds=True)}"
             if oldest
@@ -310,29 +427,44 @@ class BackupSet:
         )
 
 
-def load_set(directory: Path) -> BackupSet:
-    """Read every metadata file of *directory* (missing directory: an empty set)."""
-    directory = Path(directory)
+def load_catalog(
+    store: Store,
+    *,
+    owner: Owner = ANYONE,
+    cache: ChecksumCache | None = None,
+    directory: Path | None = None,
+) -> BackupSet:
+    """Read every metadata file of *store* into a catalog for *owner*."""
     infos: list[BackupInfo] = []
     damaged: list[Path] = []
+    for found in store.list():
+        name = found.name
+        if name.startswith((TEMP_PREFIX, ".")) or not name.endswith(METADATA_SUFFIX):
+            continue
+        if name == LAST_RUN_FILE:  # the monitor's record, not a backup
+            continue
+        info = None
+        if found.regular and found.size <= MAX_METADATA_BYTES:
+            with contextlib.suppress(PlanctlError, OSError):
+                info = parse_metadata(name, read_all(store, name))
+        if info is None:
+            damaged.append(directory / name if directory is not None else Path(name))
+        else:
+            infos.append(info)
+    return BackupSet(directory, infos, damaged, store=store, owner=owner, cache=cache)
+
+
+def load_set(directory: Path, owner: Owner = ANYONE) -> BackupSet:
+    """The catalog of a local backup directory (missing directory: an empty set)."""
+    directory = Path(directory)
     if directory.is_dir():
         try:
-            entries = sorted(directory.iterdir())
-        except PermissionError:
+            os.listdir(directory)
+        except PermissionError as error:
             raise BackupError(
                 f"cannot read backup directory '{directory}'", "check its permissions"
-            ) from None
-        for path in entries:
-            if path.name.startswith((TEMP_PREFIX, ".")) or path.suffix != METADATA_SUFFIX:
-                continue
-            if path.name == LAST_RUN_FILE:  # the monitor's record, not a backup
-                continue
-            info = read_metadata(path)
-            if info is None:
-                damaged.append(path)
-            else:
-                infos.append(info)
-    return BackupSet(directory, infos, damaged)
+            ) from error
+    return load_catalog(LocalStore(directory), owner=owner, directory=directory)
 
 
 # --- retention --------------------------------------------------------------------------------
@@ -343,11 +475,13 @@ def rotate_plan(backups: BackupSet, keep: int) -> list[Chain]:
 
     Damaged chains never count; those newer than the kept ones stay (they are
     evidence, and a repaired file may make them restorable again); safety
-    copies are not regular backups and never rotate.
+    copies are not regular backups and never rotate; backups of another
+    database or engine are not this database's to remove.
     """
     if keep < 1:
         raise ValueError("keep must be at least 1")
-    chains = backups.chains(backups.regular())
+    backups.check_unambiguous()
+    chains = backups.chains(backups.own())
     healthy = [c for c in chains if c.healthy]
     if len(healthy) <= keep:
         return []
@@ -369,19 +503,29 @@ def prune_plan(
     keep_weekly: int = 0,
     keep_monthly: int = 0,
     timezone: str = "UTC",
+    now: dt.datetime | None = None,
 ) -> PrunePlan:
-    """restic's ``forget`` semantics over restorable chains.
+    """restic's ``forget`` semantics over this database's restorable chains.
 
     Newest first (by sequence), ``--keep-last N`` keeps the N newest;
     ``--keep-daily D`` keeps the newest chain of each of the last D days that
     have a backup (likewise ISO weeks and months), by the backups' recorded
     time in *timezone*. The newest restorable chain is always kept, and so is
-    every chain that is not restorable (only what a rule could keep can go).
+    every chain that is not restorable (only what a rule could keep can go);
+    other databases' backups are not in the plan. A backup's time counts as no
+    later than *now* nor than any newer backup's (by sequence), so one stamped
+    in the future (a stepped clock) cannot take a real day's slot.
     """
     zone = ZoneInfo(timezone)
-    chains = backups.chains(backups.regular())
+    backups.check_unambiguous()
+    chains = backups.chains(backups.own())
     healthy_newest_first = [c for c in reversed(chains) if c.healthy]
     reasons: dict[int, list[str]] = {id(c): [] for c in chains}
+    moment: dict[int, dt.datetime] = {}
+    latest = now or dt.datetime.now(dt.UTC)
+    for chain in reversed(chains):
+        latest = min(latest, chain.newest.created_at)
+        moment[id(chain)] = latest
 
     buckets: list[tuple[str, int, Callable[[dt.datetime], object]]] = [
         ("daily", keep_daily, lambda t: t.date()),
@@ -395,7 +539,7 @@ def prune_plan(
             continue
         seen: set[object] = set()
         for chain in healthy_newest_first:
-            bucket = bucket_of(chain.newest.created_at.astimezone(zone))
+            bucket = bucket_of(moment[id(chain)].astimezone(zone))
             if bucket in seen:
                 continue
             seen.add(bucket)
@@ -417,14 +561,22 @@ def prune_plan(
 
 
 def remove_chain(backups: BackupSet, chain: Chain) -> list[BackupInfo]:
-    """Delete a chain, newest delta first (metadata before data: it stops existing first)."""
+    """Delete a chain, newest delta first (metadata before data: it stops existing first).
+    Never a backup of another database or engine."""
     removed = list(reversed(chain.members))
+    if any(backups.foreign(info) for info in removed):
+        raise AssertionError("a foreign backup is never removed")
     for info in removed:
-        (backups.directory / f"{info.name}{METADATA_SUFFIX}").unlink(missing_ok=True)
-        fsync_dir(backups.directory)
-        (backups.directory / info.data_file).unlink(missing_ok=True)
+        backups.store.delete(f"{info.name}{METADATA_SUFFIX}")
+        backups.store.delete(info.data_file)
         backups.cache.forget(info.data_file)
-        log.info("removed %s (%s, sequence %s)", info.name, info.kind, info.sequence)
+        log.info(
+            "removed %s (%s, sequence %s) from %s",
+            info.name,
+            info.kind,
+            info.sequence,
+            backups.where,
+        )
     return removed
 
 
@@ -432,23 +584,30 @@ def remove_chain(backups: BackupSet, chain: Chain) -> list[BackupInfo]:
 
 
 def clean_leftovers(backups: BackupSet) -> list[Path]:
-    """Remove temporary files of crashed runs and data files nothing references.
+    """Remove temporary files and directories of crashed runs and data files nothing
+    references.
 
     A data file is kept when any metadata names it, when a delta names its
     backup as parent (its metadata was lost: the chain needs it), or when its
     metadata file exists but is damaged (evidence). Call under the lock.
     """
     directory = backups.directory
+    assert directory is not None, "leftovers are a local directory's"
     referenced = {i.data_file for i in backups.infos}
     parents = {i.parent for i in backups.infos if i.parent}
     damaged = {p.name.removesuffix(METADATA_SUFFIX) for p in backups.damaged}
     removed: list[Path] = []
     for path in sorted(directory.iterdir()):
-        if path.name in (LOCK_NAME, CHECKSUM_CACHE, LAST_RUN_FILE) or path.is_dir():
+        if path.name in (LOCK_NAME, CHECKSUM_CACHE, LAST_RUN_FILE, REMOTE_CHECKSUMS):
             continue
         if path.name.startswith(TEMP_PREFIX):
-            path.unlink(missing_ok=True)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
             removed.append(path)
+            continue
+        if path.is_dir():
             continue
         stem = _data_stem(path.name)
         if stem is None or path.name in referenced or stem in parents or stem in damaged:

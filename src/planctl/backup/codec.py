@@ -40,6 +40,8 @@ JSON_NAMES = {
     dict: "an object",
     type(None): "null",
 }
+
+
 def _encode_decimal(value: Any) -> str:
     if isinstance(value, float):  # a raw SQLite REAL: its shortest repr is the stored number
         value = Decimal(repr(value))
@@ -134,7 +136,7 @@ class Codec:
                 try:
                     row[i] = decode(value)
                 except (ValueError, ArithmeticError) as error:
-                    raise ValueError(f"{self.columns[i]}: {error}") from None
+                    raise ValueError(f"{self.columns[i]}: {error}") from error
         return row
 
     def _check_signature(self, signature: tuple[type, ...]) -> None:

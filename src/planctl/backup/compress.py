@@ -121,7 +121,7 @@ class _ZstdReader(io.RawIOBase):
             try:
                 self._out = self._obj.decompress(data)
             except self._zstd.ZstdError as error:
-                raise CompressionError(f"zstd stream is damaged: {error}") from None
+                raise CompressionError(f"zstd stream is damaged: {error}") from error
             if self._obj.eof and self._obj.unused_data:
                 self._pending = self._obj.unused_data
         count = min(len(buffer), len(self._out))
@@ -145,7 +145,7 @@ class _GzipReader(io.RawIOBase):
         except EOFError:
             raise CompressionError("gzip stream is truncated") from None
         except (OSError, zlib.error) as error:
-            raise CompressionError(f"gzip stream is damaged: {error}") from None
+            raise CompressionError(f"gzip stream is damaged: {error}") from error
 
 
 class _Prefixed(io.RawIOBase):

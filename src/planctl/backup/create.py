@@ -23,13 +23,15 @@ from planctl.backup import delta
 from planctl.backup.catalog import (
     PRE_RESTORE,
     BackupSet,
+    Owner,
     clean_leftovers,
     load_set,
     remove_chain,
     rotate_plan,
 )
 from planctl.backup.engines import engine_for
-from planctl.backup.offsite import ENCRYPTED_SUFFIX, encrypt_in_place
+from planctl.backup.owner import engine_name
+from planctl.backup.pipeline import ENCRYPTED_SUFFIX
 from planctl.backup.store import (
     BackupError,
     BackupInfo,
@@ -47,7 +49,6 @@ from planctl.backup.store import (
 )
 from planctl.config import mask_url
 from planctl.db import changelog
-from planctl.db.engine import parse_url
 from planctl.errors import DatabaseError, UsageError
 from planctl.failures import Failure
 from planctl.text import plural
@@ -90,8 +91,23 @@ def stored_compression(compress: bool | str) -> bool | str:
     return False if method is Compression.NONE else method.value
 
 
-def engine_name(database_url: str) -> str:
-    return parse_url(database_url).get_backend_name()
+@dataclass(frozen=True)
+class BackupOptions:
+    """How to take one backup: what ``planctl backup``, ``backup watch`` and a Python
+    caller pass as one typed value (see :func:`create_backup`)."""
+
+    keep: int | None = None
+    compress: bool | str = True
+    label: str | None = None
+    reason: str = "manual"
+    lock_timeout: float = 0.0
+    pg_bindir: Path | None = None
+    verify: bool | None = None
+    fmt: str = "native"
+    incremental: bool = False
+    max_deltas: int = MAX_DELTAS
+    recipients: Sequence[Recipient] = ()
+    checkpoint: Checkpoint = no_checkpoint
 
 
 @dataclass
@@ -108,6 +124,7 @@ class BackupResult:
 def create_backup(
     database_url: str,
     backup_dir: Path,
+    options: BackupOptions | None = None,
     *,
     keep: int | None = None,
     compress: bool | str = True,
@@ -129,8 +146,24 @@ def create_backup(
     with the reason in ``full_because``. When *keep* is given the new backup
     is always checked (SQLite ``quick_check``, ``pg_restore --list``, a delta
     parsed back) before anything may be rotated out. With *recipients*, the data
-    file is encrypted with age before it is published (checked in plaintext first).
+    file is encrypted with age as it is written (no plaintext file). *options* (a
+    :class:`BackupOptions`) replaces the keyword arguments when given.
     """
+    if options is not None:
+        keep, compress, label, reason = (
+            options.keep,
+            options.compress,
+            options.label,
+            options.reason,
+        )
+        lock_timeout, pg_bindir, verify, fmt = (
+            options.lock_timeout,
+            options.pg_bindir,
+            options.verify,
+            options.fmt,
+        )
+        incremental, max_deltas = options.incremental, options.max_deltas
+        recipients, checkpoint = options.recipients, options.checkpoint
     if keep is not None and keep < 1:
         raise UsageError(f"--keep must be at least 1, got {keep}", "keep at least the new backup")
     if fmt not in FORMATS:
@@ -175,7 +208,8 @@ def create_backup(
                 checkpoint=checkpoint,
                 recipients=recipients,
             )
-        backups = load_set(backup_dir)
+        # Rotation counts this database's chains only (its id, its engine).
+        backups = load_set(backup_dir, Owner(info.database_id, engine_name(database_url)))
         deltas = len(backups.chain_of(backups.by_name[info.name])) - 1
         removed = rotate_locked(backups, keep) if keep is not None else []
         backups.cache.save()
@@ -280,7 +314,7 @@ def _create_delta_locked(
     from planctl.db import identity
     from planctl.db.engine import connect
 
-    backup_dir = backups.directory
+    backup_dir = backups.path
     with connect(database_url, immediate=True, snapshot=True) as connection:
         if not changelog.installed(connection):
             return None, "the database has no change log (run planctl db-upgrade)"
@@ -325,16 +359,14 @@ def _create_delta_locked(
                     revision=revision,
                     engine=connection.dialect.name,
                     tables=tables,
+                    recipients=recipients,
                 )
-                if verify:
+                if verify and not recipients:
                     delta.read(temp, name)  # parses back completely before rotation
-                if recipients:
-                    sha, size = encrypt_in_place(temp, recipients)
-                else:
-                    sha, size = digest_and_sync(temp)
+                sha, size = digest_and_sync(temp)
                 publish(temp, backup_dir / data_file)
             except OSError as error:
-                raise disk_error(error, backup_dir) from None
+                raise disk_error(error, backup_dir) from error
             counts = {
                 table: {"upserts": len(t["upserts"]), "deletes": len(t["deletes"])}
                 for table, t in tables.items()
@@ -409,10 +441,12 @@ class _Anchor:
         if connection.dialect.name != "postgresql":
             self.mark = changelog.last_change(connection)
             return
+        from sqlalchemy.exc import SQLAlchemyError
+
         try:
             with connection.begin_nested():
                 changelog.move_anchor(connection, self.name, self.created)
-        except Exception as error:
+        except SQLAlchemyError as error:
             log.warning(
                 "%s: change log not reset (%s); the next delta will be a full", self.name, error
             )
@@ -421,13 +455,16 @@ class _Anchor:
         mark = self.mark if mark is None else mark
         if mark is None:
             return
+        from sqlalchemy.exc import SQLAlchemyError
+
         from planctl.db.engine import connect
+        from planctl.errors import PlanctlError
 
         try:
             with connect(self.database_url, immediate=True) as connection:
                 changelog.lock_anchor(connection)
                 changelog.move_anchor(connection, self.name, self.created, up_to=mark)
-        except Exception as error:  # see the class docstring
+        except (PlanctlError, SQLAlchemyError) as error:  # see the class docstring
             log.warning(
                 "%s: change log not reset (%s); the next delta will be a full", self.name, error
             )
@@ -456,7 +493,7 @@ def create_full_locked(
     recipients: Sequence[Recipient] = (),
 ) -> BackupInfo:
     """A full backup into the set (its lock held by the caller); encrypted to *recipients*."""
-    backup_dir = backups.directory
+    backup_dir = backups.path
     name_of_engine = "logical" if fmt == "logical" else engine_name(database_url)
     engine = engine_for(name_of_engine, pg_bindir=pg_bindir, checkpoint=checkpoint)
     if engine.name == "postgresql" and compress:
@@ -469,7 +506,7 @@ def create_full_locked(
     try:
         temp = temp_path(backup_dir, ".data")
     except OSError as error:
-        raise disk_error(error, backup_dir) from None
+        raise disk_error(error, backup_dir) from error
     try:
         try:
             with _timed(f"{engine.name} dump", name):
@@ -479,16 +516,14 @@ def create_full_locked(
                     compressed=compress,
                     verify=verify,
                     in_snapshot=moves.in_snapshot if moves else None,
+                    recipients=recipients,
                 )
             sha, size = dumped.sha256, dumped.size
-            if recipients:
-                with _timed("age encryption", name):
-                    sha, size = encrypt_in_place(temp, recipients)
             checkpoint("data-written")
             with _timed("fsync + rename", name):
                 publish(temp, backup_dir / data_file)
         except OSError as error:
-            raise disk_error(error, backup_dir) from None
+            raise disk_error(error, backup_dir) from error
         checkpoint("data-published")
         info = BackupInfo(
             name=name,
@@ -533,7 +568,7 @@ def record(backup_dir: Path, info: BackupInfo) -> None:
         write_metadata(backup_dir, info)
     except OSError as error:
         (backup_dir / info.data_file).unlink(missing_ok=True)
-        raise disk_error(error, backup_dir) from None
+        raise disk_error(error, backup_dir) from error
 
 
 def pre_restore_copy(
@@ -547,7 +582,7 @@ def pre_restore_copy(
     return create_full_locked(
         database_url,
         backups,
-        compress=True,
+        compress=stored_compression(True),  # zstd, like every other backup
         label=PRE_RESTORE,
         reason=PRE_RESTORE,
         pg_bindir=pg_bindir,
@@ -557,4 +592,11 @@ def pre_restore_copy(
     )
 
 
-__all__ = ["FORMATS", "MAX_DELTAS", "BackupError", "BackupResult", "create_backup"]
+__all__ = [
+    "FORMATS",
+    "MAX_DELTAS",
+    "BackupError",
+    "BackupOptions",
+    "BackupResult",
+    "create_backup",
+]

@@ -47,7 +47,7 @@ def _pyrage() -> Any:
             "age encryption is configured but the pyrage library cannot be imported "
             f"({error}); nothing was written",
             hint="install it with `pip install pyrage` or unset PLANCTL_BACKUP_RECIPIENTS",
-        ) from None
+        ) from error
     return pyrage
 
 
@@ -93,7 +93,7 @@ def parse_recipient(entry: str) -> Recipient:
         raise EncryptionError(
             f"bad age recipient {_short(entry)!r} in PLANCTL_BACKUP_RECIPIENTS: {error}",
             hint="use age1… keys from `age-keygen -y` or SSH public keys, separated by commas",
-        ) from None
+        ) from error
     return Recipient(canonical, kind, recipient_fingerprint(canonical), native)
 
 
@@ -124,7 +124,7 @@ def load_identities(path: Path) -> list[Any]:
     except OSError as error:
         raise EncryptionError(
             f"cannot read age identity file {path}: {error.strerror}", hint=hint
-        ) from None
+        ) from error
     try:
         if b"PRIVATE KEY-----" in data:
             return [pyrage.ssh.Identity.from_buffer(data)]
@@ -140,7 +140,7 @@ def load_identities(path: Path) -> list[Any]:
         raise EncryptionError(
             f"age identity file {path} is not usable: {error}",
             hint=hint + " (passphrase-protected keys are not supported)",
-        ) from None
+        ) from error
 
 
 def is_encrypted(path: Path) -> bool:
@@ -149,7 +149,7 @@ def is_encrypted(path: Path) -> bool:
         with open_regular(path, follow_symlinks=True) as handle:
             head = handle.read(len(ARMOR_MAGIC))
     except OSError as error:
-        raise EncryptionError(f"cannot read {path}: {error.strerror}") from None
+        raise EncryptionError(f"cannot read {path}: {error.strerror}") from error
     return head.startswith(AGE_MAGIC) or head.startswith(ARMOR_MAGIC)
 
 
@@ -301,7 +301,7 @@ def encrypt_file(src: Path, dest: BinaryIO, recipients: Sequence[Recipient]) -> 
     except EncryptionError:
         raise
     except Exception as error:
-        raise _encryption_failed(error) from None
+        raise _encryption_failed(error) from error
 
 
 def decrypt_to(src: BinaryIO, identity_path: Path, dest: BinaryIO) -> int:

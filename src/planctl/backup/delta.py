@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, select, text
 from sqlalchemy.engine import Connection
@@ -46,6 +46,9 @@ from planctl.backup.compress import (
 from planctl.backup.store import BackupError
 from planctl.config import mask_url
 from planctl.errors import VerificationError
+
+if TYPE_CHECKING:
+    from planctl.backup.crypto import Recipient
 
 FORMAT = "planctl-delta"
 VERSION = 1
@@ -125,7 +128,11 @@ def write(
     revision: str | None,
     engine: str,
     tables: dict[str, dict[str, Any]],
+    recipients: Sequence[Recipient] = (),
 ) -> None:
+    """Write the delta into *target*, encrypted to *recipients* as it is written."""
+    from planctl.backup.pipeline import sealed
+
     document = {
         "format": FORMAT,
         "version": VERSION,
@@ -139,7 +146,7 @@ def write(
     }
     data = (JSON.encode(document) + "\n").encode("utf-8")
     method = method_of(compressed)
-    with open(target, "wb") as raw:
+    with sealed(target, recipients) as raw:
         if method is Compression.GZIP:
             with gzip.GzipFile(
                 filename="", fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0
@@ -168,7 +175,7 @@ def read(path: Path, name: str | None = None) -> Delta:
     except FileNotFoundError:
         raise VerificationError(f"delta file {path} is missing", DAMAGED_HINT) from None
     except (OSError, EOFError, ValueError, RecursionError, CompressionError) as error:
-        raise _fail(label, f"cannot read it ({error})") from None
+        raise _fail(label, f"cannot read it ({error})") from error
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise _fail(label, f"not a {FORMAT} document")
     if document.get("version") != VERSION:
@@ -218,7 +225,7 @@ def _read_table(label: str, table: Table, section: dict[str, Any]) -> TableChang
         try:
             decoded.append(codec.decode_in_place(row))
         except ValueError as error:
-            raise _fail(label, f"table {table.name}, upsert {number}: {error}") from None
+            raise _fail(label, f"table {table.name}, upsert {number}: {error}") from error
     return TableChanges(tuple(columns), decoded, list(deletes))
 
 
@@ -354,5 +361,5 @@ def apply_deltas(database_url: str, deltas: Iterable[tuple[str, Delta]]) -> int:
                 raise BackupError(
                     f"applying delta {name} to {mask_url(database_url)} failed: {reason}",
                     "the database was left unchanged",
-                ) from None
+                ) from error
     return touched

@@ -10,12 +10,16 @@ the engine is built, so callers never branch on the engine.
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from planctl.backup import logical_engine, postgres_engine, sqlite_engine
+from planctl.backup.compress import Compression
+from planctl.backup.pipeline import sealed
 from planctl.backup.store import (
     Checkpoint,
     DumpResult,
@@ -26,6 +30,7 @@ from planctl.backup.store import (
 )
 
 if TYPE_CHECKING:
+    from planctl.backup.crypto import Recipient
     from planctl.backup.delta import Delta
     from planctl.db.lockwait import LockWait
 
@@ -55,9 +60,11 @@ class BackupEngine(Protocol):
         compressed: bool | str,
         verify: bool,
         in_snapshot: InSnapshot | None = None,
+        recipients: Sequence[Recipient] = (),
     ) -> Dumped:
         """Write a snapshot into *target* (a temporary file in the backup directory),
-        checked shallowly when *verify*, hashed and flushed."""
+        checked shallowly when *verify*, encrypted to *recipients* (no plaintext file),
+        hashed and flushed."""
         ...
 
     def check(self, path: Path, compressed: bool | str, name: str, *, deep: bool = True) -> None:
@@ -99,7 +106,10 @@ class SqliteEngine:
         compressed: bool | str,
         verify: bool,
         in_snapshot: InSnapshot | None = None,
+        recipients: Sequence[Recipient] = (),
     ) -> Dumped:
+        if recipients:
+            return self._dump_sealed(database_url, target, compressed, verify, recipients)
         raw = temp_path(target.parent, ".sqlite")
         try:
             result = sqlite_engine.snapshot(database_url, raw, self.checkpoint)
@@ -109,6 +119,38 @@ class SqliteEngine:
             sha, size = sqlite_engine.write_data(raw, target, compressed)
         finally:
             sqlite_engine.unlink_database(raw)
+        return Dumped(result, sha, size)
+
+    def _dump_sealed(
+        self,
+        database_url: str,
+        target: Path,
+        compressed: bool | str,
+        verify: bool,
+        recipients: Sequence[Recipient],
+    ) -> Dumped:
+        """The snapshot in a file without a name, streamed through compression into the
+        encryptor: the plaintext never has a name on disk."""
+        from planctl.backup.compress import compressing, method_of
+
+        method = method_of(compressed)
+        level = sqlite_engine.GZIP_LEVEL if method is Compression.GZIP else None
+        with sqlite_engine.unnamed_snapshot(database_url, target.parent, self.checkpoint) as (
+            result,
+            copy,
+            fd,
+        ):
+            if verify:
+                sqlite_engine.check_rows(copy, target.name, quick=True)
+            self.checkpoint("verified")
+            with (
+                os.fdopen(os.dup(fd), "rb") as plain,
+                sealed(target, recipients) as out,
+                compressing(out, method, level) as packed,
+            ):
+                plain.seek(0)
+                shutil.copyfileobj(plain, packed, 1 << 20)
+        sha, size = digest_and_sync(target)
         return Dumped(result, sha, size)
 
     def check(self, path: Path, compressed: bool | str, name: str, *, deep: bool = True) -> None:
@@ -154,7 +196,24 @@ class PostgresEngine:
         compressed: bool | str,
         verify: bool,
         in_snapshot: InSnapshot | None = None,
+        recipients: Sequence[Recipient] = (),
     ) -> Dumped:
+        if recipients:  # pg_dump's stdout straight into the encryptor
+            with sealed(target, recipients) as out:
+                result = postgres_engine.dump(
+                    database_url,
+                    target,
+                    compressed,
+                    self.bindir,
+                    in_snapshot,
+                    None,
+                    self.checkpoint,
+                    out=out,
+                    verify=verify,
+                )
+            self.checkpoint("verified")
+            sha, size = digest_and_sync(target)
+            return Dumped(result, sha, size)
         digest = PendingDigest(target)
         try:
             result = postgres_engine.dump(
@@ -168,7 +227,7 @@ class PostgresEngine:
             )
             if verify:  # the TOC here; `backup verify` also reads every data block
                 postgres_engine.check(
-                    target, compressed, target.parent, "", self.bindir, full=False
+                    target, compressed, target.parent, target.name, self.bindir, full=False
                 )
             self.checkpoint("verified")
             sha, size = digest.result()
@@ -215,9 +274,12 @@ class LogicalEngine:
         compressed: bool | str,
         verify: bool,
         in_snapshot: InSnapshot | None = None,
+        recipients: Sequence[Recipient] = (),
     ) -> Dumped:
-        result = logical_engine.dump(database_url, target, compressed, in_snapshot, self.checkpoint)
-        if verify:
+        result = logical_engine.dump(
+            database_url, target, compressed, in_snapshot, self.checkpoint, recipients
+        )
+        if verify and not recipients:  # encrypted: the writer's own end marker and sha256
             logical_engine.check(target, compressed, target.parent, target.name)
         self.checkpoint("verified")
         sha, size = digest_and_sync(target)

@@ -74,6 +74,7 @@ from planctl.errors import VerificationError
 from planctl.text import plural
 
 if TYPE_CHECKING:
+    from planctl.backup.crypto import Recipient
     from planctl.backup.delta import Delta
     from planctl.db.lockwait import LockWait
 
@@ -142,9 +143,13 @@ def _revision(connection: Connection, existing: set[str]) -> str | None:
 
 
 @contextlib.contextmanager
-def _sink(target: Path, compressed: bool | str) -> Iterator[Callable[[bytes], Any]]:
+def _sink(
+    target: Path, compressed: bool | str, recipients: Sequence[Recipient] = ()
+) -> Iterator[Callable[[bytes], Any]]:
+    from planctl.backup.pipeline import sealed
+
     method = method_of(compressed)
-    with open(target, "wb") as raw:
+    with sealed(target, recipients) as raw:
         if method is Compression.NONE:
             yield raw.write
             return
@@ -165,8 +170,10 @@ def dump(
     compressed: bool | str,
     in_snapshot: Callable[[Connection], None] | None = None,
     checkpoint: Checkpoint = no_checkpoint,
+    recipients: Sequence[Recipient] = (),
 ) -> DumpResult:
-    """Write every planner table to *target* from one snapshot; what was read there.
+    """Write every planner table to *target* from one snapshot (encrypted to *recipients*
+    as it is written); what was read there.
 
     *in_snapshot(connection)* runs at the end, inside the snapshot's transaction.
     """
@@ -181,7 +188,7 @@ def dump(
         revision = _schema(connection, database_url)
         database_id = identity.read(connection)
         digest = hashlib.sha256()
-        with _sink(target, compressed) as write:
+        with _sink(target, compressed, recipients) as write:
 
             def emit(data: bytes) -> None:
                 digest.update(data)
@@ -238,7 +245,7 @@ def _lines(data_path: Path, compressed: bool | str, name: str) -> Iterator[Itera
         raise VerificationError(
             f"backup {name}: cannot open {data_path.name}: {error.strerror or error}",
             DAMAGED_HINT,
-        ) from None
+        ) from error
     with raw:
         handle: Any = raw
         head = raw.read(4)
@@ -254,7 +261,7 @@ def _lines(data_path: Path, compressed: bool | str, name: str) -> Iterator[Itera
             what = "cannot be decompressed" if found is not Compression.NONE else "cannot be read"
             raise VerificationError(
                 f"backup {name}: {data_path.name} {what}: {error}", DAMAGED_HINT
-            ) from None
+            ) from error
 
 
 class _Reader:
@@ -287,7 +294,7 @@ class _Reader:
         try:
             value = json.loads(line)
         except (ValueError, RecursionError) as error:
-            raise self._fail(f"bad JSON: {error}") from None
+            raise self._fail(f"bad JSON: {error}") from error
         if not isinstance(value, dict):
             raise self._fail("expected a JSON object")
         return value
@@ -396,7 +403,7 @@ class _Reader:
                 try:
                     json.loads(line)
                 except (ValueError, RecursionError) as error:
-                    raise self._fail(f"bad JSON: {error}", first + offset) from None
+                    raise self._fail(f"bad JSON: {error}", first + offset) from error
             raise self._fail("a line holds more than one row", first)
         decoded = []
         for offset, values in enumerate(rows):
@@ -407,7 +414,7 @@ class _Reader:
             try:
                 decoded.append(codec.decode_in_place(values))
             except ValueError as error:
-                raise self._fail(f"table {codec.table.name}: {error}", first + offset) from None
+                raise self._fail(f"table {codec.table.name}: {error}", first + offset) from error
         return decoded
 
 

@@ -18,6 +18,7 @@ signal handling.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planctl.backup.create import MAX_DELTAS, create_backup
+from planctl.backup.create import MAX_DELTAS, BackupOptions, create_backup
 from planctl.backup.store import BackupInfo, Checkpoint, no_checkpoint
 from planctl.config import mask_url
 from planctl.errors import PlanctlError
@@ -74,7 +75,14 @@ class BackupManager:
         on_backup: Callable[[BackupInfo], Any] | None = None,
         on_failure_command: str | None = None,
         checkpoint: Checkpoint = no_checkpoint,
+        options: BackupOptions | None = None,
     ) -> None:
+        """*options* (one typed value: keep, format, compression, …) replaces the loose
+        backup keywords when given; the scheduling ones stay arguments."""
+        if options is not None:
+            keep, fmt, compress = options.keep, options.fmt, options.compress  # type: ignore[assignment]
+            pg_bindir, lock_timeout = options.pg_bindir, options.lock_timeout
+            checkpoint, max_deltas_before_full = options.checkpoint, options.max_deltas
         if backup_interval <= 0 or min_backup_interval < 0:
             raise ValueError("backup_interval must be > 0 and min_backup_interval >= 0")
         if max_deltas_before_full < 1:
@@ -95,6 +103,17 @@ class BackupManager:
         self.clock = clock
         self.poll_interval = poll_interval
         self.watch_changes = watch_changes
+        self.options = BackupOptions(
+            keep=keep,
+            compress=compress,
+            reason="scheduled",
+            lock_timeout=lock_timeout,
+            pg_bindir=pg_bindir,
+            fmt=fmt,
+            max_deltas=max_deltas_before_full,
+            recipients=options.recipients if options is not None else (),
+            checkpoint=checkpoint,
+        )
 
         self.consecutive_failures = 0
         self.deltas_since_full = 0
@@ -161,15 +180,7 @@ class BackupManager:
                 result = create_backup(
                     self.database_url,
                     self.backup_dir,
-                    keep=self.keep,
-                    compress=self.compress,
-                    reason="scheduled",
-                    lock_timeout=self.lock_timeout,
-                    pg_bindir=self.pg_bindir,
-                    fmt=self.fmt,
-                    incremental=incremental,
-                    max_deltas=self.max_deltas_before_full,
-                    checkpoint=self.checkpoint,
+                    dataclasses.replace(self.options, incremental=incremental),
                 )
             except Exception as error:  # keep going: count, report, retry later
                 self._failed(error)

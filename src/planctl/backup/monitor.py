@@ -9,9 +9,7 @@ small JSON file in the backup directory, replaced atomically.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -101,6 +99,9 @@ class LastRun:
     finished: datetime
     message: str = ""
     backup: str | None = None
+    #: Seconds the run took, and the new backup's size (None: not known).
+    duration: float | None = None
+    size: int | None = None
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
@@ -109,26 +110,15 @@ class LastRun:
 
 
 def write_last_run(backup_dir: Path, record: LastRun) -> Path:
-    """Replace ``last-run.json`` in *backup_dir* atomically (temp, fsync, rename, fsync dir)."""
+    """Replace ``last-run.json`` in *backup_dir* through :func:`planctl.fsutil.atomic_write`."""
+    from planctl.fsutil import atomic_write
+
     backup_dir = Path(backup_dir)
     backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = backup_dir / LAST_RUN_FILE
-    fd, tmp = tempfile.mkstemp(prefix=f".{LAST_RUN_FILE}.", dir=backup_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump({"format": 1, **record.to_json()}, handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(backup_dir, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    text = json.dumps({"format": 1, **record.to_json()}, indent=2) + "\n"
+    with atomic_write(target) as handle:
+        handle.write(text.encode("utf-8"))
     return target
 
 
@@ -144,7 +134,15 @@ def read_last_run(backup_dir: Path) -> LastRun | None:
         finished = datetime.fromisoformat(data["finished"])
         if finished.tzinfo is None:
             return None
-        return LastRun(outcome, finished, str(data.get("message", "")), data.get("backup"))
+        duration, size = data.get("duration"), data.get("size")
+        return LastRun(
+            outcome,
+            finished,
+            str(data.get("message", "")),
+            data.get("backup"),
+            float(duration) if isinstance(duration, int | float) else None,
+            int(size) if isinstance(size, int) else None,
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from planctl.backup.store import (
     BackupError,
@@ -219,8 +219,14 @@ def dump(
     in_snapshot: Callable[[Any], None] | None = None,
     on_dumped: Callable[[], None] | None = None,
     checkpoint: Checkpoint = no_checkpoint,
+    out: BinaryIO | None = None,
+    verify: bool = False,
 ) -> DumpResult:
     """pg_dump into *target* from one snapshot; what that snapshot holds.
+
+    With *out*, the archive streams from pg_dump's stdout into *out* instead
+    (an encryptor: no plaintext file), and with *verify* its table of contents
+    is read by ``pg_restore --list`` from the same stream as it passes.
 
     *on_dumped()* runs as soon as the archive is complete.
 
@@ -242,7 +248,7 @@ def dump(
         command = [
             str(pg_dump),
             "--format=custom",
-            f"--file={target}",
+            *([] if out is not None else [f"--file={target}"]),
             f"--snapshot={snapshot}",
             "--no-password",
             f"--compress={6 if compressed else 0}",
@@ -251,7 +257,11 @@ def dump(
             checkpoint("pg-dump-start")
             # Its own session (a Ctrl-C meant for `backup watch` must not kill the
             # dump in progress) that dies with planctl.
-            run_tool(command, env, "pg_dump", target.parent)
+            if out is None:
+                run_tool(command, env, "pg_dump", target.parent)
+            else:
+                lister = find_tool("pg_restore", server_major, bindir) if verify else None
+                _stream_dump(command, env, out, lister, target)
         if on_dumped is not None:
             on_dumped()  # e.g. hash the archive while the rows are counted below
         # Counted after pg_dump, in its snapshot: counting alongside would take CPU from it.
@@ -267,6 +277,58 @@ def dump(
         if in_snapshot is not None:
             in_snapshot(connection)
     return DumpResult(revision, counts, database_id)
+
+
+def _stream_dump(
+    command: list[str], env: dict[str, str], out: BinaryIO, lister: Path | None, target: Path
+) -> None:
+    """pg_dump's stdout into *out*; with *lister*, the same bytes into ``pg_restore
+    --list`` (it reads the table of contents at the start and exits)."""
+    dump = spawn(command, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    listing = tempfile.TemporaryFile()  # noqa: SIM115 - unnamed; closed below
+    check = None
+    try:
+        if lister is not None:
+            check = spawn(
+                [str(lister), "--list"],
+                dict(os.environ),
+                stdin=subprocess.PIPE,
+                stdout=listing,
+                stderr=subprocess.DEVNULL,
+            )
+        raw = cast(Any, dump.stdout).buffer
+        while chunk := raw.read(1 << 20):
+            out.write(chunk)
+            if check is not None and check.stdin is not None and not check.stdin.closed:
+                try:
+                    cast(Any, check.stdin).buffer.write(chunk)
+                except BrokenPipeError:
+                    check.stdin.close()
+        assert dump.stderr is not None
+        stderr = dump.stderr.read()
+        dump.wait()
+    except BaseException:
+        dump.kill()
+        dump.wait()
+        if check is not None:
+            check.kill()
+            check.wait()
+        raise
+    finally:
+        if check is not None and check.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                check.stdin.close()
+    _check(dump.returncode, stderr, "pg_dump", target.parent)
+    if check is not None:
+        check.wait()
+        listing.seek(0)
+        contents = listing.read().decode("utf-8", "replace")
+        if check.returncode != 0 or "TABLE DATA" not in contents:
+            raise VerificationError(
+                f"backup {target.name}: pg_dump's archive is not readable by pg_restore --list",
+                "retry; if it persists, check the PostgreSQL client version",
+            )
+    listing.close()
 
 
 def list_contents(data_path: Path, name: str, bindir: Path | None = None) -> list[str]:
@@ -350,7 +412,7 @@ def restore(
             checkpoint("restore-point-dumped")
             _restore_archive(database_url, final, name, bindir, lock_wait)
         except OSError as error:
-            raise disk_error(error, directory, "the restore point") from None
+            raise disk_error(error, directory, "the restore point") from error
         finally:
             final.unlink(missing_ok=True)
     checkpoint("pg-restored")
@@ -388,7 +450,7 @@ def scratch_database(database_url: str) -> Iterator[str]:
                     + _first_line(error),
                     "grant CREATEDB to the database user, or restore the chain's full backup; "
                     "the database was left unchanged",
-                ) from None
+                ) from error
         log.info("scratch database %s created for the chain", name)
         try:
             yield url.set(database=name).render_as_string(hide_password=False)

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from planctl.backup import delta
-from planctl.backup.catalog import BackupSet, load_set
-from planctl.backup.create import engine_name, pre_restore_copy
+from planctl.backup.catalog import BackupSet, Owner, load_set
+from planctl.backup.create import pre_restore_copy
 from planctl.backup.engines import engine_for
-from planctl.backup.offsite import plaintext
+from planctl.backup.owner import engine_name, has_database, live_identity
+from planctl.backup.pipeline import plaintext
 from planctl.backup.store import (
     BackupError,
     BackupInfo,
@@ -53,6 +54,10 @@ class RestoreResult:
     #: The backups applied, full first (one element unless *restored* is a delta).
     chain: list[BackupInfo] = field(default_factory=list)
     rows_touched_by_deltas: int = 0
+    #: With ``latest``: the newer backups passed over, and why (damaged, foreign).
+    skipped: list[tuple[BackupInfo, str]] = field(default_factory=list)
+    #: Why no safety copy was taken (None: one was, or it was not asked for).
+    no_safety_because: str | None = None
 
     @property
     def needs_upgrade(self) -> bool:
@@ -89,17 +94,6 @@ def _check_revision(info: BackupInfo) -> str | None:
             "upgrade planctl before restoring it",
         )
     return head
-
-
-def live_identity(database_url: str) -> str | None:
-    """The id of the database at *database_url* (None: new, empty or from before ids)."""
-    from planctl.db import identity
-    from planctl.db.engine import connect
-
-    if engine_name(database_url) == "sqlite" and not _has_database(database_url):
-        return None
-    with connect(database_url) as connection:
-        return identity.read(connection)
 
 
 def check_identity(database_url: str, links: list[BackupInfo], *, allow_foreign: bool) -> None:
@@ -146,12 +140,14 @@ def restore_backup(
     """
     backup_dir = Path(backup_dir)
     _existing_set(backup_dir)
+    engine = engine_name(database_url)
     with backup_lock(backup_dir, lock_timeout):
-        backups = load_set(backup_dir)
+        live = None if allow_foreign else live_identity(database_url)
+        backups = load_set(backup_dir, Owner(live, engine))
         info = backups.find_at(at) if at is not None else backups.find(name)
+        skipped = backups.skipped_newer(info) if at is None and name == "latest" else []
         links = backups.chain_of(info)  # checksums, parents, identity: names the bad file
         root = links[0]
-        engine = engine_name(database_url)
         if root.engine not in (engine, "logical"):
             raise BackupError(
                 f"backup {root.name} is a {root.engine} backup; the database is {engine}",
@@ -174,8 +170,11 @@ def restore_backup(
                 root.engine, pg_bindir=pg_bindir, checkpoint=checkpoint, lock_wait=lock_wait
             )
             restorer.check(plain[0], root.compressed, root.name, deep=False)
-            safety = None
-            if safety_backup and _has_database(database_url):
+            safety, no_safety = None, None
+            if safety_backup and not _holds_data(database_url):
+                no_safety = "the target database is empty: no safety copy of nothing"
+                log.info("no safety backup before restoring %s: %s", info.name, no_safety)
+            elif safety_backup:
                 safety = _safety_copy(
                     database_url, backups, safety_dir, pg_bindir, checkpoint, recipients
                 )
@@ -191,7 +190,7 @@ def restore_backup(
         info.revision,
         f", {plural(len(deltas), 'delta')} applied, {plural(touched, 'row')}" if deltas else "",
     )
-    return RestoreResult(info, safety, info.revision, head, links, touched)
+    return RestoreResult(info, safety, info.revision, head, links, touched, skipped, no_safety)
 
 
 def _safety_copy(
@@ -204,7 +203,7 @@ def _safety_copy(
 ) -> BackupInfo:
     """The pre-restore copy, in the backup's own set or (a restore from a remote) in
     *safety_dir*, under that set's lock."""
-    if safety_dir is None or Path(safety_dir).resolve() == backups.directory.resolve():
+    if safety_dir is None or Path(safety_dir).resolve() == backups.path.resolve():
         return pre_restore_copy(database_url, backups, pg_bindir, checkpoint, recipients)
     directory = prepare_dir(Path(safety_dir))
     with backup_lock(directory):
@@ -250,13 +249,26 @@ def _check_target_revision(database_url: str, info: BackupInfo) -> None:
         )
 
 
-def _has_database(database_url: str) -> bool:
+def _holds_data(database_url: str) -> bool:
+    """Whether the target holds anything a safety copy would keep: a SQLite file with
+    content, a PostgreSQL database with at least one table of its own."""
+    if not has_database(database_url):
+        return False
     if engine_name(database_url) == "sqlite":
-        from planctl.backup import sqlite_engine
+        return True
+    from sqlalchemy import text
 
-        path = sqlite_engine.database_file(database_url)
-        return path.is_file() and path.stat().st_size > 0
-    return True
+    from planctl.db.engine import connect
+
+    with connect(database_url) as connection:
+        return bool(
+            connection.execute(
+                text(
+                    "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname NOT IN "
+                    "('pg_catalog', 'information_schema'))"
+                )
+            ).scalar()
+        )
 
 
 def find_backup(

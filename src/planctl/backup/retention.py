@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from planctl.backup.catalog import (
+    ANYONE,
     BackupSet,
+    Owner,
     PrunePlan,
     load_set,
     prune_plan,
@@ -21,7 +24,7 @@ def list_backups(backup_dir: Path) -> list[BackupInfo]:
     return list(reversed(open_set(backup_dir).infos))
 
 
-def open_set(backup_dir: Path) -> BackupSet:
+def open_set(backup_dir: Path, owner: Owner = ANYONE) -> BackupSet:
     """The catalog of an existing backup directory (NothingToDoError if there is none)."""
     backup_dir = Path(backup_dir)
     if not backup_dir.exists():
@@ -30,16 +33,18 @@ def open_set(backup_dir: Path) -> BackupSet:
             "run planctl backup first, or check --dir",
         )
     prepare_dir(backup_dir, create=False)
-    return load_set(backup_dir)
+    return load_set(backup_dir, owner)
 
 
-def rotate(backup_dir: Path, keep: int, *, lock_timeout: float = 0.0) -> list[BackupInfo]:
-    """Keep the newest *keep* restorable chains, delete older ones."""
+def rotate(
+    backup_dir: Path, keep: int, *, lock_timeout: float = 0.0, owner: Owner = ANYONE
+) -> list[BackupInfo]:
+    """Keep the newest *keep* restorable chains of *owner*, delete older ones of it."""
     if keep < 1:
         raise UsageError(f"--keep must be at least 1, got {keep}", "keep at least one backup")
     backup_dir = prepare_dir(Path(backup_dir), create=False)
     with backup_lock(backup_dir, lock_timeout):
-        backups = load_set(backup_dir)
+        backups = load_set(backup_dir, owner)
         removed = rotate_locked(backups, keep)
         backups.cache.save()
     return removed
@@ -55,8 +60,10 @@ def prune(
     timezone: str = "UTC",
     dry_run: bool = False,
     lock_timeout: float = 0.0,
+    owner: Owner = ANYONE,
+    now: dt.datetime | None = None,
 ) -> PrunePlan:
-    """Calendar-bucket retention (restic semantics) over restorable chains."""
+    """Calendar-bucket retention (restic semantics) over *owner*'s restorable chains."""
     for option, value in (
         ("--keep-last", keep_last),
         ("--keep-daily", keep_daily),
@@ -72,7 +79,7 @@ def prune(
         )
     backup_dir = prepare_dir(Path(backup_dir), create=False)
     with backup_lock(backup_dir, lock_timeout):
-        backups = load_set(backup_dir)
+        backups = load_set(backup_dir, owner)
         plan = prune_plan(
             backups,
             keep_last=keep_last,
@@ -80,6 +87,7 @@ def prune(
             keep_weekly=keep_weekly,
             keep_monthly=keep_monthly,
             timezone=timezone,
+            now=now,
         )
         if not dry_run:
             for chain in plan.remove:

@@ -14,6 +14,7 @@ import gzip
 import os
 import shutil
 import sqlite3
+import struct
 import tempfile
 import time
 import zlib
@@ -30,6 +31,7 @@ from planctl.backup.compress import (
     method_of,
 )
 from planctl.backup.store import (
+    TEMP_PREFIX,
     BackupError,
     Checkpoint,
     DumpResult,
@@ -159,7 +161,88 @@ def snapshot(database_url: str, target: Path, checkpoint: Checkpoint = no_checkp
                 _revision(copy), _row_counts(copy), _database_id(copy), _log_mark(copy)
             )
     except sqlite3.Error as error:
-        raise _map_sqlite_error(error, f"backup of '{source_path}' failed", target.parent) from None
+        raise _map_sqlite_error(
+            error, f"backup of '{source_path}' failed", target.parent
+        ) from error
+
+
+@contextlib.contextmanager
+def unnamed_snapshot(
+    database_url: str, workdir: Path, checkpoint: Checkpoint = no_checkpoint
+) -> Iterator[tuple[DumpResult, sqlite3.Connection, int]]:
+    """Copy the live database into a file that has no name: (what it holds, a connection
+    on the copy, a descriptor to read it from).
+
+    SQLite's backup API needs a path, so the copy is opened inside a fresh 0700
+    directory and its name (and the directory) unlinked before the first page
+    is written: a kill -9 at any instant leaves at most an empty file in an
+    empty private directory (the next run's cleanup removes it), never a
+    readable database. The kernel frees the pages when the descriptors close.
+    """
+    source_path = database_file(database_url)
+    if not source_path.is_file():
+        raise BackupError(f"SQLite database '{source_path}' does not exist", "check DATABASE_URL")
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=workdir))
+    except OSError as error:
+        raise disk_error(error, workdir) from error
+    path = scratch / "snapshot.sqlite"
+    fd = -1
+    try:
+        with _open(source_path) as source, _open(path) as copy:
+            copy.execute("PRAGMA journal_mode=OFF")  # no journal file: nothing beside it
+            copy.execute("PRAGMA synchronous=OFF")
+            copy.execute("PRAGMA schema_version")  # the file is open (and still empty)
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            path.unlink()
+            scratch.rmdir()
+            source.execute(f"PRAGMA busy_timeout={int(LOCK_DEADLINE * 1000)}")
+            _copy_pages(source, copy, f"backup of '{source_path}'")
+            checkpoint("sqlite-copied")
+            _make_self_contained(fd)
+            result = DumpResult(
+                _revision(copy), _row_counts(copy), _database_id(copy), _log_mark(copy)
+            )
+            yield result, copy, fd
+    except sqlite3.Error as error:
+        raise _map_sqlite_error(error, f"backup of '{source_path}' failed", workdir) from error
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            scratch.rmdir()
+
+
+def _make_self_contained(fd: int) -> None:
+    """Mark a copy of a WAL database as a rollback-journal file (header bytes 18-19), as
+    ``PRAGMA journal_mode=DELETE`` would: a copy without a name cannot have a ``-wal``
+    beside it. The change counter moves too, so the open connection re-reads page 1."""
+    header = os.pread(fd, 100, 0)
+    if len(header) < 100 or header[18:20] == b"\x01\x01":
+        return
+    counter = struct.pack(">I", (struct.unpack(">I", header[24:28])[0] + 1) & 0xFFFFFFFF)
+    os.pwrite(fd, b"\x01\x01", 18)
+    os.pwrite(fd, counter, 24)
+    os.pwrite(fd, counter, 92)  # "version-valid-for": the page count in the header holds
+
+
+def check_rows(connection: sqlite3.Connection, name: str, *, quick: bool) -> None:
+    """``integrity_check`` (or ``quick_check``) on an open database; VerificationError."""
+    pragma = "quick_check" if quick else "integrity_check"
+    try:
+        rows = [r[0] for r in connection.execute(f"PRAGMA {pragma}(100)")]
+    except sqlite3.DatabaseError as error:
+        raise VerificationError(
+            f"backup {name} is damaged: {error}", "restore another backup (planctl backup list)"
+        ) from error
+    if rows != ["ok"]:
+        first = " ".join(str(rows[0]).split())[:200]
+        more = f" (and {plural(len(rows) - 1, 'more problem')})" if len(rows) > 1 else ""
+        raise VerificationError(
+            f"backup {name} fails {pragma}: {first}{more}",
+            "restore another backup (planctl backup list)",
+        )
 
 
 def _database_id(connection: sqlite3.Connection) -> str | None:
@@ -210,21 +293,13 @@ def integrity_check(path: Path, name: str, *, quick: bool = False) -> None:
     A damaged file can report thousands of problems: the message names the
     first and counts the rest, so it stays one line.
     """
-    pragma = "quick_check" if quick else "integrity_check"
     try:
         with _open(path, readonly=True) as connection:
-            rows = [r[0] for r in connection.execute(f"PRAGMA {pragma}(100)")]
+            check_rows(connection, name, quick=quick)
     except sqlite3.DatabaseError as error:
         raise VerificationError(
             f"backup {name} is damaged: {error}", "restore another backup (planctl backup list)"
-        ) from None
-    if rows != ["ok"]:
-        first = " ".join(str(rows[0]).split())[:200]
-        more = f" (and {plural(len(rows) - 1, 'more problem')})" if len(rows) > 1 else ""
-        raise VerificationError(
-            f"backup {name} fails {pragma}: {first}{more}",
-            "restore another backup (planctl backup list)",
-        )
+        ) from error
 
 
 def write_data(
@@ -269,7 +344,7 @@ def plain_copy(
     try:
         temp = temp_path(directory, ".sqlite")
     except OSError as error:
-        raise disk_error(error, directory, "a scratch copy of the backup") from None
+        raise disk_error(error, directory, "a scratch copy of the backup") from error
     try:
         try:
             with open(data_path, "rb") as packed, open(temp, "wb") as sink:
@@ -278,9 +353,9 @@ def plain_copy(
             raise VerificationError(
                 f"backup file {data_path.name} cannot be decompressed: {error}",
                 "restore another backup",
-            ) from None
+            ) from error
         except OSError as error:
-            raise disk_error(error, directory, "a scratch copy of the backup") from None
+            raise disk_error(error, directory, "a scratch copy of the backup") from error
         yield temp
     finally:
         unlink_database(temp)
@@ -298,7 +373,7 @@ def _pragma(path: Path, pragma: str, timeout: float = LOCK_DEADLINE) -> str | No
         with _open(path, readonly=True, timeout=timeout) as connection:
             return str(connection.execute(f"PRAGMA {pragma}").fetchone()[0])
     except sqlite3.Error as error:
-        raise _map_sqlite_error(error, f"reading '{path}' failed") from None
+        raise _map_sqlite_error(error, f"reading '{path}' failed") from error
 
 
 def restore(

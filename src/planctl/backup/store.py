@@ -24,7 +24,7 @@ from typing import Any
 
 from planctl.errors import LockedError, NothingToDoError, PlanctlError
 from planctl.failures import is_disk_full
-from planctl.fsutil import open_regular
+from planctl.fsutil import atomic_write, fsync_dir, open_regular
 
 #: 2 adds ``sequence`` and ``database_id``; version 1 metadata still reads.
 FORMAT_VERSION = 2
@@ -158,7 +158,7 @@ def prepare_dir(directory: Path, *, create: bool = True) -> Path:
             raise BackupError(
                 f"cannot create backup directory '{directory}': {error.strerror}",
                 "check the path and its permissions",
-            ) from None
+            ) from error
     if not os.access(directory, os.R_OK | os.X_OK):
         raise BackupError(f"cannot read backup directory '{directory}'", "check its permissions")
     if create:
@@ -186,9 +186,7 @@ def backup_lock(directory: Path, timeout: float = 0.0) -> Iterator[None]:
                 fd = stack.enter_context(file_lock(path, timeout=max(timeout, 0.0), poll=0.1))
             except OutputError:  # read-only media: lock the directory itself
                 writable = False
-                fd = stack.enter_context(
-                    file_lock(directory, timeout=max(timeout, 0.0), poll=0.1)
-                )
+                fd = stack.enter_context(file_lock(directory, timeout=max(timeout, 0.0), poll=0.1))
         except LockedError:
             raise LockedError(
                 f"another planctl backup holds the lock on '{directory}'",
@@ -199,14 +197,6 @@ def backup_lock(directory: Path, timeout: float = 0.0) -> Iterator[None]:
                 os.ftruncate(fd, 0)
                 os.write(fd, f"{os.getpid()}\n".encode())
         yield
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def temp_path(directory: Path, suffix: str) -> Path:
@@ -296,16 +286,11 @@ def sha256_file(path: Path) -> str:
 
 
 def write_json_atomically(final: Path, document: object) -> None:
-    """Write a JSON file through a temporary sibling: the old one or the new one, never half."""
-    temp = temp_path(final.parent, METADATA_SUFFIX)
-    try:
-        with open(temp, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        publish(temp, final)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    """Write a JSON file through :func:`planctl.fsutil.atomic_write`: the old one or the
+    new one, never half."""
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    with atomic_write(final) as handle:
+        handle.write(text.encode("utf-8"))
 
 
 def write_metadata(directory: Path, info: BackupInfo) -> Path:
@@ -318,13 +303,25 @@ def write_metadata(directory: Path, info: BackupInfo) -> Path:
 def read_metadata(path: Path) -> BackupInfo | None:
     """The metadata in *path*, or None when it cannot be read as a backup's metadata."""
     try:
-        data = json.loads(read_small_file(path))
-        info = BackupInfo.from_dict(data)
-    except (OSError, ValueError, TypeError, AttributeError):
+        return parse_metadata(path.name, read_small_file(path).encode("utf-8"))
+    except (OSError, ValueError):
         return None
-    if info.name != path.name.removesuffix(METADATA_SUFFIX) or not _well_typed(info):
+
+
+def parse_metadata(file_name: str, data: bytes) -> BackupInfo | None:
+    """The metadata file *file_name* holding *data*, or None when it is not a backup's
+    well-typed metadata."""
+    try:
+        info = BackupInfo.from_dict(json.loads(data.decode("utf-8")))
+    except (ValueError, TypeError, AttributeError):
+        return None
+    if info.name != file_name.removesuffix(METADATA_SUFFIX) or not _well_typed(info):
         return None
     return info
+
+
+#: The engines a full backup can name; a delta's engine is always ``delta``.
+FULL_ENGINES = ("sqlite", "postgresql", "logical")
 
 
 def _well_typed(info: BackupInfo) -> bool:
@@ -334,6 +331,14 @@ def _well_typed(info: BackupInfo) -> bool:
     if info.sequence is not None and type(info.sequence) is not int:
         return False
     if not isinstance(info.extra, dict) or "/" in info.data_file or info.data_file.startswith("."):
+        return False
+    if (info.kind, info.engine in FULL_ENGINES) not in (("full", True), ("delta", False)):
+        return False
+    if info.kind == "delta" and info.engine != "delta":
+        return False
+    if info.database_id is not None and not isinstance(info.database_id, str):
+        return False
+    if not isinstance(info.encrypted_for, list) or not isinstance(info.reason, str):
         return False
     try:
         info.created_at  # noqa: B018

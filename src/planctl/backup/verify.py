@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from planctl.backup import delta
-from planctl.backup.catalog import BackupSet, load_set
+from planctl.backup.catalog import ANYONE, BackupSet, Owner, load_set
 from planctl.backup.engines import engine_for
-from planctl.backup.offsite import plaintext
+from planctl.backup.pipeline import plaintext
 from planctl.backup.store import (
     BackupInfo,
     backup_lock,
@@ -28,6 +28,8 @@ class VerifyResult:
     ok: bool
     problem: str | None = None
     note: str | None = None
+    #: Not this database's (another database or engine): named, not checked, not a failure.
+    foreign: str | None = None
 
 
 def verify_info(
@@ -50,14 +52,14 @@ def verify_info(
     if info.encrypted_for and identity is None:
         note = "checksum only: encrypted, no PLANCTL_BACKUP_IDENTITY for the deep check"
     elif info.kind == "delta":
-        with plaintext(backups.directory, info, identity) as path:
+        with plaintext(backups.path, info, identity) as path:
             parsed = delta.read(path, info.name)
         if parsed.parent != info.parent or parsed.parent_sha256 != info.extra.get("parent_sha256"):
             raise VerificationError(
                 f"backup {info.name}: its file and metadata name different parents"
             )
     elif info.engine in ("sqlite", "postgresql", "logical"):
-        with plaintext(backups.directory, info, identity) as path:
+        with plaintext(backups.path, info, identity) as path:
             engine_for(info.engine, pg_bindir=pg_bindir).check(path, info.compressed, info.name)
     else:
         raise VerificationError(f"backup {info.name}: unknown engine '{info.engine}'")
@@ -79,12 +81,17 @@ def verify_backup(
     pg_bindir: Path | None = None,
     database_id: str | None = None,
     identity: Path | None = None,
+    owner: Owner = ANYONE,
 ) -> list[VerifyResult]:
     """Verify one backup (a delta: its whole chain) or all; records ``verified_at``.
 
-    With *database_id*, a backup of another database fails too. Failures are
-    returned, not raised; damaged metadata is a failure under *all_backups*.
+    With *database_id*, a named backup of another database fails too; under
+    *all_backups* the backups of another database or engine (*owner*) are
+    named as foreign and not failed. Failures are returned, not raised;
+    damaged metadata is a failure under *all_backups*.
     """
+    if database_id is not None and owner.database_id is None:
+        owner = Owner(database_id, owner.engine)
     backup_dir = Path(backup_dir)
     if not backup_dir.is_dir():
         raise NothingToDoError(
@@ -93,7 +100,7 @@ def verify_backup(
         )
     results = []
     with backup_lock(backup_dir, lock_timeout):
-        backups = load_set(backup_dir)
+        backups = load_set(backup_dir, owner)
         if all_backups:
             infos = list(reversed(backups.infos))
         else:
@@ -102,6 +109,11 @@ def verify_backup(
         if not infos and not backups.damaged:
             raise NothingToDoError(f"no backups in '{backup_dir}'", "run planctl backup first")
         for info in infos:
+            foreign = backups.foreign(info) if all_backups else None
+            if foreign is not None:
+                log.info("verify %s skipped: %s", info.name, foreign)
+                results.append(VerifyResult(info, True, foreign=foreign))
+                continue
             try:
                 note = verify_info(backups, info, pg_bindir, database_id, identity)
             except (VerificationError, EncryptionError) as error:

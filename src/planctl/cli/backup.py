@@ -137,7 +137,8 @@ def backup(
     if ctx.invoked_subcommand is not None:
         route_group_options(ctx)
         return
-    from planctl.backup.offsite import backup_and_ship
+    from planctl.backup.create import BackupOptions
+    from planctl.backup.cron import backup_and_ship
 
     if keep is not None and keep < 1:
         raise UsageError(f"--keep must be at least 1, got {keep}", "keep at least the new backup")
@@ -151,13 +152,7 @@ def backup(
     state = _state(ctx)
     log = state.service_logger("backup")
     settings = state.settings
-    shipped = backup_and_ship(
-        settings.database_url,
-        _dir(state, directory),
-        recipients_text=settings.backup_recipients,
-        remote_url=settings.backup_remote,
-        remote_keep=remote_keep if remote_keep is not None else keep,
-        ping_url=ping_url or settings.backup_ping_url,
+    options = BackupOptions(
         keep=keep,
         compress="none" if no_compress else compress,
         label=label,
@@ -168,6 +163,15 @@ def backup(
         incremental=incremental,
         max_deltas=max_deltas,
         checkpoint=state.hooks.checkpoint,
+    )
+    shipped = backup_and_ship(
+        settings.database_url,
+        _dir(state, directory),
+        options,
+        recipients_text=settings.backup_recipients,
+        remote_url=settings.backup_remote,
+        remote_keep=remote_keep if remote_keep is not None else keep,
+        ping_url=ping_url or settings.backup_ping_url,
     )
     result = shipped.result
     info = result.info
@@ -198,6 +202,8 @@ def backup(
         state.say(f"Rotated out {removed.name}.")
     if shipped.uploaded:
         state.say(f"Uploaded to {_masked_remote(settings.backup_remote)}.")
+    for repaired in shipped.repaired:
+        state.say(f"Repaired the remote copy of {repaired.name} (uploaded again).")
     for removed in shipped.remote_removed:
         state.say(f"Rotated out {removed.name} from the remote.")
 
@@ -226,6 +232,13 @@ def _store(state: State) -> Any:
     return open_store(state.settings.backup_remote)
 
 
+def _owner(state: State, database_url: str | None = None) -> Any:
+    """This database (its id when readable, its engine): whose backups count."""
+    from planctl.backup.owner import this_database
+
+    return this_database(database_url or state.settings.database_url)
+
+
 @app.command("push")
 def push_command(
     ctx: typer.Context,
@@ -248,15 +261,19 @@ def push_command(
             store,
             keep=keep,
             lock_timeout=lock_timeout,
+            owner=_owner(state),
         )
     finally:
         store.close()
     for info in result.uploaded:
         log.info("pushed %s", info.name)
         state.say(f"Uploaded {info.name}.")
+    for info in result.repaired:
+        log.warning("repaired remote copy of %s", info.name)
+        state.say(f"Repaired {info.name} (the remote copy was missing or damaged).")
     for info in result.removed:
         state.say(f"Rotated out {info.name} from the remote.")
-    if not result.uploaded:
+    if not result.uploaded and not result.repaired:
         state.say(f"Nothing to upload: {store.describe()} has every restorable backup.")
 
 
@@ -270,15 +287,27 @@ def status_command(
     ] = None,
     remote: RemoteFlag = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    metrics: Annotated[
+        Path | None,
+        typer.Option(
+            "--metrics",
+            help="Also write node_exporter textfile metrics to this file (replaced atomically).",
+        ),
+    ] = None,
 ) -> None:
-    """The newest restorable backup, its age and the last run: exit 5 when stale or failed."""
-    from planctl.backup.offsite import backup_status
+    """The newest restorable backup (with --remote: the remote's alone), its age and the
+    last run: exit 5 when stale or failed."""
+    from planctl.backup.cron import backup_status, write_metrics
 
     state = _state(ctx)
+    owner = _owner(state)
+    if metrics is not None:
+        write_metrics(metrics, _dir(state, directory), owner=owner)
     status = backup_status(
         _dir(state, directory),
         max_age=max_age,
         remote_url=state.settings.backup_remote if remote else "",
+        owner=owner,
     )
     last = status.last_run
     if as_json:
@@ -290,6 +319,7 @@ def status_command(
                 "stale": status.stale,
                 "failed": status.failed,
                 "problems": status.problems,
+                "foreign": status.foreign,
             }
         )
     else:
@@ -298,7 +328,12 @@ def status_command(
                 when = _local(state, info.created)
                 state.say(f"Newest restorable {label} backup: {info.name} ({when}).")
         if status.newest_local is None and status.newest_remote is None:
-            state.say("No restorable backup.")
+            state.say("No restorable remote backup." if status.remote else "No restorable backup.")
+        if status.foreign:
+            state.say(
+                f"{plural(len(status.foreign), 'backup')} of other databases or engines "
+                "(not counted)."
+            )
         if last is not None:
             state.say(
                 f"Last run: {last.outcome} at {_local(state, last.finished.isoformat())}"
@@ -310,7 +345,7 @@ def status_command(
         raise VerificationError("the last backup run failed", "see backup.log")
     if status.stale:
         raise VerificationError(
-            "no restorable backup"
+            ("no restorable remote backup" if status.remote else "no restorable backup")
             if status.newest_local is None and status.newest_remote is None
             else f"the newest restorable backup is older than {max_age}",
             "check the cron job and backup.log",
@@ -332,12 +367,15 @@ def list_command(
 
     state = _state(ctx)
     with contextlib.ExitStack() as stack:
+        owner = _owner(state)
         if remote:
             store = _store(state)
             stack.callback(store.close)
-            backups: Any = stack.enter_context(remote_catalog(store))
+            backups: Any = stack.enter_context(
+                remote_catalog(store, owner=owner, backup_dir=_dir(state, directory))
+            )
         else:
-            backups = open_set(_dir(state, directory))
+            backups = open_set(_dir(state, directory), owner)
         _print_list(state, backups, as_json, store.describe() if remote else None, directory)
 
 
@@ -348,7 +386,12 @@ def _print_list(
     infos = list(reversed(backups.infos))
     if as_json:
         rows = [
-            {**i.as_dict(), "restorable": backups.restorable(i), "problem": backups.problem(i)}
+            {
+                **i.as_dict(),
+                "restorable": backups.restorable(i),
+                "problem": backups.problem(i),
+                "foreign": backups.foreign(i),
+            }
             for i in infos
         ]
         rows += [
@@ -374,7 +417,9 @@ def _print_list(
     table.add_column("state", no_wrap=True)
     for info in infos:
         problem = backups.problem(info)
-        if problem is not None:
+        if backups.foreign(info) is not None:
+            health = "[yellow]foreign[/yellow]"
+        elif problem is not None:
             health = "[red]DAMAGED[/red]"
         else:
             health = "verified" if info.verified_at else "ok"
@@ -393,7 +438,7 @@ def _print_list(
     backups.cache.save()
     out_console().print(table)
     for info in infos:
-        problem = backups.problem(info)
+        problem = backups.foreign(info) or backups.problem(info)
         if problem:
             err_console().print(f"[yellow]warning:[/yellow] {problem}", highlight=False)
     if not infos:
@@ -425,6 +470,7 @@ def verify_command(
                 all_backups=all_backups,
                 identity=state.settings.backup_identity,
                 pg_bindir=state.settings.pg_bindir,
+                owner=_owner(state),
             )
         finally:
             store.close()
@@ -437,9 +483,15 @@ def verify_command(
             pg_bindir=state.settings.pg_bindir,
             database_id=_live_identity(state),
             identity=state.settings.backup_identity,
+            owner=_owner(state),
         )
     for result in results:
-        if result.ok:
+        if result.foreign:
+            state.say(
+                f"[yellow]FOREIGN[/yellow] {result.info.name}: {result.foreign} "
+                "(not checked, not counted)"
+            )
+        elif result.ok:
             note = getattr(result, "note", None)
             state.say(f"[green]OK[/green]      {result.info.name}" + (f" ({note})" if note else ""))
         else:
@@ -456,12 +508,7 @@ def verify_command(
 
 def _live_identity(state: State) -> str | None:
     """The configured database's id, when it can be read (verify works without a database)."""
-    from planctl.backup import live_identity
-
-    try:
-        return live_identity(state.settings.database_url)
-    except PlanctlError:
-        return None
+    return _owner(state).database_id
 
 
 @app.command("restore")
@@ -508,6 +555,12 @@ def restore_command(
     """Verify a backup, take a safety backup, then replace the database with it."""
     import contextlib
 
+    if target is not None and not target.strip():
+        raise UsageError(
+            "--target is empty (an unset variable?); refusing to restore into the configured "
+            "database instead",
+            "give a database URL, or leave --target out to restore into DATABASE_URL",
+        )
     with contextlib.ExitStack() as stack:
         state = _state(ctx)
         backup_dir, safety_dir = _dir(state, directory), None
@@ -519,7 +572,8 @@ def restore_command(
             store = _store(state)
             stack.callback(store.close)
             safety_dir = backup_dir  # the safety copy of the current state stays local
-            backup_dir, name = stack.enter_context(fetch_chain(store, name))
+            owner = _owner(state, _target_url(target))
+            backup_dir, name = stack.enter_context(fetch_chain(store, name, owner=owner))
         _restore(
             ctx,
             state,
@@ -550,17 +604,26 @@ def _restore(
     target: str | None,
     lock_wait: LockWait,
 ) -> None:
-    from planctl.backup import chain_of, find_at, find_backup, parse_moment, restore_backup
-    from planctl.config import mask_url, normalize_database_url, url_password
+    from planctl.backup import open_set, parse_moment, restore_backup
+    from planctl.config import mask_url, url_password
 
     if at is not None and name != "latest":
         raise UsageError("give either a backup name or --at, not both")
+    database_url = _target_url(target) or state.settings.database_url
+    backups = open_set(backup_dir, _owner(state, database_url))
     if at is not None:
-        info = find_at(backup_dir, parse_moment(at, state.settings.timezone))
+        info = backups.find_at(parse_moment(at, state.settings.timezone))
     else:
-        info = find_backup(backup_dir, name)
-    chain = chain_of(backup_dir, info)  # a broken chain is refused before any question
-    database_url = normalize_database_url(target) if target else state.settings.database_url
+        info = backups.find(name)
+    if name == "latest" and at is None:
+        for newer, why in backups.skipped_newer(info):
+            err_console().print(
+                f"[yellow]skipped[/yellow] {newer.name} (newer): {why}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    chain = backups.chain_of(info)  # a broken chain is refused before any question
+    backups.cache.save()
     masked = mask_url(database_url)
     if target and url_password(target):
         err_console().print(
@@ -600,6 +663,8 @@ def _restore(
     log.info("restore of %s done", info.name)
     if result.safety:
         state.say(f"Safety backup of the previous state: {result.safety.name}")
+    elif result.no_safety_because:
+        state.say(f"No safety backup: {result.no_safety_because}.")
     if len(result.chain) > 1:
         applied = plural(len(result.chain) - 1, "delta")
         rows = plural(result.rows_touched_by_deltas, "row")
@@ -614,6 +679,12 @@ def _restore(
         )
     else:
         state.say("The schema is at head; no db-upgrade needed.")
+
+
+def _target_url(target: str | None) -> str | None:
+    from planctl.config import normalize_database_url
+
+    return normalize_database_url(target) if target else None
 
 
 @app.command("watch")
@@ -685,6 +756,16 @@ def watch_command(
             soft_wrap=True,
         )
 
+    from planctl.backup.create import BackupOptions
+
+    options = BackupOptions(
+        keep=keep,
+        lock_timeout=30.0,
+        pg_bindir=state.settings.pg_bindir,
+        fmt=fmt,
+        max_deltas=max_deltas,
+        checkpoint=state.hooks.checkpoint,
+    )
     manager = BackupManager(
         state.settings.database_url,
         backup_dir,
@@ -692,13 +773,9 @@ def watch_command(
         min_backup_interval=min_interval,
         on_backup_failure=on_backup_failure,
         incremental=incremental,
-        max_deltas_before_full=max_deltas,
-        keep=keep,
-        fmt=fmt,
-        pg_bindir=state.settings.pg_bindir,
         on_backup=on_backup,
         on_failure_command=on_failure,
-        checkpoint=state.hooks.checkpoint,
+        options=options,
     )
     log.info(
         "watch started: %s every %ss (min %ss)%s into %s",
@@ -759,6 +836,7 @@ def prune_command(
         timezone=state.settings.timezone,
         dry_run=dry_run,
         lock_timeout=lock_timeout,
+        owner=_owner(state),
     )
     table = Table(title="Prune plan" + (" (dry run)" if dry_run else ""), title_justify="left")
     table.add_column("backup")

@@ -16,31 +16,25 @@ import hashlib
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from planctl.backup.stores import Store, StoredFile
 from planctl.errors import ConfigError, RemoteError, VerificationError
 
 CHUNK = 1 << 20
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}$")
 
 
-@dataclass(frozen=True)
-class RemoteObject:
-    """One file in a remote store."""
-
-    name: str
-    size: int
-    modified: datetime | None = None
+#: One file in a remote store: name, size, and a tag that changes when it is rewritten.
+RemoteObject = StoredFile
 
 
 @runtime_checkable
-class RemoteStore(Protocol):
-    """What backup create/push/list/verify/restore need from an offsite store."""
+class RemoteStore(Store, Protocol):
+    """A :class:`~planctl.backup.stores.Store` off the machine, plus what push and
+    restore use: checked uploads and downloads, and cleanup of killed uploads."""
 
     def list(self) -> list[RemoteObject]:
         """The complete files in the store (never a partial upload), sorted by name."""
@@ -54,18 +48,12 @@ class RemoteStore(Protocol):
     def sha256(self, name: str) -> str:
         """Read *name* back and return its sha256 (hex): what ``verify --remote`` uses."""
 
-    def delete(self, name: str) -> None:
-        """Remove *name*; a missing file is not an error."""
-
     def cleanup_partial(self) -> int:
         """Remove what killed uploads left (never listed anyway); returns how many.
 
         Call it under the backup set's lock only: it would also cut short an
         upload running right now in another process.
         """
-
-    def describe(self) -> str:
-        """Where the store is, for messages and logs: no secret."""
 
     def close(self) -> None:
         """Release the connection."""
@@ -86,7 +74,7 @@ def check_local_file(path: Path) -> None:
     try:
         mode = os.stat(path).st_mode
     except OSError as error:
-        raise RemoteError(f"cannot upload {path}: {error.strerror}") from None
+        raise RemoteError(f"cannot upload {path}: {error.strerror}") from error
     if not stat.S_ISREG(mode):
         raise RemoteError(f"cannot upload {path}: not a regular file")
 
@@ -94,33 +82,21 @@ def check_local_file(path: Path) -> None:
 def write_atomically(
     local_path: Path, chunks: Iterable[bytes], expected_sha256: str | None, source: str
 ) -> None:
-    """Write *chunks* to a temp file beside *local_path*, check, fsync, rename, fsync dir."""
-    local_path = Path(local_path)
-    directory = local_path.parent
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{local_path.name}.", suffix=".part", dir=directory)
+    """Write *chunks* to *local_path* through :func:`planctl.fsutil.atomic_write`, checked
+    against *expected_sha256* before the rename."""
+    from planctl.fsutil import atomic_write
+
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
-                digest.update(chunk)
-            handle.flush()
-            os.fsync(handle.fileno())
+    with atomic_write(Path(local_path)) as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+            digest.update(chunk)
         if expected_sha256 is not None and digest.hexdigest() != expected_sha256:
             raise VerificationError(
                 f"{source}: sha256 {digest.hexdigest()[:16]}… does not match the expected "
                 f"{expected_sha256[:16]}…: the remote copy is damaged",
                 hint="nothing was restored; use another backup or re-push this one",
             )
-        os.replace(tmp_name, local_path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def open_remote(

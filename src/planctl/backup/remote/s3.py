@@ -25,6 +25,7 @@ from planctl.backup.remote import (
     check_name,
     write_atomically,
 )
+from planctl.backup.stores import TransientRemoteError
 from planctl.errors import (
     NothingToDoError,
     PlanctlError,
@@ -132,7 +133,7 @@ class S3Store:
     def _key(self, name: str) -> str:
         return self.prefix + check_name(name)
 
-    def _fail(self, error: Exception, action: str) -> PlanctlError:
+    def _fail(self, error: BaseException, action: str) -> PlanctlError:
         return s3_error(error, action, self.bucket, self.describe())
 
     def list(self) -> list[RemoteObject]:
@@ -144,9 +145,10 @@ class S3Store:
                     name = item["Key"][len(self.prefix) :]
                     if "/" in name or name.startswith("."):
                         continue
-                    found.append(RemoteObject(name, int(item["Size"]), item.get("LastModified")))
-        except Exception as error:
-            raise self._fail(error, "listing") from None
+                    tag = str(item.get("ETag") or item.get("LastModified") or "")
+                    found.append(RemoteObject(name, int(item["Size"]), tag))
+        except _ERRORS as error:
+            raise self._fail(error, "listing") from error
         return sorted(found, key=lambda o: o.name)
 
     def upload(self, local_path: Path, name: str) -> RemoteObject:
@@ -177,9 +179,10 @@ class S3Store:
                 Callback=progress,
             )
             head = self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
-        except Exception as error:
-            raise self._fail(error, f"uploading {name} to") from None
+        except _ERRORS as error:
+            raise self._fail(error, f"uploading {name} to") from error
         size = int(head["ContentLength"])
+        tag = str(head.get("ETag") or head.get("LastModified") or "")
         reported = (head.get("ChecksumSHA256") or "").split("-")[0]
         if size != local.size:
             problem = f"{plural(size, 'byte')} arrived instead of {local.size:,}"
@@ -195,17 +198,35 @@ class S3Store:
                 f"upload of {name} to {self.describe()} is damaged: {problem}; removed it",
                 hint="retry the upload",
             )
-        return RemoteObject(name, size, head.get("LastModified"))
+        return RemoteObject(name, size, tag, local.sha256)
 
     def _chunks(self, name: str) -> Iterator[bytes]:
         try:
             body = self._client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"]
             yield from body.iter_chunks(CHUNK)
-        except Exception as error:
-            raise self._fail(error, f"reading {name} from") from None
+        except _ERRORS as error:
+            raise self._fail(error, f"reading {name} from") from error
+
+    def read(self, name: str) -> Iterator[bytes]:
+        return self._chunks(name)
+
+    def stat(self, name: str) -> RemoteObject | None:
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=self._key(name))
+        except _ERRORS as error:
+            failure = self._fail(error, f"reading {name} from")
+            if isinstance(failure, NothingToDoError):
+                return None
+            raise failure from error
+        tag = str(head.get("ETag") or head.get("LastModified") or "")
+        return RemoteObject(name, int(head["ContentLength"]), tag)
+
+    def write(self, name: str, source: Path) -> RemoteObject:
+        return self.upload(source, name)
 
     def download(self, name: str, local_path: Path, expected_sha256: str | None = None) -> None:
-        where = f"{self.describe()}{name}"
+        endpoint = self._client.meta.endpoint_url
+        where = f"s3://{self.bucket}/{self.prefix}{name} ({endpoint})"
         write_atomically(local_path, self._chunks(name), expected_sha256, where)
 
     def sha256(self, name: str) -> str:
@@ -217,8 +238,8 @@ class S3Store:
     def delete(self, name: str) -> None:
         try:
             self._client.delete_object(Bucket=self.bucket, Key=self._key(name))
-        except Exception as error:
-            raise self._fail(error, f"deleting {name} from") from None
+        except _ERRORS as error:
+            raise self._fail(error, f"deleting {name} from") from error
 
     def cleanup_partial(self) -> int:
         """Abort the multipart uploads under the prefix (a bucket lifecycle rule does it too)."""
@@ -231,15 +252,39 @@ class S3Store:
                         Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
                     )
                     aborted += 1
-        except Exception as error:
-            raise self._fail(error, "cleaning up interrupted uploads in") from None
+        except _ERRORS as error:
+            if _code(error) in ("NoSuchUpload", "NotImplemented"):
+                # rclone serve s3 answers ListMultipartUploads with NoSuchUpload until a
+                # multipart upload exists: there is nothing to clean up.
+                return aborted
+            raise self._fail(error, "cleaning up interrupted uploads in") from error
         return aborted
 
     def close(self) -> None:
         self._client.close()
 
 
-def s3_error(error: Exception, action: str, bucket: str, where: str) -> PlanctlError:
+def _code(error: BaseException) -> str:
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _boto_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # S3Store.from_url refuses to start without boto3
+        return (OSError,)
+    return (BotoCoreError, ClientError, Boto3Error, OSError)
+
+
+#: What boto3, botocore and s3transfer raise (their own types, and the socket's).
+_ERRORS = _boto_errors()
+
+
+def s3_error(error: BaseException, action: str, bucket: str, where: str) -> PlanctlError:
     """One line for any boto3/botocore failure (the cause is often chained by boto3)."""
     from botocore import exceptions as bex
 
@@ -274,7 +319,7 @@ def s3_error(error: Exception, action: str, bucket: str, where: str) -> PlanctlE
         | bex.ReadTimeoutError
         | bex.ConnectionClosedError,
     ):
-        return RemoteError(
+        return TransientRemoteError(
             f"{action} {where}: cannot reach the S3 endpoint ({type(cause).__name__})",
             hint="check AWS_ENDPOINT_URL and the network",
         )

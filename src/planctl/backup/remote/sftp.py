@@ -15,7 +15,6 @@ import posixpath
 import socket
 import stat
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -27,12 +26,25 @@ from planctl.backup.remote import (
     check_name,
     write_atomically,
 )
+from planctl.backup.stores import TransientRemoteError
 from planctl.errors import (
     NothingToDoError,
     PlanctlError,
     RemoteError,
     VerificationError,
 )
+
+
+def _library_errors() -> tuple[type[BaseException], ...]:
+    """paramiko's own exception types, and the socket's."""
+    try:
+        import paramiko
+    except ImportError:
+        return (OSError, EOFError)
+    return (paramiko.SSHException, OSError, EOFError)
+
+
+_ERRORS = _library_errors()
 
 
 def _paramiko() -> Any:
@@ -80,9 +92,9 @@ class SFTPStore:
         client = _connect(user, host, port, key_path, known_hosts, timeout, where)
         try:
             return cls(client, user, host, port, path, on_progress)
-        except Exception as error:
+        except _ERRORS as error:
             client.close()
-            raise _sftp_error(error, "opening", where) from None
+            raise _sftp_error(error, "opening", where) from error
 
     def describe(self) -> str:
         return f"sftp://{self.user}@{self.host}:{self.port}{self.path}"
@@ -95,16 +107,32 @@ class SFTPStore:
             entries = self._sftp.listdir_attr(self.path)
         except FileNotFoundError:
             return []
-        except Exception as error:
-            raise _sftp_error(error, "listing", self.describe()) from None
+        except _ERRORS as error:
+            raise _sftp_error(error, "listing", self.describe()) from error
         found = []
         for entry in entries:
             name = entry.filename
             if name.startswith(".") or not stat.S_ISREG(entry.st_mode or 0):
                 continue
-            modified = datetime.fromtimestamp(entry.st_mtime, UTC) if entry.st_mtime else None
-            found.append(RemoteObject(name, int(entry.st_size or 0), modified))
+            found.append(RemoteObject(name, int(entry.st_size or 0), _tag(entry)))
         return sorted(found, key=lambda o: o.name)
+
+    def stat(self, name: str) -> RemoteObject | None:
+        try:
+            attrs = self._sftp.stat(self._remote(name))
+        except FileNotFoundError:
+            return None
+        except (OSError, EOFError, _paramiko().SSHException) as error:
+            raise _sftp_error(error, f"reading {name} from", self.describe()) from error
+        if not stat.S_ISREG(attrs.st_mode or 0):
+            return None
+        return RemoteObject(name, int(attrs.st_size or 0), _tag(attrs))
+
+    def read(self, name: str) -> Iterator[bytes]:
+        return self._guarded(name)
+
+    def write(self, name: str, source: Path) -> RemoteObject:
+        return self.upload(source, name)
 
     def _makedirs(self) -> None:
         missing: list[str] = []
@@ -129,6 +157,7 @@ class SFTPStore:
             local = hashlib.sha256()
             sent = 0
             with open(local_path, "rb") as source, self._sftp.open(partial, "wb") as target:
+                target.chmod(0o600)  # backups are private on the server too
                 target.set_pipelined(True)
                 while chunk := source.read(CHUNK):
                     target.write(chunk)
@@ -147,10 +176,9 @@ class SFTPStore:
             attrs = self._sftp.stat(final)
         except PlanctlError:
             raise
-        except Exception as error:
-            raise _sftp_error(error, f"uploading {name} to", where) from None
-        modified = datetime.fromtimestamp(attrs.st_mtime, UTC) if attrs.st_mtime else None
-        return RemoteObject(name, int(attrs.st_size or 0), modified)
+        except _ERRORS as error:
+            raise _sftp_error(error, f"uploading {name} to", where) from error
+        return RemoteObject(name, int(attrs.st_size or 0), _tag(attrs), local.hexdigest())
 
     def _rename(self, source: str, target: str) -> None:
         try:
@@ -180,8 +208,8 @@ class SFTPStore:
             raise NothingToDoError(f"no file {name} in {self.describe()}") from None
         except PlanctlError:
             raise
-        except Exception as error:
-            raise _sftp_error(error, f"reading {name} from", self.describe()) from None
+        except _ERRORS as error:
+            raise _sftp_error(error, f"reading {name} from", self.describe()) from error
 
     def download(self, name: str, local_path: Path, expected_sha256: str | None = None) -> None:
         write_atomically(
@@ -199,8 +227,8 @@ class SFTPStore:
             self._sftp.remove(self._remote(name))
         except FileNotFoundError:
             pass
-        except Exception as error:
-            raise _sftp_error(error, f"deleting {name} from", self.describe()) from None
+        except _ERRORS as error:
+            raise _sftp_error(error, f"deleting {name} from", self.describe()) from error
 
     def cleanup_partial(self) -> int:
         """Remove the ``.NAME.partial`` files of killed uploads."""
@@ -212,14 +240,19 @@ class SFTPStore:
                     removed += 1
         except FileNotFoundError:
             return 0
-        except Exception as error:
+        except _ERRORS as error:
             where = self.describe()
-            raise _sftp_error(error, "cleaning up interrupted uploads in", where) from None
+            raise _sftp_error(error, "cleaning up interrupted uploads in", where) from error
         return removed
 
     def close(self) -> None:
         self._sftp.close()
         self._client.close()
+
+
+def _tag(attrs: Any) -> str:
+    """What changes when a file is rewritten, as far as SFTP shows it."""
+    return f"{attrs.st_size}:{attrs.st_mtime}"
 
 
 def _connect(
@@ -238,8 +271,8 @@ def _connect(
         client.load_host_keys(str(hosts_file))
     except FileNotFoundError:
         pass  # no known host: every server is refused below
-    except Exception as error:
-        raise RemoteError(f"cannot read known_hosts file {hosts_file}: {error}") from None
+    except _ERRORS as error:
+        raise RemoteError(f"cannot read known_hosts file {hosts_file}: {error}") from error
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     try:
         client.connect(
@@ -253,14 +286,14 @@ def _connect(
             banner_timeout=timeout,
             auth_timeout=timeout,
         )
-    except Exception as error:
+    except _ERRORS as error:
         client.close()
-        raise _connect_error(error, where, hosts_file, host, port) from None
+        raise _connect_error(error, where, hosts_file, host, port) from error
     return client
 
 
 def _connect_error(
-    error: Exception, where: str, hosts_file: Path, host: str, port: int
+    error: BaseException, where: str, hosts_file: Path, host: str, port: int
 ) -> RemoteError:
     paramiko = _paramiko()
     hosts_key = host if port == 22 else f"[{host}]:{port}"
@@ -289,10 +322,10 @@ def _connect_error(
     return RemoteError(f"SSH connection to {where} failed: {error}")
 
 
-def _sftp_error(error: Exception, action: str, where: str) -> RemoteError:
+def _sftp_error(error: BaseException, action: str, where: str) -> RemoteError:
     if isinstance(error, PermissionError) or getattr(error, "errno", None) == errno.EACCES:
         return RemoteError(f"{action} {where}: permission denied")
     text = str(error) or type(error).__name__
     if isinstance(error, EOFError) or "closed" in text.lower() or "dropped" in text.lower():
-        return RemoteError(f"{action} {where}: the connection was lost", hint="retry")
+        return TransientRemoteError(f"{action} {where}: the connection was lost", hint="retry")
     return RemoteError(f"{action} {where} failed: {text}")
