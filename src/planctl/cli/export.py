@@ -15,7 +15,7 @@ import typer
 from planctl.cli.context import State, err_console, parse_period
 from planctl.cli.context import state_of as _state
 from planctl.errors import UsageError
-from planctl.text import plural
+from planctl.text import format_decimal, format_euros, plural
 
 if TYPE_CHECKING:
     from planctl.fsutil import Guard
@@ -96,7 +96,7 @@ def export_csv(
     from planctl.db.sqlite_file import reading_connection
     from planctl.export.csv import count_rows, export_all, export_table
     from planctl.export.csv_common import CsvOptions, check_table_name
-    from planctl.fsutil import open_output
+    from planctl.fsutil import is_standard_output, open_output
 
     state = _state(ctx)
     if (table is None) == (all_dir is None):
@@ -121,6 +121,7 @@ def export_csv(
         return
     assert table is not None
     check_table_name(table)  # unknown names fail before any output is opened
+    quiet = is_standard_output(output)  # before the write: a replaced file is another inode
     with reading_connection(state.settings.database_url) as connection:
         total = count_rows(connection, table) if sys.stderr.isatty() and not state.quiet else None
         with (
@@ -132,7 +133,7 @@ def export_csv(
             )
     elapsed = time.perf_counter() - started
     log.info("exported %s: %s to %s in %.2f s", table, plural(rows, "row"), output, elapsed)
-    if output != "-":
+    if not quiet:  # data alone on the data stream
         state.say(f"Wrote {plural(rows, 'row')} of {table} to {output}.")
 
 
@@ -158,10 +159,11 @@ def export_ical(
     from planctl.calendar.sessions import SessionFilter
     from planctl.db.engine import connect
     from planctl.export.ical import write_calendar
-    from planctl.fsutil import open_output
+    from planctl.fsutil import is_standard_output, open_output
 
     state = _state(ctx)
     guard = output_guard(state)
+    quiet = is_standard_output(output)
     filters = SessionFilter(
         since=parse_period(since, until)[0],
         until=parse_period(since, until)[1],
@@ -182,7 +184,7 @@ def export_ical(
         output,
         time.perf_counter() - started,
     )
-    if output != "-":
+    if not quiet:
         state.say(f"Wrote {plural(events, 'event')} to {output}.")
 
 
@@ -209,7 +211,7 @@ def export_pdf(
     from planctl.calendar.sessions import SessionFilter
     from planctl.db.engine import connect
     from planctl.export.pdf import write_report
-    from planctl.fsutil import open_output
+    from planctl.fsutil import is_standard_output, open_output
 
     state = _state(ctx)
     guard = output_guard(state)
@@ -225,6 +227,7 @@ def export_pdf(
                 "use ISO form, e.g. 2026-11-22T10:00:00+01:00",
             ) from None
     target = output or f"sesiones-{first}_{last}{'-mes' if view == 'month' else ''}.pdf"
+    quiet = is_standard_output(target)
     log = state.service_logger("export")
     started = time.perf_counter()
     with (
@@ -249,9 +252,9 @@ def export_pdf(
         target,
         time.perf_counter() - started,
     )
-    if target != "-":
+    if not quiet:
         state.say(
             f"Wrote {target}: {plural(summary.sessions, 'session')}, "
             f"{plural(summary.pages, 'page')}, "
-            f"{summary.hours:,.2f} h, {summary.amount:,.2f} €."
+            f"{format_decimal(summary.hours)} h, {format_euros(summary.amount)}."
         )

@@ -27,10 +27,11 @@ from planctl.calendar.sessions import SessionFilter, SessionView, iter_sessions
 from planctl.calendar.zones import zone_info
 from planctl.errors import UsageError
 from planctl.export.fonts import ReportFont, find_font_files
+from planctl.text import CENT, format_count, format_euros
+from planctl.text import format_decimal as format_number
 
 VIEWS = ("list", "month")
 TITLES = {"list": "Informe de sesiones", "month": "Calendario de sesiones"}
-CENT = Decimal("0.01")
 ZERO = Decimal(0)
 
 MESES = (
@@ -624,21 +625,6 @@ def spanish_order(name: str) -> str:
     """Sort key ignoring case and accents, with ñ right after n (Ñandú before Óptica)."""
     decomposed = unicodedata.normalize("NFD", name.casefold())
     return "".join(c for c in decomposed if c == TILDE or not unicodedata.combining(c))
-
-
-def format_number(value: Decimal) -> str:
-    """Spanish formatting with two decimals: 1234.5 -> '1.234,50'."""
-    text = f"{value.quantize(CENT, ROUND_HALF_UP):,.2f}"
-    return text.replace(",", " ").replace(".", ",").replace(" ", ".")
-
-
-def format_count(value: int) -> str:
-    """Spanish thousands: 12345 -> '12.345'."""
-    return f"{value:,}".replace(",", ".")
-
-
-def format_euros(value: Decimal) -> str:
-    return f"{format_number(value)} €"
 
 
 def _date(day: dt.date) -> str:
