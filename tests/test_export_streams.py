@@ -103,7 +103,7 @@ def test_standard_output_by_any_name_carries_the_data_alone(
 def test_a_path_that_is_standard_output_gets_no_status_line(
     seeded_url: str, env_for: EnvFor, tmp_path: Path
 ) -> None:
-    """The redirected file named again with -o (or a /proc/self/fd/N of fd 1): one file, data only."""
+    """The file fd 1 already is, named again with -o: data only, no status line."""
     env = env_for(seeded_url)
     shared = tmp_path / "shared.csv"
     with shared.open("wb") as out:
