@@ -15,7 +15,9 @@ writes them to calendars and compares against them (:mod:`planctl.sync`).
   the newer version of an event. Two edits within one second share a value.
 - ``DTSTART``/``DTEND`` are the wall-clock times with ``TZID=<timezone>``;
   :func:`calendar_header` carries the zone's VTIMEZONE
-  (:func:`planctl.calendar.tzrules.time_zone`).
+  (:func:`planctl.calendar.tzrules.time_zone`). A session with a time the
+  clocks skip or repeat is written in UTC instead, at the instants of
+  :func:`planctl.calendar.zones.session_instants` (the rule sync uses too).
 - :func:`event_bytes` writes the VEVENT of :func:`session_to_event` directly,
   byte for byte, for streaming.
 """
@@ -30,7 +32,7 @@ from icalendar import Calendar, Event, vCategory, vText
 from planctl import __version__
 from planctl.calendar.sessions import SessionView
 from planctl.calendar.tzrules import time_zone
-from planctl.calendar.zones import as_utc, zone_info
+from planctl.calendar.zones import WallClock, as_utc, zone_info
 
 PRODID = f"-//planctl//planctl {__version__}//ES"
 CALENDAR_NAME = "Planificador — sesiones"
@@ -124,14 +126,20 @@ def sequence(view: SessionView) -> int:
 
 
 def session_to_event(view: SessionView, timezone: str) -> Event:
-    """One VEVENT for *view*, its times in the IANA zone *timezone*."""
+    """One VEVENT for *view*, its times in the IANA zone *timezone* (in UTC for a time
+    the clocks skip or repeat: :func:`planctl.calendar.zones.session_instants`)."""
     zone = zone_info(timezone)
     created, updated = as_utc(view.created_at), last_change(view)
     event = Event()
     event.add("uid", session_uid(view.id))
     event.add("dtstamp", updated or created or EPOCH)
-    event.add("dtstart", dt.datetime.combine(view.fecha, view.hora_inicio, tzinfo=zone))
-    event.add("dtend", dt.datetime.combine(view.fecha, view.hora_fin, tzinfo=zone))
+    instants = WallClock(timezone).instants(view.fecha, view.hora_inicio, view.hora_fin)
+    if instants is not None:
+        event.add("dtstart", instants[0])
+        event.add("dtend", instants[1])
+    else:
+        event.add("dtstart", dt.datetime.combine(view.fecha, view.hora_inicio, tzinfo=zone))
+        event.add("dtend", dt.datetime.combine(view.fecha, view.hora_fin, tzinfo=zone))
     event.add("summary", Text(f"{view.formacion} — {view.cliente}"))
     place = location(view)
     if place:
@@ -194,20 +202,30 @@ def _utc_stamp(moment: dt.datetime) -> str:
     return _ical_time(moment) + "Z"
 
 
-def event_bytes(view: SessionView, timezone: str) -> bytes:
+def event_bytes(view: SessionView, timezone: str, clock: WallClock | None = None) -> bytes:
     """The VEVENT of :func:`session_to_event`, serialised directly: the same bytes
     (a test compares them), without building icalendar objects, which costs about
-    a millisecond an event."""
+    a millisecond an event. *clock* (for *timezone*) carries what it learnt about
+    the days of earlier events to the next."""
     if any(c in timezone for c in ':;,"'):  # a TZID icalendar would quote
         return session_to_event(view, timezone).to_ical()
     created, updated = as_utc(view.created_at), last_change(view)
-    start = dt.datetime.combine(view.fecha, view.hora_inicio)
-    end = dt.datetime.combine(view.fecha, view.hora_fin)
+    instants = (clock or WallClock(timezone)).instants(view.fecha, view.hora_inicio, view.hora_fin)
+    if instants is None:
+        start = dt.datetime.combine(view.fecha, view.hora_inicio)
+        end = dt.datetime.combine(view.fecha, view.hora_fin)
+        starts = f"DTSTART;TZID={timezone}:{_ical_time(start)}"
+        ends = f"DTEND;TZID={timezone}:{_ical_time(end)}"
+    else:
+        starts, ends = (
+            f"{name}:{_utc_stamp(m)}"
+            for name, m in zip(("DTSTART", "DTEND"), instants, strict=True)
+        )
     lines = [
         "BEGIN:VEVENT",
         "SUMMARY:" + escape_text(f"{view.formacion} — {view.cliente}"),
-        f"DTSTART;TZID={timezone}:{_ical_time(start)}",
-        f"DTEND;TZID={timezone}:{_ical_time(end)}",
+        starts,
+        ends,
         "DTSTAMP:" + _utc_stamp(updated or created or EPOCH),
         f"UID:{session_uid(view.id)}",
         f"SEQUENCE:{sequence(view)}",

@@ -177,7 +177,13 @@ def export_ical(
         connect(state.settings.database_url) as connection,
         open_output(output, guard) as out,
     ):
-        events = write_calendar(connection, out, timezone=state.settings.timezone, filters=filters)
+        events = write_calendar(
+            connection,
+            out,
+            timezone=state.settings.timezone,
+            filters=filters,
+            warn=warner(state),
+        )
     log.info(
         "exported %s as iCalendar to %s in %.2f s",
         plural(events, "session"),

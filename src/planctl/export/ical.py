@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import BinaryIO
 
 from sqlalchemy import func, select
@@ -20,8 +20,9 @@ from sqlalchemy.engine import Connection
 
 from planctl.calendar.events import END_CALENDAR, calendar_header, event_bytes
 from planctl.calendar.sessions import SessionFilter, SessionView, iter_sessions
-from planctl.calendar.zones import zone_info
+from planctl.calendar.zones import WallClock, zone_info
 from planctl.db.models import Sesion
+from planctl.text import plural
 
 #: The first year a VTIMEZONE covers (time-zone data before it is local mean time).
 FIRST_ZONE_YEAR = 1900
@@ -49,13 +50,33 @@ def covered_years(connection: Connection, filters: SessionFilter) -> tuple[dt.da
     return dt.date(first_year, 1, 1), dt.date(last_year, 1, 1)
 
 
-def write_events(out: BinaryIO, views: Iterable[SessionView], timezone: str) -> int:
-    """Write one VEVENT per view; returns how many."""
+def write_events(
+    out: BinaryIO, views: Iterable[SessionView], timezone: str, skipped: list[int] | None = None
+) -> int:
+    """Write one VEVENT per view; returns how many. The ids of sessions with a time the
+    clocks skip (written in UTC, see :func:`~planctl.calendar.zones.session_instants`)
+    are appended to *skipped*."""
+    clock = WallClock(timezone)
     count = 0
     for view in views:
-        out.write(event_bytes(view, timezone))
+        out.write(event_bytes(view, timezone, clock))
+        if skipped is not None and clock.skips(view.fecha, view.hora_inicio, view.hora_fin):
+            skipped.append(view.id)
         count += 1
     return count
+
+
+def skipped_warning(ids: list[int], timezone: str) -> str:
+    """One line naming the sessions placed in a skipped hour (at most ten ids shown)."""
+    shown = ", ".join(str(i) for i in ids[:10]) + (
+        f" and {len(ids) - 10} more" if len(ids) > 10 else ""
+    )
+    return (
+        f"{plural(len(ids), 'session')} at a time that does not exist in {timezone} "
+        f"(the clocks go forward): id{'s' if len(ids) > 1 else ''} {shown}; exported in UTC "
+        "at the offset before the change, their planned length kept; "
+        "fix their times in the planner"
+    )
 
 
 def write_calendar(
@@ -64,16 +85,22 @@ def write_calendar(
     *,
     timezone: str,
     filters: SessionFilter = SessionFilter(),
+    warn: Callable[[str], None] | None = None,
 ) -> int:
     """Stream the matching sessions to *out* as one VCALENDAR; returns the number of events.
 
     Bad arguments (time zone, client, status) fail before anything is written.
+    *warn* gets one line naming the sessions at a time the clocks skip, if any.
     """
     zone_info(timezone)
     first, last = covered_years(connection, filters)
     sessions = iter_sessions(connection, filters)
     head = next(sessions, None)  # runs the query: an unknown client raises here
     out.write(calendar_header(timezone, first, last))
-    count = write_events(out, itertools.chain([] if head is None else [head], sessions), timezone)
+    skipped: list[int] = []
+    views = itertools.chain([] if head is None else [head], sessions)
+    count = write_events(out, views, timezone, skipped)
     out.write(END_CALENDAR)
+    if skipped and warn is not None:
+        warn(skipped_warning(skipped, timezone))
     return count
