@@ -157,7 +157,7 @@ def export_ical(
 ) -> None:
     """Sessions as an RFC 5545 calendar (one VEVENT per session, stable UIDs)."""
     from planctl.calendar.sessions import SessionFilter
-    from planctl.db.engine import connect
+    from planctl.db.sqlite_file import reading_connection
     from planctl.export.ical import write_calendar
     from planctl.fsutil import is_standard_output, open_output
 
@@ -174,7 +174,7 @@ def export_ical(
     log = state.service_logger("export")
     started = time.perf_counter()
     with (
-        connect(state.settings.database_url) as connection,
+        reading_connection(state.settings.database_url) as connection,
         open_output(output, guard) as out,
     ):
         events = write_calendar(
@@ -215,7 +215,7 @@ def export_pdf(
 ) -> None:
     """A PDF report: agenda with billable hours per client and topic, or a month calendar."""
     from planctl.calendar.sessions import SessionFilter
-    from planctl.db.engine import connect
+    from planctl.db.sqlite_file import reading_connection
     from planctl.export.pdf import write_report
     from planctl.fsutil import is_standard_output, open_output
 
@@ -237,7 +237,7 @@ def export_pdf(
     log = state.service_logger("export")
     started = time.perf_counter()
     with (
-        connect(state.settings.database_url) as connection,
+        reading_connection(state.settings.database_url) as connection,
         open_output(target, guard) as out,
     ):
         summary = write_report(

@@ -13,41 +13,45 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections.abc import Callable, Iterable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from sqlalchemy import func, select
-from sqlalchemy.engine import Connection
-
-from planctl.calendar.events import END_CALENDAR, calendar_header, event_bytes
-from planctl.calendar.sessions import SessionFilter, SessionView, iter_sessions
-from planctl.calendar.zones import WallClock, zone_info
-from planctl.db.models import Sesion
+from planctl.calendar.events import END_CALENDAR, EventWriter, calendar_header
+from planctl.calendar.sessions import (
+    SessionFilter,
+    SessionView,
+    date_conditions,
+    driver_rows,
+    iter_sessions,
+)
+from planctl.calendar.zones import zone_info
 from planctl.text import plural
 
 #: The first year a VTIMEZONE covers (time-zone data before it is local mean time).
 FIRST_ZONE_YEAR = 1900
 
 
-def covered_years(connection: Connection, filters: SessionFilter) -> tuple[dt.date, dt.date]:
+def covered_years(connection: Any, filters: SessionFilter) -> tuple[dt.date, dt.date]:
     """January 1st of the first session's year and of the year after the last one.
 
     Taken over all sessions between since/until (a superset of the exported
     ones), so the VTIMEZONE is known before the first event is streamed; with
     no sessions at all, this year.
     """
-    query = select(func.min(Sesion.fecha), func.max(Sesion.fecha))
-    if filters.since is not None:
-        query = query.where(Sesion.fecha >= filters.since)
-    if filters.until is not None:
-        query = query.where(Sesion.fecha <= filters.until)
-    first, last = connection.execute(query).one()
+    conditions, params = date_conditions(filters)
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    sql = f"SELECT min(s.fecha), max(s.fecha) FROM sesiones AS s{where}"
+    [(first, last)] = list(driver_rows(connection, sql, params))
     today = dt.date.today()
-    first, last = first or today, last or today  # no event: any year's VTIMEZONE is right
+    first, last = _day(first) or today, _day(last) or today  # no event: any year's VTIMEZONE
     # Zone rules are checked a year either side, and the zone database starts in the
     # 19th century: a session dated year 1 or 9999 must not overflow the date type.
     first_year = min(max(first.year, FIRST_ZONE_YEAR), dt.MAXYEAR - 2)
     last_year = max(min(last.year + 1, dt.MAXYEAR - 1), first_year + 1)
     return dt.date(first_year, 1, 1), dt.date(last_year, 1, 1)
+
+
+def _day(value: Any) -> dt.date | None:
+    return dt.date.fromisoformat(value) if isinstance(value, str) else value
 
 
 def write_events(
@@ -56,10 +60,11 @@ def write_events(
     """Write one VEVENT per view; returns how many. The ids of sessions with a time the
     clocks skip (written in UTC, see :func:`~planctl.calendar.zones.session_instants`)
     are appended to *skipped*."""
-    clock = WallClock(timezone)
+    writer = EventWriter(timezone)
+    clock = writer.clock
     count = 0
     for view in views:
-        out.write(event_bytes(view, timezone, clock))
+        out.write(writer.event(view))
         if skipped is not None and clock.skips(view.fecha, view.hora_inicio, view.hora_fin):
             skipped.append(view.id)
         count += 1
@@ -80,7 +85,7 @@ def skipped_warning(ids: list[int], timezone: str) -> str:
 
 
 def write_calendar(
-    connection: Connection,
+    connection: Any,
     out: BinaryIO,
     *,
     timezone: str,

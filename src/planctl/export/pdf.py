@@ -17,11 +17,10 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 from fpdf import FPDF
-from sqlalchemy.engine import Connection
 
 from planctl.calendar.sessions import SessionFilter, SessionView, iter_sessions
 from planctl.calendar.zones import zone_info
@@ -206,7 +205,7 @@ class ReportPDF(FPDF):
 
 
 def write_report(
-    connection: Connection,
+    connection: Any,
     out: BinaryIO,
     *,
     since: dt.date,
