@@ -10,6 +10,7 @@ read without importing SQLAlchemy at all.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import itertools
@@ -64,9 +65,12 @@ class SessionView:
     @property
     def minutes(self) -> int:
         """Length of the session in whole minutes (exact: money is computed from these)."""
-        start = dt.datetime.combine(self.fecha, self.hora_inicio)
-        end = dt.datetime.combine(self.fecha, self.hora_fin)
-        return int((end - start).total_seconds()) // 60
+        start, end = self.hora_inicio, self.hora_fin
+        micros = (
+            ((end.hour - start.hour) * 3600 + (end.minute - start.minute) * 60)
+            + (end.second - start.second)
+        ) * 1_000_000 + (end.microsecond - start.microsecond)
+        return int(micros / 1_000_000) // 60  # as int(timedelta.total_seconds()) // 60
 
     @property
     def hours(self) -> Decimal:
@@ -121,7 +125,8 @@ def driver_rows(connection: Any, sql: str, params: Sequence[Any] = ()) -> Iterat
         while rows := cursor.fetchmany(BATCH):
             yield from rows
     finally:
-        cursor.close()
+        with contextlib.suppress(sqlite3.ProgrammingError):  # closed first: rows left unread
+            cursor.close()
 
 
 def resolve_client(connection: Any, client: str) -> int:
