@@ -317,7 +317,8 @@ def _check_request(since: dt.date, until: dt.date, view: str) -> None:
     months = (until.year - since.year) * 12 + until.month - since.month + 1
     if view == "month" and months > MAX_MONTH_PAGES:
         raise UsageError(
-            f"a month view of {months:,} months ({since.isoformat()} to {until.isoformat()}) "
+            f"a month view of {format_count(months)} months "
+            f"({since.isoformat()} to {until.isoformat()}) "
             f"is over the limit of {MAX_MONTH_PAGES} months",
             "narrow --since/--until, or use --view list for a long period",
         )
