@@ -107,7 +107,7 @@ def test_counts_read_right(env: dict[str, str], tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("number", "expected"),
-    [(0, "0 rows"), (1, "1 row"), (2, "2 rows"), (1234567, "1,234,567 rows")],
+    [(0, "0 rows"), (1, "1 row"), (2, "2 rows"), (1234567, "1.234.567 rows")],
 )
 def test_plural(number: int, expected: str) -> None:
     assert plural(number, "row") == expected

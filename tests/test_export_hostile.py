@@ -223,3 +223,66 @@ def test_postgres_neutralises_full_width_too(pg_database: str) -> None:
             ("'＝SUM(A1)", "'＠x"),
             ("'－5", "'＋1"),
         ]
+
+
+def test_postgres_copy_path_writes_the_exact_paths_bytes_on_hostile_values(
+    pg_database: str,
+) -> None:
+    """COPY (the fast path) and csv.writer over the same SELECT (the exact path): the same
+    bytes for every table, delimiter and --raw, with hostile text in every text column,
+    timestamps with and without fractions, prices at the edge of their scale."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from sqlalchemy import insert, update
+
+    from planctl.db.engine import connect
+    from planctl.db.models import Cliente, Contratacion, Formacion, Sesion, Tema
+
+    migrate.upgrade(pg_database)
+    seed(pg_database)
+    texts = [v for v in HOSTILE if isinstance(v, str)] + ["a\rb", '"', "x\n", "ñ,\u2028"]
+    moments = [
+        dt.datetime(2026, 11, 22, 10, 15, tzinfo=dt.UTC),
+        dt.datetime(2026, 11, 22, 10, 15, 0, 500_000, tzinfo=dt.UTC),
+        dt.datetime(2026, 11, 22, 10, 15, 0, 1, tzinfo=dt.UTC),
+        dt.datetime(1, 1, 1, 0, 0, 0, 123_456, tzinfo=dt.UTC),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC),
+    ]
+    with connect(pg_database) as connection:
+        tema = connection.execute(
+            insert(Tema).returning(Tema.id), [{"nombre": "hostil"}]
+        ).scalar_one()
+        for index, text in enumerate(texts):
+            connection.execute(
+                insert(Cliente),
+                [{"empresa": f"{text}#{index}", "cif": f"H{index}", "notas": text or None}],
+            )
+            connection.execute(
+                insert(Formacion),
+                [{"tema_id": tema, "nombre": text + str(index), "descripcion": text}],
+            )
+        ids = [row[0] for row in connection.execute(Sesion.__table__.select().limit(len(moments)))]
+        for session, moment in zip(ids, moments, strict=True):
+            connection.execute(
+                update(Sesion)
+                .where(Sesion.id == session)
+                .values(created_at=moment, updated_at=moment, notas=texts[session % len(texts)])
+            )
+        for price in (Decimal("0.00"), Decimal("0.01"), Decimal("99999999.99")):
+            connection.execute(
+                update(Contratacion)
+                .where(Contratacion.id == int(price * 100) % 5 + 1)
+                .values(precio_hora=price)
+            )
+    for delimiter in (",", "\t", ";", "-"):
+        for raw in (False, True):
+            options = CsvOptions(delimiter=delimiter, raw=raw)
+            for table in TABLES:
+                written = {}
+                for fast in (True, False):
+                    out = io.BytesIO()
+                    with connect(pg_database) as connection:
+                        export_table(connection, table, out, options, fast_path=fast)
+                    written[fast] = out.getvalue()
+                assert written[True] == written[False], (table, delimiter, raw)

@@ -66,38 +66,49 @@ def export(url: str, timezone: str) -> bytes:
     return out.getvalue()
 
 
-def with_icalendar(data: bytes) -> dict[str, dt.datetime]:
+Instants = dict[str, tuple[dt.datetime, dt.datetime]]
+
+
+def _instant(value: dt.datetime, zone: dt.tzinfo) -> dt.datetime:
+    """A DTSTART/DTEND as an instant: UTC as written, else its wall time in *zone*."""
+    if value.tzname() == "UTC":  # written with Z (a time the clocks skip or repeat)
+        return value.astimezone(dt.UTC)
+    return value.replace(tzinfo=None).replace(tzinfo=zone).astimezone(dt.UTC)
+
+
+def with_icalendar(data: bytes) -> Instants:
     calendar = icalendar.Calendar.from_ical(data)
     zone = calendar.timezones[0].to_tz(lookup_tzid=False)  # the VTIMEZONE alone
-    out = {}
-    for event in calendar.walk("VEVENT"):
-        wall = event.decoded("DTSTART").replace(tzinfo=None)
-        out[str(event["UID"])] = wall.replace(tzinfo=zone).astimezone(dt.UTC)
-    return out
+    return {
+        str(event["UID"]): (
+            _instant(event.decoded("DTSTART"), zone),
+            _instant(event.decoded("DTEND"), zone),
+        )
+        for event in calendar.walk("VEVENT")
+    }
 
 
-def with_ical(data: bytes) -> dict[str, dt.datetime]:
+def with_ical(data: bytes) -> Instants:
     calendar = IcsCalendarStream.calendar_from_ics(data.decode("utf-8"))
     zone = IcsTimezoneInfo.from_timezone(calendar.timezones[0])
     out = {}
     for event in calendar.events:
         assert isinstance(event.dtstart, dt.datetime)  # timed sessions, never all-day
-        wall = event.dtstart.replace(tzinfo=None)
-        out[str(event.uid)] = wall.replace(tzinfo=zone).astimezone(dt.UTC)
+        assert isinstance(event.dtend, dt.datetime)
+        out[str(event.uid)] = (_instant(event.dtstart, zone), _instant(event.dtend, zone))
     return out
 
 
-def with_vobject(data: bytes) -> dict[str, dt.datetime]:
+def with_vobject(data: bytes) -> Instants:
     calendar: Any = vobject.readOne(data.decode("utf-8"))
     zone = calendar.vtimezone.gettzinfo()  # vobject's own reading of the VTIMEZONE
     out = {}
     for event in calendar.vevent_list:
-        start = event.dtstart.value
-        assert start.tzinfo is not None
-        wall = start.replace(tzinfo=None)
-        out[event.uid.value] = wall.replace(tzinfo=zone).astimezone(dt.UTC)
+        start, end = event.dtstart.value, event.dtend.value
+        assert start.tzinfo is not None and end.tzinfo is not None
+        out[event.uid.value] = (_instant(start, zone), _instant(end, zone))
         # And what vobject hands over unprompted for DTSTART;TZID=… agrees.
-        assert start.astimezone(dt.UTC) == out[event.uid.value], event.uid.value
+        assert start.astimezone(dt.UTC) == out[event.uid.value][0], event.uid.value
     return out
 
 
@@ -124,7 +135,7 @@ def test_three_readers_agree_on_every_instant(sqlite_url: str, timezone: str) ->
     changes = {dt.datetime.combine(d, dt.time(12), tzinfo=zone).utcoffset() for d in days}
     assert len(changes) >= 2 and len(expected) >= 30
     for reader in (with_icalendar, with_ical, with_vobject):
-        seen = reader(data)
+        seen = {uid: start for uid, (start, _) in reader(data).items()}
         wrong = {
             uid: (seen.get(uid), when) for uid, when in expected.items() if seen.get(uid) != when
         }
@@ -181,3 +192,84 @@ def test_renaming_a_client_or_course_changes_dtstamp_and_sequence(
     assert new[uid].decoded("DTSTAMP") == old[uid].decoded("DTSTAMP") + dt.timedelta(seconds=75)
     assert new[uid].decoded("LAST-MODIFIED") == new[uid].decoded("DTSTAMP")
     assert new[untouched].to_ical() == old[untouched].to_ical()
+
+
+def offset_changes(
+    zone: zoneinfo.ZoneInfo, first: dt.date, last: dt.date
+) -> list[tuple[dt.datetime, dt.timedelta, dt.timedelta]]:
+    """Every UTC offset change from *first* to *last*: (the wall time it happens at, by the
+    clock before it; the offset before; the offset after)."""
+    changes = []
+    moment = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC)
+    end = dt.datetime.combine(last, dt.time(), tzinfo=dt.UTC)
+    offset = moment.astimezone(zone).utcoffset()
+    while moment < end:
+        moment += dt.timedelta(minutes=30)
+        new = moment.astimezone(zone).utcoffset()
+        assert offset is not None and new is not None
+        if new != offset:
+            changes.append(((moment + offset).replace(tzinfo=None), offset, new))
+            offset = new
+    return changes
+
+
+def edge_sessions(
+    change: dt.datetime, before: dt.timedelta, after: dt.timedelta
+) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Wall-clock (start, end) pairs with a start or an end inside the skipped or repeated
+    span of one change, or both."""
+    span = abs(after - before)
+    low, high = (change, change + span) if after > before else (change - span, change)
+    middle = low + span / 2
+    quarter = span / 4
+    return [
+        (middle, high + dt.timedelta(minutes=15)),  # starts inside, ends after
+        (low - dt.timedelta(minutes=30), middle),  # starts before, ends inside
+        (low + quarter, high - quarter),  # inside from start to end
+    ]
+
+
+@pytest.mark.parametrize("timezone", ZONES)
+def test_sessions_in_skipped_and_repeated_hours_have_one_instant_in_every_reader(
+    sqlite_url: str, timezone: str
+) -> None:
+    """A time the clocks skip is read with the offset before the gap, start and end alike;
+    a repeated one is its first occurrence; DTEND never before DTSTART; every reader agrees."""
+    zone = zoneinfo.ZoneInfo(timezone)
+    expected: dict[str, tuple[dt.datetime, dt.datetime]] = {}
+    kinds = {"skipped": 0, "repeated": 0}
+    with connect(sqlite_url) as connection:
+        for change, before, after in offset_changes(zone, dt.date(2025, 1, 1), dt.date(2028, 1, 1)):
+            kind = "skipped" if after > before else "repeated"
+            for start, end in edge_sessions(change, before, after):
+                if start.date() != end.date() or end <= start:
+                    continue  # one slot within a day, as the planner keeps them
+                session = insert_session(
+                    connection, fecha=start.date(), inicio=start.time(), fin=end.time()
+                )
+                if kind == "skipped":  # both ends with the offset before the gap
+                    instants = ((start - before), (end - before))
+                    expected[f"sesion-{session}@planctl"] = tuple(  # type: ignore[assignment]
+                        m.replace(tzinfo=dt.UTC) for m in instants
+                    )
+                else:  # the first occurrence (fold=0): RFC 5545
+                    expected[f"sesion-{session}@planctl"] = (
+                        start.replace(tzinfo=zone).astimezone(dt.UTC),
+                        end.replace(tzinfo=zone).astimezone(dt.UTC),
+                    )
+                kinds[kind] += 1
+    assert kinds["skipped"] >= 4 and kinds["repeated"] >= 4, kinds
+    warnings: list[str] = []
+    out = io.BytesIO()
+    with connect(sqlite_url) as connection:
+        write_calendar(connection, out, timezone=timezone, warn=warnings.append)
+    data = out.getvalue()
+    for reader in (with_icalendar, with_ical, with_vobject):
+        seen = reader(data)
+        wrong = {
+            uid: (seen.get(uid), want) for uid, want in expected.items() if seen.get(uid) != want
+        }
+        assert not wrong, (reader.__name__, sorted(wrong.items())[:3])
+        assert all(end >= start for start, end in seen.values())
+    assert len(warnings) == 1 and "does not exist in " + timezone in warnings[0]
+    assert f"{kinds['skipped']} sessions at a time" in warnings[0]

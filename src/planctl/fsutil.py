@@ -84,11 +84,16 @@ class Guard:
         """What no file planctl writes at a user's request may overwrite: the database (and
         its journals), the backups, the simulated calendar's store and its journal."""
         from planctl.db.sqlite_file import database_file
+        from planctl.logs import log_files
 
         return cls(
             database=database_file(settings.database_url),
             backup_dir=settings.backup_dir,
-            extra=(settings.sync_store, Path(f"{settings.sync_store}.journal")),
+            extra=(
+                settings.sync_store,
+                Path(f"{settings.sync_store}.journal"),
+                *log_files(settings.log_dir),
+            ),
         )
 
     def check(self, path: Path) -> None:
@@ -125,6 +130,19 @@ def _same_file(a: Path, b: Path) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def is_standard_output(target: str | Path) -> bool:
+    """Whether writing *target* writes standard output: ``-``, or a path that is the same
+    file as descriptor 1 (``/dev/stdout``, ``/dev/fd/1``, ``/proc/self/fd/N`` of it, the
+    terminal's or the pipe's own name), compared by device and inode."""
+    if str(target) == "-":
+        return True
+    try:
+        out, info = os.fstat(1), os.stat(target)
+    except (OSError, ValueError):
+        return False
+    return (info.st_dev, info.st_ino) == (out.st_dev, out.st_ino)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,15 @@ _MAX_BYTES = 5 * 1024 * 1024
 _BACKUP_COUNT = 5
 
 
+def log_files(log_dir: Path) -> tuple[Path, ...]:
+    """Every file the service logs write or rotate through in *log_dir* (never an output)."""
+    return tuple(
+        log_dir / f"{name}{suffix}"
+        for name in SERVICE_FILES.values()
+        for suffix in ("", *(f".{n}" for n in range(1, _BACKUP_COUNT + 1)))
+    )
+
+
 class ZonedFormatter(logging.Formatter):
     """``2026-11-25 21:03:04.512 +0100 | INFO | …``: the time in *timezone*, with its offset."""
 

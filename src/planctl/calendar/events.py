@@ -15,7 +15,9 @@ writes them to calendars and compares against them (:mod:`planctl.sync`).
   the newer version of an event. Two edits within one second share a value.
 - ``DTSTART``/``DTEND`` are the wall-clock times with ``TZID=<timezone>``;
   :func:`calendar_header` carries the zone's VTIMEZONE
-  (:func:`planctl.calendar.tzrules.time_zone`).
+  (:func:`planctl.calendar.tzrules.time_zone`). A session with a time the
+  clocks skip or repeat is written in UTC instead, at the instants of
+  :func:`planctl.calendar.zones.session_instants` (the rule sync uses too).
 - :func:`event_bytes` writes the VEVENT of :func:`session_to_event` directly,
   byte for byte, for streaming.
 """
@@ -30,7 +32,7 @@ from icalendar import Calendar, Event, vCategory, vText
 from planctl import __version__
 from planctl.calendar.sessions import SessionView
 from planctl.calendar.tzrules import time_zone
-from planctl.calendar.zones import as_utc, zone_info
+from planctl.calendar.zones import WallClock, as_utc, zone_info
 
 PRODID = f"-//planctl//planctl {__version__}//ES"
 CALENDAR_NAME = "Planificador — sesiones"
@@ -124,14 +126,20 @@ def sequence(view: SessionView) -> int:
 
 
 def session_to_event(view: SessionView, timezone: str) -> Event:
-    """One VEVENT for *view*, its times in the IANA zone *timezone*."""
+    """One VEVENT for *view*, its times in the IANA zone *timezone* (in UTC for a time
+    the clocks skip or repeat: :func:`planctl.calendar.zones.session_instants`)."""
     zone = zone_info(timezone)
     created, updated = as_utc(view.created_at), last_change(view)
     event = Event()
     event.add("uid", session_uid(view.id))
     event.add("dtstamp", updated or created or EPOCH)
-    event.add("dtstart", dt.datetime.combine(view.fecha, view.hora_inicio, tzinfo=zone))
-    event.add("dtend", dt.datetime.combine(view.fecha, view.hora_fin, tzinfo=zone))
+    instants = WallClock(timezone).instants(view.fecha, view.hora_inicio, view.hora_fin)
+    if instants is not None:
+        event.add("dtstart", instants[0])
+        event.add("dtend", instants[1])
+    else:
+        event.add("dtstart", dt.datetime.combine(view.fecha, view.hora_inicio, tzinfo=zone))
+        event.add("dtend", dt.datetime.combine(view.fecha, view.hora_fin, tzinfo=zone))
     event.add("summary", Text(f"{view.formacion} — {view.cliente}"))
     place = location(view)
     if place:
@@ -194,35 +202,83 @@ def _utc_stamp(moment: dt.datetime) -> str:
     return _ical_time(moment) + "Z"
 
 
+class EventWriter:
+    """:func:`event_bytes` for many events of one zone: the same bytes, with what repeats
+    from event to event (days, times, stamps, the zone's plain days) worked out once."""
+
+    def __init__(self, timezone: str) -> None:
+        self.timezone = timezone
+        self.clock = WallClock(timezone)
+        self._quoted = any(c in timezone for c in ':;,"')  # a TZID icalendar would quote
+        self._days: dict[dt.date, str] = {}
+        self._times: dict[dt.time, str] = {}
+        self._stamps: dict[dt.datetime | None, tuple[dt.datetime | None, str]] = {}
+
+    def _wall(self, day: dt.date, time: dt.time) -> str:
+        date_text = self._days.get(day)
+        if date_text is None:
+            date_text = self._days[day] = f"{day.year:04d}{day.month:02d}{day.day:02d}T"
+        time_text = self._times.get(time)
+        if time_text is None:
+            time_text = self._times[time] = f"{time.hour:02d}{time.minute:02d}{time.second:02d}"
+        return date_text + time_text
+
+    def _stamp(self, moment: dt.datetime | None) -> tuple[dt.datetime | None, str]:
+        """*moment* in UTC to the second, and as ``YYYYMMDDTHHMMSSZ``."""
+        found = self._stamps.get(moment)
+        if found is None:
+            utc = as_utc(moment)
+            found = self._stamps[moment] = (utc, "" if utc is None else _utc_stamp(utc))
+        return found
+
+    def event(self, view: SessionView) -> bytes:
+        """The VEVENT of *view*, as :func:`session_to_event` would serialise it."""
+        if self._quoted:
+            return session_to_event(view, self.timezone).to_ical()
+        created, created_text = self._stamp(view.created_at)
+        updated, updated_text = self._stamp(view.changed_at or view.updated_at)
+        instants = self.clock.instants(view.fecha, view.hora_inicio, view.hora_fin)
+        if instants is None:
+            tzid = self.timezone
+            starts = f"DTSTART;TZID={tzid}:{self._wall(view.fecha, view.hora_inicio)}"
+            ends = f"DTEND;TZID={tzid}:{self._wall(view.fecha, view.hora_fin)}"
+        else:
+            starts = f"DTSTART:{_utc_stamp(instants[0])}"
+            ends = f"DTEND:{_utc_stamp(instants[1])}"
+        if created is None or updated is None:
+            number = 0
+        else:
+            number = max(0, min(MAX_SEQUENCE, int((updated - created).total_seconds())))
+        lines = [
+            "BEGIN:VEVENT",
+            "SUMMARY:" + escape_text(f"{view.formacion} — {view.cliente}"),
+            starts,
+            ends,
+            "DTSTAMP:" + (updated_text or created_text or _utc_stamp(EPOCH)),
+            f"UID:sesion-{view.id}@planctl",
+            f"SEQUENCE:{number}",
+            "CATEGORIES:" + escape_text(view.tema),
+        ]
+        if created is not None:
+            lines.append("CREATED:" + created_text)
+        lines.append("DESCRIPTION:" + escape_text(description(view)))
+        if updated is not None:
+            lines.append("LAST-MODIFIED:" + updated_text)
+        place = location(view)
+        if place:
+            lines.append("LOCATION:" + escape_text(place))
+        lines.append("STATUS:" + STATUS[view.estado])
+        if view.enlace_vc:
+            lines.append("URL:" + CONTROL_CHARACTERS.sub("", view.enlace_vc).replace("\n", ""))
+        lines.append("END:VEVENT\r\n")
+        for index, line in enumerate(lines):
+            if len(line) > 18 and not (len(line) < 75 and line.isascii()):  # maybe 75 octets
+                lines[index] = fold(line).decode()
+        return "\r\n".join(lines).encode()
+
+
 def event_bytes(view: SessionView, timezone: str) -> bytes:
     """The VEVENT of :func:`session_to_event`, serialised directly: the same bytes
     (a test compares them), without building icalendar objects, which costs about
-    a millisecond an event."""
-    if any(c in timezone for c in ':;,"'):  # a TZID icalendar would quote
-        return session_to_event(view, timezone).to_ical()
-    created, updated = as_utc(view.created_at), last_change(view)
-    start = dt.datetime.combine(view.fecha, view.hora_inicio)
-    end = dt.datetime.combine(view.fecha, view.hora_fin)
-    lines = [
-        "BEGIN:VEVENT",
-        "SUMMARY:" + escape_text(f"{view.formacion} — {view.cliente}"),
-        f"DTSTART;TZID={timezone}:{_ical_time(start)}",
-        f"DTEND;TZID={timezone}:{_ical_time(end)}",
-        "DTSTAMP:" + _utc_stamp(updated or created or EPOCH),
-        f"UID:{session_uid(view.id)}",
-        f"SEQUENCE:{sequence(view)}",
-        "CATEGORIES:" + escape_text(view.tema),
-    ]
-    if created is not None:
-        lines.append("CREATED:" + _utc_stamp(created))
-    lines.append("DESCRIPTION:" + escape_text(description(view)))
-    if updated is not None:
-        lines.append("LAST-MODIFIED:" + _utc_stamp(updated))
-    place = location(view)
-    if place:
-        lines.append("LOCATION:" + escape_text(place))
-    lines.append("STATUS:" + STATUS[view.estado])
-    if view.enlace_vc:
-        lines.append("URL:" + CONTROL_CHARACTERS.sub("", view.enlace_vc).replace("\n", ""))
-    lines.append("END:VEVENT\r\n")
-    return b"\r\n".join([fold(line) for line in lines])
+    a millisecond an event. Many events: :class:`EventWriter`."""
+    return EventWriter(timezone).event(view)

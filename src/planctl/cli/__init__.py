@@ -235,9 +235,18 @@ def main() -> None:
     signals.install_handlers()
     args = hoist_global_flags(sys.argv[1:])
     try:
-        app(args=args)
+        try:
+            app(args=args)
+        finally:  # what is still buffered meets a closed pipe here, not in Python's exit
+            sys.stdout.flush()
     except BrokenPipeError:
         sys.exit(signals.quiet_broken_pipe())
+    except SystemExit as exit_:
+        # Rich (Console.on_broken_pipe) and Click (help, --version) end a closed pipe with
+        # exit 1 while handling the BrokenPipeError: the same closed pipe, the same 141.
+        if isinstance(exit_.__context__, BrokenPipeError):
+            sys.exit(signals.quiet_broken_pipe())
+        raise
     except PlanctlError as error:  # raised outside a command (e.g. while parsing options)
         report_error(None, error, debug="--debug" in args[: _end_of_options(args)])
         sys.exit(int(error.exit_code))

@@ -16,7 +16,7 @@ from planctl.cli.context import State, err_console, parse_period
 from planctl.cli.context import path as cli_path
 from planctl.cli.context import state_of as _state
 from planctl.errors import UsageError
-from planctl.text import plural
+from planctl.text import format_decimal, format_euros, plural
 
 if TYPE_CHECKING:
     from planctl.fsutil import Guard
@@ -101,7 +101,7 @@ def export_csv(
     from planctl.db.sqlite_file import reading_connection
     from planctl.export.csv import count_rows, export_all, export_table
     from planctl.export.csv_common import CsvOptions, check_table_name
-    from planctl.fsutil import open_output
+    from planctl.fsutil import is_standard_output, open_output
 
     state = _state(ctx)
     if (table is None) == (all_dir is None):
@@ -126,6 +126,7 @@ def export_csv(
         return
     assert table is not None
     check_table_name(table)  # unknown names fail before any output is opened
+    quiet = is_standard_output(output)  # before the write: a replaced file is another inode
     with reading_connection(state.settings.database_url) as connection:
         total = count_rows(connection, table) if sys.stderr.isatty() and not state.quiet else None
         with (
@@ -137,7 +138,7 @@ def export_csv(
             )
     elapsed = time.perf_counter() - started
     log.info("exported %s: %s to %s in %.2f s", table, plural(rows, "row"), output, elapsed)
-    if output != "-":
+    if not quiet:  # data alone on the data stream
         state.say(f"Wrote {plural(rows, 'row')} of {table} to {output}.")
 
 
@@ -161,12 +162,13 @@ def export_ical(
 ) -> None:
     """Sessions as an RFC 5545 calendar (one VEVENT per session, stable UIDs)."""
     from planctl.calendar.sessions import SessionFilter
-    from planctl.db.engine import connect
+    from planctl.db.sqlite_file import reading_connection
     from planctl.export.ical import write_calendar
-    from planctl.fsutil import open_output
+    from planctl.fsutil import is_standard_output, open_output
 
     state = _state(ctx)
     guard = output_guard(state)
+    quiet = is_standard_output(output)
     filters = SessionFilter(
         since=parse_period(since, until)[0],
         until=parse_period(since, until)[1],
@@ -177,17 +179,23 @@ def export_ical(
     log = state.service_logger("export")
     started = time.perf_counter()
     with (
-        connect(state.settings.database_url) as connection,
+        reading_connection(state.settings.database_url) as connection,
         open_output(output, guard) as out,
     ):
-        events = write_calendar(connection, out, timezone=state.settings.timezone, filters=filters)
+        events = write_calendar(
+            connection,
+            out,
+            timezone=state.settings.timezone,
+            filters=filters,
+            warn=warner(state),
+        )
     log.info(
         "exported %s as iCalendar to %s in %.2f s",
         plural(events, "session"),
         output,
         time.perf_counter() - started,
     )
-    if output != "-":
+    if not quiet:
         state.say(f"Wrote {plural(events, 'event')} to {output}.")
 
 
@@ -212,9 +220,9 @@ def export_pdf(
 ) -> None:
     """A PDF report: agenda with billable hours per client and topic, or a month calendar."""
     from planctl.calendar.sessions import SessionFilter
-    from planctl.db.engine import connect
+    from planctl.db.sqlite_file import reading_connection
     from planctl.export.pdf import write_report
-    from planctl.fsutil import open_output
+    from planctl.fsutil import is_standard_output, open_output
 
     state = _state(ctx)
     guard = output_guard(state)
@@ -230,10 +238,11 @@ def export_pdf(
                 "use ISO form, e.g. 2026-11-22T10:00:00+01:00",
             ) from None
     target = output or f"sesiones-{first}_{last}{'-mes' if view == 'month' else ''}.pdf"
+    quiet = is_standard_output(target)
     log = state.service_logger("export")
     started = time.perf_counter()
     with (
-        connect(state.settings.database_url) as connection,
+        reading_connection(state.settings.database_url) as connection,
         open_output(target, guard) as out,
     ):
         summary = write_report(
@@ -254,9 +263,9 @@ def export_pdf(
         target,
         time.perf_counter() - started,
     )
-    if target != "-":
+    if not quiet:
         state.say(
             f"Wrote {target}: {plural(summary.sessions, 'session')}, "
             f"{plural(summary.pages, 'page')}, "
-            f"{summary.hours:,.2f} h, {summary.amount:,.2f} €."
+            f"{format_decimal(summary.hours)} h, {format_euros(summary.amount)}."
         )

@@ -89,6 +89,8 @@ class ReportFont:
         self._widths: dict[tuple[str, str], float] = {}
         self._safe: dict[str, str] = {}
         self._fitted: dict[tuple[str, float, float, bool], str] = {}
+        self._sizes: dict[tuple[str, float, float, bool], float] = {}
+        self._cleaned: dict[str, str] = {}
 
     def use(self, size: float, bold: bool = False) -> None:
         """Select the family at *size* points (bold or regular)."""
@@ -127,6 +129,12 @@ class ReportFont:
         """*text* on one line, composed, with every character the font lacks as ``?``."""
         if not text:
             return ""
+        found = self._cleaned.get(text)
+        if found is None:
+            found = self._cleaned[text] = self._clean(text)
+        return found
+
+    def _clean(self, text: str) -> str:
         text = unicodedata.normalize("NFC", text)
         if text.isascii() and text.isprintable():
             return text
@@ -155,9 +163,15 @@ class ReportFont:
         self, text: str, width: float, size: float, bold: bool = False, smallest: float = 4.0
     ) -> float:
         """The largest size up to *size* (in 0.25 pt steps) at which *text* fits *width* whole."""
+        key = (text, width, size, bold)
+        found = self._sizes.get(key)
+        if found is not None:
+            return found
         clean = self.clean(text)
+        start = size
         while size > smallest and self.width(clean, size, bold) > width:
             size -= 0.25
+        self._sizes[(text, width, start, bold)] = size
         return size
 
     def fit(self, text: str, width: float, size: float, bold: bool = False) -> str:

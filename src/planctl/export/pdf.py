@@ -14,23 +14,23 @@ import datetime as dt
 import itertools
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_UP, Decimal
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
 from fpdf import FPDF
-from sqlalchemy.engine import Connection
 
 from planctl.calendar.sessions import SessionFilter, SessionView, iter_sessions
 from planctl.calendar.zones import zone_info
 from planctl.errors import UsageError
 from planctl.export.fonts import ReportFont, find_font_files
+from planctl.text import CENT, format_count, format_euros
+from planctl.text import format_decimal as format_number
 
 VIEWS = ("list", "month")
 TITLES = {"list": "Informe de sesiones", "month": "Calendario de sesiones"}
-CENT = Decimal("0.01")
 ZERO = Decimal(0)
 
 MESES = (
@@ -173,6 +173,9 @@ class ReportPDF(FPDF):
         self.report_subtitle = subtitle
         self.report_font = ReportFont(self, find_font_files())
         self.on_new_page: Callable[[], None] | None = None
+        self._encoded: dict[int, dict[str, str]] = {}
+        self._colors: dict[Color, Any] = {}
+        self._color_ops: dict[int, str] = {}
         self.set_margins(MARGIN, MARGIN, MARGIN)
         self.set_auto_page_break(False)
         self.alias_nb_pages()
@@ -198,6 +201,59 @@ class ReportPDF(FPDF):
         self.set_xy(MARGIN, FOOTER_Y)
         self.cell(CONTENT_WIDTH, 5, f"Página {self.page_no()} de {{nb}}", align="C")
 
+    def use_text_color(self, rgb: Color) -> None:
+        """``set_text_color(*rgb)``, its colour object made once per colour."""
+        color = self._colors.get(rgb)
+        if color is None:
+            self.set_text_color(*rgb)
+            self._colors[rgb] = self.text_color
+        elif self.text_color is not color:
+            self.text_color = color
+
+    def text_row(self, y: float, cells: Sequence[tuple[float, str, float]]) -> None:
+        """Draw (x, clean text, size) cells on the baseline *y* as ONE text object in the
+        current font and colour: what :meth:`FPDF.text` writes per cell, once per row.
+
+        Each cell moves from the previous one with a relative ``Td``; a cell at another
+        size sets it with ``Tf`` inside a ``q … Q`` pair, so the state fpdf2 tracks is
+        unchanged afterwards. An encoded string is kept per font (its glyphs are in
+        the font's subset from the first use on).
+        """
+        font = self.current_font
+        assert font is not None
+        if not self.current_font_is_set_on_page:
+            self._out(self._set_font_for_page(font, self.font_size_pt))
+        encoded = self._encoded.setdefault(font.i, {})
+        k, base = self.k, self.font_size_pt
+        parts = ["q"]
+        if self.fill_color != self.text_color:
+            assert self.text_color is not None
+            operator = self._color_ops.get(id(self.text_color))
+            if operator is None or self.text_color not in self._colors.values():
+                operator = self.text_color.serialize().lower()
+                if self.text_color in self._colors.values():
+                    self._color_ops[id(self.text_color)] = operator
+            parts.append(operator)
+        parts.append("BT")
+        previous, size = 0.0, base
+        for x, text, cell_size in cells:
+            if not text:
+                continue
+            if cell_size != size:
+                parts.append(f"/F{font.i} {cell_size:.2f} Tf")
+                size = cell_size
+            if previous == 0.0:
+                parts.append(f"{x * k:.2f} {(self.h - y) * k:.2f} Td")
+            else:
+                parts.append(f"{(x - previous) * k:.2f} 0 Td")
+            previous = x
+            code = encoded.get(text)
+            if code is None:  # normalize_text: a core font's own encoding, as text() does
+                code = encoded[text] = font.encode_text(self.normalize_text(text))
+            parts.append(code)
+        parts.append("ET Q")
+        self._out(" ".join(parts))
+
     def ensure_room(self, height: float) -> None:
         """Start a new page unless *height* mm still fit on this one."""
         if self.get_y() + height > CONTENT_BOTTOM:
@@ -205,7 +261,7 @@ class ReportPDF(FPDF):
 
 
 def write_report(
-    connection: Connection,
+    connection: Any,
     out: BinaryIO,
     *,
     since: dt.date,
@@ -261,7 +317,8 @@ def _check_request(since: dt.date, until: dt.date, view: str) -> None:
     months = (until.year - since.year) * 12 + until.month - since.month + 1
     if view == "month" and months > MAX_MONTH_PAGES:
         raise UsageError(
-            f"a month view of {months:,} months ({since.isoformat()} to {until.isoformat()}) "
+            f"a month view of {format_count(months)} months "
+            f"({since.isoformat()} to {until.isoformat()}) "
             f"is over the limit of {MAX_MONTH_PAGES} months",
             "narrow --since/--until, or use --view list for a long period",
         )
@@ -318,16 +375,27 @@ def _write_agenda(pdf: ReportPDF, sessions: Iterable[SessionView], totals: Total
 
 
 def _header_row(pdf: ReportPDF, columns: Iterable[tuple[str, float]], right_from: int) -> None:
-    """A filled row of bold column titles; columns from *right_from* on are right-aligned."""
+    """A filled row of bold column titles; columns from *right_from* on are right-aligned.
+
+    One filled rectangle and one text object, placed as ``cell`` places them
+    (``c_margin`` from the edge, the baseline 0.3 font sizes below the middle).
+    """
     font = pdf.report_font
     font.use(AGENDA_SIZE, bold=True)
     pdf.set_fill_color(*HEADER_FILL)
     pdf.set_text_color(*WHITE)
-    pdf.set_x(MARGIN)
+    y = pdf.get_y()
+    cells, x = [], MARGIN
     for index, (title, width) in enumerate(columns):
-        align = "R" if index >= right_from else "L"
-        pdf.cell(width, HEADER_HEIGHT, font.clean(title), fill=True, align=align)
-    pdf.set_xy(MARGIN, pdf.get_y() + HEADER_HEIGHT)
+        text = font.clean(title)
+        left = x + pdf.c_margin
+        if index >= right_from:
+            left = x + width - pdf.c_margin - font.width(text, AGENDA_SIZE, bold=True)
+        cells.append((left, text, AGENDA_SIZE))
+        x += width
+    pdf.rect(MARGIN, y, x - MARGIN, HEADER_HEIGHT, style="F")
+    pdf.text_row(y + 0.5 * HEADER_HEIGHT + 0.3 * pdf.font_size, cells)
+    pdf.set_xy(MARGIN, y + HEADER_HEIGHT)
 
 
 def _agenda_header(pdf: ReportPDF) -> None:
@@ -353,22 +421,21 @@ def _agenda_row(pdf: ReportPDF, session: SessionView, *, stripe: bool) -> None:
     if stripe:
         pdf.set_fill_color(*STRIPE)
         pdf.rect(MARGIN, y, CONTENT_WIDTH, ROW_HEIGHT, style="F")
-    font.use(AGENDA_SIZE)
-    pdf.set_text_color(*(MUTED if session.estado == "cancelada" else BLACK))
+    if pdf.font_size_pt != AGENDA_SIZE or pdf.font_style:
+        font.use(AGENDA_SIZE)
+    pdf.use_text_color(MUTED if session.estado == "cancelada" else BLACK)
+    cells = []
     x = MARGIN
     for index, (value, (_, width)) in enumerate(
         zip(_agenda_cells(session), AGENDA_COLUMNS, strict=True)
     ):
         if index in WHOLE_COLUMNS:  # a date or a time is never cut: smaller type instead
             size = font.size_to_fit(value, width - 2, AGENDA_SIZE)
-            if size != AGENDA_SIZE:
-                font.use(size)
-            pdf.text(x + 1, y + 3.6, font.clean(value))
-            if size != AGENDA_SIZE:
-                font.use(AGENDA_SIZE)
+            cells.append((x + 1, font.clean(value), size))
         else:
-            pdf.text(x + 1, y + 3.6, font.fit(value, width - 2, AGENDA_SIZE))
+            cells.append((x + 1, font.fit(value, width - 2, AGENDA_SIZE), AGENDA_SIZE))
         x += width
+    pdf.text_row(y + 3.6, cells)
     pdf.set_y(y + ROW_HEIGHT)
 
 
@@ -626,20 +693,5 @@ def spanish_order(name: str) -> str:
     return "".join(c for c in decomposed if c == TILDE or not unicodedata.combining(c))
 
 
-def format_number(value: Decimal) -> str:
-    """Spanish formatting with two decimals: 1234.5 -> '1.234,50'."""
-    text = f"{value.quantize(CENT, ROUND_HALF_UP):,.2f}"
-    return text.replace(",", " ").replace(".", ",").replace(" ", ".")
-
-
-def format_count(value: int) -> str:
-    """Spanish thousands: 12345 -> '12.345'."""
-    return f"{value:,}".replace(",", ".")
-
-
-def format_euros(value: Decimal) -> str:
-    return f"{format_number(value)} €"
-
-
 def _date(day: dt.date) -> str:
-    return f"{day:%d/%m/%Y}"
+    return f"{day.day:02d}/{day.month:02d}/{day.year:04d}"

@@ -20,7 +20,8 @@ from icalendar import Event
 
 from planctl.calendar.events import location, session_to_event
 from planctl.calendar.sessions import SessionView
-from planctl.calendar.zones import zone_info
+from planctl.calendar.zones import missing_local_time as missing_local_time  # the model's rule
+from planctl.calendar.zones import second_of_two, zone_info
 
 UID_PATTERN = re.compile(r"^sesion-(\d+)@planctl$")
 ONLINE = "Online"
@@ -168,21 +169,6 @@ def session_changes(view: SessionView, content: EventContent, timezone: str) -> 
     if estado != view.estado:
         changes["estado"] = estado
     return changes
-
-
-def second_of_two(moment: dt.datetime) -> bool:
-    """Whether a local *moment* is the later of two that share its wall-clock time (DST fold)."""
-    if moment.fold != 1:
-        return False
-    return moment.replace(fold=0).utcoffset() != moment.utcoffset()
-
-
-def missing_local_time(day: dt.date, time: dt.time, timezone: str) -> bool:
-    """Whether *day* at *time* does not exist in *timezone* (skipped as the clocks go forward)."""
-    zone = zone_info(timezone)
-    wall = dt.datetime.combine(day, time)
-    back = wall.replace(tzinfo=zone).astimezone(dt.UTC).astimezone(zone)
-    return back.replace(tzinfo=None) != wall
 
 
 def _place(text: str | None) -> dict[str, Any]:
