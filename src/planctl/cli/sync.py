@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     import logging
 
     from planctl.sync.backend import Backend
-    from planctl.sync.engine import SyncOptions, SyncReport
+    from planctl.sync.options import SyncOptions
+    from planctl.sync.report import SyncReport
     from planctl.sync.state import RunRecord
 
 app = typer.Typer(
@@ -82,7 +83,7 @@ def _options(
     conflict: str,
     allow_mass_cancel: bool = False,
 ) -> SyncOptions:
-    from planctl.sync.engine import SyncOptions
+    from planctl.sync.options import SyncOptions
 
     options = SyncOptions(
         timezone=state.settings.timezone,
@@ -180,7 +181,7 @@ def _run(
     allow_mass_cancel: bool = False,
     as_json: bool = False,
 ) -> None:
-    from planctl.sync.engine import run_sync
+    from planctl.sync.run import run_sync
 
     state = _state(ctx)
     options = _options(state, mode, since, until, conflict, allow_mass_cancel)
@@ -227,7 +228,7 @@ def _raise_for_problems(report: SyncReport) -> None:
 def _render(state: State, report: SyncReport) -> None:
     from rich.table import Table
 
-    from planctl.sync.engine import Kind
+    from planctl.sync.report import Kind
 
     if report.dry_run:
         plan = Table(
@@ -385,7 +386,7 @@ def status(
     """Counts of sessions in sync, pending and conflicting, and the last run (writes nothing)."""
     from rich.table import Table
 
-    from planctl.sync.engine import sync_status
+    from planctl.sync.run import sync_status
 
     state = _state(ctx)
     options = _options(state, "sync", since, until, "fail")
