@@ -25,7 +25,14 @@ from planctl.sync.report import (
     SyncStatus,
 )
 from planctl.sync.run import COMMIT_EVERY, run_sync, sync_status
-from planctl.sync.safety import MASS_CANCEL_MIN, MASS_CANCEL_SHARE, UnsafeRunError, check_safe
+from planctl.sync.safety import (
+    MASS_CANCEL_MIN,
+    MASS_CANCEL_SHARE,
+    Exposure,
+    UnsafeRunError,
+    mass_limit,
+    refusal,
+)
 
 __all__ = [
     "CANCELLED",
@@ -39,6 +46,7 @@ __all__ = [
     "REMOTE_WRITES",
     "WRITES",
     "Action",
+    "Exposure",
     "Kind",
     "LocalItem",
     "Plan",
@@ -46,10 +54,11 @@ __all__ = [
     "SyncReport",
     "SyncStatus",
     "UnsafeRunError",
-    "check_safe",
     "decide",
     "differing_fields",
     "make_plan",
+    "mass_limit",
+    "refusal",
     "remote_index",
     "remote_token",
     "reread",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from planctl.calendar.sessions import SessionFilter, iter_sessions
@@ -16,6 +16,7 @@ from planctl.sync.decide import decide, finalise
 from planctl.sync.local import LocalItem
 from planctl.sync.options import SyncOptions
 from planctl.sync.report import Action, Kind
+from planctl.sync.safety import Exposure
 from planctl.sync.state import StateRow
 
 
@@ -26,6 +27,16 @@ class Plan:
     duplicates: list[RemoteEvent]
     tracked: int = 0  # state rows of this backend
     vanished: int = 0  # of those, events the listing does not show at all
+    planner_sessions: int = 0  # rows in sesiones (any date, any state)
+
+    def exposure(self) -> Exposure:
+        """What this plan would remove on each side, for the safety guard."""
+        return Exposure.of(
+            self.actions,
+            tracked=self.tracked,
+            vanished=self.vanished,
+            planner_sessions=self.planner_sessions,
+        )
 
 
 def _pick(current: RemoteEvent | None, candidate: RemoteEvent, saved: StateRow | None) -> bool:
@@ -113,4 +124,12 @@ def make_plan(connection: Connection, backend: Backend, options: SyncOptions) ->
         if action.kind is Kind.UNCHANGED and action.state is None:
             continue  # nothing on any side (a cancelled session never synced)
         actions.append(finalise(action, options))
-    return Plan(actions, foreign, duplicates, tracked=len(states), vanished=vanished)
+    sessions = connection.execute(select(func.count()).select_from(Sesion)).scalar_one()
+    return Plan(
+        actions,
+        foreign,
+        duplicates,
+        tracked=len(states),
+        vanished=vanished,
+        planner_sessions=int(sessions),
+    )

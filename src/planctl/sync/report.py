@@ -85,6 +85,7 @@ class SyncReport:
     remote_writes: int = 0
     local_writes: int = 0
     refusal: str | None = None  # dry run: why the real run would be refused (safety guard)
+    refusal_override: str | None = None  # the option that would let it proceed (None: none)
 
     def count(self, *kinds: Kind) -> int:
         return sum(1 for a in self.actions if a.kind in kinds)
@@ -163,6 +164,7 @@ class SyncReport:
             "others": len(self.foreign),
             "duplicates": len(self.duplicates),
             "refused": self.refusal,
+            "override": self.refusal_override,
         }
 
     def run_counts(self) -> dict[str, int]:
@@ -209,6 +211,7 @@ class SyncStatus:
                 "counts": {COUNT_NAMES[k]: v for k, v in last.counts.items()},
             },
             "refused": self.report.refusal,
+            "override": self.report.refusal_override,
             "pending_sessions": [
                 {"session": a.session_id, "action": str(a.kind), "reason": a.reason}
                 for a in self.report.actions

@@ -25,7 +25,7 @@ from planctl.sync.backend import Backend
 from planctl.sync.options import SyncOptions
 from planctl.sync.plan import make_plan
 from planctl.sync.report import WRITES, Kind, SyncReport, SyncStatus
-from planctl.sync.safety import UnsafeRunError, check_safe
+from planctl.sync.safety import refusal
 
 COMMIT_EVERY = 100
 
@@ -76,13 +76,17 @@ def run_sync(
             duplicates=plan.duplicates,
         )
         connection.rollback()  # planning only read
-        if not options.allow_mass_cancel:
-            try:
-                check_safe(plan, backend.describe(), keeps_deleted=backend.keeps_deleted)
-            except UnsafeRunError as refused:
-                if not dry_run:
-                    raise
-                report.refusal = refused.message
+        refused = refusal(
+            plan.exposure(),
+            options,
+            calendar=backend.describe(),
+            keeps_deleted=backend.keeps_deleted,
+        )
+        if refused is not None:
+            if not dry_run:
+                raise refused
+            report.refusal = refused.message
+            report.refusal_override = refused.override
         if dry_run:
             logger.info("dry run (%s, %s): %s", options.mode, backend.describe(), _describe(report))
             return report
