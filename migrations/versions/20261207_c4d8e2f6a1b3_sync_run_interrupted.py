@@ -32,7 +32,7 @@ def _listed(values: tuple[str, ...]) -> str:
 
 
 def _table(values: tuple[str, ...]) -> sa.Table:
-    """The table as it is before the change (SQLite batch mode copies it; `--sql` cannot reflect)."""
+    """The table before the change (SQLite batch mode copies it; `--sql` cannot reflect)."""
     return sa.Table(
         TABLE,
         sa.MetaData(),
