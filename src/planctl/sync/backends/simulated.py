@@ -579,6 +579,9 @@ class SimulatedBackend:
         with contextlib.suppress(KeyError):
             self.calendar.delete(event_id, if_match=etag)
 
+    def prepare(self) -> None:
+        """Nothing to do: the store file appears with the first write."""
+
     def flush(self) -> None:
         self.calendar.flush()
 
