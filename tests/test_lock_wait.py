@@ -30,8 +30,10 @@ from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents
 BUDGET = 3  # seconds: PLANCTL_LOCK_WAIT in these tests (the default is 60)
 #: What the issue allows the app's reads to wait behind planctl: one 2 s attempt + slack.
 APP_WAIT_LIMIT = 2.5
-#: planctl's start, safety copy and blocker lookup on a loaded machine, beyond the budget.
-SLACK = 12
+#: What planctl does besides waiting (start, checks, safety copy, a chain's scratch
+#: database, blocker lookup) on a loaded 2-core machine: still far below the default
+#: budget (60 s), so a run that ends within BUDGET + SLACK kept to the small budget.
+SLACK = 25
 
 
 # --- the retry rule, with a fake clock ----------------------------------------------------
