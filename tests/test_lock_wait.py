@@ -173,7 +173,7 @@ def test_durations_read_like_a_person_says_them(seconds: float, shown: str) -> N
 PG_APP = """
 import sys, psycopg
 connection = psycopg.connect(sys.argv[1], application_name="planner-app")
-connection.execute("SELECT count(*) FROM sesiones").fetchone()
+connection.execute("SELECT count(*) FROM sesiones /* [/app] [bold] */").fetchone()
 print(connection.info.backend_pid, flush=True)
 if sys.argv[2] == "running":
     connection.execute("SELECT pg_sleep(60)")
@@ -335,6 +335,7 @@ def test_a_blocked_run_is_bounded_named_and_changes_nothing(
     assert "Traceback" not in done.stderr
     if not sqlite:
         assert "'planner-app'" in done.stderr and "idle in transaction for" in done.stderr
+        assert "SELECT count(*) FROM sesiones /* [/app] [bold] */" in done.stderr
         assert "--terminate-blockers" in done.stderr
         assert _scratch_databases(url) <= scratch
     assert longest < APP_WAIT_LIMIT, f"the app's read waited {longest:.1f} s"

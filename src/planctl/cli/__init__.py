@@ -71,9 +71,12 @@ def report_error(ctx: Any, error: PlanctlError) -> None:
     state = ctx.obj if isinstance(ctx.obj, State) else None
     if state is not None and state.debug:
         err_console().print_exception()
-    message = f"[bold red]error:[/bold red] {error.message}"
+    from rich.markup import escape
+
+    # escaped: a message may quote text with brackets (a blocker's query, a file name)
+    message = f"[bold red]error:[/bold red] {escape(error.message)}"
     if error.hint:
-        message += f" [dim]— {error.hint}[/dim]"
+        message += f" [dim]— {escape(error.hint)}[/dim]"
     err_console().print(message, highlight=False, soft_wrap=True)
 
 
