@@ -99,7 +99,7 @@ def test_attempts_are_short_and_all_of_them_fit_in_the_budget() -> None:
     assert len(attempt.calls) > 10
     assert len(reports) == 1 and "pid 100" in reports[0]  # said once, after the first attempt
     message = str(raised.value)
-    assert "gave up after waiting 60 s" in message and "nothing was changed" in message
+    assert "gave up after waiting 60 s" in message and "the database is unchanged" in message
     assert "pid 100 app 'planner' user app from 10.0.0.7, idle in transaction for 14 min" in message
     assert "--terminate-blockers" in message
 
@@ -521,3 +521,23 @@ def test_sqlite_lock_holders_are_read_from_the_kernel_lock_table(tmp_path: Path)
     assert [(b.pid, b.state) for b in SqliteTarget(database, locks_file=locks).blockers()] == [
         (4242, "holds the write lock")
     ]
+
+
+def test_terminating_never_outlasts_the_budget() -> None:
+    """Blockers that keep coming back (a pool reconnecting) do not keep planctl going."""
+
+    class Returning(Blocked):
+        def terminate_idle(self, blockers: list[Blocker]) -> list[Blocker]:
+            return blockers  # ended, and back again at once
+
+    fake = FakeTime()
+    wait = LockWait(
+        budget=10,
+        terminate_blockers=True,
+        report=lambda _m: None,
+        clock=fake.clock,
+        sleep=fake.sleep,
+    )
+    with pytest.raises(LockedError):
+        retry(wait, Returning(1), "upgrade", _timing_out(fake))
+    assert fake.now <= 10 + 2
