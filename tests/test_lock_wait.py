@@ -30,8 +30,10 @@ from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents
 BUDGET = 3  # seconds: PLANCTL_LOCK_WAIT in these tests (the default is 60)
 #: What the issue allows the app's reads to wait behind planctl: one 2 s attempt + slack.
 APP_WAIT_LIMIT = 2.5
-#: planctl's start, safety copy and blocker lookup on a loaded machine, beyond the budget.
-SLACK = 12
+#: What planctl does besides waiting (start, checks, safety copy, a chain's scratch
+#: database, blocker lookup) on a loaded 2-core machine: still far below the default
+#: budget (60 s), so a run that ends within BUDGET + SLACK kept to the small budget.
+SLACK = 25
 
 
 # --- the retry rule, with a fake clock ----------------------------------------------------
@@ -97,7 +99,7 @@ def test_attempts_are_short_and_all_of_them_fit_in_the_budget() -> None:
     assert len(attempt.calls) > 10
     assert len(reports) == 1 and "pid 100" in reports[0]  # said once, after the first attempt
     message = str(raised.value)
-    assert "gave up after waiting 60 s" in message and "nothing was changed" in message
+    assert "gave up after waiting 60 s" in message and "the database is unchanged" in message
     assert "pid 100 app 'planner' user app from 10.0.0.7, idle in transaction for 14 min" in message
     assert "--terminate-blockers" in message
 
@@ -171,7 +173,7 @@ def test_durations_read_like_a_person_says_them(seconds: float, shown: str) -> N
 PG_APP = """
 import sys, psycopg
 connection = psycopg.connect(sys.argv[1], application_name="planner-app")
-connection.execute("SELECT count(*) FROM sesiones").fetchone()
+connection.execute("SELECT count(*) FROM sesiones /* [/app] [bold] */").fetchone()
 print(connection.info.backend_pid, flush=True)
 if sys.argv[2] == "running":
     connection.execute("SELECT pg_sleep(60)")
@@ -333,6 +335,7 @@ def test_a_blocked_run_is_bounded_named_and_changes_nothing(
     assert "Traceback" not in done.stderr
     if not sqlite:
         assert "'planner-app'" in done.stderr and "idle in transaction for" in done.stderr
+        assert "SELECT count(*) FROM sesiones /* [/app] [bold] */" in done.stderr
         assert "--terminate-blockers" in done.stderr
         assert _scratch_databases(url) <= scratch
     assert longest < APP_WAIT_LIMIT, f"the app's read waited {longest:.1f} s"
@@ -518,3 +521,23 @@ def test_sqlite_lock_holders_are_read_from_the_kernel_lock_table(tmp_path: Path)
     assert [(b.pid, b.state) for b in SqliteTarget(database, locks_file=locks).blockers()] == [
         (4242, "holds the write lock")
     ]
+
+
+def test_terminating_never_outlasts_the_budget() -> None:
+    """Blockers that keep coming back (a pool reconnecting) do not keep planctl going."""
+
+    class Returning(Blocked):
+        def terminate_idle(self, blockers: list[Blocker]) -> list[Blocker]:
+            return blockers  # ended, and back again at once
+
+    fake = FakeTime()
+    wait = LockWait(
+        budget=10,
+        terminate_blockers=True,
+        report=lambda _m: None,
+        clock=fake.clock,
+        sleep=fake.sleep,
+    )
+    with pytest.raises(LockedError):
+        retry(wait, Returning(1), "upgrade", _timing_out(fake))
+    assert fake.now <= 10 + 2

@@ -388,7 +388,8 @@ def restore(
 ) -> int:
     """Replace the database with the archive (and *deltas* applied) in one transaction.
 
-    Without deltas: ``pg_restore --clean --if-exists --single-transaction``.
+    Without deltas: ``pg_restore --clean --if-exists`` streamed into psql in one
+    transaction (:func:`_apply_script`).
     With deltas, the archive is first restored into a scratch database, the
     deltas applied there, and that database dumped and restored into the live
     one in a single transaction: the live database only ever holds its old
@@ -494,7 +495,7 @@ def _restore_archive(
     bindir: Path | None,
     lock_wait: LockWait | None = None,
 ) -> None:
-    """pg_restore --clean --if-exists --single-transaction --no-owner into the database,
+    """pg_restore --clean --if-exists --no-owner into the database in one transaction,
     in attempts whose lock waits are short (see :func:`_prelude`), retried per *lock_wait*."""
     from planctl.db import changelog, lockwait
     from planctl.db.engine import connect
@@ -504,6 +505,7 @@ def _restore_archive(
     dumped = {m.group(1) for line in contents if (m := re.search(r" TABLE \S+ (\S+) ", line))}
     with connect(database_url) as connection:
         server_major, live = server_facts(connection)
+        schema = str(connection.exec_driver_sql("SELECT current_schema()").scalar_one())
     pg_restore = find_tool("pg_restore", server_major, bindir)
     check_tool_version(pg_restore, server_major)
     from planctl.db import identity
@@ -530,7 +532,8 @@ def _restore_archive(
 
     def attempt(seconds: float) -> None:
         with libpq_env(database_url) as env:
-            prelude = _prelude(lockwait.pg_settings(seconds, server_major), locked, extra)
+            settings = lockwait.pg_settings(seconds, server_major)
+            prelude = _prelude(settings, schema, locked, extra)
             try:
                 _apply_script(generate, env, prelude, database_url)
             except BackupError as error:
@@ -542,20 +545,25 @@ def _restore_archive(
     lockwait.retry(lock_wait or lockwait.LockWait(), target, f"restore of {name}", attempt)
 
 
-def _prelude(settings: dict[str, str], locked: list[str], extra: list[str]) -> str:
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _prelude(settings: dict[str, str], schema: str, locked: list[str], extra: list[str]) -> str:
     """The transaction's first statements: the attempt's *settings* (a short lock_timeout),
     the locks on the tables the restore replaces, then DROP of the *extra* tables (a newer
     schema's) the backup does not know. SET LOCAL, never a startup option: a pooler
     (PgBouncer) refuses those, and in transaction mode only the transaction is ours."""
     from planctl.db import changelog
 
-    quoted = ", ".join(f'"{t}"' for t in locked)
+    # Qualified: a pooler may hand psql a server connection with an empty search_path.
+    quoted = ", ".join(f"{_quote(schema)}.{_quote(table)}" for table in locked)
     sql = "BEGIN;\n" + "".join(f"SET LOCAL {k} = '{v}';\n" for k, v in settings.items())
     if quoted:
         sql += f"LOCK TABLE {quoted} IN ACCESS EXCLUSIVE MODE;\n"
-    sql += "".join(f'DROP TABLE IF EXISTS "{t}" CASCADE;\n' for t in extra)
+    sql += "".join(f"DROP TABLE IF EXISTS {_quote(schema)}.{_quote(t)} CASCADE;\n" for t in extra)
     if changelog.LOG_TABLE in extra:  # an older schema: no change-log triggers
-        sql += f"DROP FUNCTION IF EXISTS {changelog.FUNCTION}() CASCADE;\n"
+        sql += f"DROP FUNCTION IF EXISTS {_quote(schema)}.{changelog.FUNCTION}() CASCADE;\n"
     return sql
 
 
@@ -570,6 +578,7 @@ def _apply_script(
         str(psql),
         "--no-psqlrc",
         "--quiet",
+        "--no-password",
         "-v",
         "ON_ERROR_STOP=1",
         "-v",

@@ -100,9 +100,12 @@ def report_error(ctx: Any, error: PlanctlError, *, debug: bool | None = None) ->
         debug = state is not None and state.debug
     if debug:
         err_console().print_exception()
-    message = f"[bold red]error:[/bold red] {error.message}"
+    from rich.markup import escape
+
+    # escaped: a message may quote text with brackets (a blocker's query, a file name)
+    message = f"[bold red]error:[/bold red] {escape(error.message)}"
     if error.hint:
-        message += f" [dim]— {error.hint}[/dim]"
+        message += f" [dim]— {escape(error.hint)}[/dim]"
     err_console().print(message, highlight=False, soft_wrap=True)
 
 

@@ -42,4 +42,7 @@ def lock_wait_for(state: State, seconds: float | None, terminate_blockers: bool)
 
 
 def _report(message: str) -> None:
-    err_console().print(f"[yellow]{message}[/yellow]", highlight=False, soft_wrap=True, markup=True)
+    from rich.markup import escape
+
+    # escaped: a blocker's query may hold brackets that Rich would read as markup
+    err_console().print(f"[yellow]{escape(message)}[/yellow]", highlight=False, soft_wrap=True)

@@ -103,7 +103,7 @@ def retry(lock_wait: LockWait, target: Target, what: str, attempt: Callable[[flo
                 raise
             last = error
         blockers = target.blockers()
-        if lock_wait.terminate_blockers:
+        if lock_wait.terminate_blockers and deadline - lock_wait.clock() >= MIN_ATTEMPT:
             ended = target.terminate_idle(blockers)
             if ended:
                 lock_wait.report(
@@ -117,7 +117,7 @@ def retry(lock_wait: LockWait, target: Target, what: str, attempt: Callable[[flo
         if remaining < MIN_ATTEMPT:
             raise LockedError(
                 f"{what}: gave up after waiting {lock_wait.budget:g} s for a lock on "
-                f"{target.name}; nothing was changed{_held_by(blockers)}",
+                f"{target.name}; the database is unchanged{_held_by(blockers)}",
                 target.hint(blockers, lock_wait.terminate_blockers),
             ) from last
         if number == 1:
