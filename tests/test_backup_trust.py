@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import sqlite3
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from planctl.backup import create_backup, load_set, restore_backup, rotate, verify_backup
+from planctl.backup import create_backup, load_set, restore_backup, verify_backup
 from planctl.db.engine import connect
 
 from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents
@@ -349,63 +348,6 @@ def test_password_never_reaches_a_file(pg_database: str, tmp_path: Path) -> None
     migrate.upgrade(pg_database)
     create_backup(pg_database, tmp_path / "backups")
     assert {p.name for p in tmp.glob("planctl-pgpass-*")} == before
-
-
-# --- the invariant, under random sequences ----------------------------------------------------
-
-
-def test_random_sequences_never_lose_the_last_restorable_state(
-    seeded_url: str, tmp_path: Path
-) -> None:
-    """backup, incremental, corrupt, delete metadata, step the clock, rotate, restore —
-    after each step: restorable chains >= min(keep, before) and the newest restorable
-    state still restores."""
-    rng = random.Random(20261125)
-    backups = tmp_path / "backups"
-    keep = 2
-    create_backup(seeded_url, backups)
-    for step in range(14):
-        before = load_set(backups)
-        restorable_before = before.restorable_chains()
-        newest_before = before.newest_restorable()
-        action = rng.choice(
-            ["full", "incremental", "incremental", "corrupt", "drop-meta", "clock", "rotate"]
-        )
-        if action == "full":
-            create_backup(seeded_url, backups, keep=keep)
-        elif action == "incremental":
-            _touch_sessions(seeded_url, f"step {step}")
-            create_backup(seeded_url, backups, keep=keep, incremental=True)
-        elif action == "corrupt" and before.infos:
-            victim = rng.choice(before.infos[:-1] or before.infos)
-            _corrupt(backups / victim.data_file)
-        elif action == "drop-meta" and len(before.infos) > 1:
-            victim = rng.choice(before.infos[:-1])
-            (backups / f"{victim.name}.json").unlink()
-        elif action == "clock" and before.infos:
-            victim = rng.choice(before.infos)
-            meta = backups / f"{victim.name}.json"
-            data = json.loads(meta.read_text())
-            data["created"] = rng.choice(["2099-01-01T00:00:00+00:00", "2001-01-01T00:00:00+00:00"])
-            meta.write_text(json.dumps(data))
-        else:
-            rotate(backups, keep)
-        after = load_set(backups)
-        created = action in ("full", "incremental")
-        destroyed = action in ("corrupt", "drop-meta")
-        if not destroyed:
-            assert after.restorable_chains() >= min(keep, restorable_before), (step, action)
-            if newest_before is not None and not created:
-                assert after.restorable(after.by_name[newest_before.name]), (step, action)
-        if created:
-            assert after.newest_restorable() is not None
-    final = load_set(backups).newest_restorable()
-    assert final is not None
-    expected = table_contents(seeded_url)
-    _touch_sessions(seeded_url, "undo me")
-    restore_backup(seeded_url, backups, final.name, safety_backup=False)
-    if final.sequence == max(i.sequence or 0 for i in load_set(backups).regular()):
-        assert table_contents(seeded_url) == expected
 
 
 # --- poolers ----------------------------------------------------------------------------------

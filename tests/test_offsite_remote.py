@@ -95,7 +95,7 @@ def store_and_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
 def test_round_trip_lists_downloads_and_deletes(
     store_and_server: StoreAndServer, tmp_path: Path
 ) -> None:
-    store, _, _ = store_and_server
+    store, server, _ = store_and_server
     small = data_file(tmp_path / "small.bin", 1000)
     big = data_file(tmp_path / "big.bin", 12 * MB + 123, seed=1)
     assert store.list() == []
@@ -116,6 +116,8 @@ def test_round_trip_lists_downloads_and_deletes(
     store.delete("b-0001.db.age")  # already gone: not an error
     assert [o.name for o in store.list()] == ["b-0002.db.age"]
     assert "secret" not in store.describe().lower()
+    if isinstance(server, SFTPServer):  # backups stay private on the server (issue 19)
+        assert (server.root / "backups" / "b-0002.db.age").stat().st_mode & 0o777 == 0o600
 
 
 @pytest.mark.parametrize("kind", ["moto", "rclone"])

@@ -118,7 +118,7 @@ class ChecksumCache:
             document[self.section] = self.entries
         else:
             document = dict(self.entries)
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, PlanctlError):  # read-only media included
             write_json_atomically(self.path, document)
         self.dirty = False
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from planctl.backup.catalog import ANYONE, Owner, load_set
 from planctl.backup.offsite import open_store, push, remote_catalog
 from planctl.backup.store import BackupInfo, utc_now
+from planctl.errors import PlanctlError
 
 if TYPE_CHECKING:
     from planctl.backup.create import BackupOptions, BackupResult
@@ -52,7 +53,6 @@ def backup_and_ship(
     from planctl.backup.crypto import parse_recipients
     from planctl.backup.monitor import LastRun, ping, write_last_run
     from planctl.backup.owner import engine_name
-    from planctl.errors import PlanctlError
 
     started = time.monotonic()
     ping(ping_url, "start")
@@ -76,14 +76,14 @@ def backup_and_ship(
                 store.close()
     except BaseException as error:
         message = error.message if isinstance(error, PlanctlError) else str(error) or repr(error)
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, PlanctlError):
             record = LastRun("failure", utc_now(), message, duration=time.monotonic() - started)
             write_last_run(Path(backup_dir), record)
             if metrics_file is not None:
                 write_metrics(metrics_file, Path(backup_dir))
         ping(ping_url, "fail", message)
         raise
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, PlanctlError):
         record = LastRun(
             "success",
             utc_now(),

@@ -18,6 +18,7 @@ from planctl.backup.store import (
     write_metadata,
 )
 from planctl.errors import EncryptionError, NothingToDoError, VerificationError
+from planctl.fsutil import OutputError
 
 log = logging.getLogger("planctl.backup")
 
@@ -123,8 +124,9 @@ def verify_backup(
             info = dataclasses.replace(info, verified_at=utc_now().isoformat())
             try:
                 write_metadata(backup_dir, info)
-            except OSError as error:  # read-only media: the check itself still counts
-                log.warning("verify %s ok, but cannot record it: %s", info.name, error.strerror)
+            except (OSError, OutputError) as error:  # read-only media: the check still counts
+                reason = error.message if isinstance(error, OutputError) else error.strerror
+                log.warning("verify %s ok, but cannot record it: %s", info.name, reason)
             log.info("verify %s ok%s", info.name, f" ({note})" if note else "")
             results.append(VerifyResult(info, True, note=note))
         if all_backups:

@@ -572,7 +572,7 @@ def restore_command(
             store = _store(state)
             stack.callback(store.close)
             safety_dir = backup_dir  # the safety copy of the current state stays local
-            owner = _owner(state, _target_url(target))
+            owner = _owner(state)
             backup_dir, name = stack.enter_context(fetch_chain(store, name, owner=owner))
         _restore(
             ctx,
@@ -610,7 +610,9 @@ def _restore(
     if at is not None and name != "latest":
         raise UsageError("give either a backup name or --at, not both")
     database_url = _target_url(target) or state.settings.database_url
-    backups = open_set(backup_dir, _owner(state, database_url))
+    # The set is the configured database's: its backups decide `latest`, even when
+    # --target sends the data elsewhere (restore_backup checks the target itself).
+    backups = open_set(backup_dir, _owner(state))
     if at is not None:
         info = backups.find_at(parse_moment(at, state.settings.timezone))
     else:
