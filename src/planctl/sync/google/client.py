@@ -88,7 +88,10 @@ class InProcessTransport:
         self.emulator = emulator
 
     def send(self, request: Request) -> Response:
-        return self.emulator.handle(request)
+        headers = {k.lower(): v for k, v in request.headers.items()}  # as a server sees them
+        response = self.emulator.handle(Request(request.method, request.target, headers, request.body))
+        response.headers = {k.lower(): v for k, v in response.headers.items()}
+        return response
 
     def close(self) -> None:
         return None
