@@ -30,6 +30,7 @@ from planctl.sync.backend import EventPayload, RemoteEvent, StaleEtagError
 from planctl.sync.google.client import CalendarClient, GoogleApiError, events_path
 from planctl.sync.google.events import remote_event, resource_from_payload, session_property
 from planctl.sync.google.mirror import Mirror
+from planctl.sync.google.phone import Phone
 from planctl.text import plural
 
 NAME = "google"
@@ -78,8 +79,15 @@ class GoogleBackend:
     # -- the calendar ----------------------------------------------------------
 
     def _calendar(self, *, create: bool) -> str | None:
-        if self._resolved and (self.calendar_id is not None or not create):
+        """The calendar's id: remembered by the mirror, else from calendarList (one request)."""
+        if self.calendar_id is None and not self._resolved:
+            self.calendar_id = self.mirror.calendar_for(self.wanted)
+        if self.calendar_id is not None or (self._resolved and not create):
             return self.calendar_id
+        self._resolve(create=create)
+        return self.calendar_id
+
+    def _resolve(self, *, create: bool) -> None:
         calendars = self._call(self.client.calendar_list)
         self.calendar_id = pick_calendar(calendars, self.wanted, self.where)
         if self.calendar_id is None and create and self.create_calendar:
@@ -87,7 +95,8 @@ class GoogleBackend:
             self.calendar_id = str(made["id"])
             logger.info("created the calendar '%s' (%s) at %s", self.wanted, self.calendar_id, self.where)
         self._resolved = True
-        return self.calendar_id
+        if self.calendar_id is not None:
+            self.mirror.remember_calendar(self.wanted, self.calendar_id)
 
     def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -117,6 +126,10 @@ class GoogleBackend:
             try:
                 items, next_token = self.client.list_events(calendar_id, sync_token=token)
             except GoogleApiError as error:
+                if error.status == 404 and not self._resolved:  # the remembered calendar is gone
+                    self.calendar_id = None
+                    self._resolve(create=False)
+                    return self.list()
                 if error.status != 410:
                     raise api_failure(error, self.where) from error
                 logger.warning("the calendar's sync token expired (410); listing the whole calendar once")
@@ -246,12 +259,15 @@ class GoogleBackend:
                 # Move the sync token past this run's own writes: the next run that
                 # finds nothing to do is one request that returns nothing.
                 token = self.mirror.token_for(self.calendar_id)
-                if token:
-                    try:
+                try:
+                    if token:
                         items, next_token = self.client.list_events(self.calendar_id, sync_token=token)
                         self.mirror.apply(self._rows(items), next_token)
-                    except (GoogleApiError, SyncError) as error:
-                        logger.info("could not move the sync token on: %s", error)
+                    else:  # a calendar made by this run: its first listing
+                        items, next_token = self.client.list_events(self.calendar_id)
+                        self.mirror.replace(self.calendar_id, self._rows(items), next_token)
+                except (GoogleApiError, SyncError) as error:
+                    logger.info("could not move the sync token on: %s", error)
             self.mirror.save(create=self._wrote)
         finally:
             self.mirror.close()
@@ -306,4 +322,90 @@ def open_backend(settings: Settings, *, create_calendar: bool = True) -> GoogleB
         mirror=Mirror(path),
         where=settings.google_api_url,
         create_calendar=create_calendar,
+    )
+
+
+class ApiPhone(Phone):
+    """``planctl sync remote`` through the Calendar API: the same on Google and the emulator."""
+
+    def __init__(self, client: CalendarClient, *, calendar: str, timezone: str, where: str,
+                 title: str, on_close: Any = None) -> None:  # fmt: skip
+        self.client = client
+        self.wanted = calendar
+        self.timezone = timezone
+        self._where = where
+        self.title = title
+        self._on_close = on_close
+        self._calendar_id: str | None = None
+
+    def where(self) -> str:
+        return self._where
+
+    def _id(self, *, create: bool) -> str | None:
+        if self._calendar_id is None:
+            calendars = self._call(self.client.calendar_list)
+            self._calendar_id = pick_calendar(calendars, self.wanted, self._where)
+            if self._calendar_id is None and create:
+                made = self._call(self.client.insert_calendar, self.wanted, self.timezone)
+                self._calendar_id = str(made["id"])
+        return self._calendar_id
+
+    def _call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except GoogleApiError as error:
+            raise api_failure(error, self._where) from error
+
+    def list_events(self, *, show_deleted: bool = True) -> list[Resource]:
+        calendar_id = self._id(create=False)
+        if calendar_id is None:
+            return []
+        items, _ = self._call(self.client.list_events, calendar_id, show_deleted=show_deleted)
+        return list(items)
+
+    def get_event(self, event_id: str) -> Resource | None:
+        calendar_id = self._id(create=False)
+        return None if calendar_id is None else self._call(self.client.get_event, calendar_id, event_id)
+
+    def insert(self, body: Resource) -> Resource:
+        calendar_id = self._id(create=True)
+        assert calendar_id is not None
+        return dict(self._call(self.client.call, "POST", events_path(calendar_id), body=body))
+
+    def patch(self, event_id: str, changes: Resource, *, if_match: str | None = None) -> Resource:
+        calendar_id = self._id(create=True)
+        assert calendar_id is not None
+        headers = {"If-Match": if_match} if if_match else None
+        return dict(
+            self._call(self.client.call, "PATCH", events_path(calendar_id, event_id), body=changes, headers=headers)
+        )
+
+    def delete(self, event_id: str, *, if_match: str | None = None) -> None:
+        calendar_id = self._id(create=True)
+        assert calendar_id is not None
+        headers = {"If-Match": if_match} if if_match else None
+        try:
+            self.client.call("DELETE", events_path(calendar_id, event_id), headers=headers)
+        except GoogleApiError as error:
+            if error.status not in (404, 410):
+                raise api_failure(error, self._where) from error
+
+    def close(self) -> None:
+        self.client.close()
+        if self._on_close is not None:
+            self._on_close()
+
+
+def open_phone(settings: Settings) -> ApiPhone:
+    """The Google calendar's events, to change as a phone would."""
+    from planctl.sync.google.client import HttpTransport
+    from planctl.sync.google.oauth import TokenSource
+
+    client = CalendarClient(HttpTransport(settings.google_api_url), authorize=TokenSource(settings.google_token))
+    return ApiPhone(
+        client,
+        calendar=settings.google_calendar,
+        timezone=settings.timezone,
+        where=f"the Google calendar '{settings.google_calendar}' at {settings.google_api_url}",
+        title=f"Google calendar '{settings.google_calendar}'",
     )

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from planctl.config import Settings
 from planctl.errors import LockedError, SyncError
-from planctl.sync.backends.google import GoogleBackend
+from planctl.sync.backends.google import ApiPhone, GoogleBackend
 from planctl.sync.google.client import CalendarClient, InProcessTransport
 from planctl.sync.google.emulator import Emulator
 from planctl.sync.google.events import (  # noqa: F401  (the names this module always had)
@@ -307,3 +307,17 @@ def open_calendar(settings: Settings) -> SimulatedCalendar:
 def open_backend(settings: Settings, *, create_calendar: bool = True) -> SimulatedBackend:
     """The simulated calendar at PLANCTL_SYNC_STORE (the file appears on the first write)."""
     return SimulatedBackend(open_calendar(settings), create_calendar=create_calendar)
+
+
+def open_phone(settings: Settings) -> ApiPhone:
+    """The simulated calendar through the API (in-process), to change as a phone would."""
+    calendar = open_calendar(settings)
+    client = CalendarClient(InProcessTransport(Emulator(calendar.store, require_auth=False)))
+    return ApiPhone(
+        client,
+        calendar=calendar.summary,
+        timezone=calendar.timezone,
+        where=calendar.where(),
+        title=f"Simulated calendar {calendar.path}",
+        on_close=calendar.close,
+    )

@@ -62,6 +62,20 @@ class Mirror:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return str(row[0]) if row else None
 
+    def calendar_for(self, wanted: str) -> str | None:
+        """The id of the calendar PLANCTL_GOOGLE_CALENDAR named when the mirror was made."""
+        return self._meta("calendar_id") if self._meta("wanted") == wanted else None
+
+    def remember_calendar(self, wanted: str, calendar_id: str) -> None:
+        if self.calendar_for(wanted) == calendar_id:
+            return
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('wanted', ?)", (wanted,))
+        if self._meta("calendar_id") != calendar_id:
+            self.db.execute("DELETE FROM events")
+            self.db.execute("DELETE FROM meta WHERE key = 'sync_token'")
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('calendar_id', ?)", (calendar_id,))
+        self.changed = True
+
     def token_for(self, calendar_id: str) -> str | None:
         """The sync token, when the mirror is of *calendar_id*."""
         if self._meta("calendar_id") != calendar_id:
