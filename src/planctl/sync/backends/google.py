@@ -120,24 +120,29 @@ class GoogleBackend:
         calendar_id = self._calendar(create=False)
         if calendar_id is None:
             return []
+        try:
+            return self._list(calendar_id)
+        except GoogleApiError as error:
+            if error.status == 404 and not self._resolved:  # the remembered calendar is gone
+                self.calendar_id = None
+                self._resolve(create=False)
+                return self.list()
+            raise api_failure(error, self.where) from error
+
+    def _list(self, calendar_id: str) -> list[RemoteEvent]:
         token = self.mirror.token_for(calendar_id)
         items: list[Resource] | None = None
         if token:
             try:
                 items, next_token = self.client.list_events(calendar_id, sync_token=token)
             except GoogleApiError as error:
-                if error.status == 404 and not self._resolved:  # the remembered calendar is gone
-                    self.calendar_id = None
-                    self._resolve(create=False)
-                    return self.list()
                 if error.status != 410:
-                    raise api_failure(error, self.where) from error
+                    raise
                 logger.warning("the calendar's sync token expired (410); listing the whole calendar once")
-                items = None
             if items is not None:
                 self.mirror.apply(self._rows(items), next_token)
         if items is None:
-            items, next_token = self._call(self.client.list_events, calendar_id, show_deleted=True)
+            items, next_token = self.client.list_events(calendar_id, show_deleted=True)
             self.full_listings += 1
             self.mirror.replace(calendar_id, self._rows(items), next_token)
         fetched_now = {str(e["id"]): e for e in items}
