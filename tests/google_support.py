@@ -104,6 +104,7 @@ def phone_service(emulator: EmulatorProcess, token: Path) -> Any:
     from googleapiclient.discovery import build
 
     credentials = Credentials.from_authorized_user_file(str(token))  # type: ignore[no-untyped-call]
+    credentials = credentials.with_token_uri(emulator.root + "/token")
     return build(
         "calendar", "v3", credentials=credentials, static_discovery=True, cache_discovery=False,
         client_options={"api_endpoint": emulator.root + "/calendar/v3/"},

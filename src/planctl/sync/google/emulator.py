@@ -120,7 +120,7 @@ class Fault:
     kind: ``rate_limit`` (403 rateLimitExceeded), ``user_rate_limit`` (403
     userRateLimitExceeded), ``too_many`` (429), ``server`` (*status*, 500 or
     503), ``stall`` (a batch stops for *seconds* after *after_parts* of its
-    parts). ``retry_after`` adds a Retry-After header; ``path`` limits it to
+    parts, then answers 503 for the rest without applying them). ``retry_after`` adds a Retry-After header; ``path`` limits it to
     paths containing that text.
     """
 
@@ -386,9 +386,12 @@ class Emulator:
             raise HttpError(400, "Too many requests in batch; the limit is 1000.")
         boundary = "batch_" + secrets.token_hex(12)
         out: list[bytes] = []
+        stalled = False
         for number, part in enumerate(parts):
             if stall is not None and number == stall.after_parts:
+                # The server stops half-way (a crash): the rest of the batch is never applied.
                 self.stalled += 1
+                stalled = True
                 self._lock.release()  # let tests look at the stats while this batch hangs
                 try:
                     time.sleep(stall.seconds)
@@ -396,7 +399,7 @@ class Emulator:
                     self._lock.acquire()
             headers, inner = _split_head(part)
             content_id = headers.get("content-id", "").strip()
-            response = self._api_or_error(parse_http_request(inner))
+            response = HttpError(503).response() if stalled else self._api_or_error(parse_http_request(inner))
             out.append(
                 f"--{boundary}\r\nContent-Type: application/http\r\n"
                 f"Content-ID: <response-{content_id.strip('<>')}>\r\n\r\n".encode()

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 SCOPE = "https://www.googleapis.com/auth/calendar"
 WAIT_SECONDS = 300.0
 REAUTHORISE = "run planctl sync auth again"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,15 @@ def load_token(path: Path) -> Credentials:
 
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
-        return Credentials.from_authorized_user_info(info)  # type: ignore[no-untyped-call]
+        credentials = Credentials.from_authorized_user_info(info)  # type: ignore[no-untyped-call]
+        # google-auth always refreshes at Google's endpoint (a token file must not send the
+        # refresh token elsewhere); the one exception planctl makes is a loopback emulator's.
+        token_uri = str(info.get("token_uri") or "")
+        if urlsplit(token_uri).hostname in LOOPBACK and urlsplit(token_uri).scheme == "http":
+            expiry = credentials.expiry
+            credentials = credentials.with_token_uri(token_uri)
+            credentials.expiry = expiry  # the copy forgets it
+        return credentials
     except FileNotFoundError as error:
         raise ConfigError(
             f"no Google authorisation at {path}", "run planctl sync auth (PLANCTL_GOOGLE_TOKEN)"
