@@ -366,7 +366,9 @@ def test_deleting_many_events_on_the_phone_is_refused_then_allowed(world: GWorld
     _add_sessions(world.url, 12)
     world.sync()
     phone, calendar_id = world.phone(), world.calendar_id()
-    batch = phone.new_batch_http_request()
+    from googleapiclient.http import BatchHttpRequest
+
+    batch = BatchHttpRequest(batch_uri=world.emulator.root + "/batch/calendar/v3")
     removed = [events[0]["id"] for sid, events in sorted(world.events_by_session().items())[:8]]
     for event_id in removed:
         batch.add(phone.events().delete(calendarId=calendar_id, eventId=event_id))
