@@ -27,7 +27,7 @@ class EmulatorProcess:
     def admin(self, path: str, body: Any = None, method: str | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.root + path, data=data, method=method)
-        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as answer:
             return json.loads(answer.read() or b"{}")
 
     def fault(self, **fault: Any) -> None:
@@ -43,10 +43,25 @@ class EmulatorProcess:
 def start_emulator(base: Path, env: dict[str, str]) -> Iterator[EmulatorProcess]:
     secrets = base / "client.json"
     process = subprocess.Popen(
-        [sys.executable, "-m", "planctl", "sync", "emulator", "--port", "0",
-         "--store", str(base / "emulator.sqlite"), "--client-secrets", str(secrets)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=base,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "planctl",
+            "sync",
+            "emulator",
+            "--port",
+            "0",
+            "--store",
+            str(base / "emulator.sqlite"),
+            "--client-secrets",
+            str(secrets),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=base,
+    )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
@@ -63,18 +78,24 @@ def start_emulator(base: Path, env: dict[str, str]) -> Iterator[EmulatorProcess]
 
 def authorise(emulator: EmulatorProcess, token: Path, env: dict[str, str]) -> str:
     """``planctl sync auth --no-browser`` with the printed URL opened by an HTTP client; stdout."""
-    env = {**env, "PLANCTL_GOOGLE_CLIENT_SECRETS": str(emulator.client_secrets),
-           "PLANCTL_GOOGLE_TOKEN": str(token)}  # fmt: skip
+    env = {
+        **env,
+        "PLANCTL_GOOGLE_CLIENT_SECRETS": str(emulator.client_secrets),
+        "PLANCTL_GOOGLE_TOKEN": str(token),
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "planctl", "sync", "auth", "--no-browser"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None
     printed = []
     for line in process.stdout:
         printed.append(line)
         if line.startswith("http"):
-            with urllib.request.urlopen(line.strip(), timeout=10) as browser:  # noqa: S310
+            with urllib.request.urlopen(line.strip(), timeout=10) as browser:
                 assert browser.status == 200 and b"authorised" in browser.read()
             break
     out, err = process.communicate(timeout=60)
@@ -82,13 +103,19 @@ def authorise(emulator: EmulatorProcess, token: Path, env: dict[str, str]) -> st
     return "".join(printed) + out + err
 
 
-def google_env(url: str, tmp: Path, emulator: EmulatorProcess, token: Path, calendar: str) -> dict[str, str]:
+def google_env(
+    url: str, tmp: Path, emulator: EmulatorProcess, token: Path, calendar: str
+) -> dict[str, str]:
     return planctl_env(
-        url, tmp / "backups", tmp / "logs",
-        PLANCTL_SYNC_BACKEND="google", PLANCTL_GOOGLE_API_URL=emulator.root,
-        PLANCTL_GOOGLE_TOKEN=str(token), PLANCTL_GOOGLE_CALENDAR=calendar,
+        url,
+        tmp / "backups",
+        tmp / "logs",
+        PLANCTL_SYNC_BACKEND="google",
+        PLANCTL_GOOGLE_API_URL=emulator.root,
+        PLANCTL_GOOGLE_TOKEN=str(token),
+        PLANCTL_GOOGLE_CALENDAR=calendar,
         PLANCTL_TIMEZONE="Europe/Madrid",
-    )  # fmt: skip
+    )
 
 
 def copy_token(source: Path, target: Path) -> Path:
@@ -103,12 +130,16 @@ def phone_service(emulator: EmulatorProcess, token: Path) -> Any:
     from google.oauth2.credentials import Credentials
     from googleapiclient.discovery import build
 
-    credentials = Credentials.from_authorized_user_file(str(token))  # type: ignore[no-untyped-call]
+    credentials = Credentials.from_authorized_user_file(str(token))
     credentials = credentials.with_token_uri(emulator.root + "/token")
     return build(
-        "calendar", "v3", credentials=credentials, static_discovery=True, cache_discovery=False,
+        "calendar",
+        "v3",
+        credentials=credentials,
+        static_discovery=True,
+        cache_discovery=False,
         client_options={"api_endpoint": emulator.root + "/calendar/v3/"},
-    )  # fmt: skip
+    )
 
 
 def discovery() -> dict[str, Any]:
@@ -118,7 +149,14 @@ def discovery() -> dict[str, Any]:
     return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
-JSON_TYPES = {"string": str, "integer": int, "boolean": bool, "object": dict, "array": list, "number": (int, float)}
+JSON_TYPES: dict[str, Any] = {
+    "string": str,
+    "integer": int,
+    "boolean": bool,
+    "object": dict,
+    "array": list,
+    "number": (int, float),
+}
 
 
 def validate(value: Any, schema: dict[str, Any], doc: dict[str, Any], where: str = "$") -> None:

@@ -194,7 +194,7 @@ def test_a_dotenv_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
         ("DATABASE_URL", "sqlite:///%00x.db", "holds a NUL byte"),
         ("PLANCTL_TIMEZONE", "Mars/Base", "unknown time zone 'Mars/Base'"),
         ("PLANCTL_SYNC_BACKEND", "outlook", "unknown sync backend 'outlook'"),
-            ("PLANCTL_GOOGLE_API_URL", "www.googleapis.com", "PLANCTL_GOOGLE_API_URL .* not an http"),
+            ("PLANCTL_GOOGLE_API_URL", "googleapis.com", "PLANCTL_GOOGLE_API_URL .* not an http"),
         ("PLANCTL_CALDAV_URL", "cloud.example.com/dav", "PLANCTL_CALDAV_URL .* not an http"),
         ("PLANCTL_BACKUP_PING_URL", "ftp://hc/x", "PLANCTL_BACKUP_PING_URL .* not an http"),
         ("PLANCTL_BACKUP_REMOTE", "ftp://host/x", "unsupported backup remote"),

@@ -149,7 +149,8 @@ def test_unknown_backend_is_named(tiny: World, cli: Cli, monkeypatch: pytest.Mon
     monkeypatch.setenv("PLANCTL_SYNC_BACKEND", "outlook")
     run = cli("sync")
     assert run.exit_code == 1
-    assert "unknown sync backend 'outlook'" in run.stderr and "caldav, google, simulated" in run.stderr
+    assert "unknown sync backend 'outlook'" in run.stderr
+    assert "caldav, google, simulated" in run.stderr
 
 
 def test_remote_commands_are_for_the_simulated_calendar_only(

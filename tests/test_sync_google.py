@@ -49,7 +49,9 @@ from .sync_support import TZ, make_tiny_planner
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
     base = tmp_path_factory.mktemp("emulator")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANCTL_") and k != "DATABASE_URL"}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("PLANCTL_") and k != "DATABASE_URL"
+    }
     yield from start_emulator(base, {**env, "PLANCTL_LOG_DIR": str(base / "logs")})
 
 
@@ -57,7 +59,9 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProce
 def grant(emulator: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """One OAuth grant for the module: the token file and what `sync auth` printed."""
     base = tmp_path_factory.mktemp("grant")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANCTL_") and k != "DATABASE_URL"}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("PLANCTL_") and k != "DATABASE_URL"
+    }
     token = base / "token.json"
     printed = authorise(emulator, token, {**env, "PLANCTL_LOG_DIR": str(base / "logs")})
     return token, printed
@@ -73,9 +77,13 @@ class GWorld:
 
     def settings(self) -> Settings:
         return Settings(
-            database_url=self.url, timezone=TZ, sync_backend="google",
-            google_api_url=self.emulator.root, google_token=self.token, google_calendar=self.calendar,
-        )  # fmt: skip
+            database_url=self.url,
+            timezone=TZ,
+            sync_backend="google",
+            google_api_url=self.emulator.root,
+            google_token=self.token,
+            google_calendar=self.calendar,
+        )
 
     def env(self) -> dict[str, str]:
         return google_env(self.url, self.tmp, self.emulator, self.token, self.calendar)
@@ -100,9 +108,12 @@ class GWorld:
         return str(pick_calendar(items, self.calendar, "emulator"))
 
     def events(self, *, deleted: bool = False) -> list[dict[str, Any]]:
-        answer = self.phone().events().list(
-            calendarId=self.calendar_id(), showDeleted=deleted, maxResults=2500
-        ).execute()
+        answer = (
+            self.phone()
+            .events()
+            .list(calendarId=self.calendar_id(), showDeleted=deleted, maxResults=2500)
+            .execute()
+        )
         return list(answer["items"])
 
     def events_by_session(self) -> dict[int, list[dict[str, Any]]]:
@@ -118,7 +129,9 @@ class GWorld:
 
 
 @pytest.fixture
-def world(migrated_url: str, tmp_path: Path, emulator: EmulatorProcess, grant: tuple[Path, str]) -> Iterator[GWorld]:
+def world(
+    migrated_url: str, tmp_path: Path, emulator: EmulatorProcess, grant: tuple[Path, str]
+) -> Iterator[GWorld]:
     make_tiny_planner(migrated_url)
     token = copy_token(grant[0], tmp_path / "config" / "token.json")
     yield GWorld(migrated_url, tmp_path, emulator, token, f"Planificador {uuid.uuid4().hex[:8]}")
@@ -127,10 +140,16 @@ def world(migrated_url: str, tmp_path: Path, emulator: EmulatorProcess, grant: t
 
 def _add_sessions(url: str, count: int, first_id: int = 10) -> None:
     rows = [
-        {"id": first_id + n, "contratacion_id": 1, "fecha": dt.date(2027, 1, 1) + dt.timedelta(days=n % 300),
-         "hora_inicio": dt.time(9 + n % 5), "hora_fin": dt.time(15), "estado": "programada"}
+        {
+            "id": first_id + n,
+            "contratacion_id": 1,
+            "fecha": dt.date(2027, 1, 1) + dt.timedelta(days=n % 300),
+            "hora_inicio": dt.time(9 + n % 5),
+            "hora_fin": dt.time(15),
+            "estado": "programada",
+        }
         for n in range(count)
-    ]  # fmt: skip
+    ]
     with connect(url) as connection:
         connection.execute(insert(Sesion), rows)
 
@@ -138,15 +157,19 @@ def _add_sessions(url: str, count: int, first_id: int = 10) -> None:
 # -- OAuth -----------------------------------------------------------------------
 
 
-def test_oauth_flow_saves_an_authorized_user_token_0600(emulator: EmulatorProcess, grant: tuple[Path, str]) -> None:
+def test_oauth_flow_saves_an_authorized_user_token_0600(
+    emulator: EmulatorProcess, grant: tuple[Path, str]
+) -> None:
     token, printed = grant
     assert stat.S_IMODE(token.stat().st_mode) == 0o600
     info = json.loads(token.read_text())
-    assert {"token", "refresh_token", "client_id", "client_secret", "token_uri", "scopes"} <= set(info)
+    assert {"token", "refresh_token", "client_id", "client_secret", "token_uri", "scopes"} <= set(
+        info
+    )
     assert info["token_uri"] == emulator.root + "/token"
     from google.oauth2.credentials import Credentials
 
-    assert Credentials.from_authorized_user_file(str(token)).refresh_token == info["refresh_token"]  # type: ignore[no-untyped-call]
+    assert Credentials.from_authorized_user_file(str(token)).refresh_token == info["refresh_token"]
     url = next(line for line in printed.splitlines() if line.startswith("http"))
     assert url.startswith(emulator.root + "/o/oauth2/auth?") and "code_challenge=" in url
     secret = json.loads(emulator.client_secrets.read_text())["installed"]["client_secret"]
@@ -174,7 +197,9 @@ def test_an_expired_access_token_is_refreshed_and_saved(
 def test_a_revoked_grant_is_one_line_and_revoke_deletes_the_token(
     emulator: EmulatorProcess, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLANCTL_") and k != "DATABASE_URL"}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("PLANCTL_") and k != "DATABASE_URL"
+    }
     env["PLANCTL_LOG_DIR"] = str(tmp_path / "logs")
     token = tmp_path / "own" / "token.json"
     authorise(emulator, token, env)
@@ -182,29 +207,39 @@ def test_a_revoked_grant_is_one_line_and_revoke_deletes_the_token(
     # The user removes planctl's access in their Google account: the grant is revoked there.
     import urllib.request
 
-    urllib.request.urlopen(  # noqa: S310
-        urllib.request.Request(emulator.root + "/revoke", data=f"token={info['refresh_token']}".encode()),
+    urllib.request.urlopen(
+        urllib.request.Request(
+            emulator.root + "/revoke", data=f"token={info['refresh_token']}".encode()
+        ),
         timeout=10,
     ).close()
     info["expiry"] = "2020-01-01T00:00:00Z"
     token.write_text(json.dumps(info))
-    run_env = google_env(f"sqlite:///{tmp_path / 'p.db'}", tmp_path, emulator, token, "Planificador")
+    run_env = google_env(
+        f"sqlite:///{tmp_path / 'p.db'}", tmp_path, emulator, token, "Planificador"
+    )
     run = run_planctl("sync", "check", env=run_env)
     assert run.returncode == 1
     lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1 and "invalid_grant" in lines[0] and "planctl sync auth" in lines[0], run.stderr
+    assert len(lines) == 1 and "invalid_grant" in lines[0] and "planctl sync auth" in lines[0], (
+        run.stderr
+    )
     assert info["refresh_token"] not in run.stderr + run.stdout
     # `sync auth --revoke` on a live grant: revoked at the server, the file deleted
     other = tmp_path / "other" / "token.json"
     authorise(emulator, other, env)
     refresh = json.loads(other.read_text())["refresh_token"]
-    revoked = run_planctl("sync", "auth", "--revoke", env={**run_env, "PLANCTL_GOOGLE_TOKEN": str(other)})
+    revoked = run_planctl(
+        "sync", "auth", "--revoke", env={**run_env, "PLANCTL_GOOGLE_TOKEN": str(other)}
+    )
     assert revoked.returncode == 0 and "Revoked" in revoked.stdout, revoked.stderr
     assert not other.exists()
-    again = urllib.request.Request(emulator.root + "/token", data=(
-        f"grant_type=refresh_token&refresh_token={refresh}&client_id=x").encode())
+    again = urllib.request.Request(
+        emulator.root + "/token",
+        data=(f"grant_type=refresh_token&refresh_token={refresh}&client_id=x").encode(),
+    )
     with pytest.raises(urllib.error.HTTPError):
-        urllib.request.urlopen(again, timeout=10)  # noqa: S310
+        urllib.request.urlopen(again, timeout=10)
 
 
 # -- sync ---------------------------------------------------------------------------
@@ -238,34 +273,60 @@ def test_phone_edits_with_google_api_python_client_come_back(world: GWorld) -> N
     world.sync()
     phone, calendar_id = world.phone(), world.calendar_id()
     doc = discovery()
-    listing = phone.events().list(calendarId=calendar_id, privateExtendedProperty="planctlSessionId=2").execute()
+    listing = (
+        phone.events()
+        .list(calendarId=calendar_id, privateExtendedProperty="planctlSessionId=2")
+        .execute()
+    )
     validate(listing, {"$ref": "Events"}, doc)
     validate(phone.calendarList().list().execute(), {"$ref": "CalendarList"}, doc)
     (event,) = listing["items"]
-    moved = phone.events().patch(
-        calendarId=calendar_id, eventId=event["id"],
-        body={"start": {"dateTime": "2026-11-24T10:00:00+01:00"}, "end": {"dateTime": "2026-11-24T14:00:00+01:00"}},
-    ).execute()  # fmt: skip
+    moved = (
+        phone.events()
+        .patch(
+            calendarId=calendar_id,
+            eventId=event["id"],
+            body={
+                "start": {"dateTime": "2026-11-24T10:00:00+01:00"},
+                "end": {"dateTime": "2026-11-24T14:00:00+01:00"},
+            },
+        )
+        .execute()
+    )
     validate(moved, {"$ref": "Event"}, doc)
     (third,) = world.events_by_session()[3]
     phone.events().delete(calendarId=calendar_id, eventId=third["id"]).execute()
-    own = phone.events().insert(calendarId=calendar_id, body={
-        "summary": "Dentista", "start": {"dateTime": "2026-11-25T18:00:00+01:00"},
-        "end": {"dateTime": "2026-11-25T19:00:00+01:00"}}).execute()  # fmt: skip
+    own = (
+        phone.events()
+        .insert(
+            calendarId=calendar_id,
+            body={
+                "summary": "Dentista",
+                "start": {"dateTime": "2026-11-25T18:00:00+01:00"},
+                "end": {"dateTime": "2026-11-25T19:00:00+01:00"},
+            },
+        )
+        .execute()
+    )
     report, _ = world.sync()
     assert report.summary()["planner_updated"] == 1 and report.summary()["planner_cancelled"] == 1
     with connect(world.url) as connection:
         rows = {r.id: r for r in connection.execute(Sesion.__table__.select())}
     assert (rows[2].hora_inicio, rows[2].hora_fin) == (dt.time(10), dt.time(14))
     assert rows[3].estado == "cancelada"
-    assert phone.events().get(calendarId=calendar_id, eventId=own["id"]).execute()["summary"] == "Dentista"
+    assert (
+        phone.events().get(calendarId=calendar_id, eventId=own["id"]).execute()["summary"]
+        == "Dentista"
+    )
     # `sync remote list` reads the same calendar through the API
     listed = run_planctl("sync", "remote", "list", "--json", env=world.env())
     assert listed.returncode == 0, listed.stderr
     assert {e["id"] for e in json.loads(listed.stdout)} >= {own["id"], event["id"]}
 
 
-def test_an_expired_sync_token_is_one_full_listing(world: GWorld, caplog: pytest.LogCaptureFixture) -> None:
+def test_an_expired_sync_token_is_one_full_listing(
+    world: GWorld, caplog: pytest.LogCaptureFixture
+) -> None:
     world.sync()
     world.emulator.fault(kind="expire_sync_tokens")
     backend = world.backend()
@@ -280,7 +341,9 @@ def test_an_expired_sync_token_is_one_full_listing(world: GWorld, caplog: pytest
 def test_a_phone_edit_racing_an_update_is_a_412_decided_by_the_policy(world: GWorld) -> None:
     world.sync()
     with connect(world.url) as connection:
-        connection.execute(Sesion.__table__.update().where(Sesion.id == 1).values(hora_fin=dt.time(14)))
+        connection.execute(
+            Sesion.__table__.update().where(Sesion.id == 1).values(hora_fin=dt.time(14))
+        )
     (event,) = world.events_by_session()[1]
     phone, calendar_id = world.phone(), world.calendar_id()
     backend = world.backend()
@@ -288,7 +351,9 @@ def test_a_phone_edit_racing_an_update_is_a_412_decided_by_the_policy(world: GWo
 
     def racing_update(event_id: str, payload: Any, etag: str | None) -> Any:
         backend.update = original  # type: ignore[method-assign]  # once
-        phone.events().patch(calendarId=calendar_id, eventId=event["id"], body={"location": "Aula 7"}).execute()
+        phone.events().patch(
+            calendarId=calendar_id, eventId=event["id"], body={"location": "Aula 7"}
+        ).execute()
         return original(event_id, payload, etag)
 
     backend.update = racing_update  # type: ignore[method-assign]
@@ -323,8 +388,12 @@ def test_a_run_that_gives_up_is_bounded_and_changes_nothing(world: GWorld) -> No
     world.emulator.fault(kind="too_many", count=1000)
     now = [0.0]
     backend = world.backend()
-    backend.client.backoff = Backoff(total=30, sleep=lambda s: now.__setitem__(0, now[0] + s),
-                                     clock=lambda: now[0], jitter=lambda: 1.0)  # fmt: skip
+    backend.client.backoff = Backoff(
+        total=30,
+        sleep=lambda s: now.__setitem__(0, now[0] + s),
+        clock=lambda: now[0],
+        jitter=lambda: 1.0,
+    )
     before = table_contents(world.url)
     with pytest.raises(SyncError, match="gave up"):
         world.sync(backend)
@@ -388,7 +457,9 @@ def test_the_emulator_speaks_google_errors_to_an_independent_client(world: GWorl
     world.sync()
     phone, calendar_id = world.phone(), world.calendar_id()
     (event,) = world.events_by_session()[1]
-    stale = phone.events().update(calendarId=calendar_id, eventId=event["id"], body={**event, "summary": "x"})
+    stale = phone.events().update(
+        calendarId=calendar_id, eventId=event["id"], body={**event, "summary": "x"}
+    )
     stale.headers["If-Match"] = '"1"'
     with pytest.raises(HttpError) as failed:
         stale.execute()
@@ -400,17 +471,22 @@ def test_the_emulator_speaks_google_errors_to_an_independent_client(world: GWorl
 
 
 def test_a_calendar_is_named_by_id_or_summary_never_the_primary_by_default() -> None:
-    calendars = [
+    calendars: list[dict[str, Any]] = [
         {"id": "ana@example.com", "summary": "Planificador", "primary": True},
         {"id": "abc@group.calendar.google.com", "summary": "Planificador"},
         {"id": "xyz@group.calendar.google.com", "summary": "Otro"},
     ]
     assert pick_calendar(calendars, "Planificador", "w") == "abc@group.calendar.google.com"
-    assert pick_calendar(calendars, "xyz@group.calendar.google.com", "w") == "xyz@group.calendar.google.com"
+    assert (
+        pick_calendar(calendars, "xyz@group.calendar.google.com", "w")
+        == "xyz@group.calendar.google.com"
+    )
     assert pick_calendar(calendars, "primary", "w") == "ana@example.com"
     assert pick_calendar(calendars[:1], "Planificador", "w") is None  # a new one is made
     with pytest.raises(SyncError, match="2 calendars are called 'Otro'"):
-        pick_calendar([*calendars, {"id": "q@group.calendar.google.com", "summary": "Otro"}], "Otro", "w")
+        pick_calendar(
+            [*calendars, {"id": "q@group.calendar.google.com", "summary": "Otro"}], "Otro", "w"
+        )
 
 
 def test_the_emulator_command_refuses_a_busy_port(tmp_path: Path) -> None:
@@ -422,8 +498,21 @@ def test_the_emulator_command_refuses_a_busy_port(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PLANCTL_")}
         run = subprocess.run(
-            [sys.executable, "-m", "planctl", "sync", "emulator", "--port", str(port), "--store", str(tmp_path / "s")],
-            env={**env, "PLANCTL_LOG_DIR": str(tmp_path)}, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "planctl",
+                "sync",
+                "emulator",
+                "--port",
+                str(port),
+                "--store",
+                str(tmp_path / "s"),
+            ],
+            env={**env, "PLANCTL_LOG_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert f"127.0.0.1:{port}" in run.stderr

@@ -107,21 +107,33 @@ def test_a_killed_writer_loses_nothing_it_acknowledged(store: Path) -> None:
 
 def test_a_json_store_of_older_planctl_is_migrated_keeping_ids_and_etags(store: Path) -> None:
     event = {
-        "kind": "calendar#event", "id": "a1b2c3d4e5", "etag": '"7"', "status": "confirmed",
-        "summary": "Uno", "iCalUID": "sesion-1@planctl",
+        "kind": "calendar#event",
+        "id": "a1b2c3d4e5",
+        "etag": '"7"',
+        "status": "confirmed",
+        "summary": "Uno",
+        "iCalUID": "sesion-1@planctl",
         "start": {"dateTime": "2026-11-23T09:00:00+01:00", "timeZone": "Europe/Madrid"},
         "end": {"dateTime": "2026-11-23T10:00:00+01:00", "timeZone": "Europe/Madrid"},
         "extendedProperties": {"private": {"planctlSessionId": "1"}},
-    }  # fmt: skip
-    snapshot = {"format": "planctl-simulated-calendar", "version": 1, "time_zone": "Europe/Madrid",
-                "next_etag": 8, "events": {event["id"]: event}}  # fmt: skip
+    }
+    snapshot = {
+        "format": "planctl-simulated-calendar",
+        "version": 1,
+        "time_zone": "Europe/Madrid",
+        "next_etag": 8,
+        "events": {event["id"]: event},
+    }
     store.write_text(json.dumps(snapshot))
     journal = store.with_name(store.name + ".journal")
     later = {**event, "id": "f0f0f0f0f0", "etag": '"8"', "summary": "Dos"}
-    journal.write_text(json.dumps({"event": later, "next_etag": 9}) + "\n" + '{"event": {"id": "half')
+    journal.write_text(
+        json.dumps({"event": later, "next_etag": 9}) + "\n" + '{"event": {"id": "half'
+    )
     calendar = SimulatedCalendar(store)
     assert {e["id"]: e["etag"] for e in calendar.list_events()} == {
-        "a1b2c3d4e5": '"7"', "f0f0f0f0f0": '"8"'
+        "a1b2c3d4e5": '"7"',
+        "f0f0f0f0f0": '"8"',
     }
     assert calendar.add("tres", DAY, dt.time(11), dt.time(12))["etag"] == '"9"'
     calendar.close()

@@ -143,7 +143,9 @@ def default_google_token(environ: Mapping[str, str]) -> Path:
     """Where ``planctl sync auth`` keeps the Google token when PLANCTL_GOOGLE_TOKEN is not set:
     ``$XDG_CONFIG_HOME/planctl/google-token.json`` (``~/.config/planctl/…``)."""
     config_home = environ.get("XDG_CONFIG_HOME", "").strip()
-    base = Path(config_home) if config_home else Path(environ.get("HOME") or Path.home()) / ".config"
+    base = (
+        Path(config_home) if config_home else Path(environ.get("HOME") or Path.home()) / ".config"
+    )
     return (base / "planctl" / "google-token.json").absolute()
 
 

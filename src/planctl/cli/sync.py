@@ -614,7 +614,10 @@ def auth(
         typer.Option("--no-browser", help="Print the URL to open instead of opening a browser."),
     ] = False,
     revoke: Annotated[
-        bool, typer.Option("--revoke", help="Revoke planctl's Google authorisation and delete the token.")
+        bool,
+        typer.Option(
+            "--revoke", help="Revoke planctl's Google authorisation and delete the token."
+        ),
     ] = False,
 ) -> None:
     """Authorise planctl to use your Google Calendar (OAuth, loopback redirect on 127.0.0.1)."""
@@ -626,7 +629,9 @@ def auth(
         if not settings.google_token.exists():
             from planctl.errors import NothingToDoError
 
-            raise NothingToDoError(f"no Google token at {settings.google_token}", "nothing to revoke")
+            raise NothingToDoError(
+                f"no Google token at {settings.google_token}", "nothing to revoke"
+            )
         known = oauth.revoke(settings.google_token)
         state.say(
             f"Revoked planctl's Google authorisation and deleted {settings.google_token}."
@@ -637,8 +642,10 @@ def auth(
     client = oauth.read_client_secrets(settings.google_client_secrets)
 
     def show(url: str) -> None:  # printed even under -q: the user must open it
-        lead = "Open this URL in a browser to authorise planctl:" if no_browser else (
-            "Opening a browser to authorise planctl; if none opens, visit:"
+        lead = (
+            "Open this URL in a browser to authorise planctl:"
+            if no_browser
+            else ("Opening a browser to authorise planctl; if none opens, visit:")
         )
         typer.echo(f"{lead}\n{url}")
 
@@ -654,11 +661,16 @@ def emulator(
     ] = 8085,
     store: Annotated[
         str | None,
-        typer.Option("--store", help="The store file (default: the simulated calendar's, PLANCTL_SYNC_STORE)."),
+        typer.Option(
+            "--store",
+            help="The store file (default: the simulated calendar's, PLANCTL_SYNC_STORE).",
+        ),
     ] = None,
     client_secrets: Annotated[
         str | None,
-        typer.Option("--client-secrets", help="Write an OAuth client file pointing at the emulator here."),
+        typer.Option(
+            "--client-secrets", help="Write an OAuth client file pointing at the emulator here."
+        ),
     ] = None,
 ) -> None:
     """Serve a Google Calendar API v3 emulator (OAuth included) on 127.0.0.1 until interrupted."""
@@ -678,14 +690,15 @@ def emulator(
         if client_secrets:
             _write_emulator_client(Path(client_secrets), root)
         typer.echo(
-            f"Google Calendar API emulator on {root} (store {path}); "
-            f"PLANCTL_GOOGLE_API_URL={root}"
+            f"Google Calendar API emulator on {root} (store {path}); PLANCTL_GOOGLE_API_URL={root}"
         )
 
     try:
         serve(Emulator(calendar.store), port, ready=ready)
     except OSError as error:
-        raise SyncError(f"cannot serve on 127.0.0.1:{port}: {error.strerror or error}", "choose another --port") from error
+        raise SyncError(
+            f"cannot serve on 127.0.0.1:{port}: {error.strerror or error}", "choose another --port"
+        ) from error
     except KeyboardInterrupt:
         pass
     finally:

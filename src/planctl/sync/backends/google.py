@@ -39,6 +39,7 @@ FEW = 20  # more events to load than this: one full listing instead of one reque
 logger = logging.getLogger("planctl.sync")
 
 Resource = dict[str, Any]
+Row = tuple[str, str | None, int | None, bool]  # id, etag, session id, deleted
 
 
 def _pending_etag(event_id: str) -> str:
@@ -93,7 +94,9 @@ class GoogleBackend:
         if self.calendar_id is None and create and self.create_calendar:
             made = self._call(self.client.insert_calendar, self.wanted, self.timezone)
             self.calendar_id = str(made["id"])
-            logger.info("created the calendar '%s' (%s) at %s", self.wanted, self.calendar_id, self.where)
+            logger.info(
+                "created the calendar '%s' (%s) at %s", self.wanted, self.calendar_id, self.where
+            )
         self._resolved = True
         if self.calendar_id is not None:
             self.mirror.remember_calendar(self.wanted, self.calendar_id)
@@ -110,9 +113,12 @@ class GoogleBackend:
     def check(self) -> str:
         calendar_id = self._calendar(create=False)
         if calendar_id is None:
-            return f"{self.describe()}: reachable, authorised; the calendar will be created on the first sync"
+            return (
+                f"{self.describe()}: reachable, authorised; the calendar is made on the first sync"
+            )
         events = [e for e in self.list() if not e.deleted]
-        return f"{self.describe()} ({calendar_id}): reachable, authorised, {plural(len(events), 'event')}"
+        count = plural(len(events), "event")
+        return f"{self.describe()} ({calendar_id}): reachable, authorised, {count}"
 
     # -- reading -----------------------------------------------------------------
 
@@ -121,7 +127,7 @@ class GoogleBackend:
         if calendar_id is None:
             return []
         try:
-            return self._list(calendar_id)
+            return [*self._list(calendar_id)]
         except GoogleApiError as error:
             if error.status == 404 and not self._resolved:  # the remembered calendar is gone
                 self.calendar_id = None
@@ -129,16 +135,18 @@ class GoogleBackend:
                 return self.list()
             raise api_failure(error, self.where) from error
 
-    def _list(self, calendar_id: str) -> list[RemoteEvent]:
+    def _list(self, calendar_id: str) -> Sequence[RemoteEvent]:
         token = self.mirror.token_for(calendar_id)
-        items: list[Resource] | None = None
+        items: Sequence[Resource] | None = None
         if token:
             try:
                 items, next_token = self.client.list_events(calendar_id, sync_token=token)
             except GoogleApiError as error:
                 if error.status != 410:
                     raise
-                logger.warning("the calendar's sync token expired (410); listing the whole calendar once")
+                logger.warning(
+                    "the calendar's sync token expired (410); listing the whole calendar once"
+                )
             if items is not None:
                 self.mirror.apply(self._rows(items), next_token)
         if items is None:
@@ -155,12 +163,19 @@ class GoogleBackend:
                 events.append(RemoteEvent(event_id, etag, session_id, deleted=deleted))
         return events
 
-    def _rows(self, items: list[Resource]) -> list[tuple[str, str | None, int | None, bool]]:
+    def _rows(self, items: Sequence[Resource]) -> Sequence[Row]:
         rows = []
         for event in items:
             value = session_property(event)
             session_id = int(value) if value is not None and value.isdigit() else None
-            rows.append((str(event["id"]), event.get("etag"), session_id, event.get("status") == "cancelled"))
+            rows.append(
+                (
+                    str(event["id"]),
+                    event.get("etag"),
+                    session_id,
+                    event.get("status") == "cancelled",
+                )
+            )
         return rows
 
     def _remote(self, event: Resource) -> RemoteEvent:
@@ -223,11 +238,16 @@ class GoogleBackend:
         headers = self._if_match(event_id, etag)
         try:
             event = self.client.call(
-                "PUT", events_path(calendar_id, event_id), body=resource_from_payload(payload), headers=headers
+                "PUT",
+                events_path(calendar_id, event_id),
+                body=resource_from_payload(payload),
+                headers=headers,
             )
         except GoogleApiError as error:
             if error.status == 412:
-                raise StaleEtagError(f"event {event_id}: the calendar has a newer version") from error
+                raise StaleEtagError(
+                    f"event {event_id}: the calendar has a newer version"
+                ) from error
             if error.status in (404, 410):
                 raise StaleEtagError(f"event {event_id} is gone") from error
             raise api_failure(error, self.where) from error
@@ -239,10 +259,14 @@ class GoogleBackend:
         calendar_id = self._calendar(create=True)
         assert calendar_id is not None
         try:
-            self.client.call("DELETE", events_path(calendar_id, event_id), headers=self._if_match(event_id, etag))
+            self.client.call(
+                "DELETE", events_path(calendar_id, event_id), headers=self._if_match(event_id, etag)
+            )
         except GoogleApiError as error:
             if error.status == 412:
-                raise StaleEtagError(f"event {event_id}: the calendar has a newer version") from error
+                raise StaleEtagError(
+                    f"event {event_id}: the calendar has a newer version"
+                ) from error
             if error.status not in (404, 410):  # already gone is fine
                 raise api_failure(error, self.where) from error
         self._wrote = True
@@ -266,7 +290,9 @@ class GoogleBackend:
                 token = self.mirror.token_for(self.calendar_id)
                 try:
                     if token:
-                        items, next_token = self.client.list_events(self.calendar_id, sync_token=token)
+                        items, next_token = self.client.list_events(
+                            self.calendar_id, sync_token=token
+                        )
                         self.mirror.apply(self._rows(items), next_token)
                     else:  # a calendar made by this run: its first listing
                         items, next_token = self.client.list_events(self.calendar_id)
@@ -296,18 +322,26 @@ def pick_calendar(calendars: list[Resource], wanted: str, where: str) -> str | N
 
 def api_failure(error: GoogleApiError, where: str) -> SyncError:
     if error.status == 401:
-        return SyncError(f"Google refused the authorisation at {where} ({error.message})", "run planctl sync auth again")
+        return SyncError(
+            f"Google refused the authorisation at {where} ({error.message})",
+            "run planctl sync auth again",
+        )
     if error.status == 403:
         return SyncError(
             f"Google refused {error.what} at {where}: {error.reason} ({error.message})",
             "check that the token's account owns the calendar",
         )
-    return SyncError(f"Google Calendar at {where} answered {error}", "run planctl sync again; see the log for the request")
+    return SyncError(
+        f"Google Calendar at {where} answered {error}",
+        "run planctl sync again; see the log for the request",
+    )
 
 
 def mirror_path(settings: Settings) -> Path:
     """The listing's mirror of the calendar PLANCTL_GOOGLE_CALENDAR at PLANCTL_GOOGLE_API_URL."""
-    key = hashlib.sha256(f"{settings.google_api_url}\n{settings.google_calendar}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        f"{settings.google_api_url}\n{settings.google_calendar}".encode()
+    ).hexdigest()[:16]
     return settings.google_token.with_name(f"google-mirror-{key}.sqlite")
 
 
@@ -333,8 +367,16 @@ def open_backend(settings: Settings, *, create_calendar: bool = True) -> GoogleB
 class ApiPhone(Phone):
     """``planctl sync remote`` through the Calendar API: the same on Google and the emulator."""
 
-    def __init__(self, client: CalendarClient, *, calendar: str, timezone: str, where: str,
-                 title: str, on_close: Any = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        client: CalendarClient,
+        *,
+        calendar: str,
+        timezone: str,
+        where: str,
+        title: str,
+        on_close: Any = None,
+    ) -> None:
         self.client = client
         self.wanted = calendar
         self.timezone = timezone
@@ -370,7 +412,11 @@ class ApiPhone(Phone):
 
     def get_event(self, event_id: str) -> Resource | None:
         calendar_id = self._id(create=False)
-        return None if calendar_id is None else self._call(self.client.get_event, calendar_id, event_id)
+        return (
+            None
+            if calendar_id is None
+            else self._call(self.client.get_event, calendar_id, event_id)
+        )
 
     def insert(self, body: Resource) -> Resource:
         calendar_id = self._id(create=True)
@@ -382,7 +428,13 @@ class ApiPhone(Phone):
         assert calendar_id is not None
         headers = {"If-Match": if_match} if if_match else None
         return dict(
-            self._call(self.client.call, "PATCH", events_path(calendar_id, event_id), body=changes, headers=headers)
+            self._call(
+                self.client.call,
+                "PATCH",
+                events_path(calendar_id, event_id),
+                body=changes,
+                headers=headers,
+            )
         )
 
     def delete(self, event_id: str, *, if_match: str | None = None) -> None:
@@ -406,7 +458,9 @@ def open_phone(settings: Settings) -> ApiPhone:
     from planctl.sync.google.client import HttpTransport
     from planctl.sync.google.oauth import TokenSource
 
-    client = CalendarClient(HttpTransport(settings.google_api_url), authorize=TokenSource(settings.google_token))
+    client = CalendarClient(
+        HttpTransport(settings.google_api_url), authorize=TokenSource(settings.google_token)
+    )
     return ApiPhone(
         client,
         calendar=settings.google_calendar,

@@ -1,4 +1,4 @@
-"""``simulated``: the ``google`` backend talking to planctl's Google Calendar API emulator in-process.
+"""``simulated``: the ``google`` backend talking to planctl's Calendar API emulator in-process.
 
 The calendar lives in a local store (``PLANCTL_SYNC_STORE``, a SQLite file:
 :class:`~planctl.sync.google.store.EmulatorStore`); the emulator

@@ -89,7 +89,9 @@ class InProcessTransport:
 
     def send(self, request: Request) -> Response:
         headers = {k.lower(): v for k, v in request.headers.items()}  # as a server sees them
-        response = self.emulator.handle(Request(request.method, request.target, headers, request.body))
+        response = self.emulator.handle(
+            Request(request.method, request.target, headers, request.body)
+        )
         response.headers = {k.lower(): v for k, v in response.headers.items()}
         return response
 
@@ -120,7 +122,10 @@ class HttpTransport:
             connection = self._connect()
             try:
                 connection.request(
-                    request.method, self.prefix + request.target, request.body or None, request.headers
+                    request.method,
+                    self.prefix + request.target,
+                    request.body or None,
+                    request.headers,
                 )
                 answer = connection.getresponse()
                 body = answer.read()
@@ -174,7 +179,9 @@ class CalendarClient:
 
     # -- one request -------------------------------------------------------
 
-    def _headers(self, extra: dict[str, str] | None = None, *, refresh: bool = False) -> dict[str, str]:
+    def _headers(
+        self, extra: dict[str, str] | None = None, *, refresh: bool = False
+    ) -> dict[str, str]:
         headers = {"Accept": "application/json", **(extra or {})}
         authorization = self.authorize(refresh)
         if authorization:
@@ -232,8 +239,15 @@ class CalendarClient:
         response = self.send(request)
         return self._result(response, f"{method} {path}")
 
-    def _request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
-                 body: Any = None, headers: dict[str, str] | None = None) -> Request:  # fmt: skip
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Request:
         target = API_PATH + path
         if query:
             target += "?" + urlencode({k: v for k, v in query.items() if v is not None}, doseq=True)
@@ -257,7 +271,9 @@ class CalendarClient:
 
     # -- batches -----------------------------------------------------------
 
-    def batch(self, calls: Sequence[tuple[str, str, Any, dict[str, str] | None]]) -> list[Resource | GoogleApiError]:
+    def batch(
+        self, calls: Sequence[tuple[str, str, Any, dict[str, str] | None]]
+    ) -> list[Resource | GoogleApiError]:
         """Up to :data:`BATCH_LIMIT` calls (method, path, body, headers) per batch request.
 
         Parts answered with a rate limit or a 5xx are sent again (backoff as
@@ -285,17 +301,25 @@ class CalendarClient:
                     break
                 wait = self.backoff.delay(attempt, max(waits))
                 if self.backoff.clock() - started + wait > self.backoff.total:
+                    cause = results[again[0]]
+                    assert isinstance(cause, GoogleApiError)
                     raise SyncError(
-                        f"the Google Calendar API kept refusing {len(again)} writes of a batch; gave up",
+                        f"the Google Calendar API kept refusing {len(again)} writes of a batch; "
+                        "gave up",
                         "run planctl sync again later",
-                    ) from results[again[0]]  # type: ignore[misc]
+                    ) from cause
                 self.retries += 1
                 self.backoff.sleep(wait)
                 attempt += 1
                 pending = again
-        return [r if r is not None else GoogleApiError(0, "missing", "no answer", "batch") for r in results]
+        return [
+            r if r is not None else GoogleApiError(0, "missing", "no answer", "batch")
+            for r in results
+        ]
 
-    def _send_batch(self, calls: Sequence[tuple[str, str, Any, dict[str, str] | None]]) -> list[Response]:
+    def _send_batch(
+        self, calls: Sequence[tuple[str, str, Any, dict[str, str] | None]]
+    ) -> list[Response]:
         boundary = "planctl_" + secrets.token_hex(12)
         chunks = []
         for number, (method, path, body, headers) in enumerate(calls):
@@ -304,24 +328,30 @@ class CalendarClient:
             lines += [f"{k}: {v}" for k, v in inner.headers.items()]
             part = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + inner.body
             chunks.append(
-                f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: <item{number}>\r\n\r\n".encode()
+                f"--{boundary}\r\nContent-Type: application/http\r\n"
+                f"Content-ID: <item{number}>\r\n\r\n".encode()
                 + part
                 + b"\r\n"
             )
         chunks.append(f"--{boundary}--\r\n".encode())
         request = Request(
-            "POST", BATCH_PATH, {"Content-Type": f"multipart/mixed; boundary={boundary}"}, b"".join(chunks)
+            "POST",
+            BATCH_PATH,
+            {"Content-Type": f"multipart/mixed; boundary={boundary}"},
+            b"".join(chunks),
         )
         response = self.send(request)
         if response.status >= 400:
             raise error_of(response, "POST batch") from None
-        content_type = response.headers.get("content-type") or response.headers.get("Content-Type", "")
+        content_type = response.headers.get("content-type") or response.headers.get(
+            "Content-Type", ""
+        )
         boundary_in = content_type.partition("boundary=")[2].strip('"')
         answers: dict[int, Response] = {}
         for part in split_multipart(response.body, boundary_in):
-            head, _, inner = part.partition(b"\r\n\r\n")
+            head, _, message = part.partition(b"\r\n\r\n")
             number = _content_number(head.decode("latin-1"))
-            status_line, _, rest = inner.partition(b"\r\n")
+            status_line, _, rest = message.partition(b"\r\n")
             parsed = parse_http_request(b"X / HTTP/1.1\r\n" + rest)
             status = int(status_line.split()[1])
             answers[number] = Response(status, parsed.body, parsed.headers)
@@ -343,8 +373,9 @@ class CalendarClient:
     def insert_calendar(self, summary: str, time_zone: str) -> Resource:
         return self.call("POST", "/calendars", body={"summary": summary, "timeZone": time_zone})
 
-    def list_events(self, calendar_id: str, *, sync_token: str | None = None,
-                    show_deleted: bool = True) -> tuple[list[Resource], str | None]:  # fmt: skip
+    def list_events(
+        self, calendar_id: str, *, sync_token: str | None = None, show_deleted: bool = True
+    ) -> tuple[list[Resource], str | None]:
         """Every page of ``events.list``: the events and the next sync token."""
         items: list[Resource] = []
         page: str | None = None

@@ -1,4 +1,4 @@
-"""A Google Calendar API v3 emulator: Google's paths, shapes and errors over an :class:`EmulatorStore`.
+"""A Google Calendar API v3 emulator: Google's paths, shapes and errors over a store.
 
 :class:`Emulator` turns one request (method, path with query, headers, body)
 into one response; :func:`serve` puts it on loopback with the standard
@@ -52,9 +52,15 @@ REASONS = {
     503: ("The service is currently unavailable.", "backendError", "UNAVAILABLE"),
 }
 FILTERS_BARRED_WITH_SYNC_TOKEN = (
-    "iCalUID", "orderBy", "privateExtendedProperty", "q", "sharedExtendedProperty",
-    "timeMin", "timeMax", "updatedMin",
-)  # fmt: skip
+    "iCalUID",
+    "orderBy",
+    "privateExtendedProperty",
+    "q",
+    "sharedExtendedProperty",
+    "timeMin",
+    "timeMax",
+    "updatedMin",
+)
 
 
 @dataclass
@@ -84,8 +90,15 @@ class Response:
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str | None = None, reason: str | None = None,
-                 *, location: str | None = None, headers: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        status: int,
+        message: str | None = None,
+        reason: str | None = None,
+        *,
+        location: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         default_message, default_reason, _ = REASONS.get(status, ("Error", "error", "UNKNOWN"))
         super().__init__(message or default_message)
         self.status = status
@@ -96,21 +109,31 @@ class HttpError(Exception):
 
     def response(self) -> Response:
         """Google's error body: ``{"error": {"code", "message", "errors": [...], "status"}}``."""
-        domain = "usageLimits" if self.reason.endswith("RateLimitExceeded") or self.reason == (
-            "rateLimitExceeded"
-        ) else "global"
+        domain = (
+            "usageLimits"
+            if self.reason.endswith("RateLimitExceeded") or self.reason == ("rateLimitExceeded")
+            else "global"
+        )
         detail: Resource = {"domain": domain, "reason": self.reason, "message": self.message}
         if self.location:
             detail.update(locationType="parameter", location=self.location)
         status = REASONS.get(self.status, ("", "", "UNKNOWN"))[2]
-        body = {"error": {"code": self.status, "message": self.message, "errors": [detail],
-                          "status": status}}  # fmt: skip
+        body = {
+            "error": {
+                "code": self.status,
+                "message": self.message,
+                "errors": [detail],
+                "status": status,
+            }
+        }
         return json_response(self.status, body, self.headers)
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-    return Response(status, data, {"Content-Type": "application/json; charset=UTF-8", **(headers or {})})
+    return Response(
+        status, data, {"Content-Type": "application/json; charset=UTF-8", **(headers or {})}
+    )
 
 
 @dataclass
@@ -120,7 +143,8 @@ class Fault:
     kind: ``rate_limit`` (403 rateLimitExceeded), ``user_rate_limit`` (403
     userRateLimitExceeded), ``too_many`` (429), ``server`` (*status*, 500 or
     503), ``stall`` (a batch stops for *seconds* after *after_parts* of its
-    parts, then answers 503 for the rest without applying them). ``retry_after`` adds a Retry-After header; ``path`` limits it to
+    parts, then answers 503 for the rest without applying them). ``retry_after``
+    adds a Retry-After header; ``path`` limits it to
     paths containing that text.
     """
 
@@ -138,7 +162,9 @@ class Fault:
         if self.kind == "rate_limit":
             return HttpError(403, "Rate Limit Exceeded", "rateLimitExceeded", headers=headers)
         if self.kind == "user_rate_limit":
-            return HttpError(403, "User Rate Limit Exceeded", "userRateLimitExceeded", headers=headers)
+            return HttpError(
+                403, "User Rate Limit Exceeded", "userRateLimitExceeded", headers=headers
+            )
         if self.kind == "too_many":
             return HttpError(429, headers=headers)
         return HttpError(self.status, headers=headers)
@@ -150,8 +176,13 @@ FAULT_KINDS = ("rate_limit", "user_rate_limit", "too_many", "server", "stall")
 class Emulator:
     """Google Calendar API v3 over a store. Thread-safe: one request at a time."""
 
-    def __init__(self, store: EmulatorStore, *, require_auth: bool = True,
-                 clock: Callable[[], float] = time.time) -> None:  # fmt: skip
+    def __init__(
+        self,
+        store: EmulatorStore,
+        *,
+        require_auth: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.require_auth = require_auth
         self.clock = clock
@@ -209,15 +240,26 @@ class Emulator:
         header = request.headers.get("authorization", "")
         token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
         if not token or not self.store.access_valid(token, self.clock()):
-            raise HttpError(401, "Request had invalid authentication credentials.",
-                            "authError", location="Authorization",
-                            headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'})  # fmt: skip
+            raise HttpError(
+                401,
+                "Request had invalid authentication credentials.",
+                "authError",
+                location="Authorization",
+                headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/"'},
+            )
 
     def _admin(self, request: Request) -> Response:
         path = request.path
         if path == "/emulator/stats":
-            return json_response(200, {"requests": self.requests, "stalled": self.stalled,
-                                       "faults": len(self.faults), "writes": self.store.writes})  # fmt: skip
+            return json_response(
+                200,
+                {
+                    "requests": self.requests,
+                    "stalled": self.stalled,
+                    "faults": len(self.faults),
+                    "writes": self.store.writes,
+                },
+            )
         if path == "/emulator/faults" and request.method == "DELETE":
             self.faults.clear()
             return json_response(200, {})
@@ -253,7 +295,9 @@ class Emulator:
             body = _json_body(request)
             if not str(body.get("summary") or "").strip():
                 raise HttpError(400, "Missing title.", "required")
-            return json_response(200, self.store.insert_calendar(str(body["summary"]), body.get("timeZone")))
+            return json_response(
+                200, self.store.insert_calendar(str(body["summary"]), body.get("timeZone"))
+            )
         if parts[0] != "calendars" or len(parts) < 2:
             raise HttpError(404)
         calendar = self.store.calendar(parts[1])
@@ -274,12 +318,23 @@ class Emulator:
     def _calendar_list(self) -> Response:
         items = []
         for calendar in self.store.calendars():
-            entry = {**calendar, "kind": "calendar#calendarListEntry", "accessRole": "owner",
-                     "defaultReminders": [], "selected": True}  # fmt: skip
+            entry = {
+                **calendar,
+                "kind": "calendar#calendarListEntry",
+                "accessRole": "owner",
+                "defaultReminders": [],
+                "selected": True,
+            }
             items.append(entry)
-        return json_response(200, {"kind": "calendar#calendarList", "etag": f'"{self.store.last_seq()}"',
-                                   "nextSyncToken": _token({"l": self.store.last_seq()}),
-                                   "items": items})  # fmt: skip
+        return json_response(
+            200,
+            {
+                "kind": "calendar#calendarList",
+                "etag": f'"{self.store.last_seq()}"',
+                "nextSyncToken": _token({"l": self.store.last_seq()}),
+                "items": items,
+            },
+        )
 
     def _insert(self, calendar_id: str, body: Resource) -> Resource:
         _check_event(body)
@@ -302,7 +357,9 @@ class Emulator:
             if request.method == "PUT":
                 body = _json_body(request)
                 _check_event(body)
-                return self._event_response(self.store.update(calendar_id, event_id, body, if_match=if_match))
+                return self._event_response(
+                    self.store.update(calendar_id, event_id, body, if_match=if_match)
+                )
             if request.method == "PATCH":
                 return self._event_response(
                     self.store.patch(calendar_id, event_id, _json_body(request), if_match=if_match)
@@ -327,21 +384,31 @@ class Emulator:
         try:
             limit = max(1, min(int(query.get("maxResults", "250")), 2500))
         except ValueError as error:
-            raise HttpError(400, "Invalid value for maxResults", "invalid", location="maxResults") from error
+            raise HttpError(
+                400, "Invalid value for maxResults", "invalid", location="maxResults"
+            ) from error
         if page_token:
             state = _untoken(page_token, "pageToken")
             after, incremental = int(state["a"]), bool(state.get("i"))
         elif sync_token:
             barred = [name for name in FILTERS_BARRED_WITH_SYNC_TOKEN if name in query]
             if barred:
-                raise HttpError(400, f"The {barred[0]} parameter cannot be used with syncToken.",
-                                "invalid", location=barred[0])  # fmt: skip
+                raise HttpError(
+                    400,
+                    f"The {barred[0]} parameter cannot be used with syncToken.",
+                    "invalid",
+                    location=barred[0],
+                )
             state = _untoken(sync_token, "syncToken")
             if state.get("c") != calendar_id:
                 raise HttpError(400, "Invalid sync token value.", "invalid", location="syncToken")
             if int(state.get("e", 0)) != self.store.epoch:
-                raise HttpError(410, "Sync token is no longer valid, a full sync is required.",
-                                "fullSyncRequired", location="syncToken")  # fmt: skip
+                raise HttpError(
+                    410,
+                    "Sync token is no longer valid, a full sync is required.",
+                    "fullSyncRequired",
+                    location="syncToken",
+                )
             after, incremental = int(state["s"]), True
         else:
             after, incremental = 0, False
@@ -364,10 +431,16 @@ class Emulator:
             if not more:
                 break
         body: Resource = {
-            "kind": "calendar#events", "etag": f'"{last}"', "summary": calendar["summary"],
-            "description": "", "updated": now_rfc3339(), "timeZone": calendar["timeZone"],
-            "accessRole": "owner", "defaultReminders": [], "items": items,
-        }  # fmt: skip
+            "kind": "calendar#events",
+            "etag": f'"{last}"',
+            "summary": calendar["summary"],
+            "description": "",
+            "updated": now_rfc3339(),
+            "timeZone": calendar["timeZone"],
+            "accessRole": "owner",
+            "defaultReminders": [],
+            "items": items,
+        }
         if more:
             body["nextPageToken"] = _token({"a": last, "i": int(incremental)})
         else:
@@ -399,7 +472,11 @@ class Emulator:
                     self._lock.acquire()
             headers, inner = _split_head(part)
             content_id = headers.get("content-id", "").strip()
-            response = HttpError(503).response() if stalled else self._api_or_error(parse_http_request(inner))
+            response = (
+                HttpError(503).response()
+                if stalled
+                else self._api_or_error(parse_http_request(inner))
+            )
             out.append(
                 f"--{boundary}\r\nContent-Type: application/http\r\n"
                 f"Content-ID: <response-{content_id.strip('<>')}>\r\n\r\n".encode()
@@ -407,7 +484,9 @@ class Emulator:
                 + b"\r\n"
             )
         out.append(f"--{boundary}--\r\n".encode())
-        return Response(200, b"".join(out), {"Content-Type": f"multipart/mixed; boundary={boundary}"})
+        return Response(
+            200, b"".join(out), {"Content-Type": f"multipart/mixed; boundary={boundary}"}
+        )
 
     def _api_or_error(self, request: Request) -> Response:
         try:
@@ -424,17 +503,25 @@ class Emulator:
         redirect = query.get("redirect_uri", "")
         host = urlsplit(redirect).hostname or ""
         if not query.get("client_id") or host not in ("127.0.0.1", "localhost", "::1"):
-            return Response(400, b"Error 400: invalid_request (a loopback redirect_uri and a client_id are required)",
-                            {"Content-Type": "text/plain; charset=utf-8"})  # fmt: skip
+            return Response(
+                400,
+                b"Error 400: invalid_request (a loopback redirect_uri and a client_id "
+                b"are required)",
+                {"Content-Type": "text/plain; charset=utf-8"},
+            )
         if query.get("response_type", "code") != "code":
-            return Response(400, b"Error 400: unsupported_response_type", {"Content-Type": "text/plain"})
+            return Response(
+                400, b"Error 400: unsupported_response_type", {"Content-Type": "text/plain"}
+            )
         challenge = query.get("code_challenge")
         code = self.store.new_code(query["client_id"], redirect, query.get("scope", ""), challenge)
         answer = {"code": code, "scope": query.get("scope", "")}
         if "state" in query:
             answer["state"] = query["state"]
         separator = "&" if "?" in redirect else "?"
-        return Response(302, b"", {"Location": redirect + separator + urlencode(answer, quote_via=quote)})
+        return Response(
+            302, b"", {"Location": redirect + separator + urlencode(answer, quote_via=quote)}
+        )
 
     def _token(self, request: Request) -> Response:
         form = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
@@ -460,8 +547,12 @@ class Emulator:
 
     def _access(self, refresh: str, scope: str, *, with_refresh: bool) -> Response:
         token = self.store.new_access_token(refresh, self.access_token_lifetime, self.clock())
-        body: Resource = {"access_token": token, "expires_in": int(self.access_token_lifetime),
-                          "scope": scope, "token_type": "Bearer"}  # fmt: skip
+        body: Resource = {
+            "access_token": token,
+            "expires_in": int(self.access_token_lifetime),
+            "scope": scope,
+            "token_type": "Bearer",
+        }
         if with_refresh:
             body["refresh_token"] = refresh
         return json_response(200, body)
@@ -583,7 +674,12 @@ def split_multipart(body: bytes, boundary: str) -> list[bytes]:
     for chunk in body.split(delimiter)[1:]:
         if chunk.startswith(b"--"):
             break
-        parts.append(chunk.removeprefix(b"\r\n").removeprefix(b"\n").removesuffix(b"\r\n").removesuffix(b"\n"))
+        parts.append(
+            chunk.removeprefix(b"\r\n")
+            .removeprefix(b"\n")
+            .removesuffix(b"\r\n")
+            .removesuffix(b"\n")
+        )
     return parts
 
 
@@ -610,7 +706,9 @@ def parse_http_request(data: bytes) -> Request:
     headers, body = _split_head(b"x: y\r\n" + rest) if rest else ({}, b"")
     headers.pop("x", None)
     parsed = urlsplit(target)
-    return Request(method.upper(), parsed.path + (f"?{parsed.query}" if parsed.query else ""), headers, body)
+    return Request(
+        method.upper(), parsed.path + (f"?{parsed.query}" if parsed.query else ""), headers, body
+    )
 
 
 def format_http_response(response: Response) -> bytes:
@@ -626,8 +724,12 @@ def format_http_response(response: Response) -> bytes:
 # -- the loopback server --------------------------------------------------------
 
 
-def serve(emulator: Emulator, port: int = 0, host: str = "127.0.0.1",
-          ready: Callable[[int], None] | None = None) -> None:  # fmt: skip
+def serve(
+    emulator: Emulator,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    ready: Callable[[int], None] | None = None,
+) -> None:
     """Serve *emulator* on http://host:port until interrupted (port 0: any free port)."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -647,9 +749,9 @@ def serve(emulator: Emulator, port: int = 0, host: str = "127.0.0.1",
             if self.command != "HEAD":
                 self.wfile.write(response.body)
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _any  # noqa: N815
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _any
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return  # quiet: a request log would be noise on the terminal
 
     server = ThreadingHTTPServer((host, port), Handler)

@@ -82,12 +82,20 @@ class Mirror:
             return None
         return self._meta("sync_token")
 
-    def replace(self, calendar_id: str, rows: Iterable[tuple[str, str | None, int | None, bool]],
-                token: str | None) -> None:  # fmt: skip
+    def replace(
+        self,
+        calendar_id: str,
+        rows: Iterable[tuple[str, str | None, int | None, bool]],
+        token: str | None,
+    ) -> None:
         """A full listing: forget everything else."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            aliases = dict(self.db.execute("SELECT id, etag || '|' || shown_etag FROM events WHERE shown_etag IS NOT NULL"))
+            aliases = dict(
+                self.db.execute(
+                    "SELECT id, etag || '|' || shown_etag FROM events WHERE shown_etag IS NOT NULL"
+                )
+            )
             self.db.execute("DELETE FROM events")
             self._apply(rows, aliases)
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('calendar_id', ?)", (calendar_id,))
@@ -98,7 +106,9 @@ class Mirror:
             self.db.execute("ROLLBACK")
             raise
 
-    def apply(self, rows: Iterable[tuple[str, str | None, int | None, bool]], token: str | None) -> None:
+    def apply(
+        self, rows: Iterable[tuple[str, str | None, int | None, bool]], token: str | None
+    ) -> None:
         """An incremental listing: upsert what changed."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -116,8 +126,11 @@ class Mirror:
         else:
             self.db.execute("DELETE FROM meta WHERE key = 'sync_token'")
 
-    def _apply(self, rows: Iterable[tuple[str, str | None, int | None, bool]],
-               aliases: dict[str, str] | None) -> None:  # fmt: skip
+    def _apply(
+        self,
+        rows: Iterable[tuple[str, str | None, int | None, bool]],
+        aliases: dict[str, str] | None,
+    ) -> None:
         for event_id, etag, session_id, deleted in rows:
             shown = None
             if aliases is not None:
@@ -125,7 +138,9 @@ class Mirror:
                 server, _, alias = kept.partition("|")
                 shown = alias if kept and server == etag else None
             else:
-                row = self.db.execute("SELECT etag, shown_etag FROM events WHERE id = ?", (event_id,)).fetchone()
+                row = self.db.execute(
+                    "SELECT etag, shown_etag FROM events WHERE id = ?", (event_id,)
+                ).fetchone()
                 if row is not None and row[0] == etag:
                     shown = row[1]
             self.db.execute(
@@ -133,9 +148,16 @@ class Mirror:
                 (event_id, etag, shown, session_id, int(deleted)),
             )
 
-    def record_write(self, event_id: str, etag: str | None, shown: str | None,
-                     session_id: int | None, *, deleted: bool = False) -> None:  # fmt: skip
-        """An event planctl just wrote (its etag as the server answered, and as the engine has it)."""
+    def record_write(
+        self,
+        event_id: str,
+        etag: str | None,
+        shown: str | None,
+        session_id: int | None,
+        *,
+        deleted: bool = False,
+    ) -> None:
+        """An event planctl just wrote: its etag as the server answered, as the engine has it."""
         self.changed = True
         self.db.execute(
             "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?)",
@@ -146,19 +168,25 @@ class Mirror:
         """(id, etag as shown to the engine, session id, deleted) of every event."""
         return [
             (str(r[0]), r[1], r[2], bool(r[3]))
-            for r in self.db.execute("SELECT id, COALESCE(shown_etag, etag), session_id, deleted FROM events")
+            for r in self.db.execute(
+                "SELECT id, COALESCE(shown_etag, etag), session_id, deleted FROM events"
+            )
         ]
 
     def shown(self, event_id: str, etag: str | None) -> str | None:
         """The etag to show the engine for a server *etag* of *event_id*."""
-        row = self.db.execute("SELECT etag, shown_etag FROM events WHERE id = ?", (event_id,)).fetchone()
+        row = self.db.execute(
+            "SELECT etag, shown_etag FROM events WHERE id = ?", (event_id,)
+        ).fetchone()
         if row is not None and row[0] == etag and row[1]:
             return str(row[1])
         return etag
 
     def server_etag(self, event_id: str, shown: str | None) -> str | None:
         """The server's etag an etag the engine holds stands for."""
-        row = self.db.execute("SELECT etag, shown_etag FROM events WHERE id = ?", (event_id,)).fetchone()
+        row = self.db.execute(
+            "SELECT etag, shown_etag FROM events WHERE id = ?", (event_id,)
+        ).fetchone()
         if row is not None and row[1] is not None and row[1] == shown:
             return str(row[0])
         return shown

@@ -100,7 +100,7 @@ class _Redirect(BaseHTTPRequestHandler):
 
     answer: dict[str, str] | None = None
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         query = {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
         if "code" not in query and "error" not in query:
             self.send_response(404)
@@ -119,7 +119,7 @@ class _Redirect(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(text)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return  # the query holds the code: never logged
 
 
@@ -135,7 +135,7 @@ def authorize(
 
     *show_url* is given the full URL to open (``--no-browser`` prints it).
     """
-    handler = type("Redirect", (_Redirect,), {"answer": None})
+    handler: type[_Redirect] = type("Redirect", (_Redirect,), {"answer": None})
     server = HTTPServer(("127.0.0.1", 0), handler)
     server.timeout = 0.5
     redirect_uri = f"http://127.0.0.1:{server.server_address[1]}/"
@@ -213,13 +213,15 @@ def _post_form(url: str, form: dict[str, str]) -> dict[str, Any]:
     request = urllib.request.Request(url, data=data, method="POST")
     request.add_header("Content-Type", "application/x-www-form-urlencoded")
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=60) as response:
             return dict(json.loads(response.read()))
     except urllib.error.HTTPError as error:
         detail = _oauth_error(error.read())
         raise SyncError(f"the token endpoint refused the code: {detail}", REAUTHORISE) from error
     except (urllib.error.URLError, OSError, ValueError) as error:
-        raise SyncError(f"cannot reach the token endpoint {url}: {error}", "check the network") from error
+        raise SyncError(
+            f"cannot reach the token endpoint {url}: {error}", "check the network"
+        ) from error
 
 
 def _oauth_error(body: bytes) -> str:
@@ -248,7 +250,7 @@ def load_token(path: Path) -> Credentials:
 
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
-        credentials = Credentials.from_authorized_user_info(info)  # type: ignore[no-untyped-call]
+        credentials = Credentials.from_authorized_user_info(info)
         # google-auth always refreshes at Google's endpoint (a token file must not send the
         # refresh token elsewhere); the one exception planctl makes is a loopback emulator's.
         token_uri = str(info.get("token_uri") or "")
@@ -263,7 +265,8 @@ def load_token(path: Path) -> Credentials:
         ) from error
     except OSError as error:
         raise ConfigError(
-            f"cannot read the Google token {path}: {error.strerror or error}", "check PLANCTL_GOOGLE_TOKEN"
+            f"cannot read the Google token {path}: {error.strerror or error}",
+            "check PLANCTL_GOOGLE_TOKEN",
         ) from error
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise ConfigError(f"{path} is not a Google authorized-user token", REAUTHORISE) from error
@@ -283,21 +286,26 @@ class TokenSource:
         return f"Bearer {self.credentials.token}"
 
     def refresh(self) -> None:
+        import urllib3
         from google.auth.exceptions import RefreshError, TransportError
         from google.auth.transport.urllib3 import Request
-        import urllib3
 
         try:
             self.credentials.refresh(Request(urllib3.PoolManager()))
         except RefreshError as error:
             if "invalid_grant" in str(error):
                 raise SyncError(
-                    f"the Google authorisation in {self.path} was revoked or has expired (invalid_grant)",
+                    f"the Google authorisation in {self.path} was revoked or has expired "
+                    "(invalid_grant)",
                     REAUTHORISE,
                 ) from error
-            raise SyncError(f"cannot refresh the Google access token: {error}", REAUTHORISE) from error
+            raise SyncError(
+                f"cannot refresh the Google access token: {error}", REAUTHORISE
+            ) from error
         except TransportError as error:
-            raise SyncError(f"cannot reach Google's token endpoint: {error}", "check the network") from error
+            raise SyncError(
+                f"cannot reach Google's token endpoint: {error}", "check the network"
+            ) from error
         self.refreshes += 1
         with contextlib.suppress(OSError):
             save_token(self.path, self.credentials)
@@ -310,7 +318,9 @@ def revoke(token_path: Path) -> bool:
     token = credentials.refresh_token or credentials.token
     known = True
     try:
-        _post_form(revoke_uri(credentials.token_uri or ClientSecrets.token_uri), {"token": token or ""})
+        _post_form(
+            revoke_uri(credentials.token_uri or ClientSecrets.token_uri), {"token": token or ""}
+        )
     except SyncError as error:
         if "invalid_token" not in error.message:
             raise
