@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import insert, select, text
 
 from planctl.config import Settings
 from planctl.db.engine import connect
 from planctl.db.models import Cliente, Contratacion, Formacion, Sesion, Tema, metadata
+from planctl.sync.backends.caldav import CalDAVBackend
 from planctl.sync.backends.simulated import SimulatedBackend, SimulatedCalendar
-from planctl.sync.engine import SyncOptions, SyncReport, run_sync
+from planctl.sync.options import SyncOptions
+from planctl.sync.report import SyncReport
+from planctl.sync.run import run_sync
+
+from .conftest import free_port, skip_or_fail
 
 TZ = "Europe/Madrid"
 
@@ -135,3 +146,157 @@ class World:
 
     def store_bytes(self) -> bytes | None:
         return self.store.read_bytes() if self.store.exists() else None
+
+
+# -- real CalDAV servers (Radicale, Xandikos) on loopback ---------------------------
+
+PASSWORD = "s3cret-Radicale-pw"
+
+
+@dataclass
+class Radicale:
+    """A CalDAV server started for the tests (Radicale or Xandikos)."""
+
+    url: str
+    port: int
+    user: str
+    password: str
+    principal: str = ""  # the principal's path below the root, e.g. "trainer/"
+
+    def __post_init__(self) -> None:
+        self.principal = self.principal or f"{self.user}/"
+
+
+def _start_radicale(base: Path, auth: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    if importlib.util.find_spec("radicale") is None:
+        skip_or_fail("Radicale is not installed (pip install -e '.[test]')")
+    port = free_port()
+    config = base / "radicale.conf"
+    config.write_text(
+        f"[server]\nhosts = 127.0.0.1:{port}\n"
+        f"[auth]\n{auth}\n"
+        f"[storage]\nfilesystem_folder = {base / 'collections'}\n"
+        "[rights]\ntype = owner_only\n"
+        "[logging]\nlevel = warning\n",
+        encoding="utf-8",
+    )
+    log = open(base / "radicale.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "radicale", "--config", str(config)], stdout=log, stderr=log
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                skip_or_fail(f"Radicale exited: {(base / 'radicale.log').read_text()[-500:]}")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                skip_or_fail("Radicale did not start within 30 s")
+            time.sleep(0.1)
+        yield port, process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def radicale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale]:
+    """Radicale without authentication (any user name is accepted)."""
+    base = tmp_path_factory.mktemp("radicale")
+    for port, _ in _start_radicale(base, "type = none"):
+        yield Radicale(f"http://127.0.0.1:{port}/", port, "trainer", "")
+
+
+@pytest.fixture(scope="module")
+def radicale_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale]:
+    """Radicale that wants user 'planner' and its password (htpasswd, plain)."""
+    base = tmp_path_factory.mktemp("radicale-auth")
+    users = base / "users"
+    users.write_text(f"planner:{PASSWORD}\n", encoding="utf-8")
+    auth = f"type = htpasswd\nhtpasswd_filename = {users}\nhtpasswd_encryption = plain"
+    for port, _ in _start_radicale(base, auth):
+        yield Radicale(f"http://127.0.0.1:{port}/", port, "planner", PASSWORD)
+
+
+def _start_xandikos(base: Path) -> Iterator[int]:
+    """``python -m xandikos.web`` on a free loopback port; one principal, /user/, no auth."""
+    if importlib.util.find_spec("xandikos") is None:
+        skip_or_fail("Xandikos is not installed (pip install -e '.[test]')")
+    port = free_port()
+    log = open(base / "xandikos.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xandikos.web", "--directory", str(base / "data"), "--defaults",
+         "--listen-address", "127.0.0.1", "--port", str(port), "--state-dir", str(base / "state"),
+         "--no-detect-systemd"],
+        stdout=log,
+        stderr=log,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                skip_or_fail(f"Xandikos exited: {(base / 'xandikos.log').read_text()[-500:]}")
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                skip_or_fail("Xandikos did not start within 30 s")
+            time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def xandikos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Radicale]:
+    """Xandikos (a second CalDAV server, git-backed): one principal at /user/."""
+    base = tmp_path_factory.mktemp("xandikos")
+    for port in _start_xandikos(base):
+        yield Radicale(f"http://127.0.0.1:{port}/", port, "trainer", "", principal="user/")
+
+
+@pytest.fixture(params=["radicale", "xandikos"])
+def server(request: pytest.FixtureRequest) -> Radicale:
+    """Each CalDAV end-to-end test runs against both servers."""
+    found: Radicale = request.getfixturevalue(request.param)
+    return found
+
+
+_calendar_names = iter(range(1_000_000))
+
+
+@dataclass
+class DavWorld(World):
+    settings_: Settings
+
+    def sync(self, *, dry_run: bool = False, **options: Any) -> SyncReport:
+        backend = CalDAVBackend(self.settings_, create_calendar=not dry_run)
+        try:
+            return run_sync(self.url, backend, SyncOptions(timezone=TZ, **options), dry_run=dry_run)
+        finally:
+            backend.close()
+
+
+@pytest.fixture
+def dav(migrated_url: str, server: Radicale, tmp_path: Path) -> DavWorld:
+    make_tiny_planner(migrated_url)
+    settings = Settings(
+        database_url=migrated_url,
+        timezone=TZ,
+        sync_backend="caldav",
+        caldav_url=server.url,
+        caldav_user=server.user,
+        caldav_calendar=f"Planificador {next(_calendar_names)} {tmp_path.name}",
+    )
+    return DavWorld(migrated_url, tmp_path / "unused.json", settings)

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     import logging
 
     from planctl.sync.backend import Backend
-    from planctl.sync.engine import SyncOptions, SyncReport
+    from planctl.sync.options import SyncOptions
+    from planctl.sync.report import SyncReport
     from planctl.sync.state import RunRecord
 
 app = typer.Typer(
@@ -61,6 +62,15 @@ AllowMassCancelOption = Annotated[
         "(refused otherwise: it is what an empty or lost calendar looks like).",
     ),
 ]
+AllowMassDeleteOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-mass-delete",
+        help="Let this run delete or cancel more than a small share of the synced events on "
+        "the calendar at once (refused otherwise: it is what a planner that lost its "
+        "sessions looks like).",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="The plan or the result as JSON.")]
 PLAN_ROWS = 20  # a longer plan is summarised unless -v or --json
 THIRD_PARTY_LOGGERS = ("caldav", "urllib3", "urllib3_future", "niquests", "radicale", "xandikos")
@@ -81,8 +91,9 @@ def _options(
     until: str | None,
     conflict: str,
     allow_mass_cancel: bool = False,
+    allow_mass_delete: bool = False,
 ) -> SyncOptions:
-    from planctl.sync.engine import SyncOptions
+    from planctl.sync.options import SyncOptions
 
     options = SyncOptions(
         timezone=state.settings.timezone,
@@ -91,6 +102,7 @@ def _options(
         since=parse_period(since, until)[0],
         until=parse_period(since, until)[1],
         allow_mass_cancel=allow_mass_cancel,
+        allow_mass_delete=allow_mass_delete,
     )
     options.check()
     return options
@@ -166,7 +178,7 @@ def _progress_callback(progress: Any, mode: str) -> Callable[[int, int], None]:
     """What run_sync calls after each session: advance the bar (nothing without one)."""
     if progress is None:
         return lambda done, total: None
-    task = progress.add_task(f"sync {mode}", total=None)
+    task = progress.add_task("sync" if mode == "sync" else f"sync {mode}", total=None)
     return lambda done, total: progress.update(task, completed=done, total=total)
 
 
@@ -178,14 +190,16 @@ def _run(
     dry_run: bool,
     conflict: str,
     allow_mass_cancel: bool = False,
+    allow_mass_delete: bool = False,
     as_json: bool = False,
 ) -> None:
-    from planctl.sync.engine import run_sync
+    from planctl.sync.run import run_sync
 
     state = _state(ctx)
-    options = _options(state, mode, since, until, conflict, allow_mass_cancel)
+    options = _options(state, mode, since, until, conflict, allow_mass_cancel, allow_mass_delete)
     log = _sync_logger(state)
-    with _logged(log, f"sync {mode}"), _backend(state, create_calendar=not dry_run) as backend:
+    what = "sync" if mode == "sync" else f"sync {mode}"
+    with _logged(log, what), _backend(state, create_calendar=not dry_run) as backend:
         progress = _progress(state)
         with progress if progress is not None else nullcontext():
             report = run_sync(
@@ -227,7 +241,7 @@ def _raise_for_problems(report: SyncReport) -> None:
 def _render(state: State, report: SyncReport) -> None:
     from rich.table import Table
 
-    from planctl.sync.engine import Kind
+    from planctl.sync.report import Kind
 
     if report.dry_run:
         plan = Table(
@@ -292,7 +306,14 @@ def _render(state: State, report: SyncReport) -> None:
     for action in report.noted:
         state.say(f"Session {action.session_id}: {action.note}.")
     if report.refusal:
-        state.say(f"A real run would stop here: {report.refusal} (--allow-mass-cancel to proceed).")
+        state.say(f"A real run would be refused: {_refusal_text(report)}.")
+
+
+def _refusal_text(report: SyncReport) -> str:
+    """The guard's answer with the option that lifts it (or that none does)."""
+    override = report.refusal_override
+    lift = f"{override} to proceed" if override else "no option overrides this"
+    return f"{report.refusal} ({lift})"
 
 
 def _render_plan_counts(state: State, report: SyncReport, shown: list[Any]) -> None:
@@ -317,13 +338,17 @@ def sync(
     dry_run: DryRunOption = False,
     conflict: ConflictOption = "local",
     allow_mass_cancel: AllowMassCancelOption = False,
+    allow_mass_delete: AllowMassDeleteOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Two-way sync: changes on either side are copied to the other (vdirsyncer's rules)."""
     if ctx.invoked_subcommand is not None:
         route_group_options(ctx)  # `sync --dry-run push` is a dry push, never a push
         return
-    _run(ctx, "sync", since, until, dry_run, conflict, allow_mass_cancel, as_json)
+    _run(
+        ctx, "sync", since, until, dry_run, conflict, allow_mass_cancel, allow_mass_delete,
+        as_json,
+    )  # fmt: skip
 
 
 @app.command("push")
@@ -333,10 +358,11 @@ def push(
     until: UntilOption = None,
     dry_run: DryRunOption = False,
     conflict: ConflictOption = "local",
+    allow_mass_delete: AllowMassDeleteOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """One way, planner → calendar: create, update and delete events only."""
-    _run(ctx, "push", since, until, dry_run, conflict, False, as_json)
+    _run(ctx, "push", since, until, dry_run, conflict, False, allow_mass_delete, as_json)
 
 
 @app.command("pull")
@@ -350,7 +376,7 @@ def pull(
     as_json: JsonOption = False,
 ) -> None:
     """One way, calendar → planner: moved, re-placed, re-statused or deleted events only."""
-    _run(ctx, "pull", since, until, dry_run, conflict, allow_mass_cancel, as_json)
+    _run(ctx, "pull", since, until, dry_run, conflict, allow_mass_cancel, False, as_json)
 
 
 def _local_time(state: State, moment: dt.datetime | None) -> str:
@@ -368,8 +394,14 @@ def _local_span(state: State, start: dt.datetime, end: dt.datetime) -> str:
 def _last_run_text(state: State, last: RunRecord | None) -> str:
     if last is None:
         return "never"
-    counts = ", ".join(f"{k} {v:,}" for k, v in last.counts.items() if v) or "no changes"
-    return f"{_local_time(state, last.started)} ({last.mode}, {last.result}: {counts})"
+    from planctl.sync.report import COUNT_NAMES, RESULT_NAMES
+
+    counts = (
+        ", ".join(f"{COUNT_NAMES.get(k, k)} {v:,}" for k, v in last.counts.items() if v)
+        or "no changes"
+    )
+    result = RESULT_NAMES.get(last.result, last.result)
+    return f"{_local_time(state, last.started)} ({last.mode}, {result}: {counts})"
 
 
 @app.command("status")
@@ -385,7 +417,7 @@ def status(
     """Counts of sessions in sync, pending and conflicting, and the last run (writes nothing)."""
     from rich.table import Table
 
-    from planctl.sync.engine import sync_status
+    from planctl.sync.run import sync_status
 
     state = _state(ctx)
     options = _options(state, "sync", since, until, "fail")
@@ -410,7 +442,7 @@ def status(
     table.add_row("last run", _last_run_text(state, result.last_run))
     out_console().print(table)
     if result.report.refusal:
-        state.say(f"The next run would stop: {result.report.refusal}.")
+        state.say(f"The next run would be refused: {_refusal_text(result.report)}.")
     if show_all:
         _render_others(state, result.report)
 

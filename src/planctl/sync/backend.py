@@ -59,24 +59,55 @@ class StaleEtagError(Exception):
 
 
 class Backend(Protocol):
-    """One calendar. Writes are conditional on the etag the engine last saw."""
+    """One calendar: everything the sync engine uses, and nothing else.
 
+    The engine never reads an attribute or calls a method that is not declared
+    here (no ``getattr`` probing): a new backend implements exactly this.
+
+    Writes are conditional on the etag the engine last saw. Network calls may
+    take seconds: the engine holds no database transaction while it waits on
+    any of them (docs/sync.md#the-backend-protocol).
+    """
+
+    #: The backend's name: PLANCTL_SYNC_BACKEND, the state rows' ``backend`` column.
     name: str
+    #: True when deleted events stay listed as tombstones (``deleted=True``), as
+    #: Google's API and the simulated store do: a tracked event missing from a
+    #: listing then means the view is broken. False for CalDAV (a delete is gone).
+    keeps_deleted: bool
+    #: True when one process at a time holds the calendar (the simulated store's
+    #: lock): a session without a state row at planning then gets its row
+    #: inserted without trying an update first. False when unsure.
+    exclusive: bool
 
     def describe(self) -> str:
         """Where the calendar is, for humans (never with a password)."""
         ...
 
     def check(self) -> str:
-        """Check settings, server, credentials and calendar; raise SyncError or ConfigError."""
+        """Check settings, server, credentials and calendar; raise SyncError or ConfigError.
+
+        Never creates anything (the calendar included)."""
         ...
 
     def list(self) -> list[RemoteEvent]:
-        """Every event of the calendar, tombstones included where the server keeps them."""
+        """Every event of the calendar, tombstones included where the server keeps them.
+
+        A listing may leave ``content`` out (ids and etags only); the engine
+        loads with :meth:`get` only the events whose etag moved. A calendar
+        that does not exist yet lists as empty (nothing is created by a listing).
+        """
         ...
 
     def get(self, ids: Sequence[str]) -> dict[str, RemoteEvent]:
-        """Load events by id (missing ones are left out of the result)."""
+        """Load events by id, with content (missing ones are left out of the result)."""
+        ...
+
+    def prepare(self) -> None:
+        """Make the calendar ready for writes (create it if missing and allowed).
+
+        Called once, after the safety guards passed and before the first write:
+        a refused run or a dry run never creates a calendar."""
         ...
 
     def create(self, payload: EventPayload) -> RemoteEvent:
@@ -84,11 +115,19 @@ class Backend(Protocol):
         ...
 
     def update(self, event_id: str, payload: EventPayload, etag: str | None) -> RemoteEvent:
-        """Replace an event if its etag is still *etag*; StaleEtagError otherwise."""
+        """Replace an event if its etag is still *etag*; StaleEtagError otherwise.
+
+        A full update of a deleted (tombstoned) event restores it."""
         ...
 
     def delete(self, event_id: str, etag: str | None) -> None:
         """Delete an event if its etag is still *etag*; an already deleted event is fine."""
+        ...
+
+    def flush(self) -> None:
+        """Make the writes so far durable (a no-op for a server that acknowledges each write).
+
+        The engine calls it before it commits the state rows naming those writes."""
         ...
 
     def close(self) -> None:

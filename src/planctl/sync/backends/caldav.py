@@ -44,6 +44,7 @@ class CalDAVBackend:
 
     name = NAME
     keeps_deleted = False  # a deleted event is gone; a CANCELLED one stays (and is tracked)
+    exclusive = False  # any number of clients write the collection
 
     def __init__(self, settings: Settings, *, create_calendar: bool = True) -> None:
         self.url = settings.caldav_url.strip()
@@ -186,18 +187,28 @@ class CalDAVBackend:
         return found
 
     def _calendar(self) -> str | None:
-        """planctl's calendar URL; created if missing (unless a dry run), else None."""
+        """planctl's calendar URL, None while it does not exist (see :meth:`prepare`)."""
         if not self._looked_up:
             url = self._calendars().get(self.calendar_name)
-            if url is None and self.create_calendar:
-                try:
-                    made = self._principal.make_calendar(name=self.calendar_name)
-                except Exception as error:
-                    raise self._translate(error) from error
-                url = str(made.url)
             self._calendar_url = url if url is None or url.endswith("/") else url + "/"
             self._looked_up = True
         return self._calendar_url
+
+    def prepare(self) -> None:
+        """Create planctl's calendar when it is missing (a run that passed the guards)."""
+        if self._calendar() is not None:
+            return
+        if not self.create_calendar:
+            raise SyncError(
+                f"calendar '{self.calendar_name}' does not exist at {mask_url(self.url)}",
+                "run planctl sync (not a dry run) to create it, or set PLANCTL_CALDAV_CALENDAR",
+            )
+        try:
+            made = self._principal.make_calendar(name=self.calendar_name)
+        except Exception as error:  # the library raises its own and niquests' errors
+            raise self._translate(error) from error
+        url = str(made.url)
+        self._calendar_url = url if url.endswith("/") else url + "/"
 
     def _request(
         self, url: str, method: str, body: str = "", headers: dict[str, str] | None = None
@@ -326,7 +337,7 @@ class CalDAVBackend:
 
     def create(self, payload: EventPayload) -> RemoteEvent:
         calendar = self._calendar()
-        assert calendar is not None, "calendars are created before the first write"
+        assert calendar is not None, "prepare() creates the calendar before the first write"
         event_id = unquote(urlsplit(calendar).path) + f"{payload.uid}.ics"
         return self._put(event_id, payload, {"If-None-Match": "*"})
 
@@ -343,6 +354,9 @@ class CalDAVBackend:
                 f"deleting event {event_id} from {self.describe()} failed (HTTP {response.status})",
                 "details in sincronizacion.log",
             )
+
+    def flush(self) -> None:
+        """Nothing to do: the server acknowledged each write."""
 
     def close(self) -> None:
         if self._client is not None:

@@ -49,7 +49,9 @@ def _pending_etag(event_id: str) -> str:
 class GoogleBackend:
     """The sync protocol over a :class:`CalendarClient` and one calendar."""
 
-    keeps_deleted = False  # Google forgets tombstones after a while
+    # Google lists deletions as tombstones, but purges old ones after a while: a tracked
+    # event missing from a full listing is not proof of a broken view on its own.
+    keeps_deleted = False
     exclusive = False
 
     def __init__(
@@ -202,6 +204,10 @@ class GoogleBackend:
         return found
 
     # -- writing -----------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Create the calendar when missing (after the guards; never in a dry run)."""
+        self._calendar(create=True)
 
     def create(self, payload: EventPayload) -> RemoteEvent:
         self._calendar(create=True)

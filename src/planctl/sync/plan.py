@@ -1,0 +1,135 @@
+"""Planning: read both sides and the state, and decide every session without writing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from planctl.calendar.sessions import SessionFilter, iter_sessions
+from planctl.db.models import Sesion
+from planctl.sync import state as sync_state
+from planctl.sync.backend import Backend, RemoteEvent
+from planctl.sync.decide import decide, finalise
+from planctl.sync.local import LocalItem
+from planctl.sync.options import SyncOptions
+from planctl.sync.report import Action, Kind
+from planctl.sync.safety import Exposure
+from planctl.sync.state import StateRow
+
+
+@dataclass
+class Plan:
+    actions: list[Action]
+    foreign: list[RemoteEvent]
+    duplicates: list[RemoteEvent]
+    tracked: int = 0  # state rows of this backend
+    vanished: int = 0  # of those, events the listing does not show at all
+    planner_sessions: int = 0  # rows in sesiones (any date, any state)
+
+    def exposure(self) -> Exposure:
+        """What this plan would remove on each side, for the safety guard."""
+        return Exposure.of(
+            self.actions,
+            tracked=self.tracked,
+            vanished=self.vanished,
+            planner_sessions=self.planner_sessions,
+        )
+
+
+def _pick(current: RemoteEvent | None, candidate: RemoteEvent, saved: StateRow | None) -> bool:
+    """Whether *candidate* should replace *current* as the session's event."""
+    if current is None:
+        return True
+    if saved is not None and current.id == saved.remote_id:
+        return False
+    if saved is not None and candidate.id == saved.remote_id:
+        return True
+    return current.deleted and not candidate.deleted
+
+
+def remote_index(
+    backend: Backend, states: dict[int, StateRow]
+) -> tuple[dict[int, RemoteEvent], list[RemoteEvent], list[RemoteEvent], int]:
+    """The calendar's events by session id, plus others' events and duplicates.
+
+    Only events whose content is needed are loaded: unknown ones (to read
+    their identity) and those whose etag moved since the last run. The last
+    value is how many tracked events the listing lacks altogether.
+    """
+    by_remote_id = {s.remote_id: s for s in states.values()}
+    events = backend.list()
+    listed = {e.id for e in events}
+    vanished = sum(1 for remote_id in by_remote_id if remote_id not in listed)
+    wanted = [
+        e.id
+        for e in events
+        if not e.loaded
+        and (e.id not in by_remote_id or e.etag is None or by_remote_id[e.id].etag != e.etag)
+    ]
+    if wanted:
+        loaded = backend.get(wanted)
+        events = [loaded.get(e.id, e) for e in events]
+    by_session: dict[int, RemoteEvent] = {}
+    foreign: list[RemoteEvent] = []
+    duplicates: list[RemoteEvent] = []
+    for event in events:
+        known = by_remote_id.get(event.id)
+        session_id = known.session_id if known is not None else event.session_id
+        if session_id is None:
+            if not event.deleted:
+                foreign.append(event)
+            continue
+        current = by_session.get(session_id)
+        if _pick(current, event, states.get(session_id)):
+            if current is not None and not current.deleted:
+                duplicates.append(current)
+            by_session[session_id] = event
+        elif not event.deleted:
+            duplicates.append(event)
+    return by_session, foreign, duplicates, vanished
+
+
+def _out_of_range(connection: Connection, ids: Sequence[int]) -> set[int]:
+    """Which of *ids* are sessions that exist (outside the requested dates)."""
+    found: set[int] = set()
+    chunk = 500
+    for start in range(0, len(ids), chunk):
+        part = list(ids[start : start + chunk])
+        found.update(connection.execute(select(Sesion.id).where(Sesion.id.in_(part))).scalars())
+    return found
+
+
+def make_plan(connection: Connection, backend: Backend, options: SyncOptions) -> Plan:
+    """Decide, without writing anything, what a run would do for every session in scope."""
+    states = sync_state.load_states(connection, backend.name)
+    filters = SessionFilter(since=options.since, until=options.until, include_cancelled=True)
+    local = {v.id: LocalItem(v, options.timezone) for v in iter_sessions(connection, filters)}
+    remote, foreign, duplicates, vanished = remote_index(backend, states)
+    ids = set(local) | set(states) | set(remote)
+    if options.since is not None or options.until is not None:
+        elsewhere = _out_of_range(connection, sorted(ids - set(local)))
+        ids -= elsewhere  # sessions outside --since/--until are not looked at
+    actions = []
+    for session_id in sorted(ids):
+        action = decide(
+            session_id,
+            local.get(session_id),
+            remote.get(session_id),
+            states.get(session_id),
+            options.policy,
+        )
+        if action.kind is Kind.UNCHANGED and action.state is None:
+            continue  # nothing on any side (a cancelled session never synced)
+        actions.append(finalise(action, options))
+    sessions = connection.execute(select(func.count()).select_from(Sesion)).scalar_one()
+    return Plan(
+        actions,
+        foreign,
+        duplicates,
+        tracked=len(states),
+        vanished=vanished,
+        planner_sessions=int(sessions),
+    )

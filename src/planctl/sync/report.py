@@ -1,0 +1,256 @@
+"""What a run decided and did: the kinds of action, one action per session, the report.
+
+The report is what the CLI renders and ``--json`` prints (English keys); the
+run log keeps its counts under Spanish column names (:meth:`SyncReport.run_counts`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from planctl.calendar.zones import zone_info
+from planctl.sync.backend import RemoteEvent
+from planctl.sync.local import LocalItem
+from planctl.sync.state import RunRecord, StateRow
+from planctl.text import local_moment
+
+
+class Kind(StrEnum):
+    """What the engine does (or would do) for one session."""
+
+    CREATE_REMOTE = "create on calendar"
+    UPDATE_REMOTE = "update on calendar"
+    DELETE_REMOTE = "delete on calendar"
+    UPDATE_LOCAL = "update in planner"
+    CANCEL_LOCAL = "cancel in planner"
+    RECORD = "record (already equal)"
+    FORGET = "forget (gone on both sides)"
+    UNCHANGED = "unchanged"
+    CONFLICT = "conflict"
+    PENDING = "pending (other direction)"
+    ORPHAN = "left alone (not in this planner's state)"
+    ERROR = "error"
+
+
+REMOTE_WRITES = {Kind.CREATE_REMOTE, Kind.UPDATE_REMOTE, Kind.DELETE_REMOTE}
+LOCAL_WRITES = {Kind.UPDATE_LOCAL, Kind.CANCEL_LOCAL}
+WRITES = REMOTE_WRITES | LOCAL_WRITES
+
+
+@dataclass
+class Action:
+    """One row of the plan: the decision for one session, and why."""
+
+    kind: Kind
+    session_id: int
+    reason: str
+    local: LocalItem | None = None
+    remote: RemoteEvent | None = None
+    state: StateRow | None = None
+    then: Kind | None = None  # PENDING: what the other direction would do
+    detail: str = ""
+    wrote_local: bool = False  # set when applied: the session row really changed
+    wrote_remote: bool = False  # set when applied: the calendar really changed
+    note: str = ""  # what the user should know (e.g. fields the planner cannot keep)
+
+    @property
+    def label(self) -> str:
+        """Date, time with its UTC offset, and title, from whichever side has them."""
+        if self.local is not None:
+            v = self.local.view
+            # the wall-clock time as the planner holds it (even one a DST change skips)
+            start = dt.datetime.combine(v.fecha, v.hora_inicio, zone_info(self.local.timezone))
+            return f"{v.fecha} {v.hora_inicio:%H:%M} {start:%z} {v.formacion} — {v.cliente}"
+        if self.remote is not None and self.remote.content is not None:
+            c = self.remote.content
+            zone = str(getattr(c.start.tzinfo, "key", "UTC"))
+            return f"{local_moment(c.start, zone)} {c.summary}"
+        return f"sesión {self.session_id}"
+
+
+@dataclass
+class SyncReport:
+    """The plan (dry run) or what was done, with the calendar's other events."""
+
+    backend: str
+    calendar: str
+    mode: str
+    policy: str
+    dry_run: bool
+    actions: list[Action]
+    foreign: list[RemoteEvent] = field(default_factory=list)
+    duplicates: list[RemoteEvent] = field(default_factory=list)
+    remote_writes: int = 0
+    local_writes: int = 0
+    refusal: str | None = None  # dry run: why the real run would be refused (safety guard)
+    refusal_override: str | None = None  # the option that would let it proceed (None: none)
+
+    def count(self, *kinds: Kind) -> int:
+        return sum(1 for a in self.actions if a.kind in kinds)
+
+    @property
+    def conflicts(self) -> list[Action]:
+        return [a for a in self.actions if a.kind is Kind.CONFLICT]
+
+    @property
+    def errors(self) -> list[Action]:
+        return [a for a in self.actions if a.kind is Kind.ERROR]
+
+    @property
+    def orphans(self) -> list[Action]:
+        return [a for a in self.actions if a.kind is Kind.ORPHAN]
+
+    @property
+    def noted(self) -> list[Action]:
+        return [a for a in self.actions if a.note]
+
+    def _done(self, kind: Kind, *, remote: bool) -> int:
+        """Planned actions of *kind* (dry run), or those that really wrote (a run)."""
+        if self.dry_run:
+            return self.count(kind)
+        if remote:
+            return sum(1 for a in self.actions if a.kind is kind and a.wrote_remote) + (
+                sum(1 for a in self.actions if a.kind is Kind.UPDATE_LOCAL and a.wrote_remote)
+                if kind is Kind.UPDATE_REMOTE
+                else 0
+            )
+        return sum(1 for a in self.actions if a.kind is kind and a.wrote_local)
+
+    def summary(self) -> dict[str, int]:
+        """The counts the CLI shows and the run log keeps: what changed on each side."""
+        unchanged = self.count(Kind.UNCHANGED, Kind.RECORD, Kind.FORGET)
+        if not self.dry_run:  # a phone edit of a field the planner does not keep
+            unchanged += sum(
+                1
+                for a in self.actions
+                if a.kind is Kind.UPDATE_LOCAL and not a.wrote_local and not a.wrote_remote
+            )
+        return {
+            "calendar_created": self._done(Kind.CREATE_REMOTE, remote=True),
+            "calendar_updated": self._done(Kind.UPDATE_REMOTE, remote=True),
+            "calendar_deleted": self._done(Kind.DELETE_REMOTE, remote=True),
+            "planner_updated": self._done(Kind.UPDATE_LOCAL, remote=False),
+            "planner_cancelled": self._done(Kind.CANCEL_LOCAL, remote=False),
+            "unchanged": unchanged,
+            "conflicts": self.count(Kind.CONFLICT),
+            "pending": self.count(Kind.PENDING),
+            "errors": self.count(Kind.ERROR),
+        }
+
+    def as_dict(self, *, all_actions: bool = False) -> dict[str, object]:
+        """The report for ``--json``: English keys, one entry per session acted on."""
+        quiet = (Kind.UNCHANGED, Kind.RECORD, Kind.FORGET)
+        return {
+            "backend": self.backend,
+            "calendar": self.calendar,
+            "mode": self.mode,
+            "policy": self.policy,
+            "dry_run": self.dry_run,
+            "summary": self.summary(),
+            "actions": [
+                {
+                    "session": a.session_id,
+                    "action": a.kind.name.lower(),
+                    "pending": a.then.name.lower() if a.then is not None else None,
+                    "reason": a.reason,
+                    "detail": a.detail or None,
+                    "note": a.note or None,
+                }
+                for a in self.actions
+                if all_actions or a.kind not in quiet or a.note
+            ],
+            "others": len(self.foreign),
+            "duplicates": len(self.duplicates),
+            "refused": self.refusal,
+            "override": self.refusal_override,
+        }
+
+    def run_counts(self) -> dict[str, int]:
+        s = self.summary()
+        return {
+            "creados": s["calendar_created"],
+            "actualizados": s["calendar_updated"] + s["planner_updated"],
+            "eliminados": s["calendar_deleted"] + s["planner_cancelled"],
+            "sin_cambios": s["unchanged"],
+            "conflictos": s["conflicts"],
+            "errores": s["errors"],
+        }
+
+
+@dataclass
+class SyncStatus:
+    """``planctl sync status``: how the planner and the calendar compare right now."""
+
+    backend: str
+    calendar: str
+    in_sync: int
+    pending: int
+    conflicting: int
+    errors: int
+    last_run: RunRecord | None
+    report: SyncReport
+
+    def as_dict(self) -> dict[str, object]:
+        last = self.last_run
+        return {
+            "backend": self.backend,
+            "calendar": self.calendar,
+            "in_sync": self.in_sync,
+            "pending": self.pending,
+            "conflicting": self.conflicting,
+            "errors": self.errors,
+            "last_run": None
+            if last is None
+            else {
+                "mode": last.mode,
+                "started": _iso(last.started),
+                "finished": _iso(last.finished),
+                "result": RESULT_NAMES.get(last.result, last.result),
+                "counts": {COUNT_NAMES[k]: v for k, v in last.counts.items()},
+            },
+            "refused": self.report.refusal,
+            "override": self.report.refusal_override,
+            "pending_sessions": [
+                {"session": a.session_id, "action": str(a.kind), "reason": a.reason}
+                for a in self.report.actions
+                if a.kind in WRITES
+            ],
+            "conflicts": [
+                {"session": a.session_id, "reason": a.reason} for a in self.report.conflicts
+            ],
+            "others": [
+                {
+                    "id": e.id,
+                    "summary": e.content.summary if e.content else None,
+                    "start": _iso(e.content.start) if e.content else None,
+                }
+                for e in self.report.foreign
+            ],
+            "orphans": [
+                {"session": a.session_id, "id": a.remote.id if a.remote else None}
+                for a in self.report.orphans
+            ],
+            "duplicates": [{"session": e.session_id, "id": e.id} for e in self.report.duplicates],
+        }
+
+
+# The run log's Spanish columns and results, as JSON output names them (English).
+COUNT_NAMES = {
+    "creados": "created",
+    "actualizados": "updated",
+    "eliminados": "deleted",
+    "sin_cambios": "unchanged",
+    "conflictos": "conflicts",
+    "errores": "errors",
+}
+RESULT_NAMES = {"ok": "ok", "errores": "errors", "conflictos": "conflicts", "en_curso": "running"}
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # SQLite hands back naive UTC
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.isoformat()

@@ -1,0 +1,143 @@
+"""The entry points: :func:`run_sync` (a run or a dry run) and :func:`sync_status`.
+
+Crash safety: a remote write comes first, then the state row, and state rows
+are committed in batches, each after the backend's ``flush()``. A run killed
+at any point leaves at worst remote writes without state; the next run finds
+those events by session id and, as their content equals the session's, only
+records them (no duplicates).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+from sqlalchemy.engine import Connection
+
+from planctl.config import mask_url
+from planctl.db.engine import check_sqlite_target, make_engine, parse_url, translate_db_errors
+from planctl.sync import state as sync_state
+from planctl.sync.apply import Applier
+from planctl.sync.backend import Backend
+from planctl.sync.options import SyncOptions
+from planctl.sync.plan import make_plan
+from planctl.sync.report import WRITES, Kind, SyncReport, SyncStatus
+from planctl.sync.safety import refusal
+
+COMMIT_EVERY = 100
+
+log = logging.getLogger("planctl.sync")
+
+
+@contextmanager
+def _connection(database_url: str) -> Iterator[Connection]:
+    url = parse_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        check_sqlite_target(url, create=False)
+    engine = make_engine(database_url)
+    try:
+        with translate_db_errors(database_url), engine.connect() as connection:
+            sync_state.require_sync_tables(connection, mask_url(database_url))
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def run_sync(
+    database_url: str,
+    backend: Backend,
+    options: SyncOptions,
+    *,
+    dry_run: bool = False,
+    logger: logging.Logger | None = None,
+    commit_every: int = COMMIT_EVERY,
+    on_progress: Callable[[int, int], None] = lambda done, total: None,
+) -> SyncReport:
+    """Sync (or with *dry_run*, only plan) the sessions in scope with *backend*.
+
+    Conflicts under policy ``fail`` and per-session errors are in the report
+    (the CLI turns them into exit 1); everything else that goes wrong raises.
+    """
+    options.check()
+    logger = logger or log
+    with _connection(database_url) as connection:
+        plan = make_plan(connection, backend, options)
+        report = SyncReport(
+            backend=backend.name,
+            calendar=backend.describe(),
+            mode=options.mode,
+            policy=options.policy,
+            dry_run=dry_run,
+            actions=plan.actions,
+            foreign=plan.foreign,
+            duplicates=plan.duplicates,
+        )
+        connection.rollback()  # planning only read
+        refused = refusal(
+            plan.exposure(),
+            options,
+            calendar=backend.describe(),
+            keeps_deleted=backend.keeps_deleted,
+        )
+        if refused is not None:
+            if not dry_run:
+                raise refused
+            report.refusal = refused.message
+            report.refusal_override = refused.override
+        if dry_run:
+            logger.info("dry run (%s, %s): %s", options.mode, backend.describe(), _describe(report))
+            return report
+        backend.prepare()  # only now may a missing calendar be created
+        run_id = sync_state.start_run(connection, backend.name, options.mode)
+        connection.commit()
+        applier = Applier(connection, backend, options, logger)
+        done = []
+        total = len(plan.actions)
+        for number, action in enumerate(plan.actions, 1):
+            done.append(applier.run(action))
+            if number % commit_every == 0:
+                _commit(connection, backend)
+            on_progress(number, total)
+        report.actions = done
+        report.remote_writes, report.local_writes = applier.remote_writes, applier.local_writes
+        result = "errores" if report.errors else "conflictos" if report.conflicts else "ok"
+        sync_state.finish_run(connection, run_id, result, report.run_counts())
+        _commit(connection, backend)
+    logger.info("%s with %s: %s", options.mode, backend.describe(), _describe(report))
+    return report
+
+
+def _commit(connection: Connection, backend: Backend) -> None:
+    """Commit state rows only after the calendar writes they name are durable."""
+    backend.flush()
+    connection.commit()
+
+
+def _describe(report: SyncReport) -> str:
+    return ", ".join(f"{k} {v}" for k, v in report.summary().items() if v) or "nothing to do"
+
+
+def sync_status(
+    database_url: str,
+    backend: Backend,
+    options: SyncOptions,
+) -> SyncStatus:
+    """Compare both sides without writing: in sync, pending, conflicting; and the last run."""
+    options = replace(options, mode="sync", policy="fail")
+    report = run_sync(database_url, backend, options, dry_run=True)
+    with _connection(database_url) as connection:
+        last = sync_state.last_run(connection, backend.name)
+    tally = Counter(a.kind for a in report.actions)
+    return SyncStatus(
+        backend=backend.name,
+        calendar=backend.describe(),
+        in_sync=tally[Kind.UNCHANGED] + tally[Kind.RECORD],
+        pending=sum(tally[k] for k in WRITES),
+        conflicting=tally[Kind.CONFLICT],
+        errors=tally[Kind.ERROR],
+        last_run=last,
+        report=report,
+    )
