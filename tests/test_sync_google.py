@@ -516,3 +516,26 @@ def test_the_emulator_command_refuses_a_busy_port(tmp_path: Path) -> None:
         )
     assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert f"127.0.0.1:{port}" in run.stderr
+
+
+def test_the_mirror_keeps_tombstones_across_a_full_listing_and_aliases_until_moved(
+    tmp_path: Path,
+) -> None:
+    from planctl.sync.google.mirror import Mirror
+
+    mirror = Mirror(tmp_path / "m.sqlite")
+    mirror.replace("cal", [("a", '"1"', 1, False), ("b", '"2"', 2, True)], "t1")
+    mirror.record_write("c", '"3"', '"planctl-c"', 3)
+    # a full listing (after a 410) where Google purged b's tombstone
+    mirror.replace("cal", [("a", '"1"', 1, False), ("c", '"3"', 3, False)], "t2")
+    assert sorted(mirror.rows()) == [
+        ("a", '"1"', 1, False),
+        ("b", '"2"', 2, True),
+        ("c", '"planctl-c"', 3, False),
+    ]
+    mirror.apply([("c", '"9"', 3, False)], "t3")  # edited elsewhere: the server's etag shows
+    assert ("c", '"9"', 3, False) in mirror.rows() and mirror.token_for("cal") == "t3"
+    mirror.save(create=True)
+    again = Mirror(tmp_path / "m.sqlite")
+    assert sorted(again.rows()) == sorted(mirror.rows())
+    assert stat.S_IMODE((tmp_path / "m.sqlite").stat().st_mode) == 0o600

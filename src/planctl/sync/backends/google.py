@@ -49,9 +49,9 @@ def _pending_etag(event_id: str) -> str:
 class GoogleBackend:
     """The sync protocol over a :class:`CalendarClient` and one calendar."""
 
-    # Google lists deletions as tombstones, but purges old ones after a while: a tracked
-    # event missing from a full listing is not proof of a broken view on its own.
-    keeps_deleted = False
+    # Google lists deletions as tombstones (showDeleted, sync tokens); it purges old ones,
+    # but the mirror keeps every tombstone it saw, even across a full listing.
+    keeps_deleted = True
     exclusive = False
 
     def __init__(

@@ -88,9 +88,15 @@ class Mirror:
         rows: Iterable[tuple[str, str | None, int | None, bool]],
         token: str | None,
     ) -> None:
-        """A full listing: forget everything else."""
+        """A full listing: forget everything else, except what is known deleted.
+
+        Google purges old tombstones; an event this mirror saw deleted stays
+        deleted (a tracked event missing altogether means a broken view).
+        """
         self.db.execute("BEGIN IMMEDIATE")
         try:
+            same = self._meta("calendar_id") == calendar_id
+            deleted = self.db.execute("SELECT * FROM events WHERE deleted = 1").fetchall()
             aliases = dict(
                 self.db.execute(
                     "SELECT id, etag || '|' || shown_etag FROM events WHERE shown_etag IS NOT NULL"
@@ -98,6 +104,8 @@ class Mirror:
             )
             self.db.execute("DELETE FROM events")
             self._apply(rows, aliases)
+            if same:
+                self.db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)", deleted)
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('calendar_id', ?)", (calendar_id,))
             self._set_token(token)
             self.db.execute("COMMIT")
