@@ -539,3 +539,22 @@ def test_the_mirror_keeps_tombstones_across_a_full_listing_and_aliases_until_mov
     again = Mirror(tmp_path / "m.sqlite")
     assert sorted(again.rows()) == sorted(mirror.rows())
     assert stat.S_IMODE((tmp_path / "m.sqlite").stat().st_mode) == 0o600
+
+
+def test_auth_and_sync_without_the_files_are_one_line_each(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLANCTL_SYNC_BACKEND", "google")
+    monkeypatch.setenv("PLANCTL_GOOGLE_TOKEN", str(tmp_path / "none" / "token.json"))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'p.db'}")
+    run = cli("sync", "auth", "--no-browser")
+    assert run.exit_code == 1 and "PLANCTL_GOOGLE_CLIENT_SECRETS is not set" in run.stderr
+    revoke = cli("sync", "auth", "--revoke")
+    assert revoke.exit_code == 3 and "no Google token" in revoke.stderr
+    check = cli("sync", "check")
+    assert check.exit_code == 1 and "run planctl sync auth" in check.stderr
+    assert len(check.stderr.strip().splitlines()) == 1
+    (tmp_path / "client.json").write_text('{"web": {}}')
+    monkeypatch.setenv("PLANCTL_GOOGLE_CLIENT_SECRETS", str(tmp_path / "client.json"))
+    bad = cli("sync", "auth", "--no-browser")
+    assert bad.exit_code == 1 and "not an OAuth client file" in bad.stderr
