@@ -558,3 +558,19 @@ def test_auth_and_sync_without_the_files_are_one_line_each(
     monkeypatch.setenv("PLANCTL_GOOGLE_CLIENT_SECRETS", str(tmp_path / "client.json"))
     bad = cli("sync", "auth", "--no-browser")
     assert bad.exit_code == 1 and "not an OAuth client file" in bad.stderr
+
+
+def test_cancelling_many_sessions_in_the_planner_is_refused_then_allowed(world: GWorld) -> None:
+    _add_sessions(world.url, 12)
+    world.sync()
+    with connect(world.url) as connection:
+        connection.execute(
+            Sesion.__table__.update().where(Sesion.id >= 10).values(estado="cancelada")
+        )
+    ids_before = {e["id"]: e["etag"] for e in world.events()}
+    with pytest.raises(UnsafeRunError, match="allow-mass-delete"):
+        world.sync()
+    assert {e["id"]: e["etag"] for e in world.events()} == ids_before  # nothing written
+    report, _ = world.sync(allow_mass_delete=True)
+    assert report.summary()["calendar_deleted"] == 12
+    assert sorted(world.events_by_session()) == [1, 2, 3]
