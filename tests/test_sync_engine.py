@@ -513,7 +513,7 @@ def test_an_interrupted_update_run_converges(synced: World) -> None:
     with connect(synced.url) as connection:
         table = metadata.tables["ejecuciones_sincronizacion"]
         results = connection.execute(select(table.c.resultado).order_by(table.c.id)).scalars()
-        assert list(results) == ["ok", "en_curso", "ok"]  # the killed run never finished
+        assert list(results) == ["ok", "interrumpida", "ok"]  # the failed run never finished
 
 
 # -- preconditions -------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -69,6 +69,14 @@ AllowMassDeleteOption = Annotated[
         help="Let this run delete or cancel more than a small share of the synced events on "
         "the calendar at once (refused otherwise: it is what a planner that lost its "
         "sessions looks like).",
+    ),
+]
+LockTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--lock-timeout",
+        min=0,
+        help="Seconds to wait for another sync of this database and backend (then exit 4).",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="The plan or the result as JSON.")]
@@ -192,23 +200,37 @@ def _run(
     allow_mass_cancel: bool = False,
     allow_mass_delete: bool = False,
     as_json: bool = False,
+    lock_timeout: float = 0.0,
 ) -> None:
+    from planctl.sync.backend import backend_name
+    from planctl.sync.lock import sync_lock
     from planctl.sync.run import run_sync
 
     state = _state(ctx)
     options = _options(state, mode, since, until, conflict, allow_mass_cancel, allow_mass_delete)
     log = _sync_logger(state)
     what = "sync" if mode == "sync" else f"sync {mode}"
-    with _logged(log, what), _backend(state, create_calendar=not dry_run) as backend:
+    url = state.settings.database_url
+    with ExitStack() as held, _logged(log, what):
+        # a real run holds the sync lock before it opens the calendar
+        lock = (
+            None
+            if dry_run
+            else held.enter_context(
+                sync_lock(url, backend_name(state.settings), timeout=lock_timeout)
+            )
+        )
+        backend = held.enter_context(_backend(state, create_calendar=not dry_run))
         progress = _progress(state)
         with progress if progress is not None else nullcontext():
             report = run_sync(
-                state.settings.database_url,
+                url,
                 backend,
                 options,
                 dry_run=dry_run,
                 logger=log,
                 on_progress=_progress_callback(progress, mode),
+                lock=lock,
             )
         if as_json:
             data = report.as_dict(all_actions=state.verbose)
@@ -340,6 +362,7 @@ def sync(
     allow_mass_cancel: AllowMassCancelOption = False,
     allow_mass_delete: AllowMassDeleteOption = False,
     as_json: JsonOption = False,
+    lock_timeout: LockTimeoutOption = 0.0,
 ) -> None:
     """Two-way sync: changes on either side are copied to the other (vdirsyncer's rules)."""
     if ctx.invoked_subcommand is not None:
@@ -347,7 +370,7 @@ def sync(
         return
     _run(
         ctx, "sync", since, until, dry_run, conflict, allow_mass_cancel, allow_mass_delete,
-        as_json,
+        as_json, lock_timeout,
     )  # fmt: skip
 
 
@@ -360,9 +383,13 @@ def push(
     conflict: ConflictOption = "local",
     allow_mass_delete: AllowMassDeleteOption = False,
     as_json: JsonOption = False,
+    lock_timeout: LockTimeoutOption = 0.0,
 ) -> None:
     """One way, planner → calendar: create, update and delete events only."""
-    _run(ctx, "push", since, until, dry_run, conflict, False, allow_mass_delete, as_json)
+    _run(
+        ctx, "push", since, until, dry_run, conflict, False, allow_mass_delete, as_json,
+        lock_timeout,
+    )  # fmt: skip
 
 
 @app.command("pull")
@@ -374,9 +401,13 @@ def pull(
     conflict: ConflictOption = "remote",
     allow_mass_cancel: AllowMassCancelOption = False,
     as_json: JsonOption = False,
+    lock_timeout: LockTimeoutOption = 0.0,
 ) -> None:
     """One way, calendar → planner: moved, re-placed, re-statused or deleted events only."""
-    _run(ctx, "pull", since, until, dry_run, conflict, allow_mass_cancel, False, as_json)
+    _run(
+        ctx, "pull", since, until, dry_run, conflict, allow_mass_cancel, False, as_json,
+        lock_timeout,
+    )  # fmt: skip
 
 
 def _local_time(state: State, moment: dt.datetime | None) -> str:

@@ -317,7 +317,7 @@ ejecuciones_sincronizacion = Table(
         )
     ),
     one_of("modo", ("sync", "push", "pull")),
-    one_of("resultado", ("en_curso", "ok", "conflictos", "errores")),
+    one_of("resultado", ("en_curso", "ok", "conflictos", "errores", "interrumpida")),
     Index(None, "backend", "inicio"),
 )
 

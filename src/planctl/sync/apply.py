@@ -1,9 +1,18 @@
-"""Applying a plan: the calendar write first, then the state row, batch by batch."""
+"""Applying a plan: the calendar write first, then the state row, batch by batch.
+
+No database transaction is open while the backend talks to its server: state
+rows are kept in memory and written by :meth:`Applier.write_batch` in one short
+transaction after the backend's ``flush()``; a session changed from the
+calendar is written and committed at once (a transaction of one statement).
+A run killed between a calendar write and its batch leaves that write without
+state; the next run adopts it (same content on both sides: recorded).
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.engine import Connection
@@ -31,9 +40,24 @@ class Applier:
         self.log = logger
         self.remote_writes = 0
         self.local_writes = 0
-        # A backend one process holds at a time (the simulated store's lock): no
-        # other run can add a state row between planning and saving.
-        self.fresh_rows = backend.exclusive
+        self._saves: dict[int, dict[str, Any]] = {}  # state rows to write with the next batch
+        self._forgets: set[int] = set()  # state rows to delete with the next batch
+
+    def write_batch(self) -> None:
+        """Make the calendar writes durable, then record them in one short transaction."""
+        self.backend.flush()
+        sync_state.end_reads(self.connection)
+        if self._saves or self._forgets:
+            sync_state.save_states(self.connection, list(self._saves.values()))
+            sync_state.delete_states(self.connection, self.backend.name, sorted(self._forgets))
+        self.connection.commit()
+        self._saves, self._forgets = {}, set()
+
+    def _write_local(self, statement: Any) -> None:
+        """One change to the planner, committed at once (never held across a network call)."""
+        sync_state.end_reads(self.connection)
+        self.connection.execute(statement)
+        self.connection.commit()
 
     def run(self, action: Action) -> Action:
         for attempt in range(MAX_RETRIES + 1):
@@ -61,19 +85,19 @@ class Applier:
         raise AssertionError("unreachable")
 
     def _save(self, action: Action, remote: RemoteEvent, hash_local: str, hash_remote: str) -> None:
-        sync_state.save_state(
-            self.connection,
+        self._forgets.discard(action.session_id)
+        self._saves[action.session_id] = sync_state.state_values(
             self.backend.name,
             action.session_id,
             remote_id=remote.id,
             etag=remote.etag,
             hash_local=hash_local,
             hash_remote=hash_remote,
-            new=action.state is None and self.fresh_rows,  # planning read no row
         )
 
     def _forget(self, action: Action) -> None:
-        sync_state.delete_state(self.connection, self.backend.name, action.session_id)
+        self._saves.pop(action.session_id, None)
+        self._forgets.add(action.session_id)
 
     def _wrote_remote(self, action: Action, what: str, event_id: str) -> None:
         action.wrote_remote = True
@@ -104,9 +128,7 @@ class Applier:
         elif kind is Kind.CANCEL_LOCAL:
             assert local is not None
             if local.active:
-                self.connection.execute(
-                    update(Sesion).where(Sesion.id == sid).values(estado="cancelada")
-                )
+                self._write_local(update(Sesion).where(Sesion.id == sid).values(estado="cancelada"))
                 action.wrote_local = True
                 self.local_writes += 1
             self.log.info("session %d: cancelled (%s)", sid, action.reason)
@@ -141,7 +163,7 @@ class Applier:
         assert local is not None and remote is not None and remote.content is not None
         changes = session_changes(local.view, remote.content, self.options.timezone)
         if changes:
-            self.connection.execute(update(Sesion).where(Sesion.id == sid).values(changes))
+            self._write_local(update(Sesion).where(Sesion.id == sid).values(changes))
             action.wrote_local = True
             self.local_writes += 1
         self.log.info(
@@ -187,4 +209,5 @@ def differing_fields(ours: EventContent, theirs: EventContent) -> list[str]:
 def reread(connection: Connection, session_id: int, timezone: str) -> LocalItem | None:
     """The session as it is now in the database (None when its row is gone)."""
     views = list(iter_sessions(connection, SessionFilter(session_ids=[session_id])))
+    connection.rollback()  # a read: no transaction stays open while the network is waited on
     return LocalItem(views[0], timezone) if views else None

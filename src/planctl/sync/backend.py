@@ -75,10 +75,6 @@ class Backend(Protocol):
     #: Google's API and the simulated store do: a tracked event missing from a
     #: listing then means the view is broken. False for CalDAV (a delete is gone).
     keeps_deleted: bool
-    #: True when one process at a time holds the calendar (the simulated store's
-    #: lock): a session without a state row at planning then gets its row
-    #: inserted without trying an update first. False when unsure.
-    exclusive: bool
 
     def describe(self) -> str:
         """Where the calendar is, for humans (never with a password)."""
@@ -145,12 +141,8 @@ def backend_names() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(backends.__path__) if not m.ispkg)
 
 
-def open_backend(settings: Settings, *, create_calendar: bool = True) -> Backend:
-    """The backend PLANCTL_SYNC_BACKEND names, configured from *settings*.
-
-    With *create_calendar* false (dry runs, status) nothing is created on the
-    server; a missing calendar then looks empty.
-    """
+def backend_name(settings: Settings) -> str:
+    """The backend PLANCTL_SYNC_BACKEND names, checked (ConfigError when there is none)."""
     name = settings.sync_backend.strip().lower()
     names = backend_names()
     if name not in names:
@@ -158,6 +150,16 @@ def open_backend(settings: Settings, *, create_calendar: bool = True) -> Backend
             f"unknown sync backend '{settings.sync_backend}' (PLANCTL_SYNC_BACKEND)",
             f"use one of {', '.join(names)}",
         )
+    return name
+
+
+def open_backend(settings: Settings, *, create_calendar: bool = True) -> Backend:
+    """The backend PLANCTL_SYNC_BACKEND names, configured from *settings*.
+
+    With *create_calendar* false (dry runs, status) nothing is created on the
+    server; a missing calendar then looks empty.
+    """
+    name = backend_name(settings)
     module = importlib.import_module(f"{BACKENDS_PACKAGE}.{name}")
     backend: Backend = module.open_backend(settings, create_calendar=create_calendar)
     return backend

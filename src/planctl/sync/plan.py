@@ -107,6 +107,8 @@ def make_plan(connection: Connection, backend: Backend, options: SyncOptions) ->
     states = sync_state.load_states(connection, backend.name)
     filters = SessionFilter(since=options.since, until=options.until, include_cancelled=True)
     local = {v.id: LocalItem(v, options.timezone) for v in iter_sessions(connection, filters)}
+    sessions = connection.execute(select(func.count()).select_from(Sesion)).scalar_one()
+    connection.rollback()  # no transaction stays open while the calendar is listed
     remote, foreign, duplicates, vanished = remote_index(backend, states)
     ids = set(local) | set(states) | set(remote)
     if options.since is not None or options.until is not None:
@@ -124,7 +126,7 @@ def make_plan(connection: Connection, backend: Backend, options: SyncOptions) ->
         if action.kind is Kind.UNCHANGED and action.state is None:
             continue  # nothing on any side (a cancelled session never synced)
         actions.append(finalise(action, options))
-    sessions = connection.execute(select(func.count()).select_from(Sesion)).scalar_one()
+    connection.rollback()
     return Plan(
         actions,
         foreign,

@@ -245,7 +245,13 @@ COUNT_NAMES = {
     "conflictos": "conflicts",
     "errores": "errors",
 }
-RESULT_NAMES = {"ok": "ok", "errores": "errors", "conflictos": "conflicts", "en_curso": "running"}
+RESULT_NAMES = {
+    "ok": "ok",
+    "errores": "errors",
+    "conflictos": "conflicts",
+    "en_curso": "running",
+    "interrumpida": "interrupted",
+}
 
 
 def _iso(moment: dt.datetime | None) -> str | None:

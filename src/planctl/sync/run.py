@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 
 from sqlalchemy.engine import Connection
@@ -22,10 +22,12 @@ from planctl.db.engine import check_sqlite_target, make_engine, parse_url, trans
 from planctl.sync import state as sync_state
 from planctl.sync.apply import Applier
 from planctl.sync.backend import Backend
+from planctl.sync.lock import SyncLock, sync_lock
 from planctl.sync.options import SyncOptions
 from planctl.sync.plan import make_plan
 from planctl.sync.report import WRITES, Kind, SyncReport, SyncStatus
 from planctl.sync.safety import refusal
+from planctl.text import plural
 
 COMMIT_EVERY = 100
 
@@ -55,65 +57,118 @@ def run_sync(
     logger: logging.Logger | None = None,
     commit_every: int = COMMIT_EVERY,
     on_progress: Callable[[int, int], None] = lambda done, total: None,
+    lock: SyncLock | None = None,
+    lock_timeout: float = 0.0,
 ) -> SyncReport:
     """Sync (or with *dry_run*, only plan) the sessions in scope with *backend*.
 
-    Conflicts under policy ``fail`` and per-session errors are in the report
-    (the CLI turns them into exit 1); everything else that goes wrong raises.
+    A real run holds the sync lock of the database and backend (*lock* when the
+    caller took it already, else taken here, waiting up to *lock_timeout*
+    seconds: LockedError, exit 4). Conflicts under policy ``fail`` and
+    per-session errors are in the report (the CLI turns them into exit 1);
+    everything else that goes wrong raises.
     """
     options.check()
     logger = logger or log
     with _connection(database_url) as connection:
-        plan = make_plan(connection, backend, options)
-        report = SyncReport(
-            backend=backend.name,
-            calendar=backend.describe(),
-            mode=options.mode,
-            policy=options.policy,
-            dry_run=dry_run,
-            actions=plan.actions,
-            foreign=plan.foreign,
-            duplicates=plan.duplicates,
-        )
-        connection.rollback()  # planning only read
-        refused = refusal(
-            plan.exposure(),
-            options,
-            calendar=backend.describe(),
-            keeps_deleted=backend.keeps_deleted,
-        )
-        if refused is not None:
-            if not dry_run:
-                raise refused
-            report.refusal = refused.message
-            report.refusal_override = refused.override
         if dry_run:
-            logger.info("dry run (%s, %s): %s", options.mode, backend.describe(), _describe(report))
-            return report
-        backend.prepare()  # only now may a missing calendar be created
-        run_id = sync_state.start_run(connection, backend.name, options.mode)
-        connection.commit()
-        applier = Applier(connection, backend, options, logger)
-        done = []
-        total = len(plan.actions)
-        for number, action in enumerate(plan.actions, 1):
-            done.append(applier.run(action))
-            if number % commit_every == 0:
-                _commit(connection, backend)
-            on_progress(number, total)
-        report.actions = done
-        report.remote_writes, report.local_writes = applier.remote_writes, applier.local_writes
-        result = "errores" if report.errors else "conflictos" if report.conflicts else "ok"
-        sync_state.finish_run(connection, run_id, result, report.run_counts())
-        _commit(connection, backend)
+            return _plan(connection, backend, options, logger, dry_run=True)
+        with ExitStack() as held:
+            if lock is None:
+                lock = held.enter_context(
+                    sync_lock(database_url, backend.name, timeout=lock_timeout)
+                )
+            assert (lock.database_url, lock.backend) == (database_url, backend.name)
+            sync_state.end_reads(connection)
+            interrupted = sync_state.mark_interrupted(connection, backend.name)
+            connection.commit()
+            if interrupted:
+                logger.warning(
+                    "%s left by a killed run marked interrupted", plural(interrupted, "run")
+                )
+            report = _plan(connection, backend, options, logger, dry_run=False)
+            _apply(connection, backend, options, report, logger, commit_every, on_progress)
     logger.info("%s with %s: %s", options.mode, backend.describe(), _describe(report))
     return report
 
 
-def _commit(connection: Connection, backend: Backend) -> None:
-    """Commit state rows only after the calendar writes they name are durable."""
-    backend.flush()
+def _plan(
+    connection: Connection,
+    backend: Backend,
+    options: SyncOptions,
+    logger: logging.Logger,
+    *,
+    dry_run: bool,
+) -> SyncReport:
+    """Plan and ask the guard; a real run it refuses raises, a dry run reports it."""
+    plan = make_plan(connection, backend, options)
+    report = SyncReport(
+        backend=backend.name,
+        calendar=backend.describe(),
+        mode=options.mode,
+        policy=options.policy,
+        dry_run=dry_run,
+        actions=plan.actions,
+        foreign=plan.foreign,
+        duplicates=plan.duplicates,
+    )
+    refused = refusal(
+        plan.exposure(), options, calendar=backend.describe(), keeps_deleted=backend.keeps_deleted
+    )
+    if refused is not None:
+        if not dry_run:
+            raise refused
+        report.refusal = refused.message
+        report.refusal_override = refused.override
+    if dry_run:
+        logger.info("dry run (%s, %s): %s", options.mode, backend.describe(), _describe(report))
+    return report
+
+
+def _apply(
+    connection: Connection,
+    backend: Backend,
+    options: SyncOptions,
+    report: SyncReport,
+    logger: logging.Logger,
+    commit_every: int,
+    on_progress: Callable[[int, int], None],
+) -> None:
+    """Apply the plan in batches; a run that fails halfway is logged as interrupted."""
+    backend.prepare()  # only now may a missing calendar be created
+    sync_state.end_reads(connection)
+    run_id = sync_state.start_run(connection, backend.name, options.mode)
     connection.commit()
+    applier = Applier(connection, backend, options, logger)
+    done = []
+    total = len(report.actions)
+    try:
+        for number, action in enumerate(report.actions, 1):
+            done.append(applier.run(action))
+            if number % commit_every == 0:
+                applier.write_batch()
+            on_progress(number, total)
+        applier.write_batch()
+    except BaseException:
+        _record_interrupted(connection, run_id)
+        raise
+    report.actions = done
+    report.remote_writes, report.local_writes = applier.remote_writes, applier.local_writes
+    result = "errores" if report.errors else "conflictos" if report.conflicts else "ok"
+    sync_state.end_reads(connection)
+    sync_state.finish_run(connection, run_id, result, report.run_counts())
+    connection.commit()
+
+
+def _record_interrupted(connection: Connection, run_id: int) -> None:
+    """Best effort after a failure: close the run row (the next run adopts the writes
+    whose state was not recorded, as after a kill)."""
+    try:
+        connection.rollback()
+        sync_state.finish_run(connection, run_id, "interrumpida", {})
+        connection.commit()
+    except Exception:
+        log.debug("could not record the interrupted run", exc_info=True)
 
 
 def _describe(report: SyncReport) -> str:

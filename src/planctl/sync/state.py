@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, inspect, select, update
 from sqlalchemy.engine import Connection
@@ -54,6 +56,15 @@ def require_sync_tables(connection: Connection, masked_url: str) -> None:
         )
 
 
+def end_reads(connection: Connection) -> None:
+    """End a read transaction before writing: on SQLite a deferred transaction that
+    read first and writes later fails at once ("database is locked") when another
+    writer committed meanwhile, while a transaction that starts with its write
+    waits on the busy timeout like any writer."""
+    if connection.in_transaction():
+        connection.rollback()
+
+
 def load_states(connection: Connection, backend: str) -> dict[int, StateRow]:
     rows = connection.execute(select(STATE).where(STATE.c.backend == backend))
     return {
@@ -69,25 +80,33 @@ def load_states(connection: Connection, backend: str) -> dict[int, StateRow]:
     }
 
 
-# Built once: constructing a statement per session cost more than running it.
 _STATE_VALUES = ("id_remoto", "etag", "hash_local", "hash_remoto", "sincronizado_en")
-_UPDATE_STATE = (
-    update(STATE)
-    .where(STATE.c.backend == bindparam("k_backend"), STATE.c.sesion_id == bindparam("k_sesion"))
-    .values({name: bindparam(name) for name in _STATE_VALUES})
-)
-_INSERT_STATE = insert(STATE).values(
-    backend=bindparam("k_backend"),
-    sesion_id=bindparam("k_sesion"),
-    **{name: bindparam(name) for name in _STATE_VALUES},
-)
 _DELETE_STATE = delete(STATE).where(
     STATE.c.backend == bindparam("k_backend"), STATE.c.sesion_id == bindparam("k_sesion")
 )
 
 
-def save_state(
-    connection: Connection,
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (backend, sesion_id) DO UPDATE: never a raw unique-key error.
+
+    Built once per dialect: constructing a statement per session cost more than running it.
+    """
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect_insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = dialect_insert(STATE).values(
+        backend=bindparam("k_backend"),
+        sesion_id=bindparam("k_sesion"),
+        **{name: bindparam(name) for name in _STATE_VALUES},
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[STATE.c.backend, STATE.c.sesion_id],
+        set_={name: statement.excluded[name] for name in _STATE_VALUES},
+    )
+
+
+def state_values(
     backend: str,
     session_id: int,
     *,
@@ -95,10 +114,9 @@ def save_state(
     etag: str | None,
     hash_local: str,
     hash_remote: str,
-    new: bool = False,
-) -> None:
-    """Insert or update the state row; *new* (no row was read for it) skips the update."""
-    values = {
+) -> dict[str, Any]:
+    """The parameters of one state row, for :func:`save_states`."""
+    return {
         "k_backend": backend,
         "k_sesion": session_id,
         "id_remoto": remote_id,
@@ -107,12 +125,28 @@ def save_state(
         "hash_remoto": hash_remote,
         "sincronizado_en": utcnow(),
     }
-    if new or connection.execute(_UPDATE_STATE, values).rowcount == 0:
-        connection.execute(_INSERT_STATE, values)
+
+
+def save_states(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert or update state rows (one statement, executemany)."""
+    if rows:
+        connection.execute(_upsert(connection.dialect.name), rows)
+
+
+def save_state(connection: Connection, backend: str, session_id: int, **values: Any) -> None:
+    """Insert or update one state row."""
+    save_states(connection, [state_values(backend, session_id, **values)])
+
+
+def delete_states(connection: Connection, backend: str, session_ids: list[int]) -> None:
+    if session_ids:
+        connection.execute(
+            _DELETE_STATE, [{"k_backend": backend, "k_sesion": sid} for sid in session_ids]
+        )
 
 
 def delete_state(connection: Connection, backend: str, session_id: int) -> None:
-    connection.execute(_DELETE_STATE, {"k_backend": backend, "k_sesion": session_id})
+    delete_states(connection, backend, [session_id])
 
 
 COUNT_COLUMNS = ("creados", "actualizados", "eliminados", "sin_cambios", "conflictos", "errores")
@@ -124,6 +158,16 @@ def start_run(connection: Connection, backend: str, mode: str) -> int:
     )
     assert result.inserted_primary_key is not None
     return int(result.inserted_primary_key[0])
+
+
+def mark_interrupted(connection: Connection, backend: str) -> int:
+    """Runs of *backend* still ``en_curso``: killed or lost (the caller holds the sync lock)."""
+    result = connection.execute(
+        update(RUNS)
+        .where(RUNS.c.backend == backend, RUNS.c.resultado == "en_curso")
+        .values(fin=utcnow(), resultado="interrumpida")
+    )
+    return int(result.rowcount or 0)
 
 
 def finish_run(connection: Connection, run_id: int, result: str, counts: Mapping[str, int]) -> None:

@@ -44,7 +44,6 @@ class CalDAVBackend:
 
     name = NAME
     keeps_deleted = False  # a deleted event is gone; a CANCELLED one stays (and is tracked)
-    exclusive = False  # any number of clients write the collection
 
     def __init__(self, settings: Settings, *, create_calendar: bool = True) -> None:
         self.url = settings.caldav_url.strip()
