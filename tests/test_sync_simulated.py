@@ -130,6 +130,10 @@ def test_a_json_store_of_older_planctl_is_migrated_keeping_ids_and_etags(store: 
     journal.write_text(
         json.dumps({"event": later, "next_etag": 9}) + "\n" + '{"event": {"id": "half'
     )
+    read_only = SimulatedCalendar(store, migrate=False)  # a dry run reads it in memory
+    assert len(read_only.list_events()) == 2
+    read_only.close()
+    assert journal.exists() and not store.with_name(store.name + ".json-v1").exists()
     calendar = SimulatedCalendar(store)
     assert {e["id"]: e["etag"] for e in calendar.list_events()} == {
         "a1b2c3d4e5": '"7"',

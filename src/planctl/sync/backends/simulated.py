@@ -59,7 +59,12 @@ class SimulatedCalendar(Phone):
     """The store at *path* as one calendar (summary *calendar*), held by this process."""
 
     def __init__(
-        self, path: Path, *, timezone: str = "Europe/Madrid", calendar: str = CALENDAR
+        self,
+        path: Path,
+        *,
+        timezone: str = "Europe/Madrid",
+        calendar: str = CALENDAR,
+        migrate: bool = True,
     ) -> None:
         self.path = Path(path)
         self.timezone = timezone
@@ -67,7 +72,7 @@ class SimulatedCalendar(Phone):
         self._lock = contextlib.ExitStack()
         self._acquire_lock()
         try:
-            self.store = open_store(self.path, timezone)
+            self.store = open_store(self.path, timezone, migrate=migrate)
         except BaseException:
             self._release_lock()
             raise
@@ -185,9 +190,10 @@ class SimulatedCalendar(Phone):
         self.store.delete(self._id(), event_id, if_match=if_match)
 
 
-def open_store(path: Path, timezone: str) -> EmulatorStore:
-    """The emulator's store at *path*; an old JSON store there is migrated (a new one is
-    created on the first write: until then nothing is written)."""
+def open_store(path: Path, timezone: str, *, migrate: bool = True) -> EmulatorStore:
+    """The emulator's store at *path*; an old JSON store there is migrated (without
+    *migrate*, read into memory: a dry run writes nothing). A new store is created on
+    the first write: until then nothing is written."""
     journal = path.with_name(path.name + ".journal")
     for candidate in (path, journal):
         if candidate.exists() and not candidate.is_file():  # a FIFO would block
@@ -200,7 +206,7 @@ def open_store(path: Path, timezone: str) -> EmulatorStore:
             return EmulatorStore(path, timezone=timezone)
         if not path.exists() and not journal.exists():
             return EmulatorStore(path, timezone=timezone, lazy=True)
-        return _migrate(path, journal, timezone)
+        return _migrate(path, journal, timezone, in_place=migrate)
     except OSError as error:
         raise SyncError(
             f"cannot read the simulated calendar {path}: {error.strerror or error}",
@@ -213,8 +219,9 @@ def open_store(path: Path, timezone: str) -> EmulatorStore:
         ) from error
 
 
-def _migrate(path: Path, journal: Path, timezone: str) -> EmulatorStore:
-    """Bring a store of the JSON format (snapshot + journal) into the emulator's store."""
+def _migrate(path: Path, journal: Path, timezone: str, *, in_place: bool) -> EmulatorStore:
+    """Bring a store of the JSON format (snapshot + journal) into the emulator's store
+    (*in_place*: the file becomes the new store, else a store in memory)."""
     events: dict[str, Resource] = {}
     next_etag = 1
     if path.exists():
@@ -241,6 +248,12 @@ def _migrate(path: Path, journal: Path, timezone: str) -> EmulatorStore:
                     break
                 events[record["event"]["id"]] = record["event"]
                 next_etag = max(next_etag, int(record["next_etag"]))
+    if not in_place:
+        memory = EmulatorStore(None, timezone=timezone)
+        memory.import_events(
+            str(memory.insert_calendar(CALENDAR)["id"]), list(events.values()), next_etag
+        )
+        return memory
     migrating = path.with_name(f".{path.name}.{os.getpid()}.migrating")
     migrating.unlink(missing_ok=True)
     store = EmulatorStore(migrating, timezone=timezone)
@@ -297,16 +310,17 @@ class SimulatedBackend(GoogleBackend):
             self.calendar.close()
 
 
-def open_calendar(settings: Settings) -> SimulatedCalendar:
+def open_calendar(settings: Settings, *, migrate: bool = True) -> SimulatedCalendar:
     """The store at PLANCTL_SYNC_STORE, or at the documented default (its directory made)."""
     if settings.sync_store_is_default:
         settings.sync_store.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return SimulatedCalendar(settings.sync_store, timezone=settings.timezone)
+    return SimulatedCalendar(settings.sync_store, timezone=settings.timezone, migrate=migrate)
 
 
 def open_backend(settings: Settings, *, create_calendar: bool = True) -> SimulatedBackend:
     """The simulated calendar at PLANCTL_SYNC_STORE (the file appears on the first write)."""
-    return SimulatedBackend(open_calendar(settings), create_calendar=create_calendar)
+    calendar = open_calendar(settings, migrate=create_calendar)  # a dry run migrates nothing
+    return SimulatedBackend(calendar, create_calendar=create_calendar)
 
 
 def open_phone(settings: Settings) -> ApiPhone:
