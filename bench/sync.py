@@ -37,14 +37,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PLANCTL, env_for, record
 
 CPU: list[float] = []  # CPU seconds (user + system) of each timed run, in order
+RSS: list[float] = []  # peak RSS in MB of each timed run (GNU time's %M), in order
+GNU_TIME = "/usr/bin/time"
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
-    """Wall-clock seconds of one planctl process; its CPU seconds go to CPU."""
+    """Wall-clock seconds of one planctl process; its CPU seconds go to CPU, its peak RSS to RSS."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-    elapsed = time.perf_counter() - started
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        wrapped = [GNU_TIME, "-f", "%M", "-o", rss.name, *cmd] if Path(GNU_TIME).exists() else cmd
+        started = time.perf_counter()
+        subprocess.run(wrapped, env=env, check=True, stdout=subprocess.DEVNULL)
+        elapsed = time.perf_counter() - started
+        text = Path(rss.name).read_text().strip()
+        RSS.append(int(text.splitlines()[-1]) / 1024 if text else float("nan"))
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return elapsed
@@ -157,10 +163,17 @@ def simulated_rows(work: Path, sessions: int, label: str) -> list[str]:
     events = store_events(store)
     second = timed([PLANCTL, "-q", "sync"], sim)
     rewritten = simulated_writes(store) - writes
-    cpu_first, cpu_second = CPU[-2:]
+    dry = timed([PLANCTL, "-q", "sync", "--dry-run", "--json"], sim)
+    cpu_first, cpu_second, _ = CPU[-3:]
+    rss_first, rss_second, rss_dry = RSS[-3:]
+    csv = timed([PLANCTL, "-q", "export", "csv", "sesiones", "-o", str(work / "s.csv")], env)
+    ical = timed([PLANCTL, "-q", "export", "ical", "-o", str(work / "s.ics")], env)
     return [
-        f"| simulated, {label} | {events:,} | {first:.2f} (CPU {cpu_first:.2f}) | "
-        f"{second:.2f} (CPU {cpu_second:.2f}) | — | {rewritten} |"
+        f"| simulated, {label} | {events:,} | {first:.2f} (CPU {cpu_first:.2f}, "
+        f"RSS {rss_first:.0f} MB) | {second:.2f} (CPU {cpu_second:.2f}, RSS {rss_second:.0f} MB)"
+        f" | `export csv sesiones` {csv:.2f} s → no-op **{second / csv:.2f}×**; `export ical` "
+        f"{ical:.2f} s → no-op **{second / ical:.2f}×**; `--dry-run --json` {dry:.2f} s, "
+        f"RSS {rss_dry:.0f} MB | {rewritten} |"
     ]
 
 
@@ -233,6 +246,22 @@ def google_rows(work: Path, sessions: int) -> list[str]:
     ]
 
 
+def bare_listing(env: dict[str, str]) -> float:
+    """The reference for a CalDAV no-op: one process that lists hrefs and etags (PROPFIND)."""
+    code = (
+        "from caldav.davclient import DAVClient\n"
+        "from planctl.config import load_settings\n"
+        "s = load_settings()\n"
+        "c = DAVClient(url=s.caldav_url, username=s.caldav_user, password='x')\n"
+        "cal = [k for k in c.principal().calendars() if k.get_display_name() == "
+        "s.caldav_calendar][0]\n"
+        "body = '<d:propfind xmlns:d=\"DAV:\"><d:prop><d:getetag/></d:prop></d:propfind>'\n"
+        "r = c.request(str(cal.url), 'PROPFIND', body, {'Depth': '1'})\n"
+        "assert r.status == 207\n"
+    )
+    return min(timed([sys.executable, "-c", code], env) for _ in range(3))
+
+
 def import_floor_rows(env: dict[str, str]) -> list[str]:
     """What any no-op run pays before sync starts: the interpreter and its imports."""
     rows = []
@@ -269,6 +298,7 @@ def caldav_rows(work: Path, sessions: int) -> list[str]:
         before = caldav_snapshot(dav)
         second = timed([PLANCTL, "-q", "sync"], dav)
         cpu_second = CPU[-1]
+        listing = bare_listing(dav)
         after = caldav_snapshot(dav)
         rewritten = sum(1 for href, etag in after.items() if before.get(href) != etag)
         rewritten += len(set(before) - set(after))
@@ -277,7 +307,9 @@ def caldav_rows(work: Path, sessions: int) -> list[str]:
             f"| CalDAV (Radicale {radicale_version()}, loopback) | {len(after):,} | "
             f"{first:.2f} (CPU {cpu_first:.2f}) | {second:.2f} (CPU {cpu_second:.2f}) | "
             f"bare caldav PUT loop {loop_before:.2f} s before, {loop_after:.2f} s after "
-            f"→ **{first / loop:.2f}×** their mean | {rewritten} |"
+            f"→ **{first / loop:.2f}×** their mean; no-op vs one bare listing process "
+            f"(caldav import + PROPFIND, best of 3) {listing:.2f} s → **{second / listing:.2f}×**"
+            f" | {rewritten} |"
         ]
     finally:
         process.terminate()

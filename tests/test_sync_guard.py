@@ -153,6 +153,8 @@ def test_cli_names_count_side_and_override_in_one_line(
     monkeypatch.setenv("DATABASE_URL", migrated_url)
     monkeypatch.setenv("PLANCTL_SYNC_STORE", str(tmp_path / "calendar.json"))
     assert cli("-q", "sync").exit_code == 0
+    synced = cli("sync", "status").stdout
+    assert "(sync, ok: created 15)" in synced and "creados" not in synced  # English names
     World(migrated_url, tmp_path / "calendar.json").execute(
         "UPDATE sesiones SET estado = 'cancelada' WHERE id >= 10"
     )
