@@ -22,6 +22,7 @@ table to bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -56,8 +57,19 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
 
 
 def simulated_writes(store: Path) -> int:
-    """The store's etag counter: it moves by one on every write the server accepts."""
-    return int(json.loads(store.read_text(encoding="utf-8"))["next_etag"]) - 1
+    """The store's write sequence (etags): it moves by one on every write the server accepts."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+        row = db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
+    return int(row[0]) - 1
+
+
+def store_events(store: Path) -> int:
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
+        return int(db.execute("SELECT count(*) FROM events").fetchone()[0])
 
 
 def caldav_snapshot(env: dict[str, str]) -> dict[str, str | None]:
@@ -147,9 +159,10 @@ def simulated_rows(work: Path, sessions: int, label: str) -> list[str]:
     store = work / f"calendar-{sessions}.json"
     sim = {**env, "PLANCTL_SYNC_STORE": str(store)}
     first = timed([PLANCTL, "-q", "sync"], sim)
-    events = simulated_writes(store)
+    writes = simulated_writes(store)
+    events = store_events(store)
     second = timed([PLANCTL, "-q", "sync"], sim)
-    rewritten = simulated_writes(store) - events
+    rewritten = simulated_writes(store) - writes
     dry = timed([PLANCTL, "-q", "sync", "--dry-run", "--json"], sim)
     cpu_first, cpu_second, _ = CPU[-3:]
     rss_first, rss_second, rss_dry = RSS[-3:]
@@ -161,6 +174,75 @@ def simulated_rows(work: Path, sessions: int, label: str) -> list[str]:
         f" | `export csv sesiones` {csv:.2f} s → no-op **{second / csv:.2f}×**; `export ical` "
         f"{ical:.2f} s → no-op **{second / ical:.2f}×**; `--dry-run --json` {dry:.2f} s, "
         f"RSS {rss_dry:.0f} MB | {rewritten} |"
+    ]
+
+
+def google_rows(work: Path, sessions: int) -> list[str]:
+    """The google backend against `planctl sync emulator` (a real process, loopback HTTP,
+    OAuth through the printed URL); the reference is `planctl export ical` in the same run."""
+    import urllib.request
+
+    env = seeded(work, f"planner-google-{sessions}.db", sessions)
+    base = work / "emulator"
+    base.mkdir()
+    process = subprocess.Popen(
+        [
+            PLANCTL,
+            "sync",
+            "emulator",
+            "--port",
+            "0",
+            "--store",
+            str(base / "store.sqlite"),
+            "--client-secrets",
+            str(base / "client.json"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        root = process.stdout.readline().strip().rsplit("=", 1)[1]
+        google = {
+            **env,
+            "PLANCTL_SYNC_BACKEND": "google",
+            "PLANCTL_GOOGLE_API_URL": root,
+            "PLANCTL_GOOGLE_CLIENT_SECRETS": str(base / "client.json"),
+            "PLANCTL_GOOGLE_TOKEN": str(base / "token.json"),
+        }
+        auth = subprocess.Popen(
+            [PLANCTL, "sync", "auth", "--no-browser"], env=google, stdout=subprocess.PIPE, text=True
+        )
+        assert auth.stdout is not None
+        for line in auth.stdout:
+            if line.startswith("http"):
+                urllib.request.urlopen(line.strip(), timeout=30).close()
+                break
+        auth.wait(timeout=60)
+
+        def requests() -> int:
+            with urllib.request.urlopen(root + "/emulator/stats", timeout=30) as answer:
+                return int(json.loads(answer.read())["requests"])
+
+        before = requests()
+        first = timed([PLANCTL, "-q", "sync"], google)
+        first_requests = requests() - before
+        writes = int(json.loads(urllib.request.urlopen(root + "/emulator/stats").read())["writes"])
+        second = timed([PLANCTL, "-q", "sync"], google)
+        second_requests = requests() - before - first_requests
+        cpu_first, cpu_second = CPU[-2:]
+        ical = timed([PLANCTL, "-q", "export", "ical", "-o", str(work / "all.ics")], env)
+        cpu_ical = CPU[-1]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    return [
+        f"| google → `sync emulator` (loopback HTTP), {sessions:,} sessions | {writes:,} | "
+        f"{first:.2f} (CPU {cpu_first:.2f}); **{first_requests} requests** "
+        f"(sessions/40 = {sessions / 40:.0f}) | {second:.2f} (CPU {cpu_second:.2f}); "
+        f"{second_requests} request | `planctl export ical` {ical:.2f} s (CPU {cpu_ical:.2f}) "
+        f"→ no-op **{second / ical:.2f}×** | — |"
     ]
 
 
@@ -239,12 +321,15 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--big", type=int, default=0, help="also a no-op run over N sessions")
     parser.add_argument("--no-caldav", action="store_true")
+    parser.add_argument("--no-google", action="store_true")
     args = parser.parse_args()
     rows: list[str] = []
     with tempfile.TemporaryDirectory(prefix="planctl-bench-sync-") as tmp:
         work = Path(tmp)
         rows += import_floor_rows(env_for(f"sqlite:///{work / 'none.db'}", work))
         rows += simulated_rows(work, args.sessions, f"{args.sessions:,} sessions")
+        if not args.no_google:
+            rows += google_rows(work, args.sessions)
         if not args.no_caldav:
             rows += caldav_rows(work, args.sessions)
         if args.big:

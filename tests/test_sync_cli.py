@@ -146,10 +146,11 @@ def test_usage_errors_exit_2(tiny: World, cli: Cli, args: list[str], message: st
 
 
 def test_unknown_backend_is_named(tiny: World, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PLANCTL_SYNC_BACKEND", "google")
+    monkeypatch.setenv("PLANCTL_SYNC_BACKEND", "outlook")
     run = cli("sync")
     assert run.exit_code == 1
-    assert "unknown sync backend 'google'" in run.stderr and "caldav, simulated" in run.stderr
+    assert "unknown sync backend 'outlook'" in run.stderr
+    assert "caldav, google, simulated" in run.stderr
 
 
 def test_remote_commands_are_for_the_simulated_calendar_only(

@@ -89,21 +89,59 @@ def test_a_killed_writer_loses_nothing_it_acknowledged(store: Path) -> None:
         "for i in range(3):\n"
         "    e = c.add(f'e{i}', dt.date(2026, 11, 23), dt.time(9), dt.time(10))\n"
         "    print(e['id'], flush=True)\n"
-        "os._exit(9)  # no close, no compaction: like kill -9\n"
+        "c.store.db.execute('BEGIN IMMEDIATE')\n"
+        "c.store.db.execute('DELETE FROM events')  # a write cut in the middle\n"
+        "os._exit(9)  # no close, no checkpoint: like kill -9\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 9, done.stderr
     acknowledged = done.stdout.split()
-    assert not store.exists()  # only the journal was written
-    journal = store.with_name(store.name + ".journal")
-    with open(journal, "a", encoding="utf-8") as torn:
-        torn.write('{"event": {"id": "half')  # a write cut in the middle
     calendar = SimulatedCalendar(store)
     assert sorted(e["id"] for e in calendar.list_events()) == sorted(acknowledged)
     new = calendar.add("after", DAY, dt.time(11), dt.time(12))
     calendar.close()
-    data = json.loads(store.read_text(encoding="utf-8"))
-    assert set(data["events"]) == {*acknowledged, new["id"]}
+    again = SimulatedCalendar(store)
+    assert set(again.events) == {*acknowledged, new["id"]}
+    again.close()
+
+
+def test_a_json_store_of_older_planctl_is_migrated_keeping_ids_and_etags(store: Path) -> None:
+    event = {
+        "kind": "calendar#event",
+        "id": "a1b2c3d4e5",
+        "etag": '"7"',
+        "status": "confirmed",
+        "summary": "Uno",
+        "iCalUID": "sesion-1@planctl",
+        "start": {"dateTime": "2026-11-23T09:00:00+01:00", "timeZone": "Europe/Madrid"},
+        "end": {"dateTime": "2026-11-23T10:00:00+01:00", "timeZone": "Europe/Madrid"},
+        "extendedProperties": {"private": {"planctlSessionId": "1"}},
+    }
+    snapshot = {
+        "format": "planctl-simulated-calendar",
+        "version": 1,
+        "time_zone": "Europe/Madrid",
+        "next_etag": 8,
+        "events": {event["id"]: event},
+    }
+    store.write_text(json.dumps(snapshot))
+    journal = store.with_name(store.name + ".journal")
+    later = {**event, "id": "f0f0f0f0f0", "etag": '"8"', "summary": "Dos"}
+    journal.write_text(
+        json.dumps({"event": later, "next_etag": 9}) + "\n" + '{"event": {"id": "half'
+    )
+    read_only = SimulatedCalendar(store, migrate=False)  # a dry run reads it in memory
+    assert len(read_only.list_events()) == 2
+    read_only.close()
+    assert journal.exists() and not store.with_name(store.name + ".json-v1").exists()
+    calendar = SimulatedCalendar(store)
+    assert {e["id"]: e["etag"] for e in calendar.list_events()} == {
+        "a1b2c3d4e5": '"7"',
+        "f0f0f0f0f0": '"8"',
+    }
+    assert calendar.add("tres", DAY, dt.time(11), dt.time(12))["etag"] == '"9"'
+    calendar.close()
+    assert not journal.exists() and store.with_name(store.name + ".json-v1").exists()
 
 
 def test_one_process_at_a_time(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:

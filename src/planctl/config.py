@@ -31,6 +31,12 @@ DEFAULTS: dict[str, str] = {
     "PLANCTL_CALDAV_USER": "",
     "PLANCTL_CALDAV_PASSWORD": "",
     "PLANCTL_CALDAV_CALENDAR": "Planificador",
+    # Google Calendar (docs/sync.md#google): the OAuth client file, the token (empty:
+    # default_google_token()), the calendar (id or summary) and the API's root URL.
+    "PLANCTL_GOOGLE_CLIENT_SECRETS": "",
+    "PLANCTL_GOOGLE_TOKEN": "",
+    "PLANCTL_GOOGLE_CALENDAR": "Planificador",
+    "PLANCTL_GOOGLE_API_URL": "https://www.googleapis.com",
     "PLANCTL_PG_BINDIR": "",  # empty: the server's major version's tools, then PATH
     # Offsite backups (issue 15): all empty = local, unencrypted, unmonitored.
     "PLANCTL_BACKUP_RECIPIENTS": "",
@@ -138,6 +144,16 @@ def default_sync_store(database_url: str, environ: Mapping[str, str]) -> Path:
     return (base / "planctl" / f"calendario_simulado-{safe}.json").absolute()
 
 
+def default_google_token(environ: Mapping[str, str]) -> Path:
+    """Where ``planctl sync auth`` keeps the Google token when PLANCTL_GOOGLE_TOKEN is not set:
+    ``$XDG_CONFIG_HOME/planctl/google-token.json`` (``~/.config/planctl/…``)."""
+    config_home = environ.get("XDG_CONFIG_HOME", "").strip()
+    base = (
+        Path(config_home) if config_home else Path(environ.get("HOME") or Path.home()) / ".config"
+    )
+    return (base / "planctl" / "google-token.json").absolute()
+
+
 def normalize_database_url(url: str) -> str:
     """Point bare ``postgresql://`` and ``postgres://`` URLs at psycopg 3.
 
@@ -151,7 +167,7 @@ def normalize_database_url(url: str) -> str:
 
 
 #: The calendar backends planctl ships (planctl.sync.backends.<name>).
-SYNC_BACKENDS = ("caldav", "simulated")
+SYNC_BACKENDS = ("caldav", "google", "simulated")
 #: Query arguments a SQLite DATABASE_URL may carry: the driver's own, and SQLite's URI
 #: parameters, which it honours only with ``uri=true`` (and silently ignores otherwise).
 _SQLITE_DRIVER_ARGS = frozenset({"timeout", "uri"})
@@ -338,6 +354,10 @@ class Settings:
     caldav_user: str = ""
     caldav_password: str = field(default="", repr=False)
     caldav_calendar: str = DEFAULTS["PLANCTL_CALDAV_CALENDAR"]
+    google_client_secrets: Path | None = None
+    google_token: Path = Path("google-token.json")
+    google_calendar: str = DEFAULTS["PLANCTL_GOOGLE_CALENDAR"]
+    google_api_url: str = DEFAULTS["PLANCTL_GOOGLE_API_URL"]
     #: Directory of pg_dump/pg_restore (None: the server's major version, then PATH).
     pg_bindir: Path | None = None
     # Offsite backups: age recipients (comma separated, parsed by backup.crypto),
@@ -542,6 +562,12 @@ def load_settings(
     problem = check_http_url("PLANCTL_CALDAV_URL", caldav_url) if caldav_url else None
     if problem:
         raise bad("PLANCTL_CALDAV_URL", problem, "e.g. https://cloud.example.com/remote.php/dav")
+    google_api_url = get("PLANCTL_GOOGLE_API_URL").rstrip("/")
+    problem = check_http_url("PLANCTL_GOOGLE_API_URL", google_api_url)
+    if problem:
+        raise bad("PLANCTL_GOOGLE_API_URL", problem, "e.g. https://www.googleapis.com")
+    google_token = path("PLANCTL_GOOGLE_TOKEN", directory=False)
+    google_secrets = path("PLANCTL_GOOGLE_CLIENT_SECRETS", directory=False)
     ping_url = get("PLANCTL_BACKUP_PING_URL")
     problem = check_http_url("PLANCTL_BACKUP_PING_URL", ping_url) if ping_url else None
     if problem:
@@ -590,6 +616,10 @@ def load_settings(
         # Not stripped: a password may begin or end with a space.
         caldav_password=values.get("PLANCTL_CALDAV_PASSWORD", ""),
         caldav_calendar=get("PLANCTL_CALDAV_CALENDAR"),
+        google_client_secrets=google_secrets.absolute() if google_secrets else None,
+        google_token=google_token.absolute() if google_token else default_google_token(values),
+        google_calendar=get("PLANCTL_GOOGLE_CALENDAR"),
+        google_api_url=google_api_url,
         pg_bindir=pg_bindir,
         backup_recipients=recipients,
         backup_identity=path("PLANCTL_BACKUP_IDENTITY", directory=False),

@@ -40,7 +40,7 @@ app = typer.Typer(
 remote_app = typer.Typer(
     rich_markup_mode=None,
     name="remote",
-    help="Change the simulated calendar as a phone would (list, edit, delete, add).",
+    help="Change the simulated or Google calendar as a phone would (list, edit, delete, add).",
     no_args_is_help=True,
 )
 app.add_typer(remote_app, name="remote")
@@ -531,15 +531,17 @@ def check(ctx: typer.Context) -> None:
 
 @contextmanager
 def _simulated(state: State) -> Iterator[Any]:
-    from planctl.sync.backends.simulated import open_calendar
+    """The calendar's events through the Calendar API (simulated: in-process; google)."""
+    import importlib
 
-    if state.settings.sync_backend.strip().lower() != "simulated":
+    name = state.settings.sync_backend.strip().lower()
+    if name not in ("simulated", "google"):
         raise UsageError(
-            f"planctl sync remote changes the simulated calendar, but PLANCTL_SYNC_BACKEND "
-            f"is '{state.settings.sync_backend}'",
+            f"planctl sync remote changes the simulated calendar or a Google one, but "
+            f"PLANCTL_SYNC_BACKEND is '{state.settings.sync_backend}'",
             "edit CalDAV events in your calendar app",
         )
-    calendar = open_calendar(state.settings)
+    calendar = importlib.import_module(f"planctl.sync.backends.{name}").open_phone(state.settings)
     try:
         yield calendar
     finally:
@@ -565,7 +567,7 @@ def remote_list(
         bool, typer.Option("--json", help="The events as stored (Google Calendar's shape).")
     ] = False,
 ) -> None:
-    """The simulated calendar's events: id, session, when, status, summary (--json: all)."""
+    """The calendar's events: id, session, when, status, summary (--json: all)."""
     from planctl.sync.backends.simulated import SHORT_ID
 
     state = _state(ctx)
@@ -577,7 +579,7 @@ def remote_list(
         events = calendar.listing(include_deleted=deleted)
         # 80 columns, terminal or pipe: ids shortened to a prefix `remote edit` takes, the
         # summary elided; whole values in --json.
-        table = narrow_table(f"Simulated calendar {calendar.path} ({plural(len(events), 'event')})")
+        table = narrow_table(f"{calendar.title} ({plural(len(events), 'event')})")
         # Fixed widths: left to itself Rich squeezes whole columns away to fit 80.
         fixed = {"id": SHORT_ID, "session": 7, "when": 28, "status": 9}
         for name, width in fixed.items():
@@ -662,3 +664,124 @@ def remote_add(
     with _simulated(state) as calendar:
         added = listed(calendar.add(summary, day, first, last), calendar.timezone)
     state.say(f"Added event {added.id}.")
+
+
+# -- Google: authorisation and the API emulator (docs/sync.md#google) ----------
+
+
+@app.command("auth")
+def auth(
+    ctx: typer.Context,
+    no_browser: Annotated[
+        bool,
+        typer.Option("--no-browser", help="Print the URL to open instead of opening a browser."),
+    ] = False,
+    revoke: Annotated[
+        bool,
+        typer.Option(
+            "--revoke", help="Revoke planctl's Google authorisation and delete the token."
+        ),
+    ] = False,
+) -> None:
+    """Authorise planctl to use your Google Calendar (OAuth, loopback redirect on 127.0.0.1)."""
+    from planctl.sync.google import oauth
+
+    state = _state(ctx)
+    settings = state.settings
+    if revoke:
+        if not settings.google_token.exists():
+            from planctl.errors import NothingToDoError
+
+            raise NothingToDoError(
+                f"no Google token at {settings.google_token}", "nothing to revoke"
+            )
+        known = oauth.revoke(settings.google_token)
+        state.say(
+            f"Revoked planctl's Google authorisation and deleted {settings.google_token}."
+            if known
+            else f"The authorisation was already revoked; deleted {settings.google_token}."
+        )
+        return
+    client = oauth.read_client_secrets(settings.google_client_secrets)
+
+    def show(url: str) -> None:  # printed even under -q: the user must open it
+        lead = (
+            "Open this URL in a browser to authorise planctl:"
+            if no_browser
+            else ("Opening a browser to authorise planctl; if none opens, visit:")
+        )
+        typer.echo(f"{lead}\n{url}")
+
+    oauth.authorize(client, settings.google_token, show_url=show, open_browser=not no_browser)
+    state.say(f"Authorised: the token is saved at {settings.google_token} (0600).")
+
+
+@app.command("emulator")
+def emulator(
+    ctx: typer.Context,
+    port: Annotated[
+        int, typer.Option("--port", help="Port on 127.0.0.1 (0: any free port, printed).")
+    ] = 8085,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="The store file (default: the simulated calendar's, PLANCTL_SYNC_STORE).",
+        ),
+    ] = None,
+    client_secrets: Annotated[
+        str | None,
+        typer.Option(
+            "--client-secrets", help="Write an OAuth client file pointing at the emulator here."
+        ),
+    ] = None,
+) -> None:
+    """Serve a Google Calendar API v3 emulator (OAuth included) on 127.0.0.1 until interrupted."""
+    from pathlib import Path
+
+    from planctl.sync.backends.simulated import SimulatedCalendar
+    from planctl.sync.google.emulator import Emulator, serve
+
+    state = _state(ctx)
+    path = Path(store).absolute() if store else state.settings.sync_store
+    if not 0 <= port <= 65535:
+        raise UsageError(f"invalid port {port} for --port", "use 1-65535, or 0 for any free port")
+    calendar = SimulatedCalendar(path, timezone=state.settings.timezone)
+
+    def ready(bound: int) -> None:
+        root = f"http://127.0.0.1:{bound}"
+        if client_secrets:
+            _write_emulator_client(Path(client_secrets), root)
+        typer.echo(
+            f"Google Calendar API emulator on {root} (store {path}); PLANCTL_GOOGLE_API_URL={root}"
+        )
+
+    try:
+        serve(Emulator(calendar.store), port, ready=ready)
+    except OSError as error:
+        raise SyncError(
+            f"cannot serve on 127.0.0.1:{port}: {error.strerror or error}", "choose another --port"
+        ) from error
+    except KeyboardInterrupt:
+        pass
+    finally:
+        calendar.close()
+
+
+def _write_emulator_client(path: Any, root: str) -> None:
+    """An installed-app client file whose auth and token URIs are the emulator's."""
+    import json
+
+    from planctl.fsutil import atomic_write
+
+    client = {
+        "installed": {
+            "client_id": "planctl-emulator.apps.googleusercontent.com",
+            "client_secret": "emulator-" + __import__("secrets").token_urlsafe(12),
+            "auth_uri": f"{root}/o/oauth2/auth",
+            "token_uri": f"{root}/token",
+            "redirect_uris": ["http://127.0.0.1"],
+        }
+    }
+    with atomic_write(path, name=str(path)) as out:
+        out.write(json.dumps(client, indent=1).encode())
