@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import struct
 import zoneinfo
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -142,21 +144,63 @@ def holds(rule: Rule, zone: zoneinfo.ZoneInfo, first_year: int, last_year: int) 
 
     Checked daily at 00:30 UTC, and hourly around every transition the rule predicts.
     """
-    moment = dt.datetime(first_year, 1, 1, 0, 30, tzinfo=dt.UTC)
-    end = dt.datetime(last_year + 1, 1, 1, tzinfo=dt.UTC)
-    checks = []
-    while moment < end:
-        checks.append(moment)
-        moment += dt.timedelta(days=1)
-    if rule.dst_start is not None and rule.dst_end is not None and rule.dst_offset is not None:
-        for year in range(first_year, last_year + 1):
-            for change, before in (
-                (rule.dst_start, rule.std_offset),
-                (rule.dst_end, rule.dst_offset),
-            ):
-                instant = (change.local(year) - before).replace(tzinfo=dt.UTC)
-                checks.extend(instant + dt.timedelta(hours=h) for h in range(-3, 4))
-    return all(m.astimezone(zone).utcoffset() == rule.offset_at(m) for m in checks)
+    # Past the zone file's last listed change, zoneinfo itself applies this very rule:
+    # checking those years again would only cost time (years up to 9999 are exportable).
+    explicit = explicit_transitions(str(zone.key))
+    if explicit is not None:
+        last_listed = explicit[-1].year if explicit else first_year
+        last_year = max(first_year, min(last_year, last_listed + 1))
+
+    def checks() -> Iterator[dt.datetime]:
+        moment = dt.datetime(first_year, 1, 1, 0, 30, tzinfo=dt.UTC)
+        end = dt.datetime(last_year + 1, 1, 1, tzinfo=dt.UTC)
+        while moment < end:
+            yield moment
+            moment += dt.timedelta(days=1)
+        for instant in rule_transitions(rule, first_year, last_year):
+            yield from (instant + dt.timedelta(hours=h) for h in range(-3, 4))
+
+    return all(m.astimezone(zone).utcoffset() == rule.offset_at(m) for m in checks())
+
+
+def rule_transitions(rule: Rule, first_year: int, last_year: int) -> Iterator[dt.datetime]:
+    """The UTC instants at which *rule* changes the offset in those years."""
+    if rule.dst_start is None or rule.dst_end is None or rule.dst_offset is None:
+        return
+    for year in range(first_year, last_year + 1):
+        for change, before in ((rule.dst_start, rule.std_offset), (rule.dst_end, rule.dst_offset)):
+            try:
+                yield (change.local(year) - before).replace(tzinfo=dt.UTC)
+            except (OverflowError, ValueError):  # past 9999-12-31: no calendar holds it
+                return
+
+
+def explicit_transitions(key: str) -> list[dt.datetime] | None:
+    """The UTC instants of the changes listed in *key*'s TZif file (version 2 or later:
+    64-bit times); None when the file cannot be read. Later changes follow its POSIX
+    footer (:func:`posix_rule`)."""
+    data = _tzif_bytes(key)
+    if data is None or not data.startswith(b"TZif") or data[4:5] < b"2" or len(data) < 44:
+        return None
+    try:
+        counts = struct.unpack(">6l", data[20:44])
+        isut, isstd, leap, times, types, chars = counts
+        second = 44 + times * 5 + types * 6 + chars + leap * 8 + isstd + isut
+        if data[second : second + 4] != b"TZif":
+            return None
+        times = struct.unpack(">6l", data[second + 20 : second + 44])[3]
+        stamps = struct.unpack(f">{times}q", data[second + 44 : second + 44 + times * 8])
+    except struct.error:
+        return None
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    lowest, highest = dt.datetime.min.replace(tzinfo=dt.UTC), dt.datetime.max.replace(tzinfo=dt.UTC)
+    listed = []
+    for stamp in stamps:
+        try:
+            listed.append(epoch + dt.timedelta(seconds=stamp))
+        except OverflowError:  # the "big bang" sentinel of some files
+            listed.append(lowest if stamp < 0 else highest)
+    return listed
 
 
 def rrule_vtimezone(key: str, rule: Rule, year: int) -> Timezone:
@@ -204,15 +248,12 @@ def onset_vtimezone(key: str, zone: zoneinfo.ZoneInfo, first: dt.date, last: dt.
         onsets.setdefault(kind, []).append((instant + before).replace(tzinfo=None))
 
     record(moment, offset, offset)
-    step = dt.timedelta(hours=1)
-    while moment < end:
-        following = moment + step
-        new = following.astimezone(zone).utcoffset()
+    for instant in _changes(key, zone, moment, end):
+        new = instant.astimezone(zone).utcoffset()
         assert new is not None
         if new != offset:
-            record(following, offset, new)
+            record(instant, offset, new)
             offset = new
-        moment = following
     vtimezone = Timezone()
     vtimezone.add("tzid", key)
     for (daylight, before, after, name), starts in onsets.items():
@@ -225,6 +266,36 @@ def onset_vtimezone(key: str, zone: zoneinfo.ZoneInfo, first: dt.date, last: dt.
         observance.add("tzname", name)
         vtimezone.add_component(observance)
     return vtimezone
+
+
+def _changes(
+    key: str, zone: zoneinfo.ZoneInfo, moment: dt.datetime, end: dt.datetime
+) -> Iterator[dt.datetime]:
+    """Every instant in [*moment*, *end*) where *zone*'s offset may change, in order: the
+    zone file's listed changes, then its footer rule's yearly ones (exact instants, so
+    ten thousand years cost milliseconds). Without a readable file: every hour."""
+    listed = explicit_transitions(key)
+    rule = posix_rule(key)
+    if listed is None or (rule is None and _has_footer(key)):
+        step = dt.timedelta(hours=1)
+        while moment < end:
+            moment += step
+            yield moment
+        return
+    after = listed[-1] if listed else moment
+    predicted = (
+        rule_transitions(rule, max(moment.year, after.year), end.year) if rule is not None else ()
+    )
+    candidates = sorted({*listed, *(t for t in predicted if t > after)})
+    yield from (t for t in candidates if moment < t < end)
+
+
+def _has_footer(key: str) -> bool:
+    """Whether *key*'s file has a POSIX footer that :func:`parse_posix` cannot state (e.g.
+    a change at 24:00 or later): then only the hourly scan knows the later changes."""
+    data = _tzif_bytes(key) or b""
+    footer = data.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    return bool(footer.strip()) and not footer.startswith(b"TZif")
 
 
 def time_zone(timezone: str, first: dt.date, last: dt.date) -> Timezone:
