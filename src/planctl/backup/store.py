@@ -24,7 +24,8 @@ from typing import Any
 
 from planctl.errors import LockedError, NothingToDoError, PlanctlError
 from planctl.failures import is_disk_full
-from planctl.fsutil import atomic_write, fsync_dir, open_regular
+from planctl.fsutil import atomic_write, fsync_file, open_regular
+from planctl.fsutil import publish as fsutil_publish
 
 #: 2 adds ``sequence`` and ``database_id``; version 1 metadata still reads.
 FORMAT_VERSION = 2
@@ -207,17 +208,11 @@ def temp_path(directory: Path, suffix: str) -> Path:
     return Path(name)
 
 
-def fsync_file(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
 def publish(temp: Path, final: Path) -> None:
-    """fsync *temp*, rename it to *final*, fsync the directory."""
+    """Make *temp* the backup file *final*, readable by its owner only: the durable steps
+    (fsync, rename, directory fsync) are :func:`planctl.fsutil.publish`'s."""
     os.chmod(temp, 0o600)
-    fsync_file(temp)
-    os.replace(temp, final)
-    fsync_dir(final.parent)
+    fsutil_publish(temp, final)
 
 
 def digest_and_sync(path: Path) -> tuple[str, int]:
