@@ -174,3 +174,56 @@ def test_alembic_failures_are_classified_by_the_type_behind_them() -> None:
         error = CommandError("Can't locate revision; Relative revision -1 didn't produce")
         error.__cause__ = cause
         assert classify_migration(error) is expected, cause
+
+
+def test_connection_refused_is_found_behind_the_http_library_wrappers() -> None:
+    """requests wraps urllib3's error, which wraps the socket's ECONNREFUSED: the code is
+    found through the chain, whatever the message says."""
+    import requests
+
+    from planctl.failures import connection_refused
+
+    from .helpers import free_port
+
+    with pytest.raises(requests.ConnectionError) as caught:
+        requests.get(f"http://127.0.0.1:{free_port()}/", timeout=5)
+    assert connection_refused(caught.value)
+    assert not connection_refused(requests.ConnectionError("refused, said the message"))
+
+
+def test_connection_lost_by_type_and_errno_not_by_words() -> None:
+    import socket
+
+    import paramiko
+
+    from planctl.failures import connection_lost
+
+    left, right = socket.socketpair()
+    right.close()
+    with pytest.raises(OSError) as caught:  # EPIPE, or ECONNRESET on some kernels
+        for _ in range(100):
+            left.send(b"x" * 65536)
+    left.close()
+    assert connection_lost(caught.value)
+    try:  # paramiko's SFTP client turns an EOF into this, while handling it
+        try:
+            raise EOFError
+        except EOFError as eof:
+            raise paramiko.SSHException(f"Server connection dropped: {eof}")  # noqa: B904
+    except paramiko.SSHException as dropped:
+        assert connection_lost(dropped)
+    assert connection_lost(OSError("Socket is closed"))  # paramiko's channel, no errno
+    assert not connection_lost(OSError(errno.EACCES, "closed for maintenance"))
+    assert not connection_lost(ValueError("the connection was dropped"))
+
+
+def test_oauth_error_reads_the_token_endpoints_code() -> None:
+    from google.auth.exceptions import RefreshError
+    from google.oauth2 import _client
+
+    from planctl.failures import oauth_error
+
+    with pytest.raises(RefreshError) as caught:
+        _client._handle_error_response({"error": "invalid_grant", "error_description": "x"}, False)
+    assert oauth_error(caught.value) == "invalid_grant"
+    assert oauth_error(RefreshError("invalid_grant mentioned in text only")) is None

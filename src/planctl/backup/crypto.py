@@ -31,6 +31,7 @@ from typing import Any, BinaryIO
 
 from planctl.config import recipient_shape_error
 from planctl.errors import EncryptionError
+from planctl.failures import age_identity_mismatch
 from planctl.fsutil import open_regular
 
 AGE_MAGIC = b"age-encryption.org/v1\n"
@@ -234,7 +235,7 @@ def _decryption_failed(error: BaseException) -> EncryptionError:
     if isinstance(error, EncryptionError):
         return error
     text = str(error) or type(error).__name__
-    if "No matching keys" in text or "no identity matched" in text.lower():
+    if age_identity_mismatch(error):
         return EncryptionError(
             "cannot decrypt: the age identity matches no recipient of this file "
             "(or the file's header is damaged)",

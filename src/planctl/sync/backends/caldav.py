@@ -22,6 +22,7 @@ from xml.sax.saxutils import escape
 from planctl.calendar.events import END_CALENDAR, calendar_header
 from planctl.config import Settings, check_http_url, mask_url
 from planctl.errors import ConfigError, SyncError
+from planctl.failures import connection_refused
 from planctl.logs import mask_url_in_text
 from planctl.sync.backend import EventPayload, RemoteEvent, StaleEtagError
 from planctl.sync.content import content_from_vevent, session_id_from_uid
@@ -104,7 +105,7 @@ class CalDAVBackend:
             )
         if isinstance(error, OSError | TimeoutError) or "Connection" in type(error).__name__:
             reason = self._scrub(str(getattr(error, "strerror", None) or error))
-            if "refused" in reason.lower():
+            if connection_refused(error):
                 reason = "connection refused"
             return SyncError(
                 f"cannot reach CalDAV server {where}: {reason}",
