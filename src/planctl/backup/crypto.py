@@ -120,8 +120,8 @@ def load_identities(path: Path) -> list[Any]:
     try:
         with open_regular(path, follow_symlinks=True) as handle:
             data = handle.read()
-    except FileNotFoundError:
-        raise EncryptionError(f"age identity file {path} does not exist", hint=hint) from None
+    except FileNotFoundError as error:
+        raise EncryptionError(f"age identity file {path} does not exist", hint=hint) from error
     except OSError as error:
         raise EncryptionError(
             f"cannot read age identity file {path}: {error.strerror}", hint=hint
@@ -224,7 +224,7 @@ def encrypting(dest: BinaryIO, recipients: Sequence[Recipient]) -> Iterator[Bina
             writer.close()
         worker.join()
         if failure and isinstance(error, BrokenPipeError):
-            raise _encryption_failed(failure[0]) from None
+            raise _encryption_failed(failure[0]) from failure[0]
         raise
     worker.join()
     if failure:

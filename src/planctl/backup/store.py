@@ -188,11 +188,11 @@ def backup_lock(directory: Path, timeout: float = 0.0) -> Iterator[None]:
             except OutputError:  # read-only media: lock the directory itself
                 writable = False
                 fd = stack.enter_context(file_lock(directory, timeout=max(timeout, 0.0), poll=0.1))
-        except LockedError:
+        except LockedError as error:
             raise LockedError(
                 f"another planctl backup holds the lock on '{directory}'",
                 "wait for it to finish or pass --lock-timeout SECONDS",
-            ) from None
+            ) from error
         if writable:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)

@@ -51,10 +51,10 @@ _ERRORS = _library_errors()
 def _paramiko() -> Any:
     try:
         import paramiko
-    except ImportError:
+    except ImportError as error:
         raise RemoteError(
             "an sftp:// remote needs the paramiko library", hint="pip install paramiko"
-        ) from None
+        ) from error
     return paramiko
 
 
@@ -205,8 +205,8 @@ class SFTPStore:
     def _guarded(self, name: str) -> Iterator[bytes]:
         try:
             yield from self._read(self._remote(name))
-        except FileNotFoundError:
-            raise NothingToDoError(f"no file {name} in {self.describe()}") from None
+        except FileNotFoundError as error:
+            raise NothingToDoError(f"no file {name} in {self.describe()}") from error
         except PlanctlError:
             raise
         except _ERRORS as error:
