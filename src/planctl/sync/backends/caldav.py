@@ -40,6 +40,16 @@ PROPFIND_ETAGS = (
 )
 
 
+
+def _library_errors() -> tuple[type[Exception], ...]:
+    """What the caldav library raises for a server's failure: its own DAVError, niquests'
+    errors (OSError subclasses, like the socket's) and lxml's for a body that is not XML.
+    Anything else is a bug and keeps its traceback."""
+    from caldav.lib.error import DAVError
+    from lxml.etree import LxmlError
+
+    return (DAVError, OSError, LxmlError)
+
 class CalDAVBackend:
     """The sync protocol over one calendar collection of a CalDAV server."""
 
@@ -131,7 +141,7 @@ class CalDAVBackend:
                     timeout=TIMEOUT_SECONDS,
                 )
                 self._principal = client.principal()
-            except Exception as error:  # the library raises its own and niquests' errors
+            except _library_errors() as error:
                 raise self._translate(error) from error
             self._client = client
         return self._client
@@ -182,7 +192,7 @@ class CalDAVBackend:
             for calendar in self._principal.calendars():
                 name = calendar.get_display_name() or str(calendar.url).rstrip("/").split("/")[-1]
                 found.setdefault(str(name), str(calendar.url))
-        except Exception as error:
+        except _library_errors() as error:
             raise self._translate(error) from error
         return found
 
@@ -205,7 +215,7 @@ class CalDAVBackend:
             )
         try:
             made = self._principal.make_calendar(name=self.calendar_name)
-        except Exception as error:  # the library raises its own and niquests' errors
+        except _library_errors() as error:
             raise self._translate(error) from error
         url = str(made.url)
         self._calendar_url = url if url.endswith("/") else url + "/"
@@ -216,7 +226,7 @@ class CalDAVBackend:
         client = self._connect()
         try:
             return client.request(url, method, body, headers or {})
-        except Exception as error:
+        except _library_errors() as error:
             raise self._translate(error) from error
 
     # -- the protocol ----------------------------------------------------------
