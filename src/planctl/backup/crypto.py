@@ -301,7 +301,7 @@ def encrypt_file(src: Path, dest: BinaryIO, recipients: Sequence[Recipient]) -> 
             pyrage.encrypt_io(plain, dest, [r.native for r in recipients])
     except EncryptionError:
         raise
-    except Exception as error:
+    except (pyrage.EncryptError, OSError) as error:  # age's failure, or the file's
         raise _encryption_failed(error) from error
 
 

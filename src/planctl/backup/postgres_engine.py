@@ -431,6 +431,7 @@ def scratch_database(database_url: str) -> Iterator[str]:
     import time
 
     from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
 
     from planctl.db.engine import make_engine
 
@@ -445,7 +446,7 @@ def scratch_database(database_url: str) -> Iterator[str]:
             _drop_stale_scratch(connection)
             try:
                 connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
-            except Exception as error:
+            except DBAPIError as error:  # the server refused (no CREATEDB, a name taken…)
                 raise BackupError(
                     "restoring a chain needs a scratch database on the server: "
                     + _first_line(error),
