@@ -227,3 +227,25 @@ def test_oauth_error_reads_the_token_endpoints_code() -> None:
         _client._handle_error_response({"error": "invalid_grant", "error_description": "x"}, False)
     assert oauth_error(caught.value) == "invalid_grant"
     assert oauth_error(RefreshError("invalid_grant mentioned in text only")) is None
+
+
+def test_a_client_tool_out_of_space_by_signal_or_the_kernels_message(tmp_path: Path) -> None:
+    """What pg_dump or psql leave behind: the exit status and stderr of a real process."""
+    from planctl.failures import tool_out_of_space
+
+    def cat(sink: object, limit: object = None) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            ["cat", sys.executable], stdout=sink, stderr=subprocess.PIPE, preexec_fn=limit
+        )
+
+    fine = cat(subprocess.DEVNULL)
+    assert fine.returncode == 0 and not tool_out_of_space(0, fine.stderr.decode())
+    with open("/dev/full", "wb") as sink:
+        refused = cat(sink)
+    assert refused.returncode != 0
+    assert tool_out_of_space(refused.returncode, refused.stderr.decode())
+    with open(tmp_path / "out", "wb") as sink:
+        killed = cat(sink, lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024)))
+    assert killed.returncode == -signal.SIGXFSZ
+    assert tool_out_of_space(killed.returncode, "")
+    assert not tool_out_of_space(1, "pg_dump: error: permission denied for table x")

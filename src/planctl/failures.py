@@ -205,3 +205,16 @@ def age_identity_mismatch(error: BaseException) -> bool:
     """pyrage could not decrypt because the identity is not a recipient of the file."""
     text = str(error).lower()
     return any(needle in text for needle in _AGE_NO_MATCH_TEXT)
+
+
+def tool_out_of_space(returncode: int, stderr: str) -> bool:
+    """A client tool (pg_dump, psql, pg_restore) stopped on a full disk or a file-size
+    limit: killed by SIGXFSZ, or its stderr quoting the C library's message for ENOSPC,
+    EDQUOT or EFBIG (a child process passes on no errno: ``strerror``'s text is the code)."""
+    import os
+    import signal
+
+    if returncode == -signal.SIGXFSZ:
+        return True
+    text = " ".join(stderr.split())
+    return any(os.strerror(code) in text for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG))

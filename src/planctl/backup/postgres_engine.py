@@ -31,6 +31,7 @@ from planctl.backup.store import (
 )
 from planctl.db.engine import parse_url
 from planctl.errors import VerificationError
+from planctl.failures import tool_out_of_space
 
 if TYPE_CHECKING:
     from planctl.backup.delta import Delta
@@ -189,7 +190,7 @@ def _check(returncode: int, stderr: str, what: str, where: Path | None = None) -
     message = " ".join(stderr.split())[:500] or f"exit status {returncode}"
     if returncode < 0:
         message = f"killed by {signal.Signals(-returncode).name}"
-    if any(s in message for s in ("No space left", "File too large", "SIGXFSZ")):
+    if tool_out_of_space(returncode, stderr):
         place = f" in '{where}'" if where is not None else ""
         raise BackupError(
             f"{what} failed: the disk is full or a file-size limit was reached{place}",
