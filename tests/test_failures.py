@@ -9,7 +9,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import psycopg
 import pytest
@@ -233,7 +235,9 @@ def test_a_client_tool_out_of_space_by_signal_or_the_kernels_message(tmp_path: P
     """What pg_dump or psql leave behind: the exit status and stderr of a real process."""
     from planctl.failures import tool_out_of_space
 
-    def cat(sink: object, limit: object = None) -> subprocess.CompletedProcess[bytes]:
+    def cat(
+        sink: int | IO[bytes], limit: Callable[[], object] | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
             ["cat", sys.executable], stdout=sink, stderr=subprocess.PIPE, preexec_fn=limit
         )
