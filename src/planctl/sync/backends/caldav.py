@@ -40,7 +40,6 @@ PROPFIND_ETAGS = (
 )
 
 
-
 def _library_errors() -> tuple[type[Exception], ...]:
     """What the caldav library raises for a server's failure: its own DAVError, niquests'
     errors (OSError subclasses, like the socket's) and lxml's for a body that is not XML.
@@ -49,6 +48,7 @@ def _library_errors() -> tuple[type[Exception], ...]:
     from lxml.etree import LxmlError
 
     return (DAVError, OSError, LxmlError)
+
 
 class CalDAVBackend:
     """The sync protocol over one calendar collection of a CalDAV server."""
