@@ -9,7 +9,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import psycopg
 import pytest
@@ -174,3 +176,80 @@ def test_alembic_failures_are_classified_by_the_type_behind_them() -> None:
         error = CommandError("Can't locate revision; Relative revision -1 didn't produce")
         error.__cause__ = cause
         assert classify_migration(error) is expected, cause
+
+
+def test_connection_refused_is_found_behind_the_http_library_wrappers() -> None:
+    """requests wraps urllib3's error, which wraps the socket's ECONNREFUSED: the code is
+    found through the chain, whatever the message says."""
+    import requests
+
+    from planctl.failures import connection_refused
+
+    from .helpers import free_port
+
+    with pytest.raises(requests.ConnectionError) as caught:
+        requests.get(f"http://127.0.0.1:{free_port()}/", timeout=5)
+    assert connection_refused(caught.value)
+    assert not connection_refused(requests.ConnectionError("refused, said the message"))
+
+
+def test_connection_lost_by_type_and_errno_not_by_words() -> None:
+    import socket
+
+    import paramiko
+
+    from planctl.failures import connection_lost
+
+    left, right = socket.socketpair()
+    right.close()
+    with pytest.raises(OSError) as caught:  # EPIPE, or ECONNRESET on some kernels
+        for _ in range(100):
+            left.send(b"x" * 65536)
+    left.close()
+    assert connection_lost(caught.value)
+    try:  # paramiko's SFTP client turns an EOF into this, while handling it
+        try:
+            raise EOFError
+        except EOFError as eof:
+            raise paramiko.SSHException(f"Server connection dropped: {eof}")  # noqa: B904
+    except paramiko.SSHException as dropped:
+        assert connection_lost(dropped)
+    assert connection_lost(OSError("Socket is closed"))  # paramiko's channel, no errno
+    assert not connection_lost(OSError(errno.EACCES, "closed for maintenance"))
+    assert not connection_lost(ValueError("the connection was dropped"))
+
+
+def test_oauth_error_reads_the_token_endpoints_code() -> None:
+    from google.auth.exceptions import RefreshError
+    from google.oauth2 import _client
+
+    from planctl.failures import oauth_error
+
+    with pytest.raises(RefreshError) as caught:
+        _client._handle_error_response({"error": "invalid_grant", "error_description": "x"}, False)
+    assert oauth_error(caught.value) == "invalid_grant"
+    assert oauth_error(RefreshError("invalid_grant mentioned in text only")) is None
+
+
+def test_a_client_tool_out_of_space_by_signal_or_the_kernels_message(tmp_path: Path) -> None:
+    """What pg_dump or psql leave behind: the exit status and stderr of a real process."""
+    from planctl.failures import tool_out_of_space
+
+    def cat(
+        sink: int | IO[bytes], limit: Callable[[], object] | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            ["cat", sys.executable], stdout=sink, stderr=subprocess.PIPE, preexec_fn=limit
+        )
+
+    fine = cat(subprocess.DEVNULL)
+    assert fine.returncode == 0 and not tool_out_of_space(0, fine.stderr.decode())
+    with open("/dev/full", "wb") as sink:
+        refused = cat(sink)
+    assert refused.returncode != 0
+    assert tool_out_of_space(refused.returncode, refused.stderr.decode())
+    with open(tmp_path / "out", "wb") as sink:
+        killed = cat(sink, lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024)))
+    assert killed.returncode == -signal.SIGXFSZ
+    assert tool_out_of_space(killed.returncode, "")
+    assert not tool_out_of_space(1, "pg_dump: error: permission denied for table x")

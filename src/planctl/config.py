@@ -205,10 +205,10 @@ def check_database_url(url: str) -> None:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  (a non-numeric port fails here)
-    except ValueError:
+    except ValueError as error:
         raise ConfigError(
             f"malformed DATABASE_URL '{masked}'", f"expected {SUPPORTED_DATABASES}"
-        ) from None
+        ) from error
     if backend != "sqlite":
         return  # libpq checks its own parameters, with a message naming the bad one
     from urllib.parse import unquote
@@ -261,17 +261,17 @@ def _check_database_file(url: str) -> None:
         mode = Path(database).expanduser().stat().st_mode
     except FileNotFoundError:
         return  # not there (yet): db-upgrade creates it, the others say it is missing
-    except RuntimeError:  # ~user of a user this system does not know
+    except RuntimeError as error:  # ~user of a user this system does not know
         raise ConfigError(
             f"DATABASE_URL '{mask_url(url)}' names an unknown home directory",
             "give the database file's full path",
-        ) from None
+        ) from error
     except OSError as error:  # a name too long, a loop of links, a component that is a file
         shown = database if len(database) <= 80 else database[:77] + "…"
         raise ConfigError(
             f"DATABASE_URL names '{shown}', which cannot be used: {error.strerror}",
             "point it at a SQLite database file",
-        ) from None
+        ) from error
     if not stat.S_ISREG(mode):
         raise ConfigError(
             f"DATABASE_URL '{mask_url(url)}' names '{database}', which is not a regular file",
@@ -441,11 +441,11 @@ def _read_dotenv(path: Path) -> tuple[dict[str, str], dict[str, int]]:
             f"cannot read {path}: not UTF-8 text (byte {error.object[error.start]:#x} "
             f"at offset {error.start})",
             "save the .env file as UTF-8",
-        ) from None
+        ) from error
     except OSError as error:
         raise ConfigError(
             f"cannot read {path}: {error.strerror or error}", "check the file"
-        ) from None
+        ) from error
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:  # python-dotenv would warn on stderr and skip the line
             line = binding.original.string.strip()
@@ -514,14 +514,14 @@ def load_settings(
         try:
             result = Path(text).expanduser()
             exists, is_dir = result.exists(), result.is_dir()
-        except RuntimeError:  # ~user of a user this system does not know
+        except RuntimeError as error:  # ~user of a user this system does not know
             raise bad(
                 name, f"{name} '{shown}' names an unknown home directory", "give the full path"
-            ) from None
+            ) from error
         except OSError as error:  # a name too long, a loop of links…
             raise bad(
                 name, f"{name} '{shown}' cannot be used: {error.strerror}", "give a usable path"
-            ) from None
+            ) from error
         if directory is True and exists and not is_dir:
             raise bad(name, f"{name} '{result}' is not a directory", "name a directory")
         if directory is False and is_dir:
@@ -539,17 +539,17 @@ def load_settings(
         check_database_url(database_url)
         _check_database_file(database_url)
     except ConfigError as error:
-        raise bad("DATABASE_URL", error.message, error.hint or "") from None
+        raise bad("DATABASE_URL", error.message, error.hint or "") from error
 
     timezone = get("PLANCTL_TIMEZONE")
     try:
         ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError) as error:
         raise bad(
             "PLANCTL_TIMEZONE",
             f"unknown time zone '{timezone}' in PLANCTL_TIMEZONE",
             "use an IANA name like Europe/Madrid",
-        ) from None
+        ) from error
 
     backend = get("PLANCTL_SYNC_BACKEND").lower()
     if backend not in SYNC_BACKENDS:

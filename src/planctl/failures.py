@@ -138,3 +138,83 @@ def classify_migration(error: BaseException) -> MigrationFailure:
     if type(cause) is RevisionError:
         return MigrationFailure.OUT_OF_RANGE
     return MigrationFailure.OTHER
+
+
+def causes(error: BaseException) -> list[BaseException]:
+    """*error* and every exception behind it: ``__cause__``, ``__context__``, urllib3's
+    ``reason`` and exceptions passed as arguments (requests wraps urllib3's error, which
+    wraps the socket's). Each once, nearest first."""
+    found: list[BaseException] = []
+    pending = [error]
+    while pending:
+        current = pending.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        linked.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        pending.extend(e for e in linked if isinstance(e, BaseException))
+    return found
+
+
+#: A connection that went away mid-session (worth a retry).
+_LOST_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ENOTCONN, errno.ECONNABORTED}
+#: paramiko says a channel is closed only in the text of a plain ``socket.error`` or
+#: ``SSHException`` with no errno ("Socket is closed", "Channel closed.", "SSH session not
+#: active"): like libpq's, the only paramiko text planctl reads.
+_PARAMIKO_CLOSED_TEXT = ("socket is closed", "channel closed", "session not active")
+
+
+def connection_lost(error: BaseException) -> bool:
+    """The server's connection dropped: an EOF (paramiko's "Server connection dropped" is
+    raised while handling one), a reset or broken pipe, or paramiko's closed channel."""
+    for cause in causes(error):
+        if isinstance(cause, EOFError | ConnectionResetError | BrokenPipeError):
+            return True
+        if isinstance(cause, OSError) and cause.errno in _LOST_ERRNOS:
+            return True
+        from_paramiko = type(cause).__module__.startswith("paramiko")
+        if (from_paramiko or type(cause) is OSError) and getattr(cause, "errno", None) is None:
+            text = str(cause).lower()
+            if any(needle in text for needle in _PARAMIKO_CLOSED_TEXT):
+                return True
+    return False
+
+
+def connection_refused(error: BaseException) -> bool:
+    """Nothing listens at the address: ECONNREFUSED anywhere behind *error*."""
+    return any(
+        isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED for cause in causes(error)
+    )
+
+
+def oauth_error(error: BaseException) -> str | None:
+    """The OAuth error code (RFC 6749 §5.2: ``invalid_grant``, ``invalid_client`` …) of a
+    google-auth ``RefreshError``: the token endpoint's JSON, its second argument."""
+    data = error.args[1] if len(error.args) > 1 else None
+    code = data.get("error") if isinstance(data, dict) else None
+    return code if isinstance(code, str) else None
+
+
+#: pyrage raises one ``DecryptError`` type for every failure; only its text says the
+#: identity matched no recipient ("No matching keys found").
+_AGE_NO_MATCH_TEXT = ("no matching keys", "no identity matched")
+
+
+def age_identity_mismatch(error: BaseException) -> bool:
+    """pyrage could not decrypt because the identity is not a recipient of the file."""
+    text = str(error).lower()
+    return any(needle in text for needle in _AGE_NO_MATCH_TEXT)
+
+
+def tool_out_of_space(returncode: int, stderr: str) -> bool:
+    """A client tool (pg_dump, psql, pg_restore) stopped on a full disk or a file-size
+    limit: killed by SIGXFSZ, or its stderr quoting the C library's message for ENOSPC,
+    EDQUOT or EFBIG (a child process passes on no errno: ``strerror``'s text is the code)."""
+    import os
+    import signal
+
+    if returncode == -signal.SIGXFSZ:
+        return True
+    text = " ".join(stderr.split())
+    return any(os.strerror(code) in text for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG))

@@ -178,7 +178,7 @@ def resolve_target(target: str | Path, guard: Guard = NO_GUARD) -> Target:
         except OSError as error:
             raise OutputError(
                 f"cannot write to '{name}': {error.strerror}", "check the descriptor"
-            ) from None
+            ) from error
     path = Path(target)
     guard.check(path)
     try:
@@ -186,7 +186,9 @@ def resolve_target(target: str | Path, guard: Guard = NO_GUARD) -> Target:
     except FileNotFoundError:
         info = None
     except OSError as error:
-        raise OutputError(f"cannot write to '{name}': {error.strerror}", "check the path") from None
+        raise OutputError(
+            f"cannot write to '{name}': {error.strerror}", "check the path"
+        ) from error
     if info is not None:
         if stat.S_ISDIR(info.st_mode):
             raise OutputError(f"'{name}' is a directory", "give a file name")
@@ -211,7 +213,7 @@ def _open_through(path: Path, name: str) -> int:
     except OSError as error:
         raise OutputError(
             f"cannot open '{name}' for writing: {error.strerror}", "check its permissions"
-        ) from None
+        ) from error
 
 
 @contextlib.contextmanager
@@ -262,11 +264,11 @@ def space_errors(name: str) -> Iterator[None]:
             raise OutputError(
                 f"file too large writing '{name}' (file-size limit reached)",
                 "raise the limit (ulimit -f) or export less",
-            ) from None
+            ) from error
         if is_disk_full(error):
             raise OutputError(
                 f"no space left on device writing '{name}'", "free some space and retry"
-            ) from None
+            ) from error
         raise
 
 
@@ -369,7 +371,7 @@ def _locked_temp(final: Path, *, directory: bool = False) -> tuple[int, Path]:
             raise OutputError(
                 f"cannot write to '{final.parent}': {error.strerror}",
                 "choose a writable directory",
-            ) from None
+            ) from error
         if _lock_new(fd, name):
             return fd, Path(name)
 
@@ -396,11 +398,11 @@ def copy_identity(final: Path, fd: int, shown: str) -> None:
     if (old.st_uid, old.st_gid) != (new.st_uid, new.st_gid):
         try:
             os.fchown(fd, old.st_uid, old.st_gid)
-        except PermissionError:
+        except PermissionError as error:
             raise OutputError(
                 f"'{shown}' belongs to another user or group; replacing it would change that",
                 "write it as its owner, or remove it first",
-            ) from None
+            ) from error
     os.fchmod(fd, stat.S_IMODE(old.st_mode))  # after chown, which may clear set-id bits
 
 
@@ -516,20 +518,20 @@ def file_lock(
     except OSError as error:
         raise OutputError(
             f"cannot open lock file '{target}': {error.strerror}", "check the directory"
-        ) from None
+        ) from error
     deadline = time.monotonic() + timeout
     try:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
-            except BlockingIOError:
+            except BlockingIOError as error:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise LockedError(
                         f"{what or repr(str(target))} is locked by another planctl run",
                         "wait for it to finish and retry",
-                    ) from None
+                    ) from error
                 time.sleep(min(poll, left))
         yield fd
     finally:

@@ -42,8 +42,10 @@ def parse_compression(method: str, level: int | None = None) -> tuple[Compressio
     """Validate ``--compress`` and its level; returns the method and the level to use."""
     try:
         chosen = Compression(method.strip().lower())
-    except ValueError:
-        raise UsageError(f"unknown compression {method!r}", hint="use zstd, gzip or none") from None
+    except ValueError as error:
+        raise UsageError(
+            f"unknown compression {method!r}", hint="use zstd, gzip or none"
+        ) from error
     if level is None:
         return chosen, DEFAULT_LEVELS[chosen]
     low, high = LEVEL_RANGES[chosen]
@@ -67,10 +69,10 @@ def detect(head: bytes) -> Compression:
 def _zstandard() -> Any:
     try:
         import zstandard
-    except ImportError:
+    except ImportError as error:
         raise CompressionError(
             "zstd compression needs the zstandard library", hint="pip install zstandard"
-        ) from None
+        ) from error
     return zstandard
 
 
@@ -142,8 +144,8 @@ class _GzipReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         try:
             return self._file.readinto(buffer)
-        except EOFError:
-            raise CompressionError("gzip stream is truncated") from None
+        except EOFError as error:
+            raise CompressionError("gzip stream is truncated") from error
         except (OSError, zlib.error) as error:
             raise CompressionError(f"gzip stream is damaged: {error}") from error
 

@@ -31,6 +31,7 @@ from typing import Any, BinaryIO
 
 from planctl.config import recipient_shape_error
 from planctl.errors import EncryptionError
+from planctl.failures import age_identity_mismatch
 from planctl.fsutil import open_regular
 
 AGE_MAGIC = b"age-encryption.org/v1\n"
@@ -119,8 +120,8 @@ def load_identities(path: Path) -> list[Any]:
     try:
         with open_regular(path, follow_symlinks=True) as handle:
             data = handle.read()
-    except FileNotFoundError:
-        raise EncryptionError(f"age identity file {path} does not exist", hint=hint) from None
+    except FileNotFoundError as error:
+        raise EncryptionError(f"age identity file {path} does not exist", hint=hint) from error
     except OSError as error:
         raise EncryptionError(
             f"cannot read age identity file {path}: {error.strerror}", hint=hint
@@ -223,7 +224,7 @@ def encrypting(dest: BinaryIO, recipients: Sequence[Recipient]) -> Iterator[Bina
             writer.close()
         worker.join()
         if failure and isinstance(error, BrokenPipeError):
-            raise _encryption_failed(failure[0]) from None
+            raise _encryption_failed(failure[0]) from failure[0]
         raise
     worker.join()
     if failure:
@@ -234,7 +235,7 @@ def _decryption_failed(error: BaseException) -> EncryptionError:
     if isinstance(error, EncryptionError):
         return error
     text = str(error) or type(error).__name__
-    if "No matching keys" in text or "no identity matched" in text.lower():
+    if age_identity_mismatch(error):
         return EncryptionError(
             "cannot decrypt: the age identity matches no recipient of this file "
             "(or the file's header is damaged)",
@@ -300,7 +301,7 @@ def encrypt_file(src: Path, dest: BinaryIO, recipients: Sequence[Recipient]) -> 
             pyrage.encrypt_io(plain, dest, [r.native for r in recipients])
     except EncryptionError:
         raise
-    except Exception as error:
+    except (pyrage.EncryptError, OSError) as error:  # age's failure, or the file's
         raise _encryption_failed(error) from error
 
 

@@ -172,8 +172,8 @@ def read(path: Path, name: str | None = None) -> Delta:
     try:
         with open(path, "rb") as handle:
             document = json.loads(decompressing(handle).read())
-    except FileNotFoundError:
-        raise VerificationError(f"delta file {path} is missing", DAMAGED_HINT) from None
+    except FileNotFoundError as error:
+        raise VerificationError(f"delta file {path} is missing", DAMAGED_HINT) from error
     except (OSError, EOFError, ValueError, RecursionError, CompressionError) as error:
         raise _fail(label, f"cannot read it ({error})") from error
     if not isinstance(document, dict) or document.get("format") != FORMAT:

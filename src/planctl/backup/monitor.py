@@ -40,10 +40,10 @@ def parse_duration(text: str) -> timedelta:
         raise UsageError(f"duration {text!r} must be longer than zero")
     try:
         return timedelta(seconds=seconds)
-    except OverflowError:  # beyond timedelta's 999,999,999 days
+    except OverflowError as error:  # beyond timedelta's 999,999,999 days
         raise UsageError(
             f"duration {text!r} is too long", "use at most a few years, e.g. 400d"
-        ) from None
+        ) from error
 
 
 def ping_url(base: str, kind: PingKind) -> str:

@@ -62,6 +62,7 @@ def plaintext(directory: Path, info: BackupInfo, identity: Path | None) -> Itera
         with open(path, "rb") as sealed_file, open(temp, "wb") as out:
             decrypt_to(sealed_file, identity, out)
         plain = temp.with_name(temp.name.removesuffix(".plain") + _plain_suffix(info))
+        # Renaming a scratch file for its suffix, removed below: nothing durable to publish.
         os.replace(temp, plain)
         temp = plain
         yield plain

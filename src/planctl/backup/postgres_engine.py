@@ -31,6 +31,7 @@ from planctl.backup.store import (
 )
 from planctl.db.engine import parse_url
 from planctl.errors import VerificationError
+from planctl.failures import tool_out_of_space
 
 if TYPE_CHECKING:
     from planctl.backup.delta import Delta
@@ -189,7 +190,7 @@ def _check(returncode: int, stderr: str, what: str, where: Path | None = None) -
     message = " ".join(stderr.split())[:500] or f"exit status {returncode}"
     if returncode < 0:
         message = f"killed by {signal.Signals(-returncode).name}"
-    if any(s in message for s in ("No space left", "File too large", "SIGXFSZ")):
+    if tool_out_of_space(returncode, stderr):
         place = f" in '{where}'" if where is not None else ""
         raise BackupError(
             f"{what} failed: the disk is full or a file-size limit was reached{place}",
@@ -431,6 +432,7 @@ def scratch_database(database_url: str) -> Iterator[str]:
     import time
 
     from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
 
     from planctl.db.engine import make_engine
 
@@ -445,7 +447,7 @@ def scratch_database(database_url: str) -> Iterator[str]:
             _drop_stale_scratch(connection)
             try:
                 connection.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0'))
-            except Exception as error:
+            except DBAPIError as error:  # the server refused (no CREATEDB, a name taken…)
                 raise BackupError(
                     "restoring a chain needs a scratch database on the server: "
                     + _first_line(error),

@@ -71,10 +71,10 @@ def parse_moment(value: str, timezone: str = "UTC") -> dt.datetime:
     text = value.strip()
     try:
         moment = dt.datetime.fromisoformat(text)
-    except ValueError:
+    except ValueError as error:
         raise UsageError(
             f"cannot read the moment '{value}'", "write it as 'YYYY-MM-DD HH:MM[:SS]'"
-        ) from None
+        ) from error
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(timezone))
     return moment

@@ -308,6 +308,8 @@ def write_data(
     """Move the raw snapshot into *target*, compressed or not; return (sha256, size)."""
     method = method_of(compressed)
     if method is Compression.NONE:
+        # A rename between two temporary names in the backup directory, not a publish:
+        # digest_and_sync fsyncs the data and the caller publishes *target* (fsutil).
         os.replace(raw, target)
         return digest_and_sync(target)
     if level is None:

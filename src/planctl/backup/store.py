@@ -24,7 +24,8 @@ from typing import Any
 
 from planctl.errors import LockedError, NothingToDoError, PlanctlError
 from planctl.failures import is_disk_full
-from planctl.fsutil import atomic_write, fsync_dir, open_regular
+from planctl.fsutil import atomic_write, fsync_file, open_regular
+from planctl.fsutil import publish as fsutil_publish
 
 #: 2 adds ``sequence`` and ``database_id``; version 1 metadata still reads.
 FORMAT_VERSION = 2
@@ -187,11 +188,11 @@ def backup_lock(directory: Path, timeout: float = 0.0) -> Iterator[None]:
             except OutputError:  # read-only media: lock the directory itself
                 writable = False
                 fd = stack.enter_context(file_lock(directory, timeout=max(timeout, 0.0), poll=0.1))
-        except LockedError:
+        except LockedError as error:
             raise LockedError(
                 f"another planctl backup holds the lock on '{directory}'",
                 "wait for it to finish or pass --lock-timeout SECONDS",
-            ) from None
+            ) from error
         if writable:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
@@ -207,17 +208,11 @@ def temp_path(directory: Path, suffix: str) -> Path:
     return Path(name)
 
 
-def fsync_file(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
 def publish(temp: Path, final: Path) -> None:
-    """fsync *temp*, rename it to *final*, fsync the directory."""
+    """Make *temp* the backup file *final*, readable by its owner only: the durable steps
+    (fsync, rename, directory fsync) are :func:`planctl.fsutil.publish`'s."""
     os.chmod(temp, 0o600)
-    fsync_file(temp)
-    os.replace(temp, final)
-    fsync_dir(final.parent)
+    fsutil_publish(temp, final)
 
 
 def digest_and_sync(path: Path) -> tuple[str, int]:

@@ -17,10 +17,10 @@ def zone_info(timezone: str) -> zoneinfo.ZoneInfo:
     """The IANA time zone *timezone*; ConfigError with a close name if unknown."""
     try:
         return zoneinfo.ZoneInfo(timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
         close = difflib.get_close_matches(timezone, sorted(zoneinfo.available_timezones()), n=1)
         hint = f"did you mean '{close[0]}'?" if close else "use an IANA name like Europe/Madrid"
-        raise ConfigError(f"unknown time zone '{timezone}' (PLANCTL_TIMEZONE)", hint) from None
+        raise ConfigError(f"unknown time zone '{timezone}' (PLANCTL_TIMEZONE)", hint) from error
 
 
 def as_utc(moment: dt.datetime | None) -> dt.datetime | None:

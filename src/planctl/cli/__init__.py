@@ -50,6 +50,9 @@ class PlanctlGroup(TyperGroup):
             formatter.write_dl(rows)
 
     def invoke(self, ctx: Any) -> Any:
+        # Each typer.Exit below is raised ``from None``: it carries only the exit code, the
+        # error is already reported (report_error prints its traceback under --debug) and
+        # Click never shows an Exit's context, so chaining would add nothing.
         try:
             return super().invoke(ctx)
         except BrokenPipeError:  # the reader went away (| head): not an error

@@ -102,7 +102,7 @@ class State:
                 f"cannot write log file '{where}' ({settings.source('PLANCTL_LOG_DIR')}): "
                 f"{error.strerror or error}",
                 "point PLANCTL_LOG_DIR at a writable directory",
-            ) from None
+            ) from error
 
     def setup_console_logging(self) -> Callable[[], None] | None:
         """-v shows INFO lines on stderr, --debug DEBUG lines; otherwise nothing.
@@ -212,8 +212,8 @@ def parse_date(value: str | None, option: str) -> dt.date | None:
         return None
     try:
         return dt.date.fromisoformat(value)
-    except ValueError:
-        raise UsageError(f"invalid date '{value}' for {option}", "use YYYY-MM-DD") from None
+    except ValueError as error:
+        raise UsageError(f"invalid date '{value}' for {option}", "use YYYY-MM-DD") from error
 
 
 def parse_period(since: str | None, until: str | None) -> tuple[dt.date | None, dt.date | None]:
@@ -242,10 +242,10 @@ def seconds(option: str, minimum: float = 0.0) -> Callable[[Any], float]:
     def parse(value: Any) -> float:
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError) as error:
             raise UsageError(
                 f"{option} takes a number of seconds, not '{value}'", "e.g. 30 or 2.5"
-            ) from None
+            ) from error
         if not math.isfinite(number):
             raise UsageError(f"{option} must be a finite number of seconds, not '{value}'")
         if number < minimum:

@@ -232,11 +232,11 @@ def export_pdf(
     if generated_at is not None:
         try:
             moment = dt.datetime.fromisoformat(generated_at)
-        except ValueError:
+        except ValueError as error:
             raise UsageError(
                 f"invalid time '{generated_at}' for --generated-at",
                 "use ISO form, e.g. 2026-11-22T10:00:00+01:00",
-            ) from None
+            ) from error
     target = output or f"sesiones-{first}_{last}{'-mes' if view == 'month' else ''}.pdf"
     quiet = is_standard_output(target)
     log = state.service_logger("export")

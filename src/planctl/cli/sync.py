@@ -553,8 +553,8 @@ def _parse_time(value: str | None, option: str) -> dt.time | None:
         return None
     try:
         return dt.time.fromisoformat(value)
-    except ValueError:
-        raise UsageError(f"invalid time '{value}' for {option}", "use HH:MM") from None
+    except ValueError as error:
+        raise UsageError(f"invalid time '{value}' for {option}", "use HH:MM") from error
 
 
 @remote_app.command("list")

@@ -40,16 +40,18 @@ def parse_url(database_url: str) -> URL:
         url = make_url(database_url)
         url.port  # noqa: B018  (a non-numeric port fails here, not later)
     except (exc.ArgumentError, ValueError):
+        # from None: SQLAlchemy's ArgumentError quotes the whole URL, password included;
+        # the masked URL above is all it would add.
         raise ConfigError(
             f"malformed DATABASE_URL '{masked}'", f"expected {SUPPORTED_DATABASES}"
         ) from None
     try:
         url.get_dialect()
-    except exc.NoSuchModuleError:
+    except exc.NoSuchModuleError as error:
         raise ConfigError(
             f"unknown database driver '{url.drivername}' in DATABASE_URL '{masked}'",
             "use sqlite:/// or postgresql+psycopg:// (psycopg 3 ships with planctl)",
-        ) from None
+        ) from error
     if url.get_backend_name() == "postgresql" and url.get_driver_name() != "psycopg":
         raise ConfigError(
             f"driver '{url.get_driver_name()}' is not installed for DATABASE_URL '{masked}'",

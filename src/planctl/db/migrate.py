@@ -115,11 +115,11 @@ def _run(
         lockwait.retry(lock_wait or LockWait(), target, action, attempt)
     except CommandError as error:
         raise _describe_command_error(error, action) from error
-    except AssertionError:  # Alembic asserts on some malformed revision strings
+    except AssertionError as error:  # Alembic asserts on some malformed revision strings
         raise MigrationError(
             f"{action} failed: '{args[0] if args else ''}' is not a usable revision",
             "planctl db-history lists the revisions",
-        ) from None
+        ) from error
     log.info("%s on %s", action, mask_url(database_url))
 
 

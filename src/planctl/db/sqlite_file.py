@@ -30,7 +30,7 @@ def connect_file(path: Path) -> sqlite3.Connection:
     except sqlite3.Error as error:
         raise DatabaseError(
             f"cannot open SQLite database '{path}': {error}", "check the file's permissions"
-        ) from None
+        ) from error
 
 
 def database_file(database_url: str) -> Path | None:

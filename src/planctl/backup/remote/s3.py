@@ -113,10 +113,10 @@ class S3Store:
         try:
             import boto3
             from botocore.config import Config
-        except ImportError:
+        except ImportError as error:
             raise RemoteError(
                 "an s3:// remote needs the boto3 library", hint="pip install boto3"
-            ) from None
+            ) from error
         config = Config(
             connect_timeout=timeout,
             read_timeout=timeout,

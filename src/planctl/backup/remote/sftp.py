@@ -33,6 +33,7 @@ from planctl.errors import (
     RemoteError,
     VerificationError,
 )
+from planctl.failures import connection_lost
 
 
 def _library_errors() -> tuple[type[BaseException], ...]:
@@ -50,10 +51,10 @@ _ERRORS = _library_errors()
 def _paramiko() -> Any:
     try:
         import paramiko
-    except ImportError:
+    except ImportError as error:
         raise RemoteError(
             "an sftp:// remote needs the paramiko library", hint="pip install paramiko"
-        ) from None
+        ) from error
     return paramiko
 
 
@@ -204,8 +205,8 @@ class SFTPStore:
     def _guarded(self, name: str) -> Iterator[bytes]:
         try:
             yield from self._read(self._remote(name))
-        except FileNotFoundError:
-            raise NothingToDoError(f"no file {name} in {self.describe()}") from None
+        except FileNotFoundError as error:
+            raise NothingToDoError(f"no file {name} in {self.describe()}") from error
         except PlanctlError:
             raise
         except _ERRORS as error:
@@ -273,7 +274,8 @@ def _connect(
         pass  # no known host: every server is refused below
     except _ERRORS as error:
         raise RemoteError(f"cannot read known_hosts file {hosts_file}: {error}") from error
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    policy = _RecordingReject(paramiko)
+    client.set_missing_host_key_policy(policy)
     try:
         client.connect(
             host,
@@ -288,12 +290,30 @@ def _connect(
         )
     except _ERRORS as error:
         client.close()
-        raise _connect_error(error, where, hosts_file, host, port) from error
+        raise _connect_error(error, where, hosts_file, host, port, policy.rejected) from error
     return client
 
 
+class _RecordingReject:
+    """paramiko's RejectPolicy, remembering that it rejected: paramiko says "not found in
+    known_hosts" only in an SSHException's text, the policy knows it for sure."""
+
+    def __init__(self, paramiko: Any) -> None:
+        self._paramiko = paramiko
+        self.rejected = False
+
+    def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+        self.rejected = True
+        raise self._paramiko.SSHException(f"Server {hostname!r} not found in known_hosts")
+
+
 def _connect_error(
-    error: BaseException, where: str, hosts_file: Path, host: str, port: int
+    error: BaseException,
+    where: str,
+    hosts_file: Path,
+    host: str,
+    port: int,
+    unknown_host: bool = False,
 ) -> RemoteError:
     paramiko = _paramiko()
     hosts_key = host if port == 22 else f"[{host}]:{port}"
@@ -302,7 +322,7 @@ def _connect_error(
             f"host key of {hosts_key} does NOT match {hosts_file}: refusing to connect to {where}",
             hint="if the server's key really changed, fix its line in known_hosts",
         )
-    if isinstance(error, paramiko.SSHException) and "known_hosts" in str(error):
+    if unknown_host:
         return RemoteError(
             f"host {hosts_key} is not in {hosts_file}: refusing to connect to {where}",
             hint=f"check its fingerprint, then: ssh-keyscan -p {port} {host} >> {hosts_file}",
@@ -326,6 +346,6 @@ def _sftp_error(error: BaseException, action: str, where: str) -> RemoteError:
     if isinstance(error, PermissionError) or getattr(error, "errno", None) == errno.EACCES:
         return RemoteError(f"{action} {where}: permission denied")
     text = str(error) or type(error).__name__
-    if isinstance(error, EOFError) or "closed" in text.lower() or "dropped" in text.lower():
+    if connection_lost(error):
         return TransientRemoteError(f"{action} {where}: the connection was lost", hint="retry")
     return RemoteError(f"{action} {where} failed: {text}")

@@ -22,6 +22,7 @@ from xml.sax.saxutils import escape
 from planctl.calendar.events import END_CALENDAR, calendar_header
 from planctl.config import Settings, check_http_url, mask_url
 from planctl.errors import ConfigError, SyncError
+from planctl.failures import connection_refused
 from planctl.logs import mask_url_in_text
 from planctl.sync.backend import EventPayload, RemoteEvent, StaleEtagError
 from planctl.sync.content import content_from_vevent, session_id_from_uid
@@ -37,6 +38,16 @@ PROPFIND_ETAGS = (
     '<?xml version="1.0" encoding="utf-8"?>'
     '<d:propfind xmlns:d="DAV:"><d:prop><d:getetag/><d:resourcetype/></d:prop></d:propfind>'
 )
+
+
+def _library_errors() -> tuple[type[Exception], ...]:
+    """What the caldav library raises for a server's failure: its own DAVError, niquests'
+    errors (OSError subclasses, like the socket's) and lxml's for a body that is not XML.
+    Anything else is a bug and keeps its traceback."""
+    from caldav.lib.error import DAVError
+    from lxml.etree import LxmlError
+
+    return (DAVError, OSError, LxmlError)
 
 
 class CalDAVBackend:
@@ -104,7 +115,7 @@ class CalDAVBackend:
             )
         if isinstance(error, OSError | TimeoutError) or "Connection" in type(error).__name__:
             reason = self._scrub(str(getattr(error, "strerror", None) or error))
-            if "refused" in reason.lower():
+            if connection_refused(error):
                 reason = "connection refused"
             return SyncError(
                 f"cannot reach CalDAV server {where}: {reason}",
@@ -130,7 +141,7 @@ class CalDAVBackend:
                     timeout=TIMEOUT_SECONDS,
                 )
                 self._principal = client.principal()
-            except Exception as error:  # the library raises its own and niquests' errors
+            except _library_errors() as error:
                 raise self._translate(error) from error
             self._client = client
         return self._client
@@ -181,7 +192,7 @@ class CalDAVBackend:
             for calendar in self._principal.calendars():
                 name = calendar.get_display_name() or str(calendar.url).rstrip("/").split("/")[-1]
                 found.setdefault(str(name), str(calendar.url))
-        except Exception as error:
+        except _library_errors() as error:
             raise self._translate(error) from error
         return found
 
@@ -204,7 +215,7 @@ class CalDAVBackend:
             )
         try:
             made = self._principal.make_calendar(name=self.calendar_name)
-        except Exception as error:  # the library raises its own and niquests' errors
+        except _library_errors() as error:
             raise self._translate(error) from error
         url = str(made.url)
         self._calendar_url = url if url.endswith("/") else url + "/"
@@ -215,7 +226,7 @@ class CalDAVBackend:
         client = self._connect()
         try:
             return client.request(url, method, body, headers or {})
-        except Exception as error:
+        except _library_errors() as error:
             raise self._translate(error) from error
 
     # -- the protocol ----------------------------------------------------------

@@ -261,12 +261,13 @@ def _migrate(path: Path, journal: Path, timezone: str, *, in_place: bool) -> Emu
     store.import_events(calendar_id, list(events.values()), next_etag)
     store.flush()
     store.close()
-    from planctl.fsutil import fsync_dir
+    from planctl.fsutil import publish
 
     if path.exists():
+        # Moving the old file aside, kept for the user; not a publish: the publish below
+        # fsyncs the directory after both renames.
         os.replace(path, path.with_name(path.name + ".json-v1"))
-    os.replace(migrating, path)
-    fsync_dir(path.parent)
+    publish(migrating, path)
     journal.unlink(missing_ok=True)
     return EmulatorStore(path, timezone=timezone)
 

@@ -342,7 +342,7 @@ class CalendarClient:
         )
         response = self.send(request)
         if response.status >= 400:
-            raise error_of(response, "POST batch") from None
+            raise error_of(response, "POST batch")
         content_type = response.headers.get("content-type") or response.headers.get(
             "Content-Type", ""
         )

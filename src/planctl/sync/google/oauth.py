@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from planctl.errors import ConfigError, SyncError
+from planctl.failures import oauth_error
 
 if TYPE_CHECKING:
     from google.oauth2.credentials import Credentials
@@ -293,7 +294,7 @@ class TokenSource:
         try:
             self.credentials.refresh(Request(urllib3.PoolManager()))
         except RefreshError as error:
-            if "invalid_grant" in str(error):
+            if oauth_error(error) == "invalid_grant":
                 raise SyncError(
                     f"the Google authorisation in {self.path} was revoked or has expired "
                     "(invalid_grant)",
