@@ -136,7 +136,7 @@ def export_all(
     except OSError as error:
         raise fsutil.OutputError(
             f"cannot create directory '{directory}': {error.strerror}", "choose another --all"
-        ) from None
+        ) from error
     real = Path(os.path.realpath(directory))
     anchor = real / "csv"  # staging directories are .csv.<random>.planctl-tmp inside DIR
     with fsutil.file_lock(real, timeout=lock_timeout, what=f"export directory '{directory}'"):
@@ -168,7 +168,7 @@ def _write_all(
                     connection, name, handle, options.for_table(name), progress=progress, warn=warn
                 )
                 handle.flush()
-                os.fsync(handle.fileno())
+                fsutil.fsync_file(path)
                 fsutil.copy_identity(real / f"{name}.csv", handle.fileno(), str(real / name))
     fsutil.fsync_dir(new)
     return counts
@@ -202,7 +202,7 @@ def _commit(staging: Path, real: Path, names: list[str]) -> None:
         fsutil.fsync_dir(old)
         marker = staging / COMMITTING
         marker.write_text("\n".join(names) + "\n", encoding="utf-8")
-        _fsync_file(marker)
+        fsutil.fsync_file(marker)
         fsutil.fsync_dir(staging)
         try:
             for name in names:
@@ -230,10 +230,3 @@ def _roll_back(staging: Path, real: Path) -> None:
     fsutil.fsync_dir(real)
     marker.unlink()
 
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

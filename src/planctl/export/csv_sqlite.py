@@ -70,7 +70,7 @@ def read_errors(table: str) -> Iterator[None]:
         raise DatabaseError(
             f"reading table '{table}' failed: {error}",
             "check the database file (planctl db-info) and retry",
-        ) from None
+        ) from error
 
 
 def _ident(name: str) -> str:
