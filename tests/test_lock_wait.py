@@ -278,7 +278,7 @@ def _prepare(kind: str, url: str, tmp_path: Path) -> list[str]:
             connection.exec_driver_sql("UPDATE sesiones SET notas = 'after the full' WHERE id = 1")
         assert create_backup(url, backups, incremental=True).info.kind == "delta"
     if kind == "at":
-        time.sleep(1.05 - time.time() % 1)  # --at has whole seconds: past the backup's
+        time.sleep(1.05 - time.time() % 1)  # --at has whole seconds: the next one
         return ["backup", "restore", "--yes", "--at", time.strftime("%Y-%m-%dT%H:%M:%S%z")]
     return ["backup", "restore", "latest", "--yes"]
 
