@@ -173,7 +173,10 @@ def test_durations_read_like_a_person_says_them(seconds: float, shown: str) -> N
 PG_APP = """
 import sys, psycopg
 connection = psycopg.connect(sys.argv[1], application_name="planner-app")
-connection.execute("SELECT count(*) FROM sesiones /* [/app] [bold] */").fetchone()
+if sys.argv[2] == "exclusive":  # nobody may even read: a dump cannot start
+    connection.execute("LOCK TABLE sesiones, planctl_backup_anchor")
+else:
+    connection.execute("SELECT count(*) FROM sesiones /* [/app] [bold] */").fetchone()
 print(connection.info.backend_pid, flush=True)
 if sys.argv[2] == "running":
     connection.execute("SELECT pg_sleep(60)")
@@ -186,7 +189,11 @@ sys.stdin.readline()
 SQLITE_APP = """
 import os, sqlite3, sys
 connection = sqlite3.connect(sys.argv[1], isolation_level=None)
-connection.execute("BEGIN IMMEDIATE")
+if sys.argv[2] == "exclusive":  # a rollback journal's EXCLUSIVE lock keeps readers out too
+    assert connection.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    connection.execute("BEGIN EXCLUSIVE")
+else:
+    connection.execute("BEGIN IMMEDIATE")
 connection.execute("UPDATE sesiones SET notas = notas WHERE id = 1")
 print(os.getpid(), flush=True)
 sys.stdin.readline()
@@ -271,7 +278,7 @@ def _prepare(kind: str, url: str, tmp_path: Path) -> list[str]:
             connection.exec_driver_sql("UPDATE sesiones SET notas = 'after the full' WHERE id = 1")
         assert create_backup(url, backups, incremental=True).info.kind == "delta"
     if kind == "at":
-        time.sleep(0.01)
+        time.sleep(1.05 - time.time() % 1)  # --at has whole seconds: the next one
         return ["backup", "restore", "--yes", "--at", time.strftime("%Y-%m-%dT%H:%M:%S%z")]
     return ["backup", "restore", "latest", "--yes"]
 
@@ -541,3 +548,91 @@ def test_terminating_never_outlasts_the_budget() -> None:
     with pytest.raises(LockedError):
         retry(wait, Returning(1), "upgrade", _timing_out(fake))
     assert fake.now <= 10 + 2
+
+
+# --- the safety copy and the change-log anchor -----------------------------------------------
+
+
+def _back_to_wal(url: str) -> None:
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+
+
+def test_the_safety_copy_before_a_restore_waits_within_the_budget(
+    blocked: tuple[str, list[App]], tmp_path: Path
+) -> None:
+    """An app whose lock keeps even readers out (PostgreSQL: LOCK TABLE, ACCESS EXCLUSIVE;
+    SQLite: an EXCLUSIVE lock) makes the safety copy wait: within --lock-wait, not 30 s or
+    forever, with the app named and the database as it was."""
+    from planctl.backup import create_backup
+    from planctl.backup.catalog import load_set
+    from planctl.backup.create import pre_restore_copy
+
+    url, apps = blocked
+    backups = tmp_path / "backups"
+    create_backup(url, backups)
+    before = table_contents(url)
+    listed = sorted(p.name for p in backups.iterdir())
+    app = App(url, "exclusive")
+    apps.append(app)
+    started = time.monotonic()
+    done = run_planctl("backup", "restore", "latest", "--yes", env=_env(url, tmp_path), timeout=60)
+    took = time.monotonic() - started
+
+    assert done.returncode == 4, done.stderr
+    assert took < BUDGET + SLACK
+    # SQLite: even reading the database's id waits for an EXCLUSIVE lock (same budget)
+    first = (
+        "reading the database's id" if url.startswith("sqlite") else "backup of the current state"
+    )
+    assert f"{first}: gave up after waiting 3 s" in done.stderr
+    assert f"pid {app.pid}" in done.stderr
+    assert "the database is unchanged" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not [p for p in backups.iterdir() if "pre-restore" in p.name]
+    assert sorted(p.name for p in backups.iterdir() if not p.name.startswith(".")) == [
+        n for n in listed if not n.startswith(".")
+    ]
+    if url.startswith("sqlite"):  # the safety copy itself, the id read behind it
+        with pytest.raises(LockedError) as raised:
+            pre_restore_copy(
+                url, load_set(backups), None, lock_wait=LockWait(budget=1, attempt=0.3)
+            )
+        assert str(raised.value).startswith(
+            "backup of the current state: gave up after waiting 1 s"
+        )
+        assert f"pid {app.pid}" in str(raised.value)
+    app.commit()
+    _back_to_wal(url)
+    assert table_contents(url) == before
+
+
+def test_the_change_log_anchor_waits_within_the_budget(
+    blocked: tuple[str, list[App]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Moving the change-log anchor after a backup is published: short attempts within the
+    budget; given up, a warning names the app (the next delta is then a full); free, moved."""
+    import logging
+
+    from planctl.backup.create import _Anchor
+    from planctl.db import changelog
+    from planctl.db.engine import connect
+
+    url, apps = blocked
+    app = App(url, "exclusive")
+    apps.append(app)
+    anchor = _Anchor(url, "b-anchor", "2026-12-07T00:00:00+00:00", LockWait(budget=1, attempt=0.3))
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO):
+        anchor.after_publish(0)
+    took = time.monotonic() - started
+
+    assert took < 1 + 8
+    assert "change log not reset" in caplog.text
+    assert f"pid {app.pid}" in caplog.text
+    app.commit()
+    _back_to_wal(url)
+    anchor.after_publish(0)
+    with connect(url) as connection:
+        assert changelog.read_anchor(connection)[0] == "b-anchor"

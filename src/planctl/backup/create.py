@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from planctl.backup.crypto import Recipient
+    from planctl.db.lockwait import LockWait
 
 log = logging.getLogger("planctl.backup")
 
@@ -431,8 +432,11 @@ class _Anchor:
     ``--incremental`` run then takes a full backup again.
     """
 
-    def __init__(self, database_url: str, name: str, created: str) -> None:
+    def __init__(
+        self, database_url: str, name: str, created: str, lock_wait: LockWait | None = None
+    ) -> None:
         self.database_url, self.name, self.created = database_url, name, created
+        self.lock_wait = lock_wait
         self.mark: int | None = None
 
     def in_snapshot(self, connection: Connection) -> None:
@@ -457,13 +461,20 @@ class _Anchor:
             return
         from sqlalchemy.exc import SQLAlchemyError
 
+        from planctl.db import lockwait
         from planctl.db.engine import connect
         from planctl.errors import PlanctlError
 
-        try:
-            with connect(self.database_url, immediate=True) as connection:
+        def attempt(seconds: float) -> None:
+            with connect(self.database_url, immediate=True, lock_timeout=seconds) as connection:
                 changelog.lock_anchor(connection)
                 changelog.move_anchor(connection, self.name, self.created, up_to=mark)
+
+        target = lockwait.target_for(self.database_url)
+        try:  # short attempts within the budget (planctl.db.lockwait), like every strong lock
+            lockwait.retry(
+                self.lock_wait or lockwait.LockWait(), target, "change-log anchor", attempt
+            )
         except (PlanctlError, SQLAlchemyError) as error:  # see the class docstring
             log.warning(
                 "%s: change log not reset (%s); the next delta will be a full", self.name, error
@@ -491,16 +502,22 @@ def create_full_locked(
     anchor: bool = False,
     checkpoint: Checkpoint = no_checkpoint,
     recipients: Sequence[Recipient] = (),
+    lock_wait: LockWait | None = None,
 ) -> BackupInfo:
-    """A full backup into the set (its lock held by the caller); encrypted to *recipients*."""
+    """A full backup into the set (its lock held by the caller); encrypted to *recipients*.
+
+    With *lock_wait*, the dump's waits for the database's locks are short attempts
+    within its budget (planctl.db.lockwait); without, each engine's own default."""
     backup_dir = backups.path
     name_of_engine = "logical" if fmt == "logical" else engine_name(database_url)
-    engine = engine_for(name_of_engine, pg_bindir=pg_bindir, checkpoint=checkpoint)
+    engine = engine_for(
+        name_of_engine, pg_bindir=pg_bindir, checkpoint=checkpoint, lock_wait=lock_wait
+    )
     if engine.name == "postgresql" and compress:
         compress = True  # pg_dump's own compression (gzip)
     created = utc_now()
     name = new_name(created, "full", label, backup_dir)
-    moves = _Anchor(database_url, name, created.isoformat()) if anchor else None
+    moves = _Anchor(database_url, name, created.isoformat(), lock_wait) if anchor else None
     data_file = name + engine.data_suffix(compress) + (ENCRYPTED_SUFFIX if recipients else "")
     log.info("backup %s of %s started", name, mask_url(database_url))
     try:
@@ -577,8 +594,10 @@ def pre_restore_copy(
     pg_bindir: Path | None,
     checkpoint: Checkpoint = no_checkpoint,
     recipients: Sequence[Recipient] = (),
+    lock_wait: LockWait | None = None,
 ) -> BackupInfo:
-    """The safety copy of the current state taken before a restore (never rotated out)."""
+    """The safety copy of the current state taken before a restore (never rotated out);
+    its lock waits are bounded by the restore's own *lock_wait* budget."""
     return create_full_locked(
         database_url,
         backups,
@@ -589,6 +608,7 @@ def pre_restore_copy(
         verify=True,
         checkpoint=checkpoint,
         recipients=recipients,
+        lock_wait=lock_wait,
     )
 
 

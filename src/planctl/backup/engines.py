@@ -10,6 +10,7 @@ the engine is built, so callers never branch on the engine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -91,9 +92,21 @@ class SqliteEngine:
         from planctl.db.lockwait import LockWait
 
         self.checkpoint = checkpoint
+        #: A dump's lock waits: short attempts within this budget (None: one wait of
+        #: sqlite_engine.LOCK_DEADLINE, as a scheduled backup has always waited).
+        self.dump_wait = lock_wait
         if lock_wait is None:  # *lock_deadline*: the budget of a default wait
             lock_wait = LockWait() if lock_deadline is None else LockWait(budget=lock_deadline)
         self.lock_wait = lock_wait
+
+    def _waiting(self, database_url: str, attempt: Callable[[float], Any]) -> Any:
+        """*attempt(seconds)*: once with the default wait, or retried within the budget."""
+        from planctl.db import lockwait
+
+        if self.dump_wait is None:
+            return attempt(sqlite_engine.LOCK_DEADLINE)
+        target = lockwait.target_for(database_url)
+        return lockwait.retry(self.dump_wait, target, "backup of the current state", attempt)
 
     def data_suffix(self, compressed: bool | str) -> str:
         return sqlite_engine.data_suffix(compressed)
@@ -112,7 +125,10 @@ class SqliteEngine:
             return self._dump_sealed(database_url, target, compressed, verify, recipients)
         raw = temp_path(target.parent, ".sqlite")
         try:
-            result = sqlite_engine.snapshot(database_url, raw, self.checkpoint)
+            result = self._waiting(
+                database_url,
+                lambda seconds: sqlite_engine.snapshot(database_url, raw, self.checkpoint, seconds),
+            )
             if verify:  # a gate before rotation may delete older backups
                 sqlite_engine.integrity_check(raw, target.name, quick=True)
             self.checkpoint("verified")
@@ -135,11 +151,18 @@ class SqliteEngine:
 
         method = method_of(compressed)
         level = sqlite_engine.GZIP_LEVEL if method is Compression.GZIP else None
-        with sqlite_engine.unnamed_snapshot(database_url, target.parent, self.checkpoint) as (
-            result,
-            copy,
-            fd,
-        ):
+
+        def snapshot(seconds: float) -> tuple[contextlib.ExitStack, Any]:
+            stack = contextlib.ExitStack()
+            opened = stack.enter_context(
+                sqlite_engine.unnamed_snapshot(
+                    database_url, target.parent, self.checkpoint, seconds
+                )
+            )
+            return stack, opened
+
+        stack, (result, copy, fd) = self._waiting(database_url, snapshot)
+        with stack:
             if verify:
                 sqlite_engine.check_rows(copy, target.name, quick=True)
             self.checkpoint("verified")
@@ -210,6 +233,7 @@ class PostgresEngine:
                     self.checkpoint,
                     out=out,
                     verify=verify,
+                    lock_wait=self.lock_wait,
                 )
             self.checkpoint("verified")
             sha, size = digest_and_sync(target)
@@ -224,6 +248,7 @@ class PostgresEngine:
                 in_snapshot,
                 digest.start,
                 self.checkpoint,
+                lock_wait=self.lock_wait,
             )
             if verify:  # the TOC here; `backup verify` also reads every data block
                 postgres_engine.check(

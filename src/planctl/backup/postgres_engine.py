@@ -222,8 +222,13 @@ def dump(
     checkpoint: Checkpoint = no_checkpoint,
     out: BinaryIO | None = None,
     verify: bool = False,
+    lock_wait: LockWait | None = None,
 ) -> DumpResult:
     """pg_dump into *target* from one snapshot; what that snapshot holds.
+
+    With *lock_wait*, pg_dump waits at most one attempt's time for its table locks
+    (``--lock-wait-timeout``; an app's ACCESS EXCLUSIVE lock would hold it
+    indefinitely) and is run again, in the same snapshot, within the budget.
 
     With *out*, the archive streams from pg_dump's stdout into *out* instead
     (an encryptor: no plaintext file), and with *verify* its table of contents
@@ -237,7 +242,7 @@ def dump(
     """
     from sqlalchemy import text
 
-    from planctl.db import identity
+    from planctl.db import identity, lockwait
     from planctl.db.engine import connect
     from planctl.db.schema import TABLE_NAMES
 
@@ -256,13 +261,34 @@ def dump(
         ]
         with libpq_env(database_url) as env:
             checkpoint("pg-dump-start")
-            # Its own session (a Ctrl-C meant for `backup watch` must not kill the
-            # dump in progress) that dies with planctl.
-            if out is None:
-                run_tool(command, env, "pg_dump", target.parent)
+            wanted = verify and out is not None
+            lister = find_tool("pg_restore", server_major, bindir) if wanted else None
+
+            def attempt(seconds: float | None) -> None:
+                timed = [*command]
+                if seconds is not None:
+                    timed.append(f"--lock-wait-timeout={max(1, int(seconds * 1000))}")
+                # Its own session (a Ctrl-C meant for `backup watch` must not kill the
+                # dump in progress) that dies with planctl.
+                written = _Counting(out) if out is not None else None
+                try:
+                    if written is None:
+                        run_tool(timed, env, "pg_dump", target.parent)
+                    else:
+                        _stream_dump(timed, env, cast(BinaryIO, written), lister, target)
+                except BackupError as error:
+                    # pg_dump bounds its LOCK TABLE with statement_timeout; nothing was
+                    # written yet (it locks every table before the first byte of data).
+                    nothing_out = written is None or written.count == 0
+                    if seconds is not None and _DUMP_LOCK_TIMEOUT in str(error) and nothing_out:
+                        raise lockwait.LockTimedOut(str(error)) from error
+                    raise
+
+            if lock_wait is None:
+                attempt(None)
             else:
-                lister = find_tool("pg_restore", server_major, bindir) if verify else None
-                _stream_dump(command, env, out, lister, target)
+                target_db = lockwait.target_for(database_url)
+                lockwait.retry(lock_wait, target_db, "backup of the current state", attempt)
         if on_dumped is not None:
             on_dumped()  # e.g. hash the archive while the rows are counted below
         # Counted after pg_dump, in its snapshot: counting alongside would take CPU from it.
@@ -278,6 +304,21 @@ def dump(
         if in_snapshot is not None:
             in_snapshot(connection)
     return DumpResult(revision, counts, database_id)
+
+
+#: What pg_dump prints when its ``--lock-wait-timeout`` ends a LOCK TABLE.
+_DUMP_LOCK_TIMEOUT = "canceling statement due to statement timeout"
+
+
+class _Counting:
+    """A writer that counts what passes into *out* (a retry must not follow any byte)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out, self.count = out, 0
+
+    def write(self, chunk: bytes) -> int:
+        self.count += len(chunk)
+        return self.out.write(chunk)
 
 
 def _stream_dump(

@@ -96,11 +96,17 @@ def _check_revision(info: BackupInfo) -> str | None:
     return head
 
 
-def check_identity(database_url: str, links: list[BackupInfo], *, allow_foreign: bool) -> None:
+def check_identity(
+    database_url: str,
+    links: list[BackupInfo],
+    *,
+    allow_foreign: bool,
+    lock_wait: LockWait | None = None,
+) -> None:
     """Refuse a backup of another database (unless *allow_foreign*)."""
     if allow_foreign:
         return
-    live = live_identity(database_url)
+    live = live_identity(database_url, lock_wait)
     for link in links:
         if live is not None and link.database_id is not None and link.database_id != live:
             raise BackupError(
@@ -142,7 +148,7 @@ def restore_backup(
     _existing_set(backup_dir)
     engine = engine_name(database_url)
     with backup_lock(backup_dir, lock_timeout):
-        live = None if allow_foreign else live_identity(database_url)
+        live = None if allow_foreign else live_identity(database_url, lock_wait)
         backups = load_set(backup_dir, Owner(live, engine))
         info = backups.find_at(at) if at is not None else backups.find(name)
         skipped = backups.skipped_newer(info) if at is None and name == "latest" else []
@@ -157,7 +163,7 @@ def restore_backup(
         head = _check_revision(info)
         if any(link.revision != root.revision for link in links):
             raise VerificationError(f"backup {info.name}: its chain spans schema revisions")
-        check_identity(database_url, links, allow_foreign=allow_foreign)
+        check_identity(database_url, links, allow_foreign=allow_foreign, lock_wait=lock_wait)
         if root.engine == "logical":
             _check_target_revision(database_url, root)
         with contextlib.ExitStack() as stack:
@@ -176,7 +182,7 @@ def restore_backup(
                 log.info("no safety backup before restoring %s: %s", info.name, no_safety)
             elif safety_backup:
                 safety = _safety_copy(
-                    database_url, backups, safety_dir, pg_bindir, checkpoint, recipients
+                    database_url, backups, safety_dir, pg_bindir, checkpoint, recipients, lock_wait
                 )
                 log.info("safety backup %s taken before restoring %s", safety.name, info.name)
             checkpoint("before-restore")
@@ -200,15 +206,16 @@ def _safety_copy(
     pg_bindir: Path | None,
     checkpoint: Checkpoint,
     recipients: Sequence[Recipient],
+    lock_wait: LockWait | None = None,
 ) -> BackupInfo:
     """The pre-restore copy, in the backup's own set or (a restore from a remote) in
-    *safety_dir*, under that set's lock."""
+    *safety_dir*, under that set's lock; its lock waits within the restore's budget."""
     if safety_dir is None or Path(safety_dir).resolve() == backups.path.resolve():
-        return pre_restore_copy(database_url, backups, pg_bindir, checkpoint, recipients)
+        return pre_restore_copy(database_url, backups, pg_bindir, checkpoint, recipients, lock_wait)
     directory = prepare_dir(Path(safety_dir))
     with backup_lock(directory):
         return pre_restore_copy(
-            database_url, load_set(directory), pg_bindir, checkpoint, recipients
+            database_url, load_set(directory), pg_bindir, checkpoint, recipients, lock_wait
         )
 
 

@@ -142,19 +142,25 @@ def _map_sqlite_error(error: sqlite3.Error, what: str, where: Path | None = None
     return BackupError(f"{what}: {error}")
 
 
-def snapshot(database_url: str, target: Path, checkpoint: Checkpoint = no_checkpoint) -> DumpResult:
-    """Copy the live database into *target* (a new file); what the snapshot holds."""
+def snapshot(
+    database_url: str,
+    target: Path,
+    checkpoint: Checkpoint = no_checkpoint,
+    lock_deadline: float = LOCK_DEADLINE,
+) -> DumpResult:
+    """Copy the live database into *target* (a new file); what the snapshot holds. Waits
+    at most *lock_deadline* seconds for a planner app that keeps the database locked."""
     source_path = database_file(database_url)
     if not source_path.is_file():
         raise BackupError(f"SQLite database '{source_path}' does not exist", "check DATABASE_URL")
     try:
         with _open(source_path) as source, _open(target) as copy:
-            source.execute(f"PRAGMA busy_timeout={int(LOCK_DEADLINE * 1000)}")
+            source.execute(f"PRAGMA busy_timeout={int(lock_deadline * 1000)}")
             # The copy is a private temporary file that planctl fsyncs and renames
             # itself: SQLite's own journal and syncs would only slow it down.
             copy.execute("PRAGMA journal_mode=OFF")
             copy.execute("PRAGMA synchronous=OFF")
-            _copy_pages(source, copy, f"backup of '{source_path}'")
+            _copy_pages(source, copy, f"backup of '{source_path}'", lock_deadline)
             checkpoint("sqlite-copied")
             copy.execute("PRAGMA journal_mode=DELETE")  # self-contained file, no -wal needed
             return DumpResult(
@@ -168,7 +174,10 @@ def snapshot(database_url: str, target: Path, checkpoint: Checkpoint = no_checkp
 
 @contextlib.contextmanager
 def unnamed_snapshot(
-    database_url: str, workdir: Path, checkpoint: Checkpoint = no_checkpoint
+    database_url: str,
+    workdir: Path,
+    checkpoint: Checkpoint = no_checkpoint,
+    lock_deadline: float = LOCK_DEADLINE,
 ) -> Iterator[tuple[DumpResult, sqlite3.Connection, int]]:
     """Copy the live database into a file that has no name: (what it holds, a connection
     on the copy, a descriptor to read it from).
@@ -196,8 +205,8 @@ def unnamed_snapshot(
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
             path.unlink()
             scratch.rmdir()
-            source.execute(f"PRAGMA busy_timeout={int(LOCK_DEADLINE * 1000)}")
-            _copy_pages(source, copy, f"backup of '{source_path}'")
+            source.execute(f"PRAGMA busy_timeout={int(lock_deadline * 1000)}")
+            _copy_pages(source, copy, f"backup of '{source_path}'", lock_deadline)
             checkpoint("sqlite-copied")
             _make_self_contained(fd)
             result = DumpResult(
