@@ -436,6 +436,7 @@ def _restore_archive(database_url: str, data_path: Path, name: str, bindir: Path
         "alembic_version",
         changelog.LOG_TABLE,
         changelog.ANCHOR_TABLE,
+        changelog.READERS_TABLE,
         identity.TABLE,
     }
     extra = sorted((live & owned) - dumped)  # never touch tables planctl does not own

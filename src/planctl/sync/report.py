@@ -86,6 +86,8 @@ class SyncReport:
     local_writes: int = 0
     refusal: str | None = None  # dry run: why the real run would be refused (safety guard)
     refusal_override: str | None = None  # the option that would let it proceed (None: none)
+    untouched: int = 0  # tracked sessions in sync, not read (no action; counted as unchanged)
+    log_mark: int | None = None  # the change-log position a clean run stores
 
     def count(self, *kinds: Kind) -> int:
         return sum(1 for a in self.actions if a.kind in kinds)
@@ -120,7 +122,7 @@ class SyncReport:
 
     def summary(self) -> dict[str, int]:
         """The counts the CLI shows and the run log keeps: what changed on each side."""
-        unchanged = self.count(Kind.UNCHANGED, Kind.RECORD, Kind.FORGET)
+        unchanged = self.count(Kind.UNCHANGED, Kind.RECORD, Kind.FORGET) + self.untouched
         if not self.dry_run:  # a phone edit of a field the planner does not keep
             unchanged += sum(
                 1
