@@ -106,3 +106,13 @@ def test_a_restore_makes_the_next_sync_read_everything_and_converge(
     again = _sync_json(cli)
     assert again["calendar_updated"] == again["calendar_created"] == 0
     assert {s: world.event_of(s)["etag"] for s in world.active_session_ids()} == etags
+
+
+def test_a_session_table_without_its_triggers_is_read_in_full(world: World, cli: Cli) -> None:
+    assert cli("-q", "sync").exit_code == 0
+    with connect(world.url) as connection:  # as a SQLite table rebuild would leave it
+        changelog.drop_triggers(connection, ["sesiones"])
+    world.execute("UPDATE sesiones SET notas = 'sin registro' WHERE id = 1")
+    summary = _sync_json(cli)
+    assert summary["calendar_updated"] == 1
+    assert "Notas: sin registro" in world.event_of(1)["description"]

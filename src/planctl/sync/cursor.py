@@ -11,7 +11,8 @@ tracked session is in sync on both sides and is counted, not read. A real
 
 Safety first — a full read whenever the position cannot be trusted: no
 position (first run, a restore forgot it, an older schema), a position the
-log cannot vouch for (log recreated), a different basis (planctl version,
+log cannot vouch for (log recreated), a table whose triggers are missing, a
+different basis (planctl version,
 time zone: the event of every session changes), a whole-table change
 (``TRUNCATE``, seed), or a change in a table every session's event is built
 from (contract, client, course, topic).
@@ -58,6 +59,10 @@ def scope(connection: Connection, backend: str, options: SyncOptions) -> LocalSc
     if options.since is not None or options.until is not None:
         connection.rollback()
         return LocalScope(None, None, "--since/--until")
+    unlogged = [t for t in (SESSIONS, *RELATED_TABLES) if not changelog.covers(connection, t)]
+    if unlogged:  # triggers lost: the log would not show their changes
+        connection.rollback()
+        return LocalScope(None, None, f"the change log does not cover {', '.join(unlogged)}")
     mark = changelog.complete_mark(connection)
     saved = changelog.read_position(connection, reader(backend))
     try:
