@@ -29,7 +29,7 @@ class Plan:
     tracked: int = 0  # state rows of this backend
     vanished: int = 0  # of those, events the listing does not show at all
     planner_sessions: int = 0  # rows in sesiones (any date, any state)
-    untouched: int = 0  # tracked sessions in sync on both sides, not read (incremental run)
+    untouched: int = 0  # tracked sessions in sync on both sides: counted, no Action kept
     mark: int | None = None  # the change-log position a clean run may store
     why_full: str | None = None  # why the planner was read in full (None: incremental)
 
@@ -133,15 +133,25 @@ def _older_rows(states: dict[int, StateRow]) -> set[int]:
     }
 
 
+BATCH = 500  # sessions read and decided at a time
+
+
+def _ids_in_range(connection: Connection, options: SyncOptions) -> list[int]:
+    query = select(Sesion.id)
+    if options.since is not None:
+        query = query.where(Sesion.fecha >= options.since)
+    if options.until is not None:
+        query = query.where(Sesion.fecha <= options.until)
+    return list(connection.execute(query).scalars())
+
+
 def _read_local(
     connection: Connection, ids: Sequence[int], timezone: str
 ) -> dict[int, LocalItem]:
-    local: dict[int, LocalItem] = {}
-    chunk = 500
-    for start in range(0, len(ids), chunk):
-        filters = SessionFilter(session_ids=list(ids[start : start + chunk]))
-        local.update((v.id, LocalItem(v, timezone)) for v in iter_sessions(connection, filters))
-    return local
+    if not ids:
+        return {}
+    filters = SessionFilter(session_ids=list(ids))
+    return {v.id: LocalItem(v, timezone) for v in iter_sessions(connection, filters)}
 
 
 def make_plan(connection: Connection, backend: Backend, options: SyncOptions) -> Plan:
@@ -153,35 +163,40 @@ def make_plan(connection: Connection, backend: Backend, options: SyncOptions) ->
     """
     scope = cursor.scope(connection, backend.name, options)
     states = sync_state.load_states(connection, backend.name)
-    local: dict[int, LocalItem] = {}
-    if scope.changed is None:
-        filters = SessionFilter(since=options.since, until=options.until, include_cancelled=True)
-        local = {v.id: LocalItem(v, options.timezone) for v in iter_sessions(connection, filters)}
+    if scope.changed is None:  # the ids only: the sessions are read a batch at a time
+        local_ids = set(_ids_in_range(connection, options))
     sessions = connection.execute(select(func.count()).select_from(Sesion)).scalar_one()
     connection.rollback()  # no transaction stays open while the calendar is listed
     remote, foreign, duplicates, vanished = remote_index(backend, states)
-    untouched = 0
     if scope.changed is None:
-        ids = set(local) | set(states) | set(remote)
+        ids = local_ids | set(states) | set(remote)
     else:
         ids = set(scope.changed) | _remote_changed(remote, states) | _older_rows(states)
-        local = _read_local(connection, sorted(ids), options.timezone)
-        untouched = sum(1 for session_id in states if session_id not in ids)
+        local_ids = ids
     if options.since is not None or options.until is not None:
-        elsewhere = _out_of_range(connection, sorted(ids - set(local)))
+        elsewhere = _out_of_range(connection, sorted(ids - local_ids))
         ids -= elsewhere  # sessions outside --since/--until are not looked at
+    untouched = 0 if scope.changed is None else sum(1 for s in states if s not in ids)
     actions = []
-    for session_id in sorted(ids):
-        action = decide(
-            session_id,
-            local.get(session_id),
-            remote.get(session_id),
-            states.get(session_id),
-            options.policy,
-        )
-        if action.kind is Kind.UNCHANGED and action.state is None:
-            continue  # nothing on any side (a cancelled session never synced)
-        actions.append(finalise(action, options))
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), BATCH):
+        batch = ordered[start : start + BATCH]
+        local = _read_local(connection, [i for i in batch if i in local_ids], options.timezone)
+        for session_id in batch:
+            action = decide(
+                session_id,
+                local.get(session_id),
+                remote.get(session_id),
+                states.get(session_id),
+                options.policy,
+            )
+            if action.kind is Kind.UNCHANGED and action.state is None:
+                continue  # nothing on any side (a cancelled session never synced)
+            action = finalise(action, options)
+            if action.kind is Kind.UNCHANGED and not action.note:
+                untouched += 1  # in sync: counted, not kept (memory follows the changes)
+                continue
+            actions.append(action)
     connection.rollback()
     return Plan(
         actions,

@@ -151,7 +151,10 @@ def _apply(
     total = len(report.actions)
     try:
         for number, action in enumerate(report.actions, 1):
-            done.append(applier.run(action))
+            applied = applier.run(action)
+            if applied.local is not None:
+                applied.local.release()
+            done.append(applied)
             if number % commit_every == 0:
                 applier.write_batch()
             on_progress(number, total)
