@@ -72,7 +72,7 @@ def test_push_phone_edit_pull_deletes_and_no_op(dav: DavWorld) -> None:
     # a second run right after changes nothing on either side
     etags, planner = _etags(dav), table_contents(dav.url)
     second = dav.sync()
-    assert {a.kind for a in second.actions} == {Kind.UNCHANGED}
+    assert {a.kind for a in second.actions} <= {Kind.UNCHANGED}
     assert _etags(dav) == etags and table_contents(dav.url) == planner
 
     # the phone moves session 2 and changes its place (and bumps SEQUENCE, DTSTAMP)
@@ -111,7 +111,7 @@ def test_push_phone_edit_pull_deletes_and_no_op(dav: DavWorld) -> None:
     # and once more: nothing to do, no event rewritten
     etags, planner = _etags(dav), table_contents(dav.url)
     last = dav.sync()
-    assert {a.kind for a in last.actions} == {Kind.UNCHANGED}
+    assert {a.kind for a in last.actions} <= {Kind.UNCHANGED}
     assert _etags(dav) == etags and table_contents(dav.url) == planner
 
 
@@ -276,7 +276,7 @@ def test_cancelled_on_the_phone_then_re_enabled_and_un_cancelled(dav: DavWorld) 
     third = dav.sync()
     assert {a.session_id: a.kind for a in third.actions}[2] is Kind.UPDATE_LOCAL
     assert dav.session(2).estado == "programada"
-    assert {a.kind for a in dav.sync().actions} == {Kind.UNCHANGED}
+    assert {a.kind for a in dav.sync().actions} <= {Kind.UNCHANGED}
     assert len(list(_phone(dav).events())) == 3
 
 

@@ -558,6 +558,7 @@ def _restore_archive(
         "alembic_version",
         changelog.LOG_TABLE,
         changelog.ANCHOR_TABLE,
+        changelog.READERS_TABLE,
         identity.TABLE,
     }
     extra = sorted((live & owned) - dumped)  # never touch tables planctl does not own

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Annotated, Any
@@ -232,9 +233,8 @@ def _run(
                 on_progress=_progress_callback(progress, mode),
                 lock=lock,
             )
-        if as_json:
-            data = report.as_dict(all_actions=state.verbose)
-            print_json(data)
+        if as_json:  # streamed: never the whole document in memory
+            sys.stdout.writelines(report.json_chunks(all_actions=state.verbose))
         else:
             _render(state, report)
         _raise_for_problems(report)

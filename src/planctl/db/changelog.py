@@ -21,6 +21,16 @@ publishing a backup and committing the log) makes the next backup a full one.
 
 SQLite batch migrations recreate tables and lose their triggers, so the
 migration environment calls :func:`reinstall` after every migration run.
+
+**Readers.** The log has two kinds of reader, each with its own position
+(revision d7f3a9c2b5e1): delta backups mark the rows they took
+(``backed_up``, set in the backup's own transaction and snapshot, exactly the
+rows the old ``DELETE`` removed) and read only unmarked rows; ``sync`` keeps a
+position per backend in ``planctl_change_readers`` (the log id up to which it
+has seen every change). A row is deleted only once it is backed up *and* at or
+below every reader's position, so a delta backup no longer empties the log
+from under sync. A restore (``move_anchor(…, None, None)``) empties the log and
+forgets every position: the next sync reads everything.
 """
 
 from __future__ import annotations
@@ -32,6 +42,8 @@ from sqlalchemy.engine import Connection
 
 LOG_TABLE = "planctl_change_log"
 ANCHOR_TABLE = "planctl_backup_anchor"
+READERS_TABLE = "planctl_change_readers"
+BACKED_UP = "backed_up"
 FUNCTION = "planctl_log_change"
 OPERATIONS = ("ins", "upd", "del", "trunc")
 
@@ -230,8 +242,19 @@ def move_anchor(
     visible in the transaction's snapshot: rows that writers commit meanwhile
     stay for the next delta. Returns the number of log rows removed.
     """
-    where = "" if up_to is None else " WHERE id <= :up_to"
-    removed = connection.execute(text(f"DELETE FROM {LOG_TABLE}{where}"), {"up_to": up_to})
+    if backup is None or not has_readers(connection):
+        # No anchor (a restore): the log describes nothing any more, no position holds.
+        where = "" if up_to is None else " WHERE id <= :up_to"
+        removed = connection.execute(text(f"DELETE FROM {LOG_TABLE}{where}"), {"up_to": up_to})
+        if backup is None and has_readers(connection):
+            connection.execute(text(f"DELETE FROM {READERS_TABLE}"))
+    else:
+        where = "" if up_to is None else " AND id <= :up_to"
+        removed = connection.execute(
+            text(f"UPDATE {LOG_TABLE} SET {BACKED_UP} = :yes WHERE NOT {BACKED_UP}{where}"),
+            {"up_to": up_to, "yes": True},
+        )
+        prune(connection)
     connection.execute(
         text(
             f"INSERT INTO {ANCHOR_TABLE} (id, backup, created) VALUES (1, :backup, :created) "
@@ -244,11 +267,15 @@ def move_anchor(
 
 def pending(connection: Connection) -> tuple[int, bool]:
     """(distinct rows changed, whether a whole table was truncated) since the anchor."""
+    unread = _unread(connection)
     changed = connection.execute(
-        text(f"SELECT count(*) FROM (SELECT DISTINCT table_name, row_id FROM {LOG_TABLE}) AS c")
+        text(
+            f"SELECT count(*) FROM (SELECT DISTINCT table_name, row_id FROM {LOG_TABLE}"
+            f"{unread.replace(' AND ', ' WHERE ', 1)}) AS c"
+        )
     ).scalar_one()
     truncated = connection.execute(
-        text(f"SELECT 1 FROM {LOG_TABLE} WHERE row_id IS NULL LIMIT 1")
+        text(f"SELECT 1 FROM {LOG_TABLE} WHERE row_id IS NULL{unread} LIMIT 1")
     ).first()
     return int(changed), truncated is not None
 
@@ -259,7 +286,7 @@ def changed_ids(connection: Connection) -> dict[str, list[int]]:
     rows = connection.execute(
         text(
             f"SELECT DISTINCT table_name, row_id FROM {LOG_TABLE} "
-            "WHERE row_id IS NOT NULL ORDER BY table_name, row_id"
+            f"WHERE row_id IS NOT NULL{_unread(connection)} ORDER BY table_name, row_id"
         )
     )
     for table, row_id in rows:
@@ -280,3 +307,151 @@ def last_change(connection: Connection) -> int:
     """The newest log id (0 when empty): cheap enough to poll for ``backup watch``."""
     value = connection.execute(text(f"SELECT max(id) FROM {LOG_TABLE}")).scalar()
     return int(value or 0)
+
+
+# --- readers ------------------------------------------------------------------------------------
+
+
+def has_readers(connection: Connection) -> bool:
+    """Whether the log keeps readers' positions (schema at or past revision d7f3a9c2b5e1)."""
+    return READERS_TABLE in _existing_tables(connection)
+
+
+def _unread(connection: Connection) -> str:
+    """The condition (`` AND …``) for rows no delta backup has taken yet."""
+    return f" AND NOT {BACKED_UP}" if has_readers(connection) else ""
+
+
+def create_readers(connection: Connection) -> None:
+    """The readers' positions (the migration's upgrade): every row already in the log is
+    one no delta backup has taken (it stays for the next delta, as before)."""
+    false = "false" if connection.dialect.name == "postgresql" else "0"
+    connection.execute(
+        text(f"ALTER TABLE {LOG_TABLE} ADD COLUMN {BACKED_UP} BOOLEAN NOT NULL DEFAULT {false}")
+    )
+    connection.execute(
+        text(
+            f"CREATE TABLE {READERS_TABLE} ("
+            f"reader VARCHAR(80) NOT NULL CONSTRAINT pk_{READERS_TABLE} PRIMARY KEY, "
+            "position BIGINT NOT NULL, basis VARCHAR(200) NOT NULL)"
+        )
+    )
+
+
+def drop_readers(connection: Connection) -> None:
+    """The downgrade: rows backed up but kept for a reader go (the old log had no readers)."""
+    connection.execute(text(f"DELETE FROM {LOG_TABLE} WHERE {BACKED_UP}"))
+    connection.execute(text(f"DROP TABLE IF EXISTS {READERS_TABLE}"))
+    connection.execute(text(f"ALTER TABLE {LOG_TABLE} DROP COLUMN {BACKED_UP}"))
+
+
+def prune(connection: Connection) -> int:
+    """Delete the rows every reader is done with: backed up, at or below every position."""
+    floor = connection.execute(text(f"SELECT min(position) FROM {READERS_TABLE}")).scalar()
+    where = "" if floor is None else " AND id <= :floor"
+    removed = connection.execute(
+        text(f"DELETE FROM {LOG_TABLE} WHERE {BACKED_UP}{where}"), {"floor": floor}
+    )
+    return int(removed.rowcount or 0)
+
+
+def read_position(connection: Connection, reader: str) -> tuple[int, str] | None:
+    """(position, basis) of *reader*, or None when it has none or the log cannot vouch for it.
+
+    Invalid: a position above the highest id the log ever gave (the log was
+    recreated or its sequence reset). A restore forgets every position.
+    """
+    if not has_readers(connection):
+        return None
+    row = connection.execute(
+        text(f"SELECT position, basis FROM {READERS_TABLE} WHERE reader = :reader"),
+        {"reader": reader},
+    ).first()
+    if row is None:
+        return None
+    position = int(row[0])
+    if position > _ids_given(connection):
+        return None
+    return position, str(row[1])
+
+
+def _ids_given(connection: Connection) -> int:
+    """The highest id the log has ever handed out (deleted rows included)."""
+    if connection.dialect.name == "postgresql":
+        value = connection.execute(
+            text("SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
+                 f"FROM {LOG_TABLE}_id_seq")
+        ).scalar()
+    else:
+        value = connection.execute(
+            text("SELECT seq FROM sqlite_sequence WHERE name = :name"), {"name": LOG_TABLE}
+        ).scalar()
+    return int(value or 0)
+
+
+def write_position(connection: Connection, reader: str, position: int, basis: str) -> None:
+    """Store *reader*'s position (the caller commits), then prune what nobody needs."""
+    connection.execute(
+        text(
+            f"INSERT INTO {READERS_TABLE} (reader, position, basis) "
+            "VALUES (:reader, :position, :basis) ON CONFLICT (reader) DO UPDATE "
+            "SET position = excluded.position, basis = excluded.basis"
+        ),
+        {"reader": reader, "position": position, "basis": basis},
+    )
+    prune(connection)
+
+
+def forget_position(connection: Connection, reader: str) -> None:
+    connection.execute(
+        text(f"DELETE FROM {READERS_TABLE} WHERE reader = :reader"), {"reader": reader}
+    )
+
+
+def complete_mark(connection: Connection, *, wait: float = 0.1) -> int | None:
+    """A log id up to which every row is committed and visible: a reader may store it.
+
+    SQLite: ids follow commit order, the newest id is one. PostgreSQL: a
+    ``SHARE`` lock on the log waits (at most *wait* seconds) for writers whose
+    rows are not committed yet; the newest id once they are done is one. None
+    when the wait is too long (the reader keeps its old position). Ends the
+    transaction it opens.
+    """
+    from sqlalchemy import exc
+
+    try:
+        if connection.dialect.name == "postgresql":
+            milliseconds = max(1, int(wait * 1000))
+            connection.execute(text(f"SET LOCAL lock_timeout = '{milliseconds}ms'"))
+            connection.execute(text(f"LOCK TABLE {LOG_TABLE} IN SHARE MODE"))
+        mark = int(connection.execute(text(f"SELECT max(id) FROM {LOG_TABLE}")).scalar() or 0)
+        if mark == 0:
+            mark = _ids_given(connection)
+    except exc.DBAPIError:
+        connection.rollback()
+        return None
+    connection.rollback()
+    return mark
+
+
+def changes_after(
+    connection: Connection, position: int, tables: Iterable[str]
+) -> dict[str, set[int]] | None:
+    """The row ids of *tables* logged after *position*; None when a whole table changed
+    (a ``TRUNCATE``, a seed) — the reader must then read everything."""
+    from sqlalchemy import bindparam
+
+    wanted = list(tables)
+    result: dict[str, set[int]] = {t: set() for t in wanted}
+    query = text(
+        f"SELECT DISTINCT table_name, row_id FROM {LOG_TABLE} "
+        "WHERE id > :position AND table_name IN :tables"
+    ).bindparams(bindparam("tables", expanding=True))
+    rows = connection.execute(query, {"position": position, "tables": wanted})
+    for table, row_id in rows:
+        if table not in result:
+            continue
+        if row_id is None:
+            return None
+        result[str(table)].add(int(row_id))
+    return result

@@ -69,6 +69,11 @@ class LocalItem:
         """What the state row keeps for the planner's side: the fingerprint, or CANCELLED."""
         return self.fingerprint if self.active else CANCELLED
 
+    def release(self) -> None:
+        """Drop the built event (it is built again if asked): a run keeps one Action per
+        session written, not its event."""
+        self._event = None
+
     def payload(self) -> EventPayload:
         event, content = self._built()
         return EventPayload(

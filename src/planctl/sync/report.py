@@ -7,6 +7,8 @@ run log keeps its counts under Spanish column names (:meth:`SyncReport.run_count
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -86,6 +88,8 @@ class SyncReport:
     local_writes: int = 0
     refusal: str | None = None  # dry run: why the real run would be refused (safety guard)
     refusal_override: str | None = None  # the option that would let it proceed (None: none)
+    untouched: int = 0  # tracked sessions in sync, not read (no action; counted as unchanged)
+    log_mark: int | None = None  # the change-log position a clean run stores
 
     def count(self, *kinds: Kind) -> int:
         return sum(1 for a in self.actions if a.kind in kinds)
@@ -120,7 +124,7 @@ class SyncReport:
 
     def summary(self) -> dict[str, int]:
         """The counts the CLI shows and the run log keeps: what changed on each side."""
-        unchanged = self.count(Kind.UNCHANGED, Kind.RECORD, Kind.FORGET)
+        unchanged = self.count(Kind.UNCHANGED, Kind.RECORD, Kind.FORGET) + self.untouched
         if not self.dry_run:  # a phone edit of a field the planner does not keep
             unchanged += sum(
                 1
@@ -141,7 +145,15 @@ class SyncReport:
 
     def as_dict(self, *, all_actions: bool = False) -> dict[str, object]:
         """The report for ``--json``: English keys, one entry per session acted on."""
+        return self._document(list(self._shown(all_actions)))
+
+    def _shown(self, all_actions: bool) -> Iterator[dict[str, object]]:
         quiet = (Kind.UNCHANGED, Kind.RECORD, Kind.FORGET)
+        return (
+            _action_dict(a) for a in self.actions if all_actions or a.kind not in quiet or a.note
+        )
+
+    def _document(self, actions: list[dict[str, object]]) -> dict[str, object]:
         return {
             "backend": self.backend,
             "calendar": self.calendar,
@@ -149,23 +161,21 @@ class SyncReport:
             "policy": self.policy,
             "dry_run": self.dry_run,
             "summary": self.summary(),
-            "actions": [
-                {
-                    "session": a.session_id,
-                    "action": a.kind.name.lower(),
-                    "pending": a.then.name.lower() if a.then is not None else None,
-                    "reason": a.reason,
-                    "detail": a.detail or None,
-                    "note": a.note or None,
-                }
-                for a in self.actions
-                if all_actions or a.kind not in quiet or a.note
-            ],
+            "actions": actions,
             "others": len(self.foreign),
             "duplicates": len(self.duplicates),
             "refused": self.refusal,
             "override": self.refusal_override,
         }
+
+    def json_chunks(self, *, all_actions: bool = False) -> Iterator[str]:
+        """:meth:`as_dict` as JSON text in pieces, one action at a time: never the whole
+        document (tens of MB at 200,000 sessions) in memory at once."""
+        shown = next(self._shown(all_actions), None) is not None
+        data = self._document(_Streamed(lambda: self._shown(all_actions)) if shown else [])
+        encoder = json.JSONEncoder(indent=2, ensure_ascii=False)
+        yield from encoder.iterencode(data)
+        yield "\n"
 
     def run_counts(self) -> dict[str, int]:
         s = self.summary()
@@ -177,6 +187,31 @@ class SyncReport:
             "conflictos": s["conflicts"],
             "errores": s["errors"],
         }
+
+
+def _action_dict(a: Action) -> dict[str, object]:
+    return {
+        "session": a.session_id,
+        "action": a.kind.name.lower(),
+        "pending": a.then.name.lower() if a.then is not None else None,
+        "reason": a.reason,
+        "detail": a.detail or None,
+        "note": a.note or None,
+    }
+
+
+class _Streamed(list[dict[str, object]]):
+    """A list to the JSON encoder whose items are made while it writes them."""
+
+    def __init__(self, make: Callable[[], Iterator[dict[str, object]]]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __iter__(self) -> Iterator[dict[str, object]]:
+        return self._make()
+
+    def __bool__(self) -> bool:  # only made when it has items (the encoder asks)
+        return True
 
 
 @dataclass

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from planctl.config import mask_url
 from planctl.db.engine import check_sqlite_target, make_engine, parse_url, translate_db_errors
+from planctl.sync import cursor
 from planctl.sync import state as sync_state
 from planctl.sync.apply import Applier
 from planctl.sync.backend import Backend
@@ -111,7 +112,11 @@ def _plan(
         actions=plan.actions,
         foreign=plan.foreign,
         duplicates=plan.duplicates,
+        untouched=plan.untouched,
+        log_mark=plan.mark,
     )
+    if plan.why_full is not None:
+        logger.debug("planner read in full: %s", plan.why_full)
     refused = refusal(
         plan.exposure(), options, calendar=backend.describe(), keeps_deleted=backend.keeps_deleted
     )
@@ -138,13 +143,18 @@ def _apply(
     backend.prepare()  # only now may a missing calendar be created
     sync_state.end_reads(connection)
     run_id = sync_state.start_run(connection, backend.name, options.mode)
+    if options.mode != "sync":  # a push or pull may leave state rows out of step with a side
+        cursor.forget(connection, backend.name)
     connection.commit()
     applier = Applier(connection, backend, options, logger)
     done = []
     total = len(report.actions)
     try:
         for number, action in enumerate(report.actions, 1):
-            done.append(applier.run(action))
+            applied = applier.run(action)
+            if applied.local is not None:
+                applied.local.release()
+            done.append(applied)
             if number % commit_every == 0:
                 applier.write_batch()
             on_progress(number, total)
@@ -157,6 +167,8 @@ def _apply(
     result = "errores" if report.errors else "conflictos" if report.conflicts else "ok"
     sync_state.end_reads(connection)
     sync_state.finish_run(connection, run_id, result, report.run_counts())
+    if result == "ok" and options.mode == "sync" and report.log_mark is not None:
+        cursor.advance(connection, backend.name, options, report.log_mark)
     connection.commit()
 
 
@@ -189,7 +201,7 @@ def sync_status(
     return SyncStatus(
         backend=backend.name,
         calendar=backend.describe(),
-        in_sync=tally[Kind.UNCHANGED] + tally[Kind.RECORD],
+        in_sync=tally[Kind.UNCHANGED] + tally[Kind.RECORD] + report.untouched,
         pending=sum(tally[k] for k in WRITES),
         conflicting=tally[Kind.CONFLICT],
         errors=tally[Kind.ERROR],
