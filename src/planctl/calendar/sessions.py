@@ -25,6 +25,9 @@ from planctl.errors import UsageError
 BATCH = 2000
 #: The rows an event shows besides the session; their edits change the event too.
 RELATED = ("c", "cl", "cf", "f", "t")  # contract, client, final client, course, topic
+#: The tables behind those aliases in SESSIONS_SQL, in the same order: what a session's
+#: event is made of besides its own row (sync re-reads every session when one changes).
+RELATED_TABLES = ("contrataciones", "clientes", "clientes_finales", "formaciones", "temas")
 #: ``precio_hora`` is NUMERIC(10, 2): SQLite hands back a float or an integer.
 PRICE_SCALE = 2
 _counter = itertools.count()

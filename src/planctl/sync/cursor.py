@@ -25,13 +25,12 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Connection
 
 from planctl import __version__
-from planctl.calendar.sessions import RELATED
+from planctl.calendar.sessions import RELATED_TABLES
 from planctl.db import changelog
 from planctl.db.models import Sesion
 from planctl.sync.options import SyncOptions
 
 SESSIONS = str(Sesion.__table__.name)
-RELATED_TABLES = tuple(str(model.__table__.name) for model in RELATED)
 
 
 def reader(backend: str) -> str:
