@@ -68,6 +68,23 @@ def make_tiny_planner(url: str) -> None:
             connection.execute(text("SELECT setval('sesiones_id_seq', 100)"))
 
 
+def add_sessions(url: str, count: int) -> None:
+    """*count* scheduled sessions of contract 1, ids 10 on, one a day from 1 December 2026."""
+    rows = [
+        {
+            "id": 10 + n,
+            "contratacion_id": 1,
+            "fecha": dt.date(2026, 12, 1) + dt.timedelta(days=n),
+            "hora_inicio": dt.time(9),
+            "hora_fin": dt.time(11),
+            "estado": "programada",
+        }
+        for n in range(count)
+    ]
+    with connect(url) as connection:
+        connection.execute(insert(Sesion), rows)
+
+
 @dataclass
 class World:
     """A planner database and a simulated calendar store, and ways to look at both."""
