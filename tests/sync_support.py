@@ -272,6 +272,18 @@ def server(request: pytest.FixtureRequest) -> Radicale:
 _calendar_names = iter(range(1_000_000))
 
 
+def caldav_settings(url: str, server: Radicale, calendar: str) -> Settings:
+    """Settings that sync the planner at *url* to *calendar* on the CalDAV *server*."""
+    return Settings(
+        database_url=url,
+        timezone=TZ,
+        sync_backend="caldav",
+        caldav_url=server.url,
+        caldav_user=server.user,
+        caldav_calendar=calendar,
+    )
+
+
 @dataclass
 class DavWorld(World):
     settings_: Settings
@@ -287,12 +299,7 @@ class DavWorld(World):
 @pytest.fixture
 def dav(migrated_url: str, server: Radicale, tmp_path: Path) -> DavWorld:
     make_tiny_planner(migrated_url)
-    settings = Settings(
-        database_url=migrated_url,
-        timezone=TZ,
-        sync_backend="caldav",
-        caldav_url=server.url,
-        caldav_user=server.user,
-        caldav_calendar=f"Planificador {next(_calendar_names)} {tmp_path.name}",
+    settings = caldav_settings(
+        migrated_url, server, f"Planificador {next(_calendar_names)} {tmp_path.name}"
     )
     return DavWorld(migrated_url, tmp_path / "unused.json", settings)

@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from planctl.config import Settings
 from planctl.db.engine import connect
 from planctl.db.models import metadata
 from planctl.db.seed import seed
@@ -30,7 +29,7 @@ from planctl.sync.backends.caldav import CalDAVBackend
 
 from . import sync_support
 from .conftest import EnvFor
-from .sync_support import TZ, Radicale
+from .sync_support import TZ, Radicale, caldav_settings
 
 radicale = sync_support.radicale
 RUNS = metadata.tables["ejecuciones_sincronizacion"]
@@ -59,15 +58,7 @@ def _planctl(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
 
 
 def _events(url: str, server: Radicale, calendar: str) -> dict[str, str | None]:
-    settings = Settings(
-        database_url=url,
-        timezone=TZ,
-        sync_backend="caldav",
-        caldav_url=server.url,
-        caldav_user=server.user,
-        caldav_calendar=calendar,
-    )
-    backend = CalDAVBackend(settings, create_calendar=False)
+    backend = CalDAVBackend(caldav_settings(url, server, calendar), create_calendar=False)
     try:
         return {e.id: e.etag for e in backend.list()}
     finally:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from planctl.config import Settings
 from planctl.sync.backends.caldav import CalDAVBackend
 from planctl.sync.report import Kind
 from planctl.sync.safety import UnsafeRunError
@@ -23,7 +22,7 @@ from planctl.sync.safety import UnsafeRunError
 from . import sync_support
 from .conftest import Cli
 from .helpers import table_contents
-from .sync_support import TZ, DavWorld, World, add_sessions, make_tiny_planner
+from .sync_support import DavWorld, World, add_sessions, caldav_settings, make_tiny_planner
 
 radicale, xandikos = sync_support.radicale, sync_support.xandikos
 SYNCED = 15  # sessions 1-3 of the tiny planner and 10-21
@@ -51,14 +50,7 @@ def synced(request: pytest.FixtureRequest, migrated_url: str, tmp_path: Path) ->
         world = World(migrated_url, tmp_path / "calendar.json")
     else:
         server = request.getfixturevalue(request.param)
-        settings = Settings(
-            database_url=migrated_url,
-            timezone=TZ,
-            sync_backend="caldav",
-            caldav_url=server.url,
-            caldav_user=server.user,
-            caldav_calendar=f"Guard {tmp_path.name}",
-        )
+        settings = caldav_settings(migrated_url, server, f"Guard {tmp_path.name}")
         world = DavWorld(migrated_url, tmp_path / "unused.json", settings)
     assert world.sync().count(Kind.CREATE_REMOTE) == SYNCED
     return world
