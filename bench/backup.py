@@ -22,7 +22,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PLANCTL, create_pg_database, drop_pg_database, env_for, record
+from common import (
+    PLANCTL,
+    create_pg_database,
+    drop_pg_database,
+    env_for,
+    free_port,
+    record,
+    serve_s3,
+    stop_server,
+)
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
@@ -260,28 +269,14 @@ def bench_push(env: dict[str, str], work: Path, runs: int) -> tuple[str, float, 
     """``backup push`` of the newest backup vs ``rclone copyto`` of its data file, both to
     one loopback ``rclone serve s3``."""
     import shutil
-    import signal
-    import socket
 
     rclone = shutil.which("rclone") or str(Path(sys.executable).parent / "rclone")
     key, secret = "AKIAPLANCTLBENCH0001", "planctl-bench-secret"
     root = work / "s3root"
     (root / "bench").mkdir(parents=True)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    server = subprocess.Popen(
-        [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--config", "/dev/null",
-         "--auth-key", f"{key},{secret}", str(root)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+    port = free_port()
+    server = serve_s3(rclone, root, port, key, secret)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         aws = {
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
             "AWS_ACCESS_KEY_ID": key,
@@ -309,8 +304,7 @@ def bench_push(env: dict[str, str], work: Path, runs: int) -> tuple[str, float, 
             copy = [rclone, "--config", "/dev/null", "copyto", "-I", str(data), f"bench:bench/r{i}"]
             ref.append(timed(copy, env=rclone_env))
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait()
+        stop_server(server)
     return (
         f"backup push ({data.stat().st_size / 1e6:.0f} MB, checked upload)",
         statistics.median(ours),

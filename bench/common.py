@@ -5,7 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import signal
+import socket
+import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -72,3 +76,37 @@ def record(title: str, header: str, rows: list[str]) -> None:
 def _rule(header: str) -> str:
     cells = header.strip("|").split("|")
     return "|" + "|".join("---" for _ in cells) + "|"
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_s3(rclone: str, root: Path, port: int, key: str, secret: str) -> subprocess.Popen[bytes]:
+    """Start ``rclone serve s3`` over *root* on loopback *port* and wait (up to ~10 s) until it
+    accepts connections. The caller stops it with ``stop_server``."""
+    server = subprocess.Popen(
+        [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--config", "/dev/null",
+         "--auth-key", f"{key},{secret}", str(root)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+    except BaseException:
+        stop_server(server)
+        raise
+    return server
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    """Stop a server started by ``serve_s3`` (its whole process group)."""
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait()

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PLANCTL, env_for, record
+from common import PLANCTL, env_for, free_port, record, serve_s3, stop_server
 
 BIN = Path(sys.executable).parent
 KEY_ID, SECRET = "AKIAPLANCTLBENCH0001", "planctl-bench-secret"
@@ -52,12 +50,6 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> None:
 def newest_data_file(backups: Path) -> Path:
     files = [p for p in backups.rglob("*") if p.is_file() and p.suffix not in (".json", ".lock")]
     return max(files, key=lambda p: p.stat().st_size)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def compress_file(data: Path, packed: Path, method: object, level: int) -> None:
@@ -186,18 +178,8 @@ def main() -> None:
         root = work / "s3root"
         (root / "bench").mkdir(parents=True)
         port = free_port()
-        server = subprocess.Popen(
-            [rclone, "serve", "s3", "--addr", f"127.0.0.1:{port}", "--config", "/dev/null",
-             "--auth-key", f"{KEY_ID},{SECRET}", str(root)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+        server = serve_s3(rclone, root, port, KEY_ID, SECRET)
         try:
-            for _ in range(100):
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    time.sleep(0.1)
             import boto3
 
             session = boto3.session.Session(
@@ -225,8 +207,7 @@ def main() -> None:
                 timed(lambda: run(copyto, rclone_env)) for _ in range(args.runs)
             )
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait()
+            stop_server(server)
         rows.append(
             f"| S3 upload to loopback `rclone serve s3` (multipart 64 MB, SHA-256 per part "
             f"+ read-back hash: this server reports no checksum) | {ours:.2f} s "

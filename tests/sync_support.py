@@ -68,6 +68,23 @@ def make_tiny_planner(url: str) -> None:
             connection.execute(text("SELECT setval('sesiones_id_seq', 100)"))
 
 
+def add_sessions(url: str, count: int) -> None:
+    """*count* scheduled sessions of contract 1, ids 10 on, one a day from 1 December 2026."""
+    rows = [
+        {
+            "id": 10 + n,
+            "contratacion_id": 1,
+            "fecha": dt.date(2026, 12, 1) + dt.timedelta(days=n),
+            "hora_inicio": dt.time(9),
+            "hora_fin": dt.time(11),
+            "estado": "programada",
+        }
+        for n in range(count)
+    ]
+    with connect(url) as connection:
+        connection.execute(insert(Sesion), rows)
+
+
 @dataclass
 class World:
     """A planner database and a simulated calendar store, and ways to look at both."""
@@ -255,6 +272,18 @@ def server(request: pytest.FixtureRequest) -> Radicale:
 _calendar_names = iter(range(1_000_000))
 
 
+def caldav_settings(url: str, server: Radicale, calendar: str) -> Settings:
+    """Settings that sync the planner at *url* to *calendar* on the CalDAV *server*."""
+    return Settings(
+        database_url=url,
+        timezone=TZ,
+        sync_backend="caldav",
+        caldav_url=server.url,
+        caldav_user=server.user,
+        caldav_calendar=calendar,
+    )
+
+
 @dataclass
 class DavWorld(World):
     settings_: Settings
@@ -270,12 +299,7 @@ class DavWorld(World):
 @pytest.fixture
 def dav(migrated_url: str, server: Radicale, tmp_path: Path) -> DavWorld:
     make_tiny_planner(migrated_url)
-    settings = Settings(
-        database_url=migrated_url,
-        timezone=TZ,
-        sync_backend="caldav",
-        caldav_url=server.url,
-        caldav_user=server.user,
-        caldav_calendar=f"Planificador {next(_calendar_names)} {tmp_path.name}",
+    settings = caldav_settings(
+        migrated_url, server, f"Planificador {next(_calendar_names)} {tmp_path.name}"
     )
     return DavWorld(migrated_url, tmp_path / "unused.json", settings)

@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from planctl.config import Settings
 from planctl.db.engine import connect
 from planctl.db.models import metadata
 from planctl.db.seed import seed
@@ -30,7 +29,7 @@ from planctl.sync.backends.caldav import CalDAVBackend
 
 from . import sync_support
 from .conftest import EnvFor
-from .sync_support import TZ, Radicale
+from .sync_support import TZ, Radicale, caldav_settings
 
 radicale = sync_support.radicale
 RUNS = metadata.tables["ejecuciones_sincronizacion"]
@@ -58,16 +57,21 @@ def _planctl(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     )
 
 
-def _events(url: str, server: Radicale, calendar: str) -> dict[str, str | None]:
-    settings = Settings(
-        database_url=url,
-        timezone=TZ,
-        sync_backend="caldav",
-        caldav_url=server.url,
-        caldav_user=server.user,
-        caldav_calendar=calendar,
+def _run_planctl(
+    env: dict[str, str], *args: str, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run ``planctl *args`` to the end, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "planctl", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
-    backend = CalDAVBackend(settings, create_calendar=False)
+
+
+def _events(url: str, server: Radicale, calendar: str) -> dict[str, str | None]:
+    backend = CalDAVBackend(caldav_settings(url, server, calendar), create_calendar=False)
     try:
         return {e.id: e.etag for e in backend.list()}
     finally:
@@ -129,13 +133,7 @@ def test_the_planner_app_keeps_writing_during_a_first_caldav_sync(
     writer = threading.Thread(target=planner_app)
     writer.start()
     try:
-        sync = subprocess.run(
-            [sys.executable, "-m", "planctl", "-q", "sync"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        sync = _run_planctl(env, "-q", "sync", timeout=600)
     finally:
         done.set()
         writer.join()
@@ -160,13 +158,7 @@ def test_two_syncs_at_once_one_waits_or_exits_4(
     first = _planctl(env, "-q", "sync")
     try:
         _wait_for_writes(tmp_path / "logs" / "sincronizacion.log", 5, first)
-        refused = subprocess.run(
-            [sys.executable, "-m", "planctl", "-q", "sync"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        refused = _run_planctl(env, "-q", "sync", timeout=120)
         waiting = _planctl(env, "-q", "sync", "--lock-timeout", "300")
         assert first.wait(timeout=300) == 0, first.stderr.read() if first.stderr else ""
         assert waiting.wait(timeout=300) == 0, waiting.stderr.read() if waiting.stderr else ""
@@ -192,24 +184,12 @@ def test_a_sync_killed_with_9_is_marked_interrupted_and_the_next_converges(
         victim.kill()  # SIGKILL: no cleanup runs
         victim.wait()
     assert _results(url) == ["en_curso"]
-    rerun = subprocess.run(
-        [sys.executable, "-m", "planctl", "-q", "sync"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    rerun = _run_planctl(env, "-q", "sync", timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert _results(url) == ["interrumpida", "ok"]
     events = _events(url, radicale, calendar)
     assert len(events) == _state_rows(url) and all(
         path.endswith(".ics") for path in events
     )  # every session once: the killed run's writes were adopted, not repeated
-    status = subprocess.run(
-        [sys.executable, "-m", "planctl", "sync", "status", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    status = _run_planctl(env, "sync", "status", "--json", timeout=120)
     assert '"result": "ok"' in status.stdout and "running" not in status.stdout

@@ -9,17 +9,12 @@ an empty planner is refused even with it.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
 
-from planctl.config import Settings
-from planctl.db.engine import connect
-from planctl.db.models import Sesion
 from planctl.sync.backends.caldav import CalDAVBackend
 from planctl.sync.report import Kind
 from planctl.sync.safety import UnsafeRunError
@@ -27,26 +22,10 @@ from planctl.sync.safety import UnsafeRunError
 from . import sync_support
 from .conftest import Cli
 from .helpers import table_contents
-from .sync_support import TZ, DavWorld, World, make_tiny_planner
+from .sync_support import DavWorld, World, add_sessions, caldav_settings, make_tiny_planner
 
 radicale, xandikos = sync_support.radicale, sync_support.xandikos
 SYNCED = 15  # sessions 1-3 of the tiny planner and 10-21
-
-
-def _add_sessions(url: str, count: int) -> None:
-    rows = [
-        {
-            "id": 10 + n,
-            "contratacion_id": 1,
-            "fecha": dt.date(2026, 12, 1) + dt.timedelta(days=n),
-            "hora_inicio": dt.time(9),
-            "hora_fin": dt.time(11),
-            "estado": "programada",
-        }
-        for n in range(count)
-    ]
-    with connect(url) as connection:
-        connection.execute(insert(Sesion), rows)
 
 
 def calendar_etags(world: World) -> dict[str, str | None]:
@@ -65,20 +44,13 @@ def calendar_etags(world: World) -> dict[str, str | None]:
 def synced(request: pytest.FixtureRequest, migrated_url: str, tmp_path: Path) -> World:
     """Fifteen sessions synced to a simulated calendar or a real CalDAV server."""
     make_tiny_planner(migrated_url)
-    _add_sessions(migrated_url, SYNCED - 3)
+    add_sessions(migrated_url, SYNCED - 3)
     world: World
     if request.param == "simulated":
         world = World(migrated_url, tmp_path / "calendar.json")
     else:
         server = request.getfixturevalue(request.param)
-        settings = Settings(
-            database_url=migrated_url,
-            timezone=TZ,
-            sync_backend="caldav",
-            caldav_url=server.url,
-            caldav_user=server.user,
-            caldav_calendar=f"Guard {tmp_path.name}",
-        )
+        settings = caldav_settings(migrated_url, server, f"Guard {tmp_path.name}")
         world = DavWorld(migrated_url, tmp_path / "unused.json", settings)
     assert world.sync().count(Kind.CREATE_REMOTE) == SYNCED
     return world
@@ -149,7 +121,7 @@ def test_cli_names_count_side_and_override_in_one_line(
     migrated_url: str, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_tiny_planner(migrated_url)
-    _add_sessions(migrated_url, SYNCED - 3)
+    add_sessions(migrated_url, SYNCED - 3)
     monkeypatch.setenv("DATABASE_URL", migrated_url)
     monkeypatch.setenv("PLANCTL_SYNC_STORE", str(tmp_path / "calendar.json"))
     assert cli("-q", "sync").exit_code == 0

@@ -15,42 +15,21 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
 
 from planctl.config import default_sync_store, load_settings
-from planctl.db.engine import connect
-from planctl.db.models import Sesion
 from planctl.errors import SyncError
 from planctl.sync.engine import MASS_CANCEL_MIN, Kind, UnsafeRunError
 
 from .conftest import Cli
 from .helpers import table_contents
-from .sync_support import World, make_tiny_planner
-
-
-def _add_sessions(url: str, count: int) -> None:
-    import datetime as dt
-
-    rows = [
-        {
-            "id": 10 + n,
-            "contratacion_id": 1,
-            "fecha": dt.date(2026, 12, 1) + dt.timedelta(days=n),
-            "hora_inicio": dt.time(9),
-            "hora_fin": dt.time(11),
-            "estado": "programada",
-        }
-        for n in range(count)
-    ]
-    with connect(url) as connection:
-        connection.execute(insert(Sesion), rows)
+from .sync_support import World, add_sessions, make_tiny_planner
 
 
 @pytest.fixture
 def synced(migrated_url: str, tmp_path: Path) -> World:
     """Three plus twelve sessions, all synced to a simulated calendar."""
     make_tiny_planner(migrated_url)
-    _add_sessions(migrated_url, 12)
+    add_sessions(migrated_url, 12)
     world = World(migrated_url, tmp_path / "calendar.json")
     assert world.sync().count(Kind.CREATE_REMOTE) == 15
     return world

@@ -14,7 +14,8 @@ changed on the next run. Once the server's etag moves, the server's is shown.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 SCHEMA = """
@@ -93,8 +94,7 @@ class Mirror:
         Google purges old tombstones; an event this mirror saw deleted stays
         deleted (a tracked event missing altogether means a broken view).
         """
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             same = self._meta("calendar_id") == calendar_id
             deleted = self.db.execute("SELECT * FROM events WHERE deleted = 1").fetchall()
             aliases = dict(
@@ -108,20 +108,21 @@ class Mirror:
                 self.db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?, ?, ?)", deleted)
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('calendar_id', ?)", (calendar_id,))
             self._set_token(token)
-            self.db.execute("COMMIT")
-            self.changed = True
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     def apply(
         self, rows: Iterable[tuple[str, str | None, int | None, bool]], token: str | None
     ) -> None:
         """An incremental listing: upsert what changed."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             self._apply(rows, None)
             self._set_token(token)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write: committed, and the mirror marked changed, or rolled back whole."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
             self.db.execute("COMMIT")
             self.changed = True
         except BaseException:
