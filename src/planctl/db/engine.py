@@ -173,6 +173,10 @@ def make_engine(
     connect_args = kwargs.pop("connect_args", {})
     connect_args.setdefault("connect_timeout", 10)
     connect_args.setdefault("application_name", "planctl")
+    # No server-side prepared statements: a transaction-mode pooler (PgBouncer) hands
+    # the server connection on, and psycopg's automatic PREPARE after five runs of one
+    # statement then collides ("prepared statement _pg3_0 already exists").
+    connect_args.setdefault("prepare_threshold", None)
     engine = create_engine(url, connect_args=connect_args, **kwargs)
     _install_postgres_hooks(engine)
     return engine
