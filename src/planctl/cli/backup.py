@@ -291,6 +291,7 @@ def status_command(
         Path | None,
         typer.Option(
             "--metrics",
+            parser=cli_path("--metrics"),
             help="Also write node_exporter textfile metrics to this file (replaced atomically).",
         ),
     ] = None,
