@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, text
 
-from planctl.backup import codec, logical_engine
+from planctl.backup import codec
+from planctl.backup.logical_engine import LogicalEngine, read_header
 from planctl.backup.store import BackupError
 from planctl.db import migrate
 from planctl.db.engine import connect
@@ -34,12 +35,12 @@ Contents = dict[str, list[tuple[Any, ...]]]
 
 def _dump(url: str, path: Path, compressed: bool = False) -> tuple[str | None, dict[str, int]]:
     path.touch()  # the caller (the backup service) hands over an existing empty file
-    result = logical_engine.dump(url, path, compressed)
+    result = LogicalEngine().dump(url, path, compressed=compressed, verify=False).result
     return result.revision, result.row_counts
 
 
 def _restore(url: str, path: Path, compressed: bool = False) -> None:
-    logical_engine.restore(url, path, compressed, NAME)
+    LogicalEngine().restore(url, path, compressed, NAME)
 
 
 def _sqlite_url(path: Path) -> str:
@@ -99,12 +100,12 @@ def test_dump_change_restore_gives_back_every_row(
     seeded_url: str, tmp_path: Path, compressed: bool
 ) -> None:
     before = table_contents(seeded_url)
-    path = tmp_path / ("dump" + logical_engine.data_suffix(compressed))
+    path = tmp_path / ("dump" + LogicalEngine().data_suffix(compressed))
     revision, counts = _dump(seeded_url, path, compressed)
     assert revision == migrate.head_revision()
     assert counts == {name: len(rows) for name, rows in before.items()}
     assert counts["sesiones"] == 320
-    logical_engine.check(path, compressed, tmp_path, NAME)
+    LogicalEngine().check(path, compressed, NAME)
 
     _change_everything(seeded_url)
     assert table_contents(seeded_url) != before
@@ -113,8 +114,8 @@ def test_dump_change_restore_gives_back_every_row(
 
 
 def test_data_suffix() -> None:
-    assert logical_engine.data_suffix(True) == ".jsonl.gz"
-    assert logical_engine.data_suffix(False) == ".jsonl"
+    assert LogicalEngine().data_suffix(True) == ".jsonl.gz"
+    assert LogicalEngine().data_suffix(False) == ".jsonl"
 
 
 def test_sqlite_to_postgresql_and_back(tmp_path: Path, pg_database: str, pg_admin_url: str) -> None:
@@ -318,7 +319,8 @@ def test_dump_is_one_snapshot(
 
     path = tmp_path / "dump.jsonl"
     path.touch()
-    counts = logical_engine.dump(seeded_url, path, False, checkpoint=write_meanwhile).row_counts
+    engine = LogicalEngine(checkpoint=write_meanwhile)
+    counts = engine.dump(seeded_url, path, compressed=False, verify=False).result.row_counts
     assert written  # the other connection did commit in the middle of the dump
     assert counts["sesiones"] == 320 and counts["temas"] == len(before["temas"])
     _restore(seeded_url, path)
@@ -353,7 +355,7 @@ def test_file_is_json_lines_and_no_pickle(seeded_url: str, tmp_path: Path) -> No
     # the gzipped file holds the same rows (a gzip header without the temp file's name)
     assert _lines(packed, compressed=True)[1:-1] == values[1:-1]  # all but created, digest
     assert packed.read_bytes()[3] & 0x08 == 0  # FNAME flag unset
-    assert logical_engine.read_header(packed, True, NAME).tables == TABLE_NAMES
+    assert read_header(packed, True, NAME).tables == TABLE_NAMES
 
 
 # --- codec ------------------------------------------------------------------------------------
@@ -568,10 +570,10 @@ def test_check_catches_damage(sample: Path, tmp_path: Path, case: str) -> None:
     compressed, damage, problem = DAMAGE[case]
     path = tmp_path / ("copy.jsonl.gz" if compressed else "copy.jsonl")
     shutil.copy(sample / path.name.replace("copy", "demo"), path)
-    logical_engine.check(path, compressed, tmp_path, NAME)  # intact
+    LogicalEngine().check(path, compressed, NAME)  # intact
     damage(path)
     with pytest.raises(VerificationError) as caught:
-        logical_engine.check(path, compressed, tmp_path, NAME)
+        LogicalEngine().check(path, compressed, NAME)
     assert f"backup {NAME}" in caught.value.message
     assert problem in caught.value.message
     assert caught.value.hint
@@ -608,13 +610,11 @@ def test_killed_restore_leaves_the_database_unchanged(seeded_url: str, tmp_path:
     changed = table_contents(seeded_url)
     code = (
         "import os, signal, sys; from pathlib import Path; "
-        "from planctl.backup import logical_engine as l; "
+        "from planctl.backup.logical_engine import LogicalEngine; "
         "crash = lambda stage: stage == 'logical-restored' and os.kill(os.getpid(), 9); "
-        "l.restore(sys.argv[1], Path(sys.argv[2]), False, 'x', checkpoint=crash)"
+        "LogicalEngine(crash).restore(sys.argv[1], Path(sys.argv[2]), False, 'x')"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, seeded_url, str(path)], capture_output=True
-    )
+    done = subprocess.run([sys.executable, "-c", code, seeded_url, str(path)], capture_output=True)
     assert done.returncode == -9, done.stderr
     assert table_contents(seeded_url) == changed
 
@@ -634,8 +634,9 @@ def test_dump_memory_stays_flat(tmp_path: Path) -> None:
         target.touch()
         code = (
             "import resource, sys; from pathlib import Path; "
-            "from planctl.backup import logical_engine as l; "
-            "print(l.dump(sys.argv[1], Path(sys.argv[2]), True).row_counts['sesiones']); "
+            "from planctl.backup.logical_engine import LogicalEngine; "
+            "done = LogicalEngine().dump(sys.argv[1], Path(sys.argv[2]), compressed=True, "
+            "verify=False); print(done.result.row_counts['sesiones']); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
         )
         done = subprocess.run(
@@ -647,5 +648,5 @@ def test_dump_memory_stays_flat(tmp_path: Path) -> None:
         dumped, peak = (int(v) for v in done.stdout.split())
         assert dumped == scale
         peaks.append(peak)
-        logical_engine.check(target, True, tmp_path, NAME)
+        LogicalEngine().check(target, True, NAME)
     assert peaks[1] < peaks[0] * 1.15, peaks  # kB; 10x the rows, about the same memory

@@ -473,7 +473,8 @@ def _planctl_waiting(url: str) -> list[int]:
 def test_a_pg_restore_script_cut_short_is_never_committed(pg_seeded: str, tmp_path: Path) -> None:
     """The restore streams pg_restore into psql; COMMIT is sent only after pg_restore
     wrote everything, so a damaged data section leaves the database as it was."""
-    from planctl.backup import create_backup, postgres_engine
+    from planctl.backup import create_backup
+    from planctl.backup.postgres_engine import PostgresEngine
     from planctl.backup.store import BackupError
 
     url = pg_seeded
@@ -483,7 +484,7 @@ def test_a_pg_restore_script_cut_short_is_never_committed(pg_seeded: str, tmp_pa
     cut.write_bytes(whole[: len(whole) * 2 // 3])  # the table of contents is intact
     before = table_contents(url)
     with pytest.raises(BackupError, match="pg_restore failed"):
-        postgres_engine.restore(url, cut, False, tmp_path, "cut")
+        PostgresEngine().restore(url, cut, False, "cut")
     assert table_contents(url) == before
 
 

@@ -66,7 +66,15 @@ from planctl.backup.compress import (
     detect,
     method_of,
 )
-from planctl.backup.store import BackupError, Checkpoint, DumpResult, no_checkpoint, utc_now
+from planctl.backup.store import (
+    BackupError,
+    Checkpoint,
+    Dumped,
+    DumpResult,
+    digest_and_sync,
+    no_checkpoint,
+    utc_now,
+)
 from planctl.config import mask_url
 from planctl.db import changelog
 from planctl.db.bulk import load_rows
@@ -77,6 +85,8 @@ if TYPE_CHECKING:
     from planctl.backup.crypto import Recipient
     from planctl.backup.delta import Delta
     from planctl.db.lockwait import LockWait
+
+    Deltas = Sequence[tuple[str, Delta]]
 
 NAME = "logical"
 FORMAT = "planctl-logical"
@@ -95,10 +105,6 @@ READ_CHUNK = 1 << 20
 #: the default 2 MiB cache (64 MiB halves the load time of 1M sessions).
 SQLITE_CACHE_KIB = 65536
 DAMAGED_HINT = "restore another backup (planctl backup list)"
-
-
-def data_suffix(compressed: bool | str) -> str:
-    return ".jsonl" + SUFFIXES[method_of(compressed)]
 
 
 # --- dump -----------------------------------------------------------------------------------
@@ -162,68 +168,6 @@ def _sink(
             filename="", fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0
         ) as packed:
             yield packed.write
-
-
-def dump(
-    database_url: str,
-    target: Path,
-    compressed: bool | str,
-    in_snapshot: Callable[[Connection], None] | None = None,
-    checkpoint: Checkpoint = no_checkpoint,
-    recipients: Sequence[Recipient] = (),
-) -> DumpResult:
-    """Write every planner table to *target* from one snapshot (encrypted to *recipients*
-    as it is written); what was read there.
-
-    *in_snapshot(connection)* runs at the end, inside the snapshot's transaction.
-    """
-    from planctl.db import identity
-    from planctl.db.engine import connect
-    from planctl.db.schema import TABLE_NAMES, metadata
-
-    counts: dict[str, int] = {}
-    with connect(database_url, snapshot=True, read_only=in_snapshot is None) as connection:
-        engine = connection.dialect.name
-        # SQLite: the BEGIN planctl's engine emits plus this first read pin the snapshot.
-        revision = _schema(connection, database_url)
-        database_id = identity.read(connection)
-        digest = hashlib.sha256()
-        with _sink(target, compressed, recipients) as write:
-
-            def emit(data: bytes) -> None:
-                digest.update(data)
-                write(data)
-
-            emit(
-                _line(
-                    {
-                        "format": FORMAT,
-                        "version": VERSION,
-                        "revision": revision,
-                        "created": utc_now().isoformat(),
-                        "engine": engine,
-                        "tables": list(TABLE_NAMES),
-                    }
-                )
-            )
-            for name in TABLE_NAMES:
-                table = metadata.tables[name]
-                codec = codec_for(table)
-                emit(_line({"table": name, "columns": list(codec.columns)}))
-                query = select(table).order_by(table.c.id)
-                result = connection.execute(query, execution_options={"yield_per": BATCH})
-                count = 0
-                for rows in result.partitions():
-                    lines = [JSON.encode(codec.encode(row)) for row in rows]
-                    emit(("\n".join(lines) + "\n").encode("utf-8"))
-                    count += len(lines)
-                emit(_line({"end": name, "rows": count}))
-                counts[name] = count
-                checkpoint("logical-table-dumped")
-            write(_line({"end": True, "sha256": digest.hexdigest()}))
-        if in_snapshot is not None:
-            in_snapshot(connection)
-    return DumpResult(revision, counts, database_id)
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -424,13 +368,6 @@ def read_header(data_path: Path, compressed: bool | str, name: str) -> Header:
         return _Reader(lines, name).header
 
 
-def check(data_path: Path, compressed: bool | str, workdir: Path, name: str) -> None:
-    """Parse and decode the whole file; VerificationError naming *name* if it is not complete."""
-    with _lines(data_path, compressed, name) as lines:
-        for _ in _Reader(lines, name).batches():
-            pass
-
-
 # --- restore --------------------------------------------------------------------------------
 
 
@@ -469,77 +406,175 @@ def _require_revision(connection: Connection, header: Header, database_url: str,
         )
 
 
-def restore(
-    database_url: str,
-    data_path: Path,
-    compressed: bool | str,
-    name: str,
-    deltas: Sequence[tuple[str, Delta]] = (),
-    checkpoint: Checkpoint = no_checkpoint,
-    lock_wait: LockWait | None = None,
-) -> int:
-    """Replace the planner tables' rows with the backup's, then apply *deltas*, all in one
-    transaction on either engine; the rows the deltas touched. The transaction is an
-    attempt of planctl.db.lockwait: its lock waits are short, retried per *lock_wait*."""
-    from planctl.db import lockwait
+class LogicalEngine:
+    """The planner's tables as JSON Lines: dumped from either engine's snapshot, checked
+    by parsing every line, restored in one transaction into either engine."""
 
-    def attempt(seconds: float) -> int:
-        return _restore_once(database_url, data_path, compressed, name, deltas, checkpoint, seconds)
+    name = NAME
 
-    target = lockwait.target_for(database_url)
-    return lockwait.retry(lock_wait or lockwait.LockWait(), target, f"restore of {name}", attempt)
+    def __init__(
+        self, checkpoint: Checkpoint = no_checkpoint, lock_wait: LockWait | None = None
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.lock_wait = lock_wait
 
+    def data_suffix(self, compressed: bool | str) -> str:
+        return ".jsonl" + SUFFIXES[method_of(compressed)]
 
-def _restore_once(
-    database_url: str,
-    data_path: Path,
-    compressed: bool | str,
-    name: str,
-    deltas: Sequence[tuple[str, Delta]],
-    checkpoint: Checkpoint,
-    lock_timeout: float,
-) -> int:
-    from planctl.backup import delta as delta_module
-    from planctl.db.engine import connect
+    def dump(
+        self,
+        database_url: str,
+        target: Path,
+        *,
+        compressed: bool | str,
+        verify: bool,
+        in_snapshot: Callable[[Connection], None] | None = None,
+        recipients: Sequence[Recipient] = (),
+    ) -> Dumped:
+        result = self._write(database_url, target, compressed, in_snapshot, recipients)
+        if verify and not recipients:  # encrypted: the writer's own end marker and sha256
+            self.check(target, compressed, target.name)
+        self.checkpoint("verified")
+        sha, size = digest_and_sync(target)
+        return Dumped(result, sha, size)
 
-    # SQLite: foreign keys are checked once at the end instead of row by row,
-    # which also lets SQLite empty a table without visiting its rows.
-    touched = 0
-    with (
-        _lines(data_path, compressed, name) as lines,
-        connect(
-            database_url, foreign_keys=False, immediate=True, lock_timeout=lock_timeout
-        ) as connection,
-    ):
-        reader = _Reader(lines, name)
-        _require_revision(connection, reader.header, database_url, name)
-        postgres = connection.dialect.name == "postgresql"
-        logged = changelog.installed(connection)
-        try:
-            if not postgres:
-                connection.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
-            if logged:  # a restore is not a change to log row by row: the log restarts after it
-                changelog.drop_triggers(connection, reader.header.tables)
-            tables.empty(connection, reader.header.tables)
-            groups = itertools.groupby(reader.batches(), key=operator.itemgetter(0, 1))
-            for (table, columns), group in groups:
-                load_rows(connection, table, columns, (rows for _, _, rows in group))
-            if postgres:
-                tables.continue_sequences(connection, reader.header.tables)
-            else:
-                tables.check_foreign_keys(connection, name)
-            checkpoint("logical-loaded")
-            for delta_name, delta in deltas:
-                touched += delta_module.apply(connection, delta, delta_name)
-                checkpoint("delta-applied")
-            if logged:
-                changelog.install_triggers(connection, reader.header.tables)
-                changelog.move_anchor(connection, None, None)
-        except DBAPIError as error:
-            reason = " ".join(str(error.orig).split())[:300]
-            raise BackupError(
-                f"restore of backup {name} into {mask_url(database_url)} failed: {reason}",
-                "the database was left unchanged",
-            ) from error
-        checkpoint("logical-restored")
-    return touched
+    def _write(
+        self,
+        database_url: str,
+        target: Path,
+        compressed: bool | str,
+        in_snapshot: Callable[[Connection], None] | None = None,
+        recipients: Sequence[Recipient] = (),
+    ) -> DumpResult:
+        """Write every planner table to *target* from one snapshot (encrypted to *recipients*
+        as it is written); what was read there.
+
+        *in_snapshot(connection)* runs at the end, inside the snapshot's transaction.
+        """
+        from planctl.db import identity
+        from planctl.db.engine import connect
+        from planctl.db.schema import TABLE_NAMES, metadata
+
+        counts: dict[str, int] = {}
+        with connect(database_url, snapshot=True, read_only=in_snapshot is None) as connection:
+            engine = connection.dialect.name
+            # SQLite: the BEGIN planctl's engine emits plus this first read pin the snapshot.
+            revision = _schema(connection, database_url)
+            database_id = identity.read(connection)
+            digest = hashlib.sha256()
+            with _sink(target, compressed, recipients) as write:
+
+                def emit(data: bytes) -> None:
+                    digest.update(data)
+                    write(data)
+
+                emit(
+                    _line(
+                        {
+                            "format": FORMAT,
+                            "version": VERSION,
+                            "revision": revision,
+                            "created": utc_now().isoformat(),
+                            "engine": engine,
+                            "tables": list(TABLE_NAMES),
+                        }
+                    )
+                )
+                for name in TABLE_NAMES:
+                    table = metadata.tables[name]
+                    codec = codec_for(table)
+                    emit(_line({"table": name, "columns": list(codec.columns)}))
+                    query = select(table).order_by(table.c.id)
+                    result = connection.execute(query, execution_options={"yield_per": BATCH})
+                    count = 0
+                    for rows in result.partitions():
+                        lines = [JSON.encode(codec.encode(row)) for row in rows]
+                        emit(("\n".join(lines) + "\n").encode("utf-8"))
+                        count += len(lines)
+                    emit(_line({"end": name, "rows": count}))
+                    counts[name] = count
+                    self.checkpoint("logical-table-dumped")
+                write(_line({"end": True, "sha256": digest.hexdigest()}))
+            if in_snapshot is not None:
+                in_snapshot(connection)
+        return DumpResult(revision, counts, database_id)
+
+    def check(self, path: Path, compressed: bool | str, name: str, *, deep: bool = True) -> None:
+        """Parse and decode the whole file; VerificationError naming *name* if incomplete."""
+        with _lines(path, compressed, name) as lines:
+            for _ in _Reader(lines, name).batches():
+                pass
+
+    def restore(
+        self,
+        database_url: str,
+        data_path: Path,
+        compressed: bool | str,
+        name: str,
+        deltas: Deltas = (),
+    ) -> int:
+        """Replace the planner tables' rows with the backup's, then apply *deltas*, all in one
+        transaction on either engine; the rows the deltas touched. The transaction is an
+        attempt of planctl.db.lockwait: its lock waits are short, retried per *lock_wait*."""
+        from planctl.db import lockwait
+
+        def attempt(seconds: float) -> int:
+            return self._restore_once(database_url, data_path, compressed, name, deltas, seconds)
+
+        target = lockwait.target_for(database_url)
+        wait = self.lock_wait or lockwait.LockWait()
+        return lockwait.retry(wait, target, f"restore of {name}", attempt)
+
+    def _restore_once(
+        self,
+        database_url: str,
+        data_path: Path,
+        compressed: bool | str,
+        name: str,
+        deltas: Deltas,
+        lock_timeout: float,
+    ) -> int:
+        from planctl.backup import delta as delta_module
+        from planctl.db.engine import connect
+
+        # SQLite: foreign keys are checked once at the end instead of row by row,
+        # which also lets SQLite empty a table without visiting its rows.
+        touched = 0
+        with (
+            _lines(data_path, compressed, name) as lines,
+            connect(
+                database_url, foreign_keys=False, immediate=True, lock_timeout=lock_timeout
+            ) as connection,
+        ):
+            reader = _Reader(lines, name)
+            _require_revision(connection, reader.header, database_url, name)
+            postgres = connection.dialect.name == "postgresql"
+            logged = changelog.installed(connection)
+            try:
+                if not postgres:
+                    connection.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+                if logged:  # a restore is not a change to log row by row: the log restarts after it
+                    changelog.drop_triggers(connection, reader.header.tables)
+                tables.empty(connection, reader.header.tables)
+                groups = itertools.groupby(reader.batches(), key=operator.itemgetter(0, 1))
+                for (table, columns), group in groups:
+                    load_rows(connection, table, columns, (rows for _, _, rows in group))
+                if postgres:
+                    tables.continue_sequences(connection, reader.header.tables)
+                else:
+                    tables.check_foreign_keys(connection, name)
+                self.checkpoint("logical-loaded")
+                for delta_name, delta in deltas:
+                    touched += delta_module.apply(connection, delta, delta_name)
+                    self.checkpoint("delta-applied")
+                if logged:
+                    changelog.install_triggers(connection, reader.header.tables)
+                    changelog.move_anchor(connection, None, None)
+            except DBAPIError as error:
+                reason = " ".join(str(error.orig).split())[:300]
+                raise BackupError(
+                    f"restore of backup {name} into {mask_url(database_url)} failed: {reason}",
+                    "the database was left unchanged",
+                ) from error
+            self.checkpoint("logical-restored")
+        return touched

@@ -5,7 +5,7 @@ With age recipients set, no readable plaintext of the database ever has a name
 on disk: the engines write into :func:`sealed` (an age encryptor over the
 temporary data file), pg_dump and the logical dump stream into it, and
 SQLite's backup API writes into a file whose name is unlinked before the
-first page is copied (:func:`planctl.backup.sqlite_engine.unnamed_snapshot`).
+first page is copied (``SqliteEngine._unnamed_snapshot``).
 A kill -9 at any instant leaves at most ciphertext or an empty scratch file.
 """
 

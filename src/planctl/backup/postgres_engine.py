@@ -24,7 +24,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from planctl.backup.store import (
     BackupError,
     Checkpoint,
+    Dumped,
     DumpResult,
+    PendingDigest,
+    digest_and_sync,
     disk_error,
     no_checkpoint,
     temp_path,
@@ -34,15 +37,15 @@ from planctl.errors import VerificationError
 from planctl.failures import tool_out_of_space
 
 if TYPE_CHECKING:
+    from planctl.backup.crypto import Recipient
     from planctl.backup.delta import Delta
     from planctl.db.lockwait import LockWait
 
+    InSnapshot = Callable[[Any], None]
+    Deltas = Sequence[tuple[str, Delta]]
+
 NAME = "postgresql"
 log = logging.getLogger("planctl.backup")
-
-
-def data_suffix(compressed: bool) -> str:
-    return ".dump"
 
 
 @contextlib.contextmanager
@@ -212,100 +215,6 @@ def server_facts(connection: Any) -> tuple[int, set[str]]:
     return major, tables
 
 
-def dump(
-    database_url: str,
-    target: Path,
-    compressed: bool | str,
-    bindir: Path | None = None,
-    in_snapshot: Callable[[Any], None] | None = None,
-    on_dumped: Callable[[], None] | None = None,
-    checkpoint: Checkpoint = no_checkpoint,
-    out: BinaryIO | None = None,
-    verify: bool = False,
-    lock_wait: LockWait | None = None,
-) -> DumpResult:
-    """pg_dump into *target* from one snapshot; what that snapshot holds.
-
-    With *lock_wait*, pg_dump waits at most one attempt's time for its table locks
-    (``--lock-wait-timeout``; an app's ACCESS EXCLUSIVE lock would hold it
-    indefinitely) and is run again, in the same snapshot, within the budget.
-
-    With *out*, the archive streams from pg_dump's stdout into *out* instead
-    (an encryptor: no plaintext file), and with *verify* its table of contents
-    is read by ``pg_restore --list`` from the same stream as it passes.
-
-    *on_dumped()* runs as soon as the archive is complete.
-
-    *in_snapshot(connection)* runs after pg_dump succeeded, still inside the
-    transaction whose snapshot pg_dump used (it may write: the change log is
-    emptied there of exactly what the dump holds).
-    """
-    from sqlalchemy import text
-
-    from planctl.db import identity, lockwait
-    from planctl.db.engine import connect
-    from planctl.db.schema import TABLE_NAMES
-
-    with connect(database_url, snapshot=True, read_only=in_snapshot is None) as connection:
-        snapshot = connection.execute(text("SELECT pg_export_snapshot()")).scalar_one()
-        server_major, existing = server_facts(connection)
-        pg_dump = find_tool("pg_dump", server_major, bindir)
-        check_tool_version(pg_dump, server_major)
-        command = [
-            str(pg_dump),
-            "--format=custom",
-            *([] if out is not None else [f"--file={target}"]),
-            f"--snapshot={snapshot}",
-            "--no-password",
-            f"--compress={6 if compressed else 0}",
-        ]
-        with libpq_env(database_url) as env:
-            checkpoint("pg-dump-start")
-            wanted = verify and out is not None
-            lister = find_tool("pg_restore", server_major, bindir) if wanted else None
-
-            def attempt(seconds: float | None) -> None:
-                timed = [*command]
-                if seconds is not None:
-                    timed.append(f"--lock-wait-timeout={max(1, int(seconds * 1000))}")
-                # Its own session (a Ctrl-C meant for `backup watch` must not kill the
-                # dump in progress) that dies with planctl.
-                written = _Counting(out) if out is not None else None
-                try:
-                    if written is None:
-                        run_tool(timed, env, "pg_dump", target.parent)
-                    else:
-                        _stream_dump(timed, env, cast(BinaryIO, written), lister, target)
-                except BackupError as error:
-                    # pg_dump bounds its LOCK TABLE with statement_timeout; nothing was
-                    # written yet (it locks every table before the first byte of data).
-                    nothing_out = written is None or written.count == 0
-                    if seconds is not None and _DUMP_LOCK_TIMEOUT in str(error) and nothing_out:
-                        raise lockwait.LockTimedOut(str(error)) from error
-                    raise
-
-            if lock_wait is None:
-                attempt(None)
-            else:
-                target_db = lockwait.target_for(database_url)
-                lockwait.retry(lock_wait, target_db, "backup of the current state", attempt)
-        if on_dumped is not None:
-            on_dumped()  # e.g. hash the archive while the rows are counted below
-        # Counted after pg_dump, in its snapshot: counting alongside would take CPU from it.
-        counts = {
-            name: connection.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
-            for name in TABLE_NAMES
-            if name in existing
-        }
-        revision = None
-        if "alembic_version" in existing:
-            revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        database_id = identity.read(connection)
-        if in_snapshot is not None:
-            in_snapshot(connection)
-    return DumpResult(revision, counts, database_id)
-
-
 #: What pg_dump prints when its ``--lock-wait-timeout`` ends a LOCK TABLE.
 _DUMP_LOCK_TIMEOUT = "canceling statement due to statement timeout"
 
@@ -388,80 +297,6 @@ def list_contents(data_path: Path, name: str, bindir: Path | None = None) -> lis
     return done.stdout.splitlines()
 
 
-def check(
-    data_path: Path,
-    compressed: bool | str,
-    workdir: Path,
-    name: str,
-    bindir: Path | None = None,
-    *,
-    full: bool = True,
-) -> None:
-    """``pg_restore --list``; with *full*, also read every data block (``--file=/dev/null``).
-
-    The table of contents sits at the start of the archive, so ``--list`` alone
-    misses a truncated or damaged data section; the full read does not.
-    """
-    list_contents(data_path, name, bindir)
-    if not full:
-        return
-    pg_restore = find_tool("pg_restore", None, bindir)
-    done = subprocess.run(
-        [str(pg_restore), "--file=/dev/null", str(data_path)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        reason = " ".join(done.stderr.split())[:300]
-        raise VerificationError(
-            f"backup {name} has unreadable data: {reason}",
-            "restore another backup (planctl backup list)",
-        )
-
-
-def restore(
-    database_url: str,
-    data_path: Path,
-    compressed: bool | str,
-    workdir: Path,
-    name: str,
-    bindir: Path | None = None,
-    deltas: Sequence[tuple[str, Delta]] = (),
-    checkpoint: Checkpoint = no_checkpoint,
-    lock_wait: LockWait | None = None,
-) -> int:
-    """Replace the database with the archive (and *deltas* applied) in one transaction.
-
-    Without deltas: ``pg_restore --clean --if-exists`` streamed into psql in one
-    transaction (:func:`_apply_script`).
-    With deltas, the archive is first restored into a scratch database, the
-    deltas applied there, and that database dumped and restored into the live
-    one in a single transaction: the live database only ever holds its old
-    state or the restore point. Returns the rows the deltas touched. Its lock
-    waits follow *lock_wait* (short attempts, retried; planctl.db.lockwait).
-    """
-    if not deltas:
-        _restore_archive(database_url, data_path, name, bindir, lock_wait)
-        checkpoint("pg-restored")
-        return 0
-    from planctl.backup.delta import apply_deltas
-
-    with scratch_database(database_url) as scratch_url:
-        _restore_archive(scratch_url, data_path, name, bindir)
-        touched = apply_deltas(scratch_url, deltas)
-        checkpoint("deltas-applied")
-        directory = workdir if os.access(workdir, os.W_OK) else Path(tempfile.gettempdir())
-        final = temp_path(directory, ".dump")
-        try:
-            dump(scratch_url, final, False, bindir)
-            checkpoint("restore-point-dumped")
-            _restore_archive(database_url, final, name, bindir, lock_wait)
-        except OSError as error:
-            raise disk_error(error, directory, "the restore point") from error
-        finally:
-            final.unlink(missing_ok=True)
-    checkpoint("pg-restored")
-    return touched
-
-
 SCRATCH_PREFIX = "planctl_restore_"
 
 
@@ -529,64 +364,6 @@ def _drop_stale_scratch(connection: Any) -> None:
 def _first_line(error: BaseException) -> str:
     original = getattr(error, "orig", None) or error
     return " ".join(str(original).split())[:200]
-
-
-def _restore_archive(
-    database_url: str,
-    data_path: Path,
-    name: str,
-    bindir: Path | None,
-    lock_wait: LockWait | None = None,
-) -> None:
-    """pg_restore --clean --if-exists --no-owner into the database in one transaction,
-    in attempts whose lock waits are short (see :func:`_prelude`), retried per *lock_wait*."""
-    from planctl.db import changelog, lockwait
-    from planctl.db.engine import connect
-    from planctl.db.schema import metadata
-
-    contents = list_contents(data_path, name, bindir)
-    dumped = {m.group(1) for line in contents if (m := re.search(r" TABLE \S+ (\S+) ", line))}
-    with connect(database_url) as connection:
-        server_major, live = server_facts(connection)
-        schema = str(connection.exec_driver_sql("SELECT current_schema()").scalar_one())
-    pg_restore = find_tool("pg_restore", server_major, bindir)
-    check_tool_version(pg_restore, server_major)
-    from planctl.db import identity
-
-    # Everything planctl's migrations create: planner and sync tables, the change log.
-    owned = set(metadata.tables) | {
-        "alembic_version",
-        changelog.LOG_TABLE,
-        changelog.ANCHOR_TABLE,
-        changelog.READERS_TABLE,
-        identity.TABLE,
-    }
-    extra = sorted((live & owned) - dumped)  # never touch tables planctl does not own
-    # Lock what the restore drops or rewrites up front: pg_restore's script sets
-    # lock_timeout = 0 itself, so the attempt's short wait has to come before it.
-    locked = sorted(live & (owned | dumped))
-    generate = [
-        str(pg_restore),
-        "--clean",
-        "--if-exists",
-        "--no-owner",
-        "--file=-",
-        str(data_path),
-    ]
-
-    def attempt(seconds: float) -> None:
-        with libpq_env(database_url) as env:
-            settings = lockwait.pg_settings(seconds, server_major)
-            prelude = _prelude(settings, schema, locked, extra)
-            try:
-                _apply_script(generate, env, prelude, database_url)
-            except BackupError as error:
-                if lockwait.LOCK_SQLSTATE in str(error):
-                    raise lockwait.LockTimedOut(str(error)) from error
-                raise
-
-    target = lockwait.target_for(database_url)
-    lockwait.retry(lock_wait or lockwait.LockWait(), target, f"restore of {name}", attempt)
 
 
 def _quote(name: str) -> str:
@@ -666,3 +443,280 @@ def _apply_script(
 def _read(errors: Any) -> str:
     errors.seek(0)
     return str(errors.read().decode("utf-8", errors="replace"))
+
+
+class PostgresEngine:
+    """Dumps with ``pg_dump --format=custom`` from one exported snapshot, checks with
+    ``pg_restore --list`` (deep: every data block read), restores through psql in one
+    transaction (a chain: through a scratch database)."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        bindir: Path | None = None,
+        checkpoint: Checkpoint = no_checkpoint,
+        lock_wait: LockWait | None = None,
+    ) -> None:
+        self.bindir = bindir
+        self.checkpoint = checkpoint
+        self.lock_wait = lock_wait
+
+    def data_suffix(self, compressed: bool | str) -> str:
+        return ".dump"
+
+    def dump(
+        self,
+        database_url: str,
+        target: Path,
+        *,
+        compressed: bool | str,
+        verify: bool,
+        in_snapshot: InSnapshot | None = None,
+        recipients: Sequence[Recipient] = (),
+    ) -> Dumped:
+        """pg_dump into *target*; with *recipients* its stdout straight into the encryptor."""
+        from planctl.backup.pipeline import sealed
+
+        if recipients:
+            with sealed(target, recipients) as out:
+                result = self._pg_dump(
+                    database_url,
+                    target,
+                    compressed,
+                    in_snapshot,
+                    out=out,
+                    verify=verify,
+                    lock_wait=self.lock_wait,
+                )
+            self.checkpoint("verified")
+            sha, size = digest_and_sync(target)
+            return Dumped(result, sha, size)
+        digest = PendingDigest(target)
+        try:
+            result = self._pg_dump(
+                database_url,
+                target,
+                compressed,
+                in_snapshot,
+                digest.start,
+                lock_wait=self.lock_wait,
+            )
+            if verify:  # the TOC here; `backup verify` also reads every data block
+                self.check(target, compressed, target.name, deep=False)
+            self.checkpoint("verified")
+            sha, size = digest.result()
+        finally:
+            digest.close()
+        return Dumped(result, sha, size)
+
+    def _pg_dump(
+        self,
+        database_url: str,
+        target: Path,
+        compressed: bool | str,
+        in_snapshot: Callable[[Any], None] | None = None,
+        on_dumped: Callable[[], None] | None = None,
+        out: BinaryIO | None = None,
+        verify: bool = False,
+        lock_wait: LockWait | None = None,
+    ) -> DumpResult:
+        """pg_dump into *target* from one snapshot; what that snapshot holds.
+
+        With *lock_wait*, pg_dump waits at most one attempt's time for its table locks
+        (``--lock-wait-timeout``; an app's ACCESS EXCLUSIVE lock would hold it
+        indefinitely) and is run again, in the same snapshot, within the budget.
+
+        With *out*, the archive streams from pg_dump's stdout into *out* instead
+        (an encryptor: no plaintext file), and with *verify* its table of contents
+        is read by ``pg_restore --list`` from the same stream as it passes.
+
+        *on_dumped()* runs as soon as the archive is complete.
+
+        *in_snapshot(connection)* runs after pg_dump succeeded, still inside the
+        transaction whose snapshot pg_dump used (it may write: the change log is
+        emptied there of exactly what the dump holds).
+        """
+        from sqlalchemy import text
+
+        from planctl.db import identity, lockwait
+        from planctl.db.engine import connect
+        from planctl.db.schema import TABLE_NAMES
+
+        with connect(database_url, snapshot=True, read_only=in_snapshot is None) as connection:
+            snapshot = connection.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+            server_major, existing = server_facts(connection)
+            pg_dump = find_tool("pg_dump", server_major, self.bindir)
+            check_tool_version(pg_dump, server_major)
+            command = [
+                str(pg_dump),
+                "--format=custom",
+                *([] if out is not None else [f"--file={target}"]),
+                f"--snapshot={snapshot}",
+                "--no-password",
+                f"--compress={6 if compressed else 0}",
+            ]
+            with libpq_env(database_url) as env:
+                self.checkpoint("pg-dump-start")
+                wanted = verify and out is not None
+                lister = find_tool("pg_restore", server_major, self.bindir) if wanted else None
+
+                def attempt(seconds: float | None) -> None:
+                    timed = [*command]
+                    if seconds is not None:
+                        timed.append(f"--lock-wait-timeout={max(1, int(seconds * 1000))}")
+                    # Its own session (a Ctrl-C meant for `backup watch` must not kill the
+                    # dump in progress) that dies with planctl.
+                    written = _Counting(out) if out is not None else None
+                    try:
+                        if written is None:
+                            run_tool(timed, env, "pg_dump", target.parent)
+                        else:
+                            _stream_dump(timed, env, cast(BinaryIO, written), lister, target)
+                    except BackupError as error:
+                        # pg_dump bounds its LOCK TABLE with statement_timeout; nothing was
+                        # written yet (it locks every table before the first byte of data).
+                        nothing_out = written is None or written.count == 0
+                        if seconds is not None and _DUMP_LOCK_TIMEOUT in str(error) and nothing_out:
+                            raise lockwait.LockTimedOut(str(error)) from error
+                        raise
+
+                if lock_wait is None:
+                    attempt(None)
+                else:
+                    target_db = lockwait.target_for(database_url)
+                    lockwait.retry(lock_wait, target_db, "backup of the current state", attempt)
+            if on_dumped is not None:
+                on_dumped()  # e.g. hash the archive while the rows are counted below
+            # Counted after pg_dump, in its snapshot: counting alongside would take CPU from it.
+            counts = {
+                name: connection.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
+                for name in TABLE_NAMES
+                if name in existing
+            }
+            revision = None
+            if "alembic_version" in existing:
+                revision = connection.execute(
+                    text("SELECT version_num FROM alembic_version")
+                ).scalar()
+            database_id = identity.read(connection)
+            if in_snapshot is not None:
+                in_snapshot(connection)
+        return DumpResult(revision, counts, database_id)
+
+    def check(
+        self, data_path: Path, compressed: bool | str, name: str, *, deep: bool = True
+    ) -> None:
+        """``pg_restore --list``; with *deep*, also read every data block (``--file=/dev/null``).
+
+        The table of contents sits at the start of the archive, so ``--list`` alone
+        misses a truncated or damaged data section; the full read does not.
+        """
+        list_contents(data_path, name, self.bindir)
+        if not deep:
+            return
+        pg_restore = find_tool("pg_restore", None, self.bindir)
+        done = subprocess.run(
+            [str(pg_restore), "--file=/dev/null", str(data_path)], capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            reason = " ".join(done.stderr.split())[:300]
+            raise VerificationError(
+                f"backup {name} has unreadable data: {reason}",
+                "restore another backup (planctl backup list)",
+            )
+
+    def restore(
+        self,
+        database_url: str,
+        data_path: Path,
+        compressed: bool | str,
+        name: str,
+        deltas: Deltas = (),
+    ) -> int:
+        """Replace the database with the archive (and *deltas* applied) in one transaction.
+
+        Without deltas: ``pg_restore --clean --if-exists`` streamed into psql in one
+        transaction (:func:`_apply_script`).
+        With deltas, the archive is first restored into a scratch database, the
+        deltas applied there, and that database dumped and restored into the live
+        one in a single transaction: the live database only ever holds its old
+        state or the restore point. Returns the rows the deltas touched. Its lock
+        waits follow the engine's *lock_wait* (short attempts, retried; planctl.db.lockwait).
+        """
+        if not deltas:
+            self._restore_archive(database_url, data_path, name, self.lock_wait)
+            self.checkpoint("pg-restored")
+            return 0
+        from planctl.backup.delta import apply_deltas
+
+        workdir = data_path.parent
+        with scratch_database(database_url) as scratch_url:
+            self._restore_archive(scratch_url, data_path, name)
+            touched = apply_deltas(scratch_url, deltas)
+            self.checkpoint("deltas-applied")
+            directory = workdir if os.access(workdir, os.W_OK) else Path(tempfile.gettempdir())
+            final = temp_path(directory, ".dump")
+            try:
+                self._pg_dump(scratch_url, final, False)
+                self.checkpoint("restore-point-dumped")
+                self._restore_archive(database_url, final, name, self.lock_wait)
+            except OSError as error:
+                raise disk_error(error, directory, "the restore point") from error
+            finally:
+                final.unlink(missing_ok=True)
+        self.checkpoint("pg-restored")
+        return touched
+
+    def _restore_archive(
+        self, database_url: str, data_path: Path, name: str, lock_wait: LockWait | None = None
+    ) -> None:
+        """pg_restore --clean --if-exists --no-owner into the database in one transaction,
+        in attempts whose lock waits are short (see :func:`_prelude`), retried per *lock_wait*."""
+        from planctl.db import changelog, lockwait
+        from planctl.db.engine import connect
+        from planctl.db.schema import metadata
+
+        contents = list_contents(data_path, name, self.bindir)
+        dumped = {m.group(1) for line in contents if (m := re.search(r" TABLE \S+ (\S+) ", line))}
+        with connect(database_url) as connection:
+            server_major, live = server_facts(connection)
+            schema = str(connection.exec_driver_sql("SELECT current_schema()").scalar_one())
+        pg_restore = find_tool("pg_restore", server_major, self.bindir)
+        check_tool_version(pg_restore, server_major)
+        from planctl.db import identity
+
+        # Everything planctl's migrations create: planner and sync tables, the change log.
+        owned = set(metadata.tables) | {
+            "alembic_version",
+            changelog.LOG_TABLE,
+            changelog.ANCHOR_TABLE,
+            changelog.READERS_TABLE,
+            identity.TABLE,
+        }
+        extra = sorted((live & owned) - dumped)  # never touch tables planctl does not own
+        # Lock what the restore drops or rewrites up front: pg_restore's script sets
+        # lock_timeout = 0 itself, so the attempt's short wait has to come before it.
+        locked = sorted(live & (owned | dumped))
+        generate = [
+            str(pg_restore),
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--file=-",
+            str(data_path),
+        ]
+
+        def attempt(seconds: float) -> None:
+            with libpq_env(database_url) as env:
+                settings = lockwait.pg_settings(seconds, server_major)
+                prelude = _prelude(settings, schema, locked, extra)
+                try:
+                    _apply_script(generate, env, prelude, database_url)
+                except BackupError as error:
+                    if lockwait.LOCK_SQLSTATE in str(error):
+                        raise lockwait.LockTimedOut(str(error)) from error
+                    raise
+
+        target = lockwait.target_for(database_url)
+        lockwait.retry(lock_wait or lockwait.LockWait(), target, f"restore of {name}", attempt)

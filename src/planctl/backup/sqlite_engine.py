@@ -18,9 +18,9 @@ import struct
 import tempfile
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from planctl.backup.compress import (
     SUFFIXES,
@@ -34,6 +34,7 @@ from planctl.backup.store import (
     TEMP_PREFIX,
     BackupError,
     Checkpoint,
+    Dumped,
     DumpResult,
     digest_and_sync,
     disk_error,
@@ -47,15 +48,17 @@ from planctl.failures import Failure, classify
 from planctl.text import plural
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from planctl.backup.crypto import Recipient
     from planctl.backup.delta import Delta
     from planctl.db.lockwait import LockWait
 
+    InSnapshot = Callable[[Connection], None]
+    Deltas = Sequence[tuple[str, Delta]]
+
 NAME = "sqlite"
 GZIP_LEVEL = 1  # fast; a 1 GB database compresses several-fold even at level 1
-
-
-def data_suffix(compressed: bool | str) -> str:
-    return ".sqlite" + SUFFIXES[method_of(compressed)]
 
 
 def database_file(database_url: str) -> Path:
@@ -140,87 +143,6 @@ def _map_sqlite_error(error: sqlite3.Error, what: str, where: Path | None = None
             "close the planner app (or wait for it) and retry",
         )
     return BackupError(f"{what}: {error}")
-
-
-def snapshot(
-    database_url: str,
-    target: Path,
-    checkpoint: Checkpoint = no_checkpoint,
-    lock_deadline: float = LOCK_DEADLINE,
-) -> DumpResult:
-    """Copy the live database into *target* (a new file); what the snapshot holds. Waits
-    at most *lock_deadline* seconds for a planner app that keeps the database locked."""
-    source_path = database_file(database_url)
-    if not source_path.is_file():
-        raise BackupError(f"SQLite database '{source_path}' does not exist", "check DATABASE_URL")
-    try:
-        with _open(source_path) as source, _open(target) as copy:
-            source.execute(f"PRAGMA busy_timeout={int(lock_deadline * 1000)}")
-            # The copy is a private temporary file that planctl fsyncs and renames
-            # itself: SQLite's own journal and syncs would only slow it down.
-            copy.execute("PRAGMA journal_mode=OFF")
-            copy.execute("PRAGMA synchronous=OFF")
-            _copy_pages(source, copy, f"backup of '{source_path}'", lock_deadline)
-            checkpoint("sqlite-copied")
-            copy.execute("PRAGMA journal_mode=DELETE")  # self-contained file, no -wal needed
-            return DumpResult(
-                _revision(copy), _row_counts(copy), _database_id(copy), _log_mark(copy)
-            )
-    except sqlite3.Error as error:
-        raise _map_sqlite_error(
-            error, f"backup of '{source_path}' failed", target.parent
-        ) from error
-
-
-@contextlib.contextmanager
-def unnamed_snapshot(
-    database_url: str,
-    workdir: Path,
-    checkpoint: Checkpoint = no_checkpoint,
-    lock_deadline: float = LOCK_DEADLINE,
-) -> Iterator[tuple[DumpResult, sqlite3.Connection, int]]:
-    """Copy the live database into a file that has no name: (what it holds, a connection
-    on the copy, a descriptor to read it from).
-
-    SQLite's backup API needs a path, so the copy is opened inside a fresh 0700
-    directory and its name (and the directory) unlinked before the first page
-    is written: a kill -9 at any instant leaves at most an empty file in an
-    empty private directory (the next run's cleanup removes it), never a
-    readable database. The kernel frees the pages when the descriptors close.
-    """
-    source_path = database_file(database_url)
-    if not source_path.is_file():
-        raise BackupError(f"SQLite database '{source_path}' does not exist", "check DATABASE_URL")
-    try:
-        scratch = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=workdir))
-    except OSError as error:
-        raise disk_error(error, workdir) from error
-    path = scratch / "snapshot.sqlite"
-    fd = -1
-    try:
-        with _open(source_path) as source, _open(path) as copy:
-            copy.execute("PRAGMA journal_mode=OFF")  # no journal file: nothing beside it
-            copy.execute("PRAGMA synchronous=OFF")
-            copy.execute("PRAGMA schema_version")  # the file is open (and still empty)
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-            path.unlink()
-            scratch.rmdir()
-            source.execute(f"PRAGMA busy_timeout={int(lock_deadline * 1000)}")
-            _copy_pages(source, copy, f"backup of '{source_path}'", lock_deadline)
-            checkpoint("sqlite-copied")
-            _make_self_contained(fd)
-            result = DumpResult(
-                _revision(copy), _row_counts(copy), _database_id(copy), _log_mark(copy)
-            )
-            yield result, copy, fd
-    except sqlite3.Error as error:
-        raise _map_sqlite_error(error, f"backup of '{source_path}' failed", workdir) from error
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            scratch.rmdir()
 
 
 def _make_self_contained(fd: int) -> None:
@@ -372,11 +294,6 @@ def plain_copy(
         unlink_database(temp)
 
 
-def check(data_path: Path, compressed: bool | str, workdir: Path, name: str) -> None:
-    with plain_copy(data_path, compressed, workdir) as plain:
-        integrity_check(plain, name)
-
-
 def _pragma(path: Path, pragma: str, timeout: float = LOCK_DEADLINE) -> str | None:
     if not path.is_file() or path.stat().st_size == 0:
         return None
@@ -387,65 +304,248 @@ def _pragma(path: Path, pragma: str, timeout: float = LOCK_DEADLINE) -> str | No
         raise _map_sqlite_error(error, f"reading '{path}' failed") from error
 
 
-def restore(
-    database_url: str,
-    data_path: Path,
-    compressed: bool | str,
-    workdir: Path,
-    name: str,
-    deltas: Sequence[tuple[str, Delta]] = (),
-    checkpoint: Checkpoint = no_checkpoint,
-    lock_wait: LockWait | None = None,
-) -> int:
-    """Write the backup's pages, with *deltas* applied, into the live database at once.
+class SqliteEngine:
+    """Dumps through the online backup API, checks with ``integrity_check``, restores by
+    writing a checked copy's pages into the live database in one transaction."""
 
-    The deltas go into a scratch copy first, and the finished copy replaces
-    the live database's pages in one transaction (SQLite's journal or WAL
-    makes it atomic): a failure or kill -9 at any point leaves the old
-    database. Returns the rows the deltas touched. The wait for the live
-    database's lock follows *lock_wait* (short attempts within a budget).
-    """
-    from planctl.backup.delta import apply_deltas
+    name = NAME
 
-    lock_wait = lock_wait or lockwait.LockWait()
-    lock_deadline = lock_wait.budget
-    target = database_file(database_url)
-    if not target.parent.is_dir():
-        raise BackupError(
-            f"directory '{target.parent}' of the database does not exist", "create it first"
-        )
-    live_mode = _pragma(target, "journal_mode", lock_deadline)
-    live_page = _pragma(target, "page_size", lock_deadline)
-    with plain_copy(data_path, compressed, workdir, private=bool(deltas)) as plain:
-        integrity_check(plain, name)
-        # A WAL database cannot change its page size: give the copy the live one.
-        resize = live_mode == "wal" and live_page not in (None, _pragma(plain, "page_size"))
-        with contextlib.ExitStack() as stack:
-            if resize and plain == data_path:
-                plain = stack.enter_context(plain_copy(data_path, False, workdir, private=True))
-            touched = apply_deltas(f"sqlite:///{plain}", deltas) if deltas else 0
-            checkpoint("deltas-applied")
-            try:
-                if resize:
-                    with _open(plain) as scratch:
-                        scratch.execute(f"PRAGMA page_size={int(live_page or 4096)}")
-                        scratch.execute("VACUUM")
-                source_file = plain
+    def __init__(
+        self,
+        checkpoint: Checkpoint = no_checkpoint,
+        lock_deadline: float | None = None,
+        lock_wait: LockWait | None = None,
+    ) -> None:
+        self.checkpoint = checkpoint
+        #: A dump's lock waits: short attempts within this budget (None: one wait of
+        #: LOCK_DEADLINE, as a scheduled backup has always waited).
+        self.dump_wait = lock_wait
+        if lock_wait is None:  # *lock_deadline*: the budget of a default wait
+            default = lockwait.LockWait()
+            lock_wait = (
+                default if lock_deadline is None else lockwait.LockWait(budget=lock_deadline)
+            )
+        self.lock_wait = lock_wait
 
-                def attempt(seconds: float) -> None:
-                    with (
-                        _open(source_file, readonly=True) as source,
-                        _open(target, timeout=seconds) as live,
-                    ):
-                        _copy_pages(source, live, f"restore into '{target}'", seconds)
-                        checkpoint("sqlite-restored")
-                        mode = live.execute("PRAGMA journal_mode").fetchone()[0]
-                        if mode == "wal":
-                            live.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    def data_suffix(self, compressed: bool | str) -> str:
+        return ".sqlite" + SUFFIXES[method_of(compressed)]
 
-                what = f"restore of {name}"
-                lockwait.retry(lock_wait, lockwait.target_for(database_url), what, attempt)
-            except sqlite3.Error as error:
-                where = plain.parent if plain != data_path else target.parent
-                raise _map_sqlite_error(error, f"restore into '{target}' failed", where) from error
-    return touched
+    # --- dump -------------------------------------------------------------------------------
+
+    def _waiting(self, database_url: str, attempt: Callable[[float], Any]) -> Any:
+        """*attempt(seconds)*: once with the default wait, or retried within the budget."""
+        if self.dump_wait is None:
+            return attempt(LOCK_DEADLINE)
+        target = lockwait.target_for(database_url)
+        return lockwait.retry(self.dump_wait, target, "backup of the current state", attempt)
+
+    def dump(
+        self,
+        database_url: str,
+        target: Path,
+        *,
+        compressed: bool | str,
+        verify: bool,
+        in_snapshot: InSnapshot | None = None,
+        recipients: Sequence[Recipient] = (),
+    ) -> Dumped:
+        """The snapshot into *target*; with *recipients* through a file without a name."""
+        if recipients:
+            return self._dump_sealed(database_url, target, compressed, verify, recipients)
+        raw = temp_path(target.parent, ".sqlite")
+        try:
+            result = self._waiting(
+                database_url, lambda seconds: self._snapshot(database_url, raw, seconds)
+            )
+            if verify:  # a gate before rotation may delete older backups
+                integrity_check(raw, target.name, quick=True)
+            self.checkpoint("verified")
+            sha, size = write_data(raw, target, compressed)
+        finally:
+            unlink_database(raw)
+        return Dumped(result, sha, size)
+
+    def _dump_sealed(
+        self,
+        database_url: str,
+        target: Path,
+        compressed: bool | str,
+        verify: bool,
+        recipients: Sequence[Recipient],
+    ) -> Dumped:
+        """The snapshot in a file without a name, streamed through compression into the
+        encryptor: the plaintext never has a name on disk."""
+        from planctl.backup.pipeline import sealed
+
+        method = method_of(compressed)
+        level = GZIP_LEVEL if method is Compression.GZIP else None
+
+        def snapshot(seconds: float) -> tuple[contextlib.ExitStack, Any]:
+            stack = contextlib.ExitStack()
+            opened = stack.enter_context(
+                self._unnamed_snapshot(database_url, target.parent, seconds)
+            )
+            return stack, opened
+
+        stack, (result, copy, fd) = self._waiting(database_url, snapshot)
+        with stack:
+            if verify:
+                check_rows(copy, target.name, quick=True)
+            self.checkpoint("verified")
+            with (
+                os.fdopen(os.dup(fd), "rb") as plain,
+                sealed(target, recipients) as out,
+                compressing(out, method, level) as packed,
+            ):
+                plain.seek(0)
+                shutil.copyfileobj(plain, packed, 1 << 20)
+        sha, size = digest_and_sync(target)
+        return Dumped(result, sha, size)
+
+    def _snapshot(
+        self, database_url: str, target: Path, lock_deadline: float = LOCK_DEADLINE
+    ) -> DumpResult:
+        """Copy the live database into *target* (a new file); what the snapshot holds. Waits
+        at most *lock_deadline* seconds for a planner app that keeps the database locked."""
+        source_path = database_file(database_url)
+        if not source_path.is_file():
+            raise BackupError(
+                f"SQLite database '{source_path}' does not exist", "check DATABASE_URL"
+            )
+        try:
+            with _open(source_path) as source, _open(target) as copy:
+                source.execute(f"PRAGMA busy_timeout={int(lock_deadline * 1000)}")
+                # The copy is a private temporary file that planctl fsyncs and renames
+                # itself: SQLite's own journal and syncs would only slow it down.
+                copy.execute("PRAGMA journal_mode=OFF")
+                copy.execute("PRAGMA synchronous=OFF")
+                _copy_pages(source, copy, f"backup of '{source_path}'", lock_deadline)
+                self.checkpoint("sqlite-copied")
+                copy.execute("PRAGMA journal_mode=DELETE")  # self-contained file, no -wal needed
+                return DumpResult(
+                    _revision(copy), _row_counts(copy), _database_id(copy), _log_mark(copy)
+                )
+        except sqlite3.Error as error:
+            raise _map_sqlite_error(
+                error, f"backup of '{source_path}' failed", target.parent
+            ) from error
+
+    @contextlib.contextmanager
+    def _unnamed_snapshot(
+        self, database_url: str, workdir: Path, lock_deadline: float = LOCK_DEADLINE
+    ) -> Iterator[tuple[DumpResult, sqlite3.Connection, int]]:
+        """Copy the live database into a file that has no name: (what it holds, a connection
+        on the copy, a descriptor to read it from).
+
+        SQLite's backup API needs a path, so the copy is opened inside a fresh 0700
+        directory and its name (and the directory) unlinked before the first page
+        is written: a kill -9 at any instant leaves at most an empty file in an
+        empty private directory (the next run's cleanup removes it), never a
+        readable database. The kernel frees the pages when the descriptors close.
+        """
+        source_path = database_file(database_url)
+        if not source_path.is_file():
+            raise BackupError(
+                f"SQLite database '{source_path}' does not exist", "check DATABASE_URL"
+            )
+        try:
+            scratch = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=workdir))
+        except OSError as error:
+            raise disk_error(error, workdir) from error
+        path = scratch / "snapshot.sqlite"
+        fd = -1
+        try:
+            with _open(source_path) as source, _open(path) as copy:
+                copy.execute("PRAGMA journal_mode=OFF")  # no journal file: nothing beside it
+                copy.execute("PRAGMA synchronous=OFF")
+                copy.execute("PRAGMA schema_version")  # the file is open (and still empty)
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+                path.unlink()
+                scratch.rmdir()
+                source.execute(f"PRAGMA busy_timeout={int(lock_deadline * 1000)}")
+                _copy_pages(source, copy, f"backup of '{source_path}'", lock_deadline)
+                self.checkpoint("sqlite-copied")
+                _make_self_contained(fd)
+                result = DumpResult(
+                    _revision(copy), _row_counts(copy), _database_id(copy), _log_mark(copy)
+                )
+                yield result, copy, fd
+        except sqlite3.Error as error:
+            raise _map_sqlite_error(error, f"backup of '{source_path}' failed", workdir) from error
+        finally:
+            if fd >= 0:
+                os.close(fd)
+            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                scratch.rmdir()
+
+    # --- check and restore ------------------------------------------------------------------
+
+    def check(self, path: Path, compressed: bool | str, name: str, *, deep: bool = True) -> None:
+        """``integrity_check`` (shallow: ``quick_check``) on a plain copy of the file."""
+        with plain_copy(path, compressed, path.parent) as plain:
+            integrity_check(plain, name, quick=not deep)
+
+    def restore(
+        self,
+        database_url: str,
+        data_path: Path,
+        compressed: bool | str,
+        name: str,
+        deltas: Deltas = (),
+    ) -> int:
+        """Write the backup's pages, with *deltas* applied, into the live database at once.
+
+        The deltas go into a scratch copy first, and the finished copy replaces
+        the live database's pages in one transaction (SQLite's journal or WAL
+        makes it atomic): a failure or kill -9 at any point leaves the old
+        database. Returns the rows the deltas touched. The wait for the live
+        database's lock follows the engine's *lock_wait* (short attempts within a budget).
+        """
+        from planctl.backup.delta import apply_deltas
+
+        lock_wait = self.lock_wait
+        lock_deadline = lock_wait.budget
+        workdir = data_path.parent
+        target = database_file(database_url)
+        if not target.parent.is_dir():
+            raise BackupError(
+                f"directory '{target.parent}' of the database does not exist", "create it first"
+            )
+        live_mode = _pragma(target, "journal_mode", lock_deadline)
+        live_page = _pragma(target, "page_size", lock_deadline)
+        with plain_copy(data_path, compressed, workdir, private=bool(deltas)) as plain:
+            integrity_check(plain, name)
+            # A WAL database cannot change its page size: give the copy the live one.
+            resize = live_mode == "wal" and live_page not in (None, _pragma(plain, "page_size"))
+            with contextlib.ExitStack() as stack:
+                if resize and plain == data_path:
+                    plain = stack.enter_context(plain_copy(data_path, False, workdir, private=True))
+                touched = apply_deltas(f"sqlite:///{plain}", deltas) if deltas else 0
+                self.checkpoint("deltas-applied")
+                try:
+                    if resize:
+                        with _open(plain) as scratch:
+                            scratch.execute(f"PRAGMA page_size={int(live_page or 4096)}")
+                            scratch.execute("VACUUM")
+                    source_file = plain
+
+                    def attempt(seconds: float) -> None:
+                        with (
+                            _open(source_file, readonly=True) as source,
+                            _open(target, timeout=seconds) as live,
+                        ):
+                            _copy_pages(source, live, f"restore into '{target}'", seconds)
+                            self.checkpoint("sqlite-restored")
+                            mode = live.execute("PRAGMA journal_mode").fetchone()[0]
+                            if mode == "wal":
+                                live.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+                    what = f"restore of {name}"
+                    lockwait.retry(lock_wait, lockwait.target_for(database_url), what, attempt)
+                except sqlite3.Error as error:
+                    where = plain.parent if plain != data_path else target.parent
+                    raise _map_sqlite_error(
+                        error, f"restore into '{target}' failed", where
+                    ) from error
+        return touched

@@ -94,6 +94,15 @@ class DumpResult:
     log_mark: int | None = None
 
 
+@dataclass
+class Dumped:
+    """A finished data file: what its snapshot held, its sha256 and size."""
+
+    result: DumpResult
+    sha256: str
+    size: int
+
+
 #: A named point in a backup or restore (``"data-written"``, …). Production
 #: passes :func:`no_checkpoint`; reliability tests inject one that kills the
 #: process there (as a power cut would) or pauses.
