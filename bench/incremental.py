@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from planctl.backup.options import BackupOptions
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PLANCTL, create_pg_database, drop_pg_database, env_for, record
 
@@ -99,11 +101,11 @@ def bench_engine(
         delta_size.append(delta_backup["size"])
         change_sessions(url, changed, 2 * i + 1)
         started = time.perf_counter()
-        result = create_backup(url, backups, incremental=True)
+        result = create_backup(url, backups, BackupOptions(incremental=True))
         api_delta_t.append(time.perf_counter() - started)
         assert result.info.kind == "delta", result.full_because
         started = time.perf_counter()
-        create_backup(url, backups, fmt="logical")
+        create_backup(url, backups, BackupOptions(fmt="logical"))
         api_full_t.append(time.perf_counter() - started)
     restore_t = [
         run([PLANCTL, "-q", "backup", "restore", full_name, "--yes", "--no-safety-backup"], env=env)

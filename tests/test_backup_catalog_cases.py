@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from planctl.backup import create_backup, load_set
 from planctl.backup.catalog import Owner
+from planctl.backup.options import BackupOptions, RestoreOptions
 from planctl.db import migrate
 from planctl.db.engine import connect
 from planctl.db.seed import seed
@@ -214,7 +215,9 @@ def test_streamed_encrypted_backup_restores(seeded_url: str, tmp_path: Path, com
     recipients = parse_recipients(str(identity.to_public()))
     backups = tmp_path / "backups"
     expected = table_contents(seeded_url)
-    info = create_backup(seeded_url, backups, keep=1, compress=compress, recipients=recipients).info
+    info = create_backup(
+        seeded_url, backups, BackupOptions(keep=1, compress=compress, recipients=recipients)
+    ).info
     assert info.data_file.endswith(".age") and info.verified_at
     data = (backups / info.data_file).read_bytes()
     assert not any(m in data for m in PLAINTEXT_MAGIC)
@@ -223,5 +226,7 @@ def test_streamed_encrypted_backup_restores(seeded_url: str, tmp_path: Path, com
     with connect(seeded_url) as connection:  # something for the restore to undo
         connection.execute(text("DELETE FROM sesiones WHERE id IN (1, 2, 3)"))
     assert table_contents(seeded_url) != expected
-    restore_backup(seeded_url, backups, info.name, identity=key, safety_backup=False)
+    restore_backup(
+        seeded_url, backups, info.name, RestoreOptions(identity=key, safety_backup=False)
+    )
     assert table_contents(seeded_url) == expected

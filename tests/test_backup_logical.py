@@ -26,6 +26,7 @@ from planctl.db.engine import connect
 from planctl.db.models import TABLE_NAMES, metadata
 from planctl.db.seed import seed
 from planctl.errors import VerificationError
+from planctl.hooks import Hooks
 
 from .helpers import table_contents
 
@@ -319,7 +320,7 @@ def test_dump_is_one_snapshot(
 
     path = tmp_path / "dump.jsonl"
     path.touch()
-    engine = LogicalEngine(checkpoint=write_meanwhile)
+    engine = LogicalEngine(Hooks(checkpoint=write_meanwhile))
     counts = engine.dump(seeded_url, path, compressed=False, verify=False).result.row_counts
     assert written  # the other connection did commit in the middle of the dump
     assert counts["sesiones"] == 320 and counts["temas"] == len(before["temas"])
@@ -612,7 +613,8 @@ def test_killed_restore_leaves_the_database_unchanged(seeded_url: str, tmp_path:
         "import os, signal, sys; from pathlib import Path; "
         "from planctl.backup.logical_engine import LogicalEngine; "
         "crash = lambda stage: stage == 'logical-restored' and os.kill(os.getpid(), 9); "
-        "LogicalEngine(crash).restore(sys.argv[1], Path(sys.argv[2]), False, 'x')"
+        "from planctl.hooks import Hooks; "
+        "LogicalEngine(Hooks(crash)).restore(sys.argv[1], Path(sys.argv[2]), False, 'x')"
     )
     done = subprocess.run([sys.executable, "-c", code, seeded_url, str(path)], capture_output=True)
     assert done.returncode == -9, done.stderr

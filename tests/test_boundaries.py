@@ -138,3 +138,83 @@ def test_only_fsutil_calls_os_fsync() -> None:
 def test_the_fsync_rule_sees_a_call_and_not_a_mention() -> None:
     assert fsync_calls("import os\nos.fsync(fd)\n") == 1
     assert fsync_calls('"""os.fsync(fd) is fsutil\'s."""\n') == 0
+
+
+# --- no import cycle among the backup modules -------------------------------------------------
+
+
+def module_edges(package: str) -> dict[str, set[str]]:
+    """``module -> the modules of *package* it imports`` (lazy imports included).
+
+    ``from a import b`` is an edge to ``a.b`` when that is a module, else to ``a``.
+    A package's ``__init__`` importing its own submodules (re-exports, dispatch to
+    an implementation) is the package's API, not a dependency: no edge.
+    """
+    directory = PACKAGE_ROOT.joinpath(*package.split(".")[1:])
+    paths = {module_name(path): path for path in sorted(directory.rglob("*.py"))}
+    edges: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package_of(path).rsplit(".", node.level - 1)[0]
+                    base = f"{anchor}.{base}" if base else anchor
+                for alias in node.names:
+                    child = f"{base}.{alias.name}"
+                    targets.add(child if child in paths else base)
+        own_package = path.name == "__init__.py"
+        edges[name] = {
+            target
+            for target in targets & paths.keys()
+            if target != name and not (own_package and target.startswith(name + "."))
+        }
+    return edges
+
+
+def import_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Each cycle found by a depth-first walk, as ``[a, b, …, a]``."""
+    cycles: list[list[str]] = []
+    state: dict[str, str] = {}  # "open" on the current path, "done" when fully walked
+    path: list[str] = []
+
+    def walk(node: str) -> None:
+        state[node] = "open"
+        path.append(node)
+        for target in sorted(edges.get(node, ())):
+            if state.get(target) == "open":
+                cycles.append([*path[path.index(target) :], target])
+            elif target not in state:
+                walk(target)
+        path.pop()
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            walk(node)
+    return cycles
+
+
+def test_the_backup_modules_import_no_cycle() -> None:
+    """create, restore, verify, offsite, cron and the engines form a layered graph (issue
+    19: create ↔ offsite ↔ verify was a circle), lazy imports included."""
+    edges = module_edges("planctl.backup")
+    assert {"planctl.backup.create", "planctl.backup.offsite", "planctl.backup.verify"} <= set(
+        edges
+    )
+    assert import_cycles(edges) == []
+
+
+def test_the_cycle_check_finds_a_cycle_and_resolves_submodules() -> None:
+    """The checker itself: a lazy import closing a circle is found; ``from pkg import mod``
+    points at the module, not at the package."""
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []
+    edges = module_edges("planctl.backup")
+    assert (
+        "planctl.backup.delta" in edges["planctl.backup.create"]
+    )  # from planctl.backup import delta
+    assert "planctl.backup" not in edges["planctl.backup.create"]

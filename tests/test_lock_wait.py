@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from planctl.backup.options import BackupOptions, RestoreOptions
 from planctl.db.lockwait import Blocker, LockTimedOut, LockWait, Target, duration, retry
 from planctl.errors import LockedError
 
@@ -272,11 +273,11 @@ def _prepare(kind: str, url: str, tmp_path: Path) -> list[str]:
     backups = tmp_path / "backups"
     if kind == "migration":
         return ["db-downgrade", "--yes"]
-    create_backup(url, backups, fmt="logical" if kind == "logical" else "native")
+    create_backup(url, backups, BackupOptions(fmt="logical" if kind == "logical" else "native"))
     if kind == "chain":
         with connect(url) as connection:
             connection.exec_driver_sql("UPDATE sesiones SET notas = 'after the full' WHERE id = 1")
-        assert create_backup(url, backups, incremental=True).info.kind == "delta"
+        assert create_backup(url, backups, BackupOptions(incremental=True)).info.kind == "delta"
     if kind == "at":
         time.sleep(1.05 - time.time() % 1)  # --at has whole seconds: the next one
         return ["backup", "restore", "--yes", "--at", time.strftime("%Y-%m-%dT%H:%M:%S%z")]
@@ -478,7 +479,7 @@ def test_a_pg_restore_script_cut_short_is_never_committed(pg_seeded: str, tmp_pa
     from planctl.backup.store import BackupError
 
     url = pg_seeded
-    info = create_backup(url, tmp_path / "backups", compress=False).info
+    info = create_backup(url, tmp_path / "backups", BackupOptions(compress=False)).info
     whole = (tmp_path / "backups" / info.data_file).read_bytes()
     cut = tmp_path / "cut.dump"
     cut.write_bytes(whole[: len(whole) * 2 // 3])  # the table of contents is intact
@@ -597,9 +598,8 @@ def test_the_safety_copy_before_a_restore_waits_within_the_budget(
     ]
     if url.startswith("sqlite"):  # the safety copy itself, the id read behind it
         with pytest.raises(LockedError) as raised:
-            pre_restore_copy(
-                url, load_set(backups), None, lock_wait=LockWait(budget=1, attempt=0.3)
-            )
+            restoring = RestoreOptions(lock_wait=LockWait(budget=1, attempt=0.3))
+            pre_restore_copy(url, load_set(backups), restoring)
         assert str(raised.value).startswith(
             "backup of the current state: gave up after waiting 1 s"
         )

@@ -13,10 +13,12 @@ from planctl.backup.catalog import ANYONE, Owner, load_set
 from planctl.backup.offsite import open_store, push, remote_catalog
 from planctl.backup.store import BackupInfo, utc_now
 from planctl.errors import PlanctlError
+from planctl.hooks import NO_HOOKS, Hooks
 
 if TYPE_CHECKING:
-    from planctl.backup.create import BackupOptions, BackupResult
+    from planctl.backup.create import BackupResult
     from planctl.backup.monitor import LastRun
+    from planctl.backup.options import BackupOptions
 
 
 @dataclass
@@ -34,6 +36,7 @@ def backup_and_ship(
     backup_dir: Path,
     options: BackupOptions,
     *,
+    hooks: Hooks = NO_HOOKS,
     recipients_text: str = "",
     remote_url: str = "",
     remote_keep: int | None = None,
@@ -60,7 +63,7 @@ def backup_and_ship(
         recipients = parse_recipients(recipients_text) if recipients_text else []
         store = open_store(remote_url) if remote_url else None
         result = create_backup(
-            database_url, backup_dir, dataclasses.replace(options, recipients=recipients)
+            database_url, backup_dir, dataclasses.replace(options, recipients=recipients), hooks
         )
         shipped = ShippedBackup(result)
         if store is not None:

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from planctl.backup.logical_engine import LogicalEngine
 from planctl.backup.postgres_engine import PostgresEngine
 from planctl.backup.sqlite_engine import SqliteEngine
-from planctl.backup.store import Checkpoint, Dumped, no_checkpoint
+from planctl.backup.store import Dumped
+from planctl.hooks import NO_HOOKS, Hooks
 
 if TYPE_CHECKING:
     from planctl.backup.crypto import Recipient
@@ -66,17 +67,17 @@ def engine_for(
     name: str,
     *,
     pg_bindir: Path | None = None,
-    checkpoint: Checkpoint = no_checkpoint,
+    hooks: Hooks = NO_HOOKS,
     lock_wait: LockWait | None = None,
 ) -> BackupEngine:
-    """The engine called *name* with its options bound (*lock_wait*: how a restore waits
-    for the target's locks, planctl.db.lockwait)."""
+    """The engine called *name* with its options and *hooks* bound (*lock_wait*: how it
+    waits for the database's locks, planctl.db.lockwait)."""
     if name == SqliteEngine.name:
-        return SqliteEngine(checkpoint, lock_wait=lock_wait)
+        return SqliteEngine(hooks, lock_wait=lock_wait)
     if name == PostgresEngine.name:
-        return PostgresEngine(pg_bindir, checkpoint, lock_wait)
+        return PostgresEngine(pg_bindir, hooks, lock_wait)
     if name == LogicalEngine.name:
-        return LogicalEngine(checkpoint, lock_wait)
+        return LogicalEngine(hooks, lock_wait)
     raise ValueError(f"unknown backup engine {name!r}")
 
 

@@ -68,17 +68,16 @@ from planctl.backup.compress import (
 )
 from planctl.backup.store import (
     BackupError,
-    Checkpoint,
     Dumped,
     DumpResult,
     digest_and_sync,
-    no_checkpoint,
     utc_now,
 )
 from planctl.config import mask_url
 from planctl.db import changelog
 from planctl.db.bulk import load_rows
 from planctl.errors import VerificationError
+from planctl.hooks import NO_HOOKS, Hooks
 from planctl.text import plural
 
 if TYPE_CHECKING:
@@ -412,10 +411,8 @@ class LogicalEngine:
 
     name = NAME
 
-    def __init__(
-        self, checkpoint: Checkpoint = no_checkpoint, lock_wait: LockWait | None = None
-    ) -> None:
-        self.checkpoint = checkpoint
+    def __init__(self, hooks: Hooks = NO_HOOKS, lock_wait: LockWait | None = None) -> None:
+        self.checkpoint = hooks.checkpoint
         self.lock_wait = lock_wait
 
     def data_suffix(self, compressed: bool | str) -> str:

@@ -23,18 +23,17 @@ from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from planctl.backup.store import (
     BackupError,
-    Checkpoint,
     Dumped,
     DumpResult,
     PendingDigest,
     digest_and_sync,
     disk_error,
-    no_checkpoint,
     temp_path,
 )
 from planctl.db.engine import parse_url
 from planctl.errors import VerificationError
 from planctl.failures import tool_out_of_space
+from planctl.hooks import NO_HOOKS, Hooks
 
 if TYPE_CHECKING:
     from planctl.backup.crypto import Recipient
@@ -455,11 +454,11 @@ class PostgresEngine:
     def __init__(
         self,
         bindir: Path | None = None,
-        checkpoint: Checkpoint = no_checkpoint,
+        hooks: Hooks = NO_HOOKS,
         lock_wait: LockWait | None = None,
     ) -> None:
         self.bindir = bindir
-        self.checkpoint = checkpoint
+        self.checkpoint = hooks.checkpoint
         self.lock_wait = lock_wait
 
     def data_suffix(self, compressed: bool | str) -> str:

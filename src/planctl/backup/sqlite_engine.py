@@ -33,18 +33,17 @@ from planctl.backup.compress import (
 from planctl.backup.store import (
     TEMP_PREFIX,
     BackupError,
-    Checkpoint,
     Dumped,
     DumpResult,
     digest_and_sync,
     disk_error,
-    no_checkpoint,
     temp_path,
 )
 from planctl.db import lockwait, sqlite_file
 from planctl.db.lockwait import LockTimedOut
 from planctl.errors import VerificationError
 from planctl.failures import Failure, classify
+from planctl.hooks import NO_HOOKS, Hooks
 from planctl.text import plural
 
 if TYPE_CHECKING:
@@ -312,11 +311,11 @@ class SqliteEngine:
 
     def __init__(
         self,
-        checkpoint: Checkpoint = no_checkpoint,
+        hooks: Hooks = NO_HOOKS,
         lock_deadline: float | None = None,
         lock_wait: LockWait | None = None,
     ) -> None:
-        self.checkpoint = checkpoint
+        self.checkpoint = hooks.checkpoint
         #: A dump's lock waits: short attempts within this budget (None: one wait of
         #: LOCK_DEADLINE, as a scheduled backup has always waited).
         self.dump_wait = lock_wait
