@@ -41,7 +41,13 @@ def _dump(url: str, path: Path, compressed: bool = False) -> tuple[str | None, d
 
 
 def _restore(url: str, path: Path, compressed: bool = False) -> None:
-    LogicalEngine().restore(url, path, compressed, NAME)
+    with open(path, "rb") as source:
+        LogicalEngine().restore(url, source, compressed, NAME)
+
+
+def _check(path: Path, compressed: bool) -> None:
+    with open(path, "rb") as source:
+        LogicalEngine().check(source, compressed, NAME)
 
 
 def _sqlite_url(path: Path) -> str:
@@ -106,7 +112,7 @@ def test_dump_change_restore_gives_back_every_row(
     assert revision == migrate.head_revision()
     assert counts == {name: len(rows) for name, rows in before.items()}
     assert counts["sesiones"] == 320
-    LogicalEngine().check(path, compressed, NAME)
+    _check(path, compressed)
 
     _change_everything(seeded_url)
     assert table_contents(seeded_url) != before
@@ -571,10 +577,10 @@ def test_check_catches_damage(sample: Path, tmp_path: Path, case: str) -> None:
     compressed, damage, problem = DAMAGE[case]
     path = tmp_path / ("copy.jsonl.gz" if compressed else "copy.jsonl")
     shutil.copy(sample / path.name.replace("copy", "demo"), path)
-    LogicalEngine().check(path, compressed, NAME)  # intact
+    _check(path, compressed)  # intact
     damage(path)
     with pytest.raises(VerificationError) as caught:
-        LogicalEngine().check(path, compressed, NAME)
+        _check(path, compressed)
     assert f"backup {NAME}" in caught.value.message
     assert problem in caught.value.message
     assert caught.value.hint
@@ -614,7 +620,7 @@ def test_killed_restore_leaves_the_database_unchanged(seeded_url: str, tmp_path:
         "from planctl.backup.logical_engine import LogicalEngine; "
         "crash = lambda stage: stage == 'logical-restored' and os.kill(os.getpid(), 9); "
         "from planctl.hooks import Hooks; "
-        "LogicalEngine(Hooks(crash)).restore(sys.argv[1], Path(sys.argv[2]), False, 'x')"
+        "LogicalEngine(Hooks(crash)).restore(sys.argv[1], open(sys.argv[2], 'rb'), False, 'x')"
     )
     done = subprocess.run([sys.executable, "-c", code, seeded_url, str(path)], capture_output=True)
     assert done.returncode == -9, done.stderr
@@ -650,5 +656,5 @@ def test_dump_memory_stays_flat(tmp_path: Path) -> None:
         dumped, peak = (int(v) for v in done.stdout.split())
         assert dumped == scale
         peaks.append(peak)
-        LogicalEngine().check(target, True, NAME)
+        _check(target, True)
     assert peaks[1] < peaks[0] * 1.15, peaks  # kB; 10x the rows, about the same memory

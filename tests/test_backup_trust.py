@@ -432,8 +432,11 @@ def test_sqlite_restore_gives_up_on_a_lock_holder_and_names_the_cause(tmp_path: 
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
         expected = f"gave up after waiting 2 s(.|\n)*pid {holder.pid} .*holds the write lock"
-        with pytest.raises(LockedError, match=expected):
-            SqliteEngine(lock_deadline=2).restore(url, backups / info.data_file, False, info.name)
+        with (
+            pytest.raises(LockedError, match=expected),
+            open(backups / info.data_file, "rb") as source,
+        ):
+            SqliteEngine(lock_deadline=2).restore(url, source, False, info.name)
         assert time.monotonic() - started < 15
     finally:
         holder.kill()

@@ -484,8 +484,8 @@ def test_a_pg_restore_script_cut_short_is_never_committed(pg_seeded: str, tmp_pa
     cut = tmp_path / "cut.dump"
     cut.write_bytes(whole[: len(whole) * 2 // 3])  # the table of contents is intact
     before = table_contents(url)
-    with pytest.raises(BackupError, match="pg_restore failed"):
-        PostgresEngine().restore(url, cut, False, "cut")
+    with pytest.raises(BackupError, match="pg_restore failed"), open(cut, "rb") as source:
+        PostgresEngine().restore(url, source, False, "cut")
     assert table_contents(url) == before
 
 

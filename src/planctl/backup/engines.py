@@ -3,7 +3,9 @@
 
 Each engine dumps a consistent snapshot into a file, checks a file (shallow:
 enough to trust it before rotation; deep: every byte readable) and restores a
-file, with a chain's deltas applied, into a target all or nothing. The engines
+file, with a chain's deltas applied, into a target all or nothing. Check and
+restore read a stream (a decrypted backup is a file without a name), never
+a plaintext file that a kill -9 could leave behind. The engines
 are the classes of ``sqlite_engine``, ``postgres_engine`` and ``logical_engine``;
 their options (the PostgreSQL client directory, the lock waits, the test
 checkpoint) are bound when :func:`engine_for` builds one, so callers never
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from planctl.backup.logical_engine import LogicalEngine
 from planctl.backup.postgres_engine import PostgresEngine
@@ -51,14 +53,31 @@ class BackupEngine(Protocol):
         hashed and flushed."""
         ...
 
-    def check(self, path: Path, compressed: bool | str, name: str, *, deep: bool = True) -> None:
-        """Raise VerificationError naming *name* when the file cannot be restored."""
+    def check(
+        self,
+        source: BinaryIO,
+        compressed: bool | str,
+        name: str,
+        *,
+        deep: bool = True,
+        workdir: Path | None = None,
+    ) -> None:
+        """Raise VerificationError naming *name* when the data *source* (a seekable stream
+        of the file's plaintext, :func:`planctl.backup.pipeline.opened`) cannot be
+        restored. Scratch copies go to *workdir* (else TMPDIR) and never have a name."""
         ...
 
     def restore(
-        self, database_url: str, path: Path, compressed: bool | str, name: str, deltas: Deltas = ()
+        self,
+        database_url: str,
+        source: BinaryIO,
+        compressed: bool | str,
+        name: str,
+        deltas: Deltas = (),
+        *,
+        workdir: Path | None = None,
     ) -> int:
-        """Replace the target's data with the file's, *deltas* applied; all or nothing.
+        """Replace the target's data with *source*'s, *deltas* applied; all or nothing.
         Returns the rows the deltas touched."""
         ...
 

@@ -44,7 +44,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sqlalchemy import (
     Table,
@@ -180,16 +180,12 @@ class Header:
 
 
 @contextlib.contextmanager
-def _lines(data_path: Path, compressed: bool | str, name: str) -> Iterator[Iterator[bytes]]:
-    """The file's lines as bytes; open, read and gzip errors become VerificationError."""
-    try:
-        raw = open(data_path, "rb")  # noqa: SIM115 (closed below)
-    except OSError as error:
-        raise VerificationError(
-            f"backup {name}: cannot open {data_path.name}: {error.strerror or error}",
-            DAMAGED_HINT,
-        ) from error
-    with raw:
+def _lines(source: BinaryIO, name: str) -> Iterator[Iterator[bytes]]:
+    """The lines of the stream *source* (from its start) as bytes; read and decompression
+    errors become VerificationError."""
+    from planctl.backup.pipeline import reading
+
+    with reading(source) as raw:
         handle: Any = raw
         head = raw.read(4)
         raw.seek(0)
@@ -203,8 +199,21 @@ def _lines(data_path: Path, compressed: bool | str, name: str) -> Iterator[Itera
         except (EOFError, OSError, zlib.error, CompressionError) as error:
             what = "cannot be decompressed" if found is not Compression.NONE else "cannot be read"
             raise VerificationError(
-                f"backup {name}: {data_path.name} {what}: {error}", DAMAGED_HINT
+                f"backup {name}: the data {what}: {error}", DAMAGED_HINT
             ) from error
+
+
+@contextlib.contextmanager
+def _opened(data_path: Path, name: str) -> Iterator[BinaryIO]:
+    try:
+        handle = open(data_path, "rb")  # noqa: SIM115 (closed below)
+    except OSError as error:
+        raise VerificationError(
+            f"backup {name}: cannot open {data_path.name}: {error.strerror or error}",
+            DAMAGED_HINT,
+        ) from error
+    with handle:
+        yield handle
 
 
 class _Reader:
@@ -363,7 +372,7 @@ class _Reader:
 
 def read_header(data_path: Path, compressed: bool | str, name: str) -> Header:
     """Only the header: format version, revision, creation time, tables."""
-    with _lines(data_path, compressed, name) as lines:
+    with _opened(data_path, name) as source, _lines(source, name) as lines:
         return _Reader(lines, name).header
 
 
@@ -430,7 +439,8 @@ class LogicalEngine:
     ) -> Dumped:
         result = self._write(database_url, target, compressed, in_snapshot, recipients)
         if verify and not recipients:  # encrypted: the writer's own end marker and sha256
-            self.check(target, compressed, target.name)
+            with _opened(target, target.name) as written:
+                self.check(written, compressed, target.name)
         self.checkpoint("verified")
         sha, size = digest_and_sync(target)
         return Dumped(result, sha, size)
@@ -496,19 +506,29 @@ class LogicalEngine:
                 in_snapshot(connection)
         return DumpResult(revision, counts, database_id)
 
-    def check(self, path: Path, compressed: bool | str, name: str, *, deep: bool = True) -> None:
-        """Parse and decode the whole file; VerificationError naming *name* if incomplete."""
-        with _lines(path, compressed, name) as lines:
+    def check(
+        self,
+        source: BinaryIO,
+        compressed: bool | str,
+        name: str,
+        *,
+        deep: bool = True,
+        workdir: Path | None = None,
+    ) -> None:
+        """Parse and decode the whole stream; VerificationError naming *name* if incomplete."""
+        with _lines(source, name) as lines:
             for _ in _Reader(lines, name).batches():
                 pass
 
     def restore(
         self,
         database_url: str,
-        data_path: Path,
+        source: BinaryIO,
         compressed: bool | str,
         name: str,
         deltas: Deltas = (),
+        *,
+        workdir: Path | None = None,
     ) -> int:
         """Replace the planner tables' rows with the backup's, then apply *deltas*, all in one
         transaction on either engine; the rows the deltas touched. The transaction is an
@@ -516,20 +536,14 @@ class LogicalEngine:
         from planctl.db import lockwait
 
         def attempt(seconds: float) -> int:
-            return self._restore_once(database_url, data_path, compressed, name, deltas, seconds)
+            return self._restore_once(database_url, source, name, deltas, seconds)
 
         target = lockwait.target_for(database_url)
         wait = self.lock_wait or lockwait.LockWait()
         return lockwait.retry(wait, target, f"restore of {name}", attempt)
 
     def _restore_once(
-        self,
-        database_url: str,
-        data_path: Path,
-        compressed: bool | str,
-        name: str,
-        deltas: Deltas,
-        lock_timeout: float,
+        self, database_url: str, source: BinaryIO, name: str, deltas: Deltas, lock_timeout: float
     ) -> int:
         from planctl.backup import delta as delta_module
         from planctl.db.engine import connect
@@ -538,7 +552,7 @@ class LogicalEngine:
         # which also lets SQLite empty a table without visiting its rows.
         touched = 0
         with (
-            _lines(data_path, compressed, name) as lines,
+            _lines(source, name) as lines,
             connect(
                 database_url, foreign_keys=False, immediate=True, lock_timeout=lock_timeout
             ) as connection,

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
+from planctl.backup.pipeline import rewound, scratch_dir, sealed, unnamed_file
 from planctl.backup.store import (
     BackupError,
     Dumped,
@@ -28,7 +29,6 @@ from planctl.backup.store import (
     PendingDigest,
     digest_and_sync,
     disk_error,
-    temp_path,
 )
 from planctl.db.engine import parse_url
 from planctl.errors import VerificationError
@@ -281,11 +281,12 @@ def _stream_dump(
     listing.close()
 
 
-def list_contents(data_path: Path, name: str, bindir: Path | None = None) -> list[str]:
-    """``pg_restore --list``: the archive's table of contents (raises VerificationError)."""
+def list_contents(source: BinaryIO, name: str, bindir: Path | None = None) -> list[str]:
+    """``pg_restore --list`` of the archive *source* (on its stdin): its table of contents
+    (raises VerificationError)."""
     pg_restore = find_tool("pg_restore", None, bindir)
     done = subprocess.run(
-        [str(pg_restore), "--list", str(data_path)], capture_output=True, text=True
+        [str(pg_restore), "--list"], stdin=rewound(source), capture_output=True, text=True
     )
     if done.returncode != 0 or "TABLE DATA" not in done.stdout:
         reason = " ".join(done.stderr.split())[:300] or "no table data in the archive"
@@ -388,9 +389,10 @@ def _prelude(settings: dict[str, str], schema: str, locked: list[str], extra: li
 
 
 def _apply_script(
-    generate: list[str], env: dict[str, str], prelude: str, database_url: str
+    generate: list[str], source: BinaryIO, env: dict[str, str], prelude: str, database_url: str
 ) -> None:
-    """Stream pg_restore's SQL through psql after *prelude*, in ONE transaction that is
+    """Stream pg_restore's SQL (the archive *source* on its stdin) through psql after
+    *prelude*, in ONE transaction that is
     committed only when pg_restore wrote its whole script (else psql's connection ends
     inside the transaction and the server rolls it back)."""
     psql = find_tool("psql", None, Path(generate[0]).parent)
@@ -407,7 +409,14 @@ def _apply_script(
         parse_url(database_url).database or "",
     ]
     with tempfile.TemporaryFile() as generate_errors, tempfile.TemporaryFile() as apply_errors:
-        generator = spawn(generate, env, text=False, stdout=subprocess.PIPE, stderr=generate_errors)
+        generator = spawn(
+            generate,
+            env,
+            text=False,
+            stdin=rewound(source),
+            stdout=subprocess.PIPE,
+            stderr=generate_errors,
+        )
         applier = spawn(
             apply,
             env,
@@ -475,8 +484,6 @@ class PostgresEngine:
         recipients: Sequence[Recipient] = (),
     ) -> Dumped:
         """pg_dump into *target*; with *recipients* its stdout straight into the encryptor."""
-        from planctl.backup.pipeline import sealed
-
         if recipients:
             with sealed(target, recipients) as out:
                 result = self._pg_dump(
@@ -502,7 +509,8 @@ class PostgresEngine:
                 lock_wait=self.lock_wait,
             )
             if verify:  # the TOC here; `backup verify` also reads every data block
-                self.check(target, compressed, target.name, deep=False)
+                with open(target, "rb") as written:
+                    self.check(written, compressed, target.name, deep=False)
             self.checkpoint("verified")
             sha, size = digest.result()
         finally:
@@ -604,19 +612,29 @@ class PostgresEngine:
         return DumpResult(revision, counts, database_id)
 
     def check(
-        self, data_path: Path, compressed: bool | str, name: str, *, deep: bool = True
+        self,
+        source: BinaryIO,
+        compressed: bool | str,
+        name: str,
+        *,
+        deep: bool = True,
+        workdir: Path | None = None,
     ) -> None:
-        """``pg_restore --list``; with *deep*, also read every data block (``--file=/dev/null``).
+        """``pg_restore --list``; with *deep*, also read every data block (``--file=/dev/null``),
+        the archive on pg_restore's stdin.
 
         The table of contents sits at the start of the archive, so ``--list`` alone
         misses a truncated or damaged data section; the full read does not.
         """
-        list_contents(data_path, name, self.bindir)
+        list_contents(source, name, self.bindir)
         if not deep:
             return
         pg_restore = find_tool("pg_restore", None, self.bindir)
         done = subprocess.run(
-            [str(pg_restore), "--file=/dev/null", str(data_path)], capture_output=True, text=True
+            [str(pg_restore), "--file=/dev/null"],
+            stdin=rewound(source),
+            capture_output=True,
+            text=True,
         )
         if done.returncode != 0:
             reason = " ".join(done.stderr.split())[:300]
@@ -628,10 +646,12 @@ class PostgresEngine:
     def restore(
         self,
         database_url: str,
-        data_path: Path,
+        source: BinaryIO,
         compressed: bool | str,
         name: str,
         deltas: Deltas = (),
+        *,
+        workdir: Path | None = None,
     ) -> int:
         """Replace the database with the archive (and *deltas* applied) in one transaction.
 
@@ -640,43 +660,42 @@ class PostgresEngine:
         With deltas, the archive is first restored into a scratch database, the
         deltas applied there, and that database dumped and restored into the live
         one in a single transaction: the live database only ever holds its old
-        state or the restore point. Returns the rows the deltas touched. Its lock
-        waits follow the engine's *lock_wait* (short attempts, retried; planctl.db.lockwait).
+        state or the restore point (dumped into a file without a name). Returns the
+        rows the deltas touched. Its lock waits follow the engine's *lock_wait* (short
+        attempts, retried; planctl.db.lockwait).
         """
         if not deltas:
-            self._restore_archive(database_url, data_path, name, self.lock_wait)
+            self._restore_archive(database_url, source, name, self.lock_wait)
             self.checkpoint("pg-restored")
             return 0
         from planctl.backup.delta import apply_deltas
 
-        workdir = data_path.parent
+        directory = scratch_dir(workdir or Path(tempfile.gettempdir()))
         with scratch_database(database_url) as scratch_url:
-            self._restore_archive(scratch_url, data_path, name)
+            self._restore_archive(scratch_url, source, name)
             touched = apply_deltas(scratch_url, deltas)
             self.checkpoint("deltas-applied")
-            directory = workdir if os.access(workdir, os.W_OK) else Path(tempfile.gettempdir())
-            final = temp_path(directory, ".dump")
-            try:
-                self._pg_dump(scratch_url, final, False)
+            with unnamed_file(directory) as final:
+                try:
+                    self._pg_dump(scratch_url, directory / name, False, out=final)
+                except OSError as error:
+                    raise disk_error(error, directory, "the restore point") from error
                 self.checkpoint("restore-point-dumped")
                 self._restore_archive(database_url, final, name, self.lock_wait)
-            except OSError as error:
-                raise disk_error(error, directory, "the restore point") from error
-            finally:
-                final.unlink(missing_ok=True)
         self.checkpoint("pg-restored")
         return touched
 
     def _restore_archive(
-        self, database_url: str, data_path: Path, name: str, lock_wait: LockWait | None = None
+        self, database_url: str, source: BinaryIO, name: str, lock_wait: LockWait | None = None
     ) -> None:
-        """pg_restore --clean --if-exists --no-owner into the database in one transaction,
-        in attempts whose lock waits are short (see :func:`_prelude`), retried per *lock_wait*."""
+        """pg_restore --clean --if-exists --no-owner (the archive *source* on its stdin) into
+        the database in one transaction, in attempts whose lock waits are short (see
+        :func:`_prelude`), retried per *lock_wait*."""
         from planctl.db import changelog, lockwait
         from planctl.db.engine import connect
         from planctl.db.schema import metadata
 
-        contents = list_contents(data_path, name, self.bindir)
+        contents = list_contents(source, name, self.bindir)
         dumped = {m.group(1) for line in contents if (m := re.search(r" TABLE \S+ (\S+) ", line))}
         with connect(database_url) as connection:
             server_major, live = server_facts(connection)
@@ -703,7 +722,6 @@ class PostgresEngine:
             "--if-exists",
             "--no-owner",
             "--file=-",
-            str(data_path),
         ]
 
         def attempt(seconds: float) -> None:
@@ -711,7 +729,7 @@ class PostgresEngine:
                 settings = lockwait.pg_settings(seconds, server_major)
                 prelude = _prelude(settings, schema, locked, extra)
                 try:
-                    _apply_script(generate, env, prelude, database_url)
+                    _apply_script(generate, source, env, prelude, database_url)
                 except BackupError as error:
                     if lockwait.LOCK_SQLSTATE in str(error):
                         raise lockwait.LockTimedOut(str(error)) from error

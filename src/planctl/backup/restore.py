@@ -24,7 +24,7 @@ from planctl.backup.create import pre_restore_copy
 from planctl.backup.engines import engine_for
 from planctl.backup.options import RestoreOptions
 from planctl.backup.owner import engine_name, has_database, live_identity
-from planctl.backup.pipeline import plaintext
+from planctl.backup.pipeline import opened
 from planctl.backup.store import (
     BackupError,
     BackupInfo,
@@ -158,17 +158,19 @@ def restore_backup(
         if root.engine == "logical":
             _check_target_revision(database_url, root)
         with contextlib.ExitStack() as stack:
-            plain = [
-                stack.enter_context(plaintext(backup_dir, link, options.identity)) for link in links
+            # Decrypted (if need be) into files without a name: nothing readable is left
+            # behind by a kill -9 at any instant.
+            sources = [
+                stack.enter_context(opened(backup_dir, link, options.identity)) for link in links
             ]
             deltas = [
-                (link.name, delta.read(path, link.name))
-                for link, path in zip(links[1:], plain[1:], strict=True)
+                (link.name, delta.parse(source, link.name))
+                for link, source in zip(links[1:], sources[1:], strict=True)
             ]
             restorer = engine_for(
                 root.engine, pg_bindir=options.pg_bindir, hooks=hooks, lock_wait=lock_wait
             )
-            restorer.check(plain[0], root.compressed, root.name, deep=False)
+            restorer.check(sources[0], root.compressed, root.name, deep=False, workdir=backup_dir)
             safety, no_safety = None, None
             if options.safety_backup and not _holds_data(database_url):
                 no_safety = "the target database is empty: no safety copy of nothing"
@@ -177,7 +179,9 @@ def restore_backup(
                 safety = _safety_copy(database_url, backups, options, hooks)
                 log.info("safety backup %s taken before restoring %s", safety.name, info.name)
             hooks.checkpoint("before-restore")
-            touched = restorer.restore(database_url, plain[0], root.compressed, root.name, deltas)
+            touched = restorer.restore(
+                database_url, sources[0], root.compressed, root.name, deltas, workdir=backup_dir
+            )
         _restart_change_log(database_url, lock_wait)
         backups.cache.save()
     log.info(

@@ -20,7 +20,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from planctl.backup.compress import (
     SUFFIXES,
@@ -30,6 +30,7 @@ from planctl.backup.compress import (
     decompressing,
     method_of,
 )
+from planctl.backup.pipeline import scratch_dir, sealed
 from planctl.backup.store import (
     TEMP_PREFIX,
     BackupError,
@@ -144,12 +145,13 @@ def _map_sqlite_error(error: sqlite3.Error, what: str, where: Path | None = None
     return BackupError(f"{what}: {error}")
 
 
-def _make_self_contained(fd: int) -> None:
+def _make_self_contained(fd: int, *, force: bool = False) -> None:
     """Mark a copy of a WAL database as a rollback-journal file (header bytes 18-19), as
     ``PRAGMA journal_mode=DELETE`` would: a copy without a name cannot have a ``-wal``
-    beside it. The change counter moves too, so the open connection re-reads page 1."""
+    beside it. The change counter moves too (with *force* always: the file was written
+    under an open connection), so the open connection re-reads page 1."""
     header = os.pread(fd, 100, 0)
-    if len(header) < 100 or header[18:20] == b"\x01\x01":
+    if len(header) < 100 or (header[18:20] == b"\x01\x01" and not force):
         return
     counter = struct.pack(">I", (struct.unpack(">I", header[24:28])[0] + 1) & 0xFFFFFFFF)
     os.pwrite(fd, b"\x01\x01", 18)
@@ -256,43 +258,6 @@ def write_data(
     return digest_and_sync(target)
 
 
-def _scratch_dir(workdir: Path) -> Path:
-    return workdir if os.access(workdir, os.W_OK) else Path(tempfile.gettempdir())
-
-
-@contextlib.contextmanager
-def plain_copy(
-    data_path: Path, compressed: bool | str, workdir: Path, *, private: bool = False
-) -> Iterator[Path]:
-    """The backup as a plain database file (decompressed into *workdir* if needed).
-
-    With *private*, always a scratch copy that the caller may change (the
-    backup's own file is never written).
-    """
-    if method_of(compressed) is Compression.NONE and not private:
-        yield data_path
-        return
-    directory = _scratch_dir(workdir)
-    try:
-        temp = temp_path(directory, ".sqlite")
-    except OSError as error:
-        raise disk_error(error, directory, "a scratch copy of the backup") from error
-    try:
-        try:
-            with open(data_path, "rb") as packed, open(temp, "wb") as sink:
-                shutil.copyfileobj(decompressing(packed), sink, 1024 * 1024)
-        except (EOFError, gzip.BadGzipFile, zlib.error, CompressionError) as error:
-            raise VerificationError(
-                f"backup file {data_path.name} cannot be decompressed: {error}",
-                "restore another backup",
-            ) from error
-        except OSError as error:
-            raise disk_error(error, directory, "a scratch copy of the backup") from error
-        yield temp
-    finally:
-        unlink_database(temp)
-
-
 def _pragma(path: Path, pragma: str, timeout: float = LOCK_DEADLINE) -> str | None:
     if not path.is_file() or path.stat().st_size == 0:
         return None
@@ -374,8 +339,6 @@ class SqliteEngine:
     ) -> Dumped:
         """The snapshot in a file without a name, streamed through compression into the
         encryptor: the plaintext never has a name on disk."""
-        from planctl.backup.pipeline import sealed
-
         method = method_of(compressed)
         level = GZIP_LEVEL if method is Compression.GZIP else None
 
@@ -480,71 +443,140 @@ class SqliteEngine:
 
     # --- check and restore ------------------------------------------------------------------
 
-    def check(self, path: Path, compressed: bool | str, name: str, *, deep: bool = True) -> None:
-        """``integrity_check`` (shallow: ``quick_check``) on a plain copy of the file."""
-        with plain_copy(path, compressed, path.parent) as plain:
-            integrity_check(plain, name, quick=not deep)
+    def check(
+        self,
+        source: BinaryIO,
+        compressed: bool | str,
+        name: str,
+        *,
+        deep: bool = True,
+        workdir: Path | None = None,
+    ) -> None:
+        """``integrity_check`` (shallow: ``quick_check``) on a copy without a name."""
+        with _unnamed_copy(source, name, workdir) as copy:
+            check_rows(copy, name, quick=not deep)
 
     def restore(
         self,
         database_url: str,
-        data_path: Path,
+        source: BinaryIO,
         compressed: bool | str,
         name: str,
         deltas: Deltas = (),
+        *,
+        workdir: Path | None = None,
     ) -> int:
         """Write the backup's pages, with *deltas* applied, into the live database at once.
 
-        The deltas go into a scratch copy first, and the finished copy replaces
-        the live database's pages in one transaction (SQLite's journal or WAL
-        makes it atomic): a failure or kill -9 at any point leaves the old
-        database. Returns the rows the deltas touched. The wait for the live
-        database's lock follows the engine's *lock_wait* (short attempts within a budget).
+        The backup is decompressed into a copy without a name, checked, the deltas
+        applied to it, and the finished copy replaces the live database's pages in
+        one transaction (SQLite's journal or WAL makes it atomic): a failure or kill
+        -9 at any point leaves the old database, and no readable copy of the backup.
+        Returns the rows the deltas touched. The wait for the live database's lock
+        follows the engine's *lock_wait* (short attempts within a budget).
         """
-        from planctl.backup.delta import apply_deltas
-
         lock_wait = self.lock_wait
-        lock_deadline = lock_wait.budget
-        workdir = data_path.parent
         target = database_file(database_url)
         if not target.parent.is_dir():
             raise BackupError(
                 f"directory '{target.parent}' of the database does not exist", "create it first"
             )
-        live_mode = _pragma(target, "journal_mode", lock_deadline)
-        live_page = _pragma(target, "page_size", lock_deadline)
-        with plain_copy(data_path, compressed, workdir, private=bool(deltas)) as plain:
-            integrity_check(plain, name)
-            # A WAL database cannot change its page size: give the copy the live one.
-            resize = live_mode == "wal" and live_page not in (None, _pragma(plain, "page_size"))
-            with contextlib.ExitStack() as stack:
-                if resize and plain == data_path:
-                    plain = stack.enter_context(plain_copy(data_path, False, workdir, private=True))
-                touched = apply_deltas(f"sqlite:///{plain}", deltas) if deltas else 0
-                self.checkpoint("deltas-applied")
-                try:
-                    if resize:
-                        with _open(plain) as scratch:
-                            scratch.execute(f"PRAGMA page_size={int(live_page or 4096)}")
-                            scratch.execute("VACUUM")
-                    source_file = plain
+        live_mode = _pragma(target, "journal_mode", lock_wait.budget)
+        live_page = _pragma(target, "page_size", lock_wait.budget)
+        with _unnamed_copy(source, name, workdir) as copy:
+            check_rows(copy, name, quick=False)
+            touched = _apply_deltas(copy, deltas, name) if deltas else 0
+            self.checkpoint("deltas-applied")
+            try:
+                # A WAL database cannot change its page size: give the copy the live one.
+                page = str(copy.execute("PRAGMA page_size").fetchone()[0])
+                if live_mode == "wal" and live_page not in (None, page):
+                    copy.execute(f"PRAGMA page_size={int(live_page or 4096)}")
+                    copy.execute("VACUUM")
 
-                    def attempt(seconds: float) -> None:
-                        with (
-                            _open(source_file, readonly=True) as source,
-                            _open(target, timeout=seconds) as live,
-                        ):
-                            _copy_pages(source, live, f"restore into '{target}'", seconds)
-                            self.checkpoint("sqlite-restored")
-                            mode = live.execute("PRAGMA journal_mode").fetchone()[0]
-                            if mode == "wal":
-                                live.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                def attempt(seconds: float) -> None:
+                    with _open(target, timeout=seconds) as live:
+                        _copy_pages(copy, live, f"restore into '{target}'", seconds)
+                        self.checkpoint("sqlite-restored")
+                        mode = live.execute("PRAGMA journal_mode").fetchone()[0]
+                        if mode == "wal":
+                            live.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
-                    what = f"restore of {name}"
-                    lockwait.retry(lock_wait, lockwait.target_for(database_url), what, attempt)
-                except sqlite3.Error as error:
-                    where = plain.parent if plain != data_path else target.parent
-                    raise _map_sqlite_error(
-                        error, f"restore into '{target}' failed", where
-                    ) from error
+                what = f"restore of {name}"
+                lockwait.retry(lock_wait, lockwait.target_for(database_url), what, attempt)
+            except sqlite3.Error as error:
+                where = scratch_dir(workdir or target.parent)
+                raise _map_sqlite_error(error, f"restore into '{target}' failed", where) from error
         return touched
+
+
+@contextlib.contextmanager
+def _unnamed_copy(
+    source: BinaryIO, name: str, workdir: Path | None = None
+) -> Iterator[sqlite3.Connection]:
+    """The backup *source* decompressed into a database file without a name, opened.
+
+    SQLite opens files by path only, so the copy is opened in a fresh 0700
+    directory (in *workdir* when writable, else TMPDIR) and its name and the
+    directory unlinked before the first byte is written, as for the unnamed
+    snapshot: a kill -9 at any instant leaves at most an empty file in an empty
+    private directory, never a readable database. No journal: the copy is
+    scratch, thrown away on any failure.
+    """
+    directory = scratch_dir(workdir or Path(tempfile.gettempdir()))
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=directory))
+    except OSError as error:
+        raise disk_error(error, directory, "a scratch copy of the backup") from error
+    path = scratch / "restore.sqlite"
+    fd = -1
+    try:
+        with _open(path) as copy:
+            copy.execute("PRAGMA journal_mode=OFF")
+            copy.execute("PRAGMA synchronous=OFF")
+            copy.execute("PRAGMA schema_version")  # the file is open (and still empty)
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            path.unlink()
+            scratch.rmdir()
+            _fill(fd, source, name, directory)
+            yield copy
+    except sqlite3.Error as error:
+        raise _map_sqlite_error(error, f"a copy of backup {name} failed", directory) from error
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            scratch.rmdir()
+
+
+def _fill(fd: int, source: BinaryIO, name: str, directory: Path) -> None:
+    """Decompress *source* into the unnamed file *fd*, then make the connection that has
+    it open read it afresh (a new change counter) as a self-contained file."""
+    source.seek(0)
+    try:
+        with os.fdopen(os.dup(fd), "wb") as out:
+            shutil.copyfileobj(decompressing(source), out, 1 << 20)
+    except (EOFError, gzip.BadGzipFile, zlib.error, CompressionError) as error:
+        raise VerificationError(
+            f"backup {name} cannot be decompressed: {error}", "restore another backup"
+        ) from error
+    except OSError as error:
+        raise disk_error(error, directory, "a scratch copy of the backup") from error
+    _make_self_contained(fd, force=True)
+
+
+def _apply_deltas(copy: sqlite3.Connection, deltas: Deltas, name: str) -> int:
+    """The chain's deltas applied to the open copy in one transaction, through SQLAlchemy
+    (what the delta code speaks) over that very connection."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import StaticPool
+
+    from planctl.backup.delta import apply_all
+
+    engine = create_engine("sqlite://", creator=lambda: copy, poolclass=StaticPool)
+    with engine.connect() as connection:
+        copy.execute("BEGIN")
+        touched = apply_all(connection, deltas, f"the copy of {name}")
+        copy.execute("COMMIT")
+    return touched
