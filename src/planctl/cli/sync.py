@@ -425,14 +425,8 @@ def _local_span(state: State, start: dt.datetime, end: dt.datetime) -> str:
 def _last_run_text(state: State, last: RunRecord | None) -> str:
     if last is None:
         return "never"
-    from planctl.sync.report import COUNT_NAMES, RESULT_NAMES
-
-    counts = (
-        ", ".join(f"{COUNT_NAMES.get(k, k)} {v:,}" for k, v in last.counts.items() if v)
-        or "no changes"
-    )
-    result = RESULT_NAMES.get(last.result, last.result)
-    return f"{_local_time(state, last.started)} ({last.mode}, {result}: {counts})"
+    counts = ", ".join(f"{k} {v:,}" for k, v in last.counts.items() if v) or "no changes"
+    return f"{_local_time(state, last.started)} ({last.mode}, {last.result}: {counts})"
 
 
 @app.command("status")
