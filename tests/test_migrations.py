@@ -85,32 +85,35 @@ NAMES = {  # what a database at head calls each constraint and index of the sync
 }
 
 
+RUN_KEYS = ("i", "b", "m", "r", "c1", "c2", "c3", "c4", "c5", "c6")
+
+
 def _insert_old_sync_rows(url: str) -> None:
     with connect(url) as connection:
-        for row in OLD_STATES:
+        for state in OLD_STATES:
             connection.execute(
                 text(
                     "INSERT INTO estados_sincronizacion (id, backend, sesion_id, id_remoto, etag, "
                     "hash_local, hash_remoto, sincronizado_en) "
                     "VALUES (:i, :b, :s, :r, :e, :hl, :hr, :t)"
                 ),
-                dict(zip(("i", "b", "s", "r", "e", "hl", "hr"), row, strict=True), t=SYNCED),
+                dict(zip(("i", "b", "s", "r", "e", "hl", "hr"), state, strict=True), t=SYNCED),
             )
-        for row in OLD_RUNS:
+        for run in OLD_RUNS:
             connection.execute(
                 text(
-                    "INSERT INTO ejecuciones_sincronizacion (id, backend, modo, resultado, creados, "
-                    "actualizados, eliminados, sin_cambios, conflictos, errores, inicio, fin) "
-                    "VALUES (:i, :b, :m, :r, :c1, :c2, :c3, :c4, :c5, :c6, :t, :t)"
+                    "INSERT INTO ejecuciones_sincronizacion (id, backend, modo, resultado, "
+                    "creados, actualizados, eliminados, sin_cambios, conflictos, errores, "
+                    "inicio, fin) VALUES (:i, :b, :m, :r, :c1, :c2, :c3, :c4, :c5, :c6, :t, :t)"
                 ),
-                dict(zip(("i", "b", "m", "r", "c1", "c2", "c3", "c4", "c5", "c6"), row), t=SYNCED),
+                dict(zip(RUN_KEYS, run, strict=True), t=SYNCED),
             )
         if connection.dialect.name == "postgresql":  # as if the rows had taken their ids
-            for table, rows in (
-                ("estados_sincronizacion", OLD_STATES),
-                ("ejecuciones_sincronizacion", OLD_RUNS),
-            ):
-                top = max(r[0] for r in rows)
+            tops = {
+                "estados_sincronizacion": max(r[0] for r in OLD_STATES),
+                "ejecuciones_sincronizacion": max(r[0] for r in OLD_RUNS),
+            }
+            for table, top in tops.items():
                 connection.execute(text(f"SELECT setval('{table}_id_seq', {top})"))
 
 

@@ -733,14 +733,18 @@ def emulator(
     """Serve a Google Calendar API v3 emulator (OAuth included) on 127.0.0.1 until interrupted."""
     from pathlib import Path
 
-    from planctl.sync.backends.simulated import SimulatedCalendar
+    from planctl.sync.backends.simulated import SimulatedCalendar, open_calendar
     from planctl.sync.google.emulator import Emulator, serve
 
     state = _state(ctx)
-    path = Path(store).absolute() if store else state.settings.sync_store
     if not 0 <= port <= 65535:
         raise UsageError(f"invalid port {port} for --port", "use 1-65535, or 0 for any free port")
-    calendar = SimulatedCalendar(path, timezone=state.settings.timezone)
+    calendar = (
+        SimulatedCalendar(Path(store).absolute(), timezone=state.settings.timezone)
+        if store
+        else open_calendar(state.settings)
+    )
+    path = calendar.path
 
     def ready(bound: int) -> None:
         root = f"http://127.0.0.1:{bound}"

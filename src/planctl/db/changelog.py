@@ -36,7 +36,6 @@ forgets every position: the next sync reads everything.
 from __future__ import annotations
 
 from collections.abc import Iterable
-
 from typing import TYPE_CHECKING
 
 from sqlalchemy import text
