@@ -14,6 +14,7 @@ from planctl.db.models import TABLE_NAMES, metadata
 from planctl.errors import VerificationError
 
 from .conftest import Cli, ScramServer
+from .helpers import table_contents
 
 
 def _tables(url: str) -> set[str]:
@@ -242,6 +243,69 @@ def test_the_sync_tables_turn_english_with_their_rows_and_back(db_url: str) -> N
         assert _names(db_url, table) == NAMES[table]
     migrate.upgrade(db_url)
     assert migrate.check(db_url).ok
+
+
+def _old_sync_rows(url: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    with connect(url) as connection:
+        states = connection.execute(
+            text(
+                "SELECT id, backend, sesion_id, id_remoto, etag, hash_local, hash_remoto "
+                "FROM estados_sincronizacion ORDER BY id"
+            )
+        ).all()
+        runs = connection.execute(
+            text(
+                "SELECT id, backend, modo, resultado, creados, actualizados, eliminados, "
+                "sin_cambios, conflictos, errores FROM ejecuciones_sincronizacion ORDER BY id"
+            )
+        ).all()
+    return [tuple(r) for r in states], [tuple(r) for r in runs]
+
+
+def test_a_backup_chain_from_before_the_rename_restores_then_upgrades(
+    seeded_url: str, tmp_path: Path
+) -> None:
+    """A full backup and a delta taken before the rename, sync rows in the Spanish tables
+    of both, restore into the upgraded database: it returns to their revision with those
+    rows (the delta's included), and the next upgrade renames them."""
+    from planctl.backup import create_backup, delta, restore_backup
+
+    before = _previous(legacy.REVISION)
+    assert before is not None
+    migrate.downgrade(seeded_url, before)
+    _insert_old_sync_rows(seeded_url)
+    backups = tmp_path / "backups"
+    assert create_backup(seeded_url, backups, incremental=True).info.kind == "full"
+    with connect(seeded_url) as connection:
+        connection.execute(text("UPDATE estados_sincronizacion SET etag = '\"99\"' WHERE id = 3"))
+        connection.execute(text("DELETE FROM ejecuciones_sincronizacion WHERE id = 9"))
+        connection.execute(text("UPDATE sesiones SET notas = 'antes del cambio' WHERE id = 1"))
+    last = create_backup(seeded_url, backups, incremental=True).info
+    assert last.kind == "delta" and last.revision == before
+    changes = delta.read(backups / last.data_file).tables
+    assert set(changes) == {"sesiones", *legacy.SYNC_TABLE_NAMES}
+    expected, expected_sync = table_contents(seeded_url), _old_sync_rows(seeded_url)
+
+    migrate.upgrade(seeded_url)
+    with connect(seeded_url) as connection:
+        connection.execute(text("DELETE FROM planctl_sync_states"))
+        connection.execute(text("UPDATE sesiones SET notas = 'después' WHERE id = 1"))
+    result = restore_backup(seeded_url, backups, last.name)
+    assert result.needs_upgrade and migrate.current(seeded_url) == before
+    assert table_contents(seeded_url) == expected and _old_sync_rows(seeded_url) == expected_sync
+
+    migrate.upgrade(seeded_url)
+    with connect(seeded_url) as connection:
+        etags = connection.execute(text("SELECT id, etag FROM planctl_sync_states ORDER BY id"))
+        assert [tuple(r) for r in etags] == [(3, '"99"'), (8, None)]
+        results = connection.execute(text("SELECT id, result FROM planctl_sync_runs ORDER BY id"))
+        assert [tuple(r) for r in results] == [
+            (1, "ok"),
+            (2, "conflicts"),
+            (4, "errors"),
+            (5, "interrupted"),
+        ]
+    assert table_contents(seeded_url) == expected and migrate.check(seeded_url).ok
 
 
 def test_exactly_one_head() -> None:
