@@ -1,5 +1,9 @@
 """planctl's bookkeeping in English: planctl_sync_states and planctl_sync_runs
 
+Revision ID: 31d0f0df5b58
+Revises: d7f3a9c2b5e1
+Create Date: 2026-12-07 04:00:00.000000+00:00
+
 ``estados_sincronizacion`` → ``planctl_sync_states`` and
 ``ejecuciones_sincronizacion`` → ``planctl_sync_runs``, every column, constraint
 and index renamed to match (the naming convention's names), the run results
@@ -12,10 +16,6 @@ PostgreSQL renames in place (the tables keep their sequences' positions and
 their grants); SQLite cannot rename a constraint or change a CHECK, so it
 copies each table into its new shape (ids kept: a plain INTEGER PRIMARY KEY has
 no sequence) and drops the old one.
-
-Revision ID: 31d0f0df5b58
-Revises: d7f3a9c2b5e1
-Create Date: 2026-12-08 04:00:00.000000+00:00
 
 """
 from __future__ import annotations
