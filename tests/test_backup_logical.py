@@ -20,6 +20,7 @@ from sqlalchemy import insert, text
 
 from planctl.backup import codec
 from planctl.backup.logical_engine import LogicalEngine, read_header
+from planctl.backup.options import BackupOptions
 from planctl.backup.store import BackupError
 from planctl.db import migrate
 from planctl.db.engine import connect
@@ -27,7 +28,6 @@ from planctl.db.models import TABLE_NAMES, metadata
 from planctl.db.seed import seed
 from planctl.errors import VerificationError
 from planctl.hooks import Hooks
-from planctl.backup.options import BackupOptions
 
 from .helpers import table_contents
 
