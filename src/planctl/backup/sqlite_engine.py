@@ -453,7 +453,7 @@ class SqliteEngine:
         workdir: Path | None = None,
     ) -> None:
         """``integrity_check`` (shallow: ``quick_check``) on a copy without a name."""
-        with _unnamed_copy(source, name, workdir) as copy:
+        with _unnamed_copy(source, name, workdir, writable=False) as copy:
             check_rows(copy, name, quick=not deep)
 
     def restore(
@@ -483,14 +483,16 @@ class SqliteEngine:
             )
         live_mode = _pragma(target, "journal_mode", lock_wait.budget)
         live_page = _pragma(target, "page_size", lock_wait.budget)
-        with _unnamed_copy(source, name, workdir) as copy:
+        # A WAL database cannot change its page size: the copy gets the live one.
+        resize = live_mode == "wal" and live_page not in (None, str(_page_size(source)))
+        # Read-only unless SQLite itself writes to the copy (reads are faster so).
+        writable = bool(deltas) or resize
+        with _unnamed_copy(source, name, workdir, writable=writable) as copy:
             check_rows(copy, name, quick=False)
             touched = _apply_deltas(copy, deltas, name) if deltas else 0
             self.checkpoint("deltas-applied")
             try:
-                # A WAL database cannot change its page size: give the copy the live one.
-                page = str(copy.execute("PRAGMA page_size").fetchone()[0])
-                if live_mode == "wal" and live_page not in (None, page):
+                if resize:
                     copy.execute(f"PRAGMA page_size={int(live_page or 4096)}")
                     copy.execute("VACUUM")
 
@@ -510,9 +512,23 @@ class SqliteEngine:
         return touched
 
 
+def _page_size(source: BinaryIO) -> int | None:
+    """The page size in the header of the (compressed) database *source*; None if it has no
+    SQLite header (the check that follows names the problem)."""
+    source.seek(0)
+    try:
+        header = decompressing(source).read(100)
+    except (EOFError, OSError, zlib.error, CompressionError):
+        return None
+    if len(header) < 18 or not header.startswith(b"SQLite format 3\x00"):
+        return None
+    size = int.from_bytes(header[16:18], "big")
+    return 65536 if size == 1 else size
+
+
 @contextlib.contextmanager
 def _unnamed_copy(
-    source: BinaryIO, name: str, workdir: Path | None = None
+    source: BinaryIO, name: str, workdir: Path | None = None, *, writable: bool = True
 ) -> Iterator[sqlite3.Connection]:
     """The backup *source* decompressed into a database file without a name, opened.
 
@@ -520,8 +536,9 @@ def _unnamed_copy(
     directory (in *workdir* when writable, else TMPDIR) and its name and the
     directory unlinked before the first byte is written, as for the unnamed
     snapshot: a kill -9 at any instant leaves at most an empty file in an empty
-    private directory, never a readable database. No journal: the copy is
-    scratch, thrown away on any failure.
+    private directory, never a readable database. Opened read-only unless
+    *writable* (deltas applied, a page size changed), then without a journal:
+    the copy is scratch, thrown away on any failure.
     """
     directory = scratch_dir(workdir or Path(tempfile.gettempdir()))
     try:
@@ -531,9 +548,11 @@ def _unnamed_copy(
     path = scratch / "restore.sqlite"
     fd = -1
     try:
-        with _open(path) as copy:
-            copy.execute("PRAGMA journal_mode=OFF")
-            copy.execute("PRAGMA synchronous=OFF")
+        path.touch(mode=0o600)
+        with _open(path, readonly=not writable) as copy:
+            if writable:
+                copy.execute("PRAGMA journal_mode=OFF")
+                copy.execute("PRAGMA synchronous=OFF")
             copy.execute("PRAGMA schema_version")  # the file is open (and still empty)
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
             path.unlink()
