@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import posixpath
+import socket
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,6 +42,11 @@ def _paramiko() -> Any:
         raise RemoteError(
             "an sftp:// remote needs the paramiko library", hint="pip install paramiko"
         ) from error
+    # paramiko's transport thread logs what it then raises: without a handler of its own,
+    # logging's last resort would print each failure (with a traceback) to stderr.
+    library_log = logging.getLogger("paramiko")
+    if not library_log.handlers:
+        library_log.addHandler(logging.NullHandler())
     return paramiko
 
 
@@ -171,6 +178,7 @@ class SFTPStore:
                 local.update(chunk)
                 sent += len(chunk)
                 self._on_progress(sent)
+            self._wait_for_writes(target)
         remote = self._hash(partial)
         if remote != local.hexdigest():
             self._sftp.remove(partial)
@@ -182,6 +190,13 @@ class SFTPStore:
         self._rename(partial, final)
         attrs = self._sftp.stat(final)
         return RemoteObject(name, int(attrs.st_size or 0), _tag(attrs), local.hexdigest())
+
+    def _wait_for_writes(self, handle: Any) -> None:
+        """Read the server's answer to every pipelined write still outstanding. paramiko
+        reads them only while more than 100 are in flight and drops the rest at close, so
+        the last writes' failure (a full disk, a quota) would otherwise be lost."""
+        while handle._reqs:
+            self._sftp._read_response(handle._reqs.popleft())  # raises the write's error
 
     def _rename(self, source: str, target: str) -> None:
         try:
@@ -247,6 +262,7 @@ def _connect(store: SFTPStore, key_path: Path | None, hosts_file: Path, timeout:
     with contextlib.suppress(FileNotFoundError):  # no known host: every server is refused
         client.load_host_keys(str(hosts_file))
     client.set_missing_host_key_policy(_RejectUnknown())
+    sock = socket.create_connection((store.host, store.port), timeout)
     try:
         client.connect(
             store.host,
@@ -255,13 +271,18 @@ def _connect(store: SFTPStore, key_path: Path | None, hosts_file: Path, timeout:
             key_filename=str(key_path) if key_path else None,
             look_for_keys=key_path is None,
             allow_agent=key_path is None,
-            timeout=timeout,
+            sock=sock,
+            # paramiko stops waiting for the handshake after *timeout* and then fails with a
+            # bare "No existing session", racing its own banner timeout (which says
+            # "timed out"): the banner's comes first.
+            timeout=2 * timeout,
             banner_timeout=timeout,
             auth_timeout=timeout,
             channel_timeout=timeout,
         )
     except BaseException:
         client.close()
+        sock.close()
         raise
     return client
 
