@@ -3,8 +3,9 @@
 Uploads send per-part SHA-256 checksums (the server rejects a damaged part)
 and the file's sha256 as object metadata. After the upload, the object's
 size and the checksum the server reports (whole-object or composite
-"checksum of part checksums") are compared with what was computed locally;
-a server that reports no checksum gets a read-back hash instead. A multipart
+"checksum of part checksums"; else its ETag, the MD5 it computed of what it
+received, single or multipart) are compared with what was computed locally;
+a server that reports neither gets a read-back hash instead. A multipart
 upload is invisible until completed, so a killed upload never lists.
 
 Failures are boto3's and botocore's own exceptions: the store's wrapper
@@ -40,31 +41,41 @@ class _LocalDigests:
     whole_b64: str
     composite_b64: str
     size: int
+    #: The ETags an S3 server computes from the bytes it received: the MD5 of a single
+    #: PUT, and "MD5 of the parts' MD5s-N" of a multipart upload of *part_size* parts.
+    etags: tuple[str, str]
 
 
 def _digests(path: Path, part_size: int) -> _LocalDigests:
-    """sha256 of the file, and S3's composite checksum for *part_size* parts, in one pass."""
+    """sha256 and MD5 of the file, and S3's composite checksums for *part_size* parts, in
+    one pass."""
     whole = hashlib.sha256()
+    whole_md5 = hashlib.md5(usedforsecurity=False)
     parts: list[bytes] = []
+    part_md5s: list[bytes] = []
     size = 0
     with open(path, "rb") as handle:
         while True:
             part = hashlib.sha256()
+            part_md5 = hashlib.md5(usedforsecurity=False)
             read = 0
             while read < part_size and (chunk := handle.read(min(CHUNK, part_size - read))):
-                whole.update(chunk)
-                part.update(chunk)
+                for digest in (whole, part, whole_md5, part_md5):
+                    digest.update(chunk)
                 read += len(chunk)
             if not read:
                 break
             size += read
             parts.append(part.digest())
+            part_md5s.append(part_md5.digest())
     composite = hashlib.sha256(b"".join(parts)).digest()
+    multipart = hashlib.md5(b"".join(part_md5s), usedforsecurity=False).hexdigest()
     return _LocalDigests(
         whole.hexdigest(),
         base64.b64encode(whole.digest()).decode(),
         base64.b64encode(composite).decode(),
         size,
+        (whole_md5.hexdigest(), f"{multipart}-{len(part_md5s)}"),
     )
 
 
@@ -194,7 +205,12 @@ class S3Store:
         elif reported:
             ok = reported in (local.whole_b64, local.composite_b64)
             problem = "" if ok else "the server's SHA-256 checksum differs from the local file's"
-        else:  # the server keeps no checksum: read the object back
+        elif tag.strip('"') in local.etags:
+            # No SHA-256 kept (rclone), but the server's own MD5 of what it received
+            # matches: a server checksum, no read-back needed. (An ETag that is no MD5 —
+            # SSE-KMS, some gateways — never matches, and gets the read-back below.)
+            problem = ""
+        else:  # the server keeps no checksum of its own: read the object back
             remote = self.sha256(name)
             problem = "" if remote == local.sha256 else "the read-back sha256 differs"
         if problem:
