@@ -194,7 +194,9 @@ class SFTPStore:
     def _wait_for_writes(self, handle: Any) -> None:
         """Read the server's answer to every pipelined write still outstanding. paramiko
         reads them only while more than 100 are in flight and drops the rest at close, so
-        the last writes' failure (a full disk, a quota) would otherwise be lost."""
+        the last writes' failure (a full disk, a quota) would otherwise be lost and look
+        like a damaged upload. (paramiko's private queue: it offers no public way.)"""
+        handle.flush()  # what paramiko still buffers becomes write requests first
         while handle._reqs:
             self._sftp._read_response(handle._reqs.popleft())  # raises the write's error
 
