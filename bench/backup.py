@@ -13,6 +13,7 @@ changed sessions) in rows/s. Medians of --runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
@@ -233,6 +234,11 @@ class Pair:
     cpus: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))
 
 
+def same(argv: list[str], _round: int) -> list[str]:
+    """A command that is the same in every round."""
+    return argv
+
+
 def measured(cmd: list[str], env: dict[str, str] | None) -> tuple[float, float]:
     """(wall, CPU) seconds of one command; CPU is user + sys of the children it waited
     for (``getrusage(RUSAGE_CHILDREN)``), so a server's own work is not counted."""
@@ -281,8 +287,8 @@ def bench_issue19(sessions: int, runs: int, work: Path, postgres: bool) -> list[
         pairs.append(
             Pair(
                 f"backup --compress {method} --keep 1, age-encrypted",
-                lambda _, argv=argv: argv,
-                lambda _, argv=argv: argv,
+                functools.partial(same, argv),
+                functools.partial(same, argv),
                 "the same, not encrypted",
                 1.10,
                 sealed_env,
