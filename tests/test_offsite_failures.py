@@ -7,6 +7,7 @@ remote failure: it is an internal error, exit 70, its traceback under --debug.""
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import shutil
 import socket
@@ -243,3 +244,25 @@ def test_a_bug_while_parsing_a_listing_is_an_internal_error_not_a_remote_failure
     assert debug.returncode == 70
     assert "Traceback" in debug.stderr and "KeyError: 'Size'" in debug.stderr
     assert "error: listing" not in debug.stderr and "listing s3:" not in debug.stderr
+
+
+def test_a_dropped_sftp_connection_is_tried_again_on_a_fresh_one(
+    sftp_server: SFTPServer, tmp_path: Path
+) -> None:
+    """GuardedStore: a lost connection is transient; the next attempt reconnects (the old
+    SSH session is dead for good), so a server restarted between calls costs nothing."""
+    from planctl.backup.remote import open_remote
+
+    store = open_remote(
+        sftp_server.url(), ssh_key=sftp_server.client_key, known_hosts=sftp_server.known_hosts
+    )
+    try:
+        payload = tmp_path / "one.bin"
+        payload.write_bytes(b"x" * 100_000)
+        store.upload(payload, "one.bin")
+        sftp_server.kill()
+        sftp_server.start(port=sftp_server.port)
+        assert [o.name for o in store.list()] == ["one.bin"]
+        assert store.sha256("one.bin") == hashlib.sha256(b"x" * 100_000).hexdigest()
+    finally:
+        store.close()
