@@ -266,3 +266,11 @@ def test_a_dropped_sftp_connection_is_tried_again_on_a_fresh_one(
         assert store.sha256("one.bin") == hashlib.sha256(b"x" * 100_000).hexdigest()
     finally:
         store.close()
+
+
+def test_every_store_failure_has_a_message_for_any_store() -> None:
+    """translate() falls back to the ("", failure) line: each failure has one."""
+    from planctl.backup.stores import _MESSAGES
+    from planctl.failures import StoreFailure
+
+    assert {failure for scheme, failure in _MESSAGES if scheme == ""} == set(StoreFailure)
