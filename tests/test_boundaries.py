@@ -143,8 +143,28 @@ def test_the_fsync_rule_sees_a_call_and_not_a_mention() -> None:
 # --- no import cycle among the backup modules -------------------------------------------------
 
 
+def runtime_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """The import statements that run: everywhere (functions included) except inside an
+    ``if TYPE_CHECKING:`` block, which only the type checker reads."""
+    found: list[ast.Import | ast.ImportFrom] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for branch in node.orelse:
+                visit(branch)
+            return
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found.append(node)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
 def module_edges(package: str) -> dict[str, set[str]]:
-    """``module -> the modules of *package* it imports`` (lazy imports included).
+    """``module -> the modules of *package* it imports`` when it runs (lazy imports
+    included, type-only ones not).
 
     ``from a import b`` is an edge to ``a.b`` when that is a module, else to ``a``.
     A package's ``__init__`` importing its own submodules (re-exports, dispatch to
@@ -155,7 +175,7 @@ def module_edges(package: str) -> dict[str, set[str]]:
     edges: dict[str, set[str]] = {}
     for name, path in paths.items():
         targets: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in runtime_imports(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 targets.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom):
@@ -218,3 +238,12 @@ def test_the_cycle_check_finds_a_cycle_and_resolves_submodules() -> None:
         "planctl.backup.delta" in edges["planctl.backup.create"]
     )  # from planctl.backup import delta
     assert "planctl.backup" not in edges["planctl.backup.create"]
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from planctl.backup.remote import RemoteStore\n"
+        "def later():\n"
+        "    from planctl.backup import delta\n"
+    )
+    names = {n.module for n in runtime_imports(ast.parse(source)) if isinstance(n, ast.ImportFrom)}
+    assert names == {"typing", "planctl.backup"}
