@@ -26,7 +26,7 @@ from planctl.db.models import TABLE_NAMES, metadata
 from planctl.db.seed import seed
 from planctl.errors import VerificationError
 
-from .helpers import table_contents
+from .helpers import table_contents, target_of
 
 NAME = "20261122-023000-full"
 Contents = dict[str, list[tuple[Any, ...]]]
@@ -34,12 +34,12 @@ Contents = dict[str, list[tuple[Any, ...]]]
 
 def _dump(url: str, path: Path, compressed: bool = False) -> tuple[str | None, dict[str, int]]:
     path.touch()  # the caller (the backup service) hands over an existing empty file
-    result = logical_engine.dump(url, path, compressed)
+    result = logical_engine.dump(target_of(url), path, compressed)
     return result.revision, result.row_counts
 
 
 def _restore(url: str, path: Path, compressed: bool = False) -> None:
-    logical_engine.restore(url, path, compressed, NAME)
+    logical_engine.restore(target_of(url), path, compressed, NAME)
 
 
 def _sqlite_url(path: Path) -> str:
@@ -60,7 +60,7 @@ def _in_utc(contents: Contents) -> Contents:
 
 
 def _change_everything(url: str) -> None:
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         connection.execute(text("DELETE FROM sesiones WHERE id % 3 = 0"))
         connection.execute(text("UPDATE clientes SET notas = 'cambiado, después' WHERE id = 1"))
         connection.execute(text("INSERT INTO temas (nombre) VALUES ('Tema nuevo')"))
@@ -122,8 +122,8 @@ def test_sqlite_to_postgresql_and_back(tmp_path: Path, pg_database: str, pg_admi
     import psycopg
 
     source = _sqlite_url(tmp_path / "source.db")
-    migrate.upgrade(source)
-    seed(source)
+    migrate.upgrade(target_of(source))
+    seed(target_of(source))
     # A server in another time zone hands out +05:30 datetimes: the file must still say UTC.
     database = pg_database.rsplit("/", 1)[1]
     with psycopg.connect(pg_admin_url.replace("+psycopg", ""), autocommit=True) as admin:
@@ -132,7 +132,7 @@ def test_sqlite_to_postgresql_and_back(tmp_path: Path, pg_database: str, pg_admi
     from_sqlite = tmp_path / "from-sqlite.jsonl"
     _dump(source, from_sqlite)
 
-    migrate.upgrade(pg_database)
+    migrate.upgrade(target_of(pg_database))
     _restore(pg_database, from_sqlite)
     on_postgres = table_contents(pg_database)
     assert _in_utc(on_postgres) == _in_utc(original)
@@ -144,7 +144,7 @@ def test_sqlite_to_postgresql_and_back(tmp_path: Path, pg_database: str, pg_admi
     from_postgres = tmp_path / "from-postgres.jsonl"
     _dump(pg_database, from_postgres)
     target = _sqlite_url(tmp_path / "target.db")
-    migrate.upgrade(target)
+    migrate.upgrade(target_of(target))
     _restore(target, from_postgres)
     assert table_contents(target) == original  # naive UTC again, exactly the source's values
     # Engine-neutral: the same data gives the same rows whichever engine wrote them.
@@ -152,9 +152,11 @@ def test_sqlite_to_postgresql_and_back(tmp_path: Path, pg_database: str, pg_admi
 
 
 def test_postgresql_to_sqlite_keeps_microseconds(tmp_path: Path, pg_database: str) -> None:
-    migrate.upgrade(pg_database)
-    seed(pg_database)  # PostgreSQL's CURRENT_TIMESTAMP has microseconds, SQLite's has none
-    with connect(pg_database) as connection:
+    migrate.upgrade(target_of(pg_database))
+    seed(
+        target_of(pg_database)
+    )  # PostgreSQL's CURRENT_TIMESTAMP has microseconds, SQLite's has none
+    with connect(target_of(pg_database)) as connection:
         connection.execute(
             text("UPDATE sesiones SET updated_at = '2026-03-29 00:59:59.999999+00' WHERE id = 7")
         )
@@ -162,7 +164,7 @@ def test_postgresql_to_sqlite_keeps_microseconds(tmp_path: Path, pg_database: st
     path = tmp_path / "pg.jsonl.gz"
     _dump(pg_database, path, compressed=True)
     target = _sqlite_url(tmp_path / "target.db")
-    migrate.upgrade(target)
+    migrate.upgrade(target_of(target))
     _restore(target, path, compressed=True)
     moved = table_contents(target)
     assert _in_utc(moved) == _in_utc(original)
@@ -172,14 +174,14 @@ def test_postgresql_to_sqlite_keeps_microseconds(tmp_path: Path, pg_database: st
 def test_new_rows_continue_after_the_restored_ids(tmp_path: Path, pg_database: str) -> None:
     """PostgreSQL sequences are moved past the restored ids (SQLite does that by itself)."""
     source = _sqlite_url(tmp_path / "source.db")
-    migrate.upgrade(source)
-    seed(source)
+    migrate.upgrade(target_of(source))
+    seed(target_of(source))
     path = tmp_path / "dump.jsonl"
     _, counts = _dump(source, path)
-    migrate.upgrade(pg_database)  # a fresh database: every sequence would start at 1
+    migrate.upgrade(target_of(pg_database))  # a fresh database: every sequence would start at 1
     _restore(pg_database, path)
     temas = metadata.tables["temas"]
-    with connect(pg_database) as connection:
+    with connect(target_of(pg_database)) as connection:
         new_id = connection.execute(
             insert(temas).values(nombre="Tema nuevo").returning(temas.c.id)
         ).scalar_one()
@@ -250,7 +252,7 @@ def edge_url(migrated_url: str) -> str:
             {"id": 2, "cliente_id": 2, "fecha": dt.date(2026, 1, 2)},  # server default: false
         ],
     }
-    with connect(migrated_url) as connection:
+    with connect(target_of(migrated_url)) as connection:
         for name, values in rows.items():
             for row in values:  # one by one: the rows set different columns
                 connection.execute(insert(metadata.tables[name]).values(row))
@@ -282,7 +284,7 @@ def test_edge_values_round_trip(
     start, _ = _section(lines, "clientes")
     assert lines[start + 1].count(None) == 7  # every nullable column of a bare client
 
-    with connect(edge_url) as connection:  # wipe it: restore must bring everything back
+    with connect(target_of(edge_url)) as connection:  # wipe it: restore must bring everything back
         for name in reversed(TABLE_NAMES):
             connection.execute(text(f"DELETE FROM {name}"))
     _restore(edge_url, path)
@@ -293,7 +295,7 @@ def test_edge_values_round_trip(
         other = str(request.getfixturevalue("pg_database"))
     else:
         other = _sqlite_url(tmp_path / "other.db")
-    migrate.upgrade(other)
+    migrate.upgrade(target_of(other))
     _restore(other, path)
     assert _in_utc(table_contents(other)) == _in_utc(before)
 
@@ -311,14 +313,16 @@ def test_dump_is_one_snapshot(
 
     def write_meanwhile(stage: str) -> None:
         if stage == "logical-table-dumped" and not written:
-            with connect(seeded_url) as other:
+            with connect(target_of(seeded_url)) as other:
                 other.execute(text("DELETE FROM sesiones WHERE id <= 10"))
                 other.execute(text("INSERT INTO temas (nombre) VALUES ('Durante el volcado')"))
             written.append(stage)
 
     path = tmp_path / "dump.jsonl"
     path.touch()
-    counts = logical_engine.dump(seeded_url, path, False, checkpoint=write_meanwhile).row_counts
+    counts = logical_engine.dump(
+        target_of(seeded_url), path, False, checkpoint=write_meanwhile
+    ).row_counts
     assert written  # the other connection did commit in the middle of the dump
     assert counts["sesiones"] == 320 and counts["temas"] == len(before["temas"])
     _restore(seeded_url, path)
@@ -420,7 +424,9 @@ def test_decode_row_rejects_values_that_do_not_fit(column: str, value: Any, prob
 def test_restore_refuses_another_revision(seeded_url: str, tmp_path: Path) -> None:
     path = tmp_path / "dump.jsonl"
     revision, _ = _dump(seeded_url, path)
-    migrate.stamp(seeded_url, "base")  # same tables, but no longer at the file's revision
+    migrate.stamp(
+        target_of(seeded_url), "base"
+    )  # same tables, but no longer at the file's revision
     _change_everything(seeded_url)
     changed = table_contents(seeded_url)
     with pytest.raises(BackupError) as caught:
@@ -430,7 +436,7 @@ def test_restore_refuses_another_revision(seeded_url: str, tmp_path: Path) -> No
     assert caught.value.hint == f"run planctl db-upgrade {revision} first"
     assert table_contents(seeded_url) == changed
 
-    migrate.stamp(seeded_url, "head")
+    migrate.stamp(target_of(seeded_url), "head")
     future = tmp_path / "future.jsonl"
     values = _lines(path)
     values[0]["revision"] = "ffffffffffff"
@@ -470,8 +476,8 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A plain and a gzipped dump of the demo data (SQLite), shared by the damage tests."""
     directory = tmp_path_factory.mktemp("sample")
     url = _sqlite_url(directory / "demo.db")
-    migrate.upgrade(url)
-    seed(url)
+    migrate.upgrade(target_of(url))
+    seed(target_of(url))
     _dump(url, directory / "demo.jsonl")
     _dump(url, directory / "demo.jsonl.gz", compressed=True)
     return directory
@@ -612,9 +618,7 @@ def test_killed_restore_leaves_the_database_unchanged(seeded_url: str, tmp_path:
         "crash = lambda stage: stage == 'logical-restored' and os.kill(os.getpid(), 9); "
         "l.restore(sys.argv[1], Path(sys.argv[2]), False, 'x', checkpoint=crash)"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, seeded_url, str(path)], capture_output=True
-    )
+    done = subprocess.run([sys.executable, "-c", code, seeded_url, str(path)], capture_output=True)
     assert done.returncode == -9, done.stderr
     assert table_contents(seeded_url) == changed
 
@@ -628,8 +632,8 @@ def test_dump_memory_stays_flat(tmp_path: Path) -> None:
     peaks = []
     for scale in (20_000, 200_000):
         url = _sqlite_url(tmp_path / f"s{scale}.db")
-        migrate.upgrade(url)
-        seed(url, scale=scale)
+        migrate.upgrade(target_of(url))
+        seed(target_of(url), scale=scale)
         target = tmp_path / f"s{scale}.jsonl.gz"
         target.touch()
         code = (

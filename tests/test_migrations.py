@@ -14,10 +14,11 @@ from planctl.db.models import TABLE_NAMES, metadata
 from planctl.errors import VerificationError
 
 from .conftest import Cli, ScramServer
+from .helpers import target_of
 
 
 def _tables(url: str) -> set[str]:
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         return set(inspect(connection).get_table_names())
 
 
@@ -34,13 +35,13 @@ def _previous(revision: str | None) -> str | None:
 
 def test_sync_tables_come_and_go_with_their_revision(db_url: str) -> None:
     sync_tables = {"estados_sincronizacion", "ejecuciones_sincronizacion"}
-    migrate.upgrade(db_url)
+    migrate.upgrade(target_of(db_url))
     assert sync_tables <= _tables(db_url)
-    migrate.downgrade(db_url, _previous(SYNC_REVISION) or "base")
+    migrate.downgrade(target_of(db_url), _previous(SYNC_REVISION) or "base")
     assert not (sync_tables & _tables(db_url))
     assert set(TABLE_NAMES) <= _tables(db_url)  # the planner's data tables stay
-    migrate.upgrade(db_url)
-    assert migrate.check(db_url).ok
+    migrate.upgrade(target_of(db_url))
+    assert migrate.check(target_of(db_url)).ok
 
 
 def test_exactly_one_head() -> None:
@@ -67,13 +68,13 @@ def test_heads_read_without_alembic_are_alembics(tmp_path: Path) -> None:
 
 def test_round_trip_upgrade_downgrade_upgrade(db_url: str) -> None:
     head = migrate.head_revision()
-    assert migrate.upgrade(db_url) == (None, head)
+    assert migrate.upgrade(target_of(db_url)) == (None, head)
     assert set(TABLE_NAMES) <= _tables(db_url)
-    migrate.check(db_url)
-    assert migrate.downgrade(db_url, "base") == (head, None)
+    migrate.check(target_of(db_url))
+    assert migrate.downgrade(target_of(db_url), "base") == (head, None)
     assert _tables(db_url) & set(TABLE_NAMES) == set()
-    assert migrate.upgrade(db_url) == (None, head)
-    assert migrate.check(db_url).ok
+    assert migrate.upgrade(target_of(db_url)) == (None, head)
+    assert migrate.check(target_of(db_url)).ok
 
 
 def test_check_is_red_after_a_model_change(migrated_url: str) -> None:
@@ -82,14 +83,14 @@ def test_check_is_red_after_a_model_change(migrated_url: str) -> None:
         table.to_metadata(changed)
     changed.tables["clientes"].append_column(Column("web", String(200)))
     with pytest.raises(VerificationError) as raised:
-        migrate.check(migrated_url, changed)
+        migrate.check(target_of(migrated_url), changed)
     assert "add_column clientes.web" in raised.value.message
     assert raised.value.exit_code == 5
 
 
 def test_check_is_red_when_the_database_drifts(migrated_url: str, cli: Cli) -> None:
     assert cli("db-check", url=migrated_url).exit_code == 0
-    with connect(migrated_url) as connection:
+    with connect(target_of(migrated_url)) as connection:
         connection.execute(text("ALTER TABLE sesiones ADD COLUMN sala VARCHAR(20)"))
     run = cli("db-check", url=migrated_url)
     assert run.exit_code == 5
@@ -97,8 +98,8 @@ def test_check_is_red_when_the_database_drifts(migrated_url: str, cli: Cli) -> N
 
 
 def test_check_is_red_when_not_at_head(db_url: str, cli: Cli) -> None:
-    migrate.upgrade(db_url)
-    migrate.stamp(db_url, "base")
+    migrate.upgrade(target_of(db_url))
+    migrate.stamp(target_of(db_url), "base")
     run = cli("db-check", url=db_url)
     assert run.exit_code == 5
     assert "no schema" in run.stderr or "not at head" in run.stderr or "head is" in run.stderr
@@ -118,10 +119,10 @@ def test_cli_upgrade_current_history_downgrade(db_url: str, cli: Cli) -> None:
     assert head in run.stdout and "current" in run.stdout
     run = cli("db-downgrade", "--yes", url=db_url)  # one step back
     assert run.exit_code == 0, run.stderr
-    assert migrate.current(db_url) == _previous(head)
+    assert migrate.current(target_of(db_url)) == _previous(head)
     run = cli("db-downgrade", "base", "--yes", url=db_url)
     assert run.exit_code == 0, run.stderr
-    assert migrate.current(db_url) is None
+    assert migrate.current(target_of(db_url)) is None
     assert not (_tables(db_url) & set(metadata.tables))
 
 
@@ -133,10 +134,10 @@ def test_downgrade_asks_for_confirmation(
     run = cli("db-downgrade", url=migrated_url, input="n\n")
     assert run.exit_code == 1
     assert "Downgrade" in run.stdout
-    assert migrate.current(migrated_url) == migrate.head_revision()
+    assert migrate.current(target_of(migrated_url)) == migrate.head_revision()
     run = cli("db-downgrade", url=migrated_url, input="y\n")
     assert run.exit_code == 0, run.stderr
-    assert migrate.current(migrated_url) == _previous(migrate.head_revision())
+    assert migrate.current(target_of(migrated_url)) == _previous(migrate.head_revision())
 
 
 def test_upgrade_sql_prints_ddl_without_touching_the_database(db_url: str, cli: Cli) -> None:
@@ -147,7 +148,7 @@ def test_upgrade_sql_prints_ddl_without_touching_the_database(db_url: str, cli: 
     if db_url.startswith("sqlite"):
         assert not Path(db_url.removeprefix("sqlite:///")).exists()
     else:
-        assert migrate.current(db_url) is None
+        assert migrate.current(target_of(db_url)) is None
 
 
 def test_stamp_records_without_running(db_url: str, cli: Cli) -> None:
@@ -162,7 +163,7 @@ def test_stamp_records_without_running(db_url: str, cli: Cli) -> None:
         sqlite3.connect(path).close()  # an empty database file: stamping it is fine
     run = cli("db-stamp", "head", url=db_url)
     assert run.exit_code == 0, run.stderr
-    assert migrate.current(db_url) == head
+    assert migrate.current(target_of(db_url)) == head
     assert not (_tables(db_url) & set(TABLE_NAMES))
 
 
@@ -192,7 +193,7 @@ def test_revision_autogenerate_writes_the_difference(
     migrated_url: str,
     cli: Cli,
 ) -> None:
-    with connect(migrated_url) as connection:
+    with connect(target_of(migrated_url)) as connection:
         connection.execute(text("ALTER TABLE temas ADD COLUMN obsoleto VARCHAR(5)"))
     run = cli("db-revision", "-m", "drop obsoleto", "--autogenerate", url=migrated_url)
     assert run.exit_code == 0, run.stderr
@@ -228,9 +229,9 @@ def test_failed_migration_leaves_nothing_half_applied(
     from planctl.errors import PlanctlError
 
     with pytest.raises(PlanctlError):
-        migrate.upgrade(db_url)
+        migrate.upgrade(target_of(db_url))
     # the whole upgrade, first revision included, was one transaction
-    assert migrate.current(db_url, missing_ok=True) is None
+    assert migrate.current(target_of(db_url), missing_ok=True) is None
     assert not (_tables(db_url) & ({"tabla_nueva"} | set(TABLE_NAMES)))
 
 
@@ -251,13 +252,13 @@ def test_plain_alembic_works_in_the_checkout(db_url: str, tmp_path: Path) -> Non
         text=True,
     )
     assert done.returncode == 0, done.stderr
-    assert migrate.current(db_url) == migrate.head_revision()
-    assert migrate.check(db_url).ok
+    assert migrate.current(target_of(db_url)) == migrate.head_revision()
+    assert migrate.check(target_of(db_url)).ok
 
 
 def test_percent_in_the_url_survives_alembic_config() -> None:
     url = "postgresql+psycopg://app:50%25off%40@db/planner"
-    assert migrate.alembic_config(url).get_main_option("sqlalchemy.url") == url
+    assert migrate.alembic_config(target_of(url)).get_main_option("sqlalchemy.url") == url
 
 
 def test_password_with_percent_and_at_sign(scram_server: ScramServer, cli: Cli) -> None:
@@ -274,7 +275,7 @@ def test_password_with_percent_and_at_sign(scram_server: ScramServer, cli: Cli) 
     run = cli("db-upgrade", url=url)
     assert run.exit_code == 0, run.stderr
     assert "50%25off" not in run.stdout + run.stderr and "***" in run.stdout
-    assert migrate.current(url) == migrate.head_revision()
+    assert migrate.current(target_of(url)) == migrate.head_revision()
 
 
 @pytest.mark.parametrize("command", ["db-upgrade", "db-stamp", "db-downgrade"])
@@ -293,19 +294,19 @@ def test_the_database_keeps_its_identity_across_downgrade_and_upgrade(
     from planctl.backup import create_backup, restore_backup
     from planctl.db import identity
 
-    with connect(seeded_url) as connection:
+    with connect(target_of(seeded_url)) as connection:
         before = identity.read(connection)
     assert before is not None
-    backup = create_backup(seeded_url, tmp_path / "b").info
-    migrate.downgrade(seeded_url, down_to)
-    migrate.upgrade(seeded_url)
-    with connect(seeded_url) as connection:
+    backup = create_backup(target_of(seeded_url), tmp_path / "b").info
+    migrate.downgrade(target_of(seeded_url), down_to)
+    migrate.upgrade(target_of(seeded_url))
+    with connect(target_of(seeded_url)) as connection:
         assert identity.read(connection) == before
         count = connection.execute(text("SELECT count(*) FROM planctl_database")).scalar_one()
     assert count == 1
-    assert migrate.check(seeded_url).ok
-    restore_backup(seeded_url, tmp_path / "b", backup.name)
-    with connect(seeded_url) as connection:
+    assert migrate.check(target_of(seeded_url)).ok
+    restore_backup(target_of(seeded_url), tmp_path / "b", backup.name)
+    with connect(target_of(seeded_url)) as connection:
         assert connection.execute(text("SELECT count(*) FROM sesiones")).scalar_one() > 0
 
 

@@ -30,7 +30,6 @@ from planctl.backup.catalog import (
     rotate_plan,
 )
 from planctl.backup.engines import engine_for
-from planctl.backup.owner import engine_name
 from planctl.backup.pipeline import ENCRYPTED_SUFFIX
 from planctl.backup.store import (
     BackupError,
@@ -47,10 +46,10 @@ from planctl.backup.store import (
     utc_now,
     write_metadata,
 )
-from planctl.config import mask_url
 from planctl.db import changelog
 from planctl.errors import DatabaseError, UsageError
 from planctl.failures import Failure
+from planctl.target import Target
 from planctl.text import plural
 
 if TYPE_CHECKING:
@@ -123,7 +122,7 @@ class BackupResult:
 
 
 def create_backup(
-    database_url: str,
+    target: Target,
     backup_dir: Path,
     options: BackupOptions | None = None,
     *,
@@ -183,7 +182,7 @@ def create_backup(
         info, because = None, None
         if incremental:
             info, because = _delta_with_retries(
-                database_url,
+                target,
                 backups,
                 compress,
                 label,
@@ -197,7 +196,7 @@ def create_backup(
                 log.info("full backup instead of a delta: %s", because)
         if info is None:
             info = create_full_locked(
-                database_url,
+                target,
                 backups,
                 compress=compress,
                 label=label,
@@ -210,7 +209,7 @@ def create_backup(
                 recipients=recipients,
             )
         # Rotation counts this database's chains only (its id, its engine).
-        backups = load_set(backup_dir, Owner(info.database_id, engine_name(database_url)))
+        backups = load_set(backup_dir, Owner(info.database_id, target.engine))
         deltas = len(backups.chain_of(backups.by_name[info.name])) - 1
         removed = rotate_locked(backups, keep) if keep is not None else []
         backups.cache.save()
@@ -261,7 +260,7 @@ def _delta_refusal(
 
 
 def _delta_with_retries(
-    database_url: str,
+    target: Target,
     backups: BackupSet,
     compress: bool | str,
     label: str | None,
@@ -276,7 +275,7 @@ def _delta_with_retries(
     for attempt in range(1, BUSY_ATTEMPTS + 1):
         try:
             return _create_delta_locked(
-                database_url,
+                target,
                 backups,
                 compress,
                 label,
@@ -295,7 +294,7 @@ def _delta_with_retries(
 
 
 def _create_delta_locked(
-    database_url: str,
+    target: Target,
     backups: BackupSet,
     compress: bool | str,
     label: str | None,
@@ -316,7 +315,7 @@ def _create_delta_locked(
     from planctl.db.engine import connect
 
     backup_dir = backups.path
-    with connect(database_url, immediate=True, snapshot=True) as connection:
+    with connect(target, immediate=True, snapshot=True) as connection:
         if not changelog.installed(connection):
             return None, "the database has no change log (run planctl db-upgrade)"
         changelog.lock_anchor(connection)
@@ -345,7 +344,7 @@ def _create_delta_locked(
             )
         created = utc_now()
         name = new_name(created, "delta", label, backup_dir)
-        log.info("delta %s of %s on top of %s started", name, mask_url(database_url), parent.name)
+        log.info("delta %s of %s on top of %s started", name, target.masked, parent.name)
         tables = delta.collect(connection, changelog.changed_ids(connection))
         temp = temp_path(backup_dir, ".data")
         data_file = name + delta.data_suffix(compress) + (ENCRYPTED_SUFFIX if recipients else "")
@@ -380,7 +379,7 @@ def _create_delta_locked(
                 data_file=data_file,
                 sha256=sha,
                 size=size,
-                source=mask_url(database_url),
+                source=target.masked,
                 revision=revision,
                 row_counts={t: c["upserts"] + c["deletes"] for t, c in counts.items()},
                 compressed=compress,
@@ -433,9 +432,9 @@ class _Anchor:
     """
 
     def __init__(
-        self, database_url: str, name: str, created: str, lock_wait: LockWait | None = None
+        self, target: Target, name: str, created: str, lock_wait: LockWait | None = None
     ) -> None:
-        self.database_url, self.name, self.created = database_url, name, created
+        self.target, self.name, self.created = target, name, created
         self.lock_wait = lock_wait
         self.mark: int | None = None
 
@@ -466,14 +465,14 @@ class _Anchor:
         from planctl.errors import PlanctlError
 
         def attempt(seconds: float) -> None:
-            with connect(self.database_url, immediate=True, lock_timeout=seconds) as connection:
+            with connect(self.target, immediate=True, lock_timeout=seconds) as connection:
                 changelog.lock_anchor(connection)
                 changelog.move_anchor(connection, self.name, self.created, up_to=mark)
 
-        target = lockwait.target_for(self.database_url)
+        subject = lockwait.subject_for(self.target)
         try:  # short attempts within the budget (planctl.db.lockwait), like every strong lock
             lockwait.retry(
-                self.lock_wait or lockwait.LockWait(), target, "change-log anchor", attempt
+                self.lock_wait or lockwait.LockWait(), subject, "change-log anchor", attempt
             )
         except (PlanctlError, SQLAlchemyError) as error:  # see the class docstring
             log.warning(
@@ -490,7 +489,7 @@ def _timed(what: str, name: str) -> Iterator[None]:
 
 
 def create_full_locked(
-    database_url: str,
+    target: Target,
     backups: BackupSet,
     *,
     compress: bool | str,
@@ -509,7 +508,7 @@ def create_full_locked(
     With *lock_wait*, the dump's waits for the database's locks are short attempts
     within its budget (planctl.db.lockwait); without, each engine's own default."""
     backup_dir = backups.path
-    name_of_engine = "logical" if fmt == "logical" else engine_name(database_url)
+    name_of_engine = "logical" if fmt == "logical" else target.engine
     engine = engine_for(
         name_of_engine, pg_bindir=pg_bindir, checkpoint=checkpoint, lock_wait=lock_wait
     )
@@ -517,9 +516,9 @@ def create_full_locked(
         compress = True  # pg_dump's own compression (gzip)
     created = utc_now()
     name = new_name(created, "full", label, backup_dir)
-    moves = _Anchor(database_url, name, created.isoformat(), lock_wait) if anchor else None
+    moves = _Anchor(target, name, created.isoformat(), lock_wait) if anchor else None
     data_file = name + engine.data_suffix(compress) + (ENCRYPTED_SUFFIX if recipients else "")
-    log.info("backup %s of %s started", name, mask_url(database_url))
+    log.info("backup %s of %s started", name, target.masked)
     try:
         temp = temp_path(backup_dir, ".data")
     except OSError as error:
@@ -528,7 +527,7 @@ def create_full_locked(
         try:
             with _timed(f"{engine.name} dump", name):
                 dumped = engine.dump(
-                    database_url,
+                    target,
                     temp,
                     compressed=compress,
                     verify=verify,
@@ -550,7 +549,7 @@ def create_full_locked(
             data_file=data_file,
             sha256=sha,
             size=size,
-            source=mask_url(database_url),
+            source=target.masked,
             revision=dumped.result.revision,
             row_counts=dumped.result.row_counts,
             compressed=compress,
@@ -589,7 +588,7 @@ def record(backup_dir: Path, info: BackupInfo) -> None:
 
 
 def pre_restore_copy(
-    database_url: str,
+    target: Target,
     backups: BackupSet,
     pg_bindir: Path | None,
     checkpoint: Checkpoint = no_checkpoint,
@@ -599,7 +598,7 @@ def pre_restore_copy(
     """The safety copy of the current state taken before a restore (never rotated out);
     its lock waits are bounded by the restore's own *lock_wait* budget."""
     return create_full_locked(
-        database_url,
+        target,
         backups,
         compress=stored_compression(True),  # zstd, like every other backup
         label=PRE_RESTORE,

@@ -44,8 +44,8 @@ from planctl.backup.compress import (
     method_of,
 )
 from planctl.backup.store import BackupError
-from planctl.config import mask_url
 from planctl.errors import VerificationError
+from planctl.target import Target
 
 if TYPE_CHECKING:
     from planctl.backup.crypto import Recipient
@@ -119,7 +119,7 @@ def collect(connection: Connection, changed: dict[str, list[int]]) -> dict[str, 
 
 
 def write(
-    target: Path,
+    into: Path,
     compressed: bool | str,
     *,
     timestamp: str,
@@ -130,7 +130,7 @@ def write(
     tables: dict[str, dict[str, Any]],
     recipients: Sequence[Recipient] = (),
 ) -> None:
-    """Write the delta into *target*, encrypted to *recipients* as it is written."""
+    """Write the delta into *into*, encrypted to *recipients* as it is written."""
     from planctl.backup.pipeline import sealed
 
     document = {
@@ -146,7 +146,7 @@ def write(
     }
     data = (JSON.encode(document) + "\n").encode("utf-8")
     method = method_of(compressed)
-    with sealed(target, recipients) as raw:
+    with sealed(into, recipients) as raw:
         if method is Compression.GZIP:
             with gzip.GzipFile(
                 filename="", fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0
@@ -328,7 +328,7 @@ def current_revision(connection: Connection) -> str | None:
     return None if value is None else str(value)
 
 
-def apply_delta(database_url: str, path: Path | str) -> int:
+def apply_delta(target: Target, path: Path | str) -> int:
     """Apply one delta file to the database in one transaction; return the rows touched.
 
     The database must be at the delta's schema revision and hold its parent's
@@ -337,21 +337,21 @@ def apply_delta(database_url: str, path: Path | str) -> int:
     """
     path = Path(path)
     delta = read(path)
-    return apply_deltas(database_url, [(path.name, delta)])
+    return apply_deltas(target, [(path.name, delta)])
 
 
-def apply_deltas(database_url: str, deltas: Iterable[tuple[str, Delta]]) -> int:
+def apply_deltas(target: Target, deltas: Iterable[tuple[str, Delta]]) -> int:
     """Apply deltas in order, in one transaction (all or nothing)."""
     from planctl.db.engine import connect
 
     touched = 0
-    with connect(database_url, foreign_keys=False, immediate=True) as connection:
+    with connect(target, foreign_keys=False, immediate=True) as connection:
         revision = current_revision(connection)
         for name, delta in deltas:
             if delta.revision != revision:
                 raise BackupError(
                     f"delta {name} is at schema revision {delta.revision or '<none>'}; "
-                    f"{mask_url(database_url)} is at {revision or '<none>'}",
+                    f"{target.masked} is at {revision or '<none>'}",
                     f"run planctl db-upgrade {delta.revision} (or db-downgrade) on it first",
                 )
             try:
@@ -359,7 +359,7 @@ def apply_deltas(database_url: str, deltas: Iterable[tuple[str, Delta]]) -> int:
             except DBAPIError as error:
                 reason = " ".join(str(error.orig).split())[:300]
                 raise BackupError(
-                    f"applying delta {name} to {mask_url(database_url)} failed: {reason}",
+                    f"applying delta {name} to {target.masked} failed: {reason}",
                     "the database was left unchanged",
                 ) from error
     return touched

@@ -29,6 +29,7 @@ from planctl.backup.store import (
     no_checkpoint,
     temp_path,
 )
+from planctl.target import Target
 
 if TYPE_CHECKING:
     from planctl.backup.crypto import Recipient
@@ -55,15 +56,15 @@ class BackupEngine(Protocol):
 
     def dump(
         self,
-        database_url: str,
-        target: Path,
+        target: Target,
+        into: Path,
         *,
         compressed: bool | str,
         verify: bool,
         in_snapshot: InSnapshot | None = None,
         recipients: Sequence[Recipient] = (),
     ) -> Dumped:
-        """Write a snapshot into *target* (a temporary file in the backup directory),
+        """Write a snapshot into *into* (a temporary file in the backup directory),
         checked shallowly when *verify*, encrypted to *recipients* (no plaintext file),
         hashed and flushed."""
         ...
@@ -73,7 +74,7 @@ class BackupEngine(Protocol):
         ...
 
     def restore(
-        self, database_url: str, path: Path, compressed: bool | str, name: str, deltas: Deltas = ()
+        self, target: Target, path: Path, compressed: bool | str, name: str, deltas: Deltas = ()
     ) -> int:
         """Replace the target's data with the file's, *deltas* applied; all or nothing.
         Returns the rows the deltas touched."""
@@ -99,22 +100,22 @@ class SqliteEngine:
             lock_wait = LockWait() if lock_deadline is None else LockWait(budget=lock_deadline)
         self.lock_wait = lock_wait
 
-    def _waiting(self, database_url: str, attempt: Callable[[float], Any]) -> Any:
+    def _waiting(self, target: Target, attempt: Callable[[float], Any]) -> Any:
         """*attempt(seconds)*: once with the default wait, or retried within the budget."""
         from planctl.db import lockwait
 
         if self.dump_wait is None:
             return attempt(sqlite_engine.LOCK_DEADLINE)
-        target = lockwait.target_for(database_url)
-        return lockwait.retry(self.dump_wait, target, "backup of the current state", attempt)
+        subject = lockwait.subject_for(target)
+        return lockwait.retry(self.dump_wait, subject, "backup of the current state", attempt)
 
     def data_suffix(self, compressed: bool | str) -> str:
         return sqlite_engine.data_suffix(compressed)
 
     def dump(
         self,
-        database_url: str,
-        target: Path,
+        target: Target,
+        into: Path,
         *,
         compressed: bool | str,
         verify: bool,
@@ -122,25 +123,25 @@ class SqliteEngine:
         recipients: Sequence[Recipient] = (),
     ) -> Dumped:
         if recipients:
-            return self._dump_sealed(database_url, target, compressed, verify, recipients)
-        raw = temp_path(target.parent, ".sqlite")
+            return self._dump_sealed(target, into, compressed, verify, recipients)
+        raw = temp_path(into.parent, ".sqlite")
         try:
             result = self._waiting(
-                database_url,
-                lambda seconds: sqlite_engine.snapshot(database_url, raw, self.checkpoint, seconds),
+                target,
+                lambda seconds: sqlite_engine.snapshot(target, raw, self.checkpoint, seconds),
             )
             if verify:  # a gate before rotation may delete older backups
-                sqlite_engine.integrity_check(raw, target.name, quick=True)
+                sqlite_engine.integrity_check(raw, into.name, quick=True)
             self.checkpoint("verified")
-            sha, size = sqlite_engine.write_data(raw, target, compressed)
+            sha, size = sqlite_engine.write_data(raw, into, compressed)
         finally:
             sqlite_engine.unlink_database(raw)
         return Dumped(result, sha, size)
 
     def _dump_sealed(
         self,
-        database_url: str,
-        target: Path,
+        target: Target,
+        into: Path,
         compressed: bool | str,
         verify: bool,
         recipients: Sequence[Recipient],
@@ -155,25 +156,23 @@ class SqliteEngine:
         def snapshot(seconds: float) -> tuple[contextlib.ExitStack, Any]:
             stack = contextlib.ExitStack()
             opened = stack.enter_context(
-                sqlite_engine.unnamed_snapshot(
-                    database_url, target.parent, self.checkpoint, seconds
-                )
+                sqlite_engine.unnamed_snapshot(target, into.parent, self.checkpoint, seconds)
             )
             return stack, opened
 
-        stack, (result, copy, fd) = self._waiting(database_url, snapshot)
+        stack, (result, copy, fd) = self._waiting(target, snapshot)
         with stack:
             if verify:
-                sqlite_engine.check_rows(copy, target.name, quick=True)
+                sqlite_engine.check_rows(copy, into.name, quick=True)
             self.checkpoint("verified")
             with (
                 os.fdopen(os.dup(fd), "rb") as plain,
-                sealed(target, recipients) as out,
+                sealed(into, recipients) as out,
                 compressing(out, method, level) as packed,
             ):
                 plain.seek(0)
                 shutil.copyfileobj(plain, packed, 1 << 20)
-        sha, size = digest_and_sync(target)
+        sha, size = digest_and_sync(into)
         return Dumped(result, sha, size)
 
     def check(self, path: Path, compressed: bool | str, name: str, *, deep: bool = True) -> None:
@@ -181,10 +180,10 @@ class SqliteEngine:
             sqlite_engine.integrity_check(plain, name, quick=not deep)
 
     def restore(
-        self, database_url: str, path: Path, compressed: bool | str, name: str, deltas: Deltas = ()
+        self, target: Target, path: Path, compressed: bool | str, name: str, deltas: Deltas = ()
     ) -> int:
         return sqlite_engine.restore(
-            database_url,
+            target,
             path,
             compressed,
             path.parent,
@@ -213,8 +212,8 @@ class PostgresEngine:
 
     def dump(
         self,
-        database_url: str,
-        target: Path,
+        target: Target,
+        into: Path,
         *,
         compressed: bool | str,
         verify: bool,
@@ -222,10 +221,10 @@ class PostgresEngine:
         recipients: Sequence[Recipient] = (),
     ) -> Dumped:
         if recipients:  # pg_dump's stdout straight into the encryptor
-            with sealed(target, recipients) as out:
+            with sealed(into, recipients) as out:
                 result = postgres_engine.dump(
-                    database_url,
                     target,
+                    into,
                     compressed,
                     self.bindir,
                     in_snapshot,
@@ -236,13 +235,13 @@ class PostgresEngine:
                     lock_wait=self.lock_wait,
                 )
             self.checkpoint("verified")
-            sha, size = digest_and_sync(target)
+            sha, size = digest_and_sync(into)
             return Dumped(result, sha, size)
-        digest = PendingDigest(target)
+        digest = PendingDigest(into)
         try:
             result = postgres_engine.dump(
-                database_url,
                 target,
+                into,
                 compressed,
                 self.bindir,
                 in_snapshot,
@@ -252,7 +251,7 @@ class PostgresEngine:
             )
             if verify:  # the TOC here; `backup verify` also reads every data block
                 postgres_engine.check(
-                    target, compressed, target.parent, target.name, self.bindir, full=False
+                    into, compressed, into.parent, into.name, self.bindir, full=False
                 )
             self.checkpoint("verified")
             sha, size = digest.result()
@@ -264,10 +263,10 @@ class PostgresEngine:
         postgres_engine.check(path, compressed, path.parent, name, self.bindir, full=deep)
 
     def restore(
-        self, database_url: str, path: Path, compressed: bool | str, name: str, deltas: Deltas = ()
+        self, target: Target, path: Path, compressed: bool | str, name: str, deltas: Deltas = ()
     ) -> int:
         return postgres_engine.restore(
-            database_url,
+            target,
             path,
             compressed,
             path.parent,
@@ -293,8 +292,8 @@ class LogicalEngine:
 
     def dump(
         self,
-        database_url: str,
-        target: Path,
+        target: Target,
+        into: Path,
         *,
         compressed: bool | str,
         verify: bool,
@@ -302,22 +301,22 @@ class LogicalEngine:
         recipients: Sequence[Recipient] = (),
     ) -> Dumped:
         result = logical_engine.dump(
-            database_url, target, compressed, in_snapshot, self.checkpoint, recipients
+            target, into, compressed, in_snapshot, self.checkpoint, recipients
         )
         if verify and not recipients:  # encrypted: the writer's own end marker and sha256
-            logical_engine.check(target, compressed, target.parent, target.name)
+            logical_engine.check(into, compressed, into.parent, into.name)
         self.checkpoint("verified")
-        sha, size = digest_and_sync(target)
+        sha, size = digest_and_sync(into)
         return Dumped(result, sha, size)
 
     def check(self, path: Path, compressed: bool | str, name: str, *, deep: bool = True) -> None:
         logical_engine.check(path, compressed, path.parent, name)
 
     def restore(
-        self, database_url: str, path: Path, compressed: bool | str, name: str, deltas: Deltas = ()
+        self, target: Target, path: Path, compressed: bool | str, name: str, deltas: Deltas = ()
     ) -> int:
         return logical_engine.restore(
-            database_url, path, compressed, name, deltas, self.checkpoint, self.lock_wait
+            target, path, compressed, name, deltas, self.checkpoint, self.lock_wait
         )
 
 

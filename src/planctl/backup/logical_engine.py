@@ -67,10 +67,10 @@ from planctl.backup.compress import (
     method_of,
 )
 from planctl.backup.store import BackupError, Checkpoint, DumpResult, no_checkpoint, utc_now
-from planctl.config import mask_url
 from planctl.db import changelog
 from planctl.db.bulk import load_rows
 from planctl.errors import VerificationError
+from planctl.target import Target
 from planctl.text import plural
 
 if TYPE_CHECKING:
@@ -108,13 +108,13 @@ def _line(value: Any) -> bytes:
     return (JSON.encode(value) + "\n").encode("utf-8")
 
 
-def _schema(connection: Connection, database_url: str) -> str | None:
+def _schema(connection: Connection, target: Target) -> str | None:
     """The database's Alembic revision, after checking it has the models' ten tables."""
     from planctl.db.schema import TABLE_NAMES, metadata
 
     inspector = inspect(connection)
     existing = set(inspector.get_table_names())
-    masked = mask_url(database_url)
+    masked = target.masked
     missing = [name for name in TABLE_NAMES if name not in existing]
     if missing:
         raise BackupError(
@@ -144,12 +144,12 @@ def _revision(connection: Connection, existing: set[str]) -> str | None:
 
 @contextlib.contextmanager
 def _sink(
-    target: Path, compressed: bool | str, recipients: Sequence[Recipient] = ()
+    into: Path, compressed: bool | str, recipients: Sequence[Recipient] = ()
 ) -> Iterator[Callable[[bytes], Any]]:
     from planctl.backup.pipeline import sealed
 
     method = method_of(compressed)
-    with sealed(target, recipients) as raw:
+    with sealed(into, recipients) as raw:
         if method is Compression.NONE:
             yield raw.write
             return
@@ -165,14 +165,14 @@ def _sink(
 
 
 def dump(
-    database_url: str,
-    target: Path,
+    target: Target,
+    into: Path,
     compressed: bool | str,
     in_snapshot: Callable[[Connection], None] | None = None,
     checkpoint: Checkpoint = no_checkpoint,
     recipients: Sequence[Recipient] = (),
 ) -> DumpResult:
-    """Write every planner table to *target* from one snapshot (encrypted to *recipients*
+    """Write every planner table to *into* from one snapshot (encrypted to *recipients*
     as it is written); what was read there.
 
     *in_snapshot(connection)* runs at the end, inside the snapshot's transaction.
@@ -182,13 +182,13 @@ def dump(
     from planctl.db.schema import TABLE_NAMES, metadata
 
     counts: dict[str, int] = {}
-    with connect(database_url, snapshot=True, read_only=in_snapshot is None) as connection:
+    with connect(target, snapshot=True, read_only=in_snapshot is None) as connection:
         engine = connection.dialect.name
         # SQLite: the BEGIN planctl's engine emits plus this first read pin the snapshot.
-        revision = _schema(connection, database_url)
+        revision = _schema(connection, target)
         database_id = identity.read(connection)
         digest = hashlib.sha256()
-        with _sink(target, compressed, recipients) as write:
+        with _sink(into, compressed, recipients) as write:
 
             def emit(data: bytes) -> None:
                 digest.update(data)
@@ -450,7 +450,7 @@ def _revision_hint(wanted: str | None, current: str | None) -> str:
     return f"run planctl {command} {wanted} first"
 
 
-def _require_revision(connection: Connection, header: Header, database_url: str, name: str) -> None:
+def _require_revision(connection: Connection, header: Header, target: Target, name: str) -> None:
     from planctl.db.schema import TABLE_NAMES
 
     existing = set(inspect(connection).get_table_names())
@@ -458,19 +458,19 @@ def _require_revision(connection: Connection, header: Header, database_url: str,
     if current != header.revision:
         raise BackupError(
             f"backup {name} is at schema revision {header.revision or '<none>'}, "
-            f"database {mask_url(database_url)} is at {current or '<none>'}",
+            f"database {target.masked} is at {current or '<none>'}",
             _revision_hint(header.revision, current),
         )
     missing = [t for t in TABLE_NAMES if t not in existing]
     if missing:
         raise BackupError(
-            f"database {mask_url(database_url)} lacks tables {', '.join(missing)}",
+            f"database {target.masked} lacks tables {', '.join(missing)}",
             "run planctl db-upgrade first",
         )
 
 
 def restore(
-    database_url: str,
+    target: Target,
     data_path: Path,
     compressed: bool | str,
     name: str,
@@ -484,14 +484,14 @@ def restore(
     from planctl.db import lockwait
 
     def attempt(seconds: float) -> int:
-        return _restore_once(database_url, data_path, compressed, name, deltas, checkpoint, seconds)
+        return _restore_once(target, data_path, compressed, name, deltas, checkpoint, seconds)
 
-    target = lockwait.target_for(database_url)
-    return lockwait.retry(lock_wait or lockwait.LockWait(), target, f"restore of {name}", attempt)
+    subject = lockwait.subject_for(target)
+    return lockwait.retry(lock_wait or lockwait.LockWait(), subject, f"restore of {name}", attempt)
 
 
 def _restore_once(
-    database_url: str,
+    target: Target,
     data_path: Path,
     compressed: bool | str,
     name: str,
@@ -508,11 +508,11 @@ def _restore_once(
     with (
         _lines(data_path, compressed, name) as lines,
         connect(
-            database_url, foreign_keys=False, immediate=True, lock_timeout=lock_timeout
+            target, foreign_keys=False, immediate=True, lock_timeout=lock_timeout
         ) as connection,
     ):
         reader = _Reader(lines, name)
-        _require_revision(connection, reader.header, database_url, name)
+        _require_revision(connection, reader.header, target, name)
         postgres = connection.dialect.name == "postgresql"
         logged = changelog.installed(connection)
         try:
@@ -538,7 +538,7 @@ def _restore_once(
         except DBAPIError as error:
             reason = " ".join(str(error.orig).split())[:300]
             raise BackupError(
-                f"restore of backup {name} into {mask_url(database_url)} failed: {reason}",
+                f"restore of backup {name} into {target.masked} failed: {reason}",
                 "the database was left unchanged",
             ) from error
         checkpoint("logical-restored")

@@ -34,8 +34,8 @@ from typing import Any
 
 from planctl.backup.create import MAX_DELTAS, BackupOptions, create_backup
 from planctl.backup.store import BackupInfo, Checkpoint, no_checkpoint
-from planctl.config import mask_url
 from planctl.errors import PlanctlError
+from planctl.target import Target
 
 log = logging.getLogger("planctl.backup")
 
@@ -56,7 +56,7 @@ class Status:
 class BackupManager:
     def __init__(
         self,
-        database_url: str,
+        target: Target,
         backup_dir: Path | str,
         backup_interval: float = 300,
         min_backup_interval: float = 5.0,
@@ -87,7 +87,7 @@ class BackupManager:
             raise ValueError("backup_interval must be > 0 and min_backup_interval >= 0")
         if max_deltas_before_full < 1:
             raise ValueError("max_deltas_before_full must be at least 1")
-        self.database_url = database_url
+        self.target = target
         self.backup_dir = Path(backup_dir)
         self.backup_interval = float(backup_interval)
         self.min_backup_interval = float(min_backup_interval)
@@ -178,7 +178,7 @@ class BackupManager:
                 self._last_attempt = started
             try:
                 result = create_backup(
-                    self.database_url,
+                    self.target,
                     self.backup_dir,
                     dataclasses.replace(self.options, incremental=incremental),
                 )
@@ -239,13 +239,13 @@ class BackupManager:
         from planctl.db.engine import connect
 
         try:
-            with connect(self.database_url) as connection:  # never creates a SQLite file
+            with connect(self.target) as connection:  # never creates a SQLite file
                 if not changelog.installed(connection):
                     self.watch_changes = False
                     log.warning(
                         "%s has no change log (run planctl db-upgrade): backing up on the "
                         "interval only",
-                        mask_url(self.database_url),
+                        self.target.masked,
                     )
                     return False
                 newest = changelog.last_change(connection)

@@ -29,9 +29,9 @@ from planctl.backup.store import (
     no_checkpoint,
     temp_path,
 )
-from planctl.db.engine import parse_url
 from planctl.errors import VerificationError
 from planctl.failures import tool_out_of_space
+from planctl.target import Target
 
 if TYPE_CHECKING:
     from planctl.backup.delta import Delta
@@ -46,18 +46,17 @@ def data_suffix(compressed: bool) -> str:
 
 
 @contextlib.contextmanager
-def libpq_env(database_url: str) -> Iterator[dict[str, str]]:
+def libpq_env(target: Target) -> Iterator[dict[str, str]]:
     """Environment for pg_dump/pg_restore/psql: PG* variables and a 0600 passfile."""
-    url = parse_url(database_url)
     # Keep the caller's PG* settings (PGPASSWORD, PGSSLMODE, a socket PGHOST…);
     # what the URL says wins.
     env = dict(os.environ)
     env.update(PGAPPNAME="planctl", PGCONNECT_TIMEOUT=env.get("PGCONNECT_TIMEOUT", "10"))
     for var, value in (
-        ("PGHOST", url.host),
-        ("PGPORT", str(url.port) if url.port else None),
-        ("PGDATABASE", url.database),
-        ("PGUSER", url.username),
+        ("PGHOST", target.host),
+        ("PGPORT", str(target.port) if target.port else None),
+        ("PGDATABASE", target.database),
+        ("PGUSER", target.user),
     ):
         if value:
             env[var] = value
@@ -68,14 +67,14 @@ def libpq_env(database_url: str) -> Iterator[dict[str, str]]:
         ("sslcert", "PGSSLCERT"),
         ("sslkey", "PGSSLKEY"),
     ):
-        option = url.query.get(key)
-        if isinstance(option, str):
+        option = target.option(key)
+        if option is not None:
             env[var] = option
-    if url.password is not None:
+    if target.password is not None:
         # The child's environment only: never argv, never a file that a kill -9
         # of planctl could leave behind. /proc/<pid>/environ is readable by the
         # same user (who can read planctl's settings anyway) and root only.
-        env["PGPASSWORD"] = str(url.password)
+        env["PGPASSWORD"] = target.password
         env.pop("PGPASSFILE", None)
     yield env
 
@@ -213,8 +212,8 @@ def server_facts(connection: Any) -> tuple[int, set[str]]:
 
 
 def dump(
-    database_url: str,
-    target: Path,
+    target: Target,
+    into: Path,
     compressed: bool | str,
     bindir: Path | None = None,
     in_snapshot: Callable[[Any], None] | None = None,
@@ -224,7 +223,7 @@ def dump(
     verify: bool = False,
     lock_wait: LockWait | None = None,
 ) -> DumpResult:
-    """pg_dump into *target* from one snapshot; what that snapshot holds.
+    """pg_dump into *into* from one snapshot; what that snapshot holds.
 
     With *lock_wait*, pg_dump waits at most one attempt's time for its table locks
     (``--lock-wait-timeout``; an app's ACCESS EXCLUSIVE lock would hold it
@@ -246,7 +245,7 @@ def dump(
     from planctl.db.engine import connect
     from planctl.db.schema import TABLE_NAMES
 
-    with connect(database_url, snapshot=True, read_only=in_snapshot is None) as connection:
+    with connect(target, snapshot=True, read_only=in_snapshot is None) as connection:
         snapshot = connection.execute(text("SELECT pg_export_snapshot()")).scalar_one()
         server_major, existing = server_facts(connection)
         pg_dump = find_tool("pg_dump", server_major, bindir)
@@ -254,12 +253,12 @@ def dump(
         command = [
             str(pg_dump),
             "--format=custom",
-            *([] if out is not None else [f"--file={target}"]),
+            *([] if out is not None else [f"--file={into}"]),
             f"--snapshot={snapshot}",
             "--no-password",
             f"--compress={6 if compressed else 0}",
         ]
-        with libpq_env(database_url) as env:
+        with libpq_env(target) as env:
             checkpoint("pg-dump-start")
             wanted = verify and out is not None
             lister = find_tool("pg_restore", server_major, bindir) if wanted else None
@@ -273,9 +272,9 @@ def dump(
                 written = _Counting(out) if out is not None else None
                 try:
                     if written is None:
-                        run_tool(timed, env, "pg_dump", target.parent)
+                        run_tool(timed, env, "pg_dump", into.parent)
                     else:
-                        _stream_dump(timed, env, cast(BinaryIO, written), lister, target)
+                        _stream_dump(timed, env, cast(BinaryIO, written), lister, into)
                 except BackupError as error:
                     # pg_dump bounds its LOCK TABLE with statement_timeout; nothing was
                     # written yet (it locks every table before the first byte of data).
@@ -287,8 +286,8 @@ def dump(
             if lock_wait is None:
                 attempt(None)
             else:
-                target_db = lockwait.target_for(database_url)
-                lockwait.retry(lock_wait, target_db, "backup of the current state", attempt)
+                subject = lockwait.subject_for(target)
+                lockwait.retry(lock_wait, subject, "backup of the current state", attempt)
         if on_dumped is not None:
             on_dumped()  # e.g. hash the archive while the rows are counted below
         # Counted after pg_dump, in its snapshot: counting alongside would take CPU from it.
@@ -322,7 +321,7 @@ class _Counting:
 
 
 def _stream_dump(
-    command: list[str], env: dict[str, str], out: BinaryIO, lister: Path | None, target: Path
+    command: list[str], env: dict[str, str], out: BinaryIO, lister: Path | None, into: Path
 ) -> None:
     """pg_dump's stdout into *out*; with *lister*, the same bytes into ``pg_restore
     --list`` (it reads the table of contents at the start and exits)."""
@@ -360,14 +359,14 @@ def _stream_dump(
         if check is not None and check.stdin is not None:
             with contextlib.suppress(BrokenPipeError):
                 check.stdin.close()
-    _check(dump.returncode, stderr, "pg_dump", target.parent)
+    _check(dump.returncode, stderr, "pg_dump", into.parent)
     if check is not None:
         check.wait()
         listing.seek(0)
         contents = listing.read().decode("utf-8", "replace")
         if check.returncode != 0 or "TABLE DATA" not in contents:
             raise VerificationError(
-                f"backup {target.name}: pg_dump's archive is not readable by pg_restore --list",
+                f"backup {into.name}: pg_dump's archive is not readable by pg_restore --list",
                 "retry; if it persists, check the PostgreSQL client version",
             )
     listing.close()
@@ -418,7 +417,7 @@ def check(
 
 
 def restore(
-    database_url: str,
+    target: Target,
     data_path: Path,
     compressed: bool | str,
     workdir: Path,
@@ -439,21 +438,21 @@ def restore(
     waits follow *lock_wait* (short attempts, retried; planctl.db.lockwait).
     """
     if not deltas:
-        _restore_archive(database_url, data_path, name, bindir, lock_wait)
+        _restore_archive(target, data_path, name, bindir, lock_wait)
         checkpoint("pg-restored")
         return 0
     from planctl.backup.delta import apply_deltas
 
-    with scratch_database(database_url) as scratch_url:
-        _restore_archive(scratch_url, data_path, name, bindir)
-        touched = apply_deltas(scratch_url, deltas)
+    with scratch_database(target) as scratch:
+        _restore_archive(scratch, data_path, name, bindir)
+        touched = apply_deltas(scratch, deltas)
         checkpoint("deltas-applied")
         directory = workdir if os.access(workdir, os.W_OK) else Path(tempfile.gettempdir())
         final = temp_path(directory, ".dump")
         try:
-            dump(scratch_url, final, False, bindir)
+            dump(scratch, final, False, bindir)
             checkpoint("restore-point-dumped")
-            _restore_archive(database_url, final, name, bindir, lock_wait)
+            _restore_archive(target, final, name, bindir, lock_wait)
         except OSError as error:
             raise disk_error(error, directory, "the restore point") from error
         finally:
@@ -466,7 +465,7 @@ SCRATCH_PREFIX = "planctl_restore_"
 
 
 @contextlib.contextmanager
-def scratch_database(database_url: str) -> Iterator[str]:
+def scratch_database(target: Target) -> Iterator[Target]:
     """A new empty database on the same server, dropped afterwards (and, if a kill -9
     left one behind, by the next chain restore)."""
     import secrets
@@ -477,11 +476,7 @@ def scratch_database(database_url: str) -> Iterator[str]:
 
     from planctl.db.engine import make_engine
 
-    url = parse_url(database_url)
-    admin = make_engine(
-        url.set(database="postgres").render_as_string(hide_password=False),
-        isolation_level="AUTOCOMMIT",
-    )
+    admin = make_engine(target.with_database("postgres"), isolation_level="AUTOCOMMIT")
     name = f"{SCRATCH_PREFIX}{int(time.time())}_{secrets.token_hex(4)}"
     try:
         with admin.connect() as connection:
@@ -497,7 +492,7 @@ def scratch_database(database_url: str) -> Iterator[str]:
                 ) from error
         log.info("scratch database %s created for the chain", name)
         try:
-            yield url.set(database=name).render_as_string(hide_password=False)
+            yield target.with_database(name)
         finally:
             with admin.connect() as connection:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -532,7 +527,7 @@ def _first_line(error: BaseException) -> str:
 
 
 def _restore_archive(
-    database_url: str,
+    target: Target,
     data_path: Path,
     name: str,
     bindir: Path | None,
@@ -546,7 +541,7 @@ def _restore_archive(
 
     contents = list_contents(data_path, name, bindir)
     dumped = {m.group(1) for line in contents if (m := re.search(r" TABLE \S+ (\S+) ", line))}
-    with connect(database_url) as connection:
+    with connect(target) as connection:
         server_major, live = server_facts(connection)
         schema = str(connection.exec_driver_sql("SELECT current_schema()").scalar_one())
     pg_restore = find_tool("pg_restore", server_major, bindir)
@@ -575,18 +570,18 @@ def _restore_archive(
     ]
 
     def attempt(seconds: float) -> None:
-        with libpq_env(database_url) as env:
+        with libpq_env(target) as env:
             settings = lockwait.pg_settings(seconds, server_major)
             prelude = _prelude(settings, schema, locked, extra)
             try:
-                _apply_script(generate, env, prelude, database_url)
+                _apply_script(generate, env, prelude, target)
             except BackupError as error:
                 if lockwait.LOCK_SQLSTATE in str(error):
                     raise lockwait.LockTimedOut(str(error)) from error
                 raise
 
-    target = lockwait.target_for(database_url)
-    lockwait.retry(lock_wait or lockwait.LockWait(), target, f"restore of {name}", attempt)
+    subject = lockwait.subject_for(target)
+    lockwait.retry(lock_wait or lockwait.LockWait(), subject, f"restore of {name}", attempt)
 
 
 def _quote(name: str) -> str:
@@ -611,9 +606,7 @@ def _prelude(settings: dict[str, str], schema: str, locked: list[str], extra: li
     return sql
 
 
-def _apply_script(
-    generate: list[str], env: dict[str, str], prelude: str, database_url: str
-) -> None:
+def _apply_script(generate: list[str], env: dict[str, str], prelude: str, target: Target) -> None:
     """Stream pg_restore's SQL through psql after *prelude*, in ONE transaction that is
     committed only when pg_restore wrote its whole script (else psql's connection ends
     inside the transaction and the server rolls it back)."""
@@ -628,7 +621,7 @@ def _apply_script(
         "-v",
         "VERBOSITY=verbose",  # the SQLSTATE in its errors (55P03: a lock timeout)
         "--dbname",
-        parse_url(database_url).database or "",
+        target.database or "",
     ]
     with tempfile.TemporaryFile() as generate_errors, tempfile.TemporaryFile() as apply_errors:
         generator = spawn(generate, env, text=False, stdout=subprocess.PIPE, stderr=generate_errors)

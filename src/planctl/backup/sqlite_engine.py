@@ -40,10 +40,11 @@ from planctl.backup.store import (
     no_checkpoint,
     temp_path,
 )
-from planctl.db import lockwait, sqlite_file
+from planctl.db import lockwait
 from planctl.db.lockwait import LockTimedOut
 from planctl.errors import VerificationError
 from planctl.failures import Failure, classify
+from planctl.target import Target
 from planctl.text import plural
 
 if TYPE_CHECKING:
@@ -58,8 +59,8 @@ def data_suffix(compressed: bool | str) -> str:
     return ".sqlite" + SUFFIXES[method_of(compressed)]
 
 
-def database_file(database_url: str) -> Path:
-    path = sqlite_file.database_file(database_url)
+def database_file(target: Target) -> Path:
+    path = target.sqlite_file
     if path is None:
         raise BackupError(
             "cannot back up an in-memory SQLite database", "point DATABASE_URL at a file"
@@ -143,18 +144,18 @@ def _map_sqlite_error(error: sqlite3.Error, what: str, where: Path | None = None
 
 
 def snapshot(
-    database_url: str,
-    target: Path,
+    target: Target,
+    into: Path,
     checkpoint: Checkpoint = no_checkpoint,
     lock_deadline: float = LOCK_DEADLINE,
 ) -> DumpResult:
-    """Copy the live database into *target* (a new file); what the snapshot holds. Waits
+    """Copy the live database into *into* (a new file); what the snapshot holds. Waits
     at most *lock_deadline* seconds for a planner app that keeps the database locked."""
-    source_path = database_file(database_url)
+    source_path = database_file(target)
     if not source_path.is_file():
         raise BackupError(f"SQLite database '{source_path}' does not exist", "check DATABASE_URL")
     try:
-        with _open(source_path) as source, _open(target) as copy:
+        with _open(source_path) as source, _open(into) as copy:
             source.execute(f"PRAGMA busy_timeout={int(lock_deadline * 1000)}")
             # The copy is a private temporary file that planctl fsyncs and renames
             # itself: SQLite's own journal and syncs would only slow it down.
@@ -167,14 +168,12 @@ def snapshot(
                 _revision(copy), _row_counts(copy), _database_id(copy), _log_mark(copy)
             )
     except sqlite3.Error as error:
-        raise _map_sqlite_error(
-            error, f"backup of '{source_path}' failed", target.parent
-        ) from error
+        raise _map_sqlite_error(error, f"backup of '{source_path}' failed", into.parent) from error
 
 
 @contextlib.contextmanager
 def unnamed_snapshot(
-    database_url: str,
+    target: Target,
     workdir: Path,
     checkpoint: Checkpoint = no_checkpoint,
     lock_deadline: float = LOCK_DEADLINE,
@@ -188,7 +187,7 @@ def unnamed_snapshot(
     empty private directory (the next run's cleanup removes it), never a
     readable database. The kernel frees the pages when the descriptors close.
     """
-    source_path = database_file(database_url)
+    source_path = database_file(target)
     if not source_path.is_file():
         raise BackupError(f"SQLite database '{source_path}' does not exist", "check DATABASE_URL")
     try:
@@ -312,27 +311,27 @@ def integrity_check(path: Path, name: str, *, quick: bool = False) -> None:
 
 
 def write_data(
-    raw: Path, target: Path, compressed: bool | str, level: int | None = None
+    raw: Path, into: Path, compressed: bool | str, level: int | None = None
 ) -> tuple[str, int]:
-    """Move the raw snapshot into *target*, compressed or not; return (sha256, size)."""
+    """Move the raw snapshot into *into*, compressed or not; return (sha256, size)."""
     method = method_of(compressed)
     if method is Compression.NONE:
         # A rename between two temporary names in the backup directory, not a publish:
-        # digest_and_sync fsyncs the data and the caller publishes *target* (fsutil).
-        os.replace(raw, target)
-        return digest_and_sync(target)
+        # digest_and_sync fsyncs the data and the caller publishes *into* (fsutil).
+        os.replace(raw, into)
+        return digest_and_sync(into)
     if level is None:
         level = GZIP_LEVEL if method is Compression.GZIP else None
     try:
         with (
             open(raw, "rb") as source,
-            open(target, "wb") as sink,
+            open(into, "wb") as sink,
             compressing(sink, method, level) as packed,
         ):
             shutil.copyfileobj(source, packed, 1024 * 1024)
     finally:
         unlink_database(raw)
-    return digest_and_sync(target)
+    return digest_and_sync(into)
 
 
 def _scratch_dir(workdir: Path) -> Path:
@@ -388,7 +387,7 @@ def _pragma(path: Path, pragma: str, timeout: float = LOCK_DEADLINE) -> str | No
 
 
 def restore(
-    database_url: str,
+    target: Target,
     data_path: Path,
     compressed: bool | str,
     workdir: Path,
@@ -409,13 +408,13 @@ def restore(
 
     lock_wait = lock_wait or lockwait.LockWait()
     lock_deadline = lock_wait.budget
-    target = database_file(database_url)
-    if not target.parent.is_dir():
+    live_file = database_file(target)
+    if not live_file.parent.is_dir():
         raise BackupError(
-            f"directory '{target.parent}' of the database does not exist", "create it first"
+            f"directory '{live_file.parent}' of the database does not exist", "create it first"
         )
-    live_mode = _pragma(target, "journal_mode", lock_deadline)
-    live_page = _pragma(target, "page_size", lock_deadline)
+    live_mode = _pragma(live_file, "journal_mode", lock_deadline)
+    live_page = _pragma(live_file, "page_size", lock_deadline)
     with plain_copy(data_path, compressed, workdir, private=bool(deltas)) as plain:
         integrity_check(plain, name)
         # A WAL database cannot change its page size: give the copy the live one.
@@ -423,7 +422,7 @@ def restore(
         with contextlib.ExitStack() as stack:
             if resize and plain == data_path:
                 plain = stack.enter_context(plain_copy(data_path, False, workdir, private=True))
-            touched = apply_deltas(f"sqlite:///{plain}", deltas) if deltas else 0
+            touched = apply_deltas(Target.sqlite(plain), deltas) if deltas else 0
             checkpoint("deltas-applied")
             try:
                 if resize:
@@ -435,17 +434,19 @@ def restore(
                 def attempt(seconds: float) -> None:
                     with (
                         _open(source_file, readonly=True) as source,
-                        _open(target, timeout=seconds) as live,
+                        _open(live_file, timeout=seconds) as live,
                     ):
-                        _copy_pages(source, live, f"restore into '{target}'", seconds)
+                        _copy_pages(source, live, f"restore into '{live_file}'", seconds)
                         checkpoint("sqlite-restored")
                         mode = live.execute("PRAGMA journal_mode").fetchone()[0]
                         if mode == "wal":
                             live.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
                 what = f"restore of {name}"
-                lockwait.retry(lock_wait, lockwait.target_for(database_url), what, attempt)
+                lockwait.retry(lock_wait, lockwait.subject_for(target), what, attempt)
             except sqlite3.Error as error:
-                where = plain.parent if plain != data_path else target.parent
-                raise _map_sqlite_error(error, f"restore into '{target}' failed", where) from error
+                where = plain.parent if plain != data_path else live_file.parent
+                raise _map_sqlite_error(
+                    error, f"restore into '{live_file}' failed", where
+                ) from error
     return touched

@@ -27,6 +27,7 @@ from planctl.text import local_moment, plural
 if TYPE_CHECKING:
     from planctl.backup import BackupInfo
     from planctl.db.lockwait import LockWait
+    from planctl.target import Target
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -165,7 +166,7 @@ def backup(
         checkpoint=state.hooks.checkpoint,
     )
     shipped = backup_and_ship(
-        settings.database_url,
+        settings.target,
         _dir(state, directory),
         options,
         recipients_text=settings.backup_recipients,
@@ -232,11 +233,11 @@ def _store(state: State) -> Any:
     return open_store(state.settings.backup_remote)
 
 
-def _owner(state: State, database_url: str | None = None) -> Any:
+def _owner(state: State) -> Any:
     """This database (its id when readable, its engine): whose backups count."""
     from planctl.backup.owner import this_database
 
-    return this_database(database_url or state.settings.database_url)
+    return this_database(state.settings.target)
 
 
 @app.command("push")
@@ -606,11 +607,10 @@ def _restore(
     lock_wait: LockWait,
 ) -> None:
     from planctl.backup import open_set, parse_moment, restore_backup
-    from planctl.config import mask_url, url_password
 
     if at is not None and name != "latest":
         raise UsageError("give either a backup name or --at, not both")
-    database_url = _target_url(target) or state.settings.database_url
+    into = _restore_target(state, target)
     # The set is the configured database's: its backups decide `latest`, even when
     # --target sends the data elsewhere (restore_backup checks the target itself).
     backups = open_set(backup_dir, _owner(state))
@@ -627,8 +627,8 @@ def _restore(
             )
     chain = backups.chain_of(info)  # a broken chain is refused before any question
     backups.cache.save()
-    masked = mask_url(database_url)
-    if target and url_password(target):
+    masked = into.masked
+    if target and into.secrets:
         err_console().print(
             "[yellow]warning:[/yellow] the password in --target is visible to other users "
             "in the process list; prefer ~/.pgpass or PGPASSWORD",
@@ -650,7 +650,7 @@ def _restore(
         )
     log = state.service_logger("backup")
     result = restore_backup(
-        database_url,
+        into,
         backup_dir,
         info.name,
         lock_timeout=lock_timeout,
@@ -684,10 +684,14 @@ def _restore(
         state.say("The schema is at head; no db-upgrade needed.")
 
 
-def _target_url(target: str | None) -> str | None:
-    from planctl.config import normalize_database_url
+def _restore_target(state: State, url: str | None) -> Target:
+    """The database a restore writes into: --target's URL, checked like DATABASE_URL,
+    or the configured one."""
+    if not url:
+        return state.settings.target
+    from planctl.target import Target
 
-    return normalize_database_url(target) if target else None
+    return Target.parse(url, pg_bindir=state.settings.pg_bindir)
 
 
 @app.command("watch")
@@ -732,7 +736,6 @@ def watch_command(
     """Back up every --interval and soon after the data changes, until SIGTERM or Ctrl-C."""
     from planctl.backup import BackupManager
     from planctl.backup.create import FORMATS
-    from planctl.config import mask_url
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown backup format '{fmt}'", "use native or logical")
@@ -770,7 +773,7 @@ def watch_command(
         checkpoint=state.hooks.checkpoint,
     )
     manager = BackupManager(
-        state.settings.database_url,
+        state.settings.target,
         backup_dir,
         backup_interval=interval,
         min_backup_interval=min_interval,
@@ -790,7 +793,7 @@ def watch_command(
     )
     what = "delta" if incremental else "full"
     state.say(
-        f"Watching {mask_url(state.settings.database_url)}: a {what} backup every "
+        f"Watching {state.settings.masked_url}: a {what} backup every "
         f"{interval:g} s and after changes (at most every {min_interval:g} s) into {backup_dir}. "
         "Ctrl-C or SIGTERM to stop."
     )
