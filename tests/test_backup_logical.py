@@ -614,9 +614,9 @@ def test_killed_restore_leaves_the_database_unchanged(seeded_url: str, tmp_path:
     changed = table_contents(seeded_url)
     code = (
         "import os, signal, sys; from pathlib import Path; "
-        "from planctl.backup import logical_engine as l; "
+        "from planctl.backup import logical_engine as l; from planctl.target import Target; "
         "crash = lambda stage: stage == 'logical-restored' and os.kill(os.getpid(), 9); "
-        "l.restore(sys.argv[1], Path(sys.argv[2]), False, 'x', checkpoint=crash)"
+        "l.restore(Target.parse(sys.argv[1]), Path(sys.argv[2]), False, 'x', checkpoint=crash)"
     )
     done = subprocess.run([sys.executable, "-c", code, seeded_url, str(path)], capture_output=True)
     assert done.returncode == -9, done.stderr

@@ -79,6 +79,11 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+def _printable(text: str) -> str:
+    """*text* with control characters escaped: a message about it stays one line."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda c: f"\\x{ord(c[0]):02x}", text)
+
+
 def _malformed(masked: str) -> ConfigError:
     return ConfigError(f"malformed DATABASE_URL '{masked}'", f"expected {SUPPORTED_DATABASES}")
 
@@ -123,7 +128,7 @@ class Target:
         url = normalize_database_url(url)
         found = _URL.match(url)
         if found is None or not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", url):
-            raise _malformed(mask_url(url))
+            raise _malformed(_printable(mask_url(url)))
         masked = _mask(url, found)
         driver = found["name"]
         engine = driver.split("+")[0].lower()
@@ -179,26 +184,26 @@ class Target:
             )
         query = dict(self.query)
         uri = query.get("uri", "").lower() == "true"
-        found_path = urlsplit(self.url).path[1:]
+        found_path = _printable(urlsplit(self.url).path[1:])
         for key, value in query.items():
             if key in _SQLITE_DRIVER_ARGS:
                 continue
             if key not in _SQLITE_URI_ARGS:
                 raise ConfigError(
-                    f"unknown query argument '{key}' in DATABASE_URL '{masked}'",
+                    f"unknown query argument '{_printable(key)}' in DATABASE_URL '{masked}'",
                     "SQLite URLs take timeout=, or uri=true with mode=, cache=, immutable=…",
                 )
             allowed = _SQLITE_URI_ARGS[key]
             if allowed is not None and value not in allowed:
                 raise ConfigError(
-                    f"bad value '{value}' for {key} in DATABASE_URL '{masked}'",
+                    f"bad value '{_printable(value)}' for {key} in DATABASE_URL '{masked}'",
                     f"use one of {', '.join(allowed)}",
                 )
             if not uri:
                 raise ConfigError(
                     f"query argument '{key}' in DATABASE_URL '{masked}' needs uri=true",
                     f"use sqlite:///file:{found_path or 'planificador.db'}"
-                    f"?{key}={value}&uri=true, or remove it",
+                    f"?{key}={_printable(value)}&uri=true, or remove it",
                 )
         if uri and database.startswith("file:"):
             database = database.removeprefix("file:")
@@ -218,14 +223,15 @@ class Target:
                 "give the database file's full path",
             ) from error
         except OSError as error:  # a name too long, a loop of links, a component that is a file
-            shown = database if len(database) <= 80 else database[:77] + "…"
+            shown = _printable(database if len(database) <= 80 else database[:77] + "…")
             raise ConfigError(
                 f"DATABASE_URL names '{shown}', which cannot be used: {error.strerror}",
                 "point it at a SQLite database file",
             ) from error
         if not stat.S_ISREG(mode):
             raise ConfigError(
-                f"DATABASE_URL '{masked}' names '{database}', which is not a regular file",
+                f"DATABASE_URL '{masked}' names '{_printable(database)}', "
+                "which is not a regular file",
                 "point it at a SQLite database file",
             )
         return path
@@ -291,4 +297,4 @@ def _mask(url: str, found: re.Match[str]) -> str:
     one, :func:`planctl.config.mask_url`) replaced by ``***``."""
     if found["password"]:
         url = f"{url[: found.start('password')]}***{url[found.end('password') :]}"
-    return mask_url(url)
+    return _printable(mask_url(url))
