@@ -19,6 +19,7 @@ from planctl.backup import (
     verify_backup,
 )
 from planctl.backup.catalog import BackupSet, prune_plan
+from planctl.backup.compress import Compression
 from planctl.backup.store import BackupInfo
 from planctl.db import migrate
 from planctl.db.engine import connect
@@ -41,9 +42,9 @@ def _change_everything(url: str) -> None:
         connection.execute(text("INSERT INTO temas (nombre) VALUES ('Tema nuevo')"))
 
 
-@pytest.mark.parametrize("compress", [True, False])
+@pytest.mark.parametrize("compress", [Compression.ZSTD, Compression.NONE])
 def test_backup_change_restore_gives_back_every_row(
-    seeded_url: str, tmp_path: Path, compress: bool
+    seeded_url: str, tmp_path: Path, compress: Compression
 ) -> None:
     backups = tmp_path / "backups"
     before = table_contents(seeded_url)
@@ -143,7 +144,7 @@ def test_keep_must_be_positive(migrated_url: str, tmp_path: Path, keep: int, cli
 
 def test_verify_detects_a_flipped_byte(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "b"
-    info = create_backup(target_of(seeded_url), backups, compress=False).info
+    info = create_backup(target_of(seeded_url), backups, compress=Compression.NONE).info
     assert verify_backup(backups, info.name)[0].ok
     data = backups / info.data_file
     raw = bytearray(data.read_bytes())
@@ -161,7 +162,7 @@ def test_verify_detects_a_flipped_byte(seeded_url: str, tmp_path: Path) -> None:
 def test_engine_check_catches_damage_the_checksum_cannot(seeded_url: str, tmp_path: Path) -> None:
     """A file whose metadata was rewritten to match still fails the engine's own check."""
     backups = tmp_path / "b"
-    info = create_backup(target_of(seeded_url), backups, compress=False).info
+    info = create_backup(target_of(seeded_url), backups, compress=Compression.NONE).info
     data = backups / info.data_file
     data.write_bytes(data.read_bytes()[: info.size // 3])  # truncated
     import dataclasses

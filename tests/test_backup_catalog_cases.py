@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from planctl.backup import create_backup, load_set
 from planctl.backup.catalog import Owner
+from planctl.backup.compress import Compression
 from planctl.db import migrate
 from planctl.db.engine import connect
 from planctl.db.seed import seed
@@ -215,7 +216,11 @@ def test_streamed_encrypted_backup_restores(seeded_url: str, tmp_path: Path, com
     backups = tmp_path / "backups"
     expected = table_contents(seeded_url)
     info = create_backup(
-        target_of(seeded_url), backups, keep=1, compress=compress, recipients=recipients
+        target_of(seeded_url),
+        backups,
+        keep=1,
+        compress=Compression(compress),
+        recipients=recipients,
     ).info
     assert info.data_file.endswith(".age") and info.verified_at
     data = (backups / info.data_file).read_bytes()

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import insert, text
 
 from planctl.backup import codec, logical_engine
+from planctl.backup.compress import Compression
 from planctl.backup.store import BackupError
 from planctl.db import migrate
 from planctl.db.engine import connect
@@ -32,13 +33,15 @@ NAME = "20261122-023000-full"
 Contents = dict[str, list[tuple[Any, ...]]]
 
 
-def _dump(url: str, path: Path, compressed: bool = False) -> tuple[str | None, dict[str, int]]:
+def _dump(
+    url: str, path: Path, compressed: Compression = Compression.NONE
+) -> tuple[str | None, dict[str, int]]:
     path.touch()  # the caller (the backup service) hands over an existing empty file
     result = logical_engine.dump(target_of(url), path, compressed)
     return result.revision, result.row_counts
 
 
-def _restore(url: str, path: Path, compressed: bool = False) -> None:
+def _restore(url: str, path: Path, compressed: Compression = Compression.NONE) -> None:
     logical_engine.restore(target_of(url), path, compressed, NAME)
 
 
@@ -67,9 +70,9 @@ def _change_everything(url: str) -> None:
         connection.execute(text("UPDATE contrataciones SET precio_hora = 1 WHERE id = 2"))
 
 
-def _lines(path: Path, compressed: bool = False) -> list[Any]:
+def _lines(path: Path, compressed: Compression = Compression.NONE) -> list[Any]:
     data = path.read_bytes()
-    if compressed:
+    if compressed is Compression.GZIP:
         data = gzip.decompress(data)
     return [json.loads(line) for line in data.split(b"\n") if line]
 
@@ -94,9 +97,9 @@ def _section(values: list[Any], table: str) -> tuple[int, int]:
 # --- round trips ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("compressed", [Compression.NONE, Compression.GZIP], ids=["plain", "gzip"])
 def test_dump_change_restore_gives_back_every_row(
-    seeded_url: str, tmp_path: Path, compressed: bool
+    seeded_url: str, tmp_path: Path, compressed: Compression
 ) -> None:
     before = table_contents(seeded_url)
     path = tmp_path / ("dump" + logical_engine.data_suffix(compressed))
@@ -113,8 +116,8 @@ def test_dump_change_restore_gives_back_every_row(
 
 
 def test_data_suffix() -> None:
-    assert logical_engine.data_suffix(True) == ".jsonl.gz"
-    assert logical_engine.data_suffix(False) == ".jsonl"
+    assert logical_engine.data_suffix(Compression.GZIP) == ".jsonl.gz"
+    assert logical_engine.data_suffix(Compression.NONE) == ".jsonl"
 
 
 def test_sqlite_to_postgresql_and_back(tmp_path: Path, pg_database: str, pg_admin_url: str) -> None:
@@ -162,10 +165,10 @@ def test_postgresql_to_sqlite_keeps_microseconds(tmp_path: Path, pg_database: st
         )
     original = table_contents(pg_database)
     path = tmp_path / "pg.jsonl.gz"
-    _dump(pg_database, path, compressed=True)
+    _dump(pg_database, path, compressed=Compression.GZIP)
     target = _sqlite_url(tmp_path / "target.db")
     migrate.upgrade(target_of(target))
-    _restore(target, path, compressed=True)
+    _restore(target, path, compressed=Compression.GZIP)
     moved = table_contents(target)
     assert _in_utc(moved) == _in_utc(original)
     assert moved["sesiones"][6][-1] == dt.datetime(2026, 3, 29, 0, 59, 59, 999999)
@@ -321,7 +324,7 @@ def test_dump_is_one_snapshot(
     path = tmp_path / "dump.jsonl"
     path.touch()
     counts = logical_engine.dump(
-        target_of(seeded_url), path, False, checkpoint=write_meanwhile
+        target_of(seeded_url), path, Compression.NONE, checkpoint=write_meanwhile
     ).row_counts
     assert written  # the other connection did commit in the middle of the dump
     assert counts["sesiones"] == 320 and counts["temas"] == len(before["temas"])
@@ -332,7 +335,7 @@ def test_dump_is_one_snapshot(
 def test_file_is_json_lines_and_no_pickle(seeded_url: str, tmp_path: Path) -> None:
     plain, packed = tmp_path / "d.jsonl", tmp_path / "d.jsonl.gz"
     revision, counts = _dump(seeded_url, plain)
-    _dump(seeded_url, packed, compressed=True)
+    _dump(seeded_url, packed, compressed=Compression.GZIP)
     raw = plain.read_bytes()
     assert raw.endswith(b"\n") and not raw.startswith(b"\x80")  # pickle starts with PROTO
     lines = raw.split(b"\n")[:-1]
@@ -355,9 +358,11 @@ def test_file_is_json_lines_and_no_pickle(seeded_url: str, tmp_path: Path) -> No
     assert values[-1] == {"end": True, "sha256": hashlib.sha256(body).hexdigest()}
     assert position == len(values) - 1
     # the gzipped file holds the same rows (a gzip header without the temp file's name)
-    assert _lines(packed, compressed=True)[1:-1] == values[1:-1]  # all but created, digest
+    assert (
+        _lines(packed, compressed=Compression.GZIP)[1:-1] == values[1:-1]
+    )  # all but created, digest
     assert packed.read_bytes()[3] & 0x08 == 0  # FNAME flag unset
-    assert logical_engine.read_header(packed, True, NAME).tables == TABLE_NAMES
+    assert logical_engine.read_header(packed, Compression.GZIP, NAME).tables == TABLE_NAMES
 
 
 # --- codec ------------------------------------------------------------------------------------
@@ -479,7 +484,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     migrate.upgrade(target_of(url))
     seed(target_of(url))
     _dump(url, directory / "demo.jsonl")
-    _dump(url, directory / "demo.jsonl.gz", compressed=True)
+    _dump(url, directory / "demo.jsonl.gz", compressed=Compression.GZIP)
     return directory
 
 
@@ -555,24 +560,33 @@ def _dangling_reference(values: list[Any]) -> None:  # also well-formed
     values[start + 1][1] = 999_999  # contratacion_id of a contract that does not exist
 
 
+GZIP, PLAIN = Compression.GZIP, Compression.NONE
 DAMAGE = {
-    "truncated gzip": (True, _truncate_gzip, "cannot be decompressed"),
-    "flipped byte in gzip": (True, _flip_gzip_byte, "cannot be decompressed"),
-    "altered text": (False, _alter_text, "does not match the end marker's sha256"),
-    "missing end marker": (False, _drop_end_marker, "ends early, before the end marker"),
-    "cut at a line": (False, _cut_at_a_line, "ends early, inside table"),
-    "broken row": (False, _break_a_row, "bad JSON"),
-    "wrong row count": (False, _edit(_wrong_count), "has 320 rows, its footer says 321"),
-    "unknown table": (False, _edit(_unknown_table), "unknown table 'sesion'"),
-    "unknown column": (False, _edit(_unknown_column), "unknown column 'nota' in table sesiones"),
-    "decimal as float": (False, _edit(_decimal_as_float), "precio_hora must be a string"),
+    "truncated gzip": (GZIP, _truncate_gzip, "cannot be decompressed"),
+    "flipped byte in gzip": (GZIP, _flip_gzip_byte, "cannot be decompressed"),
+    "altered text": (PLAIN, _alter_text, "does not match the end marker's sha256"),
+    "missing end marker": (PLAIN, _drop_end_marker, "ends early, before the end marker"),
+    "cut at a line": (PLAIN, _cut_at_a_line, "ends early, inside table"),
+    "broken row": (PLAIN, _break_a_row, "bad JSON"),
+    "wrong row count": (PLAIN, _edit(_wrong_count), "has 320 rows, its footer says 321"),
+    "unknown table": (PLAIN, _edit(_unknown_table), "unknown table 'sesion'"),
+    "unknown column": (
+        Compression.NONE,
+        _edit(_unknown_column),
+        "unknown column 'nota' in table sesiones",
+    ),
+    "decimal as float": (
+        Compression.NONE,
+        _edit(_decimal_as_float),
+        "precio_hora must be a string",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", DAMAGE)
 def test_check_catches_damage(sample: Path, tmp_path: Path, case: str) -> None:
     compressed, damage, problem = DAMAGE[case]
-    path = tmp_path / ("copy.jsonl.gz" if compressed else "copy.jsonl")
+    path = tmp_path / ("copy.jsonl.gz" if compressed is Compression.GZIP else "copy.jsonl")
     shutil.copy(sample / path.name.replace("copy", "demo"), path)
     logical_engine.check(path, compressed, tmp_path, NAME)  # intact
     damage(path)
@@ -615,8 +629,10 @@ def test_killed_restore_leaves_the_database_unchanged(seeded_url: str, tmp_path:
     code = (
         "import os, signal, sys; from pathlib import Path; "
         "from planctl.backup import logical_engine as l; from planctl.target import Target; "
+        "from planctl.backup.compress import Compression; "
         "crash = lambda stage: stage == 'logical-restored' and os.kill(os.getpid(), 9); "
-        "l.restore(Target.parse(sys.argv[1]), Path(sys.argv[2]), False, 'x', checkpoint=crash)"
+        "l.restore(Target.parse(sys.argv[1]), Path(sys.argv[2]), Compression.NONE, 'x', "
+        "checkpoint=crash)"
     )
     done = subprocess.run([sys.executable, "-c", code, seeded_url, str(path)], capture_output=True)
     assert done.returncode == -9, done.stderr
@@ -651,5 +667,5 @@ def test_dump_memory_stays_flat(tmp_path: Path) -> None:
         dumped, peak = (int(v) for v in done.stdout.split())
         assert dumped == scale
         peaks.append(peak)
-        logical_engine.check(target, True, tmp_path, NAME)
+        logical_engine.check(target, Compression.GZIP, tmp_path, NAME)
     assert peaks[1] < peaks[0] * 1.15, peaks  # kB; 10x the rows, about the same memory

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from planctl.backup import create_backup, load_set, restore_backup, verify_backup
+from planctl.backup.compress import Compression
 from planctl.db.engine import connect
 
 from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents, target_of
@@ -413,7 +414,7 @@ def test_sqlite_restore_gives_up_on_a_lock_holder_and_names_the_cause(tmp_path: 
     migrate.upgrade(target_of(url))
     seed(target_of(url))
     backups = tmp_path / "backups"
-    info = create_backup(target_of(url), backups, compress=False).info
+    info = create_backup(target_of(url), backups, compress=Compression.NONE).info
     _touch_sessions(url, "held")
     before = table_contents(url)
     holder = subprocess.Popen(
@@ -433,7 +434,7 @@ def test_sqlite_restore_gives_up_on_a_lock_holder_and_names_the_cause(tmp_path: 
         expected = f"gave up after waiting 2 s(.|\n)*pid {holder.pid} .*holds the write lock"
         with pytest.raises(LockedError, match=expected):
             SqliteEngine(lock_deadline=2).restore(
-                target_of(url), backups / info.data_file, False, info.name
+                target_of(url), backups / info.data_file, Compression.NONE, info.name
             )
         assert time.monotonic() - started < 15
     finally:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from planctl.backup.compress import Compression
 from planctl.db.lockwait import Blocker, LockSubject, LockTimedOut, LockWait, duration, retry
 from planctl.errors import LockedError
 
@@ -477,13 +478,13 @@ def test_a_pg_restore_script_cut_short_is_never_committed(pg_seeded: str, tmp_pa
     from planctl.backup.store import BackupError
 
     url = pg_seeded
-    info = create_backup(target_of(url), tmp_path / "backups", compress=False).info
+    info = create_backup(target_of(url), tmp_path / "backups", compress=Compression.NONE).info
     whole = (tmp_path / "backups" / info.data_file).read_bytes()
     cut = tmp_path / "cut.dump"
     cut.write_bytes(whole[: len(whole) * 2 // 3])  # the table of contents is intact
     before = table_contents(url)
     with pytest.raises(BackupError, match="pg_restore failed"):
-        postgres_engine.restore(target_of(url), cut, False, tmp_path, "cut")
+        postgres_engine.restore(target_of(url), cut, Compression.NONE, tmp_path, "cut")
     assert table_contents(url) == before
 
 

@@ -29,6 +29,7 @@ from planctl.backup.catalog import (
     remove_chain,
     rotate_plan,
 )
+from planctl.backup.compress import Compression
 from planctl.backup.engines import engine_for
 from planctl.backup.pipeline import ENCRYPTED_SUFFIX
 from planctl.backup.store import (
@@ -71,24 +72,10 @@ FORMATS = ("native", "logical")
 BUSY_ATTEMPTS = 4
 
 
-#: What ``compress=True`` means: zstd, faster and smaller than gzip on the benchmark
-#: database (bench/RESULTS.md), where the engine can write it (pg_dump 15: gzip).
-DEFAULT_COMPRESSION = "zstd"
-
-
-def stored_compression(compress: bool | str) -> bool | str:
-    """The ``compressed`` value a backup records: ``True`` (gzip, as planctl always
-    wrote it), ``False`` (none) or ``"zstd"``."""
-    from planctl.backup.compress import Compression, parse_compression
-
-    if compress is True:
-        compress = DEFAULT_COMPRESSION
-    if compress is False:
-        return False
-    method, _ = parse_compression(str(compress))
-    if method is Compression.GZIP:
-        return True
-    return False if method is Compression.NONE else method.value
+#: The compression of a backup unless told otherwise: zstd, faster and smaller than gzip
+#: on the benchmark database (bench/RESULTS.md), where the engine can write it (pg_dump
+#: 15 writes gzip: see :func:`create_full_locked`).
+DEFAULT_COMPRESSION = Compression.ZSTD
 
 
 @dataclass(frozen=True)
@@ -97,7 +84,7 @@ class BackupOptions:
     caller pass as one typed value (see :func:`create_backup`)."""
 
     keep: int | None = None
-    compress: bool | str = True
+    compress: Compression = DEFAULT_COMPRESSION
     label: str | None = None
     reason: str = "manual"
     lock_timeout: float = 0.0
@@ -127,7 +114,7 @@ def create_backup(
     options: BackupOptions | None = None,
     *,
     keep: int | None = None,
-    compress: bool | str = True,
+    compress: Compression = DEFAULT_COMPRESSION,
     label: str | None = None,
     reason: str = "manual",
     lock_timeout: float = 0.0,
@@ -170,7 +157,6 @@ def create_backup(
         raise UsageError(f"unknown backup format '{fmt}'", "use native or logical")
     if max_deltas < 1:
         raise UsageError(f"--max-deltas must be at least 1, got {max_deltas}")
-    compress = stored_compression(compress)
     if keep is not None:
         verify = True  # a backup must be proven readable before it pushes others out
     elif verify is None:
@@ -262,7 +248,7 @@ def _delta_refusal(
 def _delta_with_retries(
     target: Target,
     backups: BackupSet,
-    compress: bool | str,
+    compress: Compression,
     label: str | None,
     reason: str,
     max_deltas: int,
@@ -296,7 +282,7 @@ def _delta_with_retries(
 def _create_delta_locked(
     target: Target,
     backups: BackupSet,
-    compress: bool | str,
+    compress: Compression,
     label: str | None,
     reason: str,
     max_deltas: int,
@@ -492,7 +478,7 @@ def create_full_locked(
     target: Target,
     backups: BackupSet,
     *,
-    compress: bool | str,
+    compress: Compression,
     label: str | None,
     reason: str,
     pg_bindir: Path | None,
@@ -512,8 +498,8 @@ def create_full_locked(
     engine = engine_for(
         name_of_engine, pg_bindir=pg_bindir, checkpoint=checkpoint, lock_wait=lock_wait
     )
-    if engine.name == "postgresql" and compress:
-        compress = True  # pg_dump's own compression (gzip)
+    if engine.name == "postgresql" and compress is not Compression.NONE:
+        compress = Compression.GZIP  # pg_dump's own compression
     created = utc_now()
     name = new_name(created, "full", label, backup_dir)
     moves = _Anchor(target, name, created.isoformat(), lock_wait) if anchor else None
@@ -600,7 +586,7 @@ def pre_restore_copy(
     return create_full_locked(
         target,
         backups,
-        compress=stored_compression(True),  # zstd, like every other backup
+        compress=DEFAULT_COMPRESSION,  # like every other backup
         label=PRE_RESTORE,
         reason=PRE_RESTORE,
         pg_bindir=pg_bindir,

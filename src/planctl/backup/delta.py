@@ -41,7 +41,6 @@ from planctl.backup.compress import (
     CompressionError,
     compressing,
     decompressing,
-    method_of,
 )
 from planctl.backup.store import BackupError
 from planctl.errors import VerificationError
@@ -57,8 +56,8 @@ FETCH = 500  # ids per ``WHERE id IN (…)``
 DAMAGED_HINT = "the chain is broken from here on; restore an earlier backup (planctl backup list)"
 
 
-def data_suffix(compressed: bool | str) -> str:
-    return ".delta.json" + SUFFIXES[method_of(compressed)]
+def data_suffix(compressed: Compression) -> str:
+    return ".delta.json" + SUFFIXES[compressed]
 
 
 @dataclass
@@ -120,7 +119,7 @@ def collect(connection: Connection, changed: dict[str, list[int]]) -> dict[str, 
 
 def write(
     into: Path,
-    compressed: bool | str,
+    compressed: Compression,
     *,
     timestamp: str,
     parent: str,
@@ -145,7 +144,7 @@ def write(
         "tables": tables,
     }
     data = (JSON.encode(document) + "\n").encode("utf-8")
-    method = method_of(compressed)
+    method = compressed
     with sealed(into, recipients) as raw:
         if method is Compression.GZIP:
             with gzip.GzipFile(

@@ -52,14 +52,14 @@ class Dumped:
 class BackupEngine(Protocol):
     name: str
 
-    def data_suffix(self, compressed: bool | str) -> str: ...
+    def data_suffix(self, compressed: Compression) -> str: ...
 
     def dump(
         self,
         target: Target,
         into: Path,
         *,
-        compressed: bool | str,
+        compressed: Compression,
         verify: bool,
         in_snapshot: InSnapshot | None = None,
         recipients: Sequence[Recipient] = (),
@@ -69,12 +69,12 @@ class BackupEngine(Protocol):
         hashed and flushed."""
         ...
 
-    def check(self, path: Path, compressed: bool | str, name: str, *, deep: bool = True) -> None:
+    def check(self, path: Path, compressed: Compression, name: str, *, deep: bool = True) -> None:
         """Raise VerificationError naming *name* when the file cannot be restored."""
         ...
 
     def restore(
-        self, target: Target, path: Path, compressed: bool | str, name: str, deltas: Deltas = ()
+        self, target: Target, path: Path, compressed: Compression, name: str, deltas: Deltas = ()
     ) -> int:
         """Replace the target's data with the file's, *deltas* applied; all or nothing.
         Returns the rows the deltas touched."""
@@ -109,7 +109,7 @@ class SqliteEngine:
         subject = lockwait.subject_for(target)
         return lockwait.retry(self.dump_wait, subject, "backup of the current state", attempt)
 
-    def data_suffix(self, compressed: bool | str) -> str:
+    def data_suffix(self, compressed: Compression) -> str:
         return sqlite_engine.data_suffix(compressed)
 
     def dump(
@@ -117,7 +117,7 @@ class SqliteEngine:
         target: Target,
         into: Path,
         *,
-        compressed: bool | str,
+        compressed: Compression,
         verify: bool,
         in_snapshot: InSnapshot | None = None,
         recipients: Sequence[Recipient] = (),
@@ -142,15 +142,15 @@ class SqliteEngine:
         self,
         target: Target,
         into: Path,
-        compressed: bool | str,
+        compressed: Compression,
         verify: bool,
         recipients: Sequence[Recipient],
     ) -> Dumped:
         """The snapshot in a file without a name, streamed through compression into the
         encryptor: the plaintext never has a name on disk."""
-        from planctl.backup.compress import compressing, method_of
+        from planctl.backup.compress import compressing
 
-        method = method_of(compressed)
+        method = compressed
         level = sqlite_engine.GZIP_LEVEL if method is Compression.GZIP else None
 
         def snapshot(seconds: float) -> tuple[contextlib.ExitStack, Any]:
@@ -175,12 +175,12 @@ class SqliteEngine:
         sha, size = digest_and_sync(into)
         return Dumped(result, sha, size)
 
-    def check(self, path: Path, compressed: bool | str, name: str, *, deep: bool = True) -> None:
+    def check(self, path: Path, compressed: Compression, name: str, *, deep: bool = True) -> None:
         with sqlite_engine.plain_copy(path, compressed, path.parent) as plain:
             sqlite_engine.integrity_check(plain, name, quick=not deep)
 
     def restore(
-        self, target: Target, path: Path, compressed: bool | str, name: str, deltas: Deltas = ()
+        self, target: Target, path: Path, compressed: Compression, name: str, deltas: Deltas = ()
     ) -> int:
         return sqlite_engine.restore(
             target,
@@ -207,15 +207,15 @@ class PostgresEngine:
         self.checkpoint = checkpoint
         self.lock_wait = lock_wait
 
-    def data_suffix(self, compressed: bool | str) -> str:
-        return postgres_engine.data_suffix(bool(compressed))
+    def data_suffix(self, compressed: Compression) -> str:
+        return postgres_engine.data_suffix(compressed)
 
     def dump(
         self,
         target: Target,
         into: Path,
         *,
-        compressed: bool | str,
+        compressed: Compression,
         verify: bool,
         in_snapshot: InSnapshot | None = None,
         recipients: Sequence[Recipient] = (),
@@ -259,11 +259,11 @@ class PostgresEngine:
             digest.close()
         return Dumped(result, sha, size)
 
-    def check(self, path: Path, compressed: bool | str, name: str, *, deep: bool = True) -> None:
+    def check(self, path: Path, compressed: Compression, name: str, *, deep: bool = True) -> None:
         postgres_engine.check(path, compressed, path.parent, name, self.bindir, full=deep)
 
     def restore(
-        self, target: Target, path: Path, compressed: bool | str, name: str, deltas: Deltas = ()
+        self, target: Target, path: Path, compressed: Compression, name: str, deltas: Deltas = ()
     ) -> int:
         return postgres_engine.restore(
             target,
@@ -287,7 +287,7 @@ class LogicalEngine:
         self.checkpoint = checkpoint
         self.lock_wait = lock_wait
 
-    def data_suffix(self, compressed: bool | str) -> str:
+    def data_suffix(self, compressed: Compression) -> str:
         return logical_engine.data_suffix(compressed)
 
     def dump(
@@ -295,7 +295,7 @@ class LogicalEngine:
         target: Target,
         into: Path,
         *,
-        compressed: bool | str,
+        compressed: Compression,
         verify: bool,
         in_snapshot: InSnapshot | None = None,
         recipients: Sequence[Recipient] = (),
@@ -309,11 +309,11 @@ class LogicalEngine:
         sha, size = digest_and_sync(into)
         return Dumped(result, sha, size)
 
-    def check(self, path: Path, compressed: bool | str, name: str, *, deep: bool = True) -> None:
+    def check(self, path: Path, compressed: Compression, name: str, *, deep: bool = True) -> None:
         logical_engine.check(path, compressed, path.parent, name)
 
     def restore(
-        self, target: Target, path: Path, compressed: bool | str, name: str, deltas: Deltas = ()
+        self, target: Target, path: Path, compressed: Compression, name: str, deltas: Deltas = ()
     ) -> int:
         return logical_engine.restore(
             target, path, compressed, name, deltas, self.checkpoint, self.lock_wait

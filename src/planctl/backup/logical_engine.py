@@ -64,7 +64,6 @@ from planctl.backup.compress import (
     compressing,
     decompressing,
     detect,
-    method_of,
 )
 from planctl.backup.store import BackupError, Checkpoint, DumpResult, no_checkpoint, utc_now
 from planctl.db import changelog
@@ -97,8 +96,8 @@ SQLITE_CACHE_KIB = 65536
 DAMAGED_HINT = "restore another backup (planctl backup list)"
 
 
-def data_suffix(compressed: bool | str) -> str:
-    return ".jsonl" + SUFFIXES[method_of(compressed)]
+def data_suffix(compressed: Compression) -> str:
+    return ".jsonl" + SUFFIXES[compressed]
 
 
 # --- dump -----------------------------------------------------------------------------------
@@ -144,11 +143,11 @@ def _revision(connection: Connection, existing: set[str]) -> str | None:
 
 @contextlib.contextmanager
 def _sink(
-    into: Path, compressed: bool | str, recipients: Sequence[Recipient] = ()
+    into: Path, compressed: Compression, recipients: Sequence[Recipient] = ()
 ) -> Iterator[Callable[[bytes], Any]]:
     from planctl.backup.pipeline import sealed
 
-    method = method_of(compressed)
+    method = compressed
     with sealed(into, recipients) as raw:
         if method is Compression.NONE:
             yield raw.write
@@ -167,7 +166,7 @@ def _sink(
 def dump(
     target: Target,
     into: Path,
-    compressed: bool | str,
+    compressed: Compression,
     in_snapshot: Callable[[Connection], None] | None = None,
     checkpoint: Checkpoint = no_checkpoint,
     recipients: Sequence[Recipient] = (),
@@ -237,7 +236,7 @@ class Header:
 
 
 @contextlib.contextmanager
-def _lines(data_path: Path, compressed: bool | str, name: str) -> Iterator[Iterator[bytes]]:
+def _lines(data_path: Path, compressed: Compression, name: str) -> Iterator[Iterator[bytes]]:
     """The file's lines as bytes; open, read and gzip errors become VerificationError."""
     try:
         raw = open(data_path, "rb")  # noqa: SIM115 (closed below)
@@ -418,13 +417,13 @@ class _Reader:
         return decoded
 
 
-def read_header(data_path: Path, compressed: bool | str, name: str) -> Header:
+def read_header(data_path: Path, compressed: Compression, name: str) -> Header:
     """Only the header: format version, revision, creation time, tables."""
     with _lines(data_path, compressed, name) as lines:
         return _Reader(lines, name).header
 
 
-def check(data_path: Path, compressed: bool | str, workdir: Path, name: str) -> None:
+def check(data_path: Path, compressed: Compression, workdir: Path, name: str) -> None:
     """Parse and decode the whole file; VerificationError naming *name* if it is not complete."""
     with _lines(data_path, compressed, name) as lines:
         for _ in _Reader(lines, name).batches():
@@ -472,7 +471,7 @@ def _require_revision(connection: Connection, header: Header, target: Target, na
 def restore(
     target: Target,
     data_path: Path,
-    compressed: bool | str,
+    compressed: Compression,
     name: str,
     deltas: Sequence[tuple[str, Delta]] = (),
     checkpoint: Checkpoint = no_checkpoint,
@@ -493,7 +492,7 @@ def restore(
 def _restore_once(
     target: Target,
     data_path: Path,
-    compressed: bool | str,
+    compressed: Compression,
     name: str,
     deltas: Sequence[tuple[str, Delta]],
     checkpoint: Checkpoint,

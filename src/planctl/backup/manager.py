@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planctl.backup.create import MAX_DELTAS, BackupOptions, create_backup
+from planctl.backup.compress import Compression
+from planctl.backup.create import DEFAULT_COMPRESSION, MAX_DELTAS, BackupOptions, create_backup
 from planctl.backup.store import BackupInfo, Checkpoint, no_checkpoint
 from planctl.errors import PlanctlError
 from planctl.target import Target
@@ -66,7 +67,7 @@ class BackupManager:
         *,
         keep: int | None = None,
         fmt: str = "native",
-        compress: bool = True,
+        compress: Compression = DEFAULT_COMPRESSION,
         pg_bindir: Path | None = None,
         lock_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -80,7 +81,7 @@ class BackupManager:
         """*options* (one typed value: keep, format, compression, …) replaces the loose
         backup keywords when given; the scheduling ones stay arguments."""
         if options is not None:
-            keep, fmt, compress = options.keep, options.fmt, options.compress  # type: ignore[assignment]
+            keep, fmt, compress = options.keep, options.fmt, options.compress
             pg_bindir, lock_timeout = options.pg_bindir, options.lock_timeout
             checkpoint, max_deltas_before_full = options.checkpoint, options.max_deltas
         if backup_interval <= 0 or min_backup_interval < 0:

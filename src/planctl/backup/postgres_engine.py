@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
+from planctl.backup.compress import Compression
 from planctl.backup.store import (
     BackupError,
     Checkpoint,
@@ -41,7 +42,7 @@ NAME = "postgresql"
 log = logging.getLogger("planctl.backup")
 
 
-def data_suffix(compressed: bool) -> str:
+def data_suffix(compressed: Compression) -> str:
     return ".dump"
 
 
@@ -214,7 +215,7 @@ def server_facts(connection: Any) -> tuple[int, set[str]]:
 def dump(
     target: Target,
     into: Path,
-    compressed: bool | str,
+    compressed: Compression,
     bindir: Path | None = None,
     in_snapshot: Callable[[Any], None] | None = None,
     on_dumped: Callable[[], None] | None = None,
@@ -256,7 +257,7 @@ def dump(
             *([] if out is not None else [f"--file={into}"]),
             f"--snapshot={snapshot}",
             "--no-password",
-            f"--compress={6 if compressed else 0}",
+            f"--compress={0 if compressed is Compression.NONE else 6}",
         ]
         with libpq_env(target) as env:
             checkpoint("pg-dump-start")
@@ -389,7 +390,7 @@ def list_contents(data_path: Path, name: str, bindir: Path | None = None) -> lis
 
 def check(
     data_path: Path,
-    compressed: bool | str,
+    compressed: Compression,
     workdir: Path,
     name: str,
     bindir: Path | None = None,
@@ -419,7 +420,7 @@ def check(
 def restore(
     target: Target,
     data_path: Path,
-    compressed: bool | str,
+    compressed: Compression,
     workdir: Path,
     name: str,
     bindir: Path | None = None,
@@ -450,7 +451,7 @@ def restore(
         directory = workdir if os.access(workdir, os.W_OK) else Path(tempfile.gettempdir())
         final = temp_path(directory, ".dump")
         try:
-            dump(scratch, final, False, bindir)
+            dump(scratch, final, Compression.NONE, bindir)
             checkpoint("restore-point-dumped")
             _restore_archive(target, final, name, bindir, lock_wait)
         except OSError as error:

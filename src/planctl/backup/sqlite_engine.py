@@ -28,7 +28,6 @@ from planctl.backup.compress import (
     CompressionError,
     compressing,
     decompressing,
-    method_of,
 )
 from planctl.backup.store import (
     TEMP_PREFIX,
@@ -55,8 +54,8 @@ NAME = "sqlite"
 GZIP_LEVEL = 1  # fast; a 1 GB database compresses several-fold even at level 1
 
 
-def data_suffix(compressed: bool | str) -> str:
-    return ".sqlite" + SUFFIXES[method_of(compressed)]
+def data_suffix(compressed: Compression) -> str:
+    return ".sqlite" + SUFFIXES[compressed]
 
 
 def database_file(target: Target) -> Path:
@@ -311,10 +310,10 @@ def integrity_check(path: Path, name: str, *, quick: bool = False) -> None:
 
 
 def write_data(
-    raw: Path, into: Path, compressed: bool | str, level: int | None = None
+    raw: Path, into: Path, compressed: Compression, level: int | None = None
 ) -> tuple[str, int]:
     """Move the raw snapshot into *into*, compressed or not; return (sha256, size)."""
-    method = method_of(compressed)
+    method = compressed
     if method is Compression.NONE:
         # A rename between two temporary names in the backup directory, not a publish:
         # digest_and_sync fsyncs the data and the caller publishes *into* (fsutil).
@@ -340,14 +339,14 @@ def _scratch_dir(workdir: Path) -> Path:
 
 @contextlib.contextmanager
 def plain_copy(
-    data_path: Path, compressed: bool | str, workdir: Path, *, private: bool = False
+    data_path: Path, compressed: Compression, workdir: Path, *, private: bool = False
 ) -> Iterator[Path]:
     """The backup as a plain database file (decompressed into *workdir* if needed).
 
     With *private*, always a scratch copy that the caller may change (the
     backup's own file is never written).
     """
-    if method_of(compressed) is Compression.NONE and not private:
+    if compressed is Compression.NONE and not private:
         yield data_path
         return
     directory = _scratch_dir(workdir)
@@ -371,7 +370,7 @@ def plain_copy(
         unlink_database(temp)
 
 
-def check(data_path: Path, compressed: bool | str, workdir: Path, name: str) -> None:
+def check(data_path: Path, compressed: Compression, workdir: Path, name: str) -> None:
     with plain_copy(data_path, compressed, workdir) as plain:
         integrity_check(plain, name)
 
@@ -389,7 +388,7 @@ def _pragma(path: Path, pragma: str, timeout: float = LOCK_DEADLINE) -> str | No
 def restore(
     target: Target,
     data_path: Path,
-    compressed: bool | str,
+    compressed: Compression,
     workdir: Path,
     name: str,
     deltas: Sequence[tuple[str, Delta]] = (),
@@ -421,7 +420,9 @@ def restore(
         resize = live_mode == "wal" and live_page not in (None, _pragma(plain, "page_size"))
         with contextlib.ExitStack() as stack:
             if resize and plain == data_path:
-                plain = stack.enter_context(plain_copy(data_path, False, workdir, private=True))
+                plain = stack.enter_context(
+                    plain_copy(data_path, Compression.NONE, workdir, private=True)
+                )
             touched = apply_deltas(Target.sqlite(plain), deltas) if deltas else 0
             checkpoint("deltas-applied")
             try:

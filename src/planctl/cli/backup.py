@@ -138,12 +138,18 @@ def backup(
     if ctx.invoked_subcommand is not None:
         route_group_options(ctx)
         return
+    from planctl.backup.compress import Compression, parse_compression
     from planctl.backup.create import BackupOptions
     from planctl.backup.cron import backup_and_ship
 
     if keep is not None and keep < 1:
         raise UsageError(f"--keep must be at least 1, got {keep}", "keep at least the new backup")
-    if no_compress and compress != "none" and _given_on_command_line(ctx, "compress"):
+    compression, _ = parse_compression(compress)
+    if (
+        no_compress
+        and compression is not Compression.NONE
+        and _given_on_command_line(ctx, "compress")
+    ):
         raise UsageError(
             f"--no-compress and --compress {compress} contradict each other",
             "give one of them (--no-compress is --compress none)",
@@ -155,7 +161,7 @@ def backup(
     settings = state.settings
     options = BackupOptions(
         keep=keep,
-        compress="none" if no_compress else compress,
+        compress=Compression.NONE if no_compress else compression,
         label=label,
         lock_timeout=lock_timeout,
         pg_bindir=state.settings.pg_bindir,
