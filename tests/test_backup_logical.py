@@ -654,8 +654,10 @@ def test_dump_memory_stays_flat(tmp_path: Path) -> None:
         target.touch()
         code = (
             "import resource, sys; from pathlib import Path; "
-            "from planctl.backup import logical_engine as l; "
-            "print(l.dump(sys.argv[1], Path(sys.argv[2]), True).row_counts['sesiones']); "
+            "from planctl.backup import logical_engine as l; from planctl.target import Target; "
+            "from planctl.backup.compress import Compression; "
+            "target = Target.parse(sys.argv[1]); "
+            "print(l.dump(target, Path(sys.argv[2]), Compression.GZIP).row_counts['sesiones']); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
         )
         done = subprocess.run(

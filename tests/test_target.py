@@ -123,14 +123,25 @@ def test_a_refusal_never_shows_the_password(password: str, authority: str) -> No
 
 
 schemes = st.sampled_from(
-    ["sqlite:///", "sqlite://", "postgresql://", "postgres://", "mysql://", "sqlite+x:///", ""]
+    [
+        "sqlite:///",
+        "sqlite://",
+        "postgresql://",
+        "postgres://",
+        "mysql://",
+        "sqlite+x:///",
+        "SQLite:///",
+        "postgresql+psycopg2://",
+        "",
+    ]
 )
 
 
 @PROPERTY
 @given(schemes, st.text(max_size=60))
 def test_any_text_is_a_target_or_a_config_error(scheme: str, rest: str) -> None:
-    """Whatever DATABASE_URL holds, parsing ends in a Target or a one-line ConfigError."""
+    """Whatever DATABASE_URL holds, parsing ends in a Target SQLAlchemy can use, or a
+    one-line ConfigError."""
     try:
         target = Target.parse(scheme + rest)
     except ConfigError as error:
@@ -138,6 +149,7 @@ def test_any_text_is_a_target_or_a_config_error(scheme: str, rest: str) -> None:
         return
     assert target.engine in ("sqlite", "postgresql")
     assert (target.sqlite_file is not None) == (target.engine == "sqlite")
+    assert target.sqlalchemy_url.get_dialect().name == target.engine
 
 
 @PROPERTY
@@ -161,6 +173,8 @@ def test_a_sqlite_file_is_found_as_the_driver_reads_it(name: str) -> None:
         ("mysql://u@h/db", "unsupported database 'mysql'"),
         ("postgresql+pg8000://u@h/db", "driver 'pg8000' is not installed"),
         ("sqlite+nosuchdriver:///x.db", r"unknown database driver 'sqlite\+nosuchdriver'"),
+        ("SQLite:///x.db", "unknown database driver 'SQLite'"),
+        ("POSTGRESQL://u@h/db", "unknown database driver 'POSTGRESQL'"),
         ("postgresql://u@h:5x/db", "malformed DATABASE_URL"),
         ("no url at all", "malformed DATABASE_URL"),
     ],

@@ -137,8 +137,8 @@ class Target:
                 f"unsupported database '{engine}' in DATABASE_URL '{masked}'",
                 f"planctl supports {SUPPORTED_DATABASES}",
             )
-        if driver.lower() not in _DRIVERS[engine]:
-            if engine == "postgresql":
+        if driver not in _DRIVERS[engine]:  # SQLAlchemy's names are case-sensitive
+            if driver.startswith("postgresql+"):
                 raise ConfigError(
                     f"driver '{driver.partition('+')[2]}' is not installed for "
                     f"DATABASE_URL '{masked}'",
