@@ -176,6 +176,7 @@ def test_a_sqlite_file_is_found_as_the_driver_reads_it(name: str) -> None:
         ("SQLite:///x.db", "unknown database driver 'SQLite'"),
         ("POSTGRESQL://u@h/db", "unknown database driver 'POSTGRESQL'"),
         ("postgresql://u@h:5x/db", "malformed DATABASE_URL"),
+        ("postgresql://u@h:/db", "malformed DATABASE_URL"),  # SQLAlchemy: int('')
         ("no url at all", "malformed DATABASE_URL"),
     ],
 )

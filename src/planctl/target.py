@@ -153,7 +153,7 @@ class Target:
             urlsplit(url).port  # noqa: B018  (a bad IPv6 host, a port out of range)
         except ValueError as error:
             raise _malformed(masked) from error
-        if port and not (port.isascii() and port.isdigit()):
+        if port is not None and not (port.isascii() and port.isdigit()):  # "h:/db" too
             raise _malformed(masked)
         query = tuple(parse_qsl(found["query"] or "", keep_blank_values=True))
         database = unquote(found["database"]) if found["database"] is not None else None
