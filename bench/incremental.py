@@ -30,8 +30,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from planctl.backup.options import BackupOptions
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import PLANCTL, create_pg_database, drop_pg_database, env_for, record
 
@@ -55,8 +53,9 @@ def change_sessions(url: str, count: int, round_: int) -> None:
     from sqlalchemy import text
 
     from planctl.db.engine import connect
+    from planctl.target import Target
 
-    with connect(url) as connection:
+    with connect(Target.parse(url)) as connection:
         total = connection.execute(text("SELECT max(id) FROM sesiones")).scalar_one()
         stride = max(total // count - 1, 1)  # spread over the table, a different set each round
         connection.execute(
@@ -86,6 +85,8 @@ def bench_engine(
     label: str, url: str, env: dict[str, str], work: Path, changed: int, runs: int
 ) -> tuple[list[Row], dict[str, Any]]:
     from planctl.backup import create_backup
+    from planctl.backup.options import BackupOptions
+    from planctl.target import Target
 
     backups = work / f"backups-{label}"
     env = dict(env, PLANCTL_BACKUP_DIR=str(backups))
@@ -101,11 +102,11 @@ def bench_engine(
         delta_size.append(delta_backup["size"])
         change_sessions(url, changed, 2 * i + 1)
         started = time.perf_counter()
-        result = create_backup(url, backups, BackupOptions(incremental=True))
+        result = create_backup(Target.parse(url), backups, BackupOptions(incremental=True))
         api_delta_t.append(time.perf_counter() - started)
         assert result.info.kind == "delta", result.full_because
         started = time.perf_counter()
-        create_backup(url, backups, BackupOptions(fmt="logical"))
+        create_backup(Target.parse(url), backups, BackupOptions(fmt="logical"))
         api_full_t.append(time.perf_counter() - started)
     restore_t = [
         run([PLANCTL, "-q", "backup", "restore", full_name, "--yes", "--no-safety-backup"], env=env)

@@ -105,7 +105,7 @@ from planctl.sync.backends.caldav import CalDAVBackend
 from planctl.sync.engine import LocalItem
 
 settings = load_settings()
-with connect(settings.database_url) as connection:
+with connect(settings.target) as connection:
     items = [LocalItem(v, settings.timezone) for v in
              iter_sessions(connection, SessionFilter(include_cancelled=False))]
 writer = CalDAVBackend(settings)

@@ -12,12 +12,15 @@ tables and drops their triggers, and incremental backups must not go blind.
 from __future__ import annotations
 
 from logging.config import fileConfig
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import context
 
 from planctl.db import changelog
 from planctl.db.schema import metadata
+
+if TYPE_CHECKING:
+    from planctl.target import Target
 
 config = context.config
 
@@ -25,17 +28,20 @@ if config.config_file_name is not None and not config.attributes.get("planctl"):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
-def _database_url() -> str:
-    url = config.get_main_option("sqlalchemy.url")
-    if not url:
-        from planctl.config import load_settings
+def _target() -> Target:
+    """The database: the Config's ``sqlalchemy.url`` (planctl's API, a plain ``alembic``
+    with one set), else DATABASE_URL through planctl's settings."""
+    from planctl.target import Target
 
-        url = load_settings().database_url
-        # ConfigParser interpolation: a literal % must be doubled.
-        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-        url = config.get_main_option("sqlalchemy.url")
-    assert url is not None
-    return url
+    url = config.get_main_option("sqlalchemy.url")
+    if url:
+        return Target.parse(url)
+    from planctl.config import load_settings
+
+    target = load_settings().target
+    # ConfigParser interpolation: a literal % must be doubled.
+    config.set_main_option("sqlalchemy.url", target.url.replace("%", "%%"))
+    return target
 
 
 def _include_name(name: str | None, type_: str, _parent: Any) -> bool:
@@ -64,7 +70,7 @@ def run_migrations_offline() -> None:
     """Emit SQL to stdout (``--sql``) instead of executing it."""
     output = config.attributes.get("sql_output")
     context.configure(
-        url=_database_url(),
+        url=_target().url,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
         output_buffer=output,
@@ -85,7 +91,7 @@ def run_migrations_online() -> None:
 
     from planctl.db.engine import make_engine
 
-    engine = make_engine(_database_url(), foreign_keys=False)
+    engine = make_engine(_target(), foreign_keys=False)
     with engine.begin() as connection:
         context.configure(connection=connection, **COMMON_OPTIONS)
         with context.begin_transaction():

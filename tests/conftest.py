@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from planctl.logs import close_service_loggers
 
-from .helpers import ServerDidNotStart, free_port, wait_for_port
+from .helpers import ServerDidNotStart, free_port, target_of, wait_for_port
 
 __all__ = ["free_port"]  # re-exported: test modules import it from here
 
@@ -102,11 +102,11 @@ def _build(url: str, state: str) -> None:
     """Bring the empty database at *url* to *state* the way the tests always did."""
     from planctl.db import migrate
 
-    migrate.upgrade(url)
+    migrate.upgrade(target_of(url))
     if state == "seeded":
         from planctl.db.seed import seed
 
-        seed(url)
+        seed(target_of(url))
 
 
 class SqliteTemplates:
@@ -258,7 +258,7 @@ def migrated_url(db_url: str) -> str:
     if db_url not in _PREPARED:
         from planctl.db import migrate
 
-        migrate.upgrade(db_url)
+        migrate.upgrade(target_of(db_url))
     return db_url
 
 
@@ -268,7 +268,7 @@ def seeded_url(migrated_url: str) -> str:
     if _PREPARED.get(migrated_url) != "seeded":
         from planctl.db.seed import seed
 
-        seed(migrated_url)
+        seed(target_of(migrated_url))
     return migrated_url
 
 

@@ -16,12 +16,19 @@ from sqlalchemy import select
 
 from planctl.db.engine import connect
 from planctl.db.models import TABLE_NAMES, metadata
+from planctl.target import Target
+
+
+def target_of(url: str) -> Target:
+    """The :class:`Target` the library takes, for a test database's URL: parsed the one
+    way configuration parses DATABASE_URL."""
+    return Target.parse(url)
 
 
 def table_contents(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every planner table (timestamps included), ordered by id."""
     out = {}
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         for name in TABLE_NAMES:
             table = metadata.tables[name]
             out[name] = [tuple(r) for r in connection.execute(select(table).order_by(table.c.id))]

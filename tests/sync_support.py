@@ -25,7 +25,7 @@ from planctl.sync.report import SyncReport
 from planctl.sync.run import run_sync
 
 from .conftest import skip_or_fail
-from .helpers import ServerDidNotStart, free_port, stop_process, wait_for_port
+from .helpers import ServerDidNotStart, free_port, stop_process, target_of, wait_for_port
 
 TZ = "Europe/Madrid"
 
@@ -45,7 +45,7 @@ SESSIONS = [
 
 
 def make_tiny_planner(url: str) -> None:
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         connection.execute(insert(Cliente), [{"id": 1, "empresa": "Ñandú, S.A.", "cif": "B1"}])
         connection.execute(insert(Tema), [{"id": 1, "nombre": "Ofimática"}])
         connection.execute(insert(Formacion), [{"id": 1, "tema_id": 1, "nombre": "Excel avanzado"}])
@@ -81,7 +81,7 @@ def add_sessions(url: str, count: int) -> None:
         }
         for n in range(count)
     ]
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         connection.execute(insert(Sesion), rows)
 
 
@@ -93,7 +93,7 @@ class World:
     store: Path
 
     def settings(self) -> Settings:
-        return Settings(database_url=self.url, sync_store=self.store, timezone=TZ)
+        return Settings(target=target_of(self.url), sync_store=self.store, timezone=TZ)
 
     @contextmanager
     def calendar(self) -> Iterator[SimulatedCalendar]:
@@ -115,7 +115,7 @@ class World:
             calendar.crash_after_writes = crash_after
             calendar.before_write = before_write
             report = run_sync(
-                self.url,
+                target_of(self.url),
                 SimulatedBackend(calendar),
                 SyncOptions(timezone=TZ, **options),
                 dry_run=dry_run,
@@ -141,21 +141,21 @@ class World:
         return events[0]
 
     def session(self, session_id: int) -> Any:
-        with connect(self.url) as connection:
+        with connect(target_of(self.url)) as connection:
             return connection.execute(select(Sesion).where(Sesion.id == session_id)).first()
 
     def execute(self, sql: str, **params: Any) -> None:
-        with connect(self.url) as connection:
+        with connect(target_of(self.url)) as connection:
             connection.execute(text(sql), params)
 
     def states(self) -> dict[int, tuple[Any, ...]]:
         table = metadata.tables["planctl_sync_states"]
-        with connect(self.url) as connection:
+        with connect(target_of(self.url)) as connection:
             rows = connection.execute(select(table)).all()
         return {r.session_id: (r.remote_id, r.etag, r.local_hash, r.remote_hash) for r in rows}
 
     def active_session_ids(self) -> set[int]:
-        with connect(self.url) as connection:
+        with connect(target_of(self.url)) as connection:
             return set(
                 connection.execute(select(Sesion.id).where(Sesion.estado != "cancelada")).scalars()
             )
@@ -275,7 +275,7 @@ _calendar_names = iter(range(1_000_000))
 def caldav_settings(url: str, server: Radicale, calendar: str) -> Settings:
     """Settings that sync the planner at *url* to *calendar* on the CalDAV *server*."""
     return Settings(
-        database_url=url,
+        target=target_of(url),
         timezone=TZ,
         sync_backend="caldav",
         caldav_url=server.url,
@@ -291,7 +291,9 @@ class DavWorld(World):
     def sync(self, *, dry_run: bool = False, **options: Any) -> SyncReport:
         backend = CalDAVBackend(self.settings_, create_calendar=not dry_run)
         try:
-            return run_sync(self.url, backend, SyncOptions(timezone=TZ, **options), dry_run=dry_run)
+            return run_sync(
+                target_of(self.url), backend, SyncOptions(timezone=TZ, **options), dry_run=dry_run
+            )
         finally:
             backend.close()
 

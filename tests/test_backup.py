@@ -19,6 +19,7 @@ from planctl.backup import (
     verify_backup,
 )
 from planctl.backup.catalog import BackupSet, prune_plan
+from planctl.backup.compress import Compression
 from planctl.backup.options import BackupOptions, RestoreOptions
 from planctl.backup.store import BackupInfo
 from planctl.db import migrate
@@ -32,42 +33,44 @@ from planctl.errors import (
 )
 
 from .conftest import Cli
-from .helpers import table_contents
+from .helpers import table_contents, target_of
 
 
 def _change_everything(url: str) -> None:
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         connection.execute(text("DELETE FROM sesiones WHERE id % 3 = 0"))
         connection.execute(text("UPDATE clientes SET notas = 'cambiado, después' WHERE id = 1"))
         connection.execute(text("INSERT INTO temas (nombre) VALUES ('Tema nuevo')"))
 
 
-@pytest.mark.parametrize("compress", [True, False])
+@pytest.mark.parametrize("compress", [Compression.ZSTD, Compression.NONE])
 def test_backup_change_restore_gives_back_every_row(
-    seeded_url: str, tmp_path: Path, compress: bool
+    seeded_url: str, tmp_path: Path, compress: Compression
 ) -> None:
     backups = tmp_path / "backups"
     before = table_contents(seeded_url)
-    result = create_backup(seeded_url, backups, BackupOptions(compress=compress))
+    result = create_backup(target_of(seeded_url), backups, BackupOptions(compress=compress))
     assert result.info.row_counts["sesiones"] == len(before["sesiones"])
     assert result.info.revision == migrate.head_revision()
     _change_everything(seeded_url)
     assert table_contents(seeded_url) != before
 
-    restored = restore_backup(seeded_url, backups, "latest")
+    restored = restore_backup(target_of(seeded_url), backups, "latest")
     assert table_contents(seeded_url) == before
     assert restored.restored.name == result.info.name
     assert restored.safety is not None and restored.safety.reason == "pre-restore"
     assert not restored.needs_upgrade
     # the safety backup holds the changed state and can itself be restored
-    restore_backup(seeded_url, backups, restored.safety.name, RestoreOptions(safety_backup=False))
+    restore_backup(
+        target_of(seeded_url), backups, restored.safety.name, RestoreOptions(safety_backup=False)
+    )
     assert len(table_contents(seeded_url)["temas"]) == len(before["temas"]) + 1
 
 
 def test_files_metadata_and_permissions(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
     info = create_backup(
-        seeded_url, backups, BackupOptions(label="Antes de la migración", keep=3)
+        target_of(seeded_url), backups, BackupOptions(label="Antes de la migración", keep=3)
     ).info
     assert stat.S_IMODE(backups.stat().st_mode) == 0o700
     data, meta = backups / info.data_file, backups / f"{info.name}.json"
@@ -91,8 +94,8 @@ def test_password_is_masked_in_metadata(
     tmp_path: Path, pg_admin_url: str, pg_database: str
 ) -> None:
     url = pg_database.replace("postgres@", "postgres:NotShownAnywhere@", 1)
-    migrate.upgrade(url)
-    info = create_backup(url, tmp_path / "b").info
+    migrate.upgrade(target_of(url))
+    info = create_backup(target_of(url), tmp_path / "b").info
     text_ = (tmp_path / "b" / f"{info.name}.json").read_text()
     assert "NotShownAnywhere" not in text_ and ":***@" in text_
 
@@ -100,7 +103,8 @@ def test_password_is_masked_in_metadata(
 def test_rotation_keeps_the_newest(migrated_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "b"
     names = [
-        create_backup(migrated_url, backups, BackupOptions(keep=3)).info.name for _ in range(5)
+        create_backup(target_of(migrated_url), backups, BackupOptions(keep=3)).info.name
+        for _ in range(5)
     ]
     assert [i.name for i in list_backups(backups)] == list(reversed(names[-3:]))
     assert sorted(p.name for p in backups.iterdir() if not p.name.startswith(".")) == sorted(
@@ -139,7 +143,7 @@ def test_group_options_are_applied_or_refused_never_dropped(
 @pytest.mark.parametrize("keep", [0, -1])
 def test_keep_must_be_positive(migrated_url: str, tmp_path: Path, keep: int, cli: Cli) -> None:
     with pytest.raises(UsageError):
-        create_backup(migrated_url, tmp_path / "b", BackupOptions(keep=keep))
+        create_backup(target_of(migrated_url), tmp_path / "b", BackupOptions(keep=keep))
     run = cli("backup", "--keep", str(keep), "--dir", str(tmp_path / "c"), url=migrated_url)
     assert run.exit_code == 2
     assert run.stderr.startswith("error: --keep must be at least 1")
@@ -148,7 +152,9 @@ def test_keep_must_be_positive(migrated_url: str, tmp_path: Path, keep: int, cli
 
 def test_verify_detects_a_flipped_byte(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "b"
-    info = create_backup(seeded_url, backups, BackupOptions(compress=False)).info
+    info = create_backup(
+        target_of(seeded_url), backups, BackupOptions(compress=Compression.NONE)
+    ).info
     assert verify_backup(backups, info.name)[0].ok
     data = backups / info.data_file
     raw = bytearray(data.read_bytes())
@@ -158,7 +164,7 @@ def test_verify_detects_a_flipped_byte(seeded_url: str, tmp_path: Path) -> None:
     assert not result.ok and "checksum mismatch" in (result.problem or "")
     before = table_contents(seeded_url)
     with pytest.raises(VerificationError):
-        restore_backup(seeded_url, backups, info.name)
+        restore_backup(target_of(seeded_url), backups, info.name)
     assert table_contents(seeded_url) == before
     assert len(list_backups(backups)) == 1  # no safety backup for a refused restore
 
@@ -166,7 +172,9 @@ def test_verify_detects_a_flipped_byte(seeded_url: str, tmp_path: Path) -> None:
 def test_engine_check_catches_damage_the_checksum_cannot(seeded_url: str, tmp_path: Path) -> None:
     """A file whose metadata was rewritten to match still fails the engine's own check."""
     backups = tmp_path / "b"
-    info = create_backup(seeded_url, backups, BackupOptions(compress=False)).info
+    info = create_backup(
+        target_of(seeded_url), backups, BackupOptions(compress=Compression.NONE)
+    ).info
     data = backups / info.data_file
     data.write_bytes(data.read_bytes()[: info.size // 3])  # truncated
     import dataclasses
@@ -183,13 +191,13 @@ def test_engine_check_catches_damage_the_checksum_cannot(seeded_url: str, tmp_pa
 def test_restore_refuses_the_other_engine(tmp_path: Path, pg_database: str) -> None:
     sqlite_url = f"sqlite:///{tmp_path / 'p.db'}"
     for url in (sqlite_url, pg_database):
-        migrate.upgrade(url)
-    create_backup(sqlite_url, tmp_path / "from_sqlite")
-    create_backup(pg_database, tmp_path / "from_pg")
+        migrate.upgrade(target_of(url))
+    create_backup(target_of(sqlite_url), tmp_path / "from_sqlite")
+    create_backup(target_of(pg_database), tmp_path / "from_pg")
     with pytest.raises(PlanctlError, match="is a sqlite backup; the database is postgresql"):
-        restore_backup(pg_database, tmp_path / "from_sqlite")
+        restore_backup(target_of(pg_database), tmp_path / "from_sqlite")
     with pytest.raises(PlanctlError, match="is a postgresql backup; the database is sqlite"):
-        restore_backup(sqlite_url, tmp_path / "from_pg")
+        restore_backup(target_of(sqlite_url), tmp_path / "from_pg")
 
 
 def test_restore_refuses_a_newer_schema(migrated_url: str, tmp_path: Path) -> None:
@@ -198,29 +206,29 @@ def test_restore_refuses_a_newer_schema(migrated_url: str, tmp_path: Path) -> No
     from planctl.backup.store import write_metadata
 
     backups = tmp_path / "b"
-    info = create_backup(migrated_url, backups).info
+    info = create_backup(target_of(migrated_url), backups).info
     write_metadata(backups, dataclasses.replace(info, revision="ffffffffffff"))
     with pytest.raises(PlanctlError, match="newer or unknown schema revision ffffffffffff"):
-        restore_backup(migrated_url, backups)
+        restore_backup(target_of(migrated_url), backups)
 
 
 def test_restore_of_an_older_revision_says_upgrade(migrated_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "b"
-    migrate.downgrade(migrated_url, "base")
-    migrate.stamp(migrated_url, "base")
-    create_backup(migrated_url, backups)
-    migrate.upgrade(migrated_url)
-    result = restore_backup(migrated_url, backups)
+    migrate.downgrade(target_of(migrated_url), "base")
+    migrate.stamp(target_of(migrated_url), "base")
+    create_backup(target_of(migrated_url), backups)
+    migrate.upgrade(target_of(migrated_url))
+    result = restore_backup(target_of(migrated_url), backups)
     assert result.revision is None and result.needs_upgrade
 
 
 def test_nothing_to_restore(migrated_url: str, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(NothingToDoError):
-        restore_backup(migrated_url, tmp_path / "empty")
+        restore_backup(target_of(migrated_url), tmp_path / "empty")
     with pytest.raises(NothingToDoError, match="does not exist"):
-        restore_backup(migrated_url, tmp_path / "missing")
-    create_backup(migrated_url, tmp_path / "b")
+        restore_backup(target_of(migrated_url), tmp_path / "missing")
+    create_backup(target_of(migrated_url), tmp_path / "b")
     with pytest.raises(NothingToDoError, match="no backup named 'nope'"):
         find_backup(tmp_path / "b", "nope")
 
@@ -230,7 +238,7 @@ def test_lock_is_exclusive(migrated_url: str, tmp_path: Path) -> None:
 
     backups = prepare_dir(tmp_path / "b")
     with backup_lock(backups), pytest.raises(LockedError):
-        create_backup(migrated_url, backups, BackupOptions(lock_timeout=0.2))
+        create_backup(target_of(migrated_url), backups, BackupOptions(lock_timeout=0.2))
     assert list_backups(backups) == []
 
 
@@ -290,7 +298,7 @@ def test_prune_plan_follows_restic(tmp_path: Path) -> None:
 def test_prune_dry_run_and_real(migrated_url: str, tmp_path: Path, cli: Cli) -> None:
     backups = tmp_path / "b"
     for _ in range(3):
-        create_backup(migrated_url, backups)
+        create_backup(target_of(migrated_url), backups)
     plan = prune(backups, keep_last=1, dry_run=True)
     assert len(plan.remove) == 2 and len(list_backups(backups)) == 3
     run = cli("backup", "prune", "--keep-last", "2", "--dir", str(backups), url=migrated_url)
@@ -332,7 +340,7 @@ def test_cli_backup_list_verify_restore(seeded_url: str, tmp_path: Path, cli: Cl
 def test_cli_errors(
     migrated_url: str, tmp_path: Path, cli: Cli, args: list[str], code: int, needle: str
 ) -> None:
-    create_backup(migrated_url, tmp_path / "b")
+    create_backup(target_of(migrated_url), tmp_path / "b")
     if "--dir" not in args:
         args = [*args, "--dir", str(tmp_path / "b")]
     run = cli(*args, url=migrated_url)
@@ -351,8 +359,8 @@ def test_verify_cli_exits_5_naming_the_bad_backup(
     seeded_url: str, tmp_path: Path, cli: Cli
 ) -> None:
     backups = tmp_path / "b"
-    good = create_backup(seeded_url, backups).info
-    bad = create_backup(seeded_url, backups).info
+    good = create_backup(target_of(seeded_url), backups).info
+    bad = create_backup(target_of(seeded_url), backups).info
     (backups / bad.data_file).write_bytes(b"garbage")
     run = cli("backup", "verify", "--all", "--dir", str(backups), url=seeded_url)
     assert run.exit_code == 5
@@ -366,7 +374,7 @@ def test_restore_needs_confirmation(
     seeded_url: str, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     backups = tmp_path / "b"
-    create_backup(seeded_url, backups)
+    create_backup(target_of(seeded_url), backups)
     _change_everything(seeded_url)
     changed = table_contents(seeded_url)
     monkeypatch.setattr("planctl.cli.db.can_prompt", lambda: True)
@@ -394,7 +402,7 @@ def test_backups_are_logged(seeded_url: str, tmp_path: Path, cli: Cli) -> None:
 def test_missing_pg_dump_is_explained(
     pg_database: str, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    migrate.upgrade(pg_database)
+    migrate.upgrade(target_of(pg_database))
     empty = tmp_path / "bin"
     empty.mkdir()
     monkeypatch.setenv("PLANCTL_PG_BINDIR", str(empty))
@@ -409,7 +417,7 @@ def test_too_old_pg_dump_is_refused(
     pg_database: str, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No PostgreSQL 9 client can be installed here: a script stands in for one."""
-    migrate.upgrade(pg_database)
+    migrate.upgrade(target_of(pg_database))
     old = tmp_path / "bin"
     old.mkdir()
     fake = old / "pg_dump"
@@ -419,7 +427,7 @@ def test_too_old_pg_dump_is_refused(
     run = cli("backup", "--dir", str(tmp_path / "b"), url=pg_database)
     assert run.exit_code == 1
     line = run.stderr.strip()
-    with connect(pg_database) as connection:
+    with connect(target_of(pg_database)) as connection:
         major = int(connection.execute(text("SHOW server_version_num")).scalar_one()) // 10000
     assert "pg_dump 9" in line and f"older than the PostgreSQL {major} server" in line
     assert "install postgresql-client-" in line
@@ -429,11 +437,11 @@ def test_too_old_pg_dump_is_refused(
 def test_engine_check_runs_before_rotation(seeded_url: str, tmp_path: Path) -> None:
     """Without --keep nothing is deleted, so the engine check waits for `backup verify`."""
     backups = tmp_path / "b"
-    plain = create_backup(seeded_url, backups).info
+    plain = create_backup(target_of(seeded_url), backups).info
     assert plain.verified_at is None
-    checked = create_backup(seeded_url, backups, BackupOptions(keep=5)).info
+    checked = create_backup(target_of(seeded_url), backups, BackupOptions(keep=5)).info
     assert checked.verified_at is not None
-    forced = create_backup(seeded_url, backups, BackupOptions(verify=True)).info
+    forced = create_backup(target_of(seeded_url), backups, BackupOptions(verify=True)).info
     assert forced.verified_at is not None
     [result] = verify_backup(backups, plain.name)
     assert result.ok and result.info.verified_at is not None
@@ -448,14 +456,14 @@ def test_sqlite_paths_with_uri_characters(tmp_path: Path) -> None:
     odd = tmp_path / "a#b%zz"
     odd.mkdir()
     url = f"sqlite:///{odd / 'p.db'}"
-    migrate.upgrade(url)
-    seed(url)
+    migrate.upgrade(target_of(url))
+    seed(target_of(url))
     before = table_contents(url)
-    info = create_backup(url, odd / "backups#1", BackupOptions(keep=2)).info
+    info = create_backup(target_of(url), odd / "backups#1", BackupOptions(keep=2)).info
     assert info.row_counts["sesiones"] == 320 and info.revision == migrate.head_revision()
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         connection.execute(text("DELETE FROM sesiones"))
-    restore_backup(url, odd / "backups#1", info.name)
+    restore_backup(target_of(url), odd / "backups#1", info.name)
     assert table_contents(url) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a#b%zz"]  # no stray 'a' file
 
@@ -464,10 +472,10 @@ def test_damaged_metadata_is_reported_not_deleted(
     seeded_url: str, tmp_path: Path, cli: Cli
 ) -> None:
     backups = tmp_path / "b"
-    damaged = create_backup(seeded_url, backups).info
+    damaged = create_backup(target_of(seeded_url), backups).info
     meta = backups / f"{damaged.name}.json"
     meta.write_text(meta.read_text()[:100])
-    create_backup(seeded_url, backups)  # cleans leftovers under the lock
+    create_backup(target_of(seeded_url), backups)  # cleans leftovers under the lock
     assert (backups / damaged.data_file).exists()
     run = cli("backup", "verify", "--all", "--dir", str(backups), url=seeded_url)
     assert run.exit_code == 5
@@ -476,11 +484,11 @@ def test_damaged_metadata_is_reported_not_deleted(
 
 def test_safety_copies_do_not_push_real_backups_out(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "b"
-    day1 = create_backup(seeded_url, backups, BackupOptions(label="day1")).info
-    day2 = create_backup(seeded_url, backups, BackupOptions(label="day2")).info
+    day1 = create_backup(target_of(seeded_url), backups, BackupOptions(label="day1")).info
+    day2 = create_backup(target_of(seeded_url), backups, BackupOptions(label="day2")).info
     for _ in range(3):
-        restore_backup(seeded_url, backups, "latest")
-    latest = create_backup(seeded_url, backups, BackupOptions(keep=3)).info
+        restore_backup(target_of(seeded_url), backups, "latest")
+    latest = create_backup(target_of(seeded_url), backups, BackupOptions(keep=3)).info
     names = {i.name for i in list_backups(backups)}
     assert {day1.name, day2.name, latest.name} <= names
     assert len([n for n in names if "pre-restore" in n]) == 3
@@ -492,13 +500,15 @@ def test_safety_copies_do_not_push_real_backups_out(seeded_url: str, tmp_path: P
 def test_postgres_restore_leaves_other_applications_tables(
     pg_database: str, tmp_path: Path
 ) -> None:
-    migrate.upgrade(pg_database)
-    create_backup(pg_database, tmp_path / "b")
-    with connect(pg_database) as connection:
+    migrate.upgrade(target_of(pg_database))
+    create_backup(target_of(pg_database), tmp_path / "b")
+    with connect(target_of(pg_database)) as connection:
         connection.execute(text("CREATE TABLE other_app_invoices (id int primary key)"))
         connection.execute(text("INSERT INTO other_app_invoices VALUES (1)"))
-    restore_backup(pg_database, tmp_path / "b", options=RestoreOptions(safety_backup=False))
-    with connect(pg_database) as connection:
+    restore_backup(
+        target_of(pg_database), tmp_path / "b", options=RestoreOptions(safety_backup=False)
+    )
+    with connect(target_of(pg_database)) as connection:
         assert connection.execute(text("SELECT count(*) FROM other_app_invoices")).scalar() == 1
 
 
@@ -507,12 +517,12 @@ def test_libpq_env_keeps_the_callers_settings(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setenv("PGPASSWORD", "FromEnvironment")
     monkeypatch.setenv("PGSSLMODE", "verify-full")
-    with libpq_env("postgresql+psycopg://app@db.example.com/planner") as env:
+    with libpq_env(target_of("postgresql+psycopg://app@db.example.com/planner")) as env:
         assert env["PGPASSWORD"] == "FromEnvironment" and env["PGSSLMODE"] == "verify-full"
         assert env["PGHOST"] == "db.example.com" and env["PGUSER"] == "app"
     monkeypatch.delenv("PGHOST", raising=False)
-    with libpq_env("postgresql+psycopg:///planner") as env:
+    with libpq_env(target_of("postgresql+psycopg:///planner")) as env:
         assert "PGHOST" not in env  # libpq's default: the local socket
-    with libpq_env("postgresql+psycopg://app:UrlSecret@db/planner") as env:
+    with libpq_env(target_of("postgresql+psycopg://app:UrlSecret@db/planner")) as env:
         # The URL's password wins, in the child's environment only: no file to outlive us.
         assert env["PGPASSWORD"] == "UrlSecret" and "PGPASSFILE" not in env

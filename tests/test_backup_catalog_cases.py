@@ -15,12 +15,13 @@ from sqlalchemy import text
 
 from planctl.backup import create_backup, load_set
 from planctl.backup.catalog import Owner
+from planctl.backup.compress import Compression
 from planctl.backup.options import BackupOptions, RestoreOptions
 from planctl.db import migrate
 from planctl.db.engine import connect
 from planctl.db.seed import seed
 
-from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents
+from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents, target_of
 from .offsite_support import S3Server
 from .offsite_support import s3_server as s3_server
 
@@ -35,12 +36,12 @@ def test_two_databases_one_directory_keep_counts_only_this_database(
     seeded_url: str, tmp_path: Path
 ) -> None:
     other = f"sqlite:///{tmp_path / 'other.db'}"
-    migrate.upgrade(other)
-    seed(other, random_seed=3)
+    migrate.upgrade(target_of(other))
+    seed(target_of(other), random_seed=3)
     backups = tmp_path / "backups"
     for _ in range(2):
-        create_backup(seeded_url, backups)
-        create_backup(other, backups)
+        create_backup(target_of(seeded_url), backups)
+        create_backup(target_of(other), backups)
     theirs = {p.name for p in backups.iterdir() if p.suffix == ".json"}
     env = _env(seeded_url, tmp_path)
     done = run_planctl("backup", "--keep", "2", env=env)
@@ -63,8 +64,8 @@ def _own_id(backups: Path, other_id: str | None) -> str:
 
 def test_engine_field_mismatch_restore_latest_skips_it(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
-    good = create_backup(seeded_url, backups).info
-    bad = create_backup(seeded_url, backups).info
+    good = create_backup(target_of(seeded_url), backups).info
+    bad = create_backup(target_of(seeded_url), backups).info
     meta = backups / f"{bad.name}.json"
     data = json.loads(meta.read_text())
     data["engine"] = "postgresql" if good.engine == "sqlite" else "sqlite"
@@ -80,7 +81,7 @@ def test_engine_field_mismatch_restore_latest_skips_it(seeded_url: str, tmp_path
 
 
 def test_empty_target_is_refused(seeded_url: str, tmp_path: Path) -> None:
-    create_backup(seeded_url, tmp_path / "backups")
+    create_backup(target_of(seeded_url), tmp_path / "backups")
     done = run_planctl(
         "backup", "restore", "latest", "--target", "", "--yes", env=_env(seeded_url, tmp_path)
     )
@@ -93,9 +94,9 @@ def test_restore_into_an_empty_postgresql_database(
 ) -> None:
     import psycopg
 
-    migrate.upgrade(pg_database)
-    seed(pg_database, random_seed=5)
-    create_backup(pg_database, tmp_path / "backups")
+    migrate.upgrade(target_of(pg_database))
+    seed(target_of(pg_database), random_seed=5)
+    create_backup(target_of(pg_database), tmp_path / "backups")
     expected = table_contents(pg_database)
     name = f"planctl_empty_{random.randrange(1 << 40):x}"
     admin = pg_admin_url.replace("postgresql+psycopg://", "postgresql://")
@@ -120,7 +121,7 @@ def test_fresh_s3_server_push_and_empty_remote_status(
     env["PLANCTL_BACKUP_REMOTE"] = "s3://planctl/p"
     status = run_planctl("backup", "status", "--remote", "--max-age", "1h", env=env)
     assert status.returncode == 5 and "no restorable remote backup" in status.stderr
-    create_backup(seeded_url, tmp_path / "backups")
+    create_backup(target_of(seeded_url), tmp_path / "backups")
     pushed = run_planctl("backup", "push", env=env)  # ListMultipartUploads on a fresh server
     assert pushed.returncode == 0, pushed.stderr
     status = run_planctl("backup", "status", "--remote", "--max-age", "1h", env=env)
@@ -135,7 +136,7 @@ def test_remote_bit_rot_push_keep_1_repairs(
     env = {**_env(seeded_url, tmp_path), **s3_server.aws_env()}
     env["PLANCTL_BACKUP_REMOTE"] = "s3://planctl/p"
     backups = tmp_path / "backups"
-    infos = [create_backup(seeded_url, backups).info for _ in range(3)]
+    infos = [create_backup(target_of(seeded_url), backups).info for _ in range(3)]
     assert run_planctl("backup", "push", env=env).returncode == 0
     client = s3_server.client()
     key = f"p/{infos[-1].data_file}"
@@ -216,17 +217,19 @@ def test_streamed_encrypted_backup_restores(seeded_url: str, tmp_path: Path, com
     backups = tmp_path / "backups"
     expected = table_contents(seeded_url)
     info = create_backup(
-        seeded_url, backups, BackupOptions(keep=1, compress=compress, recipients=recipients)
+        target_of(seeded_url),
+        backups,
+        BackupOptions(keep=1, compress=Compression(compress), recipients=recipients),
     ).info
     assert info.data_file.endswith(".age") and info.verified_at
     data = (backups / info.data_file).read_bytes()
     assert not any(m in data for m in PLAINTEXT_MAGIC)
     [checked] = verify_backup(backups, info.name, identity=key)
     assert checked.ok and checked.note is None, checked.problem
-    with connect(seeded_url) as connection:  # something for the restore to undo
+    with connect(target_of(seeded_url)) as connection:  # something for the restore to undo
         connection.execute(text("DELETE FROM sesiones WHERE id IN (1, 2, 3)"))
     assert table_contents(seeded_url) != expected
     restore_backup(
-        seeded_url, backups, info.name, RestoreOptions(identity=key, safety_backup=False)
+        target_of(seeded_url), backups, info.name, RestoreOptions(identity=key, safety_backup=False)
     )
     assert table_contents(seeded_url) == expected

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import insert, text
 
 from planctl.backup import codec
+from planctl.backup.compress import Compression
 from planctl.backup.logical_engine import LogicalEngine, read_header
 from planctl.backup.options import BackupOptions
 from planctl.backup.store import BackupError
@@ -29,24 +30,26 @@ from planctl.db.seed import seed
 from planctl.errors import VerificationError
 from planctl.hooks import Hooks
 
-from .helpers import table_contents
+from .helpers import table_contents, target_of
 
 NAME = "20261122-023000-full"
 Contents = dict[str, list[tuple[Any, ...]]]
 
 
-def _dump(url: str, path: Path, compressed: bool = False) -> tuple[str | None, dict[str, int]]:
+def _dump(
+    url: str, path: Path, compressed: Compression = Compression.NONE
+) -> tuple[str | None, dict[str, int]]:
     path.touch()  # the caller (the backup service) hands over an existing empty file
-    result = LogicalEngine().dump(url, path, compressed=compressed, verify=False).result
-    return result.revision, result.row_counts
+    dumped = LogicalEngine().dump(target_of(url), path, compressed=compressed, verify=False)
+    return dumped.result.revision, dumped.result.row_counts
 
 
-def _restore(url: str, path: Path, compressed: bool = False) -> None:
+def _restore(url: str, path: Path, compressed: Compression = Compression.NONE) -> None:
     with open(path, "rb") as source:
-        LogicalEngine().restore(url, source, compressed, NAME)
+        LogicalEngine().restore(target_of(url), source, compressed, NAME)
 
 
-def _check(path: Path, compressed: bool) -> None:
+def _check(path: Path, compressed: Compression) -> None:
     with open(path, "rb") as source:
         LogicalEngine().check(source, compressed, NAME)
 
@@ -69,16 +72,16 @@ def _in_utc(contents: Contents) -> Contents:
 
 
 def _change_everything(url: str) -> None:
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         connection.execute(text("DELETE FROM sesiones WHERE id % 3 = 0"))
         connection.execute(text("UPDATE clientes SET notas = 'cambiado, después' WHERE id = 1"))
         connection.execute(text("INSERT INTO temas (nombre) VALUES ('Tema nuevo')"))
         connection.execute(text("UPDATE contrataciones SET precio_hora = 1 WHERE id = 2"))
 
 
-def _lines(path: Path, compressed: bool = False) -> list[Any]:
+def _lines(path: Path, compressed: Compression = Compression.NONE) -> list[Any]:
     data = path.read_bytes()
-    if compressed:
+    if compressed is Compression.GZIP:
         data = gzip.decompress(data)
     return [json.loads(line) for line in data.split(b"\n") if line]
 
@@ -103,9 +106,9 @@ def _section(values: list[Any], table: str) -> tuple[int, int]:
 # --- round trips ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("compressed", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("compressed", [Compression.NONE, Compression.GZIP], ids=["plain", "gzip"])
 def test_dump_change_restore_gives_back_every_row(
-    seeded_url: str, tmp_path: Path, compressed: bool
+    seeded_url: str, tmp_path: Path, compressed: Compression
 ) -> None:
     before = table_contents(seeded_url)
     path = tmp_path / ("dump" + LogicalEngine().data_suffix(compressed))
@@ -122,8 +125,8 @@ def test_dump_change_restore_gives_back_every_row(
 
 
 def test_data_suffix() -> None:
-    assert LogicalEngine().data_suffix(True) == ".jsonl.gz"
-    assert LogicalEngine().data_suffix(False) == ".jsonl"
+    assert LogicalEngine().data_suffix(Compression.GZIP) == ".jsonl.gz"
+    assert LogicalEngine().data_suffix(Compression.NONE) == ".jsonl"
 
 
 def test_sqlite_to_postgresql_and_back(tmp_path: Path, pg_database: str, pg_admin_url: str) -> None:
@@ -131,8 +134,8 @@ def test_sqlite_to_postgresql_and_back(tmp_path: Path, pg_database: str, pg_admi
     import psycopg
 
     source = _sqlite_url(tmp_path / "source.db")
-    migrate.upgrade(source)
-    seed(source)
+    migrate.upgrade(target_of(source))
+    seed(target_of(source))
     # A server in another time zone hands out +05:30 datetimes: the file must still say UTC.
     database = pg_database.rsplit("/", 1)[1]
     with psycopg.connect(pg_admin_url.replace("+psycopg", ""), autocommit=True) as admin:
@@ -141,7 +144,7 @@ def test_sqlite_to_postgresql_and_back(tmp_path: Path, pg_database: str, pg_admi
     from_sqlite = tmp_path / "from-sqlite.jsonl"
     _dump(source, from_sqlite)
 
-    migrate.upgrade(pg_database)
+    migrate.upgrade(target_of(pg_database))
     _restore(pg_database, from_sqlite)
     on_postgres = table_contents(pg_database)
     assert _in_utc(on_postgres) == _in_utc(original)
@@ -153,7 +156,7 @@ def test_sqlite_to_postgresql_and_back(tmp_path: Path, pg_database: str, pg_admi
     from_postgres = tmp_path / "from-postgres.jsonl"
     _dump(pg_database, from_postgres)
     target = _sqlite_url(tmp_path / "target.db")
-    migrate.upgrade(target)
+    migrate.upgrade(target_of(target))
     _restore(target, from_postgres)
     assert table_contents(target) == original  # naive UTC again, exactly the source's values
     # Engine-neutral: the same data gives the same rows whichever engine wrote them.
@@ -161,18 +164,20 @@ def test_sqlite_to_postgresql_and_back(tmp_path: Path, pg_database: str, pg_admi
 
 
 def test_postgresql_to_sqlite_keeps_microseconds(tmp_path: Path, pg_database: str) -> None:
-    migrate.upgrade(pg_database)
-    seed(pg_database)  # PostgreSQL's CURRENT_TIMESTAMP has microseconds, SQLite's has none
-    with connect(pg_database) as connection:
+    migrate.upgrade(target_of(pg_database))
+    seed(
+        target_of(pg_database)
+    )  # PostgreSQL's CURRENT_TIMESTAMP has microseconds, SQLite's has none
+    with connect(target_of(pg_database)) as connection:
         connection.execute(
             text("UPDATE sesiones SET updated_at = '2026-03-29 00:59:59.999999+00' WHERE id = 7")
         )
     original = table_contents(pg_database)
     path = tmp_path / "pg.jsonl.gz"
-    _dump(pg_database, path, compressed=True)
+    _dump(pg_database, path, compressed=Compression.GZIP)
     target = _sqlite_url(tmp_path / "target.db")
-    migrate.upgrade(target)
-    _restore(target, path, compressed=True)
+    migrate.upgrade(target_of(target))
+    _restore(target, path, compressed=Compression.GZIP)
     moved = table_contents(target)
     assert _in_utc(moved) == _in_utc(original)
     assert moved["sesiones"][6][-1] == dt.datetime(2026, 3, 29, 0, 59, 59, 999999)
@@ -181,14 +186,14 @@ def test_postgresql_to_sqlite_keeps_microseconds(tmp_path: Path, pg_database: st
 def test_new_rows_continue_after_the_restored_ids(tmp_path: Path, pg_database: str) -> None:
     """PostgreSQL sequences are moved past the restored ids (SQLite does that by itself)."""
     source = _sqlite_url(tmp_path / "source.db")
-    migrate.upgrade(source)
-    seed(source)
+    migrate.upgrade(target_of(source))
+    seed(target_of(source))
     path = tmp_path / "dump.jsonl"
     _, counts = _dump(source, path)
-    migrate.upgrade(pg_database)  # a fresh database: every sequence would start at 1
+    migrate.upgrade(target_of(pg_database))  # a fresh database: every sequence would start at 1
     _restore(pg_database, path)
     temas = metadata.tables["temas"]
-    with connect(pg_database) as connection:
+    with connect(target_of(pg_database)) as connection:
         new_id = connection.execute(
             insert(temas).values(nombre="Tema nuevo").returning(temas.c.id)
         ).scalar_one()
@@ -259,7 +264,7 @@ def edge_url(migrated_url: str) -> str:
             {"id": 2, "cliente_id": 2, "fecha": dt.date(2026, 1, 2)},  # server default: false
         ],
     }
-    with connect(migrated_url) as connection:
+    with connect(target_of(migrated_url)) as connection:
         for name, values in rows.items():
             for row in values:  # one by one: the rows set different columns
                 connection.execute(insert(metadata.tables[name]).values(row))
@@ -291,7 +296,7 @@ def test_edge_values_round_trip(
     start, _ = _section(lines, "clientes")
     assert lines[start + 1].count(None) == 7  # every nullable column of a bare client
 
-    with connect(edge_url) as connection:  # wipe it: restore must bring everything back
+    with connect(target_of(edge_url)) as connection:  # wipe it: restore must bring everything back
         for name in reversed(TABLE_NAMES):
             connection.execute(text(f"DELETE FROM {name}"))
     _restore(edge_url, path)
@@ -302,7 +307,7 @@ def test_edge_values_round_trip(
         other = str(request.getfixturevalue("pg_database"))
     else:
         other = _sqlite_url(tmp_path / "other.db")
-    migrate.upgrade(other)
+    migrate.upgrade(target_of(other))
     _restore(other, path)
     assert _in_utc(table_contents(other)) == _in_utc(before)
 
@@ -320,7 +325,7 @@ def test_dump_is_one_snapshot(
 
     def write_meanwhile(stage: str) -> None:
         if stage == "logical-table-dumped" and not written:
-            with connect(seeded_url) as other:
+            with connect(target_of(seeded_url)) as other:
                 other.execute(text("DELETE FROM sesiones WHERE id <= 10"))
                 other.execute(text("INSERT INTO temas (nombre) VALUES ('Durante el volcado')"))
             written.append(stage)
@@ -328,7 +333,8 @@ def test_dump_is_one_snapshot(
     path = tmp_path / "dump.jsonl"
     path.touch()
     engine = LogicalEngine(Hooks(checkpoint=write_meanwhile))
-    counts = engine.dump(seeded_url, path, compressed=False, verify=False).result.row_counts
+    dumped = engine.dump(target_of(seeded_url), path, compressed=Compression.NONE, verify=False)
+    counts = dumped.result.row_counts
     assert written  # the other connection did commit in the middle of the dump
     assert counts["sesiones"] == 320 and counts["temas"] == len(before["temas"])
     _restore(seeded_url, path)
@@ -338,7 +344,7 @@ def test_dump_is_one_snapshot(
 def test_file_is_json_lines_and_no_pickle(seeded_url: str, tmp_path: Path) -> None:
     plain, packed = tmp_path / "d.jsonl", tmp_path / "d.jsonl.gz"
     revision, counts = _dump(seeded_url, plain)
-    _dump(seeded_url, packed, compressed=True)
+    _dump(seeded_url, packed, compressed=Compression.GZIP)
     raw = plain.read_bytes()
     assert raw.endswith(b"\n") and not raw.startswith(b"\x80")  # pickle starts with PROTO
     lines = raw.split(b"\n")[:-1]
@@ -361,9 +367,11 @@ def test_file_is_json_lines_and_no_pickle(seeded_url: str, tmp_path: Path) -> No
     assert values[-1] == {"end": True, "sha256": hashlib.sha256(body).hexdigest()}
     assert position == len(values) - 1
     # the gzipped file holds the same rows (a gzip header without the temp file's name)
-    assert _lines(packed, compressed=True)[1:-1] == values[1:-1]  # all but created, digest
+    assert (
+        _lines(packed, compressed=Compression.GZIP)[1:-1] == values[1:-1]
+    )  # all but created, digest
     assert packed.read_bytes()[3] & 0x08 == 0  # FNAME flag unset
-    assert read_header(packed, True, NAME).tables == TABLE_NAMES
+    assert read_header(packed, Compression.GZIP, NAME).tables == TABLE_NAMES
 
 
 # --- codec ------------------------------------------------------------------------------------
@@ -430,7 +438,9 @@ def test_decode_row_rejects_values_that_do_not_fit(column: str, value: Any, prob
 def test_restore_refuses_another_revision(seeded_url: str, tmp_path: Path) -> None:
     path = tmp_path / "dump.jsonl"
     revision, _ = _dump(seeded_url, path)
-    migrate.stamp(seeded_url, "base")  # same tables, but no longer at the file's revision
+    migrate.stamp(
+        target_of(seeded_url), "base"
+    )  # same tables, but no longer at the file's revision
     _change_everything(seeded_url)
     changed = table_contents(seeded_url)
     with pytest.raises(BackupError) as caught:
@@ -440,7 +450,7 @@ def test_restore_refuses_another_revision(seeded_url: str, tmp_path: Path) -> No
     assert caught.value.hint == f"run planctl db-upgrade {revision} first"
     assert table_contents(seeded_url) == changed
 
-    migrate.stamp(seeded_url, "head")
+    migrate.stamp(target_of(seeded_url), "head")
     future = tmp_path / "future.jsonl"
     values = _lines(path)
     values[0]["revision"] = "ffffffffffff"
@@ -478,23 +488,23 @@ def test_a_logical_backup_from_before_the_english_bookkeeping_restores(
 
     before = migrate.script_directory().get_revision(legacy.REVISION).down_revision
     assert isinstance(before, str)
-    migrate.downgrade(seeded_url, before)
+    migrate.downgrade(target_of(seeded_url), before)
     backups = tmp_path / "backups"
-    info = create_backup(seeded_url, backups, BackupOptions(fmt="logical")).info
+    info = create_backup(target_of(seeded_url), backups, BackupOptions(fmt="logical")).info
     assert info.revision == before and set(info.row_counts) == set(TABLE_NAMES)
     expected = table_contents(seeded_url)
-    migrate.upgrade(seeded_url)
+    migrate.upgrade(target_of(seeded_url))
     _change_everything(seeded_url)
     changed = table_contents(seeded_url)
     with pytest.raises(BackupError) as caught:
-        restore_backup(seeded_url, backups, info.name)
+        restore_backup(target_of(seeded_url), backups, info.name)
     assert caught.value.hint == f"run planctl db-downgrade {before} first"
     assert table_contents(seeded_url) == changed
-    migrate.downgrade(seeded_url, before)
-    restore_backup(seeded_url, backups, info.name)
-    migrate.upgrade(seeded_url)
+    migrate.downgrade(target_of(seeded_url), before)
+    restore_backup(target_of(seeded_url), backups, info.name)
+    migrate.upgrade(target_of(seeded_url))
     assert table_contents(seeded_url) == expected
-    assert migrate.check(seeded_url).ok
+    assert migrate.check(target_of(seeded_url)).ok
 
 
 def test_dump_needs_the_schema(db_url: str, tmp_path: Path) -> None:
@@ -510,10 +520,10 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A plain and a gzipped dump of the demo data (SQLite), shared by the damage tests."""
     directory = tmp_path_factory.mktemp("sample")
     url = _sqlite_url(directory / "demo.db")
-    migrate.upgrade(url)
-    seed(url)
+    migrate.upgrade(target_of(url))
+    seed(target_of(url))
     _dump(url, directory / "demo.jsonl")
-    _dump(url, directory / "demo.jsonl.gz", compressed=True)
+    _dump(url, directory / "demo.jsonl.gz", compressed=Compression.GZIP)
     return directory
 
 
@@ -589,24 +599,33 @@ def _dangling_reference(values: list[Any]) -> None:  # also well-formed
     values[start + 1][1] = 999_999  # contratacion_id of a contract that does not exist
 
 
+GZIP, PLAIN = Compression.GZIP, Compression.NONE
 DAMAGE = {
-    "truncated gzip": (True, _truncate_gzip, "cannot be decompressed"),
-    "flipped byte in gzip": (True, _flip_gzip_byte, "cannot be decompressed"),
-    "altered text": (False, _alter_text, "does not match the end marker's sha256"),
-    "missing end marker": (False, _drop_end_marker, "ends early, before the end marker"),
-    "cut at a line": (False, _cut_at_a_line, "ends early, inside table"),
-    "broken row": (False, _break_a_row, "bad JSON"),
-    "wrong row count": (False, _edit(_wrong_count), "has 320 rows, its footer says 321"),
-    "unknown table": (False, _edit(_unknown_table), "unknown table 'sesion'"),
-    "unknown column": (False, _edit(_unknown_column), "unknown column 'nota' in table sesiones"),
-    "decimal as float": (False, _edit(_decimal_as_float), "precio_hora must be a string"),
+    "truncated gzip": (GZIP, _truncate_gzip, "cannot be decompressed"),
+    "flipped byte in gzip": (GZIP, _flip_gzip_byte, "cannot be decompressed"),
+    "altered text": (PLAIN, _alter_text, "does not match the end marker's sha256"),
+    "missing end marker": (PLAIN, _drop_end_marker, "ends early, before the end marker"),
+    "cut at a line": (PLAIN, _cut_at_a_line, "ends early, inside table"),
+    "broken row": (PLAIN, _break_a_row, "bad JSON"),
+    "wrong row count": (PLAIN, _edit(_wrong_count), "has 320 rows, its footer says 321"),
+    "unknown table": (PLAIN, _edit(_unknown_table), "unknown table 'sesion'"),
+    "unknown column": (
+        Compression.NONE,
+        _edit(_unknown_column),
+        "unknown column 'nota' in table sesiones",
+    ),
+    "decimal as float": (
+        Compression.NONE,
+        _edit(_decimal_as_float),
+        "precio_hora must be a string",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", DAMAGE)
 def test_check_catches_damage(sample: Path, tmp_path: Path, case: str) -> None:
     compressed, damage, problem = DAMAGE[case]
-    path = tmp_path / ("copy.jsonl.gz" if compressed else "copy.jsonl")
+    path = tmp_path / ("copy.jsonl.gz" if compressed is Compression.GZIP else "copy.jsonl")
     shutil.copy(sample / path.name.replace("copy", "demo"), path)
     _check(path, compressed)  # intact
     damage(path)
@@ -649,9 +668,11 @@ def test_killed_restore_leaves_the_database_unchanged(seeded_url: str, tmp_path:
     code = (
         "import os, signal, sys; from pathlib import Path; "
         "from planctl.backup.logical_engine import LogicalEngine; "
+        "from planctl.target import Target; from planctl.hooks import Hooks; "
+        "from planctl.backup.compress import Compression; "
         "crash = lambda stage: stage == 'logical-restored' and os.kill(os.getpid(), 9); "
-        "from planctl.hooks import Hooks; "
-        "LogicalEngine(Hooks(crash)).restore(sys.argv[1], open(sys.argv[2], 'rb'), False, 'x')"
+        "LogicalEngine(Hooks(crash)).restore(Target.parse(sys.argv[1]), open(sys.argv[2], 'rb'), "
+        "Compression.NONE, 'x')"
     )
     done = subprocess.run([sys.executable, "-c", code, seeded_url, str(path)], capture_output=True)
     assert done.returncode == -9, done.stderr
@@ -667,14 +688,17 @@ def test_dump_memory_stays_flat(tmp_path: Path) -> None:
     peaks = []
     for scale in (20_000, 200_000):
         url = _sqlite_url(tmp_path / f"s{scale}.db")
-        migrate.upgrade(url)
-        seed(url, scale=scale)
+        migrate.upgrade(target_of(url))
+        seed(target_of(url), scale=scale)
         target = tmp_path / f"s{scale}.jsonl.gz"
         target.touch()
         code = (
             "import resource, sys; from pathlib import Path; "
             "from planctl.backup.logical_engine import LogicalEngine; "
-            "done = LogicalEngine().dump(sys.argv[1], Path(sys.argv[2]), compressed=True, "
+            "from planctl.target import Target; "
+            "from planctl.backup.compress import Compression; "
+            "target = Target.parse(sys.argv[1]); "
+            "done = LogicalEngine().dump(target, Path(sys.argv[2]), compressed=Compression.GZIP, "
             "verify=False); print(done.result.row_counts['sesiones']); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
         )
@@ -687,5 +711,5 @@ def test_dump_memory_stays_flat(tmp_path: Path) -> None:
         dumped, peak = (int(v) for v in done.stdout.split())
         assert dumped == scale
         peaks.append(peak)
-        _check(target, True)
+        _check(target, Compression.GZIP)
     assert peaks[1] < peaks[0] * 1.15, peaks  # kB; 10x the rows, about the same memory

@@ -21,6 +21,8 @@ from planctl.db.engine import connect
 from planctl.errors import PlanctlError
 from tests.helpers import planctl_env, spawn_planctl, table_contents, wait_until
 
+from .helpers import target_of
+
 
 class FakeClock:
     def __init__(self) -> None:
@@ -34,14 +36,14 @@ class FakeClock:
 
 
 def _touch(url: str, value: str) -> None:
-    with connect(url) as c:
+    with connect(target_of(url)) as c:
         c.execute(text("UPDATE temas SET descripcion = :v WHERE id = 1"), {"v": value})
 
 
 def test_interval_and_min_interval_throttling(seeded_url: str, tmp_path: Path) -> None:
     clock = FakeClock()
     manager = BackupManager(
-        seeded_url,
+        target_of(seeded_url),
         tmp_path / "b",
         BackupOptions(incremental=True),
         Schedule(interval=300, min_interval=5.0),
@@ -77,7 +79,10 @@ def test_interval_and_min_interval_throttling(seeded_url: str, tmp_path: Path) -
 
 def test_max_deltas_before_full(seeded_url: str, tmp_path: Path) -> None:
     manager = BackupManager(
-        seeded_url, tmp_path / "b", BackupOptions(incremental=True, max_deltas=2), clock=FakeClock()
+        target_of(seeded_url),
+        tmp_path / "b",
+        BackupOptions(incremental=True, max_deltas=2),
+        clock=FakeClock(),
     )
     kinds = []
     for i in range(4):
@@ -96,7 +101,7 @@ def test_failure_callback_counts_and_backs_off(tmp_path: Path) -> None:
     calls: list[tuple[str, int]] = []
     missing = f"sqlite:///{tmp_path / 'no-such.db'}"
     manager = BackupManager(
-        missing,
+        target_of(missing),
         tmp_path / "b",
         schedule=Schedule(interval=60, min_interval=2),
         on_backup_failure=lambda error, count: calls.append((str(error), count)),
@@ -123,7 +128,10 @@ def test_a_success_resets_the_failure_count(seeded_url: str, tmp_path: Path) -> 
     backups = tmp_path / "b"
     backups.write_text("a file where the directory should be")
     manager = BackupManager(
-        seeded_url, backups, on_backup_failure=lambda _e, n: calls.append(n), clock=FakeClock()
+        target_of(seeded_url),
+        backups,
+        on_backup_failure=lambda _e, n: calls.append(n),
+        clock=FakeClock(),
     )
     assert manager.backup_now() is None and manager.backup_now() is None
     assert calls == [1, 2] and manager.consecutive_failures == 2
@@ -137,7 +145,7 @@ def test_a_broken_failure_hook_does_not_stop_the_manager(tmp_path: Path) -> None
         raise RuntimeError("hook is broken")
 
     manager = BackupManager(
-        f"sqlite:///{tmp_path / 'x.db'}", tmp_path / "b", on_backup_failure=hook
+        target_of(f"sqlite:///{tmp_path / 'x.db'}"), tmp_path / "b", on_backup_failure=hook
     )
     assert manager.backup_now() is None and manager.consecutive_failures == 1
 
@@ -145,7 +153,7 @@ def test_a_broken_failure_hook_does_not_stop_the_manager(tmp_path: Path) -> None
 def test_thread_notices_changes_by_itself(seeded_url: str, tmp_path: Path) -> None:
     """start(): the first backup at once, then the polled change log triggers a delta."""
     manager = BackupManager(
-        seeded_url,
+        target_of(seeded_url),
         tmp_path / "b",
         BackupOptions(incremental=True),
         Schedule(interval=3600, min_interval=0.2, poll_interval=0.1),
@@ -181,8 +189,8 @@ def test_watch_process(tmp_path: Path, signum: int) -> None:
 
     db = tmp_path / "planificador.db"
     url = f"sqlite:///{db}"
-    migrate.upgrade(url)
-    seed(url)
+    migrate.upgrade(target_of(url))
+    seed(target_of(url))
     backups, logs = tmp_path / "backups", tmp_path / "logs"
     env = planctl_env(url, backups, logs)
     process = spawn_planctl(
@@ -226,7 +234,7 @@ def test_watch_process(tmp_path: Path, signum: int) -> None:
     # The chain restores to the state the delta saw.
     from planctl.backup import restore_backup
 
-    restore_backup(url, backups, delta.name, RestoreOptions(safety_backup=False))
+    restore_backup(target_of(url), backups, delta.name, RestoreOptions(safety_backup=False))
     assert table_contents(url) == expected
 
 

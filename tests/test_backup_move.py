@@ -15,7 +15,7 @@ from planctl.db.engine import connect
 from planctl.db.seed import seed
 
 from .conftest import Cli
-from .helpers import table_contents
+from .helpers import table_contents, target_of
 
 
 def _normalised(url: str) -> dict[str, list[tuple[Any, ...]]]:
@@ -40,8 +40,8 @@ def test_logical_backup_moves_sqlite_to_postgresql(
     tmp_path: Path, pg_database: str, cli: Cli
 ) -> None:
     source = f"sqlite:///{tmp_path / 'planificador.db'}"
-    migrate.upgrade(source)
-    seed(source)
+    migrate.upgrade(target_of(source))
+    seed(target_of(source))
     backups = tmp_path / "backups"
     run = cli("backup", "--format", "logical", "--dir", str(backups), url=source)
     assert run.exit_code == 0, run.stderr
@@ -50,7 +50,7 @@ def test_logical_backup_moves_sqlite_to_postgresql(
     assert info.row_counts["sesiones"] == 320
     assert verify_backup(backups, info.name)[0].ok
 
-    migrate.upgrade(pg_database)
+    migrate.upgrade(target_of(pg_database))
     run = cli(
         "backup",
         "restore",
@@ -65,7 +65,7 @@ def test_logical_backup_moves_sqlite_to_postgresql(
     assert run.exit_code == 0, run.stderr
     assert "no db-upgrade needed" in run.stdout
     assert _normalised(pg_database) == _normalised(source)
-    with connect(pg_database) as connection:  # new rows continue after the highest id
+    with connect(target_of(pg_database)) as connection:  # new rows continue after the highest id
         new_id = connection.execute(
             text("INSERT INTO temas (nombre) VALUES ('Nuevo') RETURNING id")
         ).scalar_one()
@@ -75,11 +75,11 @@ def test_logical_backup_moves_sqlite_to_postgresql(
 def test_logical_restore_into_the_same_database(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "b"
     before = table_contents(seeded_url)
-    info = create_backup(seeded_url, backups, BackupOptions(fmt="logical", keep=2)).info
+    info = create_backup(target_of(seeded_url), backups, BackupOptions(fmt="logical", keep=2)).info
     assert info.verified_at is not None
-    with connect(seeded_url) as connection:
+    with connect(target_of(seeded_url)) as connection:
         connection.execute(text("DELETE FROM sesiones WHERE id > 10"))
-    restore_backup(seeded_url, backups, info.name)
+    restore_backup(target_of(seeded_url), backups, info.name)
     assert table_contents(seeded_url) == before
 
 
@@ -87,11 +87,11 @@ def test_password_in_target_is_warned_and_masked(
     tmp_path: Path, pg_database: str, cli: Cli
 ) -> None:
     source = f"sqlite:///{tmp_path / 'p.db'}"
-    migrate.upgrade(source)
-    seed(source)
-    migrate.upgrade(pg_database)
+    migrate.upgrade(target_of(source))
+    seed(target_of(source))
+    migrate.upgrade(target_of(pg_database))
     backups = tmp_path / "b"
-    create_backup(source, backups, BackupOptions(fmt="logical"))
+    create_backup(target_of(source), backups, BackupOptions(fmt="logical"))
     target = pg_database.replace(
         "postgres@", "postgres:VisibleSecret1@", 1
     )  # trust auth ignores it
@@ -105,10 +105,10 @@ def test_native_backup_still_refuses_the_other_engine(
     tmp_path: Path, pg_database: str, cli: Cli
 ) -> None:
     source = f"sqlite:///{tmp_path / 'p.db'}"
-    migrate.upgrade(source)
-    migrate.upgrade(pg_database)
+    migrate.upgrade(target_of(source))
+    migrate.upgrade(target_of(pg_database))
     backups = tmp_path / "b"
-    create_backup(source, backups)
+    create_backup(target_of(source), backups)
     run = cli(
         "backup", "restore", "--target", pg_database, "--yes", "--dir", str(backups), url=source
     )
@@ -122,10 +122,10 @@ def test_target_at_another_revision_is_refused_before_any_write(
     cli: Cli,
 ) -> None:
     source = f"sqlite:///{tmp_path / 'p.db'}"
-    migrate.upgrade(source)
-    seed(source)
+    migrate.upgrade(target_of(source))
+    seed(target_of(source))
     backups = tmp_path / "b"
-    create_backup(source, backups, BackupOptions(fmt="logical"))
+    create_backup(target_of(source), backups, BackupOptions(fmt="logical"))
     run = cli(
         "backup", "restore", "--target", pg_database, "--yes", "--dir", str(backups), url=source
     )

@@ -21,7 +21,7 @@ from planctl.backup.crypto import parse_recipients
 from planctl.backup.options import BackupOptions
 from planctl.db.engine import connect
 
-from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents
+from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents, target_of
 
 PLAINTEXT_MAGIC = (b"SQLite format 3\x00", b"PGDMP")
 
@@ -37,7 +37,7 @@ class Encrypted:
 
 
 def _change(url: str, value: str) -> None:
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         connection.execute(text("UPDATE temas SET descripcion = :v WHERE id = 1"), {"v": value})
         connection.execute(text("DELETE FROM sesiones WHERE id IN (SELECT max(id) FROM sesiones)"))
 
@@ -54,9 +54,9 @@ def encrypted(seeded_url: str, tmp_path: Path) -> Encrypted:
     backups, scratch = tmp_path / "backups", tmp_path / "tmp"
     scratch.mkdir()
     options = BackupOptions(incremental=True, recipients=parse_recipients(public))
-    create_backup(seeded_url, backups, options)
+    create_backup(target_of(seeded_url), backups, options)
     _change(seeded_url, "between the full backup and the delta")
-    delta = create_backup(seeded_url, backups, options).info
+    delta = create_backup(target_of(seeded_url), backups, options).info
     assert delta.kind == "delta" and delta.data_file.endswith(".age")
     restored = table_contents(seeded_url)
     _change(seeded_url, "after the delta")

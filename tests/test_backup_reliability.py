@@ -24,7 +24,7 @@ from planctl.db import migrate
 from planctl.db.seed import seed
 
 from .conftest import EnvFor, ScramServer, require_root, skip_or_fail
-from .helpers import run_planctl, spawn_planctl, table_contents
+from .helpers import run_planctl, spawn_planctl, table_contents, target_of
 
 
 def _files(directory: Path) -> set[str]:
@@ -51,8 +51,8 @@ print(i)
 def test_sqlite_backup_while_another_process_writes(tmp_path: Path, env_for: EnvFor) -> None:
     db = tmp_path / "live.db"
     url = f"sqlite:///{db}"
-    migrate.upgrade(url)
-    seed(url, scale=100_000)
+    migrate.upgrade(target_of(url))
+    seed(target_of(url), scale=100_000)
     with sqlite3.connect(db) as connection:
         assert connection.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
     writer = subprocess.Popen(
@@ -100,8 +100,8 @@ def test_kill_9_during_postgres_backup(
 
 def _kill_9_scenario(tmp_path: Path, env_for: EnvFor, url: str, stage: str) -> None:
     backups = tmp_path / "backups"
-    migrate.upgrade(url)
-    seed(url)
+    migrate.upgrade(target_of(url))
+    seed(target_of(url))
     for _ in range(2):
         assert run_planctl("backup", "--keep", "2", env=env_for(url)).returncode == 0
     before = {i.name for i in list_backups(backups)}
@@ -185,8 +185,8 @@ def test_file_size_limit_mid_backup(
 
 def test_tiny_disk_mid_backup(tmp_path: Path, env_for: EnvFor) -> None:
     url = f"sqlite:///{tmp_path / 'live.db'}"
-    migrate.upgrade(url)
-    seed(url, scale=20_000)
+    migrate.upgrade(target_of(url))
+    seed(target_of(url), scale=20_000)
     backups = tmp_path / "backups"
     backups.mkdir()
     require_root("mounting a tiny tmpfs")
@@ -215,8 +215,8 @@ def test_password_never_shows(tmp_path: Path, env_for: EnvFor, scram_server: Scr
         conn.execute("CREATE DATABASE argv_check")
     url = scram_server.url(database="argv_check")
     secret = scram_server.password
-    migrate.upgrade(url)
-    seed(url, scale=150_000)
+    migrate.upgrade(target_of(url))
+    seed(target_of(url), scale=150_000)
 
     seen: dict[str, list[str]] = {"pg_dump": [], "leaks": []}
     stop = threading.Event()
@@ -262,19 +262,19 @@ def test_sqlite_restore_leaves_no_stale_wal_to_replay(tmp_path: Path) -> None:
 
     db = tmp_path / "live.db"
     url = f"sqlite:///{db}"
-    migrate.upgrade(url)
-    seed(url)
+    migrate.upgrade(target_of(url))
+    seed(target_of(url))
     holder = sqlite3.connect(db, isolation_level=None)  # another program keeps the database open
     holder.execute("PRAGMA journal_mode=WAL")
     holder.execute("PRAGMA wal_autocheckpoint=0")  # its changes stay in the -wal file
     backups = tmp_path / "b"
-    create_backup(url, backups)
+    create_backup(target_of(url), backups)
     expected = table_contents(url)
     holder.execute("DELETE FROM sesiones WHERE id > 100")
     holder.execute("UPDATE clientes SET empresa = 'Cambiada'")
     assert Path(f"{db}-wal").stat().st_size > 0
 
-    restore_backup(url, backups, options=RestoreOptions(safety_backup=False))
+    restore_backup(target_of(url), backups, options=RestoreOptions(safety_backup=False))
     assert table_contents(url) == expected
     # the program that held the database open sees the restored data too
     assert holder.execute("SELECT count(*) FROM sesiones").fetchone()[0] == len(
@@ -292,8 +292,8 @@ def test_sqlite_restore_leaves_no_stale_wal_to_replay(tmp_path: Path) -> None:
 def test_sqlite_restore_after_the_database_file_was_lost(tmp_path: Path, env_for: EnvFor) -> None:
     db = tmp_path / "live.db"
     url = f"sqlite:///{db}"
-    migrate.upgrade(url)
-    seed(url)
+    migrate.upgrade(target_of(url))
+    seed(target_of(url))
     expected = table_contents(url)
     assert run_planctl("backup", env=env_for(url)).returncode == 0
     db.unlink()
@@ -307,8 +307,8 @@ def test_restore_and_verify_from_read_only_media(tmp_path: Path, env_for: EnvFor
     """A set on a read-only mount verifies and restores; writing to it fails in one line."""
     db = tmp_path / "live.db"
     url = f"sqlite:///{db}"
-    migrate.upgrade(url)
-    seed(url)
+    migrate.upgrade(target_of(url))
+    seed(target_of(url))
     expected = table_contents(url)
     media = tmp_path / "media"
     media.mkdir()

@@ -17,10 +17,11 @@ import pytest
 from sqlalchemy import text
 
 from planctl.backup import create_backup, load_set, restore_backup, verify_backup
+from planctl.backup.compress import Compression
 from planctl.backup.options import BackupOptions, RestoreOptions
 from planctl.db.engine import connect
 
-from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents
+from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents, target_of
 
 
 def _env(url: str, tmp_path: Path) -> dict[str, str]:
@@ -28,12 +29,12 @@ def _env(url: str, tmp_path: Path) -> dict[str, str]:
 
 
 def _touch_sessions(url: str, note: str, ids: str = "1, 2, 3") -> None:
-    with connect(url) as c:
+    with connect(target_of(url)) as c:
         c.execute(text(f"UPDATE sesiones SET notas = :n WHERE id IN ({ids})"), {"n": note})
 
 
 def _sync_rows(url: str) -> list[tuple[object, ...]]:
-    with connect(url) as c:
+    with connect(target_of(url)) as c:
         return [
             tuple(r)
             for r in c.execute(
@@ -43,7 +44,7 @@ def _sync_rows(url: str) -> list[tuple[object, ...]]:
 
 
 def _add_sync_state(url: str, session: int, remote: str) -> None:
-    with connect(url) as c:
+    with connect(target_of(url)) as c:
         c.execute(
             text(
                 "INSERT INTO planctl_sync_states (backend, session_id, remote_id, etag, "
@@ -56,13 +57,13 @@ def _add_sync_state(url: str, session: int, remote: str) -> None:
 
 def _chain(url: str, backups: Path) -> tuple[str, dict[str, list[tuple[object, ...]]]]:
     """A full and two deltas; the name of the last delta and the state it holds."""
-    create_backup(url, backups, BackupOptions(incremental=True))
+    create_backup(target_of(url), backups, BackupOptions(incremental=True))
     _touch_sessions(url, "first delta")
     _add_sync_state(url, 1, "evento-1")
-    create_backup(url, backups, BackupOptions(incremental=True))
+    create_backup(target_of(url), backups, BackupOptions(incremental=True))
     _touch_sessions(url, "second delta", "4, 5")
     _add_sync_state(url, 2, "evento-2")
-    last = create_backup(url, backups, BackupOptions(incremental=True)).info
+    last = create_backup(target_of(url), backups, BackupOptions(incremental=True)).info
     assert last.kind == "delta"
     return last.name, table_contents(url)
 
@@ -161,18 +162,18 @@ def test_incremental_keep_1_on_a_damaged_full_keeps_a_restorable_backup(
     newest = backups_set.newest_restorable()
     assert newest is not None and newest.kind == "full" and newest.name != full.name
     _touch_sessions(seeded_url, "to be undone")
-    restore_backup(seeded_url, backups, "latest", RestoreOptions(safety_backup=False))
+    restore_backup(target_of(seeded_url), backups, "latest", RestoreOptions(safety_backup=False))
     assert table_contents(seeded_url) == expected
 
 
 def test_rotation_counts_only_restorable_chains(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
-    good = create_backup(seeded_url, backups).info
-    damaged = create_backup(seeded_url, backups).info
-    garbled = create_backup(seeded_url, backups).info
+    good = create_backup(target_of(seeded_url), backups).info
+    damaged = create_backup(target_of(seeded_url), backups).info
+    garbled = create_backup(target_of(seeded_url), backups).info
     _corrupt(backups / damaged.data_file)
     (backups / f"{garbled.name}.json").write_text("{not json")
-    create_backup(seeded_url, backups, BackupOptions(keep=2))
+    create_backup(target_of(seeded_url), backups, BackupOptions(keep=2))
     names = {i.name for i in load_set(backups).infos}
     assert good.name in names  # the second restorable chain: kept
     assert load_set(backups).restorable_chains() == 2
@@ -182,27 +183,29 @@ def test_rotation_counts_only_restorable_chains(seeded_url: str, tmp_path: Path)
 
 def test_cleanup_keeps_a_data_file_that_deltas_still_need(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
-    full = create_backup(seeded_url, backups, BackupOptions(incremental=True)).info
+    full = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info
     _touch_sessions(seeded_url, "d1")
-    create_backup(seeded_url, backups, BackupOptions(incremental=True))
+    create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True))
     (backups / f"{full.name}.json").unlink()  # the full's metadata is lost
-    result = create_backup(seeded_url, backups)
+    result = create_backup(target_of(seeded_url), backups)
     assert (backups / full.data_file).exists()
     assert all(full.data_file != p.name for p in result.cleaned)
 
 
 def test_safety_copies_are_never_rotated_out(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
-    create_backup(seeded_url, backups)
+    create_backup(target_of(seeded_url), backups)
     original = table_contents(seeded_url)
-    first_safety = restore_backup(seeded_url, backups, "latest").safety
+    first_safety = restore_backup(target_of(seeded_url), backups, "latest").safety
     assert first_safety is not None
     for _ in range(3):
-        restore_backup(seeded_url, backups, "latest")
-        create_backup(seeded_url, backups, BackupOptions(keep=1))
+        restore_backup(target_of(seeded_url), backups, "latest")
+        create_backup(target_of(seeded_url), backups, BackupOptions(keep=1))
     assert first_safety.name in {i.name for i in load_set(backups).infos}
     _touch_sessions(seeded_url, "gone")
-    restore_backup(seeded_url, backups, first_safety.name, RestoreOptions(safety_backup=False))
+    restore_backup(
+        target_of(seeded_url), backups, first_safety.name, RestoreOptions(safety_backup=False)
+    )
     assert table_contents(seeded_url) == original
 
 
@@ -214,7 +217,7 @@ def test_a_backup_from_the_future_never_pushes_out_a_new_one(
 ) -> None:
     backups = tmp_path / "backups"
     env = _env(seeded_url, tmp_path)
-    old = create_backup(seeded_url, backups).info
+    old = create_backup(target_of(seeded_url), backups).info
     meta = backups / f"{old.name}.json"
     data = json.loads(meta.read_text())
     data["created"] = "2099-01-01T00:00:00+00:00"  # clock stepped back since, or another machine
@@ -240,15 +243,15 @@ def test_a_backup_of_another_database_is_refused(
     from planctl.db.seed import seed
 
     other = f"sqlite:///{tmp_path / 'other.db'}"
-    migrate.upgrade(other)
-    seed(other, random_seed=7)
+    migrate.upgrade(target_of(other))
+    seed(target_of(other), random_seed=7)
     backups = tmp_path / "backups"
-    create_backup(seeded_url, backups)
-    foreign = create_backup(other, backups).info
+    create_backup(target_of(seeded_url), backups)
+    foreign = create_backup(target_of(other), backups).info
     before = table_contents(seeded_url)
     env = _env(seeded_url, tmp_path)
     if foreign.engine != load_set(backups).infos[0].engine:
-        foreign = create_backup(other, backups, BackupOptions(fmt="logical")).info
+        foreign = create_backup(target_of(other), backups, BackupOptions(fmt="logical")).info
 
     done = run_planctl("backup", "restore", foreign.name, "--yes", env=env)
     assert done.returncode == 1 and "another database" in done.stderr
@@ -287,8 +290,8 @@ def test_incremental_backups_succeed_under_a_busy_writer(tmp_path: Path) -> None
 
     path = tmp_path / "busy.db"
     url = f"sqlite:///{path}"
-    migrate.upgrade(url)
-    seed(url)
+    migrate.upgrade(target_of(url))
+    seed(target_of(url))
     with sqlite3.connect(path) as connection:
         connection.execute("PRAGMA journal_mode=WAL")
     env = _env(url, tmp_path)
@@ -340,14 +343,14 @@ def test_client_tools_die_with_planctl() -> None:
 def test_password_never_reaches_a_file(pg_database: str, tmp_path: Path) -> None:
     from planctl.backup.postgres_engine import libpq_env
 
-    with libpq_env(pg_database.replace("postgres@", "postgres:Sekr3tPw@")) as env:
+    with libpq_env(target_of(pg_database.replace("postgres@", "postgres:Sekr3tPw@"))) as env:
         assert env["PGPASSWORD"] == "Sekr3tPw" and "PGPASSFILE" not in env
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
     before = {p.name for p in tmp.glob("planctl-pgpass-*")}
     from planctl.db import migrate
 
-    migrate.upgrade(pg_database)
-    create_backup(pg_database, tmp_path / "backups")
+    migrate.upgrade(target_of(pg_database))
+    create_backup(target_of(pg_database), tmp_path / "backups")
     assert {p.name for p in tmp.glob("planctl-pgpass-*")} == before
 
 
@@ -366,8 +369,8 @@ def test_backups_through_pgbouncer_in_transaction_mode(pg_database: str, tmp_pat
 
     if find_pgbouncer() is None:
         skip_or_fail("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
-    migrate.upgrade(pg_database)
-    seed(pg_database)
+    migrate.upgrade(target_of(pg_database))
+    seed(target_of(pg_database))
     with pgbouncer(pg_database) as port:
         direct = make_url(pg_database)
         pooled = direct.set(host="127.0.0.1", port=port, password=None)
@@ -411,10 +414,10 @@ def test_sqlite_restore_gives_up_on_a_lock_holder_and_names_the_cause(tmp_path: 
 
     path = tmp_path / "held.db"
     url = f"sqlite:///{path}"
-    migrate.upgrade(url)
-    seed(url)
+    migrate.upgrade(target_of(url))
+    seed(target_of(url))
     backups = tmp_path / "backups"
-    info = create_backup(url, backups, BackupOptions(compress=False)).info
+    info = create_backup(target_of(url), backups, BackupOptions(compress=Compression.NONE)).info
     _touch_sessions(url, "held")
     before = table_contents(url)
     holder = subprocess.Popen(
@@ -436,7 +439,9 @@ def test_sqlite_restore_gives_up_on_a_lock_holder_and_names_the_cause(tmp_path: 
             pytest.raises(LockedError, match=expected),
             open(backups / info.data_file, "rb") as source,
         ):
-            SqliteEngine(lock_deadline=2).restore(url, source, False, info.name)
+            SqliteEngine(lock_deadline=2).restore(
+                target_of(url), source, Compression.NONE, info.name
+            )
         assert time.monotonic() - started < 15
     finally:
         holder.kill()
@@ -450,10 +455,10 @@ def test_restore_into_a_wal_database_with_another_page_size(tmp_path: Path) -> N
 
     path = tmp_path / "pages.db"
     url = f"sqlite:///{path}"
-    migrate.upgrade(url)
-    seed(url)
+    migrate.upgrade(target_of(url))
+    seed(target_of(url))
     backups = tmp_path / "backups"
-    create_backup(url, backups)
+    create_backup(target_of(url), backups)
     expected = table_contents(url)
     _touch_sessions(url, "to be undone")
     with sqlite3.connect(path, isolation_level=None) as connection:
@@ -470,8 +475,8 @@ def test_restore_into_a_wal_database_with_another_page_size(tmp_path: Path) -> N
 
 def test_damaged_metadata_is_a_verification_failure(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
-    info = create_backup(seeded_url, backups).info
-    create_backup(seeded_url, backups)
+    info = create_backup(target_of(seeded_url), backups).info
+    create_backup(target_of(seeded_url), backups)
     (backups / f"{info.name}.json").write_text('{"name": 12}')
     env = _env(seeded_url, tmp_path)
     done = run_planctl("backup", "restore", info.name, "--yes", env=env)
@@ -480,9 +485,9 @@ def test_damaged_metadata_is_a_verification_failure(seeded_url: str, tmp_path: P
 
 def test_verify_all_names_a_delta_whose_full_is_damaged(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
-    full = create_backup(seeded_url, backups, BackupOptions(incremental=True)).info
+    full = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info
     _touch_sessions(seeded_url, "d1")
-    child = create_backup(seeded_url, backups, BackupOptions(incremental=True)).info
+    child = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info
     _corrupt(backups / full.data_file)
     done = run_planctl("backup", "verify", "--all", env=_env(seeded_url, tmp_path))
     assert done.returncode == 5

@@ -7,6 +7,7 @@ imports included), so a boundary cannot be crossed by deferring the import.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -138,6 +139,69 @@ def test_only_fsutil_calls_os_fsync() -> None:
 def test_the_fsync_rule_sees_a_call_and_not_a_mention() -> None:
     assert fsync_calls("import os\nos.fsync(fd)\n") == 1
     assert fsync_calls('"""os.fsync(fd) is fsutil\'s."""\n') == 0
+
+
+#: Where a URL string may still be a parameter: the CLI reads and parses it, config.py
+#: and target.py are the parsers.
+URL_PARSERS = ("planctl/cli/", "planctl/config.py", "planctl/target.py")
+#: URL parameters that are not the database's: the offsite remote and its endpoint, the
+#: monitoring ping, HTTP calendar servers and Google's API root, and a masked URL
+#: (already shown text). Anything else named *url* below cli/ is a database URL.
+OTHER_URLS = {"remote_url", "ping_url", "endpoint_url", "s3_endpoint_url", "root_url", "masked_url"}
+#: Modules whose ``url`` is a remote store's or a calendar server's, never the database's.
+REMOTE_MODULES = ("planctl/backup/remote/", "planctl/sync/backends/", "planctl/sync/google/")
+_DATABASE_URL_NAME = re.compile(r"(database|db|sqlalchemy|engine)_?url|dsn", re.IGNORECASE)
+
+
+def url_parameters(source: str, module: str) -> list[str]:
+    """``function(parameter)`` for each parameter of *source* that takes a database URL
+    string: named like one (``database_url``, ``dsn``…) whatever its annotation, or a
+    ``str`` named ``url``/``*_url`` outside the remote-store and calendar modules."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        arguments = node.args
+        for arg in (*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs):
+            annotation = ast.unparse(arg.annotation) if arg.annotation else ""
+            named_url = arg.arg == "url" or arg.arg.endswith("_url")
+            if _DATABASE_URL_NAME.fullmatch(arg.arg) or (
+                named_url
+                and "str" in annotation
+                and arg.arg not in OTHER_URLS
+                and not module.startswith(REMOTE_MODULES)
+            ):
+                found.append(f"{node.name}({arg.arg}: {annotation or '?'})")
+    return found
+
+
+def test_no_function_below_the_cli_takes_a_database_url_string() -> None:
+    """The database is a parsed planctl.target.Target below cli/ (issue 23): a URL
+    string there would be parsed again, with its own rules."""
+    offenders = {}
+    for path in sorted(PACKAGE_ROOT.rglob("*.py")):
+        module = path.relative_to(PACKAGE_ROOT.parent).as_posix()
+        if module.startswith(URL_PARSERS):
+            continue
+        found = url_parameters(path.read_text(encoding="utf-8"), module)
+        if found:
+            offenders[module] = found
+    assert offenders == {}
+
+
+def test_the_url_rule_sees_a_database_url_parameter() -> None:
+    source = (
+        "def a(database_url: str) -> None: ...\n"
+        "async def b(*, url: str | None = None) -> None: ...\n"
+        "def c(self, db_url) -> None: ...\n"
+        "def d(remote_url: str, target: Target, url: Target) -> None: ...\n"
+    )
+    assert url_parameters(source, "planctl/db/engine.py") == [
+        "a(database_url: str)",
+        "b(url: str | None)",
+        "c(db_url: ?)",
+    ]
+    assert url_parameters("def e(url: str) -> None: ...\n", "planctl/backup/remote/s3.py") == []
 
 
 # --- no import cycle among the backup modules -------------------------------------------------

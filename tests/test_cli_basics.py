@@ -17,6 +17,7 @@ from planctl import __version__
 from planctl.cli import COMMANDS, app, build_command, listed_help
 
 from .conftest import Cli
+from .helpers import target_of
 
 HEAVY = ("sqlalchemy", "alembic", "fpdf", "icalendar", "psycopg", "caldav")
 
@@ -81,8 +82,8 @@ def small_sqlite(tmp_path: Path) -> dict[str, str]:
     from planctl.db.seed import seed
 
     url = f"sqlite:///{tmp_path / 'planificador.db'}"
-    migrate.upgrade(url)
-    seed(url)
+    migrate.upgrade(target_of(url))
+    seed(target_of(url))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLANCTL_")}
     env.update(
         DATABASE_URL=url,

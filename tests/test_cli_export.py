@@ -12,6 +12,7 @@ from planctl.db.engine import connect
 from planctl.logs import close_service_loggers
 
 from .conftest import Cli
+from .helpers import target_of
 
 
 def test_ical_to_stdout_and_file(seeded_url: str, cli: Cli, tmp_path: Path) -> None:
@@ -83,7 +84,7 @@ def test_the_ends_of_the_calendar_are_exported_not_a_traceback(
 ) -> None:
     """Sessions dated 0001-01-01 and 9999-12-31 (another program wrote them), and periods
     at both ends of what a date can hold."""
-    with connect(seeded_url) as connection:
+    with connect(target_of(seeded_url)) as connection:
         connection.execute(text("UPDATE sesiones SET fecha = '9999-12-31' WHERE id = 1"))
         connection.execute(text("UPDATE sesiones SET fecha = '0001-01-01' WHERE id = 2"))
     out = tmp_path / "all.ics"

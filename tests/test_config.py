@@ -10,10 +10,10 @@ from planctl.config import (
     DEFAULTS,
     load_settings,
     mask_url,
-    normalize_database_url,
     read_environment,
 )
 from planctl.errors import ConfigError
+from planctl.target import normalize_database_url
 
 from .conftest import Cli
 
@@ -74,9 +74,7 @@ def test_an_empty_database_url_is_refused_not_read_as_the_default(
     assert "(set in the environment)" in caught.value.message
 
 
-def test_an_unreadable_or_unparsable_dotenv_is_one_line_naming_it(
-    workdir: Path, cli: Cli
-) -> None:
+def test_an_unreadable_or_unparsable_dotenv_is_one_line_naming_it(workdir: Path, cli: Cli) -> None:
     env = workdir / ".env"
     env.symlink_to(".env")  # a loop of links
     run = cli("db-info")
@@ -229,7 +227,7 @@ def test_a_dotenv_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
         ("DATABASE_URL", "sqlite:///%00x.db", "holds a NUL byte"),
         ("PLANCTL_TIMEZONE", "Mars/Base", "unknown time zone 'Mars/Base'"),
         ("PLANCTL_SYNC_BACKEND", "outlook", "unknown sync backend 'outlook'"),
-            ("PLANCTL_GOOGLE_API_URL", "googleapis.com", "PLANCTL_GOOGLE_API_URL .* not an http"),
+        ("PLANCTL_GOOGLE_API_URL", "googleapis.com", "PLANCTL_GOOGLE_API_URL .* not an http"),
         ("PLANCTL_CALDAV_URL", "cloud.example.com/dav", "PLANCTL_CALDAV_URL .* not an http"),
         ("PLANCTL_BACKUP_PING_URL", "ftp://hc/x", "PLANCTL_BACKUP_PING_URL .* not an http"),
         ("PLANCTL_BACKUP_REMOTE", "ftp://host/x", "unsupported backup remote"),
@@ -333,7 +331,6 @@ def test_a_dotenv_that_is_a_fifo_is_refused_not_waited_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import os
-
 
     os.mkfifo(tmp_path / ".env")
     monkeypatch.chdir(tmp_path)

@@ -12,7 +12,7 @@ import pytest
 from planctl.db import migrate
 
 from .conftest import Cli, ScramServer, skip_or_fail
-from .helpers import free_port
+from .helpers import free_port, target_of
 
 
 def assert_one_clean_line(stderr: str, *needles: str) -> None:
@@ -103,12 +103,12 @@ def test_sqlite_in_read_only_directory(cli: Cli, read_only_dir: Path) -> None:
 def test_sqlite_read_only_database_file(cli: Cli, tmp_path: Path) -> None:
     """Root bypasses permissions, so use SQLite's own read-only mode to test the path."""
     path = tmp_path / "ro.db"
-    migrate.upgrade(f"sqlite:///{path}")
-    migrate.downgrade(f"sqlite:///{path}", "base")
+    migrate.upgrade(target_of(f"sqlite:///{path}"))
+    migrate.downgrade(target_of(f"sqlite:///{path}"), "base")
     run = cli("db-upgrade", url=f"sqlite:///file:{path}?mode=ro&uri=true")
     assert run.exit_code == 1
     assert_one_clean_line(run.stderr, "read-only")
-    assert migrate.current(f"sqlite:///{path}") is None
+    assert migrate.current(target_of(f"sqlite:///{path}")) is None
 
 
 def test_sqlite_path_that_is_not_a_database(cli: Cli, tmp_path: Path) -> None:
@@ -123,7 +123,7 @@ def test_unknown_revision(cli: Cli, db_url: str) -> None:
     run = cli("db-upgrade", "abc123nope", url=db_url)
     assert run.exit_code == 1
     assert_one_clean_line(run.stderr, "abc123nope", "db-history")
-    assert migrate.current(db_url, missing_ok=True) is None
+    assert migrate.current(target_of(db_url), missing_ok=True) is None
 
 
 def test_downgrade_below_base(cli: Cli, migrated_url: str) -> None:
@@ -131,7 +131,7 @@ def test_downgrade_below_base(cli: Cli, migrated_url: str) -> None:
     run = cli("db-downgrade", f"-{steps}", "--yes", url=migrated_url)
     assert run.exit_code == 1
     assert_one_clean_line(run.stderr, "below the first revision")
-    assert migrate.current(migrated_url) == migrate.head_revision()
+    assert migrate.current(target_of(migrated_url)) == migrate.head_revision()
 
 
 def test_downgrade_of_empty_database(cli: Cli, db_url: str) -> None:
@@ -165,7 +165,7 @@ def test_downgrade_without_terminal_needs_yes(
     run = cli("db-downgrade", url=migrated_url)
     assert run.exit_code == 1
     assert_one_clean_line(run.stderr, "--yes")
-    assert migrate.current(migrated_url) == migrate.head_revision()
+    assert migrate.current(target_of(migrated_url)) == migrate.head_revision()
 
 
 def test_debug_shows_the_traceback(cli: Cli, tmp_path: Path) -> None:

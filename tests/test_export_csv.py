@@ -17,7 +17,7 @@ from planctl.errors import UnknownTableError, UsageError
 from planctl.export.csv import CsvOptions, export_table
 
 from .conftest import Cli
-from .helpers import table_contents
+from .helpers import table_contents, target_of
 
 
 def export(
@@ -28,7 +28,7 @@ def export(
     fast_path: bool = True,
 ) -> str:
     out = io.StringIO(newline="")
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         export_table(connection, table, out, options, fast_path=fast_path)
     return out.getvalue()
 
@@ -142,7 +142,7 @@ def test_every_path_writes_what_csv_writer_writes(seeded_url: str) -> None:
 
 
 def test_formula_injection_is_neutralised_but_numbers_are_not(migrated_url: str) -> None:
-    with connect(migrated_url) as connection:
+    with connect(target_of(migrated_url)) as connection:
         connection.execute(
             insert(Cliente),
             [
@@ -196,7 +196,7 @@ def test_columns_delimiter_and_dates(seeded_url: str) -> None:
     )
     rows = parse(data, ";")
     assert data.splitlines()[0] == "fecha;id;estado"
-    with connect(seeded_url) as connection:
+    with connect(target_of(seeded_url)) as connection:
         want = (
             connection.execute(
                 text(
@@ -305,8 +305,8 @@ def test_memory_stays_flat(tmp_path: Path) -> None:
     peaks = []
     for scale in (20_000, 200_000):
         url = f"sqlite:///{tmp_path / f's{scale}.db'}"
-        migrate.upgrade(url)
-        seed(url, scale=scale)
+        migrate.upgrade(target_of(url))
+        seed(target_of(url), scale=scale)
         code = (
             "import resource, sys; from planctl.cli import main; sys.argv=['planctl','-q','export',"
             f"'csv','sesiones','-o',{str(tmp_path / 'out.csv')!r}]\n"
@@ -334,8 +334,8 @@ def test_progress_bar_goes_to_a_terminal_stderr_only(tmp_path: Path) -> None:
     from planctl.db.seed import seed
 
     url = f"sqlite:///{tmp_path / 'p.db'}"
-    migrate.upgrade(url)
-    seed(url, scale=120_000)
+    migrate.upgrade(target_of(url))
+    seed(target_of(url), scale=120_000)
     target = tmp_path / "out.csv"
     master, slave = pty.openpty()
     env = {
@@ -398,8 +398,8 @@ def sqlite_sessions(tmp_path: Path, scale: int) -> str:
     from planctl.db.seed import seed
 
     url = f"sqlite:///{tmp_path / 'planner.db'}"
-    migrate.upgrade(url)
-    seed(url, scale=scale)
+    migrate.upgrade(target_of(url))
+    seed(target_of(url), scale=scale)
     return url
 
 
@@ -407,7 +407,7 @@ def test_export_reports_progress_for_every_row(tmp_path: Path) -> None:
     url = sqlite_sessions(tmp_path, 12_000)
     steps: list[int] = []
     out = io.StringIO(newline="")
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         count = export_table(connection, "sesiones", out, progress=steps.append)
     assert count == sum(steps) == len(parse(out.getvalue())) == 12_000
     assert len(steps) >= 3
@@ -430,8 +430,8 @@ def test_postgres_copy_is_utf8_on_a_latin1_database(pg_admin_url: str) -> None:
         )
     url = pg_admin_url.rpartition("/")[0] + "/" + name
     try:
-        migrate.upgrade(url)
-        with connect(url) as connection:
+        migrate.upgrade(target_of(url))
+        with connect(target_of(url)) as connection:
             connection.execute(insert(Cliente), [{"empresa": "Ñandú Formación", "cif": "Q1"}])
         fast = export(url, "clientes", fast_path=True)
         assert fast == export(url, "clientes", fast_path=False)
@@ -468,7 +468,7 @@ def test_a_fraction_ending_in_zero_is_written_whole(seeded_url: str) -> None:
     from planctl.db.engine import connect
 
     stamp = "2026-11-25 18:54:16.152230"
-    with connect(seeded_url) as c:
+    with connect(target_of(seeded_url)) as c:
         value = stamp + ("+00" if c.dialect.name == "postgresql" else "")
         c.execute(text("UPDATE adjuntos SET created_at = :v"), {"v": value})
     options = CsvOptions(columns=["id", "created_at"])

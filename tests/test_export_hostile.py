@@ -23,6 +23,8 @@ from planctl.db.seed import seed
 from planctl.export.csv import export_table
 from planctl.export.csv_common import FORMULA_STARTS, TABLES, CsvOptions
 
+from .helpers import target_of
+
 HOSTILE: list[object] = [
     'a,b"c\r\nd',
     "=1+2",
@@ -103,8 +105,8 @@ def hostile_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A seeded database plus, per table, one row per (column, hostile value) it accepts."""
     path = tmp_path_factory.mktemp("hostile") / "planner.db"
     url = f"sqlite:///{path}"
-    migrate.upgrade(url)
-    seed(url, scale=40)
+    migrate.upgrade(target_of(url))
+    seed(target_of(url), scale=40)
     con = sqlite3.connect(path, isolation_level=None)  # foreign keys off, as the app may have
     for table in TABLES:
         columns = [row[1] for row in con.execute(f"PRAGMA table_info({table})")]
@@ -205,8 +207,8 @@ def test_postgres_neutralises_full_width_too(pg_database: str) -> None:
     from planctl.db.models import Cliente
 
     migrated_url = pg_database
-    migrate.upgrade(migrated_url)
-    with connect(migrated_url) as connection:
+    migrate.upgrade(target_of(migrated_url))
+    with connect(target_of(migrated_url)) as connection:
         connection.execute(
             insert(Cliente),
             [
@@ -216,7 +218,7 @@ def test_postgres_neutralises_full_width_too(pg_database: str) -> None:
         )
     for fast in (True, False):
         out = io.StringIO(newline="")
-        with connect(migrated_url) as connection:
+        with connect(target_of(migrated_url)) as connection:
             export_table(connection, "clientes", out, fast_path=fast)
         rows = list(csv.DictReader(io.StringIO(out.getvalue(), newline="")))
         assert [(r["empresa"], r["notas"]) for r in rows] == [
@@ -239,8 +241,8 @@ def test_postgres_copy_path_writes_the_exact_paths_bytes_on_hostile_values(
     from planctl.db.engine import connect
     from planctl.db.models import Cliente, Contratacion, Formacion, Sesion, Tema
 
-    migrate.upgrade(pg_database)
-    seed(pg_database)
+    migrate.upgrade(target_of(pg_database))
+    seed(target_of(pg_database))
     texts = [v for v in HOSTILE if isinstance(v, str)] + ["a\rb", '"', "x\n", "ñ,\u2028"]
     moments = [
         dt.datetime(2026, 11, 22, 10, 15, tzinfo=dt.UTC),
@@ -249,7 +251,7 @@ def test_postgres_copy_path_writes_the_exact_paths_bytes_on_hostile_values(
         dt.datetime(1, 1, 1, 0, 0, 0, 123_456, tzinfo=dt.UTC),
         dt.datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.UTC),
     ]
-    with connect(pg_database) as connection:
+    with connect(target_of(pg_database)) as connection:
         tema = connection.execute(
             insert(Tema).returning(Tema.id), [{"nombre": "hostil"}]
         ).scalar_one()
@@ -282,7 +284,7 @@ def test_postgres_copy_path_writes_the_exact_paths_bytes_on_hostile_values(
                 written = {}
                 for fast in (True, False):
                     out = io.BytesIO()
-                    with connect(pg_database) as connection:
+                    with connect(target_of(pg_database)) as connection:
                         export_table(connection, table, out, options, fast_path=fast)
                     written[fast] = out.getvalue()
                 assert written[True] == written[False], (table, delimiter, raw)

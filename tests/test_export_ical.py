@@ -37,6 +37,8 @@ from planctl.db.models import (
 from planctl.errors import ConfigError, PlanctlError, UsageError
 from planctl.export.ical import write_calendar
 
+from .helpers import target_of
+
 TZ = "Europe/Madrid"
 MADRID = ZoneInfo(TZ)
 STATUS = {
@@ -125,7 +127,7 @@ BASE_VIEW = SessionView(
 def export(url: str, *, timezone: str = TZ, **filters: Any) -> tuple[int, bytes]:
     """Run write_calendar on *url*; returns (events written, bytes)."""
     out = io.BytesIO()
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         count = write_calendar(connection, out, timezone=timezone, filters=SessionFilter(**filters))
     return count, out.getvalue()
 
@@ -267,7 +269,7 @@ def session_rows(url: str) -> list[Any]:
         .join(Tema, Formacion.tema_id == Tema.id)
         .order_by(Sesion.id)
     )
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         return list(connection.execute(query))
 
 
@@ -327,7 +329,7 @@ def add_session(migrated_url: str) -> AddSession:
     """``add_session(**fields)`` inserts one session (DEFAULTS otherwise); returns its id."""
 
     def add(**fields: Any) -> int:
-        with connect(migrated_url) as connection:
+        with connect(target_of(migrated_url)) as connection:
             return insert_session(connection, **fields)
 
     return add
@@ -549,7 +551,7 @@ def test_stamps_are_utc_and_sequence_counts_seconds_since_creation(
 
 def test_an_edit_raises_the_sequence_and_stamps_of_that_event_only(seeded_url: str) -> None:
     _, before = export(seeded_url)
-    with connect(seeded_url) as connection:
+    with connect(target_of(seeded_url)) as connection:
         created = connection.execute(select(Sesion.created_at).where(Sesion.id == 1)).scalar_one()
         connection.execute(
             update(Sesion)
@@ -657,7 +659,7 @@ def test_bad_arguments_fail_before_anything_is_written(
     hint: str,
 ) -> None:
     out = io.BytesIO()
-    with connect(seeded_url) as connection, pytest.raises(error) as raised:
+    with connect(target_of(seeded_url)) as connection, pytest.raises(error) as raised:
         write_calendar(connection, out, **{"timezone": TZ, **arguments})
     assert (raised.value.message, raised.value.hint) == (message, hint)
     assert out.getvalue() == b""
@@ -680,7 +682,7 @@ def test_direct_serialisation_is_byte_identical_to_icalendar(seeded_url: str) ->
     from planctl.calendar.events import event_bytes
     from planctl.calendar.sessions import iter_sessions
 
-    with connect(seeded_url) as connection:
+    with connect(target_of(seeded_url)) as connection:
         views = list(iter_sessions(connection))
     long = "Ñ" * 40 + "\\" * 3 + "x" * 37 + ";,\\\n" * 9 + "€" * 30
     views += [

@@ -27,6 +27,7 @@ from planctl.db.engine import connect
 from planctl.db.models import Cliente, Contratacion, Formacion, Sesion
 from planctl.export.ical import write_calendar
 
+from .helpers import target_of
 from .test_export_ical import insert_session
 
 ZONES = [
@@ -55,13 +56,13 @@ def days_around_changes(zone: zoneinfo.ZoneInfo, first: dt.date, last: dt.date) 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'p.db'}"
-    migrate.upgrade(url)
+    migrate.upgrade(target_of(url))
     return url
 
 
 def export(url: str, timezone: str) -> bytes:
     out = io.BytesIO()
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         write_calendar(connection, out, timezone=timezone)
     return out.getvalue()
 
@@ -118,7 +119,7 @@ def test_three_readers_agree_on_every_instant(sqlite_url: str, timezone: str) ->
     days = days_around_changes(zone, dt.date(2025, 1, 1), dt.date(2027, 12, 31))
     assert len(days) >= 3 * 4 or timezone == "Africa/Casablanca"
     expected = {}
-    with connect(sqlite_url) as connection:
+    with connect(target_of(sqlite_url)) as connection:
         for day in days:
             for start in TIMES:
                 end = (dt.datetime.combine(day, start) + dt.timedelta(minutes=20)).time()
@@ -143,7 +144,7 @@ def test_three_readers_agree_on_every_instant(sqlite_url: str, timezone: str) ->
 
 
 def test_madrid_vtimezone_is_two_yearly_rules(sqlite_url: str) -> None:
-    with connect(sqlite_url) as connection:
+    with connect(target_of(sqlite_url)) as connection:
         insert_session(connection, fecha=dt.date(2026, 6, 1))
     data = export(sqlite_url, "Europe/Madrid").decode()
     block = data[data.index("BEGIN:VTIMEZONE") : data.index("END:VTIMEZONE")]
@@ -159,7 +160,7 @@ def test_madrid_vtimezone_is_two_yearly_rules(sqlite_url: str) -> None:
 def test_renaming_a_client_or_course_changes_dtstamp_and_sequence(
     sqlite_url: str, model: Any, column: str, value: str
 ) -> None:
-    with connect(sqlite_url) as connection:
+    with connect(target_of(sqlite_url)) as connection:
         first = insert_session(connection, fecha=dt.date(2026, 6, 1))
         other = insert_session(
             connection, fecha=dt.date(2026, 6, 2), cliente="Otra", formacion="Otra"
@@ -168,7 +169,7 @@ def test_renaming_a_client_or_course_changes_dtstamp_and_sequence(
             select(Sesion.created_at).where(Sesion.id == first)
         ).scalar_one()
     before = icalendar.Calendar.from_ical(export(sqlite_url, "Europe/Madrid"))
-    with connect(sqlite_url) as connection:
+    with connect(target_of(sqlite_url)) as connection:
         link = Contratacion.cliente_id if model is Cliente else Contratacion.formacion_id
         row_id = connection.execute(
             select(link)
@@ -238,7 +239,7 @@ def test_sessions_in_skipped_and_repeated_hours_have_one_instant_in_every_reader
     zone = zoneinfo.ZoneInfo(timezone)
     expected: dict[str, tuple[dt.datetime, dt.datetime]] = {}
     kinds = {"skipped": 0, "repeated": 0}
-    with connect(sqlite_url) as connection:
+    with connect(target_of(sqlite_url)) as connection:
         for change, before, after in offset_changes(zone, dt.date(2025, 1, 1), dt.date(2028, 1, 1)):
             kind = "skipped" if after > before else "repeated"
             for start, end in edge_sessions(change, before, after):
@@ -261,7 +262,7 @@ def test_sessions_in_skipped_and_repeated_hours_have_one_instant_in_every_reader
     assert kinds["skipped"] >= 4 and kinds["repeated"] >= 4, kinds
     warnings: list[str] = []
     out = io.BytesIO()
-    with connect(sqlite_url) as connection:
+    with connect(target_of(sqlite_url)) as connection:
         write_calendar(connection, out, timezone=timezone, warn=warnings.append)
     data = out.getvalue()
     for reader in (with_icalendar, with_ical, with_vobject):

@@ -26,6 +26,7 @@ from planctl.export.fonts import FontFiles, ReportFont, find_font_files
 from planctl.export.pdf import ReportSummary, client_color, format_euros, write_report
 
 from .conftest import skip_or_fail
+from .helpers import target_of
 
 CENT = Decimal("0.01")
 GENERATED = dt.datetime(2026, 11, 22, 12, 30)
@@ -105,14 +106,14 @@ def expected_sessions(url: str, since: dt.date, until: dt.date) -> list[Expected
         .where(s.c.fecha.between(since, until))
         .order_by(s.c.fecha, s.c.hora_inicio, s.c.id)
     )
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         return [Expected(*row) for row in connection.execute(query)]
 
 
 def render(url: str, **options: Any) -> Report:
     options = {"since": SINCE, "until": UNTIL, "generated_at": GENERATED, **options}
     out = io.BytesIO()
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         summary = write_report(connection, out, **options)
     data = out.getvalue()
     pages = [
@@ -141,7 +142,7 @@ def totals_by(sessions: list[Expected], key: str) -> dict[str, tuple[int, Decima
 def exotic_url(seeded_url: str) -> str:
     """The demo data plus a client whose name the font cannot fully draw, with a busy day."""
     t = metadata.tables
-    with connect(seeded_url) as connection:
+    with connect(target_of(seeded_url)) as connection:
         client = connection.execute(
             insert(t["clientes"])
             .values(empresa=EXOTIC, color_hex="#zzzzzz")
@@ -419,13 +420,13 @@ def test_long_text_is_cut_with_an_ellipsis_to_the_width(font: str) -> None:
 def test_ten_thousand_sessions(migrated_url: str) -> None:
     from planctl.db.seed import seed
 
-    seed(migrated_url, scale=10_000)
+    seed(target_of(migrated_url), scale=10_000)
     since, until = dt.date(2026, 1, 1), dt.date(2027, 12, 31)
     expected = expected_sessions(migrated_url, since, until)
     taught = [e for e in expected if e.taught]
     for view in ("list", "month"):
         out = io.BytesIO()
-        with connect(migrated_url) as connection:
+        with connect(target_of(migrated_url)) as connection:
             summary = write_report(
                 connection, out, since=since, until=until, view=view, generated_at=GENERATED
             )
@@ -448,7 +449,7 @@ def priced_sessions(
 ) -> None:
     """One client, course and contract at *price* €/h, one session per day."""
     t = metadata.tables
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         client = connection.execute(
             insert(t["clientes"]).values(empresa="Academia Exacta").returning(t["clientes"].c.id)
         ).scalar_one()

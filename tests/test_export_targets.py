@@ -28,16 +28,16 @@ from planctl.db.seed import seed
 from planctl.fsutil import TEMP_SUFFIX
 
 from .conftest import EnvFor, require_root, skip_or_fail
-from .helpers import run_planctl
+from .helpers import run_planctl, target_of
 
 
 def make_db(path: Path, scale: int | None = None) -> str:
     url = f"sqlite:///{path}"
-    migrate.upgrade(url)
+    migrate.upgrade(target_of(url))
     if scale is None:
-        seed(url)
+        seed(target_of(url))
     else:
-        seed(url, scale=scale)
+        seed(target_of(url), scale=scale)
     return url
 
 

@@ -21,6 +21,8 @@ from planctl.db.engine import connect, describe_db_error
 from planctl.errors import DatabaseError
 from planctl.failures import Failure, classify
 
+from .helpers import target_of
+
 
 def _busy_error(db: Path) -> sqlite3.Error:
     """The real error of reading *db* (a table t) while another connection holds it
@@ -111,13 +113,13 @@ def test_os_errors_by_errno(tmp_path: Path) -> None:
 
 
 def test_postgres_errors_by_sqlstate(pg_database: str) -> None:
-    with connect(pg_database) as connection, pytest.raises(Exception) as no_table:
+    with connect(target_of(pg_database)) as connection, pytest.raises(Exception) as no_table:
         connection.execute(text("SELECT * FROM nope"))
     assert classify(no_table.value) is Failure.NO_TABLE
     assert getattr(getattr(no_table.value, "orig", None), "sqlstate", None) == "42P01"
 
     with (
-        connect(pg_database, snapshot=True, read_only=True) as connection,
+        connect(target_of(pg_database), snapshot=True, read_only=True) as connection,
         pytest.raises(Exception) as read_only,
     ):
         connection.execute(text("CREATE TABLE x (y int)"))
@@ -153,7 +155,7 @@ def test_postgres_connection_failures_have_no_sqlstate_and_are_read_from_libpq(
 
 def test_described_errors_carry_their_failure_not_only_text(tmp_path: Path) -> None:
     db = tmp_path / "live.db"
-    described = describe_db_error(_busy_error(db), f"sqlite:///{db}")
+    described = describe_db_error(_busy_error(db), target_of(f"sqlite:///{db}"))
     assert isinstance(described, DatabaseError)
     assert described.failure is Failure.LOCKED
     assert "is locked by another process" in described.message

@@ -21,12 +21,13 @@ from typing import Any
 
 import pytest
 
+from planctl.backup.compress import Compression
 from planctl.backup.options import BackupOptions, RestoreOptions
-from planctl.db.lockwait import Blocker, LockTimedOut, LockWait, Target, duration, retry
+from planctl.db.lockwait import Blocker, LockSubject, LockTimedOut, LockWait, duration, retry
 from planctl.errors import LockedError
 
 from .conftest import Cli
-from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents
+from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents, target_of
 
 BUDGET = 3  # seconds: PLANCTL_LOCK_WAIT in these tests (the default is 60)
 #: What the issue allows the app's reads to wait behind planctl: one 2 s attempt + slack.
@@ -53,7 +54,7 @@ class FakeTime:
         self.now += seconds
 
 
-class Blocked(Target):
+class Blocked(LockSubject):
     name = "'the test database'"
 
     def __init__(self, count: int, idle: bool = True) -> None:
@@ -273,11 +274,16 @@ def _prepare(kind: str, url: str, tmp_path: Path) -> list[str]:
     backups = tmp_path / "backups"
     if kind == "migration":
         return ["db-downgrade", "--yes"]
-    create_backup(url, backups, BackupOptions(fmt="logical" if kind == "logical" else "native"))
+    create_backup(
+        target_of(url), backups, BackupOptions(fmt="logical" if kind == "logical" else "native")
+    )
     if kind == "chain":
-        with connect(url) as connection:
+        with connect(target_of(url)) as connection:
             connection.exec_driver_sql("UPDATE sesiones SET notas = 'after the full' WHERE id = 1")
-        assert create_backup(url, backups, BackupOptions(incremental=True)).info.kind == "delta"
+        assert (
+            create_backup(target_of(url), backups, BackupOptions(incremental=True)).info.kind
+            == "delta"
+        )
     if kind == "at":
         time.sleep(1.05 - time.time() % 1)  # --at has whole seconds: the next one
         return ["backup", "restore", "--yes", "--at", time.strftime("%Y-%m-%dT%H:%M:%S%z")]
@@ -294,10 +300,23 @@ def _scratch_databases(url: str) -> set[str]:
     return {row[0] for row in rows}
 
 
+def _scratch_created(tmp_path: Path) -> set[str]:
+    """The scratch databases this test's runs created (from their log): other workers' and
+    sessions' chain restores share the server, so only these are this test's to check."""
+    log = tmp_path / "logs" / "backup.log"
+    if not log.exists():
+        return set()
+    return {
+        line.split("scratch database ")[1].split()[0]
+        for line in log.read_text(encoding="utf-8").splitlines()
+        if "created for the chain" in line
+    }
+
+
 def _revision(url: str) -> str | None:
     from planctl.db import migrate
 
-    return migrate.current(url)
+    return migrate.current(target_of(url))
 
 
 @pytest.fixture
@@ -327,7 +346,6 @@ def test_a_blocked_run_is_bounded_named_and_changes_nothing(
         pytest.skip("SQLite: the full and logical restores and the migration cover its one path")
     command = _prepare(kind, url, tmp_path)
     before, revision = table_contents(url), _revision(url)
-    scratch = set() if sqlite else _scratch_databases(url)
     app = App(url)
     apps.append(app)
     sampler = Sampler(url)
@@ -345,7 +363,7 @@ def test_a_blocked_run_is_bounded_named_and_changes_nothing(
         assert "'planner-app'" in done.stderr and "idle in transaction for" in done.stderr
         assert "SELECT count(*) FROM sesiones /* [/app] [bold] */" in done.stderr
         assert "--terminate-blockers" in done.stderr
-        assert _scratch_databases(url) <= scratch
+        assert not (_scratch_created(tmp_path) & _scratch_databases(url))
     assert longest < APP_WAIT_LIMIT, f"the app's read waited {longest:.1f} s"
     assert sampler.samples >= 10
     assert table_contents(url) == before
@@ -373,8 +391,8 @@ def pg_seeded(pg_database: str) -> str:
     from planctl.db import migrate
     from planctl.db.seed import seed
 
-    migrate.upgrade(pg_database)
-    seed(pg_database)
+    migrate.upgrade(target_of(pg_database))
+    seed(target_of(pg_database))
     return pg_database
 
 
@@ -447,13 +465,8 @@ def test_a_signal_mid_wait_leaves_nothing_behind(
         assert _planctl_waiting(url) == []  # its backend left the lock queue too
         assert table_contents(url) == before and _revision(url) == revision
         if kind == "chain":
-            log = (tmp_path / "logs" / "backup.log").read_text(encoding="utf-8")
-            scratch = [
-                line.split("scratch database ")[1].split()[0]
-                for line in log.splitlines()
-                if "created for the chain" in line
-            ]
-            assert scratch and not (set(scratch) & _scratch_databases(url))
+            scratch = _scratch_created(tmp_path)
+            assert scratch and not (scratch & _scratch_databases(url))
             leftovers = [p.name for p in (tmp_path / "backups").iterdir() if ".tmp-" in p.name]
             assert leftovers == []
     finally:
@@ -479,13 +492,15 @@ def test_a_pg_restore_script_cut_short_is_never_committed(pg_seeded: str, tmp_pa
     from planctl.backup.store import BackupError
 
     url = pg_seeded
-    info = create_backup(url, tmp_path / "backups", BackupOptions(compress=False)).info
+    info = create_backup(
+        target_of(url), tmp_path / "backups", BackupOptions(compress=Compression.NONE)
+    ).info
     whole = (tmp_path / "backups" / info.data_file).read_bytes()
     cut = tmp_path / "cut.dump"
     cut.write_bytes(whole[: len(whole) * 2 // 3])  # the table of contents is intact
     before = table_contents(url)
     with pytest.raises(BackupError, match="pg_restore failed"), open(cut, "rb") as source:
-        PostgresEngine().restore(url, source, False, "cut")
+        PostgresEngine().restore(target_of(url), source, Compression.NONE, "cut")
     assert table_contents(url) == before
 
 
@@ -502,7 +517,7 @@ LOCKS_TABLE = """\
 def test_sqlite_lock_holders_are_read_from_the_kernel_lock_table(tmp_path: Path) -> None:
     import os
 
-    from planctl.db.lockwait import SqliteTarget
+    from planctl.db.lockwait import SqliteSubject
 
     database = tmp_path / "p.db"
     database.write_bytes(b"")
@@ -514,7 +529,7 @@ def test_sqlite_lock_holders_are_read_from_the_kernel_lock_table(tmp_path: Path)
     ).replace("08:01", f"{os.major(device):02x}:{os.minor(device):02x}")
     locks = tmp_path / "locks"
     locks.write_text(table, encoding="ascii")
-    found = SqliteTarget(database, locks_file=locks).blockers()
+    found = SqliteSubject(database, locks_file=locks).blockers()
     assert [(b.pid, b.state) for b in found] == [
         (4242, "holds the write lock"),
         (4343, "reads an older snapshot"),
@@ -527,7 +542,7 @@ def test_sqlite_lock_holders_are_read_from_the_kernel_lock_table(tmp_path: Path)
     locks.write_text(
         rollback.replace("08:01", f"{os.major(device):02x}:{os.minor(device):02x}"), "ascii"
     )
-    assert [(b.pid, b.state) for b in SqliteTarget(database, locks_file=locks).blockers()] == [
+    assert [(b.pid, b.state) for b in SqliteSubject(database, locks_file=locks).blockers()] == [
         (4242, "holds the write lock")
     ]
 
@@ -573,7 +588,7 @@ def test_the_safety_copy_before_a_restore_waits_within_the_budget(
 
     url, apps = blocked
     backups = tmp_path / "backups"
-    create_backup(url, backups)
+    create_backup(target_of(url), backups)
     before = table_contents(url)
     listed = sorted(p.name for p in backups.iterdir())
     app = App(url, "exclusive")
@@ -599,7 +614,7 @@ def test_the_safety_copy_before_a_restore_waits_within_the_budget(
     if url.startswith("sqlite"):  # the safety copy itself, the id read behind it
         with pytest.raises(LockedError) as raised:
             restoring = RestoreOptions(lock_wait=LockWait(budget=1, attempt=0.3))
-            pre_restore_copy(url, load_set(backups), restoring)
+            pre_restore_copy(target_of(url), load_set(backups), restoring)
         assert str(raised.value).startswith(
             "backup of the current state: gave up after waiting 1 s"
         )
@@ -623,7 +638,9 @@ def test_the_change_log_anchor_waits_within_the_budget(
     url, apps = blocked
     app = App(url, "exclusive")
     apps.append(app)
-    anchor = _Anchor(url, "b-anchor", "2026-12-07T00:00:00+00:00", LockWait(budget=1, attempt=0.3))
+    anchor = _Anchor(
+        target_of(url), "b-anchor", "2026-12-07T00:00:00+00:00", LockWait(budget=1, attempt=0.3)
+    )
     started = time.monotonic()
     with caplog.at_level(logging.INFO):
         anchor.after_publish(0)
@@ -635,5 +652,5 @@ def test_the_change_log_anchor_waits_within_the_budget(
     app.commit()
     _back_to_wal(url)
     anchor.after_publish(0)
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         assert changelog.read_anchor(connection)[0] == "b-anchor"

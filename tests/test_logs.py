@@ -14,6 +14,7 @@ from planctl.logs import close_service_loggers, service_logger
 from tests.helpers import planctl_env, run_planctl
 
 from .conftest import Cli
+from .helpers import target_of
 
 LINE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [+-]\d{4} \| INFO \| planctl\.(\w+) \| (.*)$"
@@ -104,7 +105,9 @@ def test_a_failed_watch_run_logs_its_traceback_with_passwords_masked(tmp_path: P
     url = "postgresql://planner:Sekr3t-pw@127.0.0.1:1/planner"  # nothing listens on port 1
     logger = service_logger("backup", tmp_path / "logs", secrets=("Sekr3t-pw",))
     try:
-        manager = BackupManager(url, tmp_path / "backups", schedule=Schedule(watch_changes=False))
+        manager = BackupManager(
+            target_of(url), tmp_path / "backups", schedule=Schedule(watch_changes=False)
+        )
         assert manager.run_pending() is None and manager.consecutive_failures == 1
     finally:
         close_service_loggers()

@@ -15,11 +15,11 @@ from planctl.db.models import TABLE_NAMES, metadata
 from planctl.errors import VerificationError
 
 from .conftest import Cli, ScramServer
-from .helpers import table_contents
+from .helpers import table_contents, target_of
 
 
 def _tables(url: str) -> set[str]:
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         return set(inspect(connection).get_table_names())
 
 
@@ -36,13 +36,13 @@ def _previous(revision: str | None) -> str | None:
 
 def test_sync_tables_come_and_go_with_their_revision(db_url: str) -> None:
     sync_tables = {"planctl_sync_states", "planctl_sync_runs"}
-    migrate.upgrade(db_url)
+    migrate.upgrade(target_of(db_url))
     assert sync_tables <= _tables(db_url)
-    migrate.downgrade(db_url, _previous(SYNC_REVISION) or "base")
+    migrate.downgrade(target_of(db_url), _previous(SYNC_REVISION) or "base")
     assert not ((sync_tables | set(legacy.SYNC_TABLE_NAMES)) & _tables(db_url))
     assert set(TABLE_NAMES) <= _tables(db_url)  # the planner's data tables stay
-    migrate.upgrade(db_url)
-    assert migrate.check(db_url).ok
+    migrate.upgrade(target_of(db_url))
+    assert migrate.check(target_of(db_url)).ok
 
 
 # -- planctl's bookkeeping turns English (revision 31d0f0df5b58) ----------------------------------
@@ -91,7 +91,7 @@ RUN_KEYS = ("i", "b", "m", "r", "c1", "c2", "c3", "c4", "c5", "c6")
 
 
 def _insert_old_sync_rows(url: str) -> None:
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         for state in OLD_STATES:
             connection.execute(
                 text(
@@ -120,7 +120,7 @@ def _insert_old_sync_rows(url: str) -> None:
 
 
 def _names(url: str, table: str) -> dict[str, object]:
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         found = inspect(connection)
         return {
             "pk": found.get_pk_constraint(table)["name"],
@@ -133,7 +133,7 @@ def _names(url: str, table: str) -> dict[str, object]:
 
 
 def _logged_tables(url: str) -> list[str]:
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         query = f"SELECT DISTINCT table_name FROM {changelog.LOG_TABLE} ORDER BY table_name"
         return [str(name) for name in connection.execute(text(query)).scalars()]
 
@@ -141,13 +141,13 @@ def _logged_tables(url: str) -> list[str]:
 def test_the_sync_tables_turn_english_with_their_rows_and_back(db_url: str) -> None:
     before = _previous(legacy.REVISION)
     assert before is not None
-    migrate.upgrade(db_url, before)
+    migrate.upgrade(target_of(db_url), before)
     _insert_old_sync_rows(db_url)
     assert _logged_tables(db_url) == ["ejecuciones_sincronizacion", "estados_sincronizacion"]
 
-    migrate.upgrade(db_url)
+    migrate.upgrade(target_of(db_url))
     assert not (set(legacy.SYNC_TABLE_NAMES) & _tables(db_url))
-    with connect(db_url) as connection:
+    with connect(target_of(db_url)) as connection:
         states = connection.execute(
             text(
                 "SELECT id, backend, session_id, remote_id, etag, local_hash, remote_hash, "
@@ -179,12 +179,14 @@ def test_the_sync_tables_turn_english_with_their_rows_and_back(db_url: str) -> N
     assert _logged_tables(db_url) == ["planctl_sync_runs", "planctl_sync_states"]
     for table in ("planctl_sync_states", "planctl_sync_runs"):
         assert _names(db_url, table) == NAMES[table]
-    assert migrate.check(db_url).ok  # the schema is the models', indexes and uniques by name
+    assert migrate.check(
+        target_of(db_url)
+    ).ok  # the schema is the models', indexes and uniques by name
 
     # The code writes the English tables; new ids continue after the old rows'.
     from planctl.sync import state as sync_state
 
-    with connect(db_url) as connection:
+    with connect(target_of(db_url)) as connection:
         run_id = sync_state.start_run(connection, "simulated", "push")
         sync_state.finish_run(connection, run_id, "conflicts", {"created": 4, "conflicts": 1})
         sync_state.save_state(
@@ -209,15 +211,15 @@ def test_the_sync_tables_turn_english_with_their_rows_and_back(db_url: str) -> N
         "errors": 0,
     }
     if db_url.startswith("postgresql"):
-        with connect(db_url) as connection:
+        with connect(target_of(db_url)) as connection:
             sequence = connection.execute(
                 text("SELECT pg_get_serial_sequence('planctl_sync_runs', 'id')")
             ).scalar_one()
         assert sequence == "public.planctl_sync_runs_id_seq"
 
-    migrate.downgrade(db_url, before)
+    migrate.downgrade(target_of(db_url), before)
     assert not ({"planctl_sync_states", "planctl_sync_runs"} & _tables(db_url))
-    with connect(db_url) as connection:
+    with connect(target_of(db_url)) as connection:
         old_states = connection.execute(
             text(
                 "SELECT id, backend, sesion_id, id_remoto, etag, hash_local, hash_remoto "
@@ -242,12 +244,12 @@ def test_the_sync_tables_turn_english_with_their_rows_and_back(db_url: str) -> N
     assert _logged_tables(db_url) == ["ejecuciones_sincronizacion", "estados_sincronizacion"]
     for table in legacy.SYNC_TABLE_NAMES:
         assert _names(db_url, table) == NAMES[table]
-    migrate.upgrade(db_url)
-    assert migrate.check(db_url).ok
+    migrate.upgrade(target_of(db_url))
+    assert migrate.check(target_of(db_url)).ok
 
 
 def _old_sync_rows(url: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         states = connection.execute(
             text(
                 "SELECT id, backend, sesion_id, id_remoto, etag, hash_local, hash_remoto "
@@ -273,30 +275,33 @@ def test_a_backup_chain_from_before_the_rename_restores_then_upgrades(
 
     before = _previous(legacy.REVISION)
     assert before is not None
-    migrate.downgrade(seeded_url, before)
+    migrate.downgrade(target_of(seeded_url), before)
     _insert_old_sync_rows(seeded_url)
     backups = tmp_path / "backups"
-    assert create_backup(seeded_url, backups, BackupOptions(incremental=True)).info.kind == "full"
-    with connect(seeded_url) as connection:
+    assert (
+        create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info.kind
+        == "full"
+    )
+    with connect(target_of(seeded_url)) as connection:
         connection.execute(text("UPDATE estados_sincronizacion SET etag = '\"99\"' WHERE id = 3"))
         connection.execute(text("DELETE FROM ejecuciones_sincronizacion WHERE id = 9"))
         connection.execute(text("UPDATE sesiones SET notas = 'antes del cambio' WHERE id = 1"))
-    last = create_backup(seeded_url, backups, BackupOptions(incremental=True)).info
+    last = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info
     assert last.kind == "delta" and last.revision == before
     changes = delta.read(backups / last.data_file).tables
     assert set(changes) == {"sesiones", *legacy.SYNC_TABLE_NAMES}
     expected, expected_sync = table_contents(seeded_url), _old_sync_rows(seeded_url)
 
-    migrate.upgrade(seeded_url)
-    with connect(seeded_url) as connection:
+    migrate.upgrade(target_of(seeded_url))
+    with connect(target_of(seeded_url)) as connection:
         connection.execute(text("DELETE FROM planctl_sync_states"))
         connection.execute(text("UPDATE sesiones SET notas = 'después' WHERE id = 1"))
-    result = restore_backup(seeded_url, backups, last.name)
-    assert result.needs_upgrade and migrate.current(seeded_url) == before
+    result = restore_backup(target_of(seeded_url), backups, last.name)
+    assert result.needs_upgrade and migrate.current(target_of(seeded_url)) == before
     assert table_contents(seeded_url) == expected and _old_sync_rows(seeded_url) == expected_sync
 
-    migrate.upgrade(seeded_url)
-    with connect(seeded_url) as connection:
+    migrate.upgrade(target_of(seeded_url))
+    with connect(target_of(seeded_url)) as connection:
         etags = connection.execute(text("SELECT id, etag FROM planctl_sync_states ORDER BY id"))
         assert [tuple(r) for r in etags] == [(3, '"99"'), (8, None)]
         results = connection.execute(text("SELECT id, result FROM planctl_sync_runs ORDER BY id"))
@@ -306,7 +311,7 @@ def test_a_backup_chain_from_before_the_rename_restores_then_upgrades(
             (4, "errors"),
             (5, "interrupted"),
         ]
-    assert table_contents(seeded_url) == expected and migrate.check(seeded_url).ok
+    assert table_contents(seeded_url) == expected and migrate.check(target_of(seeded_url)).ok
 
 
 def test_exactly_one_head() -> None:
@@ -333,13 +338,13 @@ def test_heads_read_without_alembic_are_alembics(tmp_path: Path) -> None:
 
 def test_round_trip_upgrade_downgrade_upgrade(db_url: str) -> None:
     head = migrate.head_revision()
-    assert migrate.upgrade(db_url) == (None, head)
+    assert migrate.upgrade(target_of(db_url)) == (None, head)
     assert set(TABLE_NAMES) <= _tables(db_url)
-    migrate.check(db_url)
-    assert migrate.downgrade(db_url, "base") == (head, None)
+    migrate.check(target_of(db_url))
+    assert migrate.downgrade(target_of(db_url), "base") == (head, None)
     assert _tables(db_url) & set(TABLE_NAMES) == set()
-    assert migrate.upgrade(db_url) == (None, head)
-    assert migrate.check(db_url).ok
+    assert migrate.upgrade(target_of(db_url)) == (None, head)
+    assert migrate.check(target_of(db_url)).ok
 
 
 def test_check_is_red_after_a_model_change(migrated_url: str) -> None:
@@ -348,14 +353,14 @@ def test_check_is_red_after_a_model_change(migrated_url: str) -> None:
         table.to_metadata(changed)
     changed.tables["clientes"].append_column(Column("web", String(200)))
     with pytest.raises(VerificationError) as raised:
-        migrate.check(migrated_url, changed)
+        migrate.check(target_of(migrated_url), changed)
     assert "add_column clientes.web" in raised.value.message
     assert raised.value.exit_code == 5
 
 
 def test_check_is_red_when_the_database_drifts(migrated_url: str, cli: Cli) -> None:
     assert cli("db-check", url=migrated_url).exit_code == 0
-    with connect(migrated_url) as connection:
+    with connect(target_of(migrated_url)) as connection:
         connection.execute(text("ALTER TABLE sesiones ADD COLUMN sala VARCHAR(20)"))
     run = cli("db-check", url=migrated_url)
     assert run.exit_code == 5
@@ -363,8 +368,8 @@ def test_check_is_red_when_the_database_drifts(migrated_url: str, cli: Cli) -> N
 
 
 def test_check_is_red_when_not_at_head(db_url: str, cli: Cli) -> None:
-    migrate.upgrade(db_url)
-    migrate.stamp(db_url, "base")
+    migrate.upgrade(target_of(db_url))
+    migrate.stamp(target_of(db_url), "base")
     run = cli("db-check", url=db_url)
     assert run.exit_code == 5
     assert "no schema" in run.stderr or "not at head" in run.stderr or "head is" in run.stderr
@@ -384,10 +389,10 @@ def test_cli_upgrade_current_history_downgrade(db_url: str, cli: Cli) -> None:
     assert head in run.stdout and "current" in run.stdout
     run = cli("db-downgrade", "--yes", url=db_url)  # one step back
     assert run.exit_code == 0, run.stderr
-    assert migrate.current(db_url) == _previous(head)
+    assert migrate.current(target_of(db_url)) == _previous(head)
     run = cli("db-downgrade", "base", "--yes", url=db_url)
     assert run.exit_code == 0, run.stderr
-    assert migrate.current(db_url) is None
+    assert migrate.current(target_of(db_url)) is None
     assert not (_tables(db_url) & set(metadata.tables))
 
 
@@ -399,10 +404,10 @@ def test_downgrade_asks_for_confirmation(
     run = cli("db-downgrade", url=migrated_url, input="n\n")
     assert run.exit_code == 1
     assert "Downgrade" in run.stdout
-    assert migrate.current(migrated_url) == migrate.head_revision()
+    assert migrate.current(target_of(migrated_url)) == migrate.head_revision()
     run = cli("db-downgrade", url=migrated_url, input="y\n")
     assert run.exit_code == 0, run.stderr
-    assert migrate.current(migrated_url) == _previous(migrate.head_revision())
+    assert migrate.current(target_of(migrated_url)) == _previous(migrate.head_revision())
 
 
 def test_upgrade_sql_prints_ddl_without_touching_the_database(db_url: str, cli: Cli) -> None:
@@ -413,7 +418,7 @@ def test_upgrade_sql_prints_ddl_without_touching_the_database(db_url: str, cli: 
     if db_url.startswith("sqlite"):
         assert not Path(db_url.removeprefix("sqlite:///")).exists()
     else:
-        assert migrate.current(db_url) is None
+        assert migrate.current(target_of(db_url)) is None
 
 
 def test_stamp_records_without_running(db_url: str, cli: Cli) -> None:
@@ -428,7 +433,7 @@ def test_stamp_records_without_running(db_url: str, cli: Cli) -> None:
         sqlite3.connect(path).close()  # an empty database file: stamping it is fine
     run = cli("db-stamp", "head", url=db_url)
     assert run.exit_code == 0, run.stderr
-    assert migrate.current(db_url) == head
+    assert migrate.current(target_of(db_url)) == head
     assert not (_tables(db_url) & set(TABLE_NAMES))
 
 
@@ -458,7 +463,7 @@ def test_revision_autogenerate_writes_the_difference(
     migrated_url: str,
     cli: Cli,
 ) -> None:
-    with connect(migrated_url) as connection:
+    with connect(target_of(migrated_url)) as connection:
         connection.execute(text("ALTER TABLE temas ADD COLUMN obsoleto VARCHAR(5)"))
     run = cli("db-revision", "-m", "drop obsoleto", "--autogenerate", url=migrated_url)
     assert run.exit_code == 0, run.stderr
@@ -494,9 +499,9 @@ def test_failed_migration_leaves_nothing_half_applied(
     from planctl.errors import PlanctlError
 
     with pytest.raises(PlanctlError):
-        migrate.upgrade(db_url)
+        migrate.upgrade(target_of(db_url))
     # the whole upgrade, first revision included, was one transaction
-    assert migrate.current(db_url, missing_ok=True) is None
+    assert migrate.current(target_of(db_url), missing_ok=True) is None
     assert not (_tables(db_url) & ({"tabla_nueva"} | set(TABLE_NAMES)))
 
 
@@ -517,13 +522,13 @@ def test_plain_alembic_works_in_the_checkout(db_url: str, tmp_path: Path) -> Non
         text=True,
     )
     assert done.returncode == 0, done.stderr
-    assert migrate.current(db_url) == migrate.head_revision()
-    assert migrate.check(db_url).ok
+    assert migrate.current(target_of(db_url)) == migrate.head_revision()
+    assert migrate.check(target_of(db_url)).ok
 
 
 def test_percent_in_the_url_survives_alembic_config() -> None:
     url = "postgresql+psycopg://app:50%25off%40@db/planner"
-    assert migrate.alembic_config(url).get_main_option("sqlalchemy.url") == url
+    assert migrate.alembic_config(target_of(url)).get_main_option("sqlalchemy.url") == url
 
 
 def test_password_with_percent_and_at_sign(scram_server: ScramServer, cli: Cli) -> None:
@@ -540,7 +545,7 @@ def test_password_with_percent_and_at_sign(scram_server: ScramServer, cli: Cli) 
     run = cli("db-upgrade", url=url)
     assert run.exit_code == 0, run.stderr
     assert "50%25off" not in run.stdout + run.stderr and "***" in run.stdout
-    assert migrate.current(url) == migrate.head_revision()
+    assert migrate.current(target_of(url)) == migrate.head_revision()
 
 
 @pytest.mark.parametrize("command", ["db-upgrade", "db-stamp", "db-downgrade"])
@@ -559,19 +564,19 @@ def test_the_database_keeps_its_identity_across_downgrade_and_upgrade(
     from planctl.backup import create_backup, restore_backup
     from planctl.db import identity
 
-    with connect(seeded_url) as connection:
+    with connect(target_of(seeded_url)) as connection:
         before = identity.read(connection)
     assert before is not None
-    backup = create_backup(seeded_url, tmp_path / "b").info
-    migrate.downgrade(seeded_url, down_to)
-    migrate.upgrade(seeded_url)
-    with connect(seeded_url) as connection:
+    backup = create_backup(target_of(seeded_url), tmp_path / "b").info
+    migrate.downgrade(target_of(seeded_url), down_to)
+    migrate.upgrade(target_of(seeded_url))
+    with connect(target_of(seeded_url)) as connection:
         assert identity.read(connection) == before
         count = connection.execute(text("SELECT count(*) FROM planctl_database")).scalar_one()
     assert count == 1
-    assert migrate.check(seeded_url).ok
-    restore_backup(seeded_url, tmp_path / "b", backup.name)
-    with connect(seeded_url) as connection:
+    assert migrate.check(target_of(seeded_url)).ok
+    restore_backup(target_of(seeded_url), tmp_path / "b", backup.name)
+    with connect(target_of(seeded_url)) as connection:
         assert connection.execute(text("SELECT count(*) FROM sesiones")).scalar_one() > 0
 
 

@@ -15,6 +15,8 @@ from planctl.db.engine import connect
 from planctl.db.models import TABLE_NAMES, Cliente, Contratacion, Sesion, Tema, metadata
 from planctl.errors import DatabaseError
 
+from .helpers import target_of
+
 
 @contextmanager
 def violates() -> Iterator[None]:
@@ -75,16 +77,16 @@ SESSION = {
     ],
 )
 def test_session_constraints(migrated_url: str, bad: dict[str, object]) -> None:
-    with connect(migrated_url) as connection:
+    with connect(target_of(migrated_url)) as connection:
         _base_rows(connection)
-    with violates(), connect(migrated_url) as connection:
+    with violates(), connect(target_of(migrated_url)) as connection:
         connection.execute(insert(Sesion), [{**SESSION, **bad}])
-    with connect(migrated_url) as connection:
+    with connect(target_of(migrated_url)) as connection:
         assert connection.execute(select(Sesion.id)).all() == []
 
 
 def test_defaults_and_timestamps(migrated_url: str) -> None:
-    with connect(migrated_url) as connection:
+    with connect(target_of(migrated_url)) as connection:
         _base_rows(connection)
         connection.execute(insert(Sesion), [SESSION])
         row = connection.execute(select(Sesion)).one()
@@ -95,18 +97,18 @@ def test_defaults_and_timestamps(migrated_url: str) -> None:
 
 
 def test_unique_cif_and_expediente(migrated_url: str) -> None:
-    with connect(migrated_url) as connection:
+    with connect(target_of(migrated_url)) as connection:
         _base_rows(connection)
-    with violates(), connect(migrated_url) as connection:
+    with violates(), connect(target_of(migrated_url)) as connection:
         connection.execute(insert(Cliente), [{"empresa": "Otra", "cif": "B1"}])
-    with violates(), connect(migrated_url) as connection:
+    with violates(), connect(target_of(migrated_url)) as connection:
         connection.execute(
             insert(Contratacion), [{"cliente_id": 1, "formacion_id": 1, "expediente": "E1"}]
         )
 
 
 def test_on_delete_behaviour(migrated_url: str) -> None:
-    with connect(migrated_url) as connection:
+    with connect(target_of(migrated_url)) as connection:
         _base_rows(connection)
         connection.execute(insert(Sesion), [SESSION])
         connection.execute(text("INSERT INTO clientes_finales (id, empresa) VALUES (1, 'Final')"))
@@ -115,9 +117,9 @@ def test_on_delete_behaviour(migrated_url: str) -> None:
         )
         connection.execute(text("UPDATE contrataciones SET cliente_final_id = 1"))
     # RESTRICT: a client with contracts cannot be deleted.
-    with violates(), connect(migrated_url) as connection:
+    with violates(), connect(target_of(migrated_url)) as connection:
         connection.execute(text("DELETE FROM clientes WHERE id = 1"))
-    with connect(migrated_url) as connection:
+    with connect(target_of(migrated_url)) as connection:
         # SET NULL: the contract survives its end client; CASCADE: participants go.
         connection.execute(text("DELETE FROM clientes_finales WHERE id = 1"))
         assert (
@@ -134,8 +136,8 @@ def test_sqlite_connections_enforce_foreign_keys(tmp_path: Path) -> None:
     from planctl.db import migrate
 
     url = f"sqlite:///{tmp_path / 'fk.db'}"
-    migrate.upgrade(url)
-    with connect(url) as connection:
+    migrate.upgrade(target_of(url))
+    with connect(target_of(url)) as connection:
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
 
 

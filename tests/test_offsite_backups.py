@@ -17,7 +17,7 @@ import pytest
 
 from planctl.backup import load_set
 
-from .helpers import planctl_env, run_planctl, table_contents
+from .helpers import planctl_env, run_planctl, table_contents, target_of
 from .offsite_support import (  # noqa: F401  (fixtures)
     S3Server,
     SFTPServer,
@@ -44,7 +44,7 @@ def _touch(url: str, note: str) -> None:
 
     from planctl.db.engine import connect
 
-    with connect(url) as c:
+    with connect(target_of(url)) as c:
         c.execute(text("UPDATE sesiones SET notas = :n WHERE id <= 5"), {"n": note})
 
 

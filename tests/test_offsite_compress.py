@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,6 +19,7 @@ from planctl.backup.compress import (
     detect,
     parse_compression,
 )
+from planctl.backup.store import BackupInfo, parse_metadata
 from planctl.errors import UsageError
 
 from .conftest import skip_or_fail
@@ -88,3 +90,38 @@ def test_parse_compression() -> None:
         parse_compression("xz")
     with pytest.raises(UsageError, match="out of range"):
         parse_compression("gzip", 12)
+
+
+@pytest.mark.parametrize(
+    ("stored", "method"),
+    [(True, Compression.GZIP), (False, Compression.NONE), ("zstd", Compression.ZSTD)],
+)
+def test_the_metadata_keeps_what_every_version_wrote(stored: object, method: Compression) -> None:
+    """``compressed`` in a backup's metadata: true (gzip), false (none) or "zstd"; planctl
+    reads it into the enum and writes the same value back."""
+    assert Compression.from_stored(stored) is method and method.stored == stored
+    info = BackupInfo(
+        "b",
+        "full",
+        "sqlite",
+        "2026-12-07T00:00:00+00:00",
+        "b.sqlite",
+        "0" * 64,
+        1,
+        "",
+        None,
+        compressed=method,
+    )
+    data = info.as_dict()
+    assert data["compressed"] == stored
+    again = parse_metadata("b.json", json.dumps(data).encode())
+    assert again is not None and again.compressed is method
+
+
+@pytest.mark.parametrize("stored", ["lz4", None, 1, [], {"method": "gzip"}])
+def test_metadata_with_an_unknown_compression_is_not_well_typed(stored: object) -> None:
+    data = BackupInfo(
+        "b", "full", "sqlite", "2026-12-07T00:00:00+00:00", "b.sqlite", "0" * 64, 1, "", None
+    ).as_dict()
+    data["compressed"] = stored
+    assert parse_metadata("b.json", json.dumps(data).encode()) is None

@@ -14,13 +14,14 @@ from planctl.db.seed import DEMO_SESSIONS, seed
 from planctl.errors import SeedError
 
 from .conftest import Cli
+from .helpers import target_of
 
 TIMESTAMPS = {"created_at", "updated_at"}
 
 
 def _contents(url: str) -> dict[str, list[tuple[Any, ...]]]:
     out = {}
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         for name in TABLE_NAMES:
             table = metadata.tables[name]
             columns = [c for c in table.c if c.name not in TIMESTAMPS]
@@ -46,8 +47,8 @@ def test_seed_is_deterministic_across_engines(seeded_url: str, tmp_path: Path) -
     from planctl.db import migrate
 
     reference = f"sqlite:///{tmp_path / 'reference.db'}"
-    migrate.upgrade(reference)
-    seed(reference)
+    migrate.upgrade(target_of(reference))
+    seed(target_of(reference))
     assert _contents(seeded_url) == _contents(reference)
 
 
@@ -60,11 +61,11 @@ def test_seed_refuses_a_non_empty_database(seeded_url: str, cli: Cli) -> None:
 
 
 def test_force_replaces_the_data(seeded_url: str, cli: Cli) -> None:
-    with connect(seeded_url) as connection:
+    with connect(target_of(seeded_url)) as connection:
         connection.execute(text("UPDATE clientes SET notas = 'cambiado'"))
     run = cli("db-seed", "--force", url=seeded_url)
     assert run.exit_code == 0, run.stderr
-    with connect(seeded_url) as connection:
+    with connect(target_of(seeded_url)) as connection:
         assert (
             connection.execute(
                 text("SELECT count(*) FROM clientes WHERE notas = 'cambiado'")
@@ -79,7 +80,7 @@ def test_scale_generates_n_sessions_with_proportional_contracts(
 ) -> None:
     run = cli("db-seed", "--scale", "5000", url=migrated_url)
     assert run.exit_code == 0, run.stderr
-    with connect(migrated_url) as connection:
+    with connect(target_of(migrated_url)) as connection:
         counts = {
             n: connection.execute(text(f"SELECT count(*) FROM {n}")).scalar() for n in TABLE_NAMES
         }
@@ -92,7 +93,7 @@ def test_scale_generates_n_sessions_with_proportional_contracts(
 
 
 def test_ids_continue_after_seeding(seeded_url: str) -> None:
-    with connect(seeded_url) as connection:
+    with connect(target_of(seeded_url)) as connection:
         new_id = connection.execute(
             text("INSERT INTO temas (nombre) VALUES ('Nuevo tema') RETURNING id")
         ).scalar_one()
@@ -102,13 +103,13 @@ def test_ids_continue_after_seeding(seeded_url: str) -> None:
 
 def test_seed_needs_the_schema(db_url: str) -> None:
     with pytest.raises(SeedError, match="no schema"):
-        seed(db_url) if not db_url.startswith("sqlite") else _seed_sqlite_empty(db_url)
+        seed(target_of(db_url)) if not db_url.startswith("sqlite") else _seed_sqlite_empty(db_url)
 
 
 def _seed_sqlite_empty(url: str) -> None:
-    with connect(url, create=True):
+    with connect(target_of(url), create=True):
         pass
-    seed(url)
+    seed(target_of(url))
 
 
 @pytest.mark.parametrize("scale", ["0", "-3"])
@@ -128,17 +129,17 @@ def test_an_unbounded_scale_is_refused_up_front_naming_the_limit(
     assert run.exit_code == 2
     assert run.stderr.startswith("error: --scale 100,000,000,000,000,000,000 is over the limit")
     assert "10,000,000 sessions" in run.stderr and len(run.stderr.splitlines()) == 1
-    with connect(migrated_url) as connection:
+    with connect(target_of(migrated_url)) as connection:
         assert connection.execute(text("SELECT count(*) FROM sesiones")).scalar() == 0
 
 
 def test_if_empty_leaves_existing_data_alone(seeded_url: str, cli: Cli) -> None:
-    with connect(seeded_url) as connection:
+    with connect(target_of(seeded_url)) as connection:
         connection.execute(text("UPDATE temas SET descripcion = 'mía' WHERE id = 1"))
     run = cli("db-seed", "--if-empty", url=seeded_url)
     assert run.exit_code == 0, run.stderr
     assert "left as it is" in run.stdout
-    with connect(seeded_url) as connection:
+    with connect(target_of(seeded_url)) as connection:
         assert (
             connection.execute(text("SELECT descripcion FROM temas WHERE id = 1")).scalar() == "mía"
         )

@@ -19,6 +19,7 @@ from planctl.db import changelog
 from planctl.db.engine import connect
 
 from .conftest import Cli
+from .helpers import target_of
 from .sync_support import World, make_tiny_planner
 
 
@@ -30,13 +31,13 @@ def _sync_json(cli: Cli) -> dict[str, int]:
 
 
 def _position(url: str) -> int | None:
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         found = changelog.read_position(connection, "sync:simulated")
     return None if found is None else found[0]
 
 
 def _logged_after(url: str, position: int, table: str, row_id: int) -> bool:
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         row = connection.execute(
             text(
                 f"SELECT 1 FROM {changelog.LOG_TABLE} "
@@ -48,9 +49,7 @@ def _logged_after(url: str, position: int, table: str, row_id: int) -> bool:
 
 
 @pytest.fixture
-def world(
-    migrated_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Cli
-) -> World:
+def world(migrated_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Cli) -> World:
     make_tiny_planner(migrated_url)
     world = World(migrated_url, tmp_path / "calendar.json")
     monkeypatch.setenv("DATABASE_URL", migrated_url)
@@ -59,9 +58,7 @@ def world(
     return world
 
 
-def test_a_change_between_delta_backups_still_reaches_the_calendar(
-    world: World, cli: Cli
-) -> None:
+def test_a_change_between_delta_backups_still_reaches_the_calendar(world: World, cli: Cli) -> None:
     first = _sync_json(cli)
     sessions = first["calendar_created"]
     position = _position(world.url)
@@ -86,9 +83,7 @@ def test_a_change_between_delta_backups_still_reaches_the_calendar(
     assert not _logged_after(world.url, 0, "sesiones", 2)
 
 
-def test_a_restore_makes_the_next_sync_read_everything_and_converge(
-    world: World, cli: Cli
-) -> None:
+def test_a_restore_makes_the_next_sync_read_everything_and_converge(world: World, cli: Cli) -> None:
     assert cli("-q", "sync").exit_code == 0
     # changed after the last sync and backed up, then restored from that very backup:
     # the restore empties the log, so only a full read can still see the change
@@ -110,7 +105,7 @@ def test_a_restore_makes_the_next_sync_read_everything_and_converge(
 
 def test_a_session_table_without_its_triggers_is_read_in_full(world: World, cli: Cli) -> None:
     assert cli("-q", "sync").exit_code == 0
-    with connect(world.url) as connection:  # as a SQLite table rebuild would leave it
+    with connect(target_of(world.url)) as connection:  # as a SQLite table rebuild would leave it
         changelog.drop_triggers(connection, ["sesiones"])
     world.execute("UPDATE sesiones SET notas = 'sin registro' WHERE id = 1")
     summary = _sync_json(cli)

@@ -11,7 +11,7 @@ import pytest
 from planctl.logs import close_service_loggers
 
 from .conftest import Cli
-from .helpers import table_contents
+from .helpers import table_contents, target_of
 from .sync_support import World, make_tiny_planner
 
 
@@ -164,7 +164,7 @@ def test_remote_commands_are_for_the_simulated_calendar_only(
 def test_database_without_the_sync_migration(db_url: str, cli: Cli, workdir: Path) -> None:
     from planctl.db import migrate
 
-    migrate.upgrade(db_url, "4150a15fd00a")
+    migrate.upgrade(target_of(db_url), "4150a15fd00a")
     run = cli("sync", url=db_url)
     assert run.exit_code == 1 and "db-upgrade" in run.stderr
     assert not [p for p in workdir.iterdir() if "calenda" in p.name]  # no store, no file

@@ -29,6 +29,7 @@ from planctl.sync.backends.caldav import CalDAVBackend
 
 from . import sync_support
 from .conftest import EnvFor
+from .helpers import target_of
 from .sync_support import TZ, Radicale, caldav_settings
 
 radicale = sync_support.radicale
@@ -89,12 +90,12 @@ def _wait_for_writes(log: Path, count: int, process: subprocess.Popen[str]) -> N
 
 
 def _results(url: str) -> list[str]:
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         return list(connection.execute(select(RUNS.c.result).order_by(RUNS.c.id)).scalars())
 
 
 def _state_rows(url: str) -> int:
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         return len(connection.execute(select(STATE.c.id)).all())
 
 
@@ -104,8 +105,8 @@ def test_the_planner_app_keeps_writing_during_a_first_caldav_sync(
     from planctl.db import migrate
 
     url = f"sqlite:///{tmp_path / 'planificador.db'}"
-    migrate.upgrade(url)
-    seed(url, scale=1000)
+    migrate.upgrade(target_of(url))
+    seed(target_of(url), scale=1000)
     env = _dav_env(env_for, url, radicale, f"Writer {tmp_path.name}")
     waits: list[float] = []
     failures: list[str] = []

@@ -18,7 +18,7 @@ from planctl.errors import DatabaseError
 from planctl.sync.backends.simulated import InjectedFault, SimulatedBackend
 from planctl.sync.engine import COMMIT_EVERY, MAX_RETRIES, Kind, SyncOptions, SyncReport, run_sync
 
-from .helpers import table_contents
+from .helpers import table_contents, target_of
 from .sync_support import TZ, World, make_tiny_planner
 
 
@@ -373,7 +373,9 @@ def test_stale_etag_is_retried_after_reading_the_event_again(synced: World) -> N
     with synced.calendar() as calendar:
         # the phone saves just before planctl's conditional update reaches the server
         calendar.before_write = lambda _op, _id: calendar.edit("1", location="Sala del móvil")
-        report = run_sync(synced.url, SimulatedBackend(calendar), SyncOptions(timezone=TZ))
+        report = run_sync(
+            target_of(synced.url), SimulatedBackend(calendar), SyncOptions(timezone=TZ)
+        )
         writes = calendar.writes
     assert _kinds(report)[1] is Kind.UPDATE_REMOTE  # re-read: both changed, policy local
     assert writes == 2  # the phone's edit and planctl's update, nothing else
@@ -388,7 +390,9 @@ def test_stale_etag_under_policy_fail_becomes_a_conflict(synced: World) -> None:
     with synced.calendar() as calendar:
         calendar.before_write = lambda _op, _id: calendar.edit("1", location="Sala X")
         report = run_sync(
-            synced.url, SimulatedBackend(calendar), SyncOptions(timezone=TZ, policy="fail")
+            target_of(synced.url),
+            SimulatedBackend(calendar),
+            SyncOptions(timezone=TZ, policy="fail"),
         )
     assert [a.session_id for a in report.conflicts] == [1]
     assert synced.event_of(1)["location"] == "Sala X"
@@ -405,7 +409,9 @@ def test_an_event_that_keeps_changing_is_an_error_not_a_loop(synced: World) -> N
             calendar.before_write = keep_editing  # re-arm: every write races the phone
 
         calendar.before_write = keep_editing
-        report = run_sync(synced.url, SimulatedBackend(calendar), SyncOptions(timezone=TZ))
+        report = run_sync(
+            target_of(synced.url), SimulatedBackend(calendar), SyncOptions(timezone=TZ)
+        )
         calendar.before_write = None
     assert [a.session_id for a in report.errors] == [1]
     assert "kept changing" in report.errors[0].detail
@@ -465,7 +471,7 @@ def test_dry_run_on_a_fresh_calendar_creates_no_file(world: World) -> None:
 
 def _runs(url: str) -> list[tuple[object, ...]]:
     table = metadata.tables["planctl_sync_runs"]
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         return [tuple(r) for r in connection.execute(select(table).order_by(table.c.id))]
 
 
@@ -474,7 +480,7 @@ def test_each_run_is_logged_in_the_run_table(synced: World) -> None:
     runs = _runs(synced.url)
     assert len(runs) == 2
     table = metadata.tables["planctl_sync_runs"]
-    with connect(synced.url) as connection:
+    with connect(target_of(synced.url)) as connection:
         last = connection.execute(select(table).order_by(table.c.id.desc())).first()
     assert last is not None
     assert (last.mode, last.result, last.unchanged, last.created) == ("sync", "ok", 3, 0)
@@ -511,7 +517,7 @@ def test_an_interrupted_update_run_converges(synced: World) -> None:
     assert report.remote_writes == 1  # the one update the first run did not get to
     assert report.count(Kind.RECORD) == 2
     assert all("Notas: aula nueva" in synced.event_of(sid)["description"] for sid in (1, 2, 3))
-    with connect(synced.url) as connection:
+    with connect(target_of(synced.url)) as connection:
         table = metadata.tables["planctl_sync_runs"]
         results = connection.execute(select(table.c.result).order_by(table.c.id)).scalars()
         assert list(results) == ["ok", "interrupted", "ok"]  # the failed run never finished
@@ -533,7 +539,7 @@ def test_unrepresentable_remote_change_is_an_error_and_leaves_the_session(synced
 def test_database_without_sync_tables_says_to_upgrade(db_url: str, tmp_path: Path) -> None:
     from planctl.db import migrate
 
-    migrate.upgrade(db_url, "4150a15fd00a")
+    migrate.upgrade(target_of(db_url), "4150a15fd00a")
     world = World(db_url, tmp_path / "calendar.json")
     with pytest.raises(DatabaseError, match="db-upgrade"):
         world.sync()
@@ -541,7 +547,7 @@ def test_database_without_sync_tables_says_to_upgrade(db_url: str, tmp_path: Pat
 
 def test_state_rows_are_one_per_session_and_backend(synced: World) -> None:
     table = metadata.tables["planctl_sync_states"]
-    with connect(synced.url) as connection:
+    with connect(target_of(synced.url)) as connection:
         rows = connection.execute(
             select(table.c.backend, func.count()).group_by(table.c.backend)
         ).all()

@@ -42,7 +42,7 @@ from .google_support import (
     validate,
     wait_for,
 )
-from .helpers import run_planctl, spawn_planctl, table_contents
+from .helpers import run_planctl, spawn_planctl, table_contents, target_of
 from .sync_support import TZ, make_tiny_planner
 
 
@@ -77,7 +77,7 @@ class GWorld:
 
     def settings(self) -> Settings:
         return Settings(
-            database_url=self.url,
+            target=target_of(self.url),
             timezone=TZ,
             sync_backend="google",
             google_api_url=self.emulator.root,
@@ -95,7 +95,7 @@ class GWorld:
         """A run; its report and the HTTP requests it sent."""
         backend = backend or self.backend()
         try:
-            report = run_sync(self.url, backend, SyncOptions(timezone=TZ, **options))
+            report = run_sync(target_of(self.url), backend, SyncOptions(timezone=TZ, **options))
         finally:
             backend.close()
         return report, backend.client.requests
@@ -150,7 +150,7 @@ def _add_sessions(url: str, count: int, first_id: int = 10) -> None:
         }
         for n in range(count)
     ]
-    with connect(url) as connection:
+    with connect(target_of(url)) as connection:
         connection.execute(insert(Sesion), rows)
 
 
@@ -310,7 +310,7 @@ def test_phone_edits_with_google_api_python_client_come_back(world: GWorld) -> N
     )
     report, _ = world.sync()
     assert report.summary()["planner_updated"] == 1 and report.summary()["planner_cancelled"] == 1
-    with connect(world.url) as connection:
+    with connect(target_of(world.url)) as connection:
         rows = {r.id: r for r in connection.execute(Sesion.__table__.select())}
     assert (rows[2].hora_inicio, rows[2].hora_fin) == (dt.time(10), dt.time(14))
     assert rows[3].estado == "cancelada"
@@ -340,7 +340,7 @@ def test_an_expired_sync_token_is_one_full_listing(
 
 def test_a_phone_edit_racing_an_update_is_a_412_decided_by_the_policy(world: GWorld) -> None:
     world.sync()
-    with connect(world.url) as connection:
+    with connect(target_of(world.url)) as connection:
         connection.execute(
             Sesion.__table__.update().where(Sesion.id == 1).values(hora_fin=dt.time(14))
         )
@@ -563,7 +563,7 @@ def test_auth_and_sync_without_the_files_are_one_line_each(
 def test_cancelling_many_sessions_in_the_planner_is_refused_then_allowed(world: GWorld) -> None:
     _add_sessions(world.url, 12)
     world.sync()
-    with connect(world.url) as connection:
+    with connect(target_of(world.url)) as connection:
         connection.execute(
             Sesion.__table__.update().where(Sesion.id >= 10).values(estado="cancelada")
         )

@@ -22,7 +22,7 @@ from planctl.errors import SyncError
 from planctl.sync.engine import MASS_CANCEL_MIN, Kind, UnsafeRunError
 
 from .conftest import Cli
-from .helpers import table_contents
+from .helpers import table_contents, target_of
 from .sync_support import World, add_sessions, make_tiny_planner
 
 
@@ -118,16 +118,20 @@ def test_cli_refuses_a_mass_cancel_with_one_line_and_exit_1(
 def test_default_store_is_next_to_a_sqlite_database_or_in_the_data_dir(tmp_path: Path) -> None:
     db = tmp_path / "data" / "planner.db"
     sqlite = f"sqlite:///{db}"
-    assert default_sync_store(sqlite, {}) == db.with_name("planner.db.planctl-calendar.sqlite")
-    assert former_default_sync_store(sqlite, {}) == db.with_name(
+    assert default_sync_store(target_of(sqlite), {}) == db.with_name(
+        "planner.db.planctl-calendar.sqlite"
+    )
+    assert former_default_sync_store(target_of(sqlite), {}) == db.with_name(
         "planner.db.calendario_simulado.json"
     )
     pg_url, pg_env = "postgresql+psycopg://u:pw@h/planner", {"XDG_DATA_HOME": "/x/share"}
-    assert default_sync_store(pg_url, pg_env) == Path("/x/share/planctl/calendar-planner.sqlite")
-    assert former_default_sync_store(pg_url, pg_env) == Path(
+    assert default_sync_store(target_of(pg_url), pg_env) == Path(
+        "/x/share/planctl/calendar-planner.sqlite"
+    )
+    assert former_default_sync_store(target_of(pg_url), pg_env) == Path(
         "/x/share/planctl/calendario_simulado-planner.json"
     )
-    home = default_sync_store("postgresql+psycopg://u@h/db", {"HOME": "/home/ana"})
+    home = default_sync_store(target_of("postgresql+psycopg://u@h/db"), {"HOME": "/home/ana"})
     assert home == Path("/home/ana/.local/share/planctl/calendar-db.sqlite")
     settings = load_settings(
         environ={"PLANCTL_SYNC_STORE": "rel/cal.json"}, dotenv_path=tmp_path / "none"
@@ -143,8 +147,8 @@ def test_the_default_store_under_its_former_name_is_moved_and_used(
     it where it is; the first run moves it, and the files named after it, to the English
     name and finds every event (no new event, no "does not list N events" guard)."""
     env = {"XDG_DATA_HOME": str(tmp_path / "share")}
-    former = former_default_sync_store(migrated_url, env)
-    store = default_sync_store(migrated_url, env)
+    former = former_default_sync_store(target_of(migrated_url), env)
+    store = default_sync_store(target_of(migrated_url), env)
     assert store.parent == former.parent and store != former
     former.parent.mkdir(parents=True, exist_ok=True)
     make_tiny_planner(migrated_url)
@@ -203,7 +207,7 @@ def test_cron_from_another_directory_finds_the_same_calendar(
         )
     assert [r.returncode for r in runs] == [0, 0], runs[-1].stderr
     assert [r.stdout + r.stderr for r in runs] == ["", ""]  # -q: silent on success
-    store = default_sync_store(migrated_url, env)
+    store = default_sync_store(target_of(migrated_url), env)
     assert store.exists() and not any(any((tmp_path / w).iterdir()) for w in ("a", "b"))
     world = World(migrated_url, store)
     assert sorted(world.events_by_session()) == [1, 2, 3]

@@ -16,9 +16,13 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from planctl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from planctl.target import Target
 
 DEFAULTS: dict[str, str] = {
     "DATABASE_URL": "sqlite:///planificador.db",
@@ -51,7 +55,6 @@ DEFAULTS: dict[str, str] = {
 
 _PASSWORD_IN_QUERY = re.compile(r"(?P<key>[?&](?:password|pass|pwd)=)[^&#]*", re.IGNORECASE)
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-_PLAIN_SQLITE_URL = re.compile(r"sqlite(?:\+pysqlite)?:///([^?%#]+)")
 
 
 def _split_userinfo(url: str) -> tuple[str, str, str] | None:
@@ -107,16 +110,7 @@ def url_password(url: str) -> str | None:
     return password if colon and password else None
 
 
-def plain_sqlite_file(database_url: str) -> Path | None:
-    """The file of a plain ``sqlite:///path`` URL (no query, no escapes), else None.
-
-    Read without SQLAlchemy, whose import alone costs about 0.1 s of a command.
-    """
-    match = _PLAIN_SQLITE_URL.fullmatch(database_url)
-    return Path(match.group(1)) if match else None
-
-
-def default_sync_store(database_url: str, environ: Mapping[str, str]) -> Path:
+def default_sync_store(target: Target, environ: Mapping[str, str]) -> Path:
     """Where the simulated calendar lives when PLANCTL_SYNC_STORE is not set.
 
     Next to a SQLite database file (``<database>.planctl-calendar.sqlite``);
@@ -125,37 +119,26 @@ def default_sync_store(database_url: str, environ: Mapping[str, str]) -> Path:
     database (``calendar-<database>.sqlite``). Never relative to the directory
     a cron job starts in.
     """
-    return _sync_store_named(
-        database_url, environ, ".planctl-calendar.sqlite", "calendar-{}.sqlite"
-    )
+    return _sync_store_named(target, environ, ".planctl-calendar.sqlite", "calendar-{}.sqlite")
 
 
-def former_default_sync_store(database_url: str, environ: Mapping[str, str]) -> Path:
+def former_default_sync_store(target: Target, environ: Mapping[str, str]) -> Path:
     """The default store's former (Spanish) name, in the same directory:
     ``<database>.calendario_simulado.json`` or ``calendario_simulado-<database>.json``.
     A store found there is moved to :func:`default_sync_store`'s name when it is first
     opened (:func:`planctl.sync.backends.simulated.adopt_former_store`)."""
     return _sync_store_named(
-        database_url, environ, ".calendario_simulado.json", "calendario_simulado-{}.json"
+        target, environ, ".calendario_simulado.json", "calendario_simulado-{}.json"
     )
 
 
 def _sync_store_named(
-    database_url: str, environ: Mapping[str, str], beside: str, in_data_dir: str
+    target: Target, environ: Mapping[str, str], beside: str, in_data_dir: str
 ) -> Path:
     """*beside* appended to a SQLite database file's name, else *in_data_dir* (with the
     database's name) in the per-user data directory."""
-    from urllib.parse import unquote, urlsplit
-
-    scheme = _SCHEME.match(database_url)
-    backend = scheme[0][:-3].split("+")[0].lower() if scheme else ""
-    # sqlite:///relative.db and sqlite:////absolute.db: the path after the third slash
-    database = unquote(urlsplit(database_url).path)[1:] if scheme else ""
-    if (
-        backend == "sqlite"
-        and database not in ("", ":memory:")
-        and not database.startswith("file:")
-    ):
+    database = target.database or ""
+    if target.is_sqlite and not database.startswith("file:"):
         path = Path(database).expanduser().absolute()
         return path.with_name(path.name + beside)
     data_home = environ.get("XDG_DATA_HOME", "").strip()
@@ -177,129 +160,9 @@ def default_google_token(environ: Mapping[str, str]) -> Path:
     return (base / "planctl" / "google-token.json").absolute()
 
 
-def normalize_database_url(url: str) -> str:
-    """Point bare ``postgresql://`` and ``postgres://`` URLs at psycopg 3.
-
-    SQLAlchemy's default PostgreSQL driver is psycopg2, which planctl does not
-    ship; users copy URLs from their provider in the bare form.
-    """
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
-
-
 #: The calendar backends planctl ships (planctl.sync.backends.<name>).
 SYNC_BACKENDS = ("caldav", "google", "simulated")
-#: Query arguments a SQLite DATABASE_URL may carry: the driver's own, and SQLite's URI
-#: parameters, which it honours only with ``uri=true`` (and silently ignores otherwise).
-_SQLITE_DRIVER_ARGS = frozenset({"timeout", "uri"})
-_SQLITE_URI_ARGS = {
-    "mode": ("ro", "rw", "rwc", "memory"),
-    "cache": ("shared", "private"),
-    "immutable": ("0", "1"),
-    "nolock": ("0", "1"),
-    "psow": ("0", "1"),
-    "vfs": None,
-}
-SUPPORTED_DATABASES = "sqlite:///path/to/file.db or postgresql://user@host/dbname"
 SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa")
-
-
-def check_database_url(url: str) -> None:
-    """Refuse a DATABASE_URL planctl cannot use, without importing SQLAlchemy.
-
-    Checks the scheme (SQLite or PostgreSQL), the port, and a SQLite URL's query
-    arguments: the driver would ignore unknown ones with a warning, and SQLite's URI
-    parameters (``mode=ro``…) only count with ``uri=true``.
-    """
-    from urllib.parse import parse_qsl, urlsplit
-
-    masked = mask_url(url)
-    scheme = _SCHEME.match(url)
-    if scheme is None:
-        raise ConfigError(f"malformed DATABASE_URL '{masked}'", f"expected {SUPPORTED_DATABASES}")
-    backend = scheme[0][:-3].split("+")[0].lower()
-    if backend not in ("sqlite", "postgresql"):
-        raise ConfigError(
-            f"unsupported database '{backend}' in DATABASE_URL '{masked}'",
-            f"planctl supports {SUPPORTED_DATABASES}",
-        )
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018  (a non-numeric port fails here)
-    except ValueError as error:
-        raise ConfigError(
-            f"malformed DATABASE_URL '{masked}'", f"expected {SUPPORTED_DATABASES}"
-        ) from error
-    if backend != "sqlite":
-        return  # libpq checks its own parameters, with a message naming the bad one
-    from urllib.parse import unquote
-
-    if "\0" in unquote(parts.path):
-        raise ConfigError(
-            f"DATABASE_URL '{masked}' holds a NUL byte in its path", "give a plain file path"
-        )
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    uri = query.get("uri", "").lower() == "true"
-    for key, value in query.items():
-        if key in _SQLITE_DRIVER_ARGS:
-            continue
-        if key not in _SQLITE_URI_ARGS:
-            raise ConfigError(
-                f"unknown query argument '{key}' in DATABASE_URL '{masked}'",
-                "SQLite URLs take timeout=, or uri=true with mode=, cache=, immutable=…",
-            )
-        allowed = _SQLITE_URI_ARGS[key]
-        if allowed is not None and value not in allowed:
-            raise ConfigError(
-                f"bad value '{value}' for {key} in DATABASE_URL '{masked}'",
-                f"use one of {', '.join(allowed)}",
-            )
-        if not uri:
-            raise ConfigError(
-                f"query argument '{key}' in DATABASE_URL '{masked}' needs uri=true",
-                f"use sqlite:///file:{parts.path[1:] or 'planificador.db'}"
-                f"?{key}={value}&uri=true, or remove it",
-            )
-
-
-def _check_database_file(url: str) -> None:
-    """A planner lives in a file: refuse an in-memory SQLite database (it would hold nothing
-    between two commands) and a path that is a device, FIFO or directory."""
-    from urllib.parse import unquote, urlsplit
-
-    if not url.lower().startswith("sqlite"):
-        return
-    parts = urlsplit(url)
-    database = unquote(parts.path)[1:]
-    if "uri=true" in parts.query.lower() and database.startswith("file:"):
-        database = database.removeprefix("file:")
-    if database in ("", ":memory:") or "mode=memory" in parts.query.lower():
-        raise ConfigError(
-            f"DATABASE_URL '{mask_url(url)}' is an in-memory SQLite database",
-            "planctl works on a file: sqlite:///path/to/planificador.db",
-        )
-    try:
-        mode = Path(database).expanduser().stat().st_mode
-    except FileNotFoundError:
-        return  # not there (yet): db-upgrade creates it, the others say it is missing
-    except RuntimeError as error:  # ~user of a user this system does not know
-        raise ConfigError(
-            f"DATABASE_URL '{mask_url(url)}' names an unknown home directory",
-            "give the database file's full path",
-        ) from error
-    except OSError as error:  # a name too long, a loop of links, a component that is a file
-        shown = database if len(database) <= 80 else database[:77] + "…"
-        raise ConfigError(
-            f"DATABASE_URL names '{shown}', which cannot be used: {error.strerror}",
-            "point it at a SQLite database file",
-        ) from error
-    if not stat.S_ISREG(mode):
-        raise ConfigError(
-            f"DATABASE_URL '{mask_url(url)}' names '{database}', which is not a regular file",
-            "point it at a SQLite database file",
-        )
 
 
 def check_http_url(name: str, url: str) -> str | None:
@@ -366,7 +229,8 @@ def recipient_shape_error(entry: str) -> str | None:
 class Settings:
     """Everything planctl reads from its environment, resolved and checked once."""
 
-    database_url: str = DEFAULTS["DATABASE_URL"]
+    #: The database, parsed and checked (:class:`planctl.target.Target`).
+    target: Target = field(default_factory=lambda: _parse_target(DEFAULTS["DATABASE_URL"]))
     backup_dir: Path = Path(DEFAULTS["PLANCTL_BACKUP_DIR"])
     log_dir: Path = Path(DEFAULTS["PLANCTL_LOG_DIR"])
     timezone: str = DEFAULTS["PLANCTL_TIMEZONE"]
@@ -399,8 +263,14 @@ class Settings:
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
+    def database_url(self) -> str:
+        """The database URL, password included (for the CLI's display and child processes;
+        the library takes :attr:`target`)."""
+        return self.target.url
+
+    @property
     def masked_url(self) -> str:
-        return mask_url(self.database_url)
+        return self.target.masked
 
     @property
     def zone(self) -> ZoneInfo:
@@ -425,7 +295,7 @@ class Settings:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every password planctl knows of, for log and message scrubbing."""
-        found = (url_password(self.database_url), url_password(self.caldav_url))
+        found = (*self.target.secrets, url_password(self.caldav_url))
         return tuple(s for s in (*found, self.caldav_password) if s)
 
 
@@ -561,13 +431,6 @@ def load_settings(
             "DATABASE_URL is set but empty",
             f"give a database URL, or unset it for the default {DEFAULTS['DATABASE_URL']}",
         )
-    database_url = normalize_database_url(get("DATABASE_URL"))
-    try:
-        check_database_url(database_url)
-        _check_database_file(database_url)
-    except ConfigError as error:
-        raise bad("DATABASE_URL", error.message, error.hint or "") from error
-
     timezone = get("PLANCTL_TIMEZONE")
     try:
         ZoneInfo(timezone)
@@ -629,6 +492,10 @@ def load_settings(
             f"PLANCTL_PG_BINDIR '{pg_bindir}' holds no pg_dump",
             "name the directory of pg_dump and pg_restore, e.g. /usr/lib/postgresql/16/bin",
         )
+    try:
+        target = _parse_target(get("DATABASE_URL"), pg_bindir=pg_bindir)
+    except ConfigError as error:
+        raise bad("DATABASE_URL", error.message, error.hint or "") from error
     store = path("PLANCTL_SYNC_STORE", directory=False)
     lock_wait = parse_lock_wait(get("PLANCTL_LOCK_WAIT"))
     if lock_wait is None:
@@ -638,15 +505,15 @@ def load_settings(
             "give seconds greater than 0, e.g. 60",
         )
     return Settings(
-        database_url=database_url,
+        target=target,
         backup_dir=path("PLANCTL_BACKUP_DIR", directory=True) or Path("backups"),
         log_dir=path("PLANCTL_LOG_DIR", directory=True) or Path("logs"),
         timezone=timezone,
         sync_backend=backend,
         # absolute from here on: a later chdir (or cron's working directory) cannot move it
-        sync_store=store.absolute() if store else default_sync_store(database_url, values),
+        sync_store=store.absolute() if store else default_sync_store(target, values),
         sync_store_is_default=store is None,
-        sync_store_former=None if store else former_default_sync_store(database_url, values),
+        sync_store_former=None if store else former_default_sync_store(target, values),
         caldav_url=caldav_url,
         caldav_user=get("PLANCTL_CALDAV_USER"),
         # Not stripped: a password may begin or end with a space.
@@ -677,3 +544,9 @@ def parse_lock_wait(text: str) -> float | None:
     except ValueError:
         return None
     return seconds if math.isfinite(seconds) and seconds > 0 else None
+
+
+def _parse_target(url: str, *, pg_bindir: Path | None = None) -> Target:
+    from planctl.target import Target
+
+    return Target.parse(url, pg_bindir=pg_bindir)

@@ -84,11 +84,10 @@ class Guard:
         """What no file planctl writes at a user's request may overwrite: the database (and
         its journals), the backups, the simulated calendar's store (also under its former
         name, until it is moved) and its journal."""
-        from planctl.db.sqlite_file import database_file
         from planctl.logs import log_files
 
         return cls(
-            database=database_file(settings.database_url),
+            database=settings.target.sqlite_file,
             backup_dir=settings.backup_dir,
             extra=(
                 settings.sync_store,

@@ -29,9 +29,30 @@ class CompressionError(PlanctlError):
 
 
 class Compression(StrEnum):
+    """How a backup's data file is compressed. Compare with ``is``: every member,
+    ``NONE`` included, is a non-empty string and so true."""
+
     ZSTD = "zstd"
     GZIP = "gzip"
     NONE = "none"
+
+    @classmethod
+    def from_stored(cls, value: object) -> Compression:
+        """The compression a backup's metadata records as ``compressed``: ``True`` is
+        gzip (backups before ``--compress METHOD``), ``False`` none, else the method's
+        name. Anything else is a ValueError (metadata that is not well typed)."""
+        if isinstance(value, bool):
+            return cls.GZIP if value else cls.NONE
+        if isinstance(value, str):
+            return cls(value)
+        raise ValueError(f"not a stored compression: {value!r}")
+
+    @property
+    def stored(self) -> bool | str:
+        """What the metadata's ``compressed`` holds (readable by every planctl version)."""
+        if self is Compression.GZIP:
+            return True
+        return False if self is Compression.NONE else self.value
 
 
 DEFAULT_LEVELS = {Compression.ZSTD: 3, Compression.GZIP: 6, Compression.NONE: 0}
@@ -183,14 +204,6 @@ def decompressing(src: BinaryIO) -> BinaryIO:
     else:
         raw = _Prefixed(src, head)
     return io.BufferedReader(raw, _CHUNK)
-
-
-def method_of(compressed: bool | str) -> Compression:
-    """A backup's compression from its metadata: ``True`` is gzip (backups before
-    ``--compress METHOD``), ``False`` none, else the method's name."""
-    if isinstance(compressed, bool):
-        return Compression.GZIP if compressed else Compression.NONE
-    return Compression(compressed)
 
 
 SUFFIXES = {Compression.ZSTD: ".zst", Compression.GZIP: ".gz", Compression.NONE: ""}

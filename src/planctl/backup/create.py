@@ -30,9 +30,15 @@ from planctl.backup.catalog import (
     remove_chain,
     rotate_plan,
 )
+from planctl.backup.compress import Compression
 from planctl.backup.engines import engine_for
-from planctl.backup.options import FORMATS, MAX_DELTAS, BackupOptions, RestoreOptions
-from planctl.backup.owner import engine_name
+from planctl.backup.options import (
+    DEFAULT_COMPRESSION,
+    FORMATS,
+    MAX_DELTAS,
+    BackupOptions,
+    RestoreOptions,
+)
 from planctl.backup.pipeline import ENCRYPTED_SUFFIX
 from planctl.backup.store import (
     BackupError,
@@ -47,11 +53,11 @@ from planctl.backup.store import (
     utc_now,
     write_metadata,
 )
-from planctl.config import mask_url
 from planctl.db import changelog
 from planctl.errors import DatabaseError, UsageError
 from planctl.failures import Failure
 from planctl.hooks import NO_HOOKS, Hooks
+from planctl.target import Target
 from planctl.text import plural
 
 if TYPE_CHECKING:
@@ -69,26 +75,6 @@ DELTA_MAX_CHANGES = 200_000
 BUSY_ATTEMPTS = 4
 
 
-#: What ``compress=True`` means: zstd, faster and smaller than gzip on the benchmark
-#: database (bench/RESULTS.md), where the engine can write it (pg_dump 15: gzip).
-DEFAULT_COMPRESSION = "zstd"
-
-
-def stored_compression(compress: bool | str) -> bool | str:
-    """The ``compressed`` value a backup records: ``True`` (gzip, as planctl always
-    wrote it), ``False`` (none) or ``"zstd"``."""
-    from planctl.backup.compress import Compression, parse_compression
-
-    if compress is True:
-        compress = DEFAULT_COMPRESSION
-    if compress is False:
-        return False
-    method, _ = parse_compression(str(compress))
-    if method is Compression.GZIP:
-        return True
-    return False if method is Compression.NONE else method.value
-
-
 @dataclass
 class BackupResult:
     info: BackupInfo
@@ -101,7 +87,7 @@ class BackupResult:
 
 
 def create_backup(
-    database_url: str,
+    target: Target,
     backup_dir: Path,
     options: BackupOptions | None = None,
     hooks: Hooks = NO_HOOKS,
@@ -122,13 +108,13 @@ def create_backup(
         cleaned = clean_leftovers(backups)
         info, because = None, None
         if options.incremental:
-            info, because = _delta_with_retries(database_url, backups, options, hooks)
+            info, because = _delta_with_retries(target, backups, options, hooks)
             if info is None:
                 log.info("full backup instead of a delta: %s", because)
         if info is None:
-            info = create_full_locked(database_url, backups, options, hooks, anchor=True)
+            info = create_full_locked(target, backups, options, hooks, anchor=True)
         # Rotation counts this database's chains only (its id, its engine).
-        backups = load_set(backup_dir, Owner(info.database_id, engine_name(database_url)))
+        backups = load_set(backup_dir, Owner(info.database_id, target.engine))
         deltas = len(backups.chain_of(backups.by_name[info.name])) - 1
         keep = options.keep
         removed = rotate_locked(backups, keep) if keep is not None else []
@@ -137,7 +123,7 @@ def create_backup(
 
 
 def resolved(options: BackupOptions) -> BackupOptions:
-    """*options* checked, with the compression as recorded and ``verify`` decided: a
+    """*options* checked, with ``verify`` decided: a
     backup must be proven readable before it pushes others out (``keep``)."""
     if options.keep is not None and options.keep < 1:
         raise UsageError(
@@ -148,8 +134,7 @@ def resolved(options: BackupOptions) -> BackupOptions:
     if options.max_deltas < 1:
         raise UsageError(f"--max-deltas must be at least 1, got {options.max_deltas}")
     verify = True if options.keep is not None else bool(options.verify)
-    compress = stored_compression(options.compress)
-    return dataclasses.replace(options, compress=compress, verify=verify)
+    return dataclasses.replace(options, verify=verify)
 
 
 def rotate_locked(backups: BackupSet, keep: int) -> list[BackupInfo]:
@@ -196,13 +181,13 @@ def _delta_refusal(
 
 
 def _delta_with_retries(
-    database_url: str, backups: BackupSet, options: BackupOptions, hooks: Hooks
+    target: Target, backups: BackupSet, options: BackupOptions, hooks: Hooks
 ) -> tuple[BackupInfo | None, str | None]:
     """A SQLite app that commits every few ms can hold the lock past one busy timeout:
     try again with a random backoff, then say what happened."""
     for attempt in range(1, BUSY_ATTEMPTS + 1):
         try:
-            return _create_delta_locked(database_url, backups, options, hooks)
+            return _create_delta_locked(target, backups, options, hooks)
         except DatabaseError as error:
             if error.failure is not Failure.LOCKED or attempt == BUSY_ATTEMPTS:
                 raise
@@ -212,7 +197,7 @@ def _delta_with_retries(
 
 
 def _create_delta_locked(
-    database_url: str, backups: BackupSet, options: BackupOptions, hooks: Hooks
+    target: Target, backups: BackupSet, options: BackupOptions, hooks: Hooks
 ) -> tuple[BackupInfo | None, str | None]:
     """Write a delta in one transaction that also empties the change log it consumed.
 
@@ -226,7 +211,7 @@ def _create_delta_locked(
 
     backup_dir = backups.path
     compress, recipients, verify = options.compress, options.recipients, bool(options.verify)
-    with connect(database_url, immediate=True, snapshot=True) as connection:
+    with connect(target, immediate=True, snapshot=True) as connection:
         if not changelog.installed(connection):
             return None, "the database has no change log (run planctl db-upgrade)"
         changelog.lock_anchor(connection)
@@ -257,7 +242,7 @@ def _create_delta_locked(
             )
         created = utc_now()
         name = new_name(created, "delta", options.label, backup_dir)
-        log.info("delta %s of %s on top of %s started", name, mask_url(database_url), parent.name)
+        log.info("delta %s of %s on top of %s started", name, target.masked, parent.name)
         tables = delta.collect(connection, changelog.changed_ids(connection))
         temp = temp_path(backup_dir, ".data")
         data_file = name + delta.data_suffix(compress) + (ENCRYPTED_SUFFIX if recipients else "")
@@ -292,7 +277,7 @@ def _create_delta_locked(
                 data_file=data_file,
                 sha256=sha,
                 size=size,
-                source=mask_url(database_url),
+                source=target.masked,
                 revision=revision,
                 row_counts={t: c["upserts"] + c["deletes"] for t, c in counts.items()},
                 compressed=compress,
@@ -343,9 +328,9 @@ class _Anchor:
     """
 
     def __init__(
-        self, database_url: str, name: str, created: str, lock_wait: LockWait | None = None
+        self, target: Target, name: str, created: str, lock_wait: LockWait | None = None
     ) -> None:
-        self.database_url, self.name, self.created = database_url, name, created
+        self.target, self.name, self.created = target, name, created
         self.lock_wait = lock_wait
         self.mark: int | None = None
 
@@ -376,14 +361,14 @@ class _Anchor:
         from planctl.errors import PlanctlError
 
         def attempt(seconds: float) -> None:
-            with connect(self.database_url, immediate=True, lock_timeout=seconds) as connection:
+            with connect(self.target, immediate=True, lock_timeout=seconds) as connection:
                 changelog.lock_anchor(connection)
                 changelog.move_anchor(connection, self.name, self.created, up_to=mark)
 
-        target = lockwait.target_for(self.database_url)
+        subject = lockwait.subject_for(self.target)
         try:  # short attempts within the budget (planctl.db.lockwait), like every strong lock
             lockwait.retry(
-                self.lock_wait or lockwait.LockWait(), target, "change-log anchor", attempt
+                self.lock_wait or lockwait.LockWait(), subject, "change-log anchor", attempt
             )
         except (PlanctlError, SQLAlchemyError) as error:  # see the class docstring
             log.warning(
@@ -400,7 +385,7 @@ def _timed(what: str, name: str) -> Iterator[None]:
 
 
 def create_full_locked(
-    database_url: str,
+    target: Target,
     backups: BackupSet,
     options: BackupOptions,
     hooks: Hooks = NO_HOOKS,
@@ -415,17 +400,17 @@ def create_full_locked(
     within its budget (planctl.db.lockwait); without, each engine's own default."""
     backup_dir = backups.path
     compress, recipients, verify = options.compress, options.recipients, bool(options.verify)
-    name_of_engine = "logical" if options.fmt == "logical" else engine_name(database_url)
+    name_of_engine = "logical" if options.fmt == "logical" else target.engine
     engine = engine_for(
         name_of_engine, pg_bindir=options.pg_bindir, hooks=hooks, lock_wait=lock_wait
     )
-    if engine.name == "postgresql" and compress:
-        compress = True  # pg_dump's own compression (gzip)
+    if engine.name == "postgresql" and compress is not Compression.NONE:
+        compress = Compression.GZIP  # pg_dump's own compression
     created = utc_now()
     name = new_name(created, "full", options.label, backup_dir)
-    moves = _Anchor(database_url, name, created.isoformat(), lock_wait) if anchor else None
+    moves = _Anchor(target, name, created.isoformat(), lock_wait) if anchor else None
     data_file = name + engine.data_suffix(compress) + (ENCRYPTED_SUFFIX if recipients else "")
-    log.info("backup %s of %s started", name, mask_url(database_url))
+    log.info("backup %s of %s started", name, target.masked)
     try:
         temp = temp_path(backup_dir, ".data")
     except OSError as error:
@@ -434,7 +419,7 @@ def create_full_locked(
         try:
             with _timed(f"{engine.name} dump", name):
                 dumped = engine.dump(
-                    database_url,
+                    target,
                     temp,
                     compressed=compress,
                     verify=verify,
@@ -456,7 +441,7 @@ def create_full_locked(
             data_file=data_file,
             sha256=sha,
             size=size,
-            source=mask_url(database_url),
+            source=target.masked,
             revision=dumped.result.revision,
             row_counts=dumped.result.row_counts,
             compressed=compress,
@@ -495,7 +480,7 @@ def record(backup_dir: Path, info: BackupInfo) -> None:
 
 
 def pre_restore_copy(
-    database_url: str,
+    target: Target,
     backups: BackupSet,
     restoring: RestoreOptions | None = None,
     hooks: Hooks = NO_HOOKS,
@@ -505,14 +490,14 @@ def pre_restore_copy(
     restore's own ``lock_wait`` budget."""
     restoring = restoring or RestoreOptions()
     options = BackupOptions(
-        compress=stored_compression(True),  # zstd, like every other backup
+        compress=DEFAULT_COMPRESSION,  # like every other backup
         label=PRE_RESTORE,
         reason=PRE_RESTORE,
         pg_bindir=restoring.pg_bindir,
         verify=True,
         recipients=restoring.recipients,
     )
-    return create_full_locked(database_url, backups, options, hooks, lock_wait=restoring.lock_wait)
+    return create_full_locked(target, backups, options, hooks, lock_wait=restoring.lock_wait)
 
 
 __all__ = [

@@ -14,6 +14,7 @@ from planctl.backup.offsite import open_store, push, remote_catalog
 from planctl.backup.store import BackupInfo, utc_now
 from planctl.errors import PlanctlError
 from planctl.hooks import NO_HOOKS, Hooks
+from planctl.target import Target
 
 if TYPE_CHECKING:
     from planctl.backup.create import BackupResult
@@ -32,7 +33,7 @@ class ShippedBackup:
 
 
 def backup_and_ship(
-    database_url: str,
+    target: Target,
     backup_dir: Path,
     options: BackupOptions,
     *,
@@ -56,7 +57,6 @@ def backup_and_ship(
     from planctl.backup.create import create_backup
     from planctl.backup.crypto import parse_recipients
     from planctl.backup.monitor import LastRun, ping, write_last_run
-    from planctl.backup.owner import engine_name
 
     started = time.monotonic()
     ping(ping_url, "start")
@@ -64,11 +64,11 @@ def backup_and_ship(
         recipients = parse_recipients(recipients_text) if recipients_text else []
         store = open_store(remote_url, remote_timeout) if remote_url else None
         result = create_backup(
-            database_url, backup_dir, dataclasses.replace(options, recipients=recipients), hooks
+            target, backup_dir, dataclasses.replace(options, recipients=recipients), hooks
         )
         shipped = ShippedBackup(result)
         if store is not None:
-            owner = Owner(result.info.database_id, engine_name(database_url))
+            owner = Owner(result.info.database_id, target.engine)
             try:
                 pushed = push(
                     Path(backup_dir), store, keep=remote_keep, lock_timeout=30, owner=owner

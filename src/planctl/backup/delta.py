@@ -41,11 +41,10 @@ from planctl.backup.compress import (
     CompressionError,
     compressing,
     decompressing,
-    method_of,
 )
 from planctl.backup.store import BackupError
-from planctl.config import mask_url
 from planctl.errors import VerificationError
+from planctl.target import Target
 
 if TYPE_CHECKING:
     from planctl.backup.crypto import Recipient
@@ -57,8 +56,8 @@ FETCH = 500  # ids per ``WHERE id IN (…)``
 DAMAGED_HINT = "the chain is broken from here on; restore an earlier backup (planctl backup list)"
 
 
-def data_suffix(compressed: bool | str) -> str:
-    return ".delta.json" + SUFFIXES[method_of(compressed)]
+def data_suffix(compressed: Compression) -> str:
+    return ".delta.json" + SUFFIXES[compressed]
 
 
 @dataclass
@@ -118,8 +117,8 @@ def collect(connection: Connection, changed: dict[str, list[int]]) -> dict[str, 
 
 
 def write(
-    target: Path,
-    compressed: bool | str,
+    into: Path,
+    compressed: Compression,
     *,
     timestamp: str,
     parent: str,
@@ -129,7 +128,7 @@ def write(
     tables: dict[str, dict[str, Any]],
     recipients: Sequence[Recipient] = (),
 ) -> None:
-    """Write the delta into *target*, encrypted to *recipients* as it is written."""
+    """Write the delta into *into*, encrypted to *recipients* as it is written."""
     from planctl.backup.pipeline import sealed
 
     document = {
@@ -144,8 +143,8 @@ def write(
         "tables": tables,
     }
     data = (JSON.encode(document) + "\n").encode("utf-8")
-    method = method_of(compressed)
-    with sealed(target, recipients) as raw:
+    method = compressed
+    with sealed(into, recipients) as raw:
         if method is Compression.GZIP:
             with gzip.GzipFile(
                 filename="", fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0
@@ -330,7 +329,7 @@ def current_revision(connection: Connection) -> str | None:
     return None if value is None else str(value)
 
 
-def apply_delta(database_url: str, path: Path | str) -> int:
+def apply_delta(target: Target, path: Path | str) -> int:
     """Apply one delta file to the database in one transaction; return the rows touched.
 
     The database must be at the delta's schema revision and hold its parent's
@@ -339,15 +338,15 @@ def apply_delta(database_url: str, path: Path | str) -> int:
     """
     path = Path(path)
     delta = read(path)
-    return apply_deltas(database_url, [(path.name, delta)])
+    return apply_deltas(target, [(path.name, delta)])
 
 
-def apply_deltas(database_url: str, deltas: Iterable[tuple[str, Delta]]) -> int:
+def apply_deltas(target: Target, deltas: Iterable[tuple[str, Delta]]) -> int:
     """Apply deltas in order, in one transaction (all or nothing)."""
     from planctl.db.engine import connect
 
-    with connect(database_url, foreign_keys=False, immediate=True) as connection:
-        return apply_all(connection, deltas, mask_url(database_url))
+    with connect(target, foreign_keys=False, immediate=True) as connection:
+        return apply_all(connection, deltas, target.masked)
 
 
 def apply_all(connection: Connection, deltas: Iterable[tuple[str, Delta]], where: str) -> int:

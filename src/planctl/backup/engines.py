@@ -18,11 +18,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from planctl.backup.compress import Compression
 from planctl.backup.logical_engine import LogicalEngine
 from planctl.backup.postgres_engine import PostgresEngine
 from planctl.backup.sqlite_engine import SqliteEngine
 from planctl.backup.store import Dumped
 from planctl.hooks import NO_HOOKS, Hooks
+from planctl.target import Target
 
 if TYPE_CHECKING:
     from planctl.backup.crypto import Recipient
@@ -36,19 +38,19 @@ Deltas = Sequence[tuple[str, "Delta"]]
 class BackupEngine(Protocol):
     name: str
 
-    def data_suffix(self, compressed: bool | str) -> str: ...
+    def data_suffix(self, compressed: Compression) -> str: ...
 
     def dump(
         self,
-        database_url: str,
-        target: Path,
+        target: Target,
+        into: Path,
         *,
-        compressed: bool | str,
+        compressed: Compression,
         verify: bool,
         in_snapshot: InSnapshot | None = None,
         recipients: Sequence[Recipient] = (),
     ) -> Dumped:
-        """Write a snapshot into *target* (a temporary file in the backup directory),
+        """Write a snapshot into *into* (a temporary file in the backup directory),
         checked shallowly when *verify*, encrypted to *recipients* (no plaintext file),
         hashed and flushed."""
         ...
@@ -56,7 +58,7 @@ class BackupEngine(Protocol):
     def check(
         self,
         source: BinaryIO,
-        compressed: bool | str,
+        compressed: Compression,
         name: str,
         *,
         deep: bool = True,
@@ -69,9 +71,9 @@ class BackupEngine(Protocol):
 
     def restore(
         self,
-        database_url: str,
+        target: Target,
         source: BinaryIO,
-        compressed: bool | str,
+        compressed: Compression,
         name: str,
         deltas: Deltas = (),
         *,

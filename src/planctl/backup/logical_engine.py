@@ -64,7 +64,6 @@ from planctl.backup.compress import (
     compressing,
     decompressing,
     detect,
-    method_of,
 )
 from planctl.backup.store import (
     BackupError,
@@ -73,11 +72,11 @@ from planctl.backup.store import (
     digest_and_sync,
     utc_now,
 )
-from planctl.config import mask_url
 from planctl.db import changelog
 from planctl.db.bulk import load_rows
 from planctl.errors import VerificationError
 from planctl.hooks import NO_HOOKS, Hooks
+from planctl.target import Target
 from planctl.text import plural
 
 if TYPE_CHECKING:
@@ -113,13 +112,13 @@ def _line(value: Any) -> bytes:
     return (JSON.encode(value) + "\n").encode("utf-8")
 
 
-def _schema(connection: Connection, database_url: str) -> str | None:
+def _schema(connection: Connection, target: Target) -> str | None:
     """The database's Alembic revision, after checking it has the models' ten tables."""
     from planctl.db.schema import TABLE_NAMES, metadata
 
     inspector = inspect(connection)
     existing = set(inspector.get_table_names())
-    masked = mask_url(database_url)
+    masked = target.masked
     missing = [name for name in TABLE_NAMES if name not in existing]
     if missing:
         raise BackupError(
@@ -149,12 +148,12 @@ def _revision(connection: Connection, existing: set[str]) -> str | None:
 
 @contextlib.contextmanager
 def _sink(
-    target: Path, compressed: bool | str, recipients: Sequence[Recipient] = ()
+    into: Path, compressed: Compression, recipients: Sequence[Recipient] = ()
 ) -> Iterator[Callable[[bytes], Any]]:
     from planctl.backup.pipeline import sealed
 
-    method = method_of(compressed)
-    with sealed(target, recipients) as raw:
+    method = compressed
+    with sealed(into, recipients) as raw:
         if method is Compression.NONE:
             yield raw.write
             return
@@ -370,7 +369,7 @@ class _Reader:
         return decoded
 
 
-def read_header(data_path: Path, compressed: bool | str, name: str) -> Header:
+def read_header(data_path: Path, compressed: Compression, name: str) -> Header:
     """Only the header: format version, revision, creation time, tables."""
     with _opened(data_path, name) as source, _lines(source, name) as lines:
         return _Reader(lines, name).header
@@ -379,7 +378,7 @@ def read_header(data_path: Path, compressed: bool | str, name: str) -> Header:
 # --- restore --------------------------------------------------------------------------------
 
 
-def _require_revision(connection: Connection, header: Header, database_url: str, name: str) -> None:
+def _require_revision(connection: Connection, header: Header, target: Target, name: str) -> None:
     from planctl.db.migrate import revision_hint
     from planctl.db.schema import TABLE_NAMES
 
@@ -388,13 +387,13 @@ def _require_revision(connection: Connection, header: Header, database_url: str,
     if current != header.revision:
         raise BackupError(
             f"backup {name} is at schema revision {header.revision or '<none>'}, "
-            f"database {mask_url(database_url)} is at {current or '<none>'}",
+            f"database {target.masked} is at {current or '<none>'}",
             revision_hint(header.revision, current),
         )
     missing = [t for t in TABLE_NAMES if t not in existing]
     if missing:
         raise BackupError(
-            f"database {mask_url(database_url)} lacks tables {', '.join(missing)}",
+            f"database {target.masked} lacks tables {', '.join(missing)}",
             "run planctl db-upgrade first",
         )
 
@@ -409,36 +408,36 @@ class LogicalEngine:
         self.checkpoint = hooks.checkpoint
         self.lock_wait = lock_wait
 
-    def data_suffix(self, compressed: bool | str) -> str:
-        return ".jsonl" + SUFFIXES[method_of(compressed)]
+    def data_suffix(self, compressed: Compression) -> str:
+        return ".jsonl" + SUFFIXES[compressed]
 
     def dump(
         self,
-        database_url: str,
-        target: Path,
+        target: Target,
+        into: Path,
         *,
-        compressed: bool | str,
+        compressed: Compression,
         verify: bool,
         in_snapshot: Callable[[Connection], None] | None = None,
         recipients: Sequence[Recipient] = (),
     ) -> Dumped:
-        result = self._write(database_url, target, compressed, in_snapshot, recipients)
+        result = self._write(target, into, compressed, in_snapshot, recipients)
         if verify and not recipients:  # encrypted: the writer's own end marker and sha256
-            with _opened(target, target.name) as written:
-                self.check(written, compressed, target.name)
+            with _opened(into, into.name) as written:
+                self.check(written, compressed, into.name)
         self.checkpoint("verified")
-        sha, size = digest_and_sync(target)
+        sha, size = digest_and_sync(into)
         return Dumped(result, sha, size)
 
     def _write(
         self,
-        database_url: str,
-        target: Path,
-        compressed: bool | str,
+        target: Target,
+        into: Path,
+        compressed: Compression,
         in_snapshot: Callable[[Connection], None] | None = None,
         recipients: Sequence[Recipient] = (),
     ) -> DumpResult:
-        """Write every planner table to *target* from one snapshot (encrypted to *recipients*
+        """Write every planner table to *into* from one snapshot (encrypted to *recipients*
         as it is written); what was read there.
 
         *in_snapshot(connection)* runs at the end, inside the snapshot's transaction.
@@ -448,13 +447,13 @@ class LogicalEngine:
         from planctl.db.schema import TABLE_NAMES, metadata
 
         counts: dict[str, int] = {}
-        with connect(database_url, snapshot=True, read_only=in_snapshot is None) as connection:
+        with connect(target, snapshot=True, read_only=in_snapshot is None) as connection:
             engine = connection.dialect.name
             # SQLite: the BEGIN planctl's engine emits plus this first read pin the snapshot.
-            revision = _schema(connection, database_url)
+            revision = _schema(connection, target)
             database_id = identity.read(connection)
             digest = hashlib.sha256()
-            with _sink(target, compressed, recipients) as write:
+            with _sink(into, compressed, recipients) as write:
 
                 def emit(data: bytes) -> None:
                     digest.update(data)
@@ -494,7 +493,7 @@ class LogicalEngine:
     def check(
         self,
         source: BinaryIO,
-        compressed: bool | str,
+        compressed: Compression,
         name: str,
         *,
         deep: bool = True,
@@ -507,9 +506,9 @@ class LogicalEngine:
 
     def restore(
         self,
-        database_url: str,
+        target: Target,
         source: BinaryIO,
-        compressed: bool | str,
+        compressed: Compression,
         name: str,
         deltas: Deltas = (),
         *,
@@ -521,14 +520,14 @@ class LogicalEngine:
         from planctl.db import lockwait
 
         def attempt(seconds: float) -> int:
-            return self._restore_once(database_url, source, name, deltas, seconds)
+            return self._restore_once(target, source, name, deltas, seconds)
 
-        target = lockwait.target_for(database_url)
+        subject = lockwait.subject_for(target)
         wait = self.lock_wait or lockwait.LockWait()
-        return lockwait.retry(wait, target, f"restore of {name}", attempt)
+        return lockwait.retry(wait, subject, f"restore of {name}", attempt)
 
     def _restore_once(
-        self, database_url: str, source: BinaryIO, name: str, deltas: Deltas, lock_timeout: float
+        self, target: Target, source: BinaryIO, name: str, deltas: Deltas, lock_timeout: float
     ) -> int:
         from planctl.backup import delta as delta_module
         from planctl.db.engine import connect
@@ -539,11 +538,11 @@ class LogicalEngine:
         with (
             _lines(source, name) as lines,
             connect(
-                database_url, foreign_keys=False, immediate=True, lock_timeout=lock_timeout
+                target, foreign_keys=False, immediate=True, lock_timeout=lock_timeout
             ) as connection,
         ):
             reader = _Reader(lines, name)
-            _require_revision(connection, reader.header, database_url, name)
+            _require_revision(connection, reader.header, target, name)
             postgres = connection.dialect.name == "postgresql"
             logged = changelog.installed(connection)
             try:
@@ -569,7 +568,7 @@ class LogicalEngine:
             except DBAPIError as error:
                 reason = " ".join(str(error.orig).split())[:300]
                 raise BackupError(
-                    f"restore of backup {name} into {mask_url(database_url)} failed: {reason}",
+                    f"restore of backup {name} into {target.masked} failed: {reason}",
                     "the database was left unchanged",
                 ) from error
             self.checkpoint("logical-restored")

@@ -39,9 +39,9 @@ from typing import Any
 from planctl.backup.create import create_backup
 from planctl.backup.options import BackupOptions
 from planctl.backup.store import BackupInfo
-from planctl.config import mask_url
 from planctl.errors import PlanctlError
 from planctl.hooks import NO_HOOKS, Hooks
+from planctl.target import Target
 
 log = logging.getLogger("planctl.backup")
 
@@ -78,7 +78,7 @@ class Status:
 class BackupManager:
     def __init__(
         self,
-        database_url: str,
+        target: Target,
         backup_dir: Path | str,
         options: BackupOptions = SCHEDULED,
         schedule: Schedule | None = None,
@@ -98,7 +98,7 @@ class BackupManager:
             raise ValueError("interval must be > 0 and min_interval >= 0")
         if options.max_deltas < 1:
             raise ValueError("max_deltas must be at least 1")
-        self.database_url = database_url
+        self.target = target
         self.backup_dir = Path(backup_dir)
         self.backup_interval = float(schedule.interval)
         self.min_backup_interval = float(schedule.min_interval)
@@ -176,7 +176,7 @@ class BackupManager:
                 self._last_attempt = started
             try:
                 result = create_backup(
-                    self.database_url,
+                    self.target,
                     self.backup_dir,
                     dataclasses.replace(self.options, incremental=incremental),
                     self.hooks,
@@ -238,13 +238,13 @@ class BackupManager:
         from planctl.db.engine import connect
 
         try:
-            with connect(self.database_url) as connection:  # never creates a SQLite file
+            with connect(self.target) as connection:  # never creates a SQLite file
                 if not changelog.installed(connection):
                     self.watch_changes = False
                     log.warning(
                         "%s has no change log (run planctl db-upgrade): backing up on the "
                         "interval only",
-                        mask_url(self.database_url),
+                        self.target.masked,
                     )
                     return False
                 newest = changelog.last_change(connection)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from planctl.backup.compress import Compression
+
 if TYPE_CHECKING:
     from planctl.backup.crypto import Recipient
     from planctl.db.lockwait import LockWait
@@ -20,6 +22,10 @@ if TYPE_CHECKING:
 #: Deltas per chain before ``--incremental`` takes a full backup again.
 MAX_DELTAS = 10
 FORMATS = ("native", "logical")
+#: The compression of a backup unless told otherwise: zstd, faster and smaller than gzip
+#: on the benchmark database (bench/RESULTS.md), where the engine can write it (pg_dump
+#: 15 writes gzip: see :func:`planctl.backup.create.create_full_locked`).
+DEFAULT_COMPRESSION = Compression.ZSTD
 
 
 @dataclass(frozen=True)
@@ -27,14 +33,14 @@ class BackupOptions:
     """How to take one backup (see :func:`planctl.backup.create.create_backup`).
 
     *keep*: rotate to the newest N restorable chains afterwards (the new backup
-    is then always verified). *compress*: ``True`` (zstd), ``False`` or a method
-    name. *fmt*: native or logical. *incremental*: a delta when possible.
+    is then always verified). *compress*: the method (zstd by default). *fmt*:
+    native or logical. *incremental*: a delta when possible.
     *recipients*: encrypt with age as it is written. *lock_timeout*: how long to
     wait for the backup set's lock. *pg_bindir*: the PostgreSQL client tools.
     """
 
     keep: int | None = None
-    compress: bool | str = True
+    compress: Compression = DEFAULT_COMPRESSION
     label: str | None = None
     reason: str = "manual"
     lock_timeout: float = 0.0

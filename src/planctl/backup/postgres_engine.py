@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
+from planctl.backup.compress import Compression
 from planctl.backup.pipeline import rewound, scratch_dir, sealed, unnamed_file
 from planctl.backup.store import (
     BackupError,
@@ -30,10 +31,10 @@ from planctl.backup.store import (
     digest_and_sync,
     disk_error,
 )
-from planctl.db.engine import parse_url
 from planctl.errors import VerificationError
 from planctl.failures import tool_out_of_space
 from planctl.hooks import NO_HOOKS, Hooks
+from planctl.target import Target
 
 if TYPE_CHECKING:
     from planctl.backup.crypto import Recipient
@@ -48,18 +49,17 @@ log = logging.getLogger("planctl.backup")
 
 
 @contextlib.contextmanager
-def libpq_env(database_url: str) -> Iterator[dict[str, str]]:
+def libpq_env(target: Target) -> Iterator[dict[str, str]]:
     """Environment for pg_dump/pg_restore/psql: PG* variables and a 0600 passfile."""
-    url = parse_url(database_url)
     # Keep the caller's PG* settings (PGPASSWORD, PGSSLMODE, a socket PGHOST…);
     # what the URL says wins.
     env = dict(os.environ)
     env.update(PGAPPNAME="planctl", PGCONNECT_TIMEOUT=env.get("PGCONNECT_TIMEOUT", "10"))
     for var, value in (
-        ("PGHOST", url.host),
-        ("PGPORT", str(url.port) if url.port else None),
-        ("PGDATABASE", url.database),
-        ("PGUSER", url.username),
+        ("PGHOST", target.host),
+        ("PGPORT", str(target.port) if target.port else None),
+        ("PGDATABASE", target.database),
+        ("PGUSER", target.user),
     ):
         if value:
             env[var] = value
@@ -70,14 +70,14 @@ def libpq_env(database_url: str) -> Iterator[dict[str, str]]:
         ("sslcert", "PGSSLCERT"),
         ("sslkey", "PGSSLKEY"),
     ):
-        option = url.query.get(key)
-        if isinstance(option, str):
+        option = target.option(key)
+        if option is not None:
             env[var] = option
-    if url.password is not None:
+    if target.password is not None:
         # The child's environment only: never argv, never a file that a kill -9
         # of planctl could leave behind. /proc/<pid>/environ is readable by the
         # same user (who can read planctl's settings anyway) and root only.
-        env["PGPASSWORD"] = str(url.password)
+        env["PGPASSWORD"] = target.password
         env.pop("PGPASSFILE", None)
     yield env
 
@@ -230,7 +230,7 @@ class _Counting:
 
 
 def _stream_dump(
-    command: list[str], env: dict[str, str], out: BinaryIO, lister: Path | None, target: Path
+    command: list[str], env: dict[str, str], out: BinaryIO, lister: Path | None, into: Path
 ) -> None:
     """pg_dump's stdout into *out*; with *lister*, the same bytes into ``pg_restore
     --list`` (it reads the table of contents at the start and exits)."""
@@ -268,14 +268,14 @@ def _stream_dump(
         if check is not None and check.stdin is not None:
             with contextlib.suppress(BrokenPipeError):
                 check.stdin.close()
-    _check(dump.returncode, stderr, "pg_dump", target.parent)
+    _check(dump.returncode, stderr, "pg_dump", into.parent)
     if check is not None:
         check.wait()
         listing.seek(0)
         contents = listing.read().decode("utf-8", "replace")
         if check.returncode != 0 or "TABLE DATA" not in contents:
             raise VerificationError(
-                f"backup {target.name}: pg_dump's archive is not readable by pg_restore --list",
+                f"backup {into.name}: pg_dump's archive is not readable by pg_restore --list",
                 "retry; if it persists, check the PostgreSQL client version",
             )
     listing.close()
@@ -301,7 +301,7 @@ SCRATCH_PREFIX = "planctl_restore_"
 
 
 @contextlib.contextmanager
-def scratch_database(database_url: str) -> Iterator[str]:
+def scratch_database(target: Target) -> Iterator[Target]:
     """A new empty database on the same server, dropped afterwards (and, if a kill -9
     left one behind, by the next chain restore)."""
     import secrets
@@ -312,11 +312,7 @@ def scratch_database(database_url: str) -> Iterator[str]:
 
     from planctl.db.engine import make_engine
 
-    url = parse_url(database_url)
-    admin = make_engine(
-        url.set(database="postgres").render_as_string(hide_password=False),
-        isolation_level="AUTOCOMMIT",
-    )
+    admin = make_engine(target.with_database("postgres"), isolation_level="AUTOCOMMIT")
     name = f"{SCRATCH_PREFIX}{int(time.time())}_{secrets.token_hex(4)}"
     try:
         with admin.connect() as connection:
@@ -332,7 +328,7 @@ def scratch_database(database_url: str) -> Iterator[str]:
                 ) from error
         log.info("scratch database %s created for the chain", name)
         try:
-            yield url.set(database=name).render_as_string(hide_password=False)
+            yield target.with_database(name)
         finally:
             with admin.connect() as connection:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -389,7 +385,7 @@ def _prelude(settings: dict[str, str], schema: str, locked: list[str], extra: li
 
 
 def _apply_script(
-    generate: list[str], source: BinaryIO, env: dict[str, str], prelude: str, database_url: str
+    generate: list[str], source: BinaryIO, env: dict[str, str], prelude: str, target: Target
 ) -> None:
     """Stream pg_restore's SQL (the archive *source* on its stdin) through psql after
     *prelude*, in ONE transaction that is
@@ -406,7 +402,7 @@ def _apply_script(
         "-v",
         "VERBOSITY=verbose",  # the SQLSTATE in its errors (55P03: a lock timeout)
         "--dbname",
-        parse_url(database_url).database or "",
+        target.database or "",
     ]
     with tempfile.TemporaryFile() as generate_errors, tempfile.TemporaryFile() as apply_errors:
         generator = spawn(
@@ -470,25 +466,25 @@ class PostgresEngine:
         self.checkpoint = hooks.checkpoint
         self.lock_wait = lock_wait
 
-    def data_suffix(self, compressed: bool | str) -> str:
+    def data_suffix(self, compressed: Compression) -> str:
         return ".dump"
 
     def dump(
         self,
-        database_url: str,
-        target: Path,
+        target: Target,
+        into: Path,
         *,
-        compressed: bool | str,
+        compressed: Compression,
         verify: bool,
         in_snapshot: InSnapshot | None = None,
         recipients: Sequence[Recipient] = (),
     ) -> Dumped:
-        """pg_dump into *target*; with *recipients* its stdout straight into the encryptor."""
+        """pg_dump into *into*; with *recipients* its stdout straight into the encryptor."""
         if recipients:
-            with sealed(target, recipients) as out:
+            with sealed(into, recipients) as out:
                 result = self._pg_dump(
-                    database_url,
                     target,
+                    into,
                     compressed,
                     in_snapshot,
                     out=out,
@@ -496,21 +492,21 @@ class PostgresEngine:
                     lock_wait=self.lock_wait,
                 )
             self.checkpoint("verified")
-            sha, size = digest_and_sync(target)
+            sha, size = digest_and_sync(into)
             return Dumped(result, sha, size)
-        digest = PendingDigest(target)
+        digest = PendingDigest(into)
         try:
             result = self._pg_dump(
-                database_url,
                 target,
+                into,
                 compressed,
                 in_snapshot,
                 digest.start,
                 lock_wait=self.lock_wait,
             )
             if verify:  # the TOC here; `backup verify` also reads every data block
-                with open(target, "rb") as written:
-                    self.check(written, compressed, target.name, deep=False)
+                with open(into, "rb") as written:
+                    self.check(written, compressed, into.name, deep=False)
             self.checkpoint("verified")
             sha, size = digest.result()
         finally:
@@ -519,16 +515,16 @@ class PostgresEngine:
 
     def _pg_dump(
         self,
-        database_url: str,
-        target: Path,
-        compressed: bool | str,
+        target: Target,
+        into: Path,
+        compressed: Compression,
         in_snapshot: Callable[[Any], None] | None = None,
         on_dumped: Callable[[], None] | None = None,
         out: BinaryIO | None = None,
         verify: bool = False,
         lock_wait: LockWait | None = None,
     ) -> DumpResult:
-        """pg_dump into *target* from one snapshot; what that snapshot holds.
+        """pg_dump into *into* from one snapshot; what that snapshot holds.
 
         With *lock_wait*, pg_dump waits at most one attempt's time for its table locks
         (``--lock-wait-timeout``; an app's ACCESS EXCLUSIVE lock would hold it
@@ -550,7 +546,7 @@ class PostgresEngine:
         from planctl.db.engine import connect
         from planctl.db.schema import TABLE_NAMES
 
-        with connect(database_url, snapshot=True, read_only=in_snapshot is None) as connection:
+        with connect(target, snapshot=True, read_only=in_snapshot is None) as connection:
             snapshot = connection.execute(text("SELECT pg_export_snapshot()")).scalar_one()
             server_major, existing = server_facts(connection)
             pg_dump = find_tool("pg_dump", server_major, self.bindir)
@@ -558,12 +554,12 @@ class PostgresEngine:
             command = [
                 str(pg_dump),
                 "--format=custom",
-                *([] if out is not None else [f"--file={target}"]),
+                *([] if out is not None else [f"--file={into}"]),
                 f"--snapshot={snapshot}",
                 "--no-password",
-                f"--compress={6 if compressed else 0}",
+                f"--compress={0 if compressed is Compression.NONE else 6}",
             ]
-            with libpq_env(database_url) as env:
+            with libpq_env(target) as env:
                 self.checkpoint("pg-dump-start")
                 wanted = verify and out is not None
                 lister = find_tool("pg_restore", server_major, self.bindir) if wanted else None
@@ -577,9 +573,9 @@ class PostgresEngine:
                     written = _Counting(out) if out is not None else None
                     try:
                         if written is None:
-                            run_tool(timed, env, "pg_dump", target.parent)
+                            run_tool(timed, env, "pg_dump", into.parent)
                         else:
-                            _stream_dump(timed, env, cast(BinaryIO, written), lister, target)
+                            _stream_dump(timed, env, cast(BinaryIO, written), lister, into)
                     except BackupError as error:
                         # pg_dump bounds its LOCK TABLE with statement_timeout; nothing was
                         # written yet (it locks every table before the first byte of data).
@@ -591,8 +587,8 @@ class PostgresEngine:
                 if lock_wait is None:
                     attempt(None)
                 else:
-                    target_db = lockwait.target_for(database_url)
-                    lockwait.retry(lock_wait, target_db, "backup of the current state", attempt)
+                    subject = lockwait.subject_for(target)
+                    lockwait.retry(lock_wait, subject, "backup of the current state", attempt)
             if on_dumped is not None:
                 on_dumped()  # e.g. hash the archive while the rows are counted below
             # Counted after pg_dump, in its snapshot: counting alongside would take CPU from it.
@@ -614,7 +610,7 @@ class PostgresEngine:
     def check(
         self,
         source: BinaryIO,
-        compressed: bool | str,
+        compressed: Compression,
         name: str,
         *,
         deep: bool = True,
@@ -645,9 +641,9 @@ class PostgresEngine:
 
     def restore(
         self,
-        database_url: str,
+        target: Target,
         source: BinaryIO,
-        compressed: bool | str,
+        compressed: Compression,
         name: str,
         deltas: Deltas = (),
         *,
@@ -665,28 +661,28 @@ class PostgresEngine:
         attempts, retried; planctl.db.lockwait).
         """
         if not deltas:
-            self._restore_archive(database_url, source, name, self.lock_wait)
+            self._restore_archive(target, source, name, self.lock_wait)
             self.checkpoint("pg-restored")
             return 0
         from planctl.backup.delta import apply_deltas
 
         directory = scratch_dir(workdir or Path(tempfile.gettempdir()))
-        with scratch_database(database_url) as scratch_url:
-            self._restore_archive(scratch_url, source, name)
-            touched = apply_deltas(scratch_url, deltas)
+        with scratch_database(target) as scratch:
+            self._restore_archive(scratch, source, name)
+            touched = apply_deltas(scratch, deltas)
             self.checkpoint("deltas-applied")
             with unnamed_file(directory) as final:
                 try:
-                    self._pg_dump(scratch_url, directory / name, False, out=final)
+                    self._pg_dump(scratch, directory / name, Compression.NONE, out=final)
                 except OSError as error:
                     raise disk_error(error, directory, "the restore point") from error
                 self.checkpoint("restore-point-dumped")
-                self._restore_archive(database_url, final, name, self.lock_wait)
+                self._restore_archive(target, final, name, self.lock_wait)
         self.checkpoint("pg-restored")
         return touched
 
     def _restore_archive(
-        self, database_url: str, source: BinaryIO, name: str, lock_wait: LockWait | None = None
+        self, target: Target, source: BinaryIO, name: str, lock_wait: LockWait | None = None
     ) -> None:
         """pg_restore --clean --if-exists --no-owner (the archive *source* on its stdin) into
         the database in one transaction, in attempts whose lock waits are short (see
@@ -697,7 +693,7 @@ class PostgresEngine:
 
         contents = list_contents(source, name, self.bindir)
         dumped = {m.group(1) for line in contents if (m := re.search(r" TABLE \S+ (\S+) ", line))}
-        with connect(database_url) as connection:
+        with connect(target) as connection:
             server_major, live = server_facts(connection)
             schema = str(connection.exec_driver_sql("SELECT current_schema()").scalar_one())
         pg_restore = find_tool("pg_restore", server_major, self.bindir)
@@ -728,15 +724,15 @@ class PostgresEngine:
         ]
 
         def attempt(seconds: float) -> None:
-            with libpq_env(database_url) as env:
+            with libpq_env(target) as env:
                 settings = lockwait.pg_settings(seconds, server_major)
                 prelude = _prelude(settings, schema, locked, extra)
                 try:
-                    _apply_script(generate, source, env, prelude, database_url)
+                    _apply_script(generate, source, env, prelude, target)
                 except BackupError as error:
                     if lockwait.LOCK_SQLSTATE in str(error):
                         raise lockwait.LockTimedOut(str(error)) from error
                     raise
 
-        target = lockwait.target_for(database_url)
-        lockwait.retry(lock_wait or lockwait.LockWait(), target, f"restore of {name}", attempt)
+        subject = lockwait.subject_for(target)
+        lockwait.retry(lock_wait or lockwait.LockWait(), subject, f"restore of {name}", attempt)

@@ -23,7 +23,7 @@ from planctl.backup.catalog import BackupSet, Owner, load_set
 from planctl.backup.create import pre_restore_copy
 from planctl.backup.engines import engine_for
 from planctl.backup.options import RestoreOptions
-from planctl.backup.owner import engine_name, has_database, live_identity
+from planctl.backup.owner import has_database, live_identity
 from planctl.backup.pipeline import opened
 from planctl.backup.store import (
     BackupError,
@@ -31,10 +31,10 @@ from planctl.backup.store import (
     backup_lock,
     prepare_dir,
 )
-from planctl.config import mask_url
 from planctl.db import changelog
 from planctl.errors import UsageError, VerificationError
 from planctl.hooks import NO_HOOKS, Hooks
+from planctl.target import Target
 from planctl.text import plural
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def _check_revision(info: BackupInfo) -> str | None:
 
 
 def check_identity(
-    database_url: str,
+    target: Target,
     links: list[BackupInfo],
     *,
     allow_foreign: bool,
@@ -104,19 +104,19 @@ def check_identity(
     """Refuse a backup of another database (unless *allow_foreign*)."""
     if allow_foreign:
         return
-    live = live_identity(database_url, lock_wait)
+    live = live_identity(target, lock_wait)
     for link in links:
         if live is not None and link.database_id is not None and link.database_id != live:
             raise BackupError(
                 f"backup {link.name} is of another database (id {link.database_id[:8]}…; "
-                f"{mask_url(database_url)} is {live[:8]}…)",
+                f"{target.masked} is {live[:8]}…)",
                 "restore a backup of this database, pass --force-foreign to replace it anyway, "
                 "or move data across databases with a logical backup and --target",
             )
 
 
 def restore_backup(
-    database_url: str,
+    target: Target,
     backup_dir: Path,
     name: str = "latest",
     options: RestoreOptions | None = None,
@@ -137,9 +137,9 @@ def restore_backup(
     at, lock_wait, allow_foreign = options.at, options.lock_wait, options.allow_foreign
     backup_dir = Path(backup_dir)
     _existing_set(backup_dir)
-    engine = engine_name(database_url)
+    engine = target.engine
     with backup_lock(backup_dir, options.lock_timeout):
-        live = None if allow_foreign else live_identity(database_url, lock_wait)
+        live = None if allow_foreign else live_identity(target, lock_wait)
         backups = load_set(backup_dir, Owner(live, engine))
         info = backups.find_at(at) if at is not None else backups.find(name)
         skipped = backups.skipped_newer(info) if at is None and name == "latest" else []
@@ -154,9 +154,9 @@ def restore_backup(
         head = _check_revision(info)
         if any(link.revision != root.revision for link in links):
             raise VerificationError(f"backup {info.name}: its chain spans schema revisions")
-        check_identity(database_url, links, allow_foreign=allow_foreign, lock_wait=lock_wait)
+        check_identity(target, links, allow_foreign=allow_foreign, lock_wait=lock_wait)
         if root.engine == "logical":
-            _check_target_revision(database_url, root)
+            _check_target_revision(target, root)
         with contextlib.ExitStack() as stack:
             # Decrypted (if need be) into files without a name: nothing readable is left
             # behind by a kill -9 at any instant.
@@ -172,22 +172,22 @@ def restore_backup(
             )
             restorer.check(sources[0], root.compressed, root.name, deep=False, workdir=backup_dir)
             safety, no_safety = None, None
-            if options.safety_backup and not _holds_data(database_url):
+            if options.safety_backup and not _holds_data(target):
                 no_safety = "the target database is empty: no safety copy of nothing"
                 log.info("no safety backup before restoring %s: %s", info.name, no_safety)
             elif options.safety_backup:
-                safety = _safety_copy(database_url, backups, options, hooks)
+                safety = _safety_copy(target, backups, options, hooks)
                 log.info("safety backup %s taken before restoring %s", safety.name, info.name)
             hooks.checkpoint("before-restore")
             touched = restorer.restore(
-                database_url, sources[0], root.compressed, root.name, deltas, workdir=backup_dir
+                target, sources[0], root.compressed, root.name, deltas, workdir=backup_dir
             )
-        _restart_change_log(database_url, lock_wait)
+        _restart_change_log(target, lock_wait)
         backups.cache.save()
     log.info(
         "restored %s into %s (revision %s%s)",
         info.name,
-        mask_url(database_url),
+        target.masked,
         info.revision,
         f", {plural(len(deltas), 'delta')} applied, {plural(touched, 'row')}" if deltas else "",
     )
@@ -195,17 +195,17 @@ def restore_backup(
 
 
 def _safety_copy(
-    database_url: str, backups: BackupSet, options: RestoreOptions, hooks: Hooks
+    target: Target, backups: BackupSet, options: RestoreOptions, hooks: Hooks
 ) -> BackupInfo:
     """The pre-restore copy, in the backup's own set or (a restore from a remote) in
     ``options.safety_dir``, under that set's lock; its lock waits within the restore's
     budget."""
     safety_dir = options.safety_dir
     if safety_dir is None or Path(safety_dir).resolve() == backups.path.resolve():
-        return pre_restore_copy(database_url, backups, options, hooks)
+        return pre_restore_copy(target, backups, options, hooks)
     directory = prepare_dir(Path(safety_dir))
     with backup_lock(directory):
-        return pre_restore_copy(database_url, load_set(directory), options, hooks)
+        return pre_restore_copy(target, load_set(directory), options, hooks)
 
 
 def chain_of(backup_dir: Path, info: BackupInfo) -> list[BackupInfo]:
@@ -213,7 +213,7 @@ def chain_of(backup_dir: Path, info: BackupInfo) -> list[BackupInfo]:
     return load_set(Path(backup_dir)).chain_of(info)
 
 
-def _restart_change_log(database_url: str, lock_wait: LockWait | None = None) -> None:
+def _restart_change_log(target: Target, lock_wait: LockWait | None = None) -> None:
     """After a restore the log describes no backup: empty it; the next --incremental is a full.
 
     A separate transaction after the restore: if it is lost (kill -9), the
@@ -224,39 +224,39 @@ def _restart_change_log(database_url: str, lock_wait: LockWait | None = None) ->
     from planctl.db.engine import connect
 
     def attempt(seconds: float) -> None:
-        with connect(database_url, immediate=True, lock_timeout=seconds) as connection:
+        with connect(target, immediate=True, lock_timeout=seconds) as connection:
             if changelog.installed(connection):
                 changelog.move_anchor(connection, None, None)
 
-    target = lockwait.target_for(database_url)
-    lockwait.retry(lock_wait or lockwait.LockWait(), target, "change-log restart", attempt)
+    subject = lockwait.subject_for(target)
+    lockwait.retry(lock_wait or lockwait.LockWait(), subject, "change-log restart", attempt)
 
 
-def _check_target_revision(database_url: str, info: BackupInfo) -> None:
+def _check_target_revision(target: Target, info: BackupInfo) -> None:
     """A logical backup loads only into a schema at its own revision: refuse before any write."""
     from planctl.db.migrate import current, revision_hint
 
-    revision = current(database_url, missing_ok=True)
+    revision = current(target, missing_ok=True)
     if revision != info.revision:
         raise BackupError(
             f"backup {info.name} is at schema revision {info.revision or '<none>'}; "
-            f"{mask_url(database_url)} is at {revision or '<none>'}",
+            f"{target.masked} is at {revision or '<none>'}",
             revision_hint(info.revision, revision),
         )
 
 
-def _holds_data(database_url: str) -> bool:
+def _holds_data(target: Target) -> bool:
     """Whether the target holds anything a safety copy would keep: a SQLite file with
     content, a PostgreSQL database with at least one table of its own."""
-    if not has_database(database_url):
+    if not has_database(target):
         return False
-    if engine_name(database_url) == "sqlite":
+    if target.engine == "sqlite":
         return True
     from sqlalchemy import text
 
     from planctl.db.engine import connect
 
-    with connect(database_url) as connection:
+    with connect(target) as connection:
         return bool(
             connection.execute(
                 text(

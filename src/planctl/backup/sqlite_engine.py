@@ -28,7 +28,6 @@ from planctl.backup.compress import (
     CompressionError,
     compressing,
     decompressing,
-    method_of,
 )
 from planctl.backup.pipeline import alongside, scratch_dir, sealed
 from planctl.backup.store import (
@@ -40,11 +39,12 @@ from planctl.backup.store import (
     disk_error,
     temp_path,
 )
-from planctl.db import lockwait, sqlite_file
+from planctl.db import lockwait
 from planctl.db.lockwait import LockTimedOut
 from planctl.errors import VerificationError
 from planctl.failures import Failure, classify
 from planctl.hooks import NO_HOOKS, Hooks
+from planctl.target import Target
 from planctl.text import plural
 
 if TYPE_CHECKING:
@@ -61,8 +61,8 @@ NAME = "sqlite"
 GZIP_LEVEL = 1  # fast; a 1 GB database compresses several-fold even at level 1
 
 
-def database_file(database_url: str) -> Path:
-    path = sqlite_file.database_file(database_url)
+def database_file(target: Target) -> Path:
+    path = target.sqlite_file
     if path is None:
         raise BackupError(
             "cannot back up an in-memory SQLite database", "point DATABASE_URL at a file"
@@ -255,27 +255,27 @@ def integrity_check(path: Path, name: str, *, quick: bool = False) -> None:
 
 
 def write_data(
-    raw: Path, target: Path, compressed: bool | str, level: int | None = None
+    raw: Path, into: Path, compressed: Compression, level: int | None = None
 ) -> tuple[str, int]:
-    """Move the raw snapshot into *target*, compressed or not; return (sha256, size)."""
-    method = method_of(compressed)
+    """Move the raw snapshot into *into*, compressed or not; return (sha256, size)."""
+    method = compressed
     if method is Compression.NONE:
         # A rename between two temporary names in the backup directory, not a publish:
-        # digest_and_sync fsyncs the data and the caller publishes *target* (fsutil).
-        os.replace(raw, target)
-        return digest_and_sync(target)
+        # digest_and_sync fsyncs the data and the caller publishes *into* (fsutil).
+        os.replace(raw, into)
+        return digest_and_sync(into)
     if level is None:
         level = GZIP_LEVEL if method is Compression.GZIP else None
     try:
         with (
             open(raw, "rb") as source,
-            open(target, "wb") as sink,
+            open(into, "wb") as sink,
             compressing(sink, method, level) as packed,
         ):
             shutil.copyfileobj(source, packed, 1024 * 1024)
     finally:
         unlink_database(raw)
-    return digest_and_sync(target)
+    return digest_and_sync(into)
 
 
 def _pragma(path: Path, pragma: str, timeout: float = LOCK_DEADLINE) -> str | None:
@@ -311,45 +311,43 @@ class SqliteEngine:
             )
         self.lock_wait = lock_wait
 
-    def data_suffix(self, compressed: bool | str) -> str:
-        return ".sqlite" + SUFFIXES[method_of(compressed)]
+    def data_suffix(self, compressed: Compression) -> str:
+        return ".sqlite" + SUFFIXES[compressed]
 
     # --- dump -------------------------------------------------------------------------------
 
-    def _waiting(self, database_url: str, attempt: Callable[[float], Any]) -> Any:
+    def _waiting(self, target: Target, attempt: Callable[[float], Any]) -> Any:
         """*attempt(seconds)*: once with the default wait, or retried within the budget."""
         if self.dump_wait is None:
             return attempt(LOCK_DEADLINE)
-        target = lockwait.target_for(database_url)
-        return lockwait.retry(self.dump_wait, target, "backup of the current state", attempt)
+        subject = lockwait.subject_for(target)
+        return lockwait.retry(self.dump_wait, subject, "backup of the current state", attempt)
 
     def dump(
         self,
-        database_url: str,
-        target: Path,
+        target: Target,
+        into: Path,
         *,
-        compressed: bool | str,
+        compressed: Compression,
         verify: bool,
         in_snapshot: InSnapshot | None = None,
         recipients: Sequence[Recipient] = (),
     ) -> Dumped:
-        """The snapshot into *target*; with *recipients* through a file without a name."""
+        """The snapshot into *into*; with *recipients* through a file without a name."""
         if recipients:
-            return self._dump_sealed(database_url, target, compressed, verify, recipients)
-        raw = temp_path(target.parent, ".sqlite")
+            return self._dump_sealed(target, into, compressed, verify, recipients)
+        raw = temp_path(into.parent, ".sqlite")
         try:
-            result = self._waiting(
-                database_url, lambda seconds: self._snapshot(database_url, raw, seconds)
-            )
+            result = self._waiting(target, lambda seconds: self._snapshot(target, raw, seconds))
             # The gate before rotation (which may delete older backups) reads the copy
             # in a thread while write_data compresses it: one pass's worth of wall time.
             with contextlib.ExitStack() as gate:
                 if verify:
                     checker = gate.enter_context(reader(raw))
                     gate.enter_context(
-                        alongside(lambda: check_rows(checker, target.name, quick=True))
+                        alongside(lambda: check_rows(checker, into.name, quick=True))
                     )
-                sha, size = write_data(raw, target, compressed)
+                sha, size = write_data(raw, into, compressed)
             self.checkpoint("verified")
         finally:
             unlink_database(raw)
@@ -357,51 +355,49 @@ class SqliteEngine:
 
     def _dump_sealed(
         self,
-        database_url: str,
-        target: Path,
-        compressed: bool | str,
+        target: Target,
+        into: Path,
+        compressed: Compression,
         verify: bool,
         recipients: Sequence[Recipient],
     ) -> Dumped:
         """The snapshot in a file without a name, streamed through compression into the
         encryptor: the plaintext never has a name on disk."""
-        method = method_of(compressed)
+        method = compressed
         level = GZIP_LEVEL if method is Compression.GZIP else None
 
         def snapshot(seconds: float) -> tuple[contextlib.ExitStack, Any]:
             stack = contextlib.ExitStack()
-            opened = stack.enter_context(
-                self._unnamed_snapshot(database_url, target.parent, seconds)
-            )
+            opened = stack.enter_context(self._unnamed_snapshot(target, into.parent, seconds))
             return stack, opened
 
-        stack, (result, copy, fd) = self._waiting(database_url, snapshot)
-        gate = (lambda: check_rows(copy, target.name, quick=True)) if verify else None
+        stack, (result, copy, fd) = self._waiting(target, snapshot)
+        gate = (lambda: check_rows(copy, into.name, quick=True)) if verify else None
         with stack:
             with (
                 alongside(gate),  # in a thread, reading the copy while it is streamed
                 os.fdopen(os.dup(fd), "rb") as plain,
-                sealed(target, recipients) as out,
+                sealed(into, recipients) as out,
                 compressing(out, method, level) as packed,
             ):
                 plain.seek(0)
                 shutil.copyfileobj(plain, packed, 1 << 20)
             self.checkpoint("verified")
-        sha, size = digest_and_sync(target)
+        sha, size = digest_and_sync(into)
         return Dumped(result, sha, size)
 
     def _snapshot(
-        self, database_url: str, target: Path, lock_deadline: float = LOCK_DEADLINE
+        self, target: Target, into: Path, lock_deadline: float = LOCK_DEADLINE
     ) -> DumpResult:
-        """Copy the live database into *target* (a new file); what the snapshot holds. Waits
+        """Copy the live database into *into* (a new file); what the snapshot holds. Waits
         at most *lock_deadline* seconds for a planner app that keeps the database locked."""
-        source_path = database_file(database_url)
+        source_path = database_file(target)
         if not source_path.is_file():
             raise BackupError(
                 f"SQLite database '{source_path}' does not exist", "check DATABASE_URL"
             )
         try:
-            with _open(source_path) as source, _open(target) as copy:
+            with _open(source_path) as source, _open(into) as copy:
                 source.execute(f"PRAGMA busy_timeout={int(lock_deadline * 1000)}")
                 # The copy is a private temporary file that planctl fsyncs and renames
                 # itself: SQLite's own journal and syncs would only slow it down.
@@ -415,12 +411,12 @@ class SqliteEngine:
                 )
         except sqlite3.Error as error:
             raise _map_sqlite_error(
-                error, f"backup of '{source_path}' failed", target.parent
+                error, f"backup of '{source_path}' failed", into.parent
             ) from error
 
     @contextlib.contextmanager
     def _unnamed_snapshot(
-        self, database_url: str, workdir: Path, lock_deadline: float = LOCK_DEADLINE
+        self, target: Target, workdir: Path, lock_deadline: float = LOCK_DEADLINE
     ) -> Iterator[tuple[DumpResult, sqlite3.Connection, int]]:
         """Copy the live database into a file that has no name: (what it holds, a connection
         on the copy, a descriptor to read it from).
@@ -431,7 +427,7 @@ class SqliteEngine:
         empty private directory (the next run's cleanup removes it), never a
         readable database. The kernel frees the pages when the descriptors close.
         """
-        source_path = database_file(database_url)
+        source_path = database_file(target)
         if not source_path.is_file():
             raise BackupError(
                 f"SQLite database '{source_path}' does not exist", "check DATABASE_URL"
@@ -472,7 +468,7 @@ class SqliteEngine:
     def check(
         self,
         source: BinaryIO,
-        compressed: bool | str,
+        compressed: Compression,
         name: str,
         *,
         deep: bool = True,
@@ -484,9 +480,9 @@ class SqliteEngine:
 
     def restore(
         self,
-        database_url: str,
+        target: Target,
         source: BinaryIO,
-        compressed: bool | str,
+        compressed: Compression,
         name: str,
         deltas: Deltas = (),
         *,
@@ -502,13 +498,13 @@ class SqliteEngine:
         follows the engine's *lock_wait* (short attempts within a budget).
         """
         lock_wait = self.lock_wait
-        target = database_file(database_url)
-        if not target.parent.is_dir():
+        live_file = database_file(target)
+        if not live_file.parent.is_dir():
             raise BackupError(
-                f"directory '{target.parent}' of the database does not exist", "create it first"
+                f"directory '{live_file.parent}' of the database does not exist", "create it first"
             )
-        live_mode = _pragma(target, "journal_mode", lock_wait.budget)
-        live_page = _pragma(target, "page_size", lock_wait.budget)
+        live_mode = _pragma(live_file, "journal_mode", lock_wait.budget)
+        live_page = _pragma(live_file, "page_size", lock_wait.budget)
         # A WAL database cannot change its page size: the copy gets the live one.
         resize = live_mode == "wal" and live_page not in (None, str(_page_size(source)))
         # Read-only unless SQLite itself writes to the copy (reads are faster so).
@@ -523,18 +519,20 @@ class SqliteEngine:
                     copy.execute("VACUUM")
 
                 def attempt(seconds: float) -> None:
-                    with _open(target, timeout=seconds) as live:
-                        _copy_pages(copy, live, f"restore into '{target}'", seconds)
+                    with _open(live_file, timeout=seconds) as live:
+                        _copy_pages(copy, live, f"restore into '{live_file}'", seconds)
                         self.checkpoint("sqlite-restored")
                         mode = live.execute("PRAGMA journal_mode").fetchone()[0]
                         if mode == "wal":
                             live.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
                 what = f"restore of {name}"
-                lockwait.retry(lock_wait, lockwait.target_for(database_url), what, attempt)
+                lockwait.retry(lock_wait, lockwait.subject_for(target), what, attempt)
             except sqlite3.Error as error:
-                where = scratch_dir(workdir or target.parent)
-                raise _map_sqlite_error(error, f"restore into '{target}' failed", where) from error
+                where = scratch_dir(workdir or live_file.parent)
+                raise _map_sqlite_error(
+                    error, f"restore into '{live_file}' failed", where
+                ) from error
         return touched
 
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from planctl.backup.compress import Compression
 from planctl.errors import LockedError, NothingToDoError, PlanctlError
 from planctl.failures import is_disk_full
 from planctl.fsutil import atomic_write, fsync_file, open_regular
@@ -53,7 +54,8 @@ class BackupInfo:
     source: str  # masked URL
     revision: str | None
     row_counts: dict[str, int] = field(default_factory=dict)
-    compressed: bool | str = False  # True: gzip; "zstd"
+    #: Stored as ``compressed``: ``true`` (gzip), ``false`` (none) or ``"zstd"``.
+    compressed: Compression = Compression.NONE
     parent: str | None = None
     label: str | None = None
     reason: str = "manual"  # manual | scheduled | pre-restore
@@ -75,12 +77,16 @@ class BackupInfo:
         return dt.datetime.fromisoformat(self.created)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "compressed": self.compressed.stored}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BackupInfo:
+        """The metadata *data* holds (a ValueError when ``compressed`` is no compression)."""
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        fields = {k: v for k, v in data.items() if k in known}
+        if "compressed" in fields:
+            fields["compressed"] = Compression.from_stored(fields["compressed"])
+        return cls(**fields)
 
 
 @dataclass

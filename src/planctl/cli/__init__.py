@@ -90,8 +90,8 @@ def _database_error(ctx: Any, error: Exception) -> PlanctlError:
     from planctl.db.engine import describe_db_error
 
     state = ctx.obj if isinstance(ctx.obj, State) else None
-    url = state.settings.database_url if state is not None and state._settings else ""
-    return describe_db_error(error, url)
+    target = state.settings.target if state is not None and state._settings else None
+    return describe_db_error(error, target)
 
 
 def report_error(ctx: Any, error: PlanctlError, *, debug: bool | None = None) -> None:

@@ -27,6 +27,7 @@ from planctl.text import local_moment, plural
 if TYPE_CHECKING:
     from planctl.backup import BackupInfo
     from planctl.db.lockwait import LockWait
+    from planctl.target import Target
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -137,12 +138,18 @@ def backup(
     if ctx.invoked_subcommand is not None:
         route_group_options(ctx)
         return
+    from planctl.backup.compress import Compression, parse_compression
     from planctl.backup.cron import backup_and_ship
     from planctl.backup.options import BackupOptions
 
     if keep is not None and keep < 1:
         raise UsageError(f"--keep must be at least 1, got {keep}", "keep at least the new backup")
-    if no_compress and compress != "none" and _given_on_command_line(ctx, "compress"):
+    compression, _ = parse_compression(compress)
+    if (
+        no_compress
+        and compression is not Compression.NONE
+        and _given_on_command_line(ctx, "compress")
+    ):
         raise UsageError(
             f"--no-compress and --compress {compress} contradict each other",
             "give one of them (--no-compress is --compress none)",
@@ -154,7 +161,7 @@ def backup(
     settings = state.settings
     options = BackupOptions(
         keep=keep,
-        compress="none" if no_compress else compress,
+        compress=Compression.NONE if no_compress else compression,
         label=label,
         lock_timeout=lock_timeout,
         pg_bindir=state.settings.pg_bindir,
@@ -164,7 +171,7 @@ def backup(
         max_deltas=max_deltas,
     )
     shipped = backup_and_ship(
-        settings.database_url,
+        settings.target,
         _dir(state, directory),
         options,
         hooks=state.hooks,
@@ -233,11 +240,11 @@ def _store(state: State) -> Any:
     return open_store(state.settings.backup_remote, state.settings.backup_remote_timeout)
 
 
-def _owner(state: State, database_url: str | None = None) -> Any:
+def _owner(state: State) -> Any:
     """This database (its id when readable, its engine): whose backups count."""
     from planctl.backup.owner import this_database
 
-    return this_database(database_url or state.settings.database_url)
+    return this_database(state.settings.target)
 
 
 @app.command("push")
@@ -609,11 +616,10 @@ def _restore(
 ) -> None:
     from planctl.backup import open_set, parse_moment, restore_backup
     from planctl.backup.options import RestoreOptions
-    from planctl.config import mask_url, url_password
 
     if at is not None and name != "latest":
         raise UsageError("give either a backup name or --at, not both")
-    database_url = _target_url(target) or state.settings.database_url
+    into = _restore_target(state, target)
     # The set is the configured database's: its backups decide `latest`, even when
     # --target sends the data elsewhere (restore_backup checks the target itself).
     backups = open_set(backup_dir, _owner(state))
@@ -630,8 +636,8 @@ def _restore(
             )
     chain = backups.chain_of(info)  # a broken chain is refused before any question
     backups.cache.save()
-    masked = mask_url(database_url)
-    if target and url_password(target):
+    masked = into.masked
+    if target and into.secrets:
         err_console().print(
             "[yellow]warning:[/yellow] the password in --target is visible to other users "
             "in the process list; prefer ~/.pgpass or PGPASSWORD",
@@ -662,7 +668,7 @@ def _restore(
         safety_dir=safety_dir,
         lock_wait=lock_wait,
     )
-    result = restore_backup(database_url, backup_dir, info.name, options, state.hooks)
+    result = restore_backup(into, backup_dir, info.name, options, state.hooks)
     log.info("restore of %s done", info.name)
     if result.safety:
         state.say(f"Safety backup of the previous state: {result.safety.name}")
@@ -684,10 +690,14 @@ def _restore(
         state.say("The schema is at head; no db-upgrade needed.")
 
 
-def _target_url(target: str | None) -> str | None:
-    from planctl.config import normalize_database_url
+def _restore_target(state: State, url: str | None) -> Target:
+    """The database a restore writes into: --target's URL, checked like DATABASE_URL,
+    or the configured one."""
+    if not url:
+        return state.settings.target
+    from planctl.target import Target
 
-    return normalize_database_url(target) if target else None
+    return Target.parse(url, pg_bindir=state.settings.pg_bindir)
 
 
 @app.command("watch")
@@ -733,7 +743,6 @@ def watch_command(
     from planctl.backup import BackupManager
     from planctl.backup.manager import Schedule
     from planctl.backup.options import FORMATS, BackupOptions
-    from planctl.config import mask_url
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown backup format '{fmt}'", "use native or logical")
@@ -769,7 +778,7 @@ def watch_command(
         max_deltas=max_deltas,
     )
     manager = BackupManager(
-        state.settings.database_url,
+        state.settings.target,
         backup_dir,
         options,
         Schedule(interval=interval, min_interval=min_interval),
@@ -788,7 +797,7 @@ def watch_command(
     )
     what = "delta" if incremental else "full"
     state.say(
-        f"Watching {mask_url(state.settings.database_url)}: a {what} backup every "
+        f"Watching {state.settings.masked_url}: a {what} backup every "
         f"{interval:g} s and after changes (at most every {min_interval:g} s) into {backup_dir}. "
         "Ctrl-C or SIGTERM to stop."
     )

@@ -39,7 +39,7 @@ def db_upgrade(
 
     _check_revision_argument(revision)
     state = _state(ctx)
-    url = state.settings.database_url
+    url = state.settings.target
     if sql:
         sys.stdout.write(migrate.upgrade_sql(url, revision))
         return
@@ -67,7 +67,7 @@ def db_downgrade(
 
     _check_revision_argument(revision)
     state = _state(ctx)
-    url = state.settings.database_url
+    url = state.settings.target
     if not yes:
         if not can_prompt():
             raise PlanctlError(
@@ -92,7 +92,7 @@ def db_current(ctx: typer.Context) -> None:
     from planctl.db import migrate
 
     state = _state(ctx)
-    current = migrate.current(state.settings.database_url)
+    current = migrate.current(state.settings.target)
     head = migrate.head_revision()
     if current is None:
         status = "[yellow]empty database, no revision[/yellow] (run planctl db-upgrade)"
@@ -111,7 +111,7 @@ def db_history(ctx: typer.Context) -> None:
 
     state = _state(ctx)
     try:
-        current = migrate.current(state.settings.database_url, missing_ok=True)
+        current = migrate.current(state.settings.target, missing_ok=True)
     except PlanctlError:
         current = None  # history is readable without a database
     # 80 columns, terminal or pipe: ids and times whole, the message elided.
@@ -134,7 +134,7 @@ def db_check(ctx: typer.Context) -> None:
     from planctl.db import migrate
 
     state = _state(ctx)
-    result = migrate.check(state.settings.database_url)
+    result = migrate.check(state.settings.target)
     masked = state.settings.masked_url
     state.say(f"[green]OK[/green]: {masked} is at head {result.head} and matches the models.")
 
@@ -151,7 +151,7 @@ def db_revision(
 
     state = _state(ctx)
     log = state.service_logger("migrations")
-    path = migrate.revision(state.settings.database_url, message, autogenerate=autogenerate)
+    path = migrate.revision(state.settings.target, message, autogenerate=autogenerate)
     log.info("wrote revision %s", path)
     state.say(f"Wrote {path}")
 
@@ -168,7 +168,7 @@ def db_stamp(
     state = _state(ctx)
     log = state.service_logger("migrations")
     waiting = lock_wait_for(state, lock_wait, terminate_blockers)
-    after = migrate.stamp(state.settings.database_url, revision, lock_wait=waiting)
+    after = migrate.stamp(state.settings.target, revision, lock_wait=waiting)
     log.info("stamped %s at %s", state.settings.masked_url, _rev(after))
     state.say(f"Stamped {state.settings.masked_url} at [bold]{_rev(after)}[/bold].")
 
@@ -198,7 +198,7 @@ def db_seed(
     state = _state(ctx)
     started = time.perf_counter()
     counts = seeding.seed(
-        state.settings.database_url, scale=scale, force=force, if_empty=if_empty, random_seed=seed
+        state.settings.target, scale=scale, force=force, if_empty=if_empty, random_seed=seed
     )
     elapsed = time.perf_counter() - started
     if counts is None:
@@ -225,7 +225,7 @@ def db_info(
     from planctl.db.status import database_info
 
     state = _state(ctx)
-    info = database_info(state.settings.database_url)
+    info = database_info(state.settings.target)
     if as_json:
         print_json(info.as_dict())
         return

@@ -118,7 +118,7 @@ def export_csv(
     log = state.service_logger("export")
     started = time.perf_counter()
     if all_dir is not None:
-        with reading_connection(state.settings.database_url) as connection:
+        with reading_connection(state.settings.target) as connection:
             counts = export_all(connection, all_dir, options, warn=warner(state), guard=guard)
         files, total_rows = plural(len(counts), "CSV file"), plural(sum(counts.values()), "row")
         log.info("exported %s (%s) to %s", files, total_rows, all_dir)
@@ -127,7 +127,7 @@ def export_csv(
     assert table is not None
     check_table_name(table)  # unknown names fail before any output is opened
     quiet = is_standard_output(output)  # before the write: a replaced file is another inode
-    with reading_connection(state.settings.database_url) as connection:
+    with reading_connection(state.settings.target) as connection:
         total = count_rows(connection, table) if sys.stderr.isatty() and not state.quiet else None
         with (
             progress_bar(state, total, f"exporting {table}") as progress,
@@ -179,7 +179,7 @@ def export_ical(
     log = state.service_logger("export")
     started = time.perf_counter()
     with (
-        reading_connection(state.settings.database_url) as connection,
+        reading_connection(state.settings.target) as connection,
         open_output(output, guard) as out,
     ):
         events = write_calendar(
@@ -242,7 +242,7 @@ def export_pdf(
     log = state.service_logger("export")
     started = time.perf_counter()
     with (
-        reading_connection(state.settings.database_url) as connection,
+        reading_connection(state.settings.target) as connection,
         open_output(target, guard) as out,
     ):
         summary = write_report(

@@ -211,7 +211,7 @@ def _run(
     options = _options(state, mode, since, until, conflict, allow_mass_cancel, allow_mass_delete)
     log = _sync_logger(state)
     what = "sync" if mode == "sync" else f"sync {mode}"
-    url = state.settings.database_url
+    url = state.settings.target
     with ExitStack() as held, _logged(log, what):
         # a real run holds the sync lock before it opens the calendar
         lock = (
@@ -448,7 +448,7 @@ def status(
     options = _options(state, "sync", since, until, "fail")
     log = _sync_logger(state)
     with _logged(log, "sync status"), _backend(state, create_calendar=False) as backend:
-        result = sync_status(state.settings.database_url, backend, options)
+        result = sync_status(state.settings.target, backend, options)
     if as_json:
         data = result.as_dict()
         if not show_all:

@@ -14,65 +14,22 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc, make_url
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.engine import Connection
 
-from planctl.config import (
-    SUPPORTED_DATABASES,
-    check_database_url,
-    mask_secret,
-    mask_url,
-    url_password,
-)
-from planctl.errors import ConfigError, DatabaseError
+from planctl.config import mask_secret
+from planctl.errors import DatabaseError
 from planctl.failures import Failure, classify, driver_error
+from planctl.target import Target
 
 # SQLite stores Numeric as text-compatible REAL; planctl keeps Decimal at the
 # edges and knows that, so the per-statement warning is noise.
 warnings.filterwarnings("ignore", message=r".*does \*not\* support Decimal objects natively")
 
 
-def parse_url(database_url: str) -> URL:
-    """Parse and check *database_url*: a supported backend with a usable target."""
-    masked = mask_url(database_url)
-    check_database_url(database_url)
-    try:
-        url = make_url(database_url)
-        url.port  # noqa: B018  (a non-numeric port fails here, not later)
-    except (exc.ArgumentError, ValueError):
-        # from None: SQLAlchemy's ArgumentError quotes the whole URL, password included;
-        # the masked URL above is all it would add.
-        raise ConfigError(
-            f"malformed DATABASE_URL '{masked}'", f"expected {SUPPORTED_DATABASES}"
-        ) from None
-    try:
-        url.get_dialect()
-    except exc.NoSuchModuleError as error:
-        raise ConfigError(
-            f"unknown database driver '{url.drivername}' in DATABASE_URL '{masked}'",
-            "use sqlite:/// or postgresql+psycopg:// (psycopg 3 ships with planctl)",
-        ) from error
-    if url.get_backend_name() == "postgresql" and url.get_driver_name() != "psycopg":
-        raise ConfigError(
-            f"driver '{url.get_driver_name()}' is not installed for DATABASE_URL '{masked}'",
-            "use postgresql+psycopg:// (or plain postgresql://)",
-        )
-    return url
-
-
-def sqlite_path(url: URL) -> Path | None:
-    """The file behind a SQLite URL, or None for an in-memory database."""
-    database = url.database
-    if database in (None, "", ":memory:") or url.query.get("mode") == "memory":
-        return None
-    if url.query.get("uri") == "true" and database.startswith("file:"):
-        database = database.removeprefix("file:")
-    return Path(database)
-
-
-def check_sqlite_target(url: URL, *, create: bool = True) -> None:
+def check_sqlite_target(target: Target, *, create: bool = True) -> None:
     """Fail early and clearly when a SQLite file cannot be opened or created."""
-    path = sqlite_path(url)
+    path = target.sqlite_file
     if path is None:
         return
     if path.exists():
@@ -156,16 +113,16 @@ def _install_postgres_hooks(engine: Engine) -> None:
 
 
 def make_engine(
-    database_url: str, *, foreign_keys: bool = True, immediate: bool = False, **kwargs: Any
+    target: Target, *, foreign_keys: bool = True, immediate: bool = False, **kwargs: Any
 ) -> Engine:
-    """An Engine for *database_url*, configured the way planctl expects.
+    """An Engine for *target*, configured the way planctl expects.
 
     *foreign_keys* is turned off only by the migration runner: SQLite batch
     migrations recreate tables, and with enforcement on, dropping a parent
     table would cascade-delete its children.
     """
-    url = parse_url(database_url)
-    if url.get_backend_name() == "sqlite":
+    url = target.sqlalchemy_url
+    if target.is_sqlite:
         engine = create_engine(url, **kwargs)
         _install_sqlite_hooks(engine, foreign_keys=foreign_keys, immediate=immediate)
         return engine
@@ -223,18 +180,17 @@ _MESSAGES: dict[Failure, tuple[str, str]] = {
 }
 
 
-def describe_db_error(error: BaseException, database_url: str) -> DatabaseError:
+def describe_db_error(error: BaseException, target: Target | None) -> DatabaseError:
     """Turn a driver error into a one-line :class:`DatabaseError` with a hint, by the
     driver's error code (:func:`planctl.failures.classify`)."""
-    masked = mask_url(database_url)
+    masked = target.masked if target is not None else ""
     failure = classify(error)
     if failure in _MESSAGES:
         message, hint = _MESSAGES[failure]
         described = DatabaseError(message.format(url=masked), hint)
     else:
         text = " ".join(str(driver_error(error)).split())
-        secret = url_password(database_url)
-        if secret:
+        for secret in target.secrets if target is not None else ():
             text = mask_secret(text, secret)
         described = DatabaseError(f"database error on {masked}: {text}")
     described.failure = failure
@@ -242,19 +198,19 @@ def describe_db_error(error: BaseException, database_url: str) -> DatabaseError:
 
 
 @contextmanager
-def translate_db_errors(database_url: str) -> Iterator[None]:
+def translate_db_errors(target: Target) -> Iterator[None]:
     """Re-raise SQLAlchemy/driver errors as :class:`DatabaseError`."""
     try:
         yield
     except exc.DBAPIError as error:
-        raise describe_db_error(error, database_url) from error
+        raise describe_db_error(error, target) from error
     except exc.SQLAlchemyError as error:
-        raise describe_db_error(error, database_url) from error
+        raise describe_db_error(error, target) from error
 
 
 @contextmanager
 def connect(
-    database_url: str,
+    target: Target,
     *,
     create: bool = False,
     foreign_keys: bool = True,
@@ -275,15 +231,14 @@ def connect(
     With *create* false, a SQLite file that does not exist yet is an error
     instead of being silently created empty.
     """
-    url = parse_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        check_sqlite_target(url, create=create)
-    engine = make_engine(database_url, foreign_keys=foreign_keys, immediate=immediate)
+    if target.is_sqlite:
+        check_sqlite_target(target, create=create)
+    engine = make_engine(target, foreign_keys=foreign_keys, immediate=immediate)
     mode = None
-    if snapshot and url.get_backend_name() == "postgresql":
+    if snapshot and not target.is_sqlite:
         mode = "ISOLATION LEVEL REPEATABLE READ" + (", READ ONLY" if read_only else "")
     try:
-        with translate_db_errors(database_url), engine.connect() as connection:
+        with translate_db_errors(target), engine.connect() as connection:
             if mode:
                 connection.execution_options(planctl_transaction=mode)
             if lock_timeout is not None:

@@ -25,10 +25,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from planctl.errors import LockedError
 from planctl.failures import Failure, classify
+
+if TYPE_CHECKING:
+    from planctl.target import Target
 
 log = logging.getLogger("planctl.locks")
 
@@ -83,7 +86,7 @@ class LockWait:
         return base * (0.5 + self.jitter())
 
 
-def retry(lock_wait: LockWait, target: Target, what: str, attempt: Callable[[float], T]) -> T:
+def retry(lock_wait: LockWait, subject: LockSubject, what: str, attempt: Callable[[float], T]) -> T:
     """Run ``attempt(seconds)`` until it does not time out on a lock; each call may wait at
     most *seconds* for a lock and must leave nothing changed when it does.
 
@@ -102,9 +105,9 @@ def retry(lock_wait: LockWait, target: Target, what: str, attempt: Callable[[flo
             if not is_lock_timeout(error):
                 raise
             last = error
-        blockers = target.blockers()
+        blockers = subject.blockers()
         if lock_wait.terminate_blockers and deadline - lock_wait.clock() >= MIN_ATTEMPT:
-            ended = target.terminate_idle(blockers)
+            ended = subject.terminate_idle(blockers)
             if ended:
                 lock_wait.report(
                     f"{what}: ended {_sessions(len(ended))} idle in transaction: "
@@ -117,12 +120,12 @@ def retry(lock_wait: LockWait, target: Target, what: str, attempt: Callable[[flo
         if remaining < MIN_ATTEMPT:
             raise LockedError(
                 f"{what}: gave up after waiting {lock_wait.budget:g} s for a lock on "
-                f"{target.name}; the database is unchanged{_held_by(blockers)}",
-                target.hint(blockers, lock_wait.terminate_blockers),
+                f"{subject.name}; the database is unchanged{_held_by(blockers)}",
+                subject.hint(blockers, lock_wait.terminate_blockers),
             ) from last
         if number == 1:
             lock_wait.report(
-                f"{what}: waiting for a lock on {target.name} (up to {lock_wait.budget:g} s)"
+                f"{what}: waiting for a lock on {subject.name} (up to {lock_wait.budget:g} s)"
                 + _held_by(blockers).rstrip()
             )
         log.info("%s: attempt %d timed out; next in %.1f s", what, number, pause)
@@ -191,7 +194,7 @@ def duration(seconds: float) -> str:
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
-class Target:
+class LockSubject:
     """The database whose locks are waited for: it names and (optionally) ends blockers."""
 
     name = "the database"
@@ -240,25 +243,23 @@ WHERE pid = ANY(%(pids)s) AND state IN ('idle in transaction', 'idle in transact
 
 
 @dataclass
-class PostgresTarget(Target):
+class PostgresSubject(LockSubject):
     """A PostgreSQL database: blockers are the other sessions holding a lock on a table
     of its schema (the tables planctl's strong locks are for), or blocking a waiting
     planctl session (``pg_blocking_pids``)."""
 
-    database_url: str
+    target: Target
     name: str = "the database"
 
     def __post_init__(self) -> None:
-        from planctl.config import mask_url
-
-        self.name = mask_url(self.database_url)
+        self.name = self.target.masked
 
     def blockers(self) -> list[Blocker]:
         from planctl.db.engine import connect
         from planctl.errors import PlanctlError
 
         try:
-            with connect(self.database_url) as connection:
+            with connect(self.target) as connection:
                 rows = connection.exec_driver_sql(_PG_BLOCKERS).fetchall()
         except PlanctlError as error:  # naming them is a courtesy; the timeout still stands
             log.warning("cannot list the sessions holding locks: %s", error)
@@ -280,7 +281,7 @@ class PostgresTarget(Target):
         idle = {b.pid: b for b in blockers if b.idle_in_transaction}
         if not idle:
             return []
-        with connect(self.database_url) as connection:
+        with connect(self.target) as connection:
             ended = connection.exec_driver_sql(_PG_TERMINATE, {"pids": list(idle)}).scalars()
             return [idle[int(pid)] for pid in ended]
 
@@ -293,7 +294,7 @@ _WAL_READ_LOCKS = range(123, 128)
 
 
 @dataclass
-class SqliteTarget(Target):
+class SqliteSubject(LockSubject):
     """A SQLite file: blockers are the processes holding its write lock (or, for a
     restore, a read lock), as the kernel's lock table (/proc/locks) tells."""
 
@@ -384,16 +385,11 @@ def _command(pid: int) -> str:
         return "?"
 
 
-def target_for(database_url: str) -> Target:
-    """The lock target behind *database_url* (a memory database: nothing to name)."""
-    from planctl.db import sqlite_file
-
-    path = sqlite_file.database_file(database_url)
-    if path is not None:
-        return SqliteTarget(path.resolve())
-    if database_url.startswith("sqlite"):
-        return Target()
-    return PostgresTarget(database_url)
+def subject_for(target: Target) -> LockSubject:
+    """What a lock wait on *target* is about: its SQLite file or its PostgreSQL database."""
+    if target.sqlite_file is not None:
+        return SqliteSubject(target.sqlite_file.resolve())
+    return PostgresSubject(target)
 
 
 def pg_settings(seconds: float, server_major: int) -> dict[str, str]:

@@ -27,13 +27,13 @@ from alembic.util import CommandError
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
-from planctl.config import mask_url
 from planctl.db import lockwait
-from planctl.db.engine import connect, parse_url
+from planctl.db.engine import connect
 from planctl.db.lockwait import LockWait
 from planctl.db.revisions import head_revision, migrations_dir
 from planctl.errors import MigrationError, UsageError, VerificationError
 from planctl.failures import MigrationFailure, classify_migration
+from planctl.target import Target
 from planctl.text import plural
 
 if TYPE_CHECKING:
@@ -44,12 +44,12 @@ log = logging.getLogger("planctl.migrations")
 FILE_TEMPLATE = "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s"
 
 
-def alembic_config(database_url: str, *, stdout: TextIO | None = None) -> Config:
-    """An Alembic Config pointing at planctl's migrations and *database_url*."""
+def alembic_config(target: Target, *, stdout: TextIO | None = None) -> Config:
+    """An Alembic Config pointing at planctl's migrations and *target*."""
     config = Config(stdout=stdout or io.StringIO())
     config.set_main_option("script_location", str(migrations_dir()))
     # ConfigParser interpolation: a literal % in a password must be doubled.
-    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    config.set_main_option("sqlalchemy.url", target.url.replace("%", "%%"))
     config.set_main_option("file_template", FILE_TEMPLATE)
     config.set_main_option("timezone", "UTC")
     config.attributes["planctl"] = True
@@ -62,14 +62,14 @@ def script_directory() -> ScriptDirectory:
 
 @contextmanager
 def _migration_connection(
-    database_url: str, *, create: bool, lock_timeout: float | None = None
+    target: Target, *, create: bool, lock_timeout: float | None = None
 ) -> Iterator[Connection]:
     """One transaction for a whole migration run; on SQLite, foreign keys are
     enforced by a final check instead of row by row (batch mode recreates tables).
     With *lock_timeout*, it writes: SQLite takes the write lock at BEGIN, and
     every lock wait gives up after *lock_timeout* seconds."""
     with connect(
-        database_url,
+        target,
         create=create,
         foreign_keys=False,
         immediate=lock_timeout is not None,
@@ -93,7 +93,7 @@ def _check_foreign_keys(connection: Connection) -> None:
 
 
 def _run(
-    database_url: str,
+    target: Target,
     action: str,
     fn: Any,
     *args: Any,
@@ -105,14 +105,14 @@ def _run(
         _require_revision(args[0], action.split()[0])
 
     def attempt(seconds: float) -> None:
-        config = alembic_config(database_url)
-        with _migration_connection(database_url, create=create, lock_timeout=seconds) as connection:
+        config = alembic_config(target)
+        with _migration_connection(target, create=create, lock_timeout=seconds) as connection:
             config.attributes["connection"] = connection
             fn(config, *args, **kwargs)
 
     try:
-        target = lockwait.target_for(database_url)
-        lockwait.retry(lock_wait or LockWait(), target, action, attempt)
+        subject = lockwait.subject_for(target)
+        lockwait.retry(lock_wait or LockWait(), subject, action, attempt)
     except CommandError as error:
         raise _describe_command_error(error, action) from error
     except AssertionError as error:  # Alembic asserts on some malformed revision strings
@@ -120,7 +120,7 @@ def _run(
             f"{action} failed: '{args[0] if args else ''}' is not a usable revision",
             "planctl db-history lists the revisions",
         ) from error
-    log.info("%s on %s", action, mask_url(database_url))
+    log.info("%s on %s", action, target.masked)
 
 
 def _require_revision(revision: str, action: str) -> None:
@@ -145,7 +145,7 @@ def _describe_command_error(error: CommandError, action: str) -> MigrationError:
 
 
 def upgrade(
-    database_url: str, revision: str = "head", *, lock_wait: LockWait | None = None
+    target: Target, revision: str = "head", *, lock_wait: LockWait | None = None
 ) -> tuple[str | None, str | None]:
     """Upgrade to *revision*; returns (revision before, revision after).
 
@@ -155,10 +155,10 @@ def upgrade(
     keep writing while planctl reads (exports, backups); an existing one keeps
     its journal mode (``db-info`` shows it, the README says how to switch).
     """
-    new_file = _new_sqlite_file(database_url)
-    before = current(database_url, missing_ok=True)
+    new_file = _new_sqlite_file(target)
+    before = current(target, missing_ok=True)
     _run(
-        database_url,
+        target,
         f"upgrade to {revision}",
         command.upgrade,
         revision,
@@ -167,14 +167,12 @@ def upgrade(
     )
     if new_file is not None and new_file.exists():
         set_wal(new_file)
-    return before, current(database_url)
+    return before, current(target)
 
 
-def _new_sqlite_file(database_url: str) -> Path | None:
+def _new_sqlite_file(target: Target) -> Path | None:
     """The SQLite file an upgrade would create, or None (PostgreSQL, memory, file exists)."""
-    from planctl.db.engine import sqlite_path
-
-    path = sqlite_path(parse_url(database_url))
+    path = target.sqlite_file
     return path if path is not None and not path.exists() else None
 
 
@@ -191,65 +189,62 @@ def set_wal(path: Path) -> None:
         raise MigrationError(f"could not switch '{path}' to WAL (still {mode})")
 
 
-def journal_mode(database_url: str) -> str | None:
-    """SQLite's journal mode (``wal``, ``delete``, …) of *database_url*; None for PostgreSQL."""
-    with connect(database_url) as connection:
+def journal_mode(target: Target) -> str | None:
+    """SQLite's journal mode (``wal``, ``delete``, …) of *target*; None for PostgreSQL."""
+    with connect(target) as connection:
         if connection.dialect.name != "sqlite":
             return None
         return str(connection.exec_driver_sql("PRAGMA journal_mode").scalar_one()).lower()
 
 
-def upgrade_sql(database_url: str, revision: str = "head", start: str | None = None) -> str:
+def upgrade_sql(target: Target, revision: str = "head", start: str | None = None) -> str:
     """The SQL an upgrade would run (Alembic offline mode), without touching the database."""
     out = io.StringIO()
-    config = alembic_config(database_url, stdout=out)
+    config = alembic_config(target, stdout=out)
     config.attributes["sql_output"] = out
-    target = f"{start}:{revision}" if start else revision
+    revisions = f"{start}:{revision}" if start else revision
     try:
-        command.upgrade(config, target, sql=True)
+        command.upgrade(config, revisions, sql=True)
     except CommandError as error:
         raise _describe_command_error(error, f"upgrade to {revision}") from error
     return out.getvalue()
 
 
 def downgrade(
-    database_url: str, revision: str = "-1", *, lock_wait: LockWait | None = None
+    target: Target, revision: str = "-1", *, lock_wait: LockWait | None = None
 ) -> tuple[str | None, str | None]:
     """Downgrade to *revision* (default: one step); returns (before, after)."""
     _require_revision(revision, "downgrade")
-    before = current(database_url)
+    before = current(target)
     if before is None and revision != "base":
         raise MigrationError(
-            f"cannot downgrade {mask_url(database_url)}: it has no schema revision",
+            f"cannot downgrade {target.masked}: it has no schema revision",
             "nothing to undo; planctl db-upgrade creates the schema",
         )
     _run(
-        database_url,
+        target,
         f"downgrade to {revision}",
         command.downgrade,
         revision,
         lock_wait=lock_wait,
     )
-    return before, current(database_url)
+    return before, current(target)
 
 
-def stamp(database_url: str, revision: str, *, lock_wait: LockWait | None = None) -> str | None:
+def stamp(target: Target, revision: str, *, lock_wait: LockWait | None = None) -> str | None:
     """Record *revision* as current without running migrations."""
     # never creates a file
-    _run(database_url, f"stamp {revision}", command.stamp, revision, lock_wait=lock_wait)
-    return current(database_url)
+    _run(target, f"stamp {revision}", command.stamp, revision, lock_wait=lock_wait)
+    return current(target)
 
 
-def current(database_url: str, *, missing_ok: bool = False) -> str | None:
+def current(target: Target, *, missing_ok: bool = False) -> str | None:
     """The database's revision, or None for an empty (unversioned) database."""
-    url = parse_url(database_url)
-    if url.get_backend_name() == "sqlite" and missing_ok:
-        from planctl.db.engine import sqlite_path
-
-        path = sqlite_path(url)
+    if missing_ok:
+        path = target.sqlite_file
         if path is not None and not path.exists():
             return None
-    with _migration_connection(database_url, create=False) as connection:
+    with _migration_connection(target, create=False) as connection:
         heads = MigrationContext.configure(connection).get_current_heads()
     return heads[0] if heads else None
 
@@ -314,7 +309,7 @@ def _create_date(script: Script) -> dt.datetime | None:
     return None
 
 
-def revision(database_url: str, message: str, *, autogenerate: bool = False) -> Path:
+def revision(target: Target, message: str, *, autogenerate: bool = False) -> Path:
     """Write a new revision script; with *autogenerate*, diff the models against the database.
 
     Only in a source checkout: in an installed planctl the new script would land in
@@ -331,10 +326,10 @@ def revision(database_url: str, message: str, *, autogenerate: bool = False) -> 
             f"db-revision writes migrations into a source checkout, not into {directory}",
             "run it from a clone of planctl's repository (pip install -e .)",
         )
-    config = alembic_config(database_url)
+    config = alembic_config(target)
     try:
         if autogenerate:
-            with _migration_connection(database_url, create=True) as connection:
+            with _migration_connection(target, create=True) as connection:
                 config.attributes["connection"] = connection
                 config.attributes["autogenerate"] = True
                 scripts = command.revision(config, message=message, autogenerate=True)
@@ -367,29 +362,29 @@ class CheckResult:
         return self.at_head and not self.differences
 
 
-def compare(database_url: str, metadata: MetaData | None = None) -> CheckResult:
+def compare(target: Target, metadata: MetaData | None = None) -> CheckResult:
     """Compare the database with the models and with head (no writes)."""
     from alembic.autogenerate import compare_metadata
 
     from planctl.db.schema import metadata as model_metadata
 
-    target = model_metadata if metadata is None else metadata
+    wanted = model_metadata if metadata is None else metadata
     head = head_revision()
-    with _migration_connection(database_url, create=False) as connection:
+    with _migration_connection(target, create=False) as connection:
         context = MigrationContext.configure(
             connection,
             opts={"compare_type": True, "render_as_batch": True, "include_name": _include_name},
         )
         heads = context.get_current_heads()
         revision = heads[0] if heads else None
-        diffs = compare_metadata(context, target) if revision is not None else []
+        diffs = compare_metadata(context, wanted) if revision is not None else []
     return CheckResult(revision, head, [_describe_diff(d) for d in diffs])
 
 
-def check(database_url: str, metadata: MetaData | None = None) -> CheckResult:
+def check(target: Target, metadata: MetaData | None = None) -> CheckResult:
     """Like :func:`compare`, but raise :class:`VerificationError` on any drift."""
-    result = compare(database_url, metadata)
-    masked = mask_url(database_url)
+    result = compare(target, metadata)
+    masked = target.masked
     if result.revision is None:
         raise VerificationError(
             f"database {masked} has no schema (no Alembic revision)",

@@ -19,13 +19,13 @@ from typing import Any
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.engine import Connection
 
-from planctl.config import mask_url
 from planctl.db import changelog
 from planctl.db.bulk import load_rows
 from planctl.db.engine import connect
 from planctl.db.migrate import head_revision
 from planctl.db.schema import RESULTADOS_INTERACCION, TABLE_NAMES, TIPOS_INTERACCION, metadata
 from planctl.errors import SeedError, UsageError
+from planctl.target import Target
 
 Row = tuple[Any, ...]
 CHUNK = 20_000
@@ -404,12 +404,12 @@ def _chunks(rows: Iterable[Row], size: int = CHUNK) -> Iterator[list[Row]]:
         yield chunk
 
 
-def _require_schema(connection: Connection, database_url: str) -> None:
+def _require_schema(connection: Connection, target: Target) -> None:
     from alembic.runtime.migration import MigrationContext
 
     heads = MigrationContext.configure(connection).get_current_heads()
     head = head_revision()
-    masked = mask_url(database_url)
+    masked = target.masked
     if not heads:
         raise SeedError(f"database {masked} has no schema", "run planctl db-upgrade first")
     if heads[0] != head:
@@ -458,7 +458,7 @@ MAX_SCALE = 10_000_000
 
 
 def seed(
-    database_url: str,
+    target: Target,
     *,
     scale: int | None = None,
     force: bool = False,
@@ -489,15 +489,15 @@ def seed(
             "benchmarks use 1,000,000; a trainer's planner holds about 10,000",
         )
     data = DemoData(DEMO_SESSIONS if scale is None else scale, random_seed)
-    with connect(database_url) as connection:
-        _require_schema(connection, database_url)
+    with connect(target) as connection:
+        _require_schema(connection, target)
         existing = _row_counts(connection)
         if any(existing.values()) and if_empty:
             return None
         if any(existing.values()) and not force:
             busy = ", ".join(f"{n} ({c})" for n, c in existing.items() if c)
             raise SeedError(
-                f"database {mask_url(database_url)} already has data: {busy}",
+                f"database {target.masked} already has data: {busy}",
                 "pass --force to replace it with the demo data",
             )
         # Every row changes: rather than logging each one (it doubles the load time),

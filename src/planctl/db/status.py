@@ -6,9 +6,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from planctl.config import mask_url, plain_sqlite_file
 from planctl.db.names import TABLES
 from planctl.db.revisions import head_revision
+from planctl.target import Target
 
 #: Runs one SQL statement, returns its rows.
 Query = Callable[[str], Sequence[Sequence[Any]]]
@@ -34,12 +34,12 @@ class DatabaseInfo:
         return data
 
 
-def database_info(database_url: str) -> DatabaseInfo:
+def database_info(target: Target) -> DatabaseInfo:
     """Inspect the database read-only; missing tables count as None.
 
     A plain SQLite file is read through the driver alone (no SQLAlchemy import).
     """
-    path = plain_sqlite_file(database_url)
+    path = target.plain_sqlite_file
     if path is not None:
         import sqlite3
 
@@ -50,20 +50,18 @@ def database_info(database_url: str) -> DatabaseInfo:
             query = _rows(driver.execute)
             tables = query("SELECT name FROM sqlite_master WHERE type='table'")
             existing = {row[0] for row in tables}
-            return _info(database_url, "sqlite", sqlite3.sqlite_version, existing, query)
+            return _info(target, "sqlite", sqlite3.sqlite_version, existing, query)
         finally:
             driver.close()
     from sqlalchemy import inspect
 
     from planctl.db.engine import connect
 
-    with connect(database_url) as connection:
+    with connect(target) as connection:
         dialect = connection.dialect
         version = ".".join(str(part) for part in (dialect.server_version_info or ()))
         existing = set(inspect(connection).get_table_names())
-        return _info(
-            database_url, dialect.name, version, existing, _rows(connection.exec_driver_sql)
-        )
+        return _info(target, dialect.name, version, existing, _rows(connection.exec_driver_sql))
 
 
 def _rows(execute: Callable[[str], Any]) -> Query:
@@ -71,7 +69,7 @@ def _rows(execute: Callable[[str], Any]) -> Query:
 
 
 def _info(
-    database_url: str, backend: str, version: str, existing: set[str], query: Query
+    target: Target, backend: str, version: str, existing: set[str], query: Query
 ) -> DatabaseInfo:
     heads = []
     if "alembic_version" in existing:
@@ -84,7 +82,7 @@ def _info(
     return DatabaseInfo(
         backend=backend,
         server_version=version or "?",
-        masked_url=mask_url(database_url),
+        masked_url=target.masked,
         revision=heads[0] if heads else None,
         head=head_revision(),
         tables=counts,

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
-from planctl.config import mask_url
-from planctl.db.engine import check_sqlite_target, make_engine, parse_url, translate_db_errors
+from planctl.db.engine import check_sqlite_target, make_engine, translate_db_errors
 from planctl.errors import LockedError
+from planctl.target import Target
 
 POLL_SECONDS = 0.05
 
@@ -33,7 +33,7 @@ POLL_SECONDS = 0.05
 class SyncLock:
     """Proof that this process holds the sync lock of one database and backend."""
 
-    database_url: str
+    target: Target
     backend: str
 
 
@@ -43,32 +43,31 @@ def _key(backend: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def _refused(database_url: str, backend: str) -> LockedError:
+def _refused(target: Target, backend: str) -> LockedError:
     return LockedError(
-        f"another planctl sync with the {backend} calendar is running on {mask_url(database_url)}",
+        f"another planctl sync with the {backend} calendar is running on {target.masked}",
         "wait for it to finish, or give --lock-timeout SECONDS to wait for it",
     )
 
 
 @contextmanager
-def sync_lock(database_url: str, backend: str, *, timeout: float = 0.0) -> Iterator[SyncLock]:
-    """Hold the sync lock of *database_url* and *backend* (wait up to *timeout* seconds)."""
-    url = parse_url(database_url)
-    if url.get_backend_name() == "sqlite":
+def sync_lock(target: Target, backend: str, *, timeout: float = 0.0) -> Iterator[SyncLock]:
+    """Hold the sync lock of *target* and *backend* (wait up to *timeout* seconds)."""
+    if target.is_sqlite:
         from planctl.fsutil import file_lock
 
-        check_sqlite_target(url, create=False)  # the database's own message, not the lock's
+        check_sqlite_target(target, create=False)  # the database's own message, not the lock's
         held = ExitStack()
         try:
-            held.enter_context(file_lock(f"{url.database}.sync-{backend}.lock", timeout=timeout))
+            held.enter_context(file_lock(f"{target.database}.sync-{backend}.lock", timeout=timeout))
         except LockedError as busy:
-            raise _refused(database_url, backend) from busy
+            raise _refused(target, backend) from busy
         with held:
-            yield SyncLock(database_url, backend)
+            yield SyncLock(target, backend)
         return
-    engine = make_engine(database_url)
+    engine = make_engine(target)
     try:
-        with translate_db_errors(database_url), engine.connect() as connection:
+        with translate_db_errors(target), engine.connect() as connection:
             connection = connection.execution_options(isolation_level="AUTOCOMMIT")
             key = _key(backend)
             deadline = time.monotonic() + timeout
@@ -76,10 +75,10 @@ def sync_lock(database_url: str, backend: str, *, timeout: float = 0.0) -> Itera
                 text("SELECT pg_try_advisory_lock(:key)"), {"key": key}
             ).scalar_one():
                 if time.monotonic() >= deadline:
-                    raise _refused(database_url, backend)
+                    raise _refused(target, backend)
                 time.sleep(POLL_SECONDS)
             try:
-                yield SyncLock(database_url, backend)
+                yield SyncLock(target, backend)
             finally:
                 connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
     finally:

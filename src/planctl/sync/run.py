@@ -17,8 +17,7 @@ from dataclasses import replace
 
 from sqlalchemy.engine import Connection
 
-from planctl.config import mask_url
-from planctl.db.engine import check_sqlite_target, make_engine, parse_url, translate_db_errors
+from planctl.db.engine import check_sqlite_target, make_engine, translate_db_errors
 from planctl.sync import cursor
 from planctl.sync import state as sync_state
 from planctl.sync.apply import Applier
@@ -28,6 +27,7 @@ from planctl.sync.options import SyncOptions
 from planctl.sync.plan import make_plan
 from planctl.sync.report import WRITES, Kind, SyncReport, SyncStatus
 from planctl.sync.safety import refusal
+from planctl.target import Target
 from planctl.text import plural
 
 COMMIT_EVERY = 100
@@ -36,21 +36,20 @@ log = logging.getLogger("planctl.sync")
 
 
 @contextmanager
-def _connection(database_url: str) -> Iterator[Connection]:
-    url = parse_url(database_url)
-    if url.get_backend_name() == "sqlite":
-        check_sqlite_target(url, create=False)
-    engine = make_engine(database_url)
+def _connection(target: Target) -> Iterator[Connection]:
+    if target.is_sqlite:
+        check_sqlite_target(target, create=False)
+    engine = make_engine(target)
     try:
-        with translate_db_errors(database_url), engine.connect() as connection:
-            sync_state.require_sync_tables(connection, mask_url(database_url))
+        with translate_db_errors(target), engine.connect() as connection:
+            sync_state.require_sync_tables(connection, target.masked)
             yield connection
     finally:
         engine.dispose()
 
 
 def run_sync(
-    database_url: str,
+    target: Target,
     backend: Backend,
     options: SyncOptions,
     *,
@@ -71,15 +70,13 @@ def run_sync(
     """
     options.check()
     logger = logger or log
-    with _connection(database_url) as connection:
+    with _connection(target) as connection:
         if dry_run:
             return _plan(connection, backend, options, logger, dry_run=True)
         with ExitStack() as held:
             if lock is None:
-                lock = held.enter_context(
-                    sync_lock(database_url, backend.name, timeout=lock_timeout)
-                )
-            assert (lock.database_url, lock.backend) == (database_url, backend.name)
+                lock = held.enter_context(sync_lock(target, backend.name, timeout=lock_timeout))
+            assert (lock.target, lock.backend) == (target, backend.name)
             sync_state.end_reads(connection)
             interrupted = sync_state.mark_interrupted(connection, backend.name)
             connection.commit()
@@ -188,14 +185,14 @@ def _describe(report: SyncReport) -> str:
 
 
 def sync_status(
-    database_url: str,
+    target: Target,
     backend: Backend,
     options: SyncOptions,
 ) -> SyncStatus:
     """Compare both sides without writing: in sync, pending, conflicting; and the last run."""
     options = replace(options, mode="sync", policy="fail")
-    report = run_sync(database_url, backend, options, dry_run=True)
-    with _connection(database_url) as connection:
+    report = run_sync(target, backend, options, dry_run=True)
+    with _connection(target) as connection:
         last = sync_state.last_run(connection, backend.name)
     tally = Counter(a.kind for a in report.actions)
     return SyncStatus(
