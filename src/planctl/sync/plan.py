@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -17,30 +17,70 @@ from planctl.sync.decide import decide, finalise
 from planctl.sync.local import CANCELLED, LocalItem
 from planctl.sync.options import SyncOptions
 from planctl.sync.report import Action, Kind
-from planctl.sync.safety import Exposure
+from planctl.sync.safety import Exposure, Removals
 from planctl.sync.state import StateRow
+
+BATCH = 500  # sessions read and decided at a time
 
 
 @dataclass
 class Plan:
-    actions: list[Action]
+    """What a run looks at, fixed once; its actions are decided batch by batch, on demand.
+
+    Nothing here holds one object per session: the ids to decide (integers),
+    the state rows and the listing are what planning keeps. :meth:`batches`
+    reads and decides :data:`BATCH` sessions at a time and can run twice: once
+    to count what the run would remove (the guard needs the totals before any
+    change), once to apply (docs/sync.md#safety-no-mass-cancellation).
+    """
+
+    connection: Connection
+    options: SyncOptions
+    ids: list[int]  # the sessions to decide, in order
+    local_ids: set[int]  # of those, the ones to read from the planner
+    remote: dict[int, RemoteEvent]
+    states: dict[int, StateRow]
     foreign: list[RemoteEvent]
     duplicates: list[RemoteEvent]
     tracked: int = 0  # state rows of this backend
     vanished: int = 0  # of those, events the listing does not show at all
     planner_sessions: int = 0  # rows in sesiones (any date, any state)
-    untouched: int = 0  # tracked sessions in sync on both sides: counted, no Action kept
+    unread: int = 0  # tracked sessions in sync on both sides, not even read
     mark: int | None = None  # the change-log position a clean run may store
     why_full: str | None = None  # why the planner was read in full (None: incremental)
 
-    def exposure(self) -> Exposure:
+    def batches(self) -> Iterator[list[Action]]:
+        """The decided actions, :data:`BATCH` sessions at a time; no transaction stays open
+        between batches (the caller may talk to the calendar meanwhile)."""
+        for start in range(0, len(self.ids), BATCH):
+            batch = self.ids[start : start + BATCH]
+            wanted = [i for i in batch if i in self.local_ids]
+            local = _read_local(self.connection, wanted, self.options.timezone)
+            self.connection.rollback()
+            actions = []
+            for session_id in batch:
+                action = decide(
+                    session_id,
+                    local.get(session_id),
+                    self.remote.get(session_id),
+                    self.states.get(session_id),
+                    self.options.policy,
+                )
+                if action.kind is Kind.UNCHANGED and action.state is None:
+                    continue  # nothing on any side (a cancelled session never synced)
+                actions.append(finalise(action, self.options))
+            yield actions
+
+    def exposure(self, removals: Removals) -> Exposure:
         """What this plan would remove on each side, for the safety guard."""
-        return Exposure.of(
-            self.actions,
-            tracked=self.tracked,
-            vanished=self.vanished,
-            planner_sessions=self.planner_sessions,
+        return removals.exposure(
+            tracked=self.tracked, vanished=self.vanished, planner_sessions=self.planner_sessions
         )
+
+
+def in_sync(action: Action) -> bool:
+    """A tracked session in sync on both sides: counted as unchanged, never kept."""
+    return action.kind is Kind.UNCHANGED and not action.note
 
 
 def _pick(current: RemoteEvent | None, candidate: RemoteEvent, saved: StateRow | None) -> bool:
@@ -106,9 +146,7 @@ def _out_of_range(connection: Connection, ids: Sequence[int]) -> set[int]:
     return found
 
 
-def _remote_changed(
-    remote: dict[int, RemoteEvent], states: dict[int, StateRow]
-) -> set[int]:
+def _remote_changed(remote: dict[int, RemoteEvent], states: dict[int, StateRow]) -> set[int]:
     """Sessions whose event the calendar shows differently from the state: new, moved
     etag, another event, or gone."""
     changed = {sid for sid in states if sid not in remote}
@@ -133,9 +171,6 @@ def _older_rows(states: dict[int, StateRow]) -> set[int]:
     }
 
 
-BATCH = 500  # sessions read and decided at a time
-
-
 def _ids_in_range(connection: Connection, options: SyncOptions) -> list[int]:
     query = select(Sesion.id)
     if options.since is not None:
@@ -145,9 +180,7 @@ def _ids_in_range(connection: Connection, options: SyncOptions) -> list[int]:
     return list(connection.execute(query).scalars())
 
 
-def _read_local(
-    connection: Connection, ids: Sequence[int], timezone: str
-) -> dict[int, LocalItem]:
+def _read_local(connection: Connection, ids: Sequence[int], timezone: str) -> dict[int, LocalItem]:
     if not ids:
         return {}
     filters = SessionFilter(session_ids=list(ids))
@@ -155,7 +188,7 @@ def _read_local(
 
 
 def make_plan(connection: Connection, backend: Backend, options: SyncOptions) -> Plan:
-    """Decide, without writing anything, what a run would do for every session in scope.
+    """Fix what a run looks at, without writing anything (see :class:`Plan`).
 
     With a trusted change-log position (:mod:`planctl.sync.cursor`) only the
     sessions changed since then on either side are read and decided; the
@@ -176,36 +209,20 @@ def make_plan(connection: Connection, backend: Backend, options: SyncOptions) ->
     if options.since is not None or options.until is not None:
         elsewhere = _out_of_range(connection, sorted(ids - local_ids))
         ids -= elsewhere  # sessions outside --since/--until are not looked at
-    untouched = 0 if scope.changed is None else sum(1 for s in states if s not in ids)
-    actions = []
-    ordered = sorted(ids)
-    for start in range(0, len(ordered), BATCH):
-        batch = ordered[start : start + BATCH]
-        local = _read_local(connection, [i for i in batch if i in local_ids], options.timezone)
-        for session_id in batch:
-            action = decide(
-                session_id,
-                local.get(session_id),
-                remote.get(session_id),
-                states.get(session_id),
-                options.policy,
-            )
-            if action.kind is Kind.UNCHANGED and action.state is None:
-                continue  # nothing on any side (a cancelled session never synced)
-            action = finalise(action, options)
-            if action.kind is Kind.UNCHANGED and not action.note:
-                untouched += 1  # in sync: counted, not kept (memory follows the changes)
-                continue
-            actions.append(action)
     connection.rollback()
     return Plan(
-        actions,
+        connection,
+        options,
+        sorted(ids),
+        local_ids,
+        remote,
+        states,
         foreign,
         duplicates,
         tracked=len(states),
         vanished=vanished,
         planner_sessions=int(sessions),
-        untouched=untouched,
+        unread=0 if scope.changed is None else sum(1 for s in states if s not in ids),
         mark=scope.mark,
         why_full=scope.why_full,
     )
