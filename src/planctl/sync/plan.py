@@ -12,9 +12,9 @@ from planctl.calendar.sessions import SessionFilter, iter_sessions
 from planctl.db.models import Sesion
 from planctl.sync import cursor
 from planctl.sync import state as sync_state
-from planctl.sync.backend import Backend, RemoteEvent
+from planctl.sync.backend import Backend, Listing, RemoteEvent
 from planctl.sync.decide import decide, finalise
-from planctl.sync.local import CANCELLED, LocalItem
+from planctl.sync.local import CANCELLED, FINGERPRINT, LocalItem
 from planctl.sync.options import SyncOptions
 from planctl.sync.report import Action, Kind
 from planctl.sync.safety import Exposure, Removals
@@ -48,6 +48,7 @@ class Plan:
     unread: int = 0  # tracked sessions in sync on both sides, not even read
     mark: int | None = None  # the change-log position a clean run may store
     why_full: str | None = None  # why the planner was read in full (None: incremental)
+    confirm_key: str | None = None  # what the calendar remembers a clean run's listing by
 
     def batches(self) -> Iterator[list[Action]]:
         """The decided actions, :data:`BATCH` sessions at a time; no transaction stays open
@@ -95,18 +96,26 @@ def _pick(current: RemoteEvent | None, candidate: RemoteEvent, saved: StateRow |
 
 
 def remote_index(
-    backend: Backend, states: dict[int, StateRow]
+    backend: Backend,
+    states: dict[int, StateRow],
+    events: list[RemoteEvent] | None = None,
+    *,
+    complete: bool = True,
 ) -> tuple[dict[int, RemoteEvent], list[RemoteEvent], list[RemoteEvent], int]:
     """The calendar's events by session id, plus others' events and duplicates.
 
-    Only events whose content is needed are loaded: unknown ones (to read
-    their identity) and those whose etag moved since the last run. The last
-    value is how many tracked events the listing lacks altogether.
+    *events* is the listing (None: ``backend.list()``); *complete* when it is the
+    whole calendar. Only events whose content is needed are loaded: unknown ones
+    (to read their identity) and those whose etag moved since the last run. The
+    last value is how many tracked events a complete listing lacks altogether.
     """
     by_remote_id = {s.remote_id: s for s in states.values()}
-    events = backend.list()
-    listed = {e.id for e in events}
-    vanished = sum(1 for remote_id in by_remote_id if remote_id not in listed)
+    if events is None:
+        events = backend.list()
+    vanished = 0
+    if complete:
+        listed = {e.id for e in events}
+        vanished = sum(1 for remote_id in by_remote_id if remote_id not in listed)
     wanted = [
         e.id
         for e in events
@@ -150,15 +159,7 @@ def _remote_changed(remote: dict[int, RemoteEvent], states: dict[int, StateRow])
     """Sessions whose event the calendar shows differently from the state: new, moved
     etag, another event, or gone."""
     changed = {sid for sid in states if sid not in remote}
-    for session_id, event in remote.items():
-        saved = states.get(session_id)
-        if (
-            saved is None
-            or event.etag is None
-            or saved.remote_id != event.id
-            or saved.etag != event.etag
-        ):
-            changed.add(session_id)
+    changed.update(sid for sid, event in remote.items() if _differs(event, states.get(sid)))
     return changed
 
 
@@ -167,7 +168,7 @@ def _older_rows(states: dict[int, StateRow]) -> set[int]:
     return {
         session_id
         for session_id, saved in states.items()
-        if saved.hash_local != CANCELLED and not saved.hash_local.startswith("~")
+        if saved.hash_local != CANCELLED and not saved.hash_local.startswith(FINGERPRINT)
     }
 
 
@@ -192,20 +193,35 @@ def make_plan(connection: Connection, backend: Backend, options: SyncOptions) ->
 
     With a trusted change-log position (:mod:`planctl.sync.cursor`) only the
     sessions changed since then on either side are read and decided; the
-    other tracked ones are in sync and only counted.
+    other tracked ones are in sync and only counted. The calendar is then asked
+    only for what changed since the same clean run (``Backend.list_changes``);
+    a backend that cannot tell lists everything and every state row is compared.
     """
     scope = cursor.scope(connection, backend.name, options)
-    states = sync_state.load_states(connection, backend.name)
+    tracked = sync_state.count_states(connection, backend.name)
+    sessions = connection.execute(select(func.count()).select_from(Sesion)).scalar_one()
     if scope.changed is None:  # the ids only: the sessions are read a batch at a time
         local_ids = set(_ids_in_range(connection, options))
-    sessions = connection.execute(select(func.count()).select_from(Sesion)).scalar_one()
     connection.rollback()  # no transaction stays open while the calendar is listed
-    remote, foreign, duplicates, vanished = remote_index(backend, states)
-    if scope.changed is None:
-        ids = local_ids | set(states) | set(remote)
+    since = scope.listing_key(backend.name, scope.since) if scope.changed is not None else None
+    listing = backend.list_changes(since)
+    if listing.complete:
+        states = sync_state.load_states(connection, backend.name)
+        connection.rollback()
+        remote, foreign, duplicates, vanished = remote_index(backend, states, listing.events)
+        if scope.changed is None:
+            ids = local_ids | set(states) | set(remote)
+        else:
+            ids = set(scope.changed) | _remote_changed(remote, states) | _older_rows(states)
+            local_ids = ids
+        unread = 0 if scope.changed is None else sum(1 for s in states if s not in ids)
     else:
-        ids = set(scope.changed) | _remote_changed(remote, states) | _older_rows(states)
+        assert scope.changed is not None
+        ids, states, remote, foreign, duplicates, vanished = _changes_only(
+            connection, backend, scope.changed, listing
+        )
         local_ids = ids
+        unread = tracked - sum(1 for s in states if s in ids)
     if options.since is not None or options.until is not None:
         elsewhere = _out_of_range(connection, sorted(ids - local_ids))
         ids -= elsewhere  # sessions outside --since/--until are not looked at
@@ -219,10 +235,56 @@ def make_plan(connection: Connection, backend: Backend, options: SyncOptions) ->
         states,
         foreign,
         duplicates,
-        tracked=len(states),
+        tracked=tracked,
         vanished=vanished,
         planner_sessions=int(sessions),
-        unread=0 if scope.changed is None else sum(1 for s in states if s not in ids),
+        unread=unread,
         mark=scope.mark,
         why_full=scope.why_full,
+        confirm_key=scope.listing_key(backend.name, scope.mark),
+    )
+
+
+def _changes_only(
+    connection: Connection, backend: Backend, changed: frozenset[int], listing: Listing
+) -> tuple[
+    set[int], dict[int, StateRow], dict[int, RemoteEvent], list[RemoteEvent], list[RemoteEvent], int
+]:
+    """Both sides read incrementally: the sessions logged since the position, the events
+    changed since the same clean run, and the state rows of those only.
+
+    Every other tracked session was in sync on both sides at that run and nothing
+    changed since on either: it is counted, not read. A session read for its
+    planner-side change whose event did not change gets its event from its state
+    row (id and etag; the token is the state's)."""
+    events = listing.events
+    gone = set(listing.gone)
+    states = sync_state.load_states(
+        connection,
+        backend.name,
+        session_ids=set(changed) | {e.session_id for e in events if e.session_id is not None},
+        remote_ids=[e.id for e in events] + sorted(gone),
+    )
+    older = sync_state.states_where_local_is_not(connection, backend.name, CANCELLED, FINGERPRINT)
+    if older:
+        states.update(sync_state.load_states(connection, backend.name, session_ids=older))
+    connection.rollback()
+    remote, foreign, duplicates, _ = remote_index(backend, states, events, complete=False)
+    vanished = {s for s, row in states.items() if row.remote_id in gone and s not in remote}
+    moved = {s for s, event in remote.items() if _differs(event, states.get(s))}
+    ids = set(changed) | vanished | moved | set(older)
+    for session_id in ids:
+        saved = states.get(session_id)
+        if session_id not in remote and saved is not None and saved.remote_id not in gone:
+            remote[session_id] = RemoteEvent(saved.remote_id, saved.etag, session_id)
+    return ids, states, remote, foreign, duplicates, len(vanished)
+
+
+def _differs(event: RemoteEvent, saved: StateRow | None) -> bool:
+    """Whether the calendar shows *event* otherwise than the state row saw it."""
+    return (
+        saved is None
+        or event.etag is None
+        or saved.remote_id != event.id
+        or saved.etag != event.etag
     )

@@ -215,7 +215,7 @@ def _apply(
                 if number % commit_every == 0:
                     applier.write_batch()
                 on_progress(number, max(total, number))
-            applier.write_batch()
+        applier.write_batch()
     except BaseException:
         _record_interrupted(connection, run_id)
         raise
@@ -223,9 +223,15 @@ def _apply(
     result = "errores" if report.errors else "conflictos" if report.conflicts else "ok"
     sync_state.end_reads(connection)
     sync_state.finish_run(connection, run_id, result, report.run_counts())
-    if result == "ok" and options.mode == "sync" and report.log_mark is not None:
+    clean = result == "ok" and options.mode == "sync" and report.log_mark is not None
+    if clean:
+        assert report.log_mark is not None
         cursor.advance(connection, backend.name, options, report.log_mark)
     connection.commit()
+    if clean and plan.confirm_key is not None:
+        # after the position is committed: a crash in between leaves the calendar's older
+        # key, so the next run lists more than changed, never less
+        backend.confirm(plan.confirm_key)
 
 
 def _record_interrupted(connection: Connection, run_id: int) -> None:

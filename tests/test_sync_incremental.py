@@ -1,0 +1,99 @@
+"""A run after a clean one reads only what changed, on both sides (issue 20, point 4).
+
+The planner's side through sync's position in the change log, the calendar's
+through ``Backend.list_changes`` (the google/simulated mirror's change numbers
+since the clean run that confirmed them). Asserted on what was read (the
+plan's sessions and state rows) and on the outcome on both sides.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from planctl.db.engine import make_engine
+from planctl.sync.backends.simulated import InjectedFault, SimulatedBackend, SimulatedCalendar
+from planctl.sync.engine import Kind, SyncOptions
+from planctl.sync.plan import Plan, make_plan
+
+from .sync_support import TZ, World, add_sessions, make_tiny_planner
+
+EXTRA = 40  # sessions beyond the tiny planner's, so "everything" and "what changed" differ
+
+
+@pytest.fixture
+def synced(migrated_url: str, tmp_path: Path) -> World:
+    make_tiny_planner(migrated_url)
+    add_sessions(migrated_url, EXTRA)
+    world = World(migrated_url, tmp_path / "calendar.json")
+    assert world.sync().count(Kind.CREATE_REMOTE) == 3 + EXTRA
+    assert world.sync().remote_writes == 0  # a clean run: the position and the listing key
+    return world
+
+
+def plan_of(world: World) -> Plan:
+    """What the next run would read and decide (a dry run's plan)."""
+    calendar = SimulatedCalendar(world.store, timezone=TZ)
+    engine = make_engine(world.url)
+    try:
+        with engine.connect() as connection:
+            return make_plan(connection, SimulatedBackend(calendar), SyncOptions(timezone=TZ))
+    finally:
+        engine.dispose()
+        calendar.close()
+
+
+def test_a_no_op_reads_no_session_and_no_state_row(synced: World) -> None:
+    plan = plan_of(synced)
+    assert plan.ids == [] and plan.states == {} and plan.remote == {}
+    assert plan.unread == plan.tracked == 3 + EXTRA
+
+
+def test_a_phone_edit_is_the_only_event_read_and_reaches_the_planner(synced: World) -> None:
+    with synced.calendar() as calendar:
+        calendar.edit("12", start_time=dt.time(16), end_time=dt.time(18))
+    plan = plan_of(synced)
+    assert plan.ids == [12] and set(plan.states) == {12}
+    report = synced.sync()
+    assert {a.session_id: a.kind for a in report.actions} == {12: Kind.UPDATE_LOCAL}
+    session = synced.session(12)
+    assert (session.hora_inicio, session.hora_fin) == (dt.time(16), dt.time(18))
+    # the run's own write to the planner is logged after its position: read once more
+    assert plan_of(synced).ids == [12]
+    again = synced.sync()
+    assert again.remote_writes == 0 and again.summary()["planner_updated"] == 0
+    assert plan_of(synced).ids == []
+
+
+def test_a_planner_edit_is_read_with_its_event_from_the_state_row(synced: World) -> None:
+    synced.execute("UPDATE sesiones SET hora_fin = '12:00' WHERE id = 11")
+    plan = plan_of(synced)
+    assert plan.ids == [11] and set(plan.states) == {11}
+    assert plan.remote[11].id == synced.event_of(11)["id"]
+    report = synced.sync()
+    assert {a.session_id: a.kind for a in report.actions} == {11: Kind.UPDATE_REMOTE}
+    assert synced.event_of(11)["end"]["dateTime"] == "2026-12-02T12:00:00+01:00"
+
+
+def test_a_phone_deletion_of_many_is_still_refused(synced: World) -> None:
+    from planctl.sync.safety import UnsafeRunError
+
+    with synced.calendar() as calendar:
+        for session_id in range(10, 10 + EXTRA // 2):
+            calendar.edit(str(session_id), status="cancelled")
+    assert len(plan_of(synced).ids) == EXTRA // 2
+    with pytest.raises(UnsafeRunError, match="cancel 20 of the 43 synced sessions"):
+        synced.sync()
+    assert synced.session(10).estado == "programada"
+
+
+def test_a_killed_run_is_listed_again_and_never_duplicated(synced: World) -> None:
+    synced.execute("UPDATE sesiones SET notas = 'x' WHERE id >= 10")
+    with pytest.raises(InjectedFault):
+        synced.sync(crash_after=7)
+    report = synced.sync()
+    assert report.count(Kind.CREATE_REMOTE) == 0
+    assert all(len(events) == 1 for events in synced.events_by_session().values())
+    assert synced.sync().remote_writes == 0 and plan_of(synced).ids == []
