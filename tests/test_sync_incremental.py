@@ -97,3 +97,78 @@ def test_a_killed_run_is_listed_again_and_never_duplicated(synced: World) -> Non
     assert report.count(Kind.CREATE_REMOTE) == 0
     assert all(len(events) == 1 for events in synced.events_by_session().values())
     assert synced.sync().remote_writes == 0 and plan_of(synced).ids == []
+
+
+# -- a change to what a session's event shows besides its own row (point 4) ----------
+
+
+@pytest.fixture
+def two_clients(synced: World) -> World:
+    """A second client with its own course, topic and contract, and 5 synced sessions."""
+    from sqlalchemy import insert
+
+    from planctl.db.engine import connect
+    from planctl.db.models import Cliente, ClienteFinal, Contratacion, Formacion, Sesion, Tema
+
+    with connect(synced.url) as connection:
+        connection.execute(insert(Cliente), [{"id": 2, "empresa": "Otra, S.L.", "cif": "B2"}])
+        connection.execute(insert(ClienteFinal), [{"id": 1, "empresa": "Planta Norte"}])
+        connection.execute(insert(Tema), [{"id": 2, "nombre": "Datos"}])
+        connection.execute(insert(Formacion), [{"id": 2, "tema_id": 2, "nombre": "SQL"}])
+        connection.execute(
+            insert(Contratacion),
+            [{"id": 2, "cliente_id": 2, "cliente_final_id": 1, "formacion_id": 2,
+              "expediente": "EXP-2", "modalidad": "online"}],
+        )  # fmt: skip
+        connection.execute(
+            insert(Sesion),
+            [
+                {"id": 200 + n, "contratacion_id": 2, "fecha": dt.date(2027, 1, 4 + n),
+                 "hora_inicio": dt.time(16), "hora_fin": dt.time(18), "estado": "programada"}
+                for n in range(5)
+            ],
+        )  # fmt: skip
+    assert synced.sync().count(Kind.CREATE_REMOTE) == 5
+    assert plan_of(synced).ids == []
+    return synced
+
+
+SECOND = [200, 201, 202, 203, 204]
+
+
+@pytest.mark.parametrize(
+    ("change", "shown"),
+    [
+        ("UPDATE clientes SET empresa = 'Otra Formación, S.L.' WHERE id = 2", True),
+        ("UPDATE clientes_finales SET empresa = 'Planta Sur' WHERE id = 1", False),
+        ("UPDATE formaciones SET nombre = 'SQL para analistas' WHERE id = 2", True),
+        ("UPDATE temas SET nombre = 'Datos y BI' WHERE id = 2", True),
+        ("UPDATE contrataciones SET enlace_vc = 'https://meet.example.com/sql' WHERE id = 2", True),
+        ("UPDATE contrataciones SET prioridad = 'alta' WHERE id = 2", False),
+    ],
+    ids=["client", "end client", "course", "topic", "contract link", "contract priority"],
+)
+def test_a_related_change_reads_and_rewrites_only_the_sessions_that_show_it(
+    two_clients: World, change: str, shown: bool
+) -> None:
+    before = {sid: two_clients.event_of(sid)["etag"] for sid in (1, 2, 3, 10, *SECOND)}
+    two_clients.execute(change)
+    plan = plan_of(two_clients)
+    assert plan.why_full is None and plan.ids == SECOND  # not the 48 other sessions
+    report = two_clients.sync()
+    kinds = {a.session_id: a.kind for a in report.actions}
+    assert set(kinds) == set(SECOND) if shown else set(kinds) <= set(SECOND)
+    # each event shows the change, or (a field no event shows) stays as it was
+    after = {sid: two_clients.event_of(sid)["etag"] for sid in before}
+    assert all(after[sid] == before[sid] for sid in (1, 2, 3, 10))
+    expected = Kind.UPDATE_REMOTE if shown else Kind.RECORD  # a new fingerprint at most
+    assert all(kind is expected for kind in kinds.values()), kinds
+    assert all((after[sid] != before[sid]) is shown for sid in SECOND)
+    assert two_clients.sync().remote_writes == 0
+
+
+def test_a_renamed_client_reaches_the_event_title(two_clients: World) -> None:
+    two_clients.execute("UPDATE clientes SET empresa = 'Otra Formación, S.L.' WHERE id = 2")
+    two_clients.sync()
+    assert two_clients.event_of(201)["summary"] == "SQL — Otra Formación, S.L."
+    assert two_clients.event_of(1)["summary"] == "Excel avanzado — Ñandú, S.A."

@@ -13,9 +13,9 @@ Safety first — a full read whenever the position cannot be trusted: no
 position (first run, a restore forgot it, an older schema), a position the
 log cannot vouch for (log recreated), a table whose triggers are missing, a
 different basis (planctl version,
-time zone: the event of every session changes), a whole-table change
-(``TRUNCATE``, seed), or a change in a table every session's event is built
-from (contract, client, course, topic).
+time zone: the event of every session changes), or a whole-table change
+(``TRUNCATE``, seed). A change to a row a session's event shows (its contract,
+client, end client, course, topic) reads the sessions that show that row.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Connection
 
 from planctl import __version__
-from planctl.calendar.sessions import RELATED_TABLES
+from planctl.calendar.sessions import RELATED_TABLES, sessions_showing
 from planctl.db import changelog, identity
 from planctl.db.models import Sesion
 from planctl.sync.options import SyncOptions
@@ -84,10 +84,11 @@ def scope(connection: Connection, backend: str, options: SyncOptions) -> LocalSc
         changes = changelog.changes_after(connection, position, (SESSIONS, *RELATED_TABLES))
         if changes is None:
             return LocalScope(None, mark, "a whole table changed", database=database)
-        touched = [t for t in RELATED_TABLES if changes[t]]
-        if touched:
-            return LocalScope(None, mark, f"{', '.join(touched)} changed", database=database)
-        return LocalScope(frozenset(changes[SESSIONS]), mark, since=position, database=database)
+        changed = set(changes[SESSIONS])
+        for table in RELATED_TABLES:  # a rename reaches the events of its sessions only
+            if changes[table]:
+                changed |= sessions_showing(connection, table, sorted(changes[table]))
+        return LocalScope(frozenset(changed), mark, since=position, database=database)
     finally:
         connection.rollback()
 
