@@ -51,12 +51,13 @@ class LocalScope:
     since: int | None = None  # the position read from (with *changed*)
     database: str = ""  # the database's identity (listing keys name it)
 
-    def listing_key(self, backend: str, position: int | None) -> str | None:
+    def listing_key(self, backend: str, position: int | None, tracked: int) -> str | None:
         """What a backend remembers a clean run's listing by (Backend.confirm,
-        Backend.list_changes): this database, this reader, that position."""
+        Backend.list_changes): this database, this reader, that position, and how
+        many state rows there were (rows lost or added outside a run: a new key)."""
         if position is None or not self.database:
             return None
-        return f"{self.database}:{reader(backend)}:{position}"
+        return f"{self.database}:{reader(backend)}:{position}:{tracked}"
 
 
 def scope(connection: Connection, backend: str, options: SyncOptions) -> LocalScope:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -48,7 +49,8 @@ class Plan:
     unread: int = 0  # tracked sessions in sync on both sides, not even read
     mark: int | None = None  # the change-log position a clean run may store
     why_full: str | None = None  # why the planner was read in full (None: incremental)
-    confirm_key: str | None = None  # what the calendar remembers a clean run's listing by
+    #: what the calendar remembers a clean run's listing by, given the state rows then
+    listing_key: Callable[[int], str | None] = lambda tracked: None
 
     def batches(self) -> Iterator[list[Action]]:
         """The decided actions, :data:`BATCH` sessions at a time; no transaction stays open
@@ -203,7 +205,9 @@ def make_plan(connection: Connection, backend: Backend, options: SyncOptions) ->
     if scope.changed is None:  # the ids only: the sessions are read a batch at a time
         local_ids = set(_ids_in_range(connection, options))
     connection.rollback()  # no transaction stays open while the calendar is listed
-    since = scope.listing_key(backend.name, scope.since) if scope.changed is not None else None
+    since = None
+    if scope.changed is not None:
+        since = scope.listing_key(backend.name, scope.since, tracked)
     listing = backend.list_changes(since)
     if listing.complete:
         states = sync_state.load_states(connection, backend.name)
@@ -241,7 +245,7 @@ def make_plan(connection: Connection, backend: Backend, options: SyncOptions) ->
         unread=unread,
         mark=scope.mark,
         why_full=scope.why_full,
-        confirm_key=scope.listing_key(backend.name, scope.mark),
+        listing_key=functools.partial(scope.listing_key, backend.name, scope.mark),
     )
 
 
@@ -269,14 +273,18 @@ def _changes_only(
     if older:
         states.update(sync_state.load_states(connection, backend.name, session_ids=older))
     connection.rollback()
+    # The tracked events that did not change, as their state rows saw them: a new event
+    # claiming one of these sessions is then a duplicate, not the session's event.
+    listed = {e.id for e in events} | gone
+    events = events + [
+        RemoteEvent(row.remote_id, row.etag, session_id)
+        for session_id, row in states.items()
+        if row.remote_id not in listed
+    ]
     remote, foreign, duplicates, _ = remote_index(backend, states, events, complete=False)
     vanished = {s for s, row in states.items() if row.remote_id in gone and s not in remote}
     moved = {s for s, event in remote.items() if _differs(event, states.get(s))}
     ids = set(changed) | vanished | moved | set(older)
-    for session_id in ids:
-        saved = states.get(session_id)
-        if session_id not in remote and saved is not None and saved.remote_id not in gone:
-            remote[session_id] = RemoteEvent(saved.remote_id, saved.etag, session_id)
     return ids, states, remote, foreign, duplicates, len(vanished)
 
 

@@ -227,11 +227,12 @@ def _apply(
     if clean:
         assert report.log_mark is not None
         cursor.advance(connection, backend.name, options, report.log_mark)
+    key = plan.listing_key(sync_state.count_states(connection, backend.name)) if clean else None
     connection.commit()
-    if clean and plan.confirm_key is not None:
+    if key is not None:
         # after the position is committed: a crash in between leaves the calendar's older
         # key, so the next run lists more than changed, never less
-        backend.confirm(plan.confirm_key)
+        backend.confirm(key)
 
 
 def _record_interrupted(connection: Connection, run_id: int) -> None:
