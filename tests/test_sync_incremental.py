@@ -172,3 +172,29 @@ def test_a_renamed_client_reaches_the_event_title(two_clients: World) -> None:
     two_clients.sync()
     assert two_clients.event_of(201)["summary"] == "SQL — Otra Formación, S.L."
     assert two_clients.event_of(1)["summary"] == "Excel avanzado — Ñandú, S.A."
+
+
+# -- applied batch by batch: the report counts every action and keeps a bounded few ---------
+
+
+def test_a_large_first_sync_keeps_a_bounded_report_and_lists_every_action(
+    migrated_url: str, tmp_path: Path
+) -> None:
+    import json
+
+    from planctl.sync.report import KEEP_ACTIONS
+
+    make_tiny_planner(migrated_url)
+    add_sessions(migrated_url, KEEP_ACTIONS + 200)
+    world = World(migrated_url, tmp_path / "calendar.json")
+    report = world.sync()
+    created = 3 + KEEP_ACTIONS + 200
+    assert report.summary()["calendar_created"] == report.remote_writes == created
+    assert len(report.actions) == KEEP_ACTIONS and not report.complete
+    listed = json.loads("".join(report.json_chunks()))["actions"]
+    assert [a["session"] for a in listed] == sorted(world.active_session_ids())
+    assert {a["action"] for a in listed} == {"create_remote"}
+    assert len(world.live_events()) == created and set(world.states()) == {
+        a["session"] for a in listed
+    }
+    report.close()
