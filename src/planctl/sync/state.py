@@ -78,8 +78,8 @@ def load_states(
         return _states(connection.execute(select(STATE).where(mine)))
     found: dict[int, StateRow] = {}
     keys: tuple[tuple[Any, list[Any]], ...] = (
-        (STATE.c.sesion_id, sorted(set(session_ids or ()))),
-        (STATE.c.id_remoto, sorted(set(remote_ids or ()))),
+        (STATE.c.session_id, sorted(set(session_ids or ()))),
+        (STATE.c.remote_id, sorted(set(remote_ids or ()))),
     )
     for column, wanted in keys:
         for start in range(0, len(wanted), 500):
@@ -98,10 +98,10 @@ def states_where_local_is_not(
     connection: Connection, backend: str, cancelled: str, prefix: str
 ) -> list[int]:
     """Sessions whose planner-side token is neither *cancelled* nor starts with *prefix*."""
-    query = select(STATE.c.sesion_id).where(
+    query = select(STATE.c.session_id).where(
         STATE.c.backend == backend,
-        STATE.c.hash_local != cancelled,
-        ~STATE.c.hash_local.startswith(prefix, autoescape=True),
+        STATE.c.local_hash != cancelled,
+        ~STATE.c.local_hash.startswith(prefix, autoescape=True),
     )
     return list(connection.execute(query).scalars())
 
