@@ -126,29 +126,28 @@ class Mirror:
         confirmed key useless.
         """
         with self._transaction():
-            if full:
+            if full:  # in place: the listing is compared row by row, never copied
                 same = self._meta("calendar_id") == calendar_id
-                self.db.execute("DROP TABLE IF EXISTS temp.old")
-                self.db.execute("CREATE TEMP TABLE old AS SELECT * FROM events")
-                self.db.execute("CREATE INDEX temp.old_id ON old (id)")
-                self.db.execute("DELETE FROM events")
+                if not same:
+                    self.db.execute("DELETE FROM events")
+                self.db.execute("DROP TABLE IF EXISTS temp.seen")
+                self.db.execute("CREATE TEMP TABLE seen (id TEXT PRIMARY KEY)")
             token = None
             for rows, last in pages:
                 for row in rows:
-                    self._put(row, "old" if full else "events")
+                    self._put(row, "events")
+                if full:
+                    self.db.executemany(
+                        "INSERT OR IGNORE INTO seen VALUES (?)", [(row[0],) for row in rows]
+                    )
                 token = last
             if full:
-                if same:
-                    self.db.execute(
-                        "INSERT OR IGNORE INTO events SELECT * FROM old WHERE deleted = 1"
-                    )
-                lost = self.db.execute(
-                    "SELECT count(*) FROM old WHERE deleted = 0 "
-                    "AND id NOT IN (SELECT id FROM events)"
-                ).fetchone()[0]
+                unseen = "deleted = 0 AND id NOT IN (SELECT id FROM seen)"
+                lost = self.db.execute(f"SELECT count(*) FROM events WHERE {unseen}").fetchone()[0]
+                self.db.execute(f"DELETE FROM events WHERE {unseen}")
                 if lost or not same:
                     self.db.execute("DELETE FROM checkpoints")
-                self.db.execute("DROP TABLE temp.old")
+                self.db.execute("DROP TABLE temp.seen")
                 self.db.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('calendar_id', ?)", (calendar_id,)
                 )
