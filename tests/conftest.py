@@ -32,6 +32,26 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Once per run (not per xdist worker): byte-compile planctl and its migrations.
+
+    The tests start about a thousand planctl processes. Where PYTHONDONTWRITEBYTECODE is
+    set (this project's sandboxes set it) none of them writes its ``.pyc`` files, so every
+    one compiled planctl's sources again: ~0.1 s of each process start. compileall writes
+    them regardless, and skips files whose ``.pyc`` is current.
+    """
+    if hasattr(config, "workerinput"):
+        return
+    import compileall
+
+    import planctl
+
+    package = Path(planctl.__file__).parent
+    for directory in (package, package.parent.parent / "migrations"):
+        if directory.is_dir():
+            compileall.compile_dir(directory, quiet=2)
+
+
 def skip_or_fail(message: str) -> None:
     """Outside CI a missing prerequisite skips; in CI (CI=true) it is a failure, never a pass."""
     if IN_CI:
