@@ -65,6 +65,7 @@ def _closed_pipe_run(args: tuple[str, ...], env: dict[str, str], cwd: Path) -> t
     return process.wait(timeout=120), stderr
 
 
+@pytest.mark.slow
 def test_every_printing_command_exits_141_in_silence_on_a_closed_pipe(
     seeded_url: str, env_for: EnvFor, tmp_path: Path
 ) -> None:

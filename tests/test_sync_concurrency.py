@@ -32,6 +32,7 @@ from .conftest import EnvFor
 from .sync_support import TZ, Radicale, caldav_settings
 
 radicale = sync_support.radicale
+pytestmark = pytest.mark.slow  # real syncs of hundreds of sessions (conftest runs it first)
 RUNS = metadata.tables["ejecuciones_sincronizacion"]
 STATE = metadata.tables["estados_sincronizacion"]
 
