@@ -149,10 +149,10 @@ class World:
             connection.execute(text(sql), params)
 
     def states(self) -> dict[int, tuple[Any, ...]]:
-        table = metadata.tables["estados_sincronizacion"]
+        table = metadata.tables["planctl_sync_states"]
         with connect(self.url) as connection:
             rows = connection.execute(select(table)).all()
-        return {r.sesion_id: (r.id_remoto, r.etag, r.hash_local, r.hash_remoto) for r in rows}
+        return {r.session_id: (r.remote_id, r.etag, r.local_hash, r.remote_hash) for r in rows}
 
     def active_session_ids(self) -> set[int]:
         with connect(self.url) as connection:

@@ -457,6 +457,36 @@ def test_restore_into_an_empty_database_says_migrate_first(
     assert caught.value.hint == f"run planctl db-upgrade {revision} first"
 
 
+def test_a_logical_backup_from_before_the_english_bookkeeping_restores(
+    seeded_url: str, tmp_path: Path
+) -> None:
+    """A logical backup taken before revision 31d0f0df5b58 (sync tables still Spanish) holds
+    the planner's tables only; into the upgraded database it names the way back to its
+    revision (db-downgrade), restores there, and the database upgrades again."""
+    from planctl.backup import create_backup, restore_backup
+    from planctl.db import legacy
+
+    before = migrate.script_directory().get_revision(legacy.REVISION).down_revision
+    assert isinstance(before, str)
+    migrate.downgrade(seeded_url, before)
+    backups = tmp_path / "backups"
+    info = create_backup(seeded_url, backups, fmt="logical").info
+    assert info.revision == before and set(info.row_counts) == set(TABLE_NAMES)
+    expected = table_contents(seeded_url)
+    migrate.upgrade(seeded_url)
+    _change_everything(seeded_url)
+    changed = table_contents(seeded_url)
+    with pytest.raises(BackupError) as caught:
+        restore_backup(seeded_url, backups, info.name)
+    assert caught.value.hint == f"run planctl db-downgrade {before} first"
+    assert table_contents(seeded_url) == changed
+    migrate.downgrade(seeded_url, before)
+    restore_backup(seeded_url, backups, info.name)
+    migrate.upgrade(seeded_url)
+    assert table_contents(seeded_url) == expected
+    assert migrate.check(seeded_url).ok
+
+
 def test_dump_needs_the_schema(db_url: str, tmp_path: Path) -> None:
     if db_url.startswith("sqlite"):
         sqlite3.connect(db_url.removeprefix("sqlite:///")).close()

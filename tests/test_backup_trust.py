@@ -36,7 +36,7 @@ def _sync_rows(url: str) -> list[tuple[object, ...]]:
         return [
             tuple(r)
             for r in c.execute(
-                text("SELECT backend, sesion_id, id_remoto, hash_local FROM estados_sincronizacion")
+                text("SELECT backend, session_id, remote_id, local_hash FROM planctl_sync_states")
             )
         ]
 
@@ -45,8 +45,8 @@ def _add_sync_state(url: str, session: int, remote: str) -> None:
     with connect(url) as c:
         c.execute(
             text(
-                "INSERT INTO estados_sincronizacion (backend, sesion_id, id_remoto, etag, "
-                "hash_local, hash_remoto, sincronizado_en) VALUES "
+                "INSERT INTO planctl_sync_states (backend, session_id, remote_id, etag, "
+                "local_hash, remote_hash, synced_at) VALUES "
                 "('simulated', :s, :r, 'e1', 'h', 'h', CURRENT_TIMESTAMP)"
             ),
             {"s": session, "r": remote},

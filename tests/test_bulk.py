@@ -22,8 +22,8 @@ MADRID = ZoneInfo("Europe/Madrid")
 
 def test_rows_loaded_in_batches_read_back_identically(db_url: str) -> None:
     migrate.upgrade(db_url)
-    runs = metadata.tables["ejecuciones_sincronizacion"]
-    columns = ("id", "backend", "modo", "inicio", "fin", "resultado")
+    runs = metadata.tables["planctl_sync_runs"]
+    columns = ("id", "backend", "mode", "started_at", "finished_at", "result")
     start = dt.datetime(2026, 3, 29, 1, 30, tzinfo=MADRID)  # the night Madrid skips 02:00
     rows = [
         (i, "simulated", "sync", start + dt.timedelta(hours=i), None if i % 2 else start, "ok")
@@ -35,15 +35,17 @@ def test_rows_loaded_in_batches_read_back_identically(db_url: str) -> None:
     with connect(db_url) as connection:
         back = connection.execute(select(*(runs.c[c] for c in columns)).order_by(runs.c.id)).all()
         if connection.dialect.name == "sqlite":  # naive UTC text, like CURRENT_TIMESTAMP
-            query = "SELECT inicio FROM ejecuciones_sincronizacion WHERE id = 1"
+            query = "SELECT started_at FROM planctl_sync_runs WHERE id = 1"
             stored = connection.execute(text(query)).scalar_one()
             utc = rows[0][3].astimezone(dt.UTC).replace(tzinfo=None)
             assert stored == utc.isoformat(" ")
     assert len(back) == 2500
     for got, want in zip(back, rows, strict=True):
-        inicio = got.inicio if got.inicio.tzinfo else got.inicio.replace(tzinfo=dt.UTC)
-        assert (got.id, got.backend, got.modo, got.resultado) == (*want[:3], want[5])
-        assert inicio == want[3].astimezone(dt.UTC)  # PEP 495: a gap time never equals across zones
+        started = got.started_at
+        started = started if started.tzinfo else started.replace(tzinfo=dt.UTC)
+        assert (got.id, got.backend, got.mode, got.result) == (*want[:3], want[5])
+        # PEP 495: a gap time never equals across zones
+        assert started == want[3].astimezone(dt.UTC)
 
 
 def test_a_failed_load_is_a_dbapi_error_classified_by_code_and_loads_nothing(db_url: str) -> None:

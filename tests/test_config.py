@@ -180,8 +180,10 @@ def test_sync_settings_and_their_secrets(tmp_path: Path) -> None:
 def test_sync_defaults(tmp_path: Path) -> None:
     settings = load_settings(environ={}, dotenv_path=tmp_path / "missing.env")
     # next to the (default, relative) SQLite database, made absolute at load time
-    assert settings.sync_store == Path("planificador.db.calendario_simulado.json").absolute()
+    assert settings.sync_store == Path("planificador.db.planctl-calendar.sqlite").absolute()
     assert settings.sync_store_is_default
+    former = Path("planificador.db.calendario_simulado.json").absolute()
+    assert settings.sync_store_former == former  # moved to sync_store on first use
     assert settings.caldav_url == "" and settings.caldav_calendar == "Planificador"
     assert settings.secrets == ()
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Column, MetaData, String, inspect, text
 
-from planctl.db import migrate
+from planctl.db import changelog, legacy, migrate
 from planctl.db.engine import connect
 from planctl.db.models import TABLE_NAMES, metadata
 from planctl.errors import VerificationError
 
 from .conftest import Cli, ScramServer
+from .helpers import table_contents
 
 
 def _tables(url: str) -> set[str]:
@@ -33,14 +34,278 @@ def _previous(revision: str | None) -> str | None:
 
 
 def test_sync_tables_come_and_go_with_their_revision(db_url: str) -> None:
-    sync_tables = {"estados_sincronizacion", "ejecuciones_sincronizacion"}
+    sync_tables = {"planctl_sync_states", "planctl_sync_runs"}
     migrate.upgrade(db_url)
     assert sync_tables <= _tables(db_url)
     migrate.downgrade(db_url, _previous(SYNC_REVISION) or "base")
-    assert not (sync_tables & _tables(db_url))
+    assert not ((sync_tables | set(legacy.SYNC_TABLE_NAMES)) & _tables(db_url))
     assert set(TABLE_NAMES) <= _tables(db_url)  # the planner's data tables stay
     migrate.upgrade(db_url)
     assert migrate.check(db_url).ok
+
+
+# -- planctl's bookkeeping turns English (revision 31d0f0df5b58) ----------------------------------
+
+OLD_STATES = [  # id, backend, sesion_id, id_remoto, etag, hash_local, hash_remoto
+    (3, "simulated", 11, "planctl-11", '"7"', "a" * 64, "b" * 64),
+    (8, "caldav", 12, "/cal/planctl-12.ics", None, "~cancelled", "c" * 64),
+]
+OLD_RUNS = [  # id, backend, modo, resultado, creados … errores
+    (1, "simulated", "sync", "ok", 5, 0, 0, 2, 0, 0),
+    (2, "simulated", "push", "conflictos", 0, 1, 0, 6, 1, 0),
+    (4, "caldav", "pull", "errores", 0, 0, 1, 6, 0, 2),
+    (5, "caldav", "sync", "interrumpida", 0, 0, 0, 0, 0, 0),
+    (9, "simulated", "sync", "en_curso", 0, 0, 0, 0, 0, 0),
+]
+SYNCED = "2026-12-01 10:00:00+00:00"
+NAMES = {  # what a database at head calls each constraint and index of the sync tables
+    "planctl_sync_states": {
+        "pk": "pk_planctl_sync_states",
+        "unique": ["uq_planctl_sync_states_backend_session_id"],
+        "index": ["ix_planctl_sync_states_backend_remote_id"],
+        "check": [],
+    },
+    "planctl_sync_runs": {
+        "pk": "pk_planctl_sync_runs",
+        "unique": [],
+        "index": ["ix_planctl_sync_runs_backend_started_at"],
+        "check": ["ck_planctl_sync_runs_mode", "ck_planctl_sync_runs_result"],
+    },
+    "estados_sincronizacion": {
+        "pk": "pk_estados_sincronizacion",
+        "unique": ["uq_estados_sincronizacion_backend_sesion_id"],
+        "index": ["ix_estados_sincronizacion_backend_id_remoto"],
+        "check": [],
+    },
+    "ejecuciones_sincronizacion": {
+        "pk": "pk_ejecuciones_sincronizacion",
+        "unique": [],
+        "index": ["ix_ejecuciones_sincronizacion_backend_inicio"],
+        "check": ["ck_ejecuciones_sincronizacion_modo", "ck_ejecuciones_sincronizacion_resultado"],
+    },
+}
+
+
+RUN_KEYS = ("i", "b", "m", "r", "c1", "c2", "c3", "c4", "c5", "c6")
+
+
+def _insert_old_sync_rows(url: str) -> None:
+    with connect(url) as connection:
+        for state in OLD_STATES:
+            connection.execute(
+                text(
+                    "INSERT INTO estados_sincronizacion (id, backend, sesion_id, id_remoto, etag, "
+                    "hash_local, hash_remoto, sincronizado_en) "
+                    "VALUES (:i, :b, :s, :r, :e, :hl, :hr, :t)"
+                ),
+                dict(zip(("i", "b", "s", "r", "e", "hl", "hr"), state, strict=True), t=SYNCED),
+            )
+        for run in OLD_RUNS:
+            connection.execute(
+                text(
+                    "INSERT INTO ejecuciones_sincronizacion (id, backend, modo, resultado, "
+                    "creados, actualizados, eliminados, sin_cambios, conflictos, errores, "
+                    "inicio, fin) VALUES (:i, :b, :m, :r, :c1, :c2, :c3, :c4, :c5, :c6, :t, :t)"
+                ),
+                dict(zip(RUN_KEYS, run, strict=True), t=SYNCED),
+            )
+        if connection.dialect.name == "postgresql":  # as if the rows had taken their ids
+            tops = {
+                "estados_sincronizacion": max(r[0] for r in OLD_STATES),
+                "ejecuciones_sincronizacion": max(r[0] for r in OLD_RUNS),
+            }
+            for table, top in tops.items():
+                connection.execute(text(f"SELECT setval('{table}_id_seq', {top})"))
+
+
+def _names(url: str, table: str) -> dict[str, object]:
+    with connect(url) as connection:
+        found = inspect(connection)
+        return {
+            "pk": found.get_pk_constraint(table)["name"],
+            "unique": sorted(str(u["name"]) for u in found.get_unique_constraints(table)),
+            "index": sorted(
+                str(i["name"]) for i in found.get_indexes(table) if not i.get("unique")
+            ),
+            "check": sorted(str(c["name"]) for c in found.get_check_constraints(table)),
+        }
+
+
+def _logged_tables(url: str) -> list[str]:
+    with connect(url) as connection:
+        query = f"SELECT DISTINCT table_name FROM {changelog.LOG_TABLE} ORDER BY table_name"
+        return [str(name) for name in connection.execute(text(query)).scalars()]
+
+
+def test_the_sync_tables_turn_english_with_their_rows_and_back(db_url: str) -> None:
+    before = _previous(legacy.REVISION)
+    assert before is not None
+    migrate.upgrade(db_url, before)
+    _insert_old_sync_rows(db_url)
+    assert _logged_tables(db_url) == ["ejecuciones_sincronizacion", "estados_sincronizacion"]
+
+    migrate.upgrade(db_url)
+    assert not (set(legacy.SYNC_TABLE_NAMES) & _tables(db_url))
+    with connect(db_url) as connection:
+        states = connection.execute(
+            text(
+                "SELECT id, backend, session_id, remote_id, etag, local_hash, remote_hash, "
+                "synced_at FROM planctl_sync_states ORDER BY id"
+            )
+        ).all()
+        runs = connection.execute(
+            text(
+                "SELECT id, backend, mode, result, created, updated, deleted, unchanged, "
+                "conflicts, errors, started_at, finished_at FROM planctl_sync_runs ORDER BY id"
+            )
+        ).all()
+        assert all(
+            changelog.covers(connection, t) for t in ("planctl_sync_states", "planctl_sync_runs")
+        )
+        assert not changelog.covers(connection, "estados_sincronizacion")
+    assert [tuple(r[:7]) for r in states] == OLD_STATES
+    assert all(str(r.synced_at).startswith("2026-12-01 10:00:00") for r in states)
+    english = {
+        "ok": "ok",
+        "conflictos": "conflicts",
+        "errores": "errors",
+        "interrumpida": "interrupted",
+        "en_curso": "running",
+    }
+    assert [tuple(r[:10]) for r in runs] == [
+        (*row[:3], english[row[3]], *row[4:]) for row in OLD_RUNS
+    ]
+    assert _logged_tables(db_url) == ["planctl_sync_runs", "planctl_sync_states"]
+    for table in ("planctl_sync_states", "planctl_sync_runs"):
+        assert _names(db_url, table) == NAMES[table]
+    assert migrate.check(db_url).ok  # the schema is the models', indexes and uniques by name
+
+    # The code writes the English tables; new ids continue after the old rows'.
+    from planctl.sync import state as sync_state
+
+    with connect(db_url) as connection:
+        run_id = sync_state.start_run(connection, "simulated", "push")
+        sync_state.finish_run(connection, run_id, "conflicts", {"created": 4, "conflicts": 1})
+        sync_state.save_state(
+            connection,
+            "simulated",
+            13,
+            remote_id="planctl-13",
+            etag=None,
+            hash_local="d" * 64,
+            hash_remote="e" * 64,
+        )
+        last = sync_state.last_run(connection, "simulated")
+        assert sync_state.load_states(connection, "simulated")[13].remote_id == "planctl-13"
+    assert run_id == 10
+    assert last is not None and (last.mode, last.result) == ("push", "conflicts")
+    assert last.counts == {
+        "created": 4,
+        "updated": 0,
+        "deleted": 0,
+        "unchanged": 0,
+        "conflicts": 1,
+        "errors": 0,
+    }
+    if db_url.startswith("postgresql"):
+        with connect(db_url) as connection:
+            sequence = connection.execute(
+                text("SELECT pg_get_serial_sequence('planctl_sync_runs', 'id')")
+            ).scalar_one()
+        assert sequence == "public.planctl_sync_runs_id_seq"
+
+    migrate.downgrade(db_url, before)
+    assert not ({"planctl_sync_states", "planctl_sync_runs"} & _tables(db_url))
+    with connect(db_url) as connection:
+        old_states = connection.execute(
+            text(
+                "SELECT id, backend, sesion_id, id_remoto, etag, hash_local, hash_remoto "
+                "FROM estados_sincronizacion ORDER BY id"
+            )
+        ).all()
+        old_runs = connection.execute(
+            text(
+                "SELECT id, backend, modo, resultado, creados, actualizados, eliminados, "
+                "sin_cambios, conflictos, errores FROM ejecuciones_sincronizacion ORDER BY id"
+            )
+        ).all()
+        assert all(changelog.covers(connection, t) for t in legacy.SYNC_TABLE_NAMES)
+    assert [tuple(r) for r in old_states] == [
+        *OLD_STATES,
+        (9, "simulated", 13, "planctl-13", None, "d" * 64, "e" * 64),
+    ]
+    assert [tuple(r) for r in old_runs] == [
+        *OLD_RUNS,
+        (10, "simulated", "push", "conflictos", 4, 0, 0, 0, 1, 0),
+    ]
+    assert _logged_tables(db_url) == ["ejecuciones_sincronizacion", "estados_sincronizacion"]
+    for table in legacy.SYNC_TABLE_NAMES:
+        assert _names(db_url, table) == NAMES[table]
+    migrate.upgrade(db_url)
+    assert migrate.check(db_url).ok
+
+
+def _old_sync_rows(url: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    with connect(url) as connection:
+        states = connection.execute(
+            text(
+                "SELECT id, backend, sesion_id, id_remoto, etag, hash_local, hash_remoto "
+                "FROM estados_sincronizacion ORDER BY id"
+            )
+        ).all()
+        runs = connection.execute(
+            text(
+                "SELECT id, backend, modo, resultado, creados, actualizados, eliminados, "
+                "sin_cambios, conflictos, errores FROM ejecuciones_sincronizacion ORDER BY id"
+            )
+        ).all()
+    return [tuple(r) for r in states], [tuple(r) for r in runs]
+
+
+def test_a_backup_chain_from_before_the_rename_restores_then_upgrades(
+    seeded_url: str, tmp_path: Path
+) -> None:
+    """A full backup and a delta taken before the rename, sync rows in the Spanish tables
+    of both, restore into the upgraded database: it returns to their revision with those
+    rows (the delta's included), and the next upgrade renames them."""
+    from planctl.backup import create_backup, delta, restore_backup
+
+    before = _previous(legacy.REVISION)
+    assert before is not None
+    migrate.downgrade(seeded_url, before)
+    _insert_old_sync_rows(seeded_url)
+    backups = tmp_path / "backups"
+    assert create_backup(seeded_url, backups, incremental=True).info.kind == "full"
+    with connect(seeded_url) as connection:
+        connection.execute(text("UPDATE estados_sincronizacion SET etag = '\"99\"' WHERE id = 3"))
+        connection.execute(text("DELETE FROM ejecuciones_sincronizacion WHERE id = 9"))
+        connection.execute(text("UPDATE sesiones SET notas = 'antes del cambio' WHERE id = 1"))
+    last = create_backup(seeded_url, backups, incremental=True).info
+    assert last.kind == "delta" and last.revision == before
+    changes = delta.read(backups / last.data_file).tables
+    assert set(changes) == {"sesiones", *legacy.SYNC_TABLE_NAMES}
+    expected, expected_sync = table_contents(seeded_url), _old_sync_rows(seeded_url)
+
+    migrate.upgrade(seeded_url)
+    with connect(seeded_url) as connection:
+        connection.execute(text("DELETE FROM planctl_sync_states"))
+        connection.execute(text("UPDATE sesiones SET notas = 'después' WHERE id = 1"))
+    result = restore_backup(seeded_url, backups, last.name)
+    assert result.needs_upgrade and migrate.current(seeded_url) == before
+    assert table_contents(seeded_url) == expected and _old_sync_rows(seeded_url) == expected_sync
+
+    migrate.upgrade(seeded_url)
+    with connect(seeded_url) as connection:
+        etags = connection.execute(text("SELECT id, etag FROM planctl_sync_states ORDER BY id"))
+        assert [tuple(r) for r in etags] == [(3, '"99"'), (8, None)]
+        results = connection.execute(text("SELECT id, result FROM planctl_sync_runs ORDER BY id"))
+        assert [tuple(r) for r in results] == [
+            (1, "ok"),
+            (2, "conflicts"),
+            (4, "errors"),
+            (5, "interrupted"),
+        ]
+    assert table_contents(seeded_url) == expected and migrate.check(seeded_url).ok
 
 
 def test_exactly_one_head() -> None:

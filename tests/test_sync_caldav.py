@@ -135,7 +135,7 @@ def test_local_change_is_a_conditional_update_and_others_events_stay(dav: DavWor
 
 def test_lost_state_and_interrupted_runs_adopt_instead_of_duplicating(dav: DavWorld) -> None:
     dav.sync()
-    dav.execute("DELETE FROM estados_sincronizacion")
+    dav.execute("DELETE FROM planctl_sync_states")
     report = dav.sync()
     assert {a.kind for a in report.actions} == {Kind.RECORD}
     assert len(list(_phone(dav).events())) == 3

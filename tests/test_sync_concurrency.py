@@ -33,8 +33,8 @@ from .sync_support import TZ, Radicale, caldav_settings
 
 radicale = sync_support.radicale
 pytestmark = pytest.mark.slow  # real syncs of hundreds of sessions (conftest runs it first)
-RUNS = metadata.tables["ejecuciones_sincronizacion"]
-STATE = metadata.tables["estados_sincronizacion"]
+RUNS = metadata.tables["planctl_sync_runs"]
+STATE = metadata.tables["planctl_sync_states"]
 
 
 def _dav_env(env_for: EnvFor, url: str, server: Radicale, calendar: str) -> dict[str, str]:
@@ -91,7 +91,7 @@ def _wait_for_writes(log: Path, count: int, process: subprocess.Popen[str]) -> N
 
 def _results(url: str) -> list[str]:
     with connect(url) as connection:
-        return list(connection.execute(select(RUNS.c.resultado).order_by(RUNS.c.id)).scalars())
+        return list(connection.execute(select(RUNS.c.result).order_by(RUNS.c.id)).scalars())
 
 
 def _state_rows(url: str) -> int:
@@ -184,10 +184,10 @@ def test_a_sync_killed_with_9_is_marked_interrupted_and_the_next_converges(
     finally:
         victim.kill()  # SIGKILL: no cleanup runs
         victim.wait()
-    assert _results(url) == ["en_curso"]
+    assert _results(url) == ["running"]
     rerun = _run_planctl(env, "-q", "sync", timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    assert _results(url) == ["interrumpida", "ok"]
+    assert _results(url) == ["interrupted", "ok"]
     events = _events(url, radicale, calendar)
     assert len(events) == _state_rows(url) and all(
         path.endswith(".ics") for path in events

@@ -263,7 +263,7 @@ def test_events_not_created_by_planctl_are_left_alone(synced: World) -> None:
 
 
 def test_lost_state_adopts_existing_events_without_duplicates(synced: World) -> None:
-    synced.execute("DELETE FROM estados_sincronizacion")
+    synced.execute("DELETE FROM planctl_sync_states")
     report = synced.sync()
     assert {a.kind for a in report.actions} == {Kind.RECORD} and report.remote_writes == 0
     assert all(len(v) == 1 for v in synced.events_by_session().values())
@@ -464,7 +464,7 @@ def test_dry_run_on_a_fresh_calendar_creates_no_file(world: World) -> None:
 
 
 def _runs(url: str) -> list[tuple[object, ...]]:
-    table = metadata.tables["ejecuciones_sincronizacion"]
+    table = metadata.tables["planctl_sync_runs"]
     with connect(url) as connection:
         return [tuple(r) for r in connection.execute(select(table).order_by(table.c.id))]
 
@@ -473,11 +473,11 @@ def test_each_run_is_logged_in_the_run_table(synced: World) -> None:
     synced.sync()
     runs = _runs(synced.url)
     assert len(runs) == 2
-    table = metadata.tables["ejecuciones_sincronizacion"]
+    table = metadata.tables["planctl_sync_runs"]
     with connect(synced.url) as connection:
         last = connection.execute(select(table).order_by(table.c.id.desc())).first()
     assert last is not None
-    assert (last.modo, last.resultado, last.sin_cambios, last.creados) == ("sync", "ok", 3, 0)
+    assert (last.mode, last.result, last.unchanged, last.created) == ("sync", "ok", 3, 0)
 
 
 # -- interrupted runs -------------------------------------------------------------------------
@@ -512,9 +512,9 @@ def test_an_interrupted_update_run_converges(synced: World) -> None:
     assert report.count(Kind.RECORD) == 2
     assert all("Notas: aula nueva" in synced.event_of(sid)["description"] for sid in (1, 2, 3))
     with connect(synced.url) as connection:
-        table = metadata.tables["ejecuciones_sincronizacion"]
-        results = connection.execute(select(table.c.resultado).order_by(table.c.id)).scalars()
-        assert list(results) == ["ok", "interrumpida", "ok"]  # the failed run never finished
+        table = metadata.tables["planctl_sync_runs"]
+        results = connection.execute(select(table.c.result).order_by(table.c.id)).scalars()
+        assert list(results) == ["ok", "interrupted", "ok"]  # the failed run never finished
 
 
 # -- preconditions -------------------------------------------------------------------------------
@@ -540,7 +540,7 @@ def test_database_without_sync_tables_says_to_upgrade(db_url: str, tmp_path: Pat
 
 
 def test_state_rows_are_one_per_session_and_backend(synced: World) -> None:
-    table = metadata.tables["estados_sincronizacion"]
+    table = metadata.tables["planctl_sync_states"]
     with connect(synced.url) as connection:
         rows = connection.execute(
             select(table.c.backend, func.count()).group_by(table.c.backend)
@@ -626,7 +626,7 @@ def test_a_title_only_edit_is_not_counted_as_a_planner_update(synced: World) -> 
 
 def test_older_state_rows_are_upgraded_without_a_write(synced: World) -> None:
     # state rows written before fingerprints held the content hash on both sides
-    synced.execute("UPDATE estados_sincronizacion SET hash_local = hash_remoto")
+    synced.execute("UPDATE planctl_sync_states SET local_hash = remote_hash")
     report = synced.sync()
     assert {a.kind for a in report.actions} == {Kind.RECORD} and report.remote_writes == 0
     assert all(row[2].startswith("~") for row in synced.states().values())

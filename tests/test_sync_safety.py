@@ -9,6 +9,7 @@ directory. Library and CLI, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from planctl.config import default_sync_store, load_settings
+from planctl.config import default_sync_store, former_default_sync_store, load_settings
 from planctl.errors import SyncError
 from planctl.sync.engine import MASS_CANCEL_MIN, Kind, UnsafeRunError
 
@@ -116,17 +117,60 @@ def test_cli_refuses_a_mass_cancel_with_one_line_and_exit_1(
 
 def test_default_store_is_next_to_a_sqlite_database_or_in_the_data_dir(tmp_path: Path) -> None:
     db = tmp_path / "data" / "planner.db"
-    assert default_sync_store(f"sqlite:///{db}", {}) == db.with_name(
+    sqlite = f"sqlite:///{db}"
+    assert default_sync_store(sqlite, {}) == db.with_name("planner.db.planctl-calendar.sqlite")
+    assert former_default_sync_store(sqlite, {}) == db.with_name(
         "planner.db.calendario_simulado.json"
     )
-    pg = default_sync_store("postgresql+psycopg://u:pw@h/planner", {"XDG_DATA_HOME": "/x/share"})
-    assert pg == Path("/x/share/planctl/calendario_simulado-planner.json")
+    pg_url, pg_env = "postgresql+psycopg://u:pw@h/planner", {"XDG_DATA_HOME": "/x/share"}
+    assert default_sync_store(pg_url, pg_env) == Path("/x/share/planctl/calendar-planner.sqlite")
+    assert former_default_sync_store(pg_url, pg_env) == Path(
+        "/x/share/planctl/calendario_simulado-planner.json"
+    )
     home = default_sync_store("postgresql+psycopg://u@h/db", {"HOME": "/home/ana"})
-    assert home == Path("/home/ana/.local/share/planctl/calendario_simulado-db.json")
+    assert home == Path("/home/ana/.local/share/planctl/calendar-db.sqlite")
     settings = load_settings(
         environ={"PLANCTL_SYNC_STORE": "rel/cal.json"}, dotenv_path=tmp_path / "none"
     )
     assert settings.sync_store.is_absolute() and not settings.sync_store_is_default
+    assert settings.sync_store_former is None  # a store the user names is never moved
+
+
+def test_the_default_store_under_its_former_name_is_moved_and_used(
+    migrated_url: str, tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A planner synced under the Spanish default name keeps its calendar: a dry run reads
+    it where it is; the first run moves it, and the files named after it, to the English
+    name and finds every event (no new event, no "does not list N events" guard)."""
+    env = {"XDG_DATA_HOME": str(tmp_path / "share")}
+    former = former_default_sync_store(migrated_url, env)
+    store = default_sync_store(migrated_url, env)
+    assert store.parent == former.parent and store != former
+    former.parent.mkdir(parents=True, exist_ok=True)
+    make_tiny_planner(migrated_url)
+    assert World(migrated_url, former).sync().count(Kind.CREATE_REMOTE) == 3
+
+    def named_after(path: Path) -> set[str]:
+        return {
+            p.name[len(path.name) :] for p in path.parent.iterdir() if p.name.startswith(path.name)
+        }
+
+    assert named_after(former) == {"", ".mirror"} and named_after(store) == set()
+    monkeypatch.setenv("DATABASE_URL", migrated_url)
+    monkeypatch.setenv("XDG_DATA_HOME", env["XDG_DATA_HOME"])
+    dry = cli("sync", "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.stderr
+    assert json.loads(dry.stdout)["summary"]["unchanged"] == 3
+    assert named_after(former) == {"", ".mirror"} and named_after(store) == set()
+    run = cli("sync", "--json")
+    assert run.exit_code == 0, run.stderr
+    summary = json.loads(run.stdout)["summary"]
+    assert (summary["unchanged"], summary["calendar_created"]) == (3, 0)
+    assert named_after(former) == set() and named_after(store) == {"", ".mirror"}
+    assert sorted(World(migrated_url, store).events_by_session()) == [1, 2, 3]
+    status = json.loads(cli("sync", "status", "--json").stdout)
+    assert status["calendar"] == f"simulated calendar {store}"
+    assert status["last_run"]["counts"]["unchanged"] == 3
 
 
 def test_cron_from_another_directory_finds_the_same_calendar(

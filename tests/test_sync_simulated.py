@@ -105,7 +105,8 @@ def test_a_killed_writer_loses_nothing_it_acknowledged(store: Path) -> None:
     again.close()
 
 
-def test_a_json_store_of_older_planctl_is_migrated_keeping_ids_and_etags(store: Path) -> None:
+def _write_json_store(store: Path) -> Path:
+    """A store of planctl before the emulator: a JSON snapshot and a journal (torn last line)."""
     event = {
         "kind": "calendar#event",
         "id": "a1b2c3d4e5",
@@ -130,6 +131,11 @@ def test_a_json_store_of_older_planctl_is_migrated_keeping_ids_and_etags(store: 
     journal.write_text(
         json.dumps({"event": later, "next_etag": 9}) + "\n" + '{"event": {"id": "half'
     )
+    return journal
+
+
+def test_a_json_store_of_older_planctl_is_migrated_keeping_ids_and_etags(store: Path) -> None:
+    journal = _write_json_store(store)
     read_only = SimulatedCalendar(store, migrate=False)  # a dry run reads it in memory
     assert len(read_only.list_events()) == 2
     read_only.close()
@@ -142,6 +148,64 @@ def test_a_json_store_of_older_planctl_is_migrated_keeping_ids_and_etags(store: 
     assert calendar.add("tres", DAY, dt.time(11), dt.time(12))["etag"] == '"9"'
     calendar.close()
     assert not journal.exists() and store.with_name(store.name + ".json-v1").exists()
+
+
+# -- the default store under its former (Spanish) name -------------------------------------------
+
+
+def _named_after(path: Path) -> set[str]:
+    """The suffixes of the files named after *path* ("" is *path* itself)."""
+    return {p.name[len(path.name) :] for p in path.parent.iterdir() if p.name.startswith(path.name)}
+
+
+@pytest.fixture
+def names(tmp_path: Path) -> tuple[Path, Path]:
+    """(former, new) default names of one database's store."""
+    return (
+        tmp_path / "planner.db.calendario_simulado.json",
+        tmp_path / "planner.db.planctl-calendar.sqlite",
+    )
+
+
+def test_a_move_cut_short_is_finished_by_the_next_open(names: tuple[Path, Path]) -> None:
+    former, new = names
+    calendar = SimulatedCalendar(former)
+    calendar.add("Uno", DAY, dt.time(9), dt.time(10))
+    calendar.close()
+    former.with_name(former.name + ".mirror").write_bytes(b"cache")
+    # killed after moving the companions, before the store: the store keeps its old name
+    (former.parent / (former.name + ".mirror")).rename(new.with_name(new.name + ".mirror"))
+    assert _named_after(former) == {""} and _named_after(new) == {".mirror"}
+    calendar = SimulatedCalendar(new, former=former)
+    assert calendar.path == new and [e["summary"] for e in calendar.list_events()] == ["Uno"]
+    calendar.close()
+    assert _named_after(former) == set() and _named_after(new) == {"", ".mirror"}
+
+
+def test_a_store_at_the_new_name_wins_and_the_former_is_left_alone(
+    names: tuple[Path, Path],
+) -> None:
+    former, new = names
+    for path, summary in ((former, "old"), (new, "new")):
+        calendar = SimulatedCalendar(path)
+        calendar.add(summary, DAY, dt.time(9), dt.time(10))
+        calendar.close()
+    calendar = SimulatedCalendar(new, former=former)
+    assert [e["summary"] for e in calendar.list_events()] == ["new"]
+    calendar.close()
+    assert former.exists()
+
+
+def test_a_json_store_under_the_former_name_is_moved_then_migrated(
+    names: tuple[Path, Path],
+) -> None:
+    former, new = names
+    _write_json_store(former)
+    calendar = SimulatedCalendar(new, former=former)
+    assert {e["summary"] for e in calendar.list_events()} == {"Uno", "Dos"}
+    calendar.close()
+    assert _named_after(former) == set() and _named_after(new) == {"", ".json-v1"}
+    assert simulated.is_store_file(new)
 
 
 def test_one_process_at_a_time(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -117,11 +117,32 @@ def plain_sqlite_file(database_url: str) -> Path | None:
 def default_sync_store(database_url: str, environ: Mapping[str, str]) -> Path:
     """Where the simulated calendar lives when PLANCTL_SYNC_STORE is not set.
 
-    Next to a SQLite database file (``<database>.calendario_simulado.json``);
+    Next to a SQLite database file (``<database>.planctl-calendar.sqlite``);
     for other databases in the per-user data directory,
     ``$XDG_DATA_HOME/planctl`` (``~/.local/share/planctl``), named after the
-    database. Never relative to the directory a cron job starts in.
+    database (``calendar-<database>.sqlite``). Never relative to the directory
+    a cron job starts in.
     """
+    return _sync_store_named(
+        database_url, environ, ".planctl-calendar.sqlite", "calendar-{}.sqlite"
+    )
+
+
+def former_default_sync_store(database_url: str, environ: Mapping[str, str]) -> Path:
+    """The default store's former (Spanish) name, in the same directory:
+    ``<database>.calendario_simulado.json`` or ``calendario_simulado-<database>.json``.
+    A store found there is moved to :func:`default_sync_store`'s name when it is first
+    opened (:func:`planctl.sync.backends.simulated.adopt_former_store`)."""
+    return _sync_store_named(
+        database_url, environ, ".calendario_simulado.json", "calendario_simulado-{}.json"
+    )
+
+
+def _sync_store_named(
+    database_url: str, environ: Mapping[str, str], beside: str, in_data_dir: str
+) -> Path:
+    """*beside* appended to a SQLite database file's name, else *in_data_dir* (with the
+    database's name) in the per-user data directory."""
     from urllib.parse import unquote, urlsplit
 
     scheme = _SCHEME.match(database_url)
@@ -134,14 +155,14 @@ def default_sync_store(database_url: str, environ: Mapping[str, str]) -> Path:
         and not database.startswith("file:")
     ):
         path = Path(database).expanduser().absolute()
-        return path.with_name(path.name + ".calendario_simulado.json")
+        return path.with_name(path.name + beside)
     data_home = environ.get("XDG_DATA_HOME", "").strip()
     base = (
         Path(data_home) if data_home else Path(environ.get("HOME") or Path.home()) / ".local/share"
     )
     name = database or "planctl"
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name) or "planctl"
-    return (base / "planctl" / f"calendario_simulado-{safe}.json").absolute()
+    return (base / "planctl" / in_data_dir.format(safe)).absolute()
 
 
 def default_google_token(environ: Mapping[str, str]) -> Path:
@@ -348,8 +369,10 @@ class Settings:
     log_dir: Path = Path(DEFAULTS["PLANCTL_LOG_DIR"])
     timezone: str = DEFAULTS["PLANCTL_TIMEZONE"]
     sync_backend: str = DEFAULTS["PLANCTL_SYNC_BACKEND"]
-    sync_store: Path = Path("calendario_simulado.json")
+    sync_store: Path = Path("planctl-calendar.sqlite")
     sync_store_is_default: bool = False  # the store path came from default_sync_store()
+    #: With the default store: its former name (former_default_sync_store), moved on first use.
+    sync_store_former: Path | None = None
     caldav_url: str = ""
     caldav_user: str = ""
     caldav_password: str = field(default="", repr=False)
@@ -611,6 +634,7 @@ def load_settings(
         # absolute from here on: a later chdir (or cron's working directory) cannot move it
         sync_store=store.absolute() if store else default_sync_store(database_url, values),
         sync_store_is_default=store is None,
+        sync_store_former=None if store else former_default_sync_store(database_url, values),
         caldav_url=caldav_url,
         caldav_user=get("PLANCTL_CALDAV_USER"),
         # Not stripped: a password may begin or end with a space.

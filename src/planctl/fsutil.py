@@ -82,7 +82,8 @@ class Guard:
     @classmethod
     def for_settings(cls, settings: Settings) -> Guard:
         """What no file planctl writes at a user's request may overwrite: the database (and
-        its journals), the backups, the simulated calendar's store and its journal."""
+        its journals), the backups, the simulated calendar's store (also under its former
+        name, until it is moved) and its journal."""
         from planctl.db.sqlite_file import database_file
         from planctl.logs import log_files
 
@@ -92,6 +93,7 @@ class Guard:
             extra=(
                 settings.sync_store,
                 Path(f"{settings.sync_store}.journal"),
+                *filter(None, [settings.sync_store_former]),
                 *log_files(settings.log_dir),
             ),
         )

@@ -412,10 +412,8 @@ def _create_delta_locked(
 def _present_sync_tables(connection: Connection) -> list[str]:
     from sqlalchemy import inspect
 
-    from planctl.db.schema import SYNC_TABLE_NAMES
-
     existing = set(inspect(connection).get_table_names())
-    return [t for t in SYNC_TABLE_NAMES if t in existing]
+    return [t for t in changelog.sync_tables() if t in existing]
 
 
 # --- full backups -----------------------------------------------------------------------------

@@ -93,15 +93,14 @@ class Delta:
 
 def collect(connection: Connection, changed: dict[str, list[int]]) -> dict[str, dict[str, Any]]:
     """The JSON-ready ``tables`` section for the logged ids, read in *connection*'s snapshot."""
-    from planctl.db.changelog import logged_tables
-    from planctl.db.schema import metadata
+    from planctl.db.changelog import logged_table, logged_tables
 
     tables: dict[str, dict[str, Any]] = {}
     for name in logged_tables():  # parents first, as they are applied
         ids = changed.get(name)
         if not ids:
             continue
-        table = metadata.tables[name]
+        table = logged_table(name)
         codec = codec_for(table)
         upserts: list[list[Any]] = []
         found: set[int] = set()
@@ -166,7 +165,7 @@ def _fail(name: str, problem: str) -> VerificationError:
 
 def read(path: Path, name: str | None = None) -> Delta:
     """Parse and type-check a delta file completely; VerificationError naming it if it is bad."""
-    from planctl.db.schema import metadata
+    from planctl.db.changelog import logged_table, logged_tables
 
     label = name or path.name
     try:
@@ -191,9 +190,9 @@ def read(path: Path, name: str | None = None) -> Delta:
         raise _fail(label, "no tables")
     tables: dict[str, TableChanges] = {}
     for table_name, section in raw_tables.items():
-        if table_name not in metadata.tables or not isinstance(section, dict):
+        if table_name not in logged_tables() or not isinstance(section, dict):
             raise _fail(label, f"unknown table {table_name!r}")
-        tables[table_name] = _read_table(label, metadata.tables[table_name], section)
+        tables[table_name] = _read_table(label, logged_table(table_name), section)
     return Delta(
         timestamp=document["timestamp"],
         parent=document["parent"],
@@ -295,23 +294,18 @@ def _delete(connection: Connection, table: Table, ids: list[int]) -> int:
 
 def apply(connection: Connection, delta: Delta, name: str) -> int:
     """Apply *delta* inside *connection*'s transaction; the rows touched (upserted + deleted)."""
-    from planctl.db.changelog import logged_tables
-    from planctl.db.schema import metadata
+    from planctl.db.changelog import logged_table, logged_tables
 
     order = [t for t in logged_tables() if t in delta.tables]
     touched = 0
     for table_name in reversed(order):  # children first
-        touched += _delete(
-            connection, metadata.tables[table_name], delta.tables[table_name].deletes
-        )
+        touched += _delete(connection, logged_table(table_name), delta.tables[table_name].deletes)
     for table_name in order:  # parents first
         changes = delta.tables[table_name]
         if changes.upserts:
-            table = metadata.tables[table_name]
+            table = logged_table(table_name)
             _park_unique_values(connection, table, changes.columns, changes.upserts)
-            touched += _upsert(
-                connection, metadata.tables[table_name], changes.columns, changes.upserts
-            )
+            touched += _upsert(connection, table, changes.columns, changes.upserts)
     if connection.dialect.name == "postgresql":
         table_ops.continue_sequences(connection, order)
     else:

@@ -434,23 +434,8 @@ def check(data_path: Path, compressed: bool | str, workdir: Path, name: str) -> 
 # --- restore --------------------------------------------------------------------------------
 
 
-def _revision_hint(wanted: str | None, current: str | None) -> str:
-    from planctl.db.migrate import script_directory
-
-    if wanted is None:
-        return "restore it into a database without an Alembic revision"
-    scripts = script_directory()
-    known = {s.revision for s in scripts.walk_revisions()}
-    if wanted not in known:
-        return f"this planctl does not know revision {wanted}; upgrade planctl first"
-    older = current is not None and any(
-        s.revision == wanted for s in scripts.iterate_revisions(current, "base")
-    )
-    command = "db-downgrade" if older else "db-upgrade"
-    return f"run planctl {command} {wanted} first"
-
-
 def _require_revision(connection: Connection, header: Header, database_url: str, name: str) -> None:
+    from planctl.db.migrate import revision_hint
     from planctl.db.schema import TABLE_NAMES
 
     existing = set(inspect(connection).get_table_names())
@@ -459,7 +444,7 @@ def _require_revision(connection: Connection, header: Header, database_url: str,
         raise BackupError(
             f"backup {name} is at schema revision {header.revision or '<none>'}, "
             f"database {mask_url(database_url)} is at {current or '<none>'}",
-            _revision_hint(header.revision, current),
+            revision_hint(header.revision, current),
         )
     missing = [t for t in TABLE_NAMES if t not in existing]
     if missing:

@@ -553,8 +553,11 @@ def _restore_archive(
     check_tool_version(pg_restore, server_major)
     from planctl.db import identity
 
-    # Everything planctl's migrations create: planner and sync tables, the change log.
-    owned = set(metadata.tables) | {
+    # Everything planctl's migrations create: planner and sync tables (under their names
+    # at any revision), the change log.
+    owned = {
+        *metadata.tables,
+        *changelog.sync_tables(),
         "alembic_version",
         changelog.LOG_TABLE,
         changelog.ANCHOR_TABLE,

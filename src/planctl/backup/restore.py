@@ -245,14 +245,14 @@ def _restart_change_log(database_url: str, lock_wait: LockWait | None = None) ->
 
 def _check_target_revision(database_url: str, info: BackupInfo) -> None:
     """A logical backup loads only into a schema at its own revision: refuse before any write."""
-    from planctl.db.migrate import current
+    from planctl.db.migrate import current, revision_hint
 
     revision = current(database_url, missing_ok=True)
     if revision != info.revision:
         raise BackupError(
             f"backup {info.name} is at schema revision {info.revision or '<none>'}; "
             f"{mask_url(database_url)} is at {revision or '<none>'}",
-            f"run planctl db-upgrade {info.revision} on the target first",
+            revision_hint(info.revision, revision),
         )
 
 

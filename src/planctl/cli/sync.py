@@ -425,14 +425,8 @@ def _local_span(state: State, start: dt.datetime, end: dt.datetime) -> str:
 def _last_run_text(state: State, last: RunRecord | None) -> str:
     if last is None:
         return "never"
-    from planctl.sync.report import COUNT_NAMES, RESULT_NAMES
-
-    counts = (
-        ", ".join(f"{COUNT_NAMES.get(k, k)} {v:,}" for k, v in last.counts.items() if v)
-        or "no changes"
-    )
-    result = RESULT_NAMES.get(last.result, last.result)
-    return f"{_local_time(state, last.started)} ({last.mode}, {result}: {counts})"
+    counts = ", ".join(f"{k} {v:,}" for k, v in last.counts.items() if v) or "no changes"
+    return f"{_local_time(state, last.started)} ({last.mode}, {last.result}: {counts})"
 
 
 @app.command("status")
@@ -739,14 +733,18 @@ def emulator(
     """Serve a Google Calendar API v3 emulator (OAuth included) on 127.0.0.1 until interrupted."""
     from pathlib import Path
 
-    from planctl.sync.backends.simulated import SimulatedCalendar
+    from planctl.sync.backends.simulated import SimulatedCalendar, open_calendar
     from planctl.sync.google.emulator import Emulator, serve
 
     state = _state(ctx)
-    path = Path(store).absolute() if store else state.settings.sync_store
     if not 0 <= port <= 65535:
         raise UsageError(f"invalid port {port} for --port", "use 1-65535, or 0 for any free port")
-    calendar = SimulatedCalendar(path, timezone=state.settings.timezone)
+    calendar = (
+        SimulatedCalendar(Path(store).absolute(), timezone=state.settings.timezone)
+        if store
+        else open_calendar(state.settings)
+    )
+    path = calendar.path
 
     def ready(bound: int) -> None:
         root = f"http://127.0.0.1:{bound}"

@@ -36,9 +36,13 @@ forgets every position: the next sync reads everything.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
 
 LOG_TABLE = "planctl_change_log"
 ANCHOR_TABLE = "planctl_backup_anchor"
@@ -186,12 +190,31 @@ def installed(connection: Connection) -> bool:
     return LOG_TABLE in _existing_tables(connection)
 
 
+def sync_tables() -> tuple[str, ...]:
+    """planctl's sync bookkeeping under its names at any revision: ``planctl_*``, then the
+    Spanish names a database (or a delta) from before revision 31d0f0df5b58 has."""
+    from planctl.db import legacy
+    from planctl.db.schema import SYNC_TABLE_NAMES
+
+    return SYNC_TABLE_NAMES + legacy.SYNC_TABLE_NAMES
+
+
 def logged_tables() -> tuple[str, ...]:
     """Every table whose changes the log records, parents first: the planner's tables,
-    then the sync state (so a delta restore brings it to the restore point too)."""
-    from planctl.db.schema import SYNC_TABLE_NAMES, TABLE_NAMES
+    then the sync state (so a delta restore brings it to the restore point too). A
+    database has the sync tables under one set of names only (:func:`sync_tables`)."""
+    from planctl.db.schema import TABLE_NAMES
 
-    return TABLE_NAMES + SYNC_TABLE_NAMES
+    return TABLE_NAMES + sync_tables()
+
+
+def logged_table(name: str) -> Table:
+    """The table of a name :func:`logged_tables` gives, at the revision that name belongs to."""
+    from planctl.db import legacy
+    from planctl.db.schema import metadata
+
+    found = metadata.tables.get(name)
+    return legacy.table(name) if found is None else found
 
 
 def reinstall(connection: Connection) -> None:

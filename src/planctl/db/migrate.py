@@ -264,6 +264,23 @@ class RevisionInfo:
     is_current: bool = False
 
 
+def revision_hint(wanted: str | None, current: str | None) -> str:
+    """How to bring a database at *current* to *wanted* (a backup's revision) before a
+    restore that needs the same schema: ``run planctl db-downgrade <wanted> first`` when
+    the database is newer, ``db-upgrade`` when older."""
+    if wanted is None:
+        return "restore it into a database without an Alembic revision"
+    scripts = script_directory()
+    known = {s.revision for s in scripts.walk_revisions()}
+    if wanted not in known:
+        return f"this planctl does not know revision {wanted}; upgrade planctl first"
+    older = current is not None and any(
+        s.revision == wanted for s in scripts.iterate_revisions(current, "base")
+    )
+    command = "db-downgrade" if older else "db-upgrade"
+    return f"run planctl {command} {wanted} first"
+
+
 def history(current_revision: str | None = None) -> list[RevisionInfo]:
     """All revisions, newest first."""
     scripts: list[Script] = list(script_directory().walk_revisions())

@@ -189,42 +189,42 @@ class Interaccion(Timestamped, Base):
     crear_recordatorio: Mapped[bool]
 
 
-class EstadoSincronizacion(Base):
-    """What the last sync knew of one session on one calendar backend.
+class SyncState(Base):
+    """What the last sync knew of one session on one calendar backend (planctl's bookkeeping).
 
     No foreign key to ``sesiones``: when a session is deleted its state row
     must survive, so the next run knows which remote event to delete.
     """
 
-    __table__ = schema.estados_sincronizacion
+    __table__ = schema.planctl_sync_states
 
     id: Mapped[int]
     backend: Mapped[str]
-    sesion_id: Mapped[int]
-    id_remoto: Mapped[str]
+    session_id: Mapped[int]
+    remote_id: Mapped[str]
     etag: Mapped[str | None]
-    hash_local: Mapped[str]
-    hash_remoto: Mapped[str]
-    sincronizado_en: Mapped[dt.datetime]
+    local_hash: Mapped[str]
+    remote_hash: Mapped[str]
+    synced_at: Mapped[dt.datetime]
 
 
-class EjecucionSincronizacion(Base):
+class SyncRun(Base):
     """One sync run: when, which way, what it did (``planctl sync status`` shows the last)."""
 
-    __table__ = schema.ejecuciones_sincronizacion
+    __table__ = schema.planctl_sync_runs
 
     id: Mapped[int]
     backend: Mapped[str]
-    modo: Mapped[str]
-    inicio: Mapped[dt.datetime]
-    fin: Mapped[dt.datetime | None]
-    resultado: Mapped[str]
-    creados: Mapped[int]
-    actualizados: Mapped[int]
-    eliminados: Mapped[int]
-    sin_cambios: Mapped[int]
-    conflictos: Mapped[int]
-    errores: Mapped[int]
+    mode: Mapped[str]
+    started_at: Mapped[dt.datetime]
+    finished_at: Mapped[dt.datetime | None]
+    result: Mapped[str]
+    created: Mapped[int]
+    updated: Mapped[int]
+    deleted: Mapped[int]
+    unchanged: Mapped[int]
+    conflicts: Mapped[int]
+    errors: Mapped[int]
 
 
 __all__ = [
@@ -246,12 +246,12 @@ __all__ = [
     "ClienteFinal",
     "ContactoClienteFinal",
     "Contratacion",
-    "EjecucionSincronizacion",
-    "EstadoSincronizacion",
     "Formacion",
     "Interaccion",
     "Participante",
     "Sesion",
+    "SyncRun",
+    "SyncState",
     "Tema",
     "Timestamped",
     "metadata",

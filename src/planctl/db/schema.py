@@ -281,51 +281,51 @@ interacciones = Table(
     Index(None, "contratacion_id"),
 )
 
-# No foreign key to ``sesiones``: when a session is deleted its state row must
-# survive, so the next run knows which remote event to delete.
-estados_sincronizacion = Table(
-    "estados_sincronizacion",
+# planctl's own bookkeeping is English (``planctl_*``; Spanish before revision
+# 31d0f0df5b58, see planctl.db.legacy). No foreign key to ``sesiones``: when a
+# session is deleted its state row must survive, so the next run knows which
+# remote event to delete.
+planctl_sync_states = Table(
+    "planctl_sync_states",
     metadata,
     _id(),
     _required("backend", String(SYNC_BACKENDS_MAX)),
-    _required("sesion_id", Integer),
-    _required("id_remoto", String(1000)),  # event id or CalDAV href
+    _required("session_id", Integer),
+    _required("remote_id", String(1000)),  # event id or CalDAV href
     _optional("etag", String(200)),
-    _required("hash_local", String(64)),
-    _required("hash_remoto", String(64)),
-    _required("sincronizado_en", DateTime(timezone=True)),
-    UniqueConstraint("backend", "sesion_id"),
-    Index(None, "backend", "id_remoto"),
+    _required("local_hash", String(64)),
+    _required("remote_hash", String(64)),
+    _required("synced_at", DateTime(timezone=True)),
+    UniqueConstraint("backend", "session_id"),
+    Index(None, "backend", "remote_id"),
 )
 
-ejecuciones_sincronizacion = Table(
-    "ejecuciones_sincronizacion",
+SYNC_MODES = ("sync", "push", "pull")
+#: A sync run's result: ``running`` until it ends; ``interrupted`` when it was killed or lost.
+SYNC_RESULTS = ("running", "ok", "conflicts", "errors", "interrupted")
+#: A sync run's counts, one column each.
+SYNC_COUNTS = ("created", "updated", "deleted", "unchanged", "conflicts", "errors")
+
+planctl_sync_runs = Table(
+    "planctl_sync_runs",
     metadata,
     _id(),
     _required("backend", String(SYNC_BACKENDS_MAX)),
-    _required("modo", String(10)),
-    _required("inicio", DateTime(timezone=True)),
-    _optional("fin", DateTime(timezone=True)),
-    _required("resultado", String(20)),
-    *(
-        _required(name, Integer, server_default="0")
-        for name in (
-            "creados",
-            "actualizados",
-            "eliminados",
-            "sin_cambios",
-            "conflictos",
-            "errores",
-        )
-    ),
-    one_of("modo", ("sync", "push", "pull")),
-    one_of("resultado", ("en_curso", "ok", "conflictos", "errores", "interrumpida")),
-    Index(None, "backend", "inicio"),
+    _required("mode", String(10)),
+    _required("started_at", DateTime(timezone=True)),
+    _optional("finished_at", DateTime(timezone=True)),
+    _required("result", String(20)),
+    *(_required(name, Integer, server_default="0") for name in SYNC_COUNTS),
+    one_of("mode", SYNC_MODES),
+    one_of("result", SYNC_RESULTS),
+    Index(None, "backend", "started_at"),
 )
 
 #: planctl's own bookkeeping, not the planner's data: neither exported as CSV
 #: nor carried by logical backups (a restored planner starts its sync afresh).
-SYNC_TABLE_NAMES: tuple[str, ...] = ("estados_sincronizacion", "ejecuciones_sincronizacion")
+#: Both follow from :data:`TABLE_NAMES`, which :func:`_check_table_order` proves is
+#: every table of the schema but these.
+SYNC_TABLE_NAMES: tuple[str, ...] = ("planctl_sync_states", "planctl_sync_runs")
 
 #: The planner's tables in dependency order (parents first): the order to load and dump.
 #: One list, :data:`planctl.db.names.TABLES` (read by the commands that start without
@@ -334,6 +334,9 @@ TABLE_NAMES: tuple[str, ...] = TABLES
 
 
 def _check_table_order() -> None:
+    own = {name for name in metadata.tables if name.startswith("planctl_")}
+    if own != set(SYNC_TABLE_NAMES):
+        raise RuntimeError(f"SYNC_TABLE_NAMES {SYNC_TABLE_NAMES} are not the planctl_* tables")
     planner = [t for t in metadata.sorted_tables if t.name not in SYNC_TABLE_NAMES]
     if {t.name for t in planner} != set(TABLES):
         raise RuntimeError(f"planctl.db.names.TABLES {TABLES} differs from the schema's tables")

@@ -1,7 +1,7 @@
 """What a run decided and did: the kinds of action, one action per session, the report.
 
-The report is what the CLI renders and ``--json`` prints (English keys); the
-run log keeps its counts under Spanish column names (:meth:`SyncReport.run_counts`).
+The report is what the CLI renders and ``--json`` prints; the run log keeps its
+counts under the same English names (:meth:`SyncReport.run_counts`).
 """
 
 from __future__ import annotations
@@ -180,12 +180,12 @@ class SyncReport:
     def run_counts(self) -> dict[str, int]:
         s = self.summary()
         return {
-            "creados": s["calendar_created"],
-            "actualizados": s["calendar_updated"] + s["planner_updated"],
-            "eliminados": s["calendar_deleted"] + s["planner_cancelled"],
-            "sin_cambios": s["unchanged"],
-            "conflictos": s["conflicts"],
-            "errores": s["errors"],
+            "created": s["calendar_created"],
+            "updated": s["calendar_updated"] + s["planner_updated"],
+            "deleted": s["calendar_deleted"] + s["planner_cancelled"],
+            "unchanged": s["unchanged"],
+            "conflicts": s["conflicts"],
+            "errors": s["errors"],
         }
 
 
@@ -242,8 +242,8 @@ class SyncStatus:
                 "mode": last.mode,
                 "started": _iso(last.started),
                 "finished": _iso(last.finished),
-                "result": RESULT_NAMES.get(last.result, last.result),
-                "counts": {COUNT_NAMES[k]: v for k, v in last.counts.items()},
+                "result": last.result,
+                "counts": dict(last.counts),
             },
             "refused": self.report.refusal,
             "override": self.report.refusal_override,
@@ -269,24 +269,6 @@ class SyncStatus:
             ],
             "duplicates": [{"session": e.session_id, "id": e.id} for e in self.report.duplicates],
         }
-
-
-# The run log's Spanish columns and results, as JSON output names them (English).
-COUNT_NAMES = {
-    "creados": "created",
-    "actualizados": "updated",
-    "eliminados": "deleted",
-    "sin_cambios": "unchanged",
-    "conflictos": "conflicts",
-    "errores": "errors",
-}
-RESULT_NAMES = {
-    "ok": "ok",
-    "errores": "errors",
-    "conflictos": "conflicts",
-    "en_curso": "running",
-    "interrumpida": "interrupted",
-}
 
 
 def _iso(moment: dt.datetime | None) -> str | None:

@@ -164,7 +164,7 @@ def _apply(
         raise
     report.actions = done
     report.remote_writes, report.local_writes = applier.remote_writes, applier.local_writes
-    result = "errores" if report.errors else "conflictos" if report.conflicts else "ok"
+    result = "errors" if report.errors else "conflicts" if report.conflicts else "ok"
     sync_state.end_reads(connection)
     sync_state.finish_run(connection, run_id, result, report.run_counts())
     if result == "ok" and options.mode == "sync" and report.log_mark is not None:
@@ -177,7 +177,7 @@ def _record_interrupted(connection: Connection, run_id: int) -> None:
     whose state was not recorded, as after a kill)."""
     try:
         connection.rollback()
-        sync_state.finish_run(connection, run_id, "interrumpida", {})
+        sync_state.finish_run(connection, run_id, "interrupted", {})
         connection.commit()
     except Exception:
         log.debug("could not record the interrupted run", exc_info=True)

@@ -1,4 +1,4 @@
-"""The sync state (``estados_sincronizacion``) and run log (``ejecuciones_sincronizacion``)."""
+"""The sync state (``planctl_sync_states``) and run log (``planctl_sync_runs``)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any
 from sqlalchemy import bindparam, delete, insert, inspect, select, update
 from sqlalchemy.engine import Connection
 
-from planctl.db.schema import SYNC_TABLE_NAMES, metadata
+from planctl.db.schema import SYNC_COUNTS, SYNC_TABLE_NAMES, metadata
 from planctl.errors import DatabaseError
 
-STATE = metadata.tables["estados_sincronizacion"]
-RUNS = metadata.tables["ejecuciones_sincronizacion"]
+STATE = metadata.tables["planctl_sync_states"]
+RUNS = metadata.tables["planctl_sync_runs"]
 
 
 @dataclass(frozen=True)
@@ -68,27 +68,27 @@ def end_reads(connection: Connection) -> None:
 def load_states(connection: Connection, backend: str) -> dict[int, StateRow]:
     rows = connection.execute(select(STATE).where(STATE.c.backend == backend))
     return {
-        row.sesion_id: StateRow(
-            session_id=row.sesion_id,
-            remote_id=row.id_remoto,
+        row.session_id: StateRow(
+            session_id=row.session_id,
+            remote_id=row.remote_id,
             etag=row.etag,
-            hash_local=row.hash_local,
-            hash_remote=row.hash_remoto,
-            synced_at=row.sincronizado_en,
+            hash_local=row.local_hash,
+            hash_remote=row.remote_hash,
+            synced_at=row.synced_at,
         )
         for row in rows
     }
 
 
-_STATE_VALUES = ("id_remoto", "etag", "hash_local", "hash_remoto", "sincronizado_en")
+_STATE_VALUES = ("remote_id", "etag", "local_hash", "remote_hash", "synced_at")
 _DELETE_STATE = delete(STATE).where(
-    STATE.c.backend == bindparam("k_backend"), STATE.c.sesion_id == bindparam("k_sesion")
+    STATE.c.backend == bindparam("k_backend"), STATE.c.session_id == bindparam("k_session")
 )
 
 
 @functools.cache
 def _upsert(dialect: str) -> Any:
-    """INSERT … ON CONFLICT (backend, sesion_id) DO UPDATE: never a raw unique-key error.
+    """INSERT … ON CONFLICT (backend, session_id) DO UPDATE: never a raw unique-key error.
 
     Built once per dialect: constructing a statement per session cost more than running it.
     """
@@ -97,11 +97,11 @@ def _upsert(dialect: str) -> Any:
     dialect_insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = dialect_insert(STATE).values(
         backend=bindparam("k_backend"),
-        sesion_id=bindparam("k_sesion"),
+        session_id=bindparam("k_session"),
         **{name: bindparam(name) for name in _STATE_VALUES},
     )
     return statement.on_conflict_do_update(
-        index_elements=[STATE.c.backend, STATE.c.sesion_id],
+        index_elements=[STATE.c.backend, STATE.c.session_id],
         set_={name: statement.excluded[name] for name in _STATE_VALUES},
     )
 
@@ -118,12 +118,12 @@ def state_values(
     """The parameters of one state row, for :func:`save_states`."""
     return {
         "k_backend": backend,
-        "k_sesion": session_id,
-        "id_remoto": remote_id,
+        "k_session": session_id,
+        "remote_id": remote_id,
         "etag": etag,
-        "hash_local": hash_local,
-        "hash_remoto": hash_remote,
-        "sincronizado_en": utcnow(),
+        "local_hash": hash_local,
+        "remote_hash": hash_remote,
+        "synced_at": utcnow(),
     }
 
 
@@ -141,7 +141,7 @@ def save_state(connection: Connection, backend: str, session_id: int, **values: 
 def delete_states(connection: Connection, backend: str, session_ids: list[int]) -> None:
     if session_ids:
         connection.execute(
-            _DELETE_STATE, [{"k_backend": backend, "k_sesion": sid} for sid in session_ids]
+            _DELETE_STATE, [{"k_backend": backend, "k_session": sid} for sid in session_ids]
         )
 
 
@@ -149,23 +149,20 @@ def delete_state(connection: Connection, backend: str, session_id: int) -> None:
     delete_states(connection, backend, [session_id])
 
 
-COUNT_COLUMNS = ("creados", "actualizados", "eliminados", "sin_cambios", "conflictos", "errores")
-
-
 def start_run(connection: Connection, backend: str, mode: str) -> int:
     result = connection.execute(
-        insert(RUNS).values(backend=backend, modo=mode, inicio=utcnow(), resultado="en_curso")
+        insert(RUNS).values(backend=backend, mode=mode, started_at=utcnow(), result="running")
     )
     assert result.inserted_primary_key is not None
     return int(result.inserted_primary_key[0])
 
 
 def mark_interrupted(connection: Connection, backend: str) -> int:
-    """Runs of *backend* still ``en_curso``: killed or lost (the caller holds the sync lock)."""
+    """Runs of *backend* still ``running``: killed or lost (the caller holds the sync lock)."""
     result = connection.execute(
         update(RUNS)
-        .where(RUNS.c.backend == backend, RUNS.c.resultado == "en_curso")
-        .values(fin=utcnow(), resultado="interrumpida")
+        .where(RUNS.c.backend == backend, RUNS.c.result == "running")
+        .values(finished_at=utcnow(), result="interrupted")
     )
     return int(result.rowcount or 0)
 
@@ -174,7 +171,7 @@ def finish_run(connection: Connection, run_id: int, result: str, counts: Mapping
     connection.execute(
         update(RUNS)
         .where(RUNS.c.id == run_id)
-        .values(fin=utcnow(), resultado=result, **{c: counts.get(c, 0) for c in COUNT_COLUMNS})
+        .values(finished_at=utcnow(), result=result, **{c: counts.get(c, 0) for c in SYNC_COUNTS})
     )
 
 
@@ -182,16 +179,16 @@ def last_run(connection: Connection, backend: str) -> RunRecord | None:
     row = connection.execute(
         select(RUNS)
         .where(RUNS.c.backend == backend)
-        .order_by(RUNS.c.inicio.desc(), RUNS.c.id.desc())
+        .order_by(RUNS.c.started_at.desc(), RUNS.c.id.desc())
         .limit(1)
     ).first()
     if row is None:
         return None
     return RunRecord(
         backend=row.backend,
-        mode=row.modo,
-        started=row.inicio,
-        finished=row.fin,
-        result=row.resultado,
-        counts={c: int(getattr(row, c)) for c in COUNT_COLUMNS},
+        mode=row.mode,
+        started=row.started_at,
+        finished=row.finished_at,
+        result=row.result,
+        counts={c: int(getattr(row, c)) for c in SYNC_COUNTS},
     )

@@ -12,7 +12,9 @@ What the simulated calendar adds: one process at a time holds the store (its
 directory is ``flock``-ed, 10 s wait, exit 4), deleted events stay as
 tombstones forever (``keeps_deleted``), and a store written by planctl before
 the emulator (a JSON snapshot plus ``.journal``) is migrated on first use,
-keeping event ids and etags (the old file stays as ``<store>.json-v1``).
+keeping event ids and etags (the old file stays as ``<store>.json-v1``). The
+default store found under its former Spanish name (``calendario_simulado``)
+is moved to the English one first (:func:`adopt_former_store`).
 
 :class:`SimulatedCalendar` is the store seen as one calendar, with the
 server's API (tests drive ``before_write`` and ``crash_after_writes``) and
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +57,8 @@ OLD_FORMAT = "planctl-simulated-calendar"
 CALENDAR = "Planificador"
 LOCK_WAIT_SECONDS = 10.0
 
+logger = logging.getLogger("planctl.sync")
+
 
 class SimulatedCalendar(Phone):
     """The store at *path* as one calendar (summary *calendar*), held by this process."""
@@ -65,6 +70,7 @@ class SimulatedCalendar(Phone):
         timezone: str = "Europe/Madrid",
         calendar: str = CALENDAR,
         migrate: bool = True,
+        former: Path | None = None,
     ) -> None:
         self.path = Path(path)
         self.timezone = timezone
@@ -72,6 +78,7 @@ class SimulatedCalendar(Phone):
         self._lock = contextlib.ExitStack()
         self._acquire_lock()
         try:
+            self.path = adopt_former_store(self.path, former, move=migrate)
             self.store = open_store(self.path, timezone, migrate=migrate)
         except BaseException:
             self._release_lock()
@@ -188,6 +195,43 @@ class SimulatedCalendar(Phone):
 
     def delete(self, event_id: str, *, if_match: str | None = None) -> None:
         self.store.delete(self._id(), event_id, if_match=if_match)
+
+
+#: The files named after a store (its name plus these): SQLite's journals, the JSON
+#: store's journal, planctl's mirror of the listing, the JSON store kept after migrating.
+COMPANIONS = ("-wal", "-shm", "-journal", ".journal", ".mirror", ".json-v1")
+
+
+def adopt_former_store(path: Path, former: Path | None, *, move: bool = True) -> Path:
+    """The store to open for *path*: *path* itself, unless there is none but a store at
+    the default's former name *former* — then that one, moved to *path* with its
+    companions (without *move*, a dry run: read where it is).
+
+    The caller holds the directory's lock (both names share the directory). The
+    companions move first and the store last: a crash in between leaves the store
+    under its former name, and the next open finishes the move.
+    """
+    if former is None or path.exists():
+        return path
+    if not any(former.with_name(former.name + s).exists() for s in ("", ".journal")):
+        return path
+    if not move:
+        return former
+    from planctl.fsutil import fsync_dir
+
+    try:
+        for suffix in (*COMPANIONS, ""):
+            source = former.with_name(former.name + suffix)
+            if source.exists():
+                os.replace(source, path.with_name(path.name + suffix))
+        fsync_dir(path.parent)
+    except OSError as error:
+        raise SyncError(
+            f"cannot move the simulated calendar {former} to {path}: {error.strerror or error}",
+            "check the directory's permissions, or set PLANCTL_SYNC_STORE to the old file",
+        ) from error
+    logger.info("simulated calendar %s moved to %s", former, path)
+    return path
 
 
 def open_store(path: Path, timezone: str, *, migrate: bool = True) -> EmulatorStore:
@@ -315,7 +359,12 @@ def open_calendar(settings: Settings, *, migrate: bool = True) -> SimulatedCalen
     """The store at PLANCTL_SYNC_STORE, or at the documented default (its directory made)."""
     if settings.sync_store_is_default:
         settings.sync_store.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return SimulatedCalendar(settings.sync_store, timezone=settings.timezone, migrate=migrate)
+    return SimulatedCalendar(
+        settings.sync_store,
+        timezone=settings.timezone,
+        migrate=migrate,
+        former=settings.sync_store_former,
+    )
 
 
 def open_backend(settings: Settings, *, create_calendar: bool = True) -> SimulatedBackend:
