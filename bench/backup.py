@@ -13,12 +13,15 @@ changed sessions) in rows/s. Medians of --runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -216,30 +219,80 @@ def bench_postgres(sessions: int, runs: int, work: Path) -> list[tuple[str, floa
     ]
 
 
-def bench_issue19(sessions: int, runs: int, work: Path) -> list[tuple[str, float, str, float]]:
+@dataclass
+class Pair:
+    """One issue-19 target: planctl's command against the reference's, run in turns."""
+
+    name: str
+    ours: Callable[[int], list[str]]
+    reference: Callable[[int], list[str]]
+    reference_name: str
+    target: float
+    env: dict[str, str]
+    ref_env: dict[str, str] | None = None
+    walls: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))
+    cpus: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))
+
+
+def same(argv: list[str], _round: int) -> list[str]:
+    """A command that is the same in every round."""
+    return argv
+
+
+def measured(cmd: list[str], env: dict[str, str] | None) -> tuple[float, float]:
+    """(wall, CPU) seconds of one command; CPU is user + sys of the children it waited
+    for (``getrusage(RUSAGE_CHILDREN)``), so a server's own work is not counted."""
+    import resource
+
+    os.sync()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def run_in_turns(pairs: list[Pair], rounds: int) -> None:
+    """Each round runs every pair, reference and planctl back to back (the order
+    alternating between rounds), so both meet the same load."""
+    for round_ in range(rounds):
+        for pair in pairs:
+            sides = [(1, pair.reference, pair.ref_env), (0, pair.ours, pair.env)]
+            for side, command, env in sides if round_ % 2 == 0 else reversed(sides):
+                wall, cpu = measured(command(round_), env)
+                pair.walls[side].append(wall)
+                pair.cpus[side].append(cpu)
+
+
+def load() -> str:
+    """``uptime``'s line: the machine's load while the rounds ran."""
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def bench_issue19(sessions: int, runs: int, work: Path, postgres: bool) -> list[str]:
     """Issue 19's targets: encryption overhead per --compress, --keep 2 against sqlite3
-    + zstd + sha256sum, push against rclone copyto, PostgreSQL against pg_dump + sha256sum."""
+    + zstd + sha256sum, push against rclone copyto, PostgreSQL against pg_dump +
+    sha256sum. Medians of wall and CPU seconds over *runs* interleaved rounds."""
+    import shutil
+
     db = work / "big.db"
     env = env_for(f"sqlite:///{db}", work)
     seed(env, sessions)
     sealed_env = {**env, "PLANCTL_BACKUP_RECIPIENTS": age_recipient(work)}
-    rows: list[tuple[str, float, str, float]] = []
+    pairs: list[Pair] = []
     for method in ("zstd", "gzip", "none"):
-        plain = [timed([PLANCTL, "-q", "backup", "--compress", method, "--keep", "1"], env=env)]
-        sealed = [
-            timed([PLANCTL, "-q", "backup", "--compress", method, "--keep", "1"], env=sealed_env)
-            for _ in range(runs)
-        ]
-        plain += [
-            timed([PLANCTL, "-q", "backup", "--compress", method, "--keep", "1"], env=env)
-            for _ in range(runs - 1)
-        ]
-        rows.append(
-            (
-                f"backup --compress {method} --keep 1, age-encrypted (streamed)",
-                statistics.median(sealed),
+        argv = [PLANCTL, "-q", "backup", "--compress", method, "--keep", "1"]
+        pairs.append(
+            Pair(
+                f"backup --compress {method} --keep 1, age-encrypted",
+                functools.partial(same, argv),
+                functools.partial(same, argv),
                 "the same, not encrypted",
-                statistics.median(plain),
+                1.10,
+                sealed_env,
+                env,
             )
         )
     target = work / "ref.db"
@@ -247,35 +300,23 @@ def bench_issue19(sessions: int, runs: int, work: Path) -> list[tuple[str, float
         f'sqlite3 "{db}" ".backup {target}" && zstd -3 -q -f "{target}" -o "{target}.zst" '
         f'&& sha256sum "{target}.zst"'
     )
-    ref, ours = [], []
-    for _ in range(runs):
-        ref.append(timed(["sh", "-c", reference]))
-        ours.append(timed([PLANCTL, "-q", "backup", "--keep", "2"], env=env))
-    rows.append(
-        (
-            f"backup --keep 2 (zstd, quick_check, rotation), "
-            f"SQLite {db.stat().st_size / 1e6:.0f} MB",
-            statistics.median(ours),
+    pairs.append(
+        Pair(
+            f"backup --keep 2 (zstd, checks, rotation), SQLite {db.stat().st_size / 1e6:.0f} MB",
+            lambda _: [PLANCTL, "-q", "backup", "--keep", "2"],
+            lambda _: ["sh", "-c", reference],
             "sqlite3 .backup + zstd -3 + sha256sum",
-            statistics.median(ref),
+            1.3,
+            env,
         )
     )
-    rows.append(bench_push(env, work, runs))
-    rows += bench_postgres_issue19(sessions, runs, work)
-    return rows
-
-
-def bench_push(env: dict[str, str], work: Path, runs: int) -> tuple[str, float, str, float]:
-    """``backup push`` of the newest backup vs ``rclone copyto`` of its data file, both to
-    one loopback ``rclone serve s3``."""
-    import shutil
-
     rclone = shutil.which("rclone") or str(Path(sys.executable).parent / "rclone")
     key, secret = "AKIAPLANCTLBENCH0001", "planctl-bench-secret"
     root = work / "s3root"
     (root / "bench").mkdir(parents=True)
     port = free_port()
     server = serve_s3(rclone, root, port, key, secret)
+    pg_url = create_pg_database() if postgres else ""
     try:
         aws = {
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
@@ -283,13 +324,11 @@ def bench_push(env: dict[str, str], work: Path, runs: int) -> tuple[str, float, 
             "AWS_SECRET_ACCESS_KEY": secret,
             "AWS_DEFAULT_REGION": "us-east-1",
         }
-        backups = Path(env["PLANCTL_BACKUP_DIR"])
-        subprocess.run([PLANCTL, "-q", "backup", "--keep", "1"], env=env, check=True)
+        push_env = {**env, **aws, "PLANCTL_BACKUP_DIR": str(work / "push-set")}
+        subprocess.run([PLANCTL, "-q", "backup"], env=push_env, check=True)
         data = max(
-            (p for p in backups.iterdir() if p.is_file() and not p.name.startswith(".")),
-            key=lambda p: p.stat().st_size,
+            Path(push_env["PLANCTL_BACKUP_DIR"]).glob("*.zst"), key=lambda p: p.stat().st_size
         )
-        ours, ref = [], []
         rclone_env = {
             **os.environ,
             "RCLONE_CONFIG_BENCH_TYPE": "s3",
@@ -298,44 +337,72 @@ def bench_push(env: dict[str, str], work: Path, runs: int) -> tuple[str, float, 
             "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": key,
             "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": secret,
         }
-        for i in range(runs):
-            pushed = {**env, **aws, "PLANCTL_BACKUP_REMOTE": f"s3://bench/run{i}"}
-            ours.append(timed([PLANCTL, "-q", "backup", "push"], env=pushed))
-            copy = [rclone, "--config", "/dev/null", "copyto", "-I", str(data), f"bench:bench/r{i}"]
-            ref.append(timed(copy, env=rclone_env))
+        pairs.append(
+            Pair(
+                f"backup push ({data.stat().st_size / 1e6:.0f} MB, checked upload)",
+                # a fresh prefix per round: push uploads it all again, as rclone does
+                lambda i: [
+                    "env",
+                    f"PLANCTL_BACKUP_REMOTE=s3://bench/run{i}",
+                    PLANCTL,
+                    "-q",
+                    "backup",
+                    "push",
+                ],
+                lambda i: [
+                    rclone,
+                    "--config",
+                    "/dev/null",
+                    "copyto",
+                    "-I",
+                    str(data),
+                    f"bench:bench/r{i}",
+                ],
+                "rclone copyto -I, same server",
+                1.2,
+                push_env,
+                rclone_env,
+            )
+        )
+        if postgres:
+            pg_env = env_for(pg_url, work / "pg")
+            seed(pg_env, sessions)
+            dump = work / "ref.dump"
+            pairs.append(
+                Pair(
+                    "PostgreSQL backup --keep 1 (pg_dump -Fc, pg_restore --list, sha256)",
+                    lambda _: [PLANCTL, "-q", "backup", "--keep", "1"],
+                    lambda _: [
+                        "sh",
+                        "-c",
+                        f'pg_dump -d "{pg_url}" -Fc -f "{dump}" && sha256sum "{dump}"',
+                    ],
+                    "pg_dump -Fc + sha256sum",
+                    1.15,
+                    pg_env,
+                )
+            )
+        before = load()
+        run_in_turns(pairs, runs)
+        after = load()
     finally:
         stop_server(server)
-    return (
-        f"backup push ({data.stat().st_size / 1e6:.0f} MB, checked upload)",
-        statistics.median(ours),
-        "rclone copyto -I, same server",
-        statistics.median(ref),
-    )
-
-
-def bench_postgres_issue19(
-    sessions: int, runs: int, work: Path
-) -> list[tuple[str, float, str, float]]:
-    url = create_pg_database()
-    env = env_for(url, work / "pg")
-    try:
-        seed(env, sessions)
-        dump = work / "ref.dump"
-        reference = f'pg_dump -d "{url}" -Fc -f "{dump}" && sha256sum "{dump}"'
-        ref, ours = [], []
-        for _ in range(runs):
-            ref.append(timed(["sh", "-c", reference]))
-            ours.append(timed([PLANCTL, "-q", "backup", "--keep", "1"], env=env))
-    finally:
-        drop_pg_database(url)
-    return [
-        (
-            "PostgreSQL backup --keep 1 (pg_dump -Fc, pg_restore --list, sha256)",
-            statistics.median(ours),
-            "pg_dump -Fc + sha256sum",
-            statistics.median(ref),
+        if pg_url:
+            drop_pg_database(pg_url)
+    rows = []
+    for pair in pairs:
+        ours_wall, ref_wall = (statistics.median(w) for w in pair.walls)
+        ours_cpu, ref_cpu = (statistics.median(c) for c in pair.cpus)
+        ratio = ours_wall / ref_wall
+        met = "yes" if ratio <= pair.target else "no"
+        rows.append(
+            f"| {pair.name} | {ours_wall:.2f} / {ours_cpu:.2f} | {pair.reference_name} | "
+            f"{ref_wall:.2f} / {ref_cpu:.2f} | {ratio:.2f}× / {ours_cpu / ref_cpu:.2f}× | "
+            f"≤ {pair.target:.2f}× {met} |"
         )
-    ]
+    rows.append("")
+    rows.append(f"`uptime` before: {before}; after: {after}.")
+    return rows
 
 
 def main() -> None:
@@ -349,12 +416,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.issue19:
         with tempfile.TemporaryDirectory(prefix="planctl-bench-", dir="/var/tmp") as tmp:
-            found = bench_issue19(args.sessions, args.runs, Path(tmp))
+            found = bench_issue19(args.sessions, args.runs, Path(tmp), not args.no_postgres)
         record(
-            f"issue 19: streamed encryption, --keep 2, push, PostgreSQL; {args.sessions:,} "
-            f"sessions, median of {args.runs} (loaded machine: six helpers on 2 cores)",
-            "| planctl | s | reference (same run) | s | ratio |",
-            [f"| {a} | {x:.2f} | {b} | {y:.2f} | {x / y:.2f}× |" for a, x, b, y in found],
+            f"issue 19 targets, {args.sessions:,} sessions, medians of {args.runs} "
+            "interleaved rounds (wall / CPU s; machine shared with other sessions)",
+            "| planctl | wall / CPU s | reference (same rounds) | wall / CPU s | "
+            "ratio wall / CPU | target |",
+            found,
         )
         return
     rows = []

@@ -1,13 +1,17 @@
 """A real SFTP server for the offsite tests: asyncssh on a loopback port.
 
-Usage: python offsite_sftp_server.py ROOT HOST_KEY AUTHORIZED_KEYS [PORT]
+Usage: python offsite_sftp_server.py ROOT HOST_KEY AUTHORIZED_KEYS [PORT [MAX_FILE_BYTES]]
 Serves ROOT (chrooted) to any user holding a key in AUTHORIZED_KEYS, prints
-the port it listens on, then runs until killed.
+the port it listens on, then runs until killed. With MAX_FILE_BYTES the server
+process runs under that file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored): a write
+past it fails with the kernel's EFBIG, as on a full disk or an exceeded quota.
 """
 
 from __future__ import annotations
 
 import asyncio
+import resource
+import signal
 import sys
 
 import asyncssh
@@ -30,4 +34,8 @@ async def serve(root: str, host_key: str, authorized_keys: str, port: int) -> No
 
 if __name__ == "__main__":
     port = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    if len(sys.argv) > 5:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        limit = int(sys.argv[5])
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     asyncio.run(serve(sys.argv[1], sys.argv[2], sys.argv[3], port))

@@ -142,9 +142,11 @@ class SFTPServer:
     port: int = 0
     process: subprocess.Popen[str] | None = None
 
-    def start(self, port: int = 0) -> SFTPServer:
+    def start(self, port: int = 0, max_file_bytes: int | None = None) -> SFTPServer:
+        """Start on *port* (0: any); with *max_file_bytes*, under that file-size limit."""
         argv = [sys.executable, str(SFTP_SERVER_SCRIPT), str(self.root), str(self.host_key)]
         argv += [str(self.authorized_keys), str(port)]
+        argv += [str(max_file_bytes)] if max_file_bytes is not None else []
         self.process = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             start_new_session=True,

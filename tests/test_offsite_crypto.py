@@ -249,3 +249,30 @@ def test_streaming_uses_constant_memory(age_key: tuple[Path, str]) -> None:
     # Idle, this peaks far below 120 MB; in a full, loaded test run pyrage's reader was seen
     # running ahead to ~350 MB. The bound still catches holding the stream twice (> 512 MB).
     assert int(out[1]) < 512, f"peak RSS {out[1]} MB for a 256 MB stream"
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "sealed"])
+def test_the_gate_refuses_a_damaged_live_database_and_rotates_nothing(
+    encrypted: bool, tmp_path: Path, age_key: tuple[Path, str]
+) -> None:
+    """The quick_check before rotation runs on both paths (the sealed one on the unnamed
+    copy, CHECK constraints skipped as on the plain path's read-only copy) and still
+    catches page damage: exit 5, the older backup kept."""
+    from .helpers import planctl_env, run_planctl
+
+    db = tmp_path / "planner.db"
+    extra = {"PLANCTL_BACKUP_RECIPIENTS": age_key[1]} if encrypted else {}
+    env = planctl_env(f"sqlite:///{db}", tmp_path / "backups", tmp_path / "logs", **extra)
+    for args in (("db-upgrade",), ("db-seed", "--scale", "3000"), ("backup",)):
+        done = run_planctl(*args, env=env)
+        assert done.returncode == 0, done.stderr
+    before = sorted(p.name for p in (tmp_path / "backups").glob("*.json"))
+    data = bytearray(db.read_bytes())
+    page = 4096
+    middle = (len(data) // page // 2) * page
+    data[middle + 8 : middle + page] = b"\xa5" * (page - 8)  # one b-tree page's cells
+    db.write_bytes(bytes(data))
+    done = run_planctl("backup", "--keep", "1", env=env)
+    assert done.returncode == 5, done.stderr
+    assert "quick_check" in done.stderr or "damaged" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "backups").glob("*.json")) == before

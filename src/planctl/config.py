@@ -42,6 +42,8 @@ DEFAULTS: dict[str, str] = {
     "PLANCTL_BACKUP_RECIPIENTS": "",
     "PLANCTL_BACKUP_IDENTITY": "",
     "PLANCTL_BACKUP_REMOTE": "",
+    # Seconds the remote (S3, SFTP) may take to connect or to answer (backup.stores.StorePolicy).
+    "PLANCTL_BACKUP_REMOTE_TIMEOUT": "15",
     "PLANCTL_BACKUP_PING_URL": "",
     # Seconds a migration or restore waits in all for the database's locks (issue 24).
     "PLANCTL_LOCK_WAIT": "60",
@@ -388,6 +390,8 @@ class Settings:
     backup_recipients: str = ""
     backup_identity: Path | None = None
     backup_remote: str = ""
+    #: Seconds the remote may take to connect or answer, per attempt.
+    backup_remote_timeout: float = float(DEFAULTS["PLANCTL_BACKUP_REMOTE_TIMEOUT"])
     backup_ping_url: str = field(default="", repr=False)
     #: Seconds migrations and restores wait in all for locks (planctl.db.lockwait).
     lock_wait: float = float(DEFAULTS["PLANCTL_LOCK_WAIT"])
@@ -599,6 +603,14 @@ def load_settings(
     remote_problem = check_remote_url(remote) if remote else None
     if remote_problem:
         raise bad("PLANCTL_BACKUP_REMOTE", *remote_problem)
+    remote_timeout = parse_lock_wait(get("PLANCTL_BACKUP_REMOTE_TIMEOUT"))
+    if remote_timeout is None:
+        raise bad(
+            "PLANCTL_BACKUP_REMOTE_TIMEOUT",
+            f"PLANCTL_BACKUP_REMOTE_TIMEOUT '{get('PLANCTL_BACKUP_REMOTE_TIMEOUT')[:20]}' "
+            "is not a number of seconds",
+            "give seconds greater than 0, e.g. 15",
+        )
     recipients = get("PLANCTL_BACKUP_RECIPIENTS")
     if recipients:
         for entry in recipients.split(","):
@@ -648,6 +660,7 @@ def load_settings(
         backup_recipients=recipients,
         backup_identity=path("PLANCTL_BACKUP_IDENTITY", directory=False),
         backup_remote=remote,
+        backup_remote_timeout=remote_timeout,
         backup_ping_url=ping_url,
         lock_wait=lock_wait,
         sources=sources,
@@ -655,7 +668,8 @@ def load_settings(
 
 
 def parse_lock_wait(text: str) -> float | None:
-    """Seconds (> 0, finite) from PLANCTL_LOCK_WAIT; None when it is not such a number."""
+    """Seconds (> 0, finite) from PLANCTL_LOCK_WAIT (or PLANCTL_BACKUP_REMOTE_TIMEOUT); None
+    when it is not such a number."""
     import math
 
     try:

@@ -18,6 +18,8 @@ class ExitCode(IntEnum):
     NOTHING_TO_DO = 3
     LOCKED = 4
     VERIFICATION_FAILED = 5
+    #: A bug in planctl (an exception no code expected): sysexits.h's EX_SOFTWARE.
+    INTERNAL = 70
 
 
 class PlanctlError(Exception):

@@ -142,8 +142,9 @@ def classify_migration(error: BaseException) -> MigrationFailure:
 
 def causes(error: BaseException) -> list[BaseException]:
     """*error* and every exception behind it: ``__cause__``, ``__context__``, urllib3's
-    ``reason`` and exceptions passed as arguments (requests wraps urllib3's error, which
-    wraps the socket's). Each once, nearest first."""
+    ``reason``, exceptions passed as arguments (requests wraps urllib3's error, which
+    wraps the socket's) and paramiko's per-address ``errors`` (NoValidConnectionsError).
+    Each once, nearest first."""
     found: list[BaseException] = []
     pending = [error]
     while pending:
@@ -153,6 +154,9 @@ def causes(error: BaseException) -> list[BaseException]:
         found.append(current)
         linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
         linked.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        per_address = getattr(current, "errors", None)
+        if isinstance(per_address, dict):
+            linked.extend(per_address.values())
         pending.extend(e for e in linked if isinstance(e, BaseException))
     return found
 
@@ -218,3 +222,165 @@ def tool_out_of_space(returncode: int, stderr: str) -> bool:
         return True
     text = " ".join(stderr.split())
     return any(os.strerror(code) in text for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG))
+
+
+class StoreFailure(Enum):
+    """What went wrong talking to a backup store (S3, SFTP), as far as the user can act."""
+
+    NO_CREDENTIALS = "no credentials"
+    AUTH_FAILED = "credentials refused"
+    KEY_LOCKED = "the SSH key needs a passphrase"
+    UNKNOWN_HOST = "host not in known_hosts"
+    HOST_KEY_CHANGED = "host key changed"
+    NO_BUCKET = "no such bucket"
+    NOT_FOUND = "no such file"
+    PERMISSION_DENIED = "permission denied"
+    DISK_FULL = "disk full or file-size limit"
+    UNREACHABLE = "unreachable"
+    TIMEOUT = "timed out"
+    CONNECTION_LOST = "connection lost"
+    BUSY = "server busy"
+    OTHER = "other"
+
+    @property
+    def transient(self) -> bool:
+        """Worth another attempt (on a fresh connection)."""
+        return self in _TRANSIENT
+
+
+_TRANSIENT = frozenset(
+    {
+        StoreFailure.UNREACHABLE,
+        StoreFailure.TIMEOUT,
+        StoreFailure.CONNECTION_LOST,
+        StoreFailure.BUSY,
+    }
+)
+
+#: S3 error codes (the ``Code`` of the XML error body; HEAD answers carry only the status).
+_S3_CODES = {
+    "NoSuchBucket": StoreFailure.NO_BUCKET,
+    "NoSuchKey": StoreFailure.NOT_FOUND,
+    "NotFound": StoreFailure.NOT_FOUND,
+    "404": StoreFailure.NOT_FOUND,
+    "InvalidAccessKeyId": StoreFailure.AUTH_FAILED,
+    "SignatureDoesNotMatch": StoreFailure.AUTH_FAILED,
+    "AccessDenied": StoreFailure.AUTH_FAILED,
+    "InvalidToken": StoreFailure.AUTH_FAILED,
+    "ExpiredToken": StoreFailure.AUTH_FAILED,
+    "Forbidden": StoreFailure.AUTH_FAILED,
+    "403": StoreFailure.AUTH_FAILED,
+    "SlowDown": StoreFailure.BUSY,
+    "ServiceUnavailable": StoreFailure.BUSY,
+    "InternalError": StoreFailure.BUSY,
+    "503": StoreFailure.BUSY,
+    "500": StoreFailure.BUSY,
+    "RequestTimeout": StoreFailure.TIMEOUT,
+    "EntityTooLarge": StoreFailure.DISK_FULL,
+    "QuotaExceeded": StoreFailure.DISK_FULL,
+}
+
+_UNREACHABLE_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.EADDRNOTAVAIL,
+    errno.EHOSTDOWN,
+}
+
+
+def s3_code(error: BaseException) -> str:
+    """The S3 error code of a botocore ``ClientError`` ("" for anything else)."""
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def classify_store(error: BaseException) -> StoreFailure:
+    """What kind of store failure *error* is: by the exception types of botocore and
+    paramiko, S3's error codes and the socket's errno, nearest cause first. A store's own
+    :class:`~planctl.backup.stores.StoreError` says it in its ``failure``."""
+    for cause in causes(error):
+        found = _classify_one(cause)
+        if found is not StoreFailure.OTHER:
+            return found
+    return StoreFailure.OTHER
+
+
+def _classify_one(error: BaseException) -> StoreFailure:
+    failure = getattr(error, "failure", None)
+    if isinstance(failure, StoreFailure):
+        return failure
+    module = type(error).__module__ or ""
+    if module.startswith(("botocore", "boto3", "s3transfer")):
+        return _classify_boto(error)
+    if module.startswith("paramiko"):
+        return _classify_paramiko(error)
+    if isinstance(error, TimeoutError):
+        return StoreFailure.TIMEOUT
+    if connection_lost(error):
+        return StoreFailure.CONNECTION_LOST
+    if isinstance(error, OSError):
+        return _classify_os(error)
+    return StoreFailure.OTHER
+
+
+def _classify_boto(error: BaseException) -> StoreFailure:
+    from botocore import exceptions as bex
+
+    if isinstance(error, bex.ClientError):
+        return _S3_CODES.get(s3_code(error), StoreFailure.OTHER)
+    if isinstance(error, bex.NoCredentialsError | bex.PartialCredentialsError):
+        return StoreFailure.NO_CREDENTIALS
+    if isinstance(error, bex.ConnectTimeoutError | bex.ReadTimeoutError):
+        return StoreFailure.TIMEOUT
+    if isinstance(error, bex.ConnectionClosedError):
+        return StoreFailure.CONNECTION_LOST
+    if isinstance(error, bex.EndpointConnectionError):
+        return StoreFailure.UNREACHABLE
+    return StoreFailure.OTHER
+
+
+def _classify_paramiko(error: BaseException) -> StoreFailure:
+    import paramiko
+
+    if isinstance(error, paramiko.BadHostKeyException):
+        return StoreFailure.HOST_KEY_CHANGED
+    if isinstance(error, paramiko.PasswordRequiredException):
+        return StoreFailure.KEY_LOCKED
+    if isinstance(error, paramiko.AuthenticationException):
+        return StoreFailure.AUTH_FAILED
+    if connection_lost(error):
+        return StoreFailure.CONNECTION_LOST
+    return StoreFailure.OTHER
+
+
+#: SFTP version 3 (paramiko) has no status code for a full disk: the server's status text is
+#: its C library's message (asyncssh sends ``strerror``; OpenSSH only "Failure").
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _classify_os(error: OSError) -> StoreFailure:
+    code = error.errno
+    if code in _DISK_FULL_ERRNOS:
+        return StoreFailure.DISK_FULL
+    if code in (errno.EACCES, errno.EPERM):
+        return StoreFailure.PERMISSION_DENIED
+    if code == errno.ENOENT:
+        return StoreFailure.NOT_FOUND
+    if code == errno.ETIMEDOUT:
+        return StoreFailure.TIMEOUT
+    if code in _UNREACHABLE_ERRNOS:
+        return StoreFailure.UNREACHABLE
+    import socket
+
+    if isinstance(error, socket.gaierror):  # the host name does not resolve
+        return StoreFailure.UNREACHABLE
+    if code is None and error.args:
+        import os
+
+        text = str(error.args[0])
+        if any(text == os.strerror(c) for c in _DISK_FULL_ERRNOS):
+            return StoreFailure.DISK_FULL
+    return StoreFailure.OTHER

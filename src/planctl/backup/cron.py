@@ -39,6 +39,7 @@ def backup_and_ship(
     remote_keep: int | None = None,
     ping_url: str = "",
     metrics_file: Path | None = None,
+    remote_timeout: float | None = None,
 ) -> ShippedBackup:
     """What ``planctl backup`` does from cron: ping start, take the backup (encrypted when
     recipients are configured: a bad recipient fails before anything is written), upload
@@ -58,7 +59,7 @@ def backup_and_ship(
     ping(ping_url, "start")
     try:
         recipients = parse_recipients(recipients_text) if recipients_text else []
-        store = open_store(remote_url) if remote_url else None
+        store = open_store(remote_url, remote_timeout) if remote_url else None
         result = create_backup(
             database_url, backup_dir, dataclasses.replace(options, recipients=recipients)
         )
@@ -126,6 +127,7 @@ def backup_status(
     remote_url: str = "",
     owner: Owner = ANYONE,
     now: dt.datetime | None = None,
+    remote_timeout: float | None = None,
 ) -> Status:
     """The newest restorable backup of this database — local, or with *remote_url* the
     remote's alone — its age against *max_age*, and the last run's outcome: what cron and
@@ -138,7 +140,7 @@ def backup_status(
     problems: list[str] = []
     foreign: list[str] = []
     if remote_url:
-        store = open_store(remote_url)
+        store = open_store(remote_url, remote_timeout)
         try:
             with remote_catalog(store, owner=owner, backup_dir=backup_dir) as remote:
                 newest_remote = remote.newest_restorable()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from planctl.backup import logical_engine, postgres_engine, sqlite_engine
 from planctl.backup.compress import Compression
-from planctl.backup.pipeline import sealed
+from planctl.backup.pipeline import alongside, sealed
 from planctl.backup.store import (
     Checkpoint,
     DumpResult,
@@ -129,10 +129,18 @@ class SqliteEngine:
                 database_url,
                 lambda seconds: sqlite_engine.snapshot(database_url, raw, self.checkpoint, seconds),
             )
-            if verify:  # a gate before rotation may delete older backups
-                sqlite_engine.integrity_check(raw, target.name, quick=True)
+            # The gate before rotation (which may delete older backups) reads the copy
+            # in a thread while write_data compresses it: one pass's worth of wall time.
+            with contextlib.ExitStack() as gate:
+                if verify:
+                    checker = gate.enter_context(sqlite_engine.reader(raw))
+                    gate.enter_context(
+                        alongside(
+                            lambda: sqlite_engine.check_rows(checker, target.name, quick=True)
+                        )
+                    )
+                sha, size = sqlite_engine.write_data(raw, target, compressed)
             self.checkpoint("verified")
-            sha, size = sqlite_engine.write_data(raw, target, compressed)
         finally:
             sqlite_engine.unlink_database(raw)
         return Dumped(result, sha, size)
@@ -162,17 +170,17 @@ class SqliteEngine:
             return stack, opened
 
         stack, (result, copy, fd) = self._waiting(database_url, snapshot)
+        gate = (lambda: sqlite_engine.check_rows(copy, target.name, quick=True)) if verify else None
         with stack:
-            if verify:
-                sqlite_engine.check_rows(copy, target.name, quick=True)
-            self.checkpoint("verified")
             with (
+                alongside(gate),  # in a thread, reading the copy while it is streamed
                 os.fdopen(os.dup(fd), "rb") as plain,
                 sealed(target, recipients) as out,
                 compressing(out, method, level) as packed,
             ):
                 plain.seek(0)
                 shutil.copyfileobj(plain, packed, 1 << 20)
+            self.checkpoint("verified")
         sha, size = digest_and_sync(target)
         return Dumped(result, sha, size)
 

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from planctl.backup.catalog import (
     ANYONE,
@@ -256,13 +256,13 @@ def fetch_chain(
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def open_store(remote_url: str) -> RemoteStore:
-    """The configured remote, wrapped once in :class:`~planctl.backup.stores.Retrying`."""
+def open_store(remote_url: str, timeout: float | None = None) -> RemoteStore:
+    """The configured remote, connected, wrapped once in
+    :class:`~planctl.backup.stores.GuardedStore` (*timeout*: PLANCTL_BACKUP_REMOTE_TIMEOUT)."""
     from planctl.backup.remote import open_remote
-    from planctl.backup.stores import Retrying
 
     if not remote_url:
         raise ConfigError(
             "no remote configured", "set PLANCTL_BACKUP_REMOTE to s3://bucket/prefix or sftp://…"
         )
-    return cast("RemoteStore", Retrying(open_remote(remote_url)))
+    return open_remote(remote_url, timeout=timeout)

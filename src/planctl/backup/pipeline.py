@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -39,6 +40,34 @@ def sealed(target: Path, recipients: Sequence[Recipient] = ()) -> Iterator[Binar
 
         with encrypting(raw, recipients) as sink:
             yield sink
+
+
+@contextlib.contextmanager
+def alongside(check: Callable[[], None] | None) -> Iterator[None]:
+    """Run *check* in a thread while the body runs, then raise its failure (the body's own
+    error comes first). A backup's gate (SQLite's quick_check) reads the fresh copy while
+    the compress → encrypt → hash pass reads it too: the pages are in cache once, and the
+    check costs no wall time where a core is free. Both release the GIL while they work.
+    """
+    if check is None:
+        yield
+        return
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            check()
+        except BaseException as error:  # raised in the caller's thread below
+            failure.append(error)
+
+    worker = threading.Thread(target=run, name="backup-check", daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        worker.join()
+    if failure:
+        raise failure[0]
 
 
 @contextlib.contextmanager

@@ -3,8 +3,12 @@ in the spirit of restic's backends, with a local directory and an in-memory stor
 and S3 and SFTP in :mod:`planctl.backup.remote`.
 
 The catalog (:mod:`planctl.backup.catalog`) runs over any store and never
-knows which one it has. What every store needs (retries with back-off) is one
-wrapper, :class:`Retrying`, written once. A store reports, for each file, its
+knows which one it has. What every remote store needs is one wrapper,
+:class:`GuardedStore`, written once: its library's errors translated into
+planctl's one-line errors (classified by :func:`planctl.failures.classify_store`),
+transient failures retried on a fresh connection, one :class:`StorePolicy` for
+timeouts and attempts. The stores themselves raise their libraries' own
+exceptions. A store reports, for each file, its
 size and a *tag* that changes whenever the file is rewritten (local: size,
 mtime, ctime, inode; S3: the ETag; SFTP: size and mtime); a checksum
 recorded for a (name, tag) pair stays true until the file changes, so health
@@ -13,6 +17,7 @@ is never judged by size alone and gigabytes are not re-read on every run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -21,16 +26,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
-from planctl.errors import NothingToDoError, RemoteError
+from planctl.errors import NothingToDoError, PlanctlError, RemoteError
+from planctl.failures import StoreFailure, causes, classify_store, s3_code
 from planctl.fsutil import atomic_write, fsync_dir, open_regular
 
+if TYPE_CHECKING:
+    from planctl.backup.remote import RemoteStore
+
 CHUNK = 1 << 20
-
-
-class TransientRemoteError(RemoteError):
-    """A store could not be reached or lost its connection: worth a retry."""
 
 
 @dataclass(frozen=True)
@@ -199,52 +204,216 @@ class MemoryStore:
 T = TypeVar("T")
 
 
-class Retrying:
-    """Any store with retries: a :class:`TransientRemoteError` (a lost connection, an
-    unreachable endpoint, as the store translated it) is tried again with
-    a doubling back-off; refused credentials, a missing file or damaged bytes are not."""
+@dataclass(frozen=True)
+class StorePolicy:
+    """How hard every remote store tries, set here once: the network timeout of each
+    connect and read (S3 and SFTP alike), the attempts and the doubling back-off."""
+
+    timeout: float = 15.0
+    attempts: int = 3
+    backoff: float = 0.5
+
+
+class StoreError(Exception):
+    """A failure a store detects itself, that its library raises no type for (an SFTP
+    host missing from known_hosts): the :class:`~planctl.failures.StoreFailure` it is."""
+
+    def __init__(self, failure: StoreFailure, message: str) -> None:
+        super().__init__(message)
+        self.failure = failure
+
+
+#: (store scheme or "" for any, failure) -> (message, hint). Fields: action, where,
+#: code (S3's error code), detail (the library's first line), timeout, and the store's
+#: facts (S3: bucket; SFTP: host, port, hosts_key, known_hosts).
+_MESSAGES: dict[tuple[str, StoreFailure], tuple[str, str | None]] = {
+    ("s3", StoreFailure.NO_CREDENTIALS): (
+        "no usable AWS credentials for {where}",
+        "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE",
+    ),
+    ("", StoreFailure.NO_CREDENTIALS): ("{action} {where}: no usable credentials", None),
+    ("s3", StoreFailure.AUTH_FAILED): (
+        "{action} {where}: the credentials were refused ({code})",
+        "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE",
+    ),
+    ("sftp", StoreFailure.AUTH_FAILED): (
+        "key authentication refused by {where}",
+        "install the backup key's public half in the server's authorized_keys",
+    ),
+    ("", StoreFailure.AUTH_FAILED): ("{action} {where}: the credentials were refused", None),
+    ("", StoreFailure.KEY_LOCKED): (
+        "the SSH key for {where} is passphrase-protected",
+        "load it into the SSH agent (ssh-add) and unset the key path",
+    ),
+    ("", StoreFailure.UNKNOWN_HOST): (
+        "host {hosts_key} is not in {known_hosts}: refusing to connect to {where}",
+        "check its fingerprint, then: ssh-keyscan -p {port} {host} >> {known_hosts}",
+    ),
+    ("", StoreFailure.HOST_KEY_CHANGED): (
+        "host key of {hosts_key} does NOT match {known_hosts}: refusing to connect to {where}",
+        "if the server's key really changed, fix its line in known_hosts",
+    ),
+    ("s3", StoreFailure.NO_BUCKET): (
+        "bucket {bucket!r} does not exist at {where}",
+        "create it or fix PLANCTL_BACKUP_REMOTE / AWS_ENDPOINT_URL",
+    ),
+    ("", StoreFailure.NO_BUCKET): ("{action} {where}: the bucket does not exist", None),
+    ("", StoreFailure.NOT_FOUND): ("{action} {where}: no such file", None),
+    ("", StoreFailure.PERMISSION_DENIED): (
+        "{action} {where}: permission denied",
+        "check the remote account's rights on the directory",
+    ),
+    ("", StoreFailure.DISK_FULL): (
+        "{action} {where}: the server is out of space (disk full, quota or file-size limit)",
+        "free space on the server, then run planctl backup push",
+    ),
+    ("s3", StoreFailure.UNREACHABLE): (
+        "{action} {where}: cannot reach the S3 endpoint ({detail})",
+        "check AWS_ENDPOINT_URL and the network",
+    ),
+    ("", StoreFailure.UNREACHABLE): (
+        "cannot reach {where}: {detail}",
+        "check the host, the port and the network",
+    ),
+    ("", StoreFailure.TIMEOUT): (
+        "{action} {where}: no answer within {timeout:g} s",
+        "check the network, or raise PLANCTL_BACKUP_REMOTE_TIMEOUT",
+    ),
+    ("", StoreFailure.CONNECTION_LOST): (
+        "{action} {where}: the connection was lost",
+        "run the command again (it resumes)",
+    ),
+    ("", StoreFailure.BUSY): (
+        "{action} {where}: the server is busy ({code})",
+        "run the command again later",
+    ),
+    ("", StoreFailure.OTHER): ("{action} {where} failed: {detail}", None),
+}
+
+
+def _detail(error: BaseException) -> str:
+    """The library's own words, one line (an OSError's strerror, an S3 code's message)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        body = response.get("Error", {})
+        return str(body.get("Message") or body.get("Code") or error)
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def translate(
+    error: BaseException, action: str, store: RemoteStore, policy: StorePolicy
+) -> PlanctlError:
+    """planctl's one line (and hint) for a store's library error, classified by
+    :func:`planctl.failures.classify_store`: the one place that words store failures."""
+    failure = classify_store(error)
+    message, hint = _MESSAGES.get((store.scheme, failure)) or _MESSAGES[("", failure)]
+    fields = {
+        "action": action,
+        "where": store.describe(),
+        "code": next((c for e in causes(error) if (c := s3_code(e))), ""),
+        "detail": _detail(error),
+        "timeout": policy.timeout,
+        **store.facts(),
+    }
+    kind = NothingToDoError if failure is StoreFailure.NOT_FOUND else RemoteError
+    return kind(message.format(**fields), hint.format(**fields) if hint else None)
+
+
+class GuardedStore:
+    """Any remote store, wrapped once: its library's errors (and only those: a bug's
+    KeyError stays a bug) become planctl's one-line errors; a transient failure
+    (unreachable, timed out, connection lost, server busy) is tried again on a fresh
+    connection with a doubling back-off; the timeout is :class:`StorePolicy`'s.
+    Streamed reads are translated, not retried (a half-read stream cannot resume)."""
 
     def __init__(
         self,
-        inner: Store,
-        attempts: int = 3,
-        backoff: float = 0.5,
+        inner: RemoteStore,
+        policy: StorePolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.inner = inner
-        self.attempts = max(1, attempts)
-        self.backoff = backoff
+        self.policy = policy or StorePolicy()
         self.sleep = sleep
+        self._connected = False
 
-    def _call(self, operation: Callable[[], T]) -> T:
-        for attempt in range(1, self.attempts + 1):
+    def _call(self, action: str, operation: Callable[[], T]) -> T:
+        attempts = max(1, self.policy.attempts)
+        for attempt in range(1, attempts + 1):
             try:
+                if not self._connected:
+                    self.inner.connect()
+                    self._connected = True
                 return operation()
-            except TransientRemoteError:
-                if attempt == self.attempts:
-                    raise
-                self.sleep(self.backoff * 2 ** (attempt - 1))
+            except self.inner.library_errors as error:
+                if classify_store(error).transient and attempt < attempts:
+                    self._drop()
+                    self.sleep(self.policy.backoff * 2 ** (attempt - 1))
+                    continue
+                raise translate(error, action, self.inner, self.policy) from error
         raise AssertionError("unreachable")
+
+    def _drop(self) -> None:
+        """Forget the connection (quietly: it is already broken); the next call reconnects."""
+        self._connected = False
+        with contextlib.suppress(*self.inner.library_errors):
+            self.inner.close()
+
+    @property
+    def scheme(self) -> str:
+        return self.inner.scheme
+
+    @property
+    def library_errors(self) -> tuple[type[BaseException], ...]:
+        return ()  # translated: only planctl's errors (and bugs) leave a guarded store
+
+    def facts(self) -> dict[str, str]:
+        return self.inner.facts()
+
+    def connect(self) -> None:
+        self._call("connecting to", lambda: None)
 
     def describe(self) -> str:
         return self.inner.describe()
 
     def list(self) -> list[StoredFile]:
-        return self._call(self.inner.list)
+        return self._call("listing", self.inner.list)
 
     def stat(self, name: str) -> StoredFile | None:
-        return self._call(lambda: self.inner.stat(name))
+        return self._call(f"reading {name} from", lambda: self.inner.stat(name))
 
     def read(self, name: str) -> Iterator[bytes]:
-        # A stream cannot be resumed half-way without buffering it: reads are not
-        # retried (a read-back or download is simply run again by the next command).
-        return self.inner.read(name)
+        action = f"reading {name} from"
+        self._call(action, lambda: None)
+        try:
+            yield from self.inner.read(name)
+        except self.inner.library_errors as error:
+            raise translate(error, action, self.inner, self.policy) from error
 
     def write(self, name: str, source: Path) -> StoredFile:
-        return self._call(lambda: self.inner.write(name, source))
+        return self.upload(source, name)
+
+    def upload(self, local_path: Path, name: str) -> StoredFile:
+        return self._call(f"uploading {name} to", lambda: self.inner.upload(local_path, name))
+
+    def download(self, name: str, local_path: Path, expected_sha256: str | None = None) -> None:
+        self._call(
+            f"reading {name} from",
+            lambda: self.inner.download(name, local_path, expected_sha256),
+        )
+
+    def sha256(self, name: str) -> str:
+        return self._call(f"reading {name} from", lambda: self.inner.sha256(name))
 
     def delete(self, name: str) -> None:
-        self._call(lambda: self.inner.delete(name))
+        self._call(f"deleting {name} from", lambda: self.inner.delete(name))
 
-    def __getattr__(self, attribute: str) -> object:
-        return getattr(self.inner, attribute)
+    def cleanup_partial(self) -> int:
+        return self._call("cleaning up interrupted uploads in", self.inner.cleanup_partial)
+
+    def close(self) -> None:
+        if self._connected:
+            self._drop()

@@ -256,6 +256,13 @@ def main() -> None:
     except PlanctlError as error:  # raised outside a command (e.g. while parsing options)
         report_error(None, error, debug="--debug" in args[: _end_of_options(args)])
         sys.exit(int(error.exit_code))
+    except Exception as error:  # a bug: no code expected it (the in-process API re-raises)
+        bug = PlanctlError(
+            f"internal error: {type(error).__name__}: {error}".splitlines()[0],
+            "a bug in planctl: run again with --debug for the traceback and report it",
+        )
+        report_error(None, bug, debug="--debug" in args[: _end_of_options(args)])
+        sys.exit(int(ExitCode.INTERNAL))
 
 
 def _end_of_options(args: list[str]) -> int:

@@ -172,6 +172,7 @@ def backup(
         remote_url=settings.backup_remote,
         remote_keep=remote_keep if remote_keep is not None else keep,
         ping_url=ping_url or settings.backup_ping_url,
+        remote_timeout=settings.backup_remote_timeout,
     )
     result = shipped.result
     info = result.info
@@ -229,7 +230,7 @@ RemoteFlag = Annotated[
 def _store(state: State) -> Any:
     from planctl.backup.offsite import open_store
 
-    return open_store(state.settings.backup_remote)
+    return open_store(state.settings.backup_remote, state.settings.backup_remote_timeout)
 
 
 def _owner(state: State, database_url: str | None = None) -> Any:
@@ -309,6 +310,7 @@ def status_command(
         max_age=max_age,
         remote_url=state.settings.backup_remote if remote else "",
         owner=owner,
+        remote_timeout=state.settings.backup_remote_timeout,
     )
     last = status.last_run
     if as_json:

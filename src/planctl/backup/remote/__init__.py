@@ -5,9 +5,12 @@ object visible under its final name (S3: a PUT or multipart upload appears
 only when complete; SFTP: a hidden temporary name, checked, then renamed) and
 checks the bytes that arrived (S3 checksums, or a read-back hash).
 ``download`` writes a temporary file beside the target and renames it only
-once complete and, when asked, hash-checked. Every failure is a one-line
-:class:`~planctl.errors.RemoteError` (or ``VerificationError`` for a hash
-mismatch); ``describe()`` never shows a secret.
+once complete and, when asked, hash-checked. A store raises its library's own
+exceptions (boto3/botocore, paramiko, the socket's); :func:`open_remote` wraps it
+once in :class:`~planctl.backup.stores.GuardedStore`, which retries what is
+transient and translates the rest into one-line :class:`~planctl.errors.RemoteError`
+(``NothingToDoError`` for a missing file). A damaged transfer is planctl's own
+``VerificationError``. ``describe()`` never shows a secret.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from planctl.backup.stores import Store, StoredFile
+from planctl.backup.stores import GuardedStore, Store, StoredFile, StorePolicy
 from planctl.errors import ConfigError, RemoteError, VerificationError
 
 CHUNK = 1 << 20
@@ -34,7 +37,22 @@ RemoteObject = StoredFile
 @runtime_checkable
 class RemoteStore(Store, Protocol):
     """A :class:`~planctl.backup.stores.Store` off the machine, plus what push and
-    restore use: checked uploads and downloads, and cleanup of killed uploads."""
+    restore use: checked uploads and downloads, and cleanup of killed uploads; and what
+    :class:`~planctl.backup.stores.GuardedStore` needs to connect and word failures."""
+
+    @property
+    def scheme(self) -> str:
+        """``s3`` or ``sftp``: which messages and hints fit."""
+
+    @property
+    def library_errors(self) -> tuple[type[BaseException], ...]:
+        """The exception types its library raises (never a bare ``Exception``)."""
+
+    def connect(self) -> None:
+        """Open the connection (again, after :meth:`close`)."""
+
+    def facts(self) -> dict[str, str]:
+        """Names for messages (bucket; host, port, known_hosts): no secret."""
 
     def list(self) -> list[RemoteObject]:
         """The complete files in the store (never a partial upload), sorted by name."""
@@ -107,7 +125,8 @@ def open_remote(
     s3_multipart_mb: int = 64,
     ssh_key: Path | None = None,
     known_hosts: Path | None = None,
-    timeout: float = 15.0,
+    timeout: float | None = None,
+    policy: StorePolicy | None = None,
     on_upload_progress: Callable[[int], None] = lambda sent: None,
 ) -> RemoteStore:
     """Open ``s3://bucket/prefix`` or ``sftp://user@host[:port]/path``.
@@ -117,33 +136,45 @@ def open_remote(
     SFTP uses key authentication (*ssh_key*, else the SSH agent and
     ``~/.ssh/id_*``) and refuses hosts not in *known_hosts*
     (default ``~/.ssh/known_hosts``). *on_upload_progress* (a test hook) gets the
-    bytes sent so far.
+    bytes sent so far. The store comes connected, wrapped once in
+    :class:`~planctl.backup.stores.GuardedStore` with *policy* (*timeout* overrides its
+    timeout).
     """
+    import dataclasses
+
     from planctl.config import check_remote_url
 
     problem = check_remote_url(url)
     if problem:
         raise ConfigError(*problem)
+    policy = policy or StorePolicy()
+    if timeout is not None:
+        policy = dataclasses.replace(policy, timeout=timeout)
     scheme = url.partition("://")[0].lower()
+    store: RemoteStore
     if scheme == "s3":
         from planctl.backup.remote.s3 import S3Store
 
-        return S3Store.from_url(
+        store = S3Store.from_url(
             url,
             session=s3_session,
             endpoint_url=s3_endpoint_url,
             multipart_mb=s3_multipart_mb,
-            timeout=timeout,
+            timeout=policy.timeout,
             on_progress=on_upload_progress,
         )
-    if scheme == "sftp":
+    elif scheme == "sftp":
         from planctl.backup.remote.sftp import SFTPStore
 
-        return SFTPStore.from_url(
+        store = SFTPStore.from_url(
             url,
             key_path=ssh_key,
             known_hosts=known_hosts,
-            timeout=timeout,
+            timeout=policy.timeout,
             on_progress=on_upload_progress,
         )
-    raise AssertionError(scheme)  # check_remote_url admits s3 and sftp only
+    else:
+        raise AssertionError(scheme)  # check_remote_url admits s3 and sftp only
+    guarded = GuardedStore(store, policy)
+    guarded.connect()
+    return guarded

@@ -3,9 +3,14 @@
 Uploads send per-part SHA-256 checksums (the server rejects a damaged part)
 and the file's sha256 as object metadata. After the upload, the object's
 size and the checksum the server reports (whole-object or composite
-"checksum of part checksums") are compared with what was computed locally;
-a server that reports no checksum gets a read-back hash instead. A multipart
+"checksum of part checksums"; else its ETag, the MD5 it computed of what it
+received, single or multipart) are compared with what was computed locally;
+a server that reports neither gets a read-back hash instead. A multipart
 upload is invisible until completed, so a killed upload never lists.
+
+Failures are boto3's and botocore's own exceptions: the store's wrapper
+(:class:`~planctl.backup.stores.GuardedStore`) retries and words them. botocore
+itself never retries (one attempt per call), so retries happen in one place.
 """
 
 from __future__ import annotations
@@ -25,24 +30,9 @@ from planctl.backup.remote import (
     check_name,
     write_atomically,
 )
-from planctl.backup.stores import TransientRemoteError
-from planctl.errors import (
-    NothingToDoError,
-    PlanctlError,
-    RemoteError,
-    VerificationError,
-)
+from planctl.errors import RemoteError, VerificationError
+from planctl.failures import StoreFailure, classify_store, s3_code
 from planctl.text import plural
-
-_AUTH_CODES = {
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "AccessDenied",
-    "InvalidToken",
-    "ExpiredToken",
-    "403",
-    "Forbidden",
-}
 
 
 @dataclass(frozen=True)
@@ -51,50 +41,69 @@ class _LocalDigests:
     whole_b64: str
     composite_b64: str
     size: int
+    #: The ETags an S3 server computes from the bytes it received: the MD5 of a single
+    #: PUT, and "MD5 of the parts' MD5s-N" of a multipart upload of *part_size* parts.
+    etags: tuple[str, str]
 
 
 def _digests(path: Path, part_size: int) -> _LocalDigests:
-    """sha256 of the file, and S3's composite checksum for *part_size* parts, in one pass."""
+    """sha256 and MD5 of the file, and S3's composite checksums for *part_size* parts, in
+    one pass."""
     whole = hashlib.sha256()
+    whole_md5 = hashlib.md5(usedforsecurity=False)
     parts: list[bytes] = []
+    part_md5s: list[bytes] = []
     size = 0
     with open(path, "rb") as handle:
         while True:
             part = hashlib.sha256()
+            part_md5 = hashlib.md5(usedforsecurity=False)
             read = 0
             while read < part_size and (chunk := handle.read(min(CHUNK, part_size - read))):
-                whole.update(chunk)
-                part.update(chunk)
+                for digest in (whole, part, whole_md5, part_md5):
+                    digest.update(chunk)
                 read += len(chunk)
             if not read:
                 break
             size += read
             parts.append(part.digest())
+            part_md5s.append(part_md5.digest())
     composite = hashlib.sha256(b"".join(parts)).digest()
+    multipart = hashlib.md5(b"".join(part_md5s), usedforsecurity=False).hexdigest()
     return _LocalDigests(
         whole.hexdigest(),
         base64.b64encode(whole.digest()).decode(),
         base64.b64encode(composite).decode(),
         size,
+        (whole_md5.hexdigest(), f"{multipart}-{len(part_md5s)}"),
     )
 
 
 class S3Store:
-    """A bucket and key prefix on an S3-compatible service."""
+    """A bucket and key prefix on an S3-compatible service (connected by :meth:`connect`)."""
+
+    scheme = "s3"
 
     def __init__(
         self,
-        client: Any,
+        session: Any,
         bucket: str,
         prefix: str,
+        *,
+        endpoint_url: str | None = None,
         multipart_mb: int = 64,
+        timeout: float = 15.0,
         on_progress: Callable[[int], None] = lambda sent: None,
     ) -> None:
-        self._client = client
+        self._session = session
+        self._endpoint_url = endpoint_url
+        self._timeout = timeout
+        self._client: Any = None
         self.bucket = bucket
         self.prefix = prefix
         self._part_size = max(5, multipart_mb) << 20
         self._on_progress = on_progress
+        self.library_errors = _boto_errors()
 
     @classmethod
     def from_url(
@@ -112,43 +121,51 @@ class S3Store:
         prefix = prefix.strip("/")
         try:
             import boto3
-            from botocore.config import Config
         except ImportError as error:
             raise RemoteError(
                 "an s3:// remote needs the boto3 library", hint="pip install boto3"
             ) from error
-        config = Config(
-            connect_timeout=timeout,
-            read_timeout=timeout,
-            retries={"max_attempts": 3, "mode": "standard"},
+        return cls(
+            session or boto3.session.Session(),
+            bucket,
+            prefix + "/" if prefix else "",
+            endpoint_url=endpoint_url,
+            multipart_mb=multipart_mb,
+            timeout=timeout,
+            on_progress=on_progress,
         )
-        session = session or boto3.session.Session()
-        client = session.client("s3", endpoint_url=endpoint_url, config=config)
-        return cls(client, bucket, prefix + "/" if prefix else "", multipart_mb, on_progress)
+
+    def connect(self) -> None:
+        from botocore.config import Config
+
+        config = Config(
+            connect_timeout=self._timeout,
+            read_timeout=self._timeout,
+            retries={"total_max_attempts": 1},  # GuardedStore retries, once for every store
+            max_pool_connections=_CONCURRENCY + 2,
+        )
+        self._client = self._session.client("s3", endpoint_url=self._endpoint_url, config=config)
+
+    def facts(self) -> dict[str, str]:
+        return {"bucket": self.bucket}
 
     def describe(self) -> str:
-        endpoint = self._client.meta.endpoint_url
-        return f"s3://{self.bucket}/{self.prefix} ({endpoint})"
+        endpoint = self._client.meta.endpoint_url if self._client else self._endpoint_url
+        return f"s3://{self.bucket}/{self.prefix} ({endpoint or 'default endpoint'})"
 
     def _key(self, name: str) -> str:
         return self.prefix + check_name(name)
 
-    def _fail(self, error: BaseException, action: str) -> PlanctlError:
-        return s3_error(error, action, self.bucket, self.describe())
-
     def list(self) -> list[RemoteObject]:
         found: list[RemoteObject] = []
-        try:
-            paginator = self._client.get_paginator("list_objects_v2")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
-                for item in page.get("Contents", []):
-                    name = item["Key"][len(self.prefix) :]
-                    if "/" in name or name.startswith("."):
-                        continue
-                    tag = str(item.get("ETag") or item.get("LastModified") or "")
-                    found.append(RemoteObject(name, int(item["Size"]), tag))
-        except _ERRORS as error:
-            raise self._fail(error, "listing") from error
+        paginator = self._client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for item in page.get("Contents", []):
+                name = item["Key"][len(self.prefix) :]
+                if "/" in name or name.startswith("."):
+                    continue
+                tag = str(item.get("ETag") or item.get("LastModified") or "")
+                found.append(RemoteObject(name, int(item["Size"]), tag))
         return sorted(found, key=lambda o: o.name)
 
     def upload(self, local_path: Path, name: str) -> RemoteObject:
@@ -158,7 +175,9 @@ class S3Store:
 
         local = _digests(Path(local_path), self._part_size)
         config = TransferConfig(
-            multipart_threshold=self._part_size, multipart_chunksize=self._part_size
+            multipart_threshold=self._part_size,
+            multipart_chunksize=self._part_size,
+            max_concurrency=_CONCURRENCY,
         )
         sent = [0]
         lock = threading.Lock()
@@ -169,18 +188,15 @@ class S3Store:
                 total = sent[0]
             self._on_progress(total)
 
-        try:
-            self._client.upload_file(
-                str(local_path),
-                self.bucket,
-                key,
-                ExtraArgs={"ChecksumAlgorithm": "SHA256", "Metadata": {"sha256": local.sha256}},
-                Config=config,
-                Callback=progress,
-            )
-            head = self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
-        except _ERRORS as error:
-            raise self._fail(error, f"uploading {name} to") from error
+        self._client.upload_file(
+            str(local_path),
+            self.bucket,
+            key,
+            ExtraArgs={"ChecksumAlgorithm": "SHA256", "Metadata": {"sha256": local.sha256}},
+            Config=config,
+            Callback=progress,
+        )
+        head = self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
         size = int(head["ContentLength"])
         tag = str(head.get("ETag") or head.get("LastModified") or "")
         reported = (head.get("ChecksumSHA256") or "").split("-")[0]
@@ -189,7 +205,12 @@ class S3Store:
         elif reported:
             ok = reported in (local.whole_b64, local.composite_b64)
             problem = "" if ok else "the server's SHA-256 checksum differs from the local file's"
-        else:  # the server keeps no checksum: read the object back
+        elif tag.strip('"') in local.etags:
+            # No SHA-256 kept (rclone), but the server's own MD5 of what it received
+            # matches: a server checksum, no read-back needed. (An ETag that is no MD5 —
+            # SSE-KMS, some gateways — never matches, and gets the read-back below.)
+            problem = ""
+        else:  # the server keeps no checksum of its own: read the object back
             remote = self.sha256(name)
             problem = "" if remote == local.sha256 else "the read-back sha256 differs"
         if problem:
@@ -201,23 +222,21 @@ class S3Store:
         return RemoteObject(name, size, tag, local.sha256)
 
     def _chunks(self, name: str) -> Iterator[bytes]:
-        try:
-            body = self._client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"]
-            yield from body.iter_chunks(CHUNK)
-        except _ERRORS as error:
-            raise self._fail(error, f"reading {name} from") from error
+        body = self._client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"]
+        yield from body.iter_chunks(CHUNK)
 
     def read(self, name: str) -> Iterator[bytes]:
         return self._chunks(name)
 
     def stat(self, name: str) -> RemoteObject | None:
+        from botocore.exceptions import ClientError
+
         try:
             head = self._client.head_object(Bucket=self.bucket, Key=self._key(name))
-        except _ERRORS as error:
-            failure = self._fail(error, f"reading {name} from")
-            if isinstance(failure, NothingToDoError):
+        except ClientError as error:
+            if classify_store(error) is StoreFailure.NOT_FOUND:
                 return None
-            raise failure from error
+            raise
         tag = str(head.get("ETag") or head.get("LastModified") or "")
         return RemoteObject(name, int(head["ContentLength"]), tag)
 
@@ -236,13 +255,12 @@ class S3Store:
         return digest.hexdigest()
 
     def delete(self, name: str) -> None:
-        try:
-            self._client.delete_object(Bucket=self.bucket, Key=self._key(name))
-        except _ERRORS as error:
-            raise self._fail(error, f"deleting {name} from") from error
+        self._client.delete_object(Bucket=self.bucket, Key=self._key(name))
 
     def cleanup_partial(self) -> int:
         """Abort the multipart uploads under the prefix (a bucket lifecycle rule does it too)."""
+        from botocore.exceptions import ClientError
+
         aborted = 0
         try:
             paginator = self._client.get_paginator("list_multipart_uploads")
@@ -252,76 +270,28 @@ class S3Store:
                         Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
                     )
                     aborted += 1
-        except _ERRORS as error:
-            if _code(error) in ("NoSuchUpload", "NotImplemented"):
+        except ClientError as error:
+            if s3_code(error) in ("NoSuchUpload", "NotImplemented"):
                 # rclone serve s3 answers ListMultipartUploads with NoSuchUpload until a
                 # multipart upload exists: there is nothing to clean up.
                 return aborted
-            raise self._fail(error, "cleaning up interrupted uploads in") from error
+            raise
         return aborted
 
     def close(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            client, self._client = self._client, None
+            client.close()
 
 
-def _code(error: BaseException) -> str:
-    response = getattr(error, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
-    return ""
+#: Parts sent at once by a multipart upload (s3transfer's threads; the connection pool
+#: is sized to match).
+_CONCURRENCY = 10
 
 
 def _boto_errors() -> tuple[type[BaseException], ...]:
-    try:
-        from boto3.exceptions import Boto3Error
-        from botocore.exceptions import BotoCoreError, ClientError
-    except ImportError:  # S3Store.from_url refuses to start without boto3
-        return (OSError,)
+    """What boto3, botocore and s3transfer raise (their own types, and the socket's)."""
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+
     return (BotoCoreError, ClientError, Boto3Error, OSError)
-
-
-#: What boto3, botocore and s3transfer raise (their own types, and the socket's).
-_ERRORS = _boto_errors()
-
-
-def s3_error(error: BaseException, action: str, bucket: str, where: str) -> PlanctlError:
-    """One line for any boto3/botocore failure (the cause is often chained by boto3)."""
-    from botocore import exceptions as bex
-
-    cause: BaseException | None = error
-    while cause is not None and not isinstance(cause, bex.ClientError | bex.BotoCoreError):
-        cause = cause.__cause__ or cause.__context__
-    if isinstance(cause, bex.NoCredentialsError | bex.PartialCredentialsError):
-        return RemoteError(
-            f"no usable AWS credentials for {where}",
-            hint="set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE",
-        )
-    if isinstance(cause, bex.ClientError):
-        code = str(cause.response.get("Error", {}).get("Code", ""))
-        if code in ("NoSuchBucket",):
-            return RemoteError(
-                f"bucket {bucket!r} does not exist at {where}",
-                hint="create it or fix PLANCTL_BACKUP_REMOTE / AWS_ENDPOINT_URL",
-            )
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return NothingToDoError(f"{action} {where}: no such file")
-        if code in _AUTH_CODES:
-            return RemoteError(
-                f"{action} {where}: the credentials were refused ({code})",
-                hint="check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE",
-            )
-        message = cause.response.get("Error", {}).get("Message", "") or code
-        return RemoteError(f"{action} {where} failed: {code}: {message}")
-    if isinstance(
-        cause,
-        bex.EndpointConnectionError
-        | bex.ConnectTimeoutError
-        | bex.ReadTimeoutError
-        | bex.ConnectionClosedError,
-    ):
-        return TransientRemoteError(
-            f"{action} {where}: cannot reach the S3 endpoint ({type(cause).__name__})",
-            hint="check AWS_ENDPOINT_URL and the network",
-        )
-    text = str(cause or error).splitlines()[0] if str(cause or error) else type(error).__name__
-    return RemoteError(f"{action} {where} failed: {text}")

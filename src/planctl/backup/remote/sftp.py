@@ -4,13 +4,17 @@ An upload goes to the hidden name ``.NAME.partial`` (never listed; a retry
 overwrites what a killed upload left), is read back and hashed, and only then
 renamed over NAME. The URL's path is absolute on the server:
 ``sftp://backup@nas.example:2222/srv/planctl``. A password in the URL is refused.
+
+Failures are paramiko's own exceptions (and the socket's); a host missing from
+known_hosts is a :class:`~planctl.backup.stores.StoreError`. The store's wrapper
+(:class:`~planctl.backup.stores.GuardedStore`) retries and words them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
+import logging
 import posixpath
 import socket
 import stat
@@ -26,26 +30,9 @@ from planctl.backup.remote import (
     check_name,
     write_atomically,
 )
-from planctl.backup.stores import TransientRemoteError
-from planctl.errors import (
-    NothingToDoError,
-    PlanctlError,
-    RemoteError,
-    VerificationError,
-)
-from planctl.failures import connection_lost
-
-
-def _library_errors() -> tuple[type[BaseException], ...]:
-    """paramiko's own exception types, and the socket's."""
-    try:
-        import paramiko
-    except ImportError:
-        return (OSError, EOFError)
-    return (paramiko.SSHException, OSError, EOFError)
-
-
-_ERRORS = _library_errors()
+from planctl.backup.stores import StoreError
+from planctl.errors import RemoteError, VerificationError
+from planctl.failures import StoreFailure
 
 
 def _paramiko() -> Any:
@@ -55,25 +42,42 @@ def _paramiko() -> Any:
         raise RemoteError(
             "an sftp:// remote needs the paramiko library", hint="pip install paramiko"
         ) from error
+    # paramiko's transport thread logs what it then raises: without a handler of its own,
+    # logging's last resort would print each failure (with a traceback) to stderr.
+    library_log = logging.getLogger("paramiko")
+    if not library_log.handlers:
+        library_log.addHandler(logging.NullHandler())
     return paramiko
 
 
 class SFTPStore:
-    """A directory on an SFTP server."""
+    """A directory on an SFTP server (connected by :meth:`connect`)."""
+
+    scheme = "sftp"
 
     def __init__(
         self,
-        client: Any,
         user: str,
         host: str,
         port: int,
         path: str,
+        *,
+        key_path: Path | None = None,
+        known_hosts: Path | None = None,
+        timeout: float = 15.0,
         on_progress: Callable[[int], None] = lambda sent: None,
     ) -> None:
-        self._client = client
-        self._sftp = client.open_sftp()
+        paramiko = _paramiko()
+        self.library_errors = (paramiko.SSHException, OSError, EOFError, StoreError)
         self.user, self.host, self.port, self.path = user, host, port, path
+        self._key_path = key_path
+        self._known_hosts = (
+            Path(known_hosts) if known_hosts else Path.home() / ".ssh" / "known_hosts"
+        )
+        self._timeout = timeout
         self._on_progress = on_progress
+        self._client: Any = None
+        self._sftp: Any = None
 
     @classmethod
     def from_url(
@@ -86,16 +90,31 @@ class SFTPStore:
         on_progress: Callable[[int], None] = lambda sent: None,
     ) -> SFTPStore:
         parts = urlsplit(url)  # checked by planctl.config.check_remote_url (open_remote)
-        port = parts.port or 22
-        user, host = unquote(parts.username or ""), parts.hostname or ""
-        path = posixpath.normpath(unquote(parts.path) or "/")
-        where = f"sftp://{user}@{host}:{port}{path}"
-        client = _connect(user, host, port, key_path, known_hosts, timeout, where)
-        try:
-            return cls(client, user, host, port, path, on_progress)
-        except _ERRORS as error:
-            client.close()
-            raise _sftp_error(error, "opening", where) from error
+        return cls(
+            unquote(parts.username or ""),
+            parts.hostname or "",
+            parts.port or 22,
+            posixpath.normpath(unquote(parts.path) or "/"),
+            key_path=key_path,
+            known_hosts=known_hosts,
+            timeout=timeout,
+            on_progress=on_progress,
+        )
+
+    def connect(self) -> None:
+        self._client = _connect(self, self._key_path, self._known_hosts, self._timeout)
+        self._sftp = self._client.open_sftp()
+        # Every later read of the channel (a stalled server) waits at most the timeout too.
+        self._sftp.get_channel().settimeout(self._timeout)
+
+    def facts(self) -> dict[str, str]:
+        hosts_key = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        return {
+            "host": self.host,
+            "port": str(self.port),
+            "hosts_key": hosts_key,
+            "known_hosts": str(self._known_hosts),
+        }
 
     def describe(self) -> str:
         return f"sftp://{self.user}@{self.host}:{self.port}{self.path}"
@@ -108,8 +127,6 @@ class SFTPStore:
             entries = self._sftp.listdir_attr(self.path)
         except FileNotFoundError:
             return []
-        except _ERRORS as error:
-            raise _sftp_error(error, "listing", self.describe()) from error
         found = []
         for entry in entries:
             name = entry.filename
@@ -123,14 +140,12 @@ class SFTPStore:
             attrs = self._sftp.stat(self._remote(name))
         except FileNotFoundError:
             return None
-        except (OSError, EOFError, _paramiko().SSHException) as error:
-            raise _sftp_error(error, f"reading {name} from", self.describe()) from error
         if not stat.S_ISREG(attrs.st_mode or 0):
             return None
         return RemoteObject(name, int(attrs.st_size or 0), _tag(attrs))
 
     def read(self, name: str) -> Iterator[bytes]:
-        return self._guarded(name)
+        return self._read(self._remote(name))
 
     def write(self, name: str, source: Path) -> RemoteObject:
         return self.upload(source, name)
@@ -152,34 +167,38 @@ class SFTPStore:
         final = self._remote(name)
         check_local_file(local_path)
         partial = posixpath.join(self.path, f".{name}.partial")
-        where = self.describe()
-        try:
-            self._makedirs()
-            local = hashlib.sha256()
-            sent = 0
-            with open(local_path, "rb") as source, self._sftp.open(partial, "wb") as target:
-                target.chmod(0o600)  # backups are private on the server too
-                target.set_pipelined(True)
-                while chunk := source.read(CHUNK):
-                    target.write(chunk)
-                    local.update(chunk)
-                    sent += len(chunk)
-                    self._on_progress(sent)
-            remote = self._hash(partial)
-            if remote != local.hexdigest():
-                self._sftp.remove(partial)
-                raise VerificationError(
-                    f"upload of {name} to {where} is damaged: the read-back sha256 differs; "
-                    "removed it",
-                    hint="retry the upload",
-                )
-            self._rename(partial, final)
-            attrs = self._sftp.stat(final)
-        except PlanctlError:
-            raise
-        except _ERRORS as error:
-            raise _sftp_error(error, f"uploading {name} to", where) from error
+        self._makedirs()
+        local = hashlib.sha256()
+        sent = 0
+        with open(local_path, "rb") as source, self._sftp.open(partial, "wb") as target:
+            target.chmod(0o600)  # backups are private on the server too
+            target.set_pipelined(True)
+            while chunk := source.read(CHUNK):
+                target.write(chunk)
+                local.update(chunk)
+                sent += len(chunk)
+                self._on_progress(sent)
+            self._wait_for_writes(target)
+        remote = self._hash(partial)
+        if remote != local.hexdigest():
+            self._sftp.remove(partial)
+            raise VerificationError(
+                f"upload of {name} to {self.describe()} is damaged: the read-back sha256 "
+                "differs; removed it",
+                hint="retry the upload",
+            )
+        self._rename(partial, final)
+        attrs = self._sftp.stat(final)
         return RemoteObject(name, int(attrs.st_size or 0), _tag(attrs), local.hexdigest())
+
+    def _wait_for_writes(self, handle: Any) -> None:
+        """Read the server's answer to every pipelined write still outstanding. paramiko
+        reads them only while more than 100 are in flight and drops the rest at close, so
+        the last writes' failure (a full disk, a quota) would otherwise be lost and look
+        like a damaged upload. (paramiko's private queue: it offers no public way.)"""
+        handle.flush()  # what paramiko still buffers becomes write requests first
+        while handle._reqs:
+            self._sftp._read_response(handle._reqs.popleft())  # raises the write's error
 
     def _rename(self, source: str, target: str) -> None:
         try:
@@ -202,34 +221,15 @@ class SFTPStore:
             digest.update(chunk)
         return digest.hexdigest()
 
-    def _guarded(self, name: str) -> Iterator[bytes]:
-        try:
-            yield from self._read(self._remote(name))
-        except FileNotFoundError as error:
-            raise NothingToDoError(f"no file {name} in {self.describe()}") from error
-        except PlanctlError:
-            raise
-        except _ERRORS as error:
-            raise _sftp_error(error, f"reading {name} from", self.describe()) from error
-
     def download(self, name: str, local_path: Path, expected_sha256: str | None = None) -> None:
-        write_atomically(
-            local_path, self._guarded(name), expected_sha256, f"{self.describe()}/{name}"
-        )
+        write_atomically(local_path, self.read(name), expected_sha256, f"{self.describe()}/{name}")
 
     def sha256(self, name: str) -> str:
-        digest = hashlib.sha256()
-        for chunk in self._guarded(name):
-            digest.update(chunk)
-        return digest.hexdigest()
+        return self._hash(self._remote(name))
 
     def delete(self, name: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self._sftp.remove(self._remote(name))
-        except FileNotFoundError:
-            pass
-        except _ERRORS as error:
-            raise _sftp_error(error, f"deleting {name} from", self.describe()) from error
 
     def cleanup_partial(self) -> int:
         """Remove the ``.NAME.partial`` files of killed uploads."""
@@ -241,14 +241,14 @@ class SFTPStore:
                     removed += 1
         except FileNotFoundError:
             return 0
-        except _ERRORS as error:
-            where = self.describe()
-            raise _sftp_error(error, "cleaning up interrupted uploads in", where) from error
         return removed
 
     def close(self) -> None:
-        self._sftp.close()
-        self._client.close()
+        sftp, client, self._sftp, self._client = self._sftp, self._client, None, None
+        if sftp is not None:
+            sftp.close()
+        if client is not None:
+            client.close()
 
 
 def _tag(attrs: Any) -> str:
@@ -256,96 +256,42 @@ def _tag(attrs: Any) -> str:
     return f"{attrs.st_size}:{attrs.st_mtime}"
 
 
-def _connect(
-    user: str,
-    host: str,
-    port: int,
-    key_path: Path | None,
-    known_hosts: Path | None,
-    timeout: float,
-    where: str,
-) -> Any:
+def _connect(store: SFTPStore, key_path: Path | None, hosts_file: Path, timeout: float) -> Any:
+    """An SSH client connected to *store*'s server by key, the host checked against
+    *hosts_file* (paramiko's own exceptions; an unknown host is a StoreError)."""
     paramiko = _paramiko()
     client = paramiko.SSHClient()
-    hosts_file = Path(known_hosts) if known_hosts else Path.home() / ".ssh" / "known_hosts"
-    try:
+    with contextlib.suppress(FileNotFoundError):  # no known host: every server is refused
         client.load_host_keys(str(hosts_file))
-    except FileNotFoundError:
-        pass  # no known host: every server is refused below
-    except _ERRORS as error:
-        raise RemoteError(f"cannot read known_hosts file {hosts_file}: {error}") from error
-    policy = _RecordingReject(paramiko)
-    client.set_missing_host_key_policy(policy)
+    client.set_missing_host_key_policy(_RejectUnknown())
+    sock = socket.create_connection((store.host, store.port), timeout)
     try:
         client.connect(
-            host,
-            port=port,
-            username=user,
+            store.host,
+            port=store.port,
+            username=store.user,
             key_filename=str(key_path) if key_path else None,
             look_for_keys=key_path is None,
             allow_agent=key_path is None,
-            timeout=timeout,
+            sock=sock,
+            # paramiko stops waiting for the handshake after *timeout* and then fails with a
+            # bare "No existing session", racing its own banner timeout (which says
+            # "timed out"): the banner's comes first.
+            timeout=2 * timeout,
             banner_timeout=timeout,
             auth_timeout=timeout,
+            channel_timeout=timeout,
         )
-    except _ERRORS as error:
+    except BaseException:
         client.close()
-        raise _connect_error(error, where, hosts_file, host, port, policy.rejected) from error
+        sock.close()
+        raise
     return client
 
 
-class _RecordingReject:
-    """paramiko's RejectPolicy, remembering that it rejected: paramiko says "not found in
-    known_hosts" only in an SSHException's text, the policy knows it for sure."""
-
-    def __init__(self, paramiko: Any) -> None:
-        self._paramiko = paramiko
-        self.rejected = False
+class _RejectUnknown:
+    """paramiko's RejectPolicy, saying so in a type: paramiko's own rejection is an
+    SSHException whose only sign is its text."""
 
     def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
-        self.rejected = True
-        raise self._paramiko.SSHException(f"Server {hostname!r} not found in known_hosts")
-
-
-def _connect_error(
-    error: BaseException,
-    where: str,
-    hosts_file: Path,
-    host: str,
-    port: int,
-    unknown_host: bool = False,
-) -> RemoteError:
-    paramiko = _paramiko()
-    hosts_key = host if port == 22 else f"[{host}]:{port}"
-    if isinstance(error, paramiko.BadHostKeyException):
-        return RemoteError(
-            f"host key of {hosts_key} does NOT match {hosts_file}: refusing to connect to {where}",
-            hint="if the server's key really changed, fix its line in known_hosts",
-        )
-    if unknown_host:
-        return RemoteError(
-            f"host {hosts_key} is not in {hosts_file}: refusing to connect to {where}",
-            hint=f"check its fingerprint, then: ssh-keyscan -p {port} {host} >> {hosts_file}",
-        )
-    if isinstance(error, paramiko.AuthenticationException):
-        return RemoteError(
-            f"key authentication refused by {where}",
-            hint="install the backup key's public half in the server's authorized_keys",
-        )
-    if isinstance(error, paramiko.PasswordRequiredException):
-        return RemoteError(f"the SSH key for {where} is passphrase-protected; use the SSH agent")
-    if isinstance(error, socket.timeout | TimeoutError):
-        return RemoteError(f"cannot reach {where}: timed out")
-    if isinstance(error, OSError):
-        reason = error.strerror or str(error)
-        return RemoteError(f"cannot reach {where}: {reason}")
-    return RemoteError(f"SSH connection to {where} failed: {error}")
-
-
-def _sftp_error(error: BaseException, action: str, where: str) -> RemoteError:
-    if isinstance(error, PermissionError) or getattr(error, "errno", None) == errno.EACCES:
-        return RemoteError(f"{action} {where}: permission denied")
-    text = str(error) or type(error).__name__
-    if connection_lost(error):
-        return TransientRemoteError(f"{action} {where}: the connection was lost", hint="retry")
-    return RemoteError(f"{action} {where} failed: {text}")
+        raise StoreError(StoreFailure.UNKNOWN_HOST, f"server {hostname!r} not in known_hosts")
