@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import select
 
 from planctl.db.engine import connect
-from planctl.db.models import metadata
+from planctl.db.schema import metadata
 from planctl.db.seed import seed
 from planctl.sync.backends.caldav import CalDAVBackend
 
