@@ -4,7 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 # Parallel test workers (pytest-xdist): one per core; each file runs on one worker, so a
-# module's servers and sample databases are built once.
+# module's servers and sample databases are built once. Files go out in the order
+# tests/conftest.py gives them (files with `slow` tests first), not xdist's most-tests-first.
 TEST_WORKERS ?= auto
 
 .PHONY: help install demo test lint bench clean
@@ -30,7 +31,7 @@ demo: install
 	$(BIN)/planctl db-info
 
 test: install
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests bench migrations/env.py

@@ -170,12 +170,16 @@ def simulated_rows(work: Path, sessions: int, label: str) -> list[str]:
     cpu_first, cpu_second, _ = CPU[-3:]
     rss_first, rss_second, rss_dry = RSS[-3:]
     csv = timed([PLANCTL, "-q", "export", "csv", "sesiones", "-o", str(work / "s.csv")], env)
+    cpu_csv = CPU[-1]
     ical = timed([PLANCTL, "-q", "export", "ical", "-o", str(work / "s.ics")], env)
+    cpu_ical = CPU[-1]
     return [
         f"| simulated, {label} | {events:,} | {first:.2f} (CPU {cpu_first:.2f}, "
         f"RSS {rss_first:.0f} MB) | {second:.2f} (CPU {cpu_second:.2f}, RSS {rss_second:.0f} MB)"
-        f" | `export csv sesiones` {csv:.2f} s → no-op **{second / csv:.2f}×**; `export ical` "
-        f"{ical:.2f} s → no-op **{second / ical:.2f}×**; `--dry-run --json` {dry:.2f} s, "
+        f" | `export csv sesiones` {csv:.2f} s (CPU {cpu_csv:.2f}) → no-op **{second / csv:.2f}×**"
+        f" (CPU **{cpu_second / cpu_csv:.2f}×**); `export ical` {ical:.2f} s (CPU {cpu_ical:.2f})"
+        f" → no-op **{second / ical:.2f}×** (CPU **{cpu_second / cpu_ical:.2f}×**); "
+        f"`--dry-run --json` {dry:.2f} s, "
         f"RSS {rss_dry:.0f} MB; before the first sync (every session a create) "
         f"{full_dry:.2f} s, RSS {rss_full_dry:.0f} MB | {rewritten} |"
     ]

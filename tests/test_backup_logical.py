@@ -25,7 +25,7 @@ from planctl.backup.options import BackupOptions
 from planctl.backup.store import BackupError
 from planctl.db import migrate
 from planctl.db.engine import connect
-from planctl.db.models import TABLE_NAMES, metadata
+from planctl.db.schema import TABLE_NAMES, metadata
 from planctl.db.seed import seed
 from planctl.errors import VerificationError
 from planctl.hooks import Hooks

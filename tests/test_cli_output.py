@@ -14,6 +14,7 @@ import pytest
 
 from planctl.backup.store import LOCK_NAME, backup_lock
 from planctl.text import local_moment, plural
+from tests.conftest import SqliteTemplates
 from tests.helpers import holds_open, planctl_env, run_planctl, spawn_planctl, wait_until
 
 ZONE = "Asia/Kolkata"  # +0530: never the machine's zone by accident
@@ -30,16 +31,28 @@ def env(tmp_path: Path) -> dict[str, str]:
     )
 
 
+@pytest.fixture
+def migrated(
+    env: dict[str, str], tmp_path: Path, sqlite_templates: SqliteTemplates
+) -> dict[str, str]:
+    """*env* on a migrated database (the session's template, copied: no db-upgrade process)."""
+    sqlite_templates.copy("migrated", tmp_path / "p.db")
+    return env
+
+
+@pytest.fixture
+def seeded(
+    env: dict[str, str], tmp_path: Path, sqlite_templates: SqliteTemplates
+) -> dict[str, str]:
+    """*env* on a database with the demo data (what ``db-upgrade`` and ``db-seed`` make)."""
+    sqlite_templates.copy("seeded", tmp_path / "p.db")
+    return env
+
+
 def _planctl(env: dict[str, str], *args: str, columns: int | None = None) -> str:
     run = run_planctl(*args, env=env if columns is None else {**env, "COLUMNS": str(columns)})
     assert run.returncode == 0, run.stderr
     return run.stdout
-
-
-def _seeded(env: dict[str, str]) -> dict[str, str]:
-    _planctl(env, "db-upgrade")
-    _planctl(env, "db-seed")
-    return env
 
 
 def _data_lines(out: str) -> list[str]:
@@ -50,8 +63,9 @@ def _data_lines(out: str) -> list[str]:
 
 
 @pytest.mark.parametrize("columns", [None, 80])
-def test_sync_remote_list_fits_80_columns_in_a_pipe(env: dict[str, str], columns: int) -> None:
-    _planctl(_seeded(env), "sync", "push")
+def test_sync_remote_list_fits_80_columns_in_a_pipe(seeded: dict[str, str], columns: int) -> None:
+    env = seeded
+    _planctl(env, "sync", "push")
     events = json.loads(_planctl(env, "sync", "remote", "list", "--json"))
     out = _planctl(env, "sync", "remote", "list", columns=columns)
     assert all(len(line) <= 80 for line in out.splitlines()), max(out.splitlines(), key=len)
@@ -68,8 +82,9 @@ def test_sync_remote_list_fits_80_columns_in_a_pipe(env: dict[str, str], columns
         assert session == str(private["planctlSessionId"])
 
 
-def test_the_short_id_finds_the_event(env: dict[str, str]) -> None:
-    _planctl(_seeded(env), "sync", "push")
+def test_the_short_id_finds_the_event(seeded: dict[str, str]) -> None:
+    env = seeded
+    _planctl(env, "sync", "push")
     row = _data_lines(_planctl(env, "sync", "remote", "list"))[0]
     short_id = row.split()[0]
     said = _planctl(env, "sync", "remote", "edit", short_id, "--status", "tentative")
@@ -77,8 +92,8 @@ def test_the_short_id_finds_the_event(env: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("columns", [None, 80])
-def test_backup_list_fits_80_columns_in_a_pipe(env: dict[str, str], columns: int) -> None:
-    _seeded(env)
+def test_backup_list_fits_80_columns_in_a_pipe(seeded: dict[str, str], columns: int) -> None:
+    env = seeded
     _planctl(env, "backup")
     _planctl(env, "backup", "--label", "before-the-big-migration-of-november")
     _planctl(env, "backup", "--incremental")
@@ -92,8 +107,8 @@ def test_backup_list_fits_80_columns_in_a_pipe(env: dict[str, str], columns: int
         assert local_moment(dt.datetime.fromisoformat(info["created"]), ZONE) in out
 
 
-def test_counts_read_right(env: dict[str, str], tmp_path: Path) -> None:
-    _planctl(env, "db-upgrade")
+def test_counts_read_right(migrated: dict[str, str], tmp_path: Path) -> None:
+    env = migrated
     with sqlite3.connect(tmp_path / "p.db") as db:
         db.execute("INSERT INTO temas (id, nombre) VALUES (1, 'Python')")
     said = _planctl(env, "export", "csv", "temas", "-o", str(tmp_path / "temas.csv"))
@@ -123,8 +138,8 @@ def test_local_moment_names_the_offset() -> None:
     assert local_moment(summer, "Europe/Madrid") == "2026-07-01 10:30 +0200"
 
 
-def test_ctrl_c_says_so_and_exits_130(env: dict[str, str], tmp_path: Path) -> None:
-    _planctl(env, "db-upgrade")
+def test_ctrl_c_says_so_and_exits_130(migrated: dict[str, str], tmp_path: Path) -> None:
+    env = migrated
     backups = tmp_path / "backups"
     backups.mkdir()
     with backup_lock(backups):  # another run holds the set: planctl waits for it

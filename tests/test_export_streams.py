@@ -1,9 +1,9 @@
 """What reaches the data stream, and how every command ends when its reader goes away.
 
-Real planctl processes: ``-o /dev/stdout`` and its aliases carry the data alone
-(no status line), planctl's own log files are refused as outputs, every
-command that prints exits 141 without a word when its standard output is a
-closed pipe, and the CLI prints money as the PDF does.
+Real planctl processes where the process matters: ``-o /dev/stdout`` and its aliases
+carry the data alone (no status line), every command that prints exits 141 without a
+word when its standard output is a closed pipe, and the CLI prints money as the PDF does.
+planctl's own log files are refused as outputs (argument checking: in-process).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from .conftest import EnvFor
+from .conftest import Cli, EnvFor
 from .helpers import run_planctl
 
 PERIOD = ("--since", "2026-01-01", "--until", "2027-12-31")
@@ -65,6 +65,7 @@ def _closed_pipe_run(args: tuple[str, ...], env: dict[str, str], cwd: Path) -> t
     return process.wait(timeout=120), stderr
 
 
+@pytest.mark.slow
 def test_every_printing_command_exits_141_in_silence_on_a_closed_pipe(
     seeded_url: str, env_for: EnvFor, tmp_path: Path
 ) -> None:
@@ -127,9 +128,9 @@ def test_a_path_that_is_standard_output_gets_no_status_line(
 
 @pytest.mark.parametrize("name", ["exportacion.log", "backup.log", "sincronizacion.log.2"])
 def test_planctl_log_files_are_refused_as_outputs(
-    seeded_url: str, env_for: EnvFor, tmp_path: Path, name: str
+    seeded_url: str, cli: Cli, tmp_path: Path, name: str
 ) -> None:
-    env = env_for(seeded_url)
+    """A refused path is argument checking: in-process (``cli`` logs to tmp_path/logs)."""
     logs = tmp_path / "logs"
     logs.mkdir(exist_ok=True)
     log = logs / name
@@ -138,8 +139,8 @@ def test_planctl_log_files_are_refused_as_outputs(
     link = tmp_path / "innocent.csv"
     link.symlink_to(log)
     for target in (str(log), str(link), f"{logs}/../logs/{name}"):
-        done = run_planctl("export", "csv", "temas", "-o", target, env=env)
-        assert done.returncode == 1 and "must not overwrite" in done.stderr, done.stderr
+        done = cli("export", "csv", "temas", "-o", target, url=seeded_url)
+        assert done.exit_code == 1 and "must not overwrite" in done.stderr, done.stderr
         assert len(done.stderr.splitlines()) == 1 and done.stdout == ""
     assert log.read_bytes() == before
 

@@ -11,7 +11,7 @@ from sqlalchemy import Column, MetaData, String, inspect, text
 from planctl.backup.options import BackupOptions
 from planctl.db import changelog, legacy, migrate
 from planctl.db.engine import connect
-from planctl.db.models import TABLE_NAMES, metadata
+from planctl.db.schema import TABLE_NAMES, metadata
 from planctl.errors import VerificationError
 
 from .conftest import Cli, ScramServer

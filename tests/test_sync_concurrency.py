@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import select
 
 from planctl.db.engine import connect
-from planctl.db.models import metadata
+from planctl.db.schema import metadata
 from planctl.db.seed import seed
 from planctl.sync.backends.caldav import CalDAVBackend
 
@@ -33,6 +33,7 @@ from .helpers import target_of
 from .sync_support import TZ, Radicale, caldav_settings
 
 radicale = sync_support.radicale
+pytestmark = pytest.mark.slow  # real syncs of hundreds of sessions (conftest runs it first)
 RUNS = metadata.tables["planctl_sync_runs"]
 STATE = metadata.tables["planctl_sync_states"]
 

@@ -34,13 +34,16 @@ def test_wheel_install_runs_migrations_from_anywhere(tmp_path: Path) -> None:
     assert any(n.startswith("planctl/migrations/versions/") and n.endswith(".py") for n in names)
 
     env_dir = tmp_path / "venv"
-    venv.EnvBuilder(with_pip=True).create(env_dir)
+    # No pip of its own (ensurepip costs seconds): this pip installs into it (--python).
+    venv.EnvBuilder(with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
     subprocess.run(
         [
-            str(python),
+            sys.executable,
             "-m",
             "pip",
+            "--python",
+            str(python),
             "install",
             "--quiet",
             "--disable-pip-version-check",

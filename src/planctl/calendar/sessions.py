@@ -98,12 +98,28 @@ SELECT s.id, s.fecha, s.hora_inicio, s.hora_fin, s.estado,
        c.persona_responsable, c.telefono_responsable, c.email_responsable, c.precio_hora,
        cl.id, cl.empresa, cl.color_hex, cf.empresa, f.nombre, f.nivel, t.nombre,
        c.updated_at, cl.updated_at, cf.updated_at, f.updated_at, t.updated_at
-FROM sesiones AS s
+"""
+#: What a session's view is read from: the session and its RELATED rows.
+SESSIONS_FROM = """FROM sesiones AS s
 JOIN contrataciones AS c ON s.contratacion_id = c.id
 JOIN clientes AS cl ON c.cliente_id = cl.id
 LEFT OUTER JOIN clientes_finales AS cf ON c.cliente_final_id = cf.id
 JOIN formaciones AS f ON c.formacion_id = f.id
 JOIN temas AS t ON f.tema_id = t.id"""
+SESSIONS_SQL += SESSIONS_FROM
+
+
+def sessions_showing(connection: Any, table: str, ids: Sequence[int]) -> set[int]:
+    """The sessions whose event shows one of the rows *ids* of *table* (a RELATED_TABLES
+    name): a client's rename changes the events of that client's sessions only."""
+    alias = dict(zip(RELATED_TABLES, RELATED, strict=True))[table]
+    found: set[int] = set()
+    for start in range(0, len(ids), 500):
+        part = list(ids[start : start + 500])
+        marks = ", ".join("?" * len(part))
+        sql = f"SELECT s.id {SESSIONS_FROM} WHERE {alias}.id IN ({marks})"
+        found.update(int(row[0]) for row in driver_rows(connection, sql, part))
+    return found
 
 
 def driver_rows(connection: Any, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:

@@ -274,11 +274,11 @@ def _render(state: State, report: SyncReport) -> None:
         plan.add_column("action")
         plan.add_column("when / what")
         plan.add_column("why")
-        shown = [
-            a for a in report.actions if a.kind not in (Kind.UNCHANGED, Kind.RECORD, Kind.FORGET)
-        ]
-        if len(shown) > PLAN_ROWS and not state.verbose:
-            _render_plan_counts(state, report, shown)
+        quiet = (Kind.UNCHANGED, Kind.RECORD, Kind.FORGET)
+        to_do = sum(n for (kind, _), n in report.planned().items() if kind not in quiet)
+        shown = [a for a in report.actions if a.kind not in quiet]
+        if to_do > PLAN_ROWS and not state.verbose:
+            _render_plan_counts(state, report, to_do)
             shown = []
         for action in shown:
             what = str(action.kind)
@@ -288,9 +288,9 @@ def _render(state: State, report: SyncReport) -> None:
             plan.add_row(str(action.session_id), what, action.label, why)
         if shown:
             out_console().print(plan)
-        elif not any(
-            a.kind not in (Kind.UNCHANGED, Kind.RECORD, Kind.FORGET) for a in report.actions
-        ):
+            if len(shown) < to_do:
+                state.say(f"(the first {len(shown):,} of {to_do:,}; --json lists them all)")
+        elif not to_do:
             state.say("Nothing to do: the planner and the calendar agree.")
     s = report.summary()
     table = Table(
@@ -338,17 +338,19 @@ def _refusal_text(report: SyncReport) -> str:
     return f"{report.refusal} ({lift})"
 
 
-def _render_plan_counts(state: State, report: SyncReport, shown: list[Any]) -> None:
+def _render_plan_counts(state: State, report: SyncReport, to_do: int) -> None:
     """A long plan as one line per kind of action (the list: -v or --json)."""
-    from collections import Counter
+    from planctl.sync.report import Kind
 
-    tally = Counter(
-        f"{a.then} (pending: {report.mode} only)" if a.then is not None else str(a.kind)
-        for a in shown
-    )
+    quiet = (Kind.UNCHANGED, Kind.RECORD, Kind.FORGET)
+    tally = {
+        f"{then} (pending: {report.mode} only)" if then is not None else str(kind): count
+        for (kind, then), count in report.planned().items()
+        if kind not in quiet
+    }
     lines = [f"Plan ({report.mode}, conflicts: {report.policy}) — nothing written:"]
     lines += [f"  {count:>8,}  {what}" for what, count in sorted(tally.items())]
-    lines.append(f"  ({len(shown):,} sessions; -v or --json lists them)")
+    lines.append(f"  ({to_do:,} sessions; -v or --json lists them)")
     out_console().print("\n".join(lines), highlight=False, soft_wrap=True)
 
 

@@ -54,6 +54,21 @@ class EventPayload:
     timezone: str
 
 
+@dataclass(frozen=True)
+class Listing:
+    """What :meth:`Backend.list_changes` found.
+
+    *complete*: every event of the calendar (tombstones included where the
+    server keeps them). Otherwise only the events changed since the clean run
+    that confirmed the key asked for, plus every event planctl did not make;
+    *gone* names events removed since then that left no tombstone.
+    """
+
+    events: list[RemoteEvent]
+    complete: bool
+    gone: tuple[str, ...] = ()
+
+
 class StaleEtagError(Exception):
     """A conditional write failed: the event changed on the server since it was read."""
 
@@ -93,6 +108,17 @@ class Backend(Protocol):
         loads with :meth:`get` only the events whose etag moved. A calendar
         that does not exist yet lists as empty (nothing is created by a listing).
         """
+        ...
+
+    def list_changes(self, since: str | None) -> Listing:
+        """The events changed since the clean run that confirmed *since*
+        (:meth:`confirm`), or every event (``complete``) when *since* is None or the
+        backend cannot tell. A no-op run costs what changed, not the calendar."""
+        ...
+
+    def confirm(self, key: str) -> None:
+        """The run ended clean: every event listed or written so far is in the sync state.
+        A later :meth:`list_changes` with *key* lists only what changed after now."""
         ...
 
     def get(self, ids: Sequence[str]) -> dict[str, RemoteEvent]:

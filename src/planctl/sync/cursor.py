@@ -13,9 +13,9 @@ Safety first — a full read whenever the position cannot be trusted: no
 position (first run, a restore forgot it, an older schema), a position the
 log cannot vouch for (log recreated), a table whose triggers are missing, a
 different basis (planctl version,
-time zone: the event of every session changes), a whole-table change
-(``TRUNCATE``, seed), or a change in a table every session's event is built
-from (contract, client, course, topic).
+time zone: the event of every session changes), or a whole-table change
+(``TRUNCATE``, seed). A change to a row a session's event shows (its contract,
+client, end client, course, topic) reads the sessions that show that row.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Connection
 
 from planctl import __version__
-from planctl.calendar.sessions import RELATED_TABLES
-from planctl.db import changelog
-from planctl.db.models import Sesion
+from planctl.calendar.sessions import RELATED_TABLES, sessions_showing
+from planctl.db import changelog, identity
+from planctl.db.schema import sesiones
 from planctl.sync.options import SyncOptions
 
-SESSIONS = str(Sesion.__table__.name)
+SESSIONS = str(sesiones.name)
 
 
 def reader(backend: str) -> str:
@@ -48,6 +48,16 @@ class LocalScope:
     changed: frozenset[int] | None  # session ids logged since the position; None: read all
     mark: int | None  # the position to store after a clean run (None: keep the old one)
     why_full: str | None = None  # why every session is read (None: incremental)
+    since: int | None = None  # the position read from (with *changed*)
+    database: str = ""  # the database's identity (listing keys name it)
+
+    def listing_key(self, backend: str, position: int | None, tracked: int) -> str | None:
+        """What a backend remembers a clean run's listing by (Backend.confirm,
+        Backend.list_changes): this database, this reader, that position, and how
+        many state rows there were (rows lost or added outside a run: a new key)."""
+        if position is None or not self.database:
+            return None
+        return f"{self.database}:{reader(backend)}:{position}:{tracked}"
 
 
 def scope(connection: Connection, backend: str, options: SyncOptions) -> LocalScope:
@@ -62,21 +72,24 @@ def scope(connection: Connection, backend: str, options: SyncOptions) -> LocalSc
     if unlogged:  # triggers lost: the log would not show their changes
         connection.rollback()
         return LocalScope(None, None, f"the change log does not cover {', '.join(unlogged)}")
+    database = identity.read(connection) or ""
     mark = changelog.complete_mark(connection)
     saved = changelog.read_position(connection, reader(backend))
     try:
         if saved is None:
-            return LocalScope(None, mark, "no position in the change log")
+            return LocalScope(None, mark, "no position in the change log", database=database)
         position, saved_basis = saved
         if saved_basis != basis(options):
-            return LocalScope(None, mark, "planctl version or time zone changed")
+            why = "planctl version or time zone changed"
+            return LocalScope(None, mark, why, database=database)
         changes = changelog.changes_after(connection, position, (SESSIONS, *RELATED_TABLES))
         if changes is None:
-            return LocalScope(None, mark, "a whole table changed")
-        touched = [t for t in RELATED_TABLES if changes[t]]
-        if touched:
-            return LocalScope(None, mark, f"{', '.join(touched)} changed")
-        return LocalScope(frozenset(changes[SESSIONS]), mark)
+            return LocalScope(None, mark, "a whole table changed", database=database)
+        changed = set(changes[SESSIONS])
+        for table in RELATED_TABLES:  # a rename reaches the events of its sessions only
+            if changes[table]:
+                changed |= sessions_showing(connection, table, sorted(changes[table]))
+        return LocalScope(frozenset(changed), mark, since=position, database=database)
     finally:
         connection.rollback()
 

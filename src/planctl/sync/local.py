@@ -14,6 +14,7 @@ from planctl.sync.backend import EventPayload
 from planctl.sync.content import EventContent, session_event
 
 CANCELLED = "cancelled"  # the token of a cancelled session or event, whatever its content
+FINGERPRINT = "~"  # what starts a fingerprint (older state rows hold a content hash)
 # What a session's event is made of: every field of the view but its timestamps.
 FINGERPRINT_FIELDS = tuple(
     f.name for f in fields(SessionView) if f.name not in ("created_at", "updated_at")
@@ -61,7 +62,7 @@ class LocalItem:
         if self._fingerprint is None:
             values = [getattr(self.view, name) for name in FINGERPRINT_FIELDS]
             data = repr((__version__, self.timezone, values)).encode("utf-8")
-            self._fingerprint = "~" + hashlib.sha256(data).hexdigest()[:63]
+            self._fingerprint = FINGERPRINT + hashlib.sha256(data).hexdigest()[:63]
         return self._fingerprint
 
     @property

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import IO
 
 from planctl.calendar.zones import zone_info
 from planctl.sync.backend import RemoteEvent
@@ -39,6 +42,7 @@ class Kind(StrEnum):
 REMOTE_WRITES = {Kind.CREATE_REMOTE, Kind.UPDATE_REMOTE, Kind.DELETE_REMOTE}
 LOCAL_WRITES = {Kind.UPDATE_LOCAL, Kind.CANCEL_LOCAL}
 WRITES = REMOTE_WRITES | LOCAL_WRITES
+QUIET = (Kind.UNCHANGED, Kind.RECORD, Kind.FORGET)  # no change on either side
 
 
 @dataclass
@@ -72,16 +76,26 @@ class Action:
         return f"sesión {self.session_id}"
 
 
+KEEP_ACTIONS = 1000  # actions a report holds as objects; the rest are counted and spooled
+
+
 @dataclass
 class SyncReport:
-    """The plan (dry run) or what was done, with the calendar's other events."""
+    """The plan (dry run) or what was done, with the calendar's other events.
+
+    Memory is bounded by :data:`KEEP_ACTIONS`, not by the calendar: every action
+    is counted (:meth:`add`); the first ones are kept as objects (``actions``,
+    complete when :attr:`complete`), conflicts, errors, orphans and noted ones
+    always; the JSON of every later one goes to an unnamed temporary file that
+    :meth:`json_chunks` reads back.
+    """
 
     backend: str
     calendar: str
     mode: str
     policy: str
     dry_run: bool
-    actions: list[Action]
+    actions: list[Action] = field(default_factory=list)  # kept: all when complete
     foreign: list[RemoteEvent] = field(default_factory=list)
     duplicates: list[RemoteEvent] = field(default_factory=list)
     remote_writes: int = 0
@@ -90,47 +104,90 @@ class SyncReport:
     refusal_override: str | None = None  # the option that would let it proceed (None: none)
     untouched: int = 0  # tracked sessions in sync, not read (no action; counted as unchanged)
     log_mark: int | None = None  # the change-log position a clean run stores
+    _problems: list[Action] = field(default_factory=list, repr=False)  # beyond the kept ones
+    _tally: Counter[tuple[Kind, Kind | None, bool, bool]] = field(
+        default_factory=Counter, repr=False
+    )  # (kind, then, wrote_local, wrote_remote)
+    _spool: IO[str] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        given, self.actions = self.actions, []
+        for action in given:
+            self.add(action)
+
+    def add(self, action: Action) -> None:
+        """Count one planned or applied action; keep it while the report is small."""
+        self._tally[(action.kind, action.then, action.wrote_local, action.wrote_remote)] += 1
+        if len(self.actions) < KEEP_ACTIONS and self._spool is None:
+            self.actions.append(action)
+            return
+        if action.kind in (Kind.CONFLICT, Kind.ERROR, Kind.ORPHAN) or action.note:
+            self._problems.append(action)
+        if self._spool is None:
+            # unnamed; lives as long as the report (closed by close() or with the report)
+            self._spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
+        self._spool.write(json.dumps([action.kind in QUIET, _action_dict(action)]) + "\n")
+
+    @property
+    def complete(self) -> bool:
+        return self._spool is None
+
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+
+    def _with_problems(self) -> Iterator[Action]:
+        yield from self.actions
+        yield from self._problems
 
     def count(self, *kinds: Kind) -> int:
-        return sum(1 for a in self.actions if a.kind in kinds)
+        return sum(n for (kind, _, _, _), n in self._tally.items() if kind in kinds)
 
     @property
     def conflicts(self) -> list[Action]:
-        return [a for a in self.actions if a.kind is Kind.CONFLICT]
+        return [a for a in self._with_problems() if a.kind is Kind.CONFLICT]
 
     @property
     def errors(self) -> list[Action]:
-        return [a for a in self.actions if a.kind is Kind.ERROR]
+        return [a for a in self._with_problems() if a.kind is Kind.ERROR]
 
     @property
     def orphans(self) -> list[Action]:
-        return [a for a in self.actions if a.kind is Kind.ORPHAN]
+        return [a for a in self._with_problems() if a.kind is Kind.ORPHAN]
 
     @property
     def noted(self) -> list[Action]:
-        return [a for a in self.actions if a.note]
+        return [a for a in self._with_problems() if a.note]
+
+    def planned(self) -> Counter[tuple[Kind, Kind | None]]:
+        """How many sessions each (kind, pending kind) has, whether kept or not."""
+        counts: Counter[tuple[Kind, Kind | None]] = Counter()
+        for (kind, then, _, _), n in self._tally.items():
+            counts[(kind, then)] += n
+        return counts
+
+    def _wrote(self, kind: Kind, *, remote: bool) -> int:
+        return sum(
+            n
+            for (k, _, wrote_local, wrote_remote), n in self._tally.items()
+            if k is kind and (wrote_remote if remote else wrote_local)
+        )
 
     def _done(self, kind: Kind, *, remote: bool) -> int:
         """Planned actions of *kind* (dry run), or those that really wrote (a run)."""
         if self.dry_run:
             return self.count(kind)
         if remote:
-            return sum(1 for a in self.actions if a.kind is kind and a.wrote_remote) + (
-                sum(1 for a in self.actions if a.kind is Kind.UPDATE_LOCAL and a.wrote_remote)
-                if kind is Kind.UPDATE_REMOTE
-                else 0
+            return self._wrote(kind, remote=True) + (
+                self._wrote(Kind.UPDATE_LOCAL, remote=True) if kind is Kind.UPDATE_REMOTE else 0
             )
-        return sum(1 for a in self.actions if a.kind is kind and a.wrote_local)
+        return self._wrote(kind, remote=False)
 
     def summary(self) -> dict[str, int]:
         """The counts the CLI shows and the run log keeps: what changed on each side."""
         unchanged = self.count(Kind.UNCHANGED, Kind.RECORD, Kind.FORGET) + self.untouched
         if not self.dry_run:  # a phone edit of a field the planner does not keep
-            unchanged += sum(
-                1
-                for a in self.actions
-                if a.kind is Kind.UPDATE_LOCAL and not a.wrote_local and not a.wrote_remote
-            )
+            unchanged += self._tally[(Kind.UPDATE_LOCAL, None, False, False)]
         return {
             "calendar_created": self._done(Kind.CREATE_REMOTE, remote=True),
             "calendar_updated": self._done(Kind.UPDATE_REMOTE, remote=True),
@@ -148,10 +205,17 @@ class SyncReport:
         return self._document(list(self._shown(all_actions)))
 
     def _shown(self, all_actions: bool) -> Iterator[dict[str, object]]:
-        quiet = (Kind.UNCHANGED, Kind.RECORD, Kind.FORGET)
-        return (
-            _action_dict(a) for a in self.actions if all_actions or a.kind not in quiet or a.note
-        )
+        for a in self.actions:
+            if all_actions or a.kind not in QUIET or a.note:
+                yield _action_dict(a)
+        if self._spool is not None:
+            self._spool.flush()
+            self._spool.seek(0)
+            for line in self._spool:
+                quiet, data = json.loads(line)
+                if all_actions or not quiet or data["note"]:
+                    yield data
+            self._spool.seek(0, 2)  # later adds go to the end
 
     def _document(self, actions: list[dict[str, object]]) -> dict[str, object]:
         return {

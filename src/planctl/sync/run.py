@@ -24,9 +24,9 @@ from planctl.sync.apply import Applier
 from planctl.sync.backend import Backend
 from planctl.sync.lock import SyncLock, sync_lock
 from planctl.sync.options import SyncOptions
-from planctl.sync.plan import make_plan
+from planctl.sync.plan import Plan, in_sync, make_plan
 from planctl.sync.report import WRITES, Kind, SyncReport, SyncStatus
-from planctl.sync.safety import refusal
+from planctl.sync.safety import Removals, UnsafeRunError, refusal
 from planctl.target import Target
 from planctl.text import plural
 
@@ -72,7 +72,7 @@ def run_sync(
     logger = logger or log
     with _connection(target) as connection:
         if dry_run:
-            return _plan(connection, backend, options, logger, dry_run=True)
+            return _dry_run(connection, backend, options, logger)
         with ExitStack() as held:
             if lock is None:
                 lock = held.enter_context(sync_lock(target, backend.name, timeout=lock_timeout))
@@ -84,59 +84,104 @@ def run_sync(
                 logger.warning(
                     "%s left by a killed run marked interrupted", plural(interrupted, "run")
                 )
-            report = _plan(connection, backend, options, logger, dry_run=False)
-            _apply(connection, backend, options, report, logger, commit_every, on_progress)
+            plan = _plan(connection, backend, options, logger)
+            report = _report(plan, backend, options, dry_run=False)
+            approved, total = _guard(plan, backend, options)
+            _apply(plan, backend, report, approved, logger, commit_every, on_progress, total)
     logger.info("%s with %s: %s", options.mode, backend.describe(), _describe(report))
     return report
 
 
 def _plan(
-    connection: Connection,
-    backend: Backend,
-    options: SyncOptions,
-    logger: logging.Logger,
-    *,
-    dry_run: bool,
-) -> SyncReport:
-    """Plan and ask the guard; a real run it refuses raises, a dry run reports it."""
+    connection: Connection, backend: Backend, options: SyncOptions, logger: logging.Logger
+) -> Plan:
     plan = make_plan(connection, backend, options)
-    report = SyncReport(
+    if plan.why_full is not None:
+        logger.debug("planner read in full: %s", plan.why_full)
+    return plan
+
+
+def _report(plan: Plan, backend: Backend, options: SyncOptions, *, dry_run: bool) -> SyncReport:
+    return SyncReport(
         backend=backend.name,
         calendar=backend.describe(),
         mode=options.mode,
         policy=options.policy,
         dry_run=dry_run,
-        actions=plan.actions,
         foreign=plan.foreign,
         duplicates=plan.duplicates,
-        untouched=plan.untouched,
+        untouched=plan.unread,
         log_mark=plan.mark,
     )
-    if plan.why_full is not None:
-        logger.debug("planner read in full: %s", plan.why_full)
-    refused = refusal(
-        plan.exposure(), options, calendar=backend.describe(), keeps_deleted=backend.keeps_deleted
+
+
+def _refusal(
+    plan: Plan, removals: Removals, backend: Backend, options: SyncOptions
+) -> UnsafeRunError | None:
+    return refusal(
+        plan.exposure(removals),
+        options,
+        calendar=backend.describe(),
+        keeps_deleted=backend.keeps_deleted,
     )
+
+
+def _dry_run(
+    connection: Connection, backend: Backend, options: SyncOptions, logger: logging.Logger
+) -> SyncReport:
+    """Plan in one pass: every action counted, the guard asked, nothing written."""
+    plan = _plan(connection, backend, options, logger)
+    report = _report(plan, backend, options, dry_run=True)
+    removals = Removals()
+    for batch in plan.batches():
+        for action in batch:
+            removals.count(action)
+            if in_sync(action):
+                report.untouched += 1
+            else:
+                report.add(action)
+    refused = _refusal(plan, removals, backend, options)
     if refused is not None:
-        if not dry_run:
-            raise refused
         report.refusal = refused.message
         report.refusal_override = refused.override
-    if dry_run:
-        logger.info("dry run (%s, %s): %s", options.mode, backend.describe(), _describe(report))
+    logger.info("dry run (%s, %s): %s", options.mode, backend.describe(), _describe(report))
     return report
 
 
+def _guard(plan: Plan, backend: Backend, options: SyncOptions) -> tuple[Removals, int]:
+    """The first pass: count what the run would remove (nothing kept), ask the guard.
+
+    Raises UnsafeRunError before any change; returns the removals it approved and
+    how many sessions have something to do."""
+    removals = Removals()
+    to_do = 0
+    for batch in plan.batches():
+        for action in batch:
+            removals.count(action)
+            to_do += not in_sync(action)
+    refused = _refusal(plan, removals, backend, options)
+    if refused is not None:
+        raise refused
+    return removals, to_do
+
+
 def _apply(
-    connection: Connection,
+    plan: Plan,
     backend: Backend,
-    options: SyncOptions,
     report: SyncReport,
+    approved: Removals,
     logger: logging.Logger,
     commit_every: int,
     on_progress: Callable[[int, int], None],
+    total: int,
 ) -> None:
-    """Apply the plan in batches; a run that fails halfway is logged as interrupted."""
+    """The second pass: decide a batch, apply it, write its state back; a run that fails
+    halfway is logged as interrupted.
+
+    A session that would remove more on one side than the first pass counted (the
+    planner changed in between) is an error for this run, never a removal the
+    guard did not see."""
+    connection, options = plan.connection, plan.options
     backend.prepare()  # only now may a missing calendar be created
     sync_state.end_reads(connection)
     run_id = sync_state.start_run(connection, backend.name, options.mode)
@@ -144,29 +189,47 @@ def _apply(
         cursor.forget(connection, backend.name)
     connection.commit()
     applier = Applier(connection, backend, options, logger)
-    done = []
-    total = len(report.actions)
+    removals = Removals()
+    number = 0
     try:
-        for number, action in enumerate(report.actions, 1):
-            applied = applier.run(action)
-            if applied.local is not None:
-                applied.local.release()
-            done.append(applied)
-            if number % commit_every == 0:
-                applier.write_batch()
-            on_progress(number, total)
+        for batch in plan.batches():
+            for action in batch:
+                if in_sync(action):
+                    report.untouched += 1
+                    continue
+                side = removals.count(action)
+                if side is not None and removals.beyond(approved, side):
+                    action = replace(
+                        action,
+                        kind=Kind.ERROR,
+                        detail="the planner changed while this run was planned; run sync again",
+                    )
+                applied = applier.run(action)
+                if applied.local is not None:
+                    applied.local.release()
+                report.add(applied)
+                number += 1
+                if number % commit_every == 0:
+                    applier.write_batch()
+                on_progress(number, max(total, number))
         applier.write_batch()
     except BaseException:
         _record_interrupted(connection, run_id)
         raise
-    report.actions = done
     report.remote_writes, report.local_writes = applier.remote_writes, applier.local_writes
     result = "errors" if report.errors else "conflicts" if report.conflicts else "ok"
     sync_state.end_reads(connection)
     sync_state.finish_run(connection, run_id, result, report.run_counts())
-    if result == "ok" and options.mode == "sync" and report.log_mark is not None:
+    clean = result == "ok" and options.mode == "sync" and report.log_mark is not None
+    if clean:
+        assert report.log_mark is not None
         cursor.advance(connection, backend.name, options, report.log_mark)
+    key = plan.listing_key(sync_state.count_states(connection, backend.name)) if clean else None
     connection.commit()
+    if key is not None:
+        # after the position is committed: a crash in between leaves the calendar's older
+        # key, so the next run lists more than changed, never less
+        backend.confirm(key)
 
 
 def _record_interrupted(connection: Connection, run_id: int) -> None:

@@ -60,13 +60,43 @@ class Exposure:
     def of(
         cls, actions: Iterable[Action], *, tracked: int, vanished: int, planner_sessions: int
     ) -> Exposure:
-        removals = cancels = 0
+        counted = Removals()
         for action in actions:
-            if action.kind is Kind.DELETE_REMOTE and _live(action):
-                removals += 1
-            elif action.kind is Kind.CANCEL_LOCAL and action.local and action.local.active:
-                cancels += 1
-        return cls(tracked, vanished, planner_sessions, removals, cancels)
+            counted.count(action)
+        return counted.exposure(
+            tracked=tracked, vanished=vanished, planner_sessions=planner_sessions
+        )
+
+
+@dataclass
+class Removals:
+    """What actions remove on each side, counted one at a time (a plan is never held whole)."""
+
+    calendar: int = 0  # live events deleted (or cancelled) on the calendar
+    planner: int = 0  # active sessions set to cancelada
+
+    def side(self, action: Action) -> str | None:
+        """'calendar' or 'planner' when *action* removes something there, else None."""
+        if action.kind is Kind.DELETE_REMOTE and _live(action):
+            return "calendar"
+        if action.kind is Kind.CANCEL_LOCAL and action.local and action.local.active:
+            return "planner"
+        return None
+
+    def count(self, action: Action) -> str | None:
+        side = self.side(action)
+        if side == "calendar":
+            self.calendar += 1
+        elif side == "planner":
+            self.planner += 1
+        return side
+
+    def exposure(self, *, tracked: int, vanished: int, planner_sessions: int) -> Exposure:
+        return Exposure(tracked, vanished, planner_sessions, self.calendar, self.planner)
+
+    def beyond(self, approved: Removals, side: str) -> bool:
+        """Whether this count went past what the guard *approved* on *side*."""
+        return getattr(self, side) > getattr(approved, side)
 
 
 def _live(action: Action) -> bool:

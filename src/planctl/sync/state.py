@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, inspect, select, update
+from sqlalchemy import bindparam, delete, func, insert, inspect, select, update
 from sqlalchemy.engine import Connection
 
 from planctl.db.schema import SYNC_COUNTS, SYNC_TABLE_NAMES, metadata
@@ -65,8 +65,48 @@ def end_reads(connection: Connection) -> None:
         connection.rollback()
 
 
-def load_states(connection: Connection, backend: str) -> dict[int, StateRow]:
-    rows = connection.execute(select(STATE).where(STATE.c.backend == backend))
+def load_states(
+    connection: Connection,
+    backend: str,
+    *,
+    session_ids: Iterable[int] | None = None,
+    remote_ids: Iterable[str] | None = None,
+) -> dict[int, StateRow]:
+    """The state rows of *backend*: all of them, or those of *session_ids* and *remote_ids*."""
+    mine = STATE.c.backend == backend
+    if session_ids is None and remote_ids is None:
+        return _states(connection.execute(select(STATE).where(mine)))
+    found: dict[int, StateRow] = {}
+    keys: tuple[tuple[Any, list[Any]], ...] = (
+        (STATE.c.session_id, sorted(set(session_ids or ()))),
+        (STATE.c.remote_id, sorted(set(remote_ids or ()))),
+    )
+    for column, wanted in keys:
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            rows = connection.execute(select(STATE).where(mine, column.in_(part)))
+            found.update(_states(rows))
+    return found
+
+
+def count_states(connection: Connection, backend: str) -> int:
+    query = select(func.count()).select_from(STATE).where(STATE.c.backend == backend)
+    return int(connection.execute(query).scalar_one())
+
+
+def states_where_local_is_not(
+    connection: Connection, backend: str, cancelled: str, prefix: str
+) -> list[int]:
+    """Sessions whose planner-side token is neither *cancelled* nor starts with *prefix*."""
+    query = select(STATE.c.session_id).where(
+        STATE.c.backend == backend,
+        STATE.c.local_hash != cancelled,
+        ~STATE.c.local_hash.startswith(prefix, autoescape=True),
+    )
+    return list(connection.execute(query).scalars())
+
+
+def _states(rows: Iterable[Any]) -> dict[int, StateRow]:
     return {
         row.session_id: StateRow(
             session_id=row.session_id,

@@ -24,7 +24,7 @@ from planctl.config import Settings, check_http_url, mask_url
 from planctl.errors import ConfigError, SyncError
 from planctl.failures import connection_refused
 from planctl.logs import mask_url_in_text
-from planctl.sync.backend import EventPayload, RemoteEvent, StaleEtagError
+from planctl.sync.backend import EventPayload, Listing, RemoteEvent, StaleEtagError
 from planctl.sync.content import content_from_vevent, session_id_from_uid
 from planctl.text import plural
 
@@ -282,6 +282,12 @@ class CalDAVBackend:
                 continue
             events.append(RemoteEvent(id=path, etag=item.findtext(f".//{DAV}getetag")))
         return events
+
+    def list_changes(self, since: str | None) -> Listing:
+        return Listing(self.list(), complete=True)
+
+    def confirm(self, key: str) -> None:
+        """Nothing kept yet: every listing is complete."""
 
     def get(self, ids: Sequence[str]) -> dict[str, RemoteEvent]:
         calendar = self._calendar()

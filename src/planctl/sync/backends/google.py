@@ -20,13 +20,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from planctl.config import Settings
 from planctl.errors import SyncError
-from planctl.sync.backend import EventPayload, RemoteEvent, StaleEtagError
+from planctl.sync.backend import EventPayload, Listing, RemoteEvent, StaleEtagError
 from planctl.sync.google.client import CalendarClient, GoogleApiError, events_path
 from planctl.sync.google.events import remote_event, resource_from_payload, session_property
 from planctl.sync.google.mirror import Mirror
@@ -36,6 +36,7 @@ from planctl.text import plural
 NAME = "google"
 BATCH_SIZE = 50
 FEW = 20  # more events to load than this: one full listing instead of one request each
+KEEP_FETCHED = 5000  # events of a listing kept with their content (more: loaded when needed)
 logger = logging.getLogger("planctl.sync")
 
 Resource = dict[str, Any]
@@ -125,45 +126,74 @@ class GoogleBackend:
     # -- reading -----------------------------------------------------------------
 
     def list(self) -> list[RemoteEvent]:
+        return self.list_changes(None).events
+
+    def list_changes(self, since: str | None) -> Listing:
+        """The events changed since the clean run that confirmed *since* (one request when
+        nothing changed), or every event (complete) when *since* is None or unknown."""
         calendar_id = self._calendar(create=False)
         if calendar_id is None:
-            return []
+            return Listing([], complete=True)
         try:
-            return [*self._list(calendar_id)]
+            fetched = self._refresh(calendar_id)
         except GoogleApiError as error:
             if error.status == 404 and not self._resolved:  # the remembered calendar is gone
                 self.calendar_id = None
                 self._resolve(create=False)
-                return self.list()
+                return self.list_changes(since)
             raise api_failure(error, self.where) from error
+        rows = self.mirror.changed_since(since) if since is not None else None
+        complete = rows is None
+        events = []
+        for event_id, etag, session_id, deleted in self.mirror.rows() if rows is None else rows:
+            resource = fetched.get(event_id)
+            if resource is not None:
+                events.append(self._remote(resource))
+            else:
+                events.append(RemoteEvent(event_id, etag, session_id, deleted=deleted))
+        return Listing(events, complete=complete)
 
-    def _list(self, calendar_id: str) -> Sequence[RemoteEvent]:
+    def confirm(self, key: str) -> None:
+        """Remember the mirror's change number under *key*, durably (saved now: nothing
+        else is written at the end of a run that found nothing to do)."""
+        self.mirror.confirm(key)
+        self.mirror.save(create=self._wrote)
+
+    def _refresh(self, calendar_id: str) -> dict[str, Resource]:
+        """Bring the mirror up to date (incrementally with the sync token, else in full),
+        page by page; returns the events fetched, when there were at most KEEP_FETCHED."""
         token = self.mirror.token_for(calendar_id)
-        items: Sequence[Resource] | None = None
+        kept: dict[str, Resource] = {}
         if token:
             try:
-                items, next_token = self.client.list_events(calendar_id, sync_token=token)
+                self.mirror.load(None, self._pages(calendar_id, token, kept), full=False)
+                return kept
             except GoogleApiError as error:
                 if error.status != 410:
                     raise
                 logger.warning(
                     "the calendar's sync token expired (410); listing the whole calendar once"
                 )
-            if items is not None:
-                self.mirror.apply(self._rows(items), next_token)
-        if items is None:
-            items, next_token = self.client.list_events(calendar_id, show_deleted=True)
-            self.full_listings += 1
-            self.mirror.replace(calendar_id, self._rows(items), next_token)
-        fetched_now = {str(e["id"]): e for e in items}
-        events = []
-        for event_id, etag, session_id, deleted in self.mirror.rows():
-            fetched = fetched_now.get(event_id)
-            if fetched is not None:
-                events.append(self._remote(fetched))
-            else:
-                events.append(RemoteEvent(event_id, etag, session_id, deleted=deleted))
-        return events
+                kept.clear()
+        self.mirror.load(calendar_id, self._pages(calendar_id, None, kept), full=True)
+        self.full_listings += 1
+        return kept
+
+    def _pages(
+        self, calendar_id: str, token: str | None, kept: dict[str, Resource] | None = None
+    ) -> Iterator[tuple[Sequence[Row], str | None]]:
+        """The listing's pages as mirror rows; the events themselves go to *kept* while
+        there are at most KEEP_FETCHED of them (more: none, they are loaded when needed)."""
+        pages = self.client.event_pages(calendar_id, sync_token=token, show_deleted=True)
+        overflow = kept is None
+        for items, next_token in pages:
+            if not overflow:
+                assert kept is not None
+                kept.update((str(e["id"]), e) for e in items)
+                if len(kept) > KEEP_FETCHED:
+                    kept.clear()
+                    overflow = True
+            yield self._rows(items), next_token
 
     def _rows(self, items: Sequence[Resource]) -> Sequence[Row]:
         rows = []
@@ -193,9 +223,17 @@ class GoogleBackend:
         if calendar_id is None:
             return {}
         if len(ids) > FEW:
-            items, _ = self._call(self.client.list_events, calendar_id, show_deleted=True)
             wanted = set(ids)
-            return {str(e["id"]): self._remote(e) for e in items if str(e["id"]) in wanted}
+            pages = self.client.event_pages(calendar_id, show_deleted=True)
+            try:
+                return {
+                    str(e["id"]): self._remote(e)
+                    for items, _ in pages
+                    for e in items
+                    if str(e["id"]) in wanted
+                }
+            except GoogleApiError as error:
+                raise api_failure(error, self.where) from error
         found: dict[str, RemoteEvent] = {}
         for event_id in ids:
             event = self._call(self.client.get_event, calendar_id, event_id)
@@ -295,14 +333,10 @@ class GoogleBackend:
                 # finds nothing to do is one request that returns nothing.
                 token = self.mirror.token_for(self.calendar_id)
                 try:
-                    if token:
-                        items, next_token = self.client.list_events(
-                            self.calendar_id, sync_token=token
-                        )
-                        self.mirror.apply(self._rows(items), next_token)
-                    else:  # a calendar made by this run: its first listing
-                        items, next_token = self.client.list_events(self.calendar_id)
-                        self.mirror.replace(self.calendar_id, self._rows(items), next_token)
+                    # page by page: after a first sync this is every event of the calendar
+                    pages = self._pages(self.calendar_id, token)
+                    # without a token: a calendar made by this run, its first listing
+                    self.mirror.load(None if token else self.calendar_id, pages, full=not token)
                 except (GoogleApiError, SyncError) as error:
                     logger.info("could not move the sync token on: %s", error)
             self.mirror.save(create=self._wrote)

@@ -20,7 +20,7 @@ import random
 import secrets
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode, urlsplit
@@ -378,6 +378,19 @@ class CalendarClient:
     ) -> tuple[list[Resource], str | None]:
         """Every page of ``events.list``: the events and the next sync token."""
         items: list[Resource] = []
+        token: str | None = None
+        for page, last in self.event_pages(
+            calendar_id, sync_token=sync_token, show_deleted=show_deleted
+        ):
+            items.extend(page)
+            token = last
+        return items, token
+
+    def event_pages(
+        self, calendar_id: str, *, sync_token: str | None = None, show_deleted: bool = True
+    ) -> Iterator[tuple[list[Resource], str | None]]:
+        """``events.list`` one page at a time (at most 2,500 events held): each page's
+        events, and with the last page the next sync token (None before)."""
         page: str | None = None
         while True:
             query: dict[str, Any] = {"maxResults": 2500, "pageToken": page}
@@ -386,10 +399,10 @@ class CalendarClient:
             elif show_deleted:
                 query["showDeleted"] = "true"
             answer = self.call("GET", events_path(calendar_id), query=query)
-            items.extend(answer.get("items") or [])
             page = answer.get("nextPageToken")
+            yield list(answer.get("items") or []), None if page else answer.get("nextSyncToken")
             if not page:
-                return items, answer.get("nextSyncToken")
+                return
 
     def get_event(self, calendar_id: str, event_id: str) -> Resource | None:
         try:
