@@ -421,11 +421,8 @@ class SqliteEngine:
         """Copy the live database into a file that has no name: (what it holds, a connection
         on the copy, a descriptor to read it from).
 
-        SQLite's backup API needs a path, so the copy is opened inside a fresh 0700
-        directory and its name (and the directory) unlinked before the first page
-        is written: a kill -9 at any instant leaves at most an empty file in an
-        empty private directory (the next run's cleanup removes it), never a
-        readable database. The kernel frees the pages when the descriptors close.
+        The copy is a :func:`nameless_database`: a kill -9 at any instant leaves no
+        readable database.
         """
         source_path = database_file(target)
         if not source_path.is_file():
@@ -433,19 +430,10 @@ class SqliteEngine:
                 f"SQLite database '{source_path}' does not exist", "check DATABASE_URL"
             )
         try:
-            scratch = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=workdir))
-        except OSError as error:
-            raise disk_error(error, workdir) from error
-        path = scratch / "snapshot.sqlite"
-        fd = -1
-        try:
-            with _open(source_path) as source, _open(path, shared=True) as copy:
-                copy.execute("PRAGMA journal_mode=OFF")  # no journal file: nothing beside it
-                copy.execute("PRAGMA synchronous=OFF")
-                copy.execute("PRAGMA schema_version")  # the file is open (and still empty)
-                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-                path.unlink()
-                scratch.rmdir()
+            with (
+                _open(source_path) as source,
+                nameless_database(workdir, "the backup", shared=True) as (copy, fd),
+            ):
                 source.execute(f"PRAGMA busy_timeout={int(lock_deadline * 1000)}")
                 _copy_pages(source, copy, f"backup of '{source_path}'", lock_deadline)
                 self.checkpoint("sqlite-copied")
@@ -456,12 +444,6 @@ class SqliteEngine:
                 yield result, copy, fd
         except sqlite3.Error as error:
             raise _map_sqlite_error(error, f"backup of '{source_path}' failed", workdir) from error
-        finally:
-            if fd >= 0:
-                os.close(fd)
-            path.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                scratch.rmdir()
 
     # --- check and restore ------------------------------------------------------------------
 
@@ -566,25 +548,47 @@ def _unnamed_copy(
     """
     directory = scratch_dir(workdir or Path(tempfile.gettempdir()))
     try:
-        scratch = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=directory))
-    except OSError as error:
-        raise disk_error(error, directory, "a scratch copy of the backup") from error
-    path = scratch / "restore.sqlite"
-    fd = -1
-    try:
-        path.touch(mode=0o600)
-        with _open(path, readonly=not writable) as copy:
-            if writable:
-                copy.execute("PRAGMA journal_mode=OFF")
-                copy.execute("PRAGMA synchronous=OFF")
-            copy.execute("PRAGMA schema_version")  # the file is open (and still empty)
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-            path.unlink()
-            scratch.rmdir()
+        with nameless_database(
+            directory, "a scratch copy of the backup", readonly=not writable
+        ) as (copy, fd):
             _fill(fd, source, name, directory)
             yield copy
     except sqlite3.Error as error:
         raise _map_sqlite_error(error, f"a copy of backup {name} failed", directory) from error
+
+
+@contextlib.contextmanager
+def nameless_database(
+    directory: Path, what: str, *, readonly: bool = False, shared: bool = False
+) -> Iterator[tuple[sqlite3.Connection, int]]:
+    """An empty SQLite database file that has no name, opened: (a connection on it, a
+    descriptor to fill or read it through). The one place that makes one (the unnamed
+    snapshot of a backup, the unnamed copy of a restore or verify).
+
+    SQLite opens files by path only, so the file is opened inside a fresh 0700
+    directory in *directory* and its name (and the directory) unlinked before the first
+    byte is written: a kill -9 at any instant leaves at most an empty file in an empty
+    private directory (the next run's cleanup removes it), never a readable database.
+    The kernel frees the pages when the descriptors close. Writable ones have no journal
+    (nothing beside them; they are scratch, thrown away on any failure).
+    """
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=directory))
+    except OSError as error:
+        raise disk_error(error, directory, what) from error
+    path = scratch / "nameless.sqlite"
+    fd = -1
+    try:
+        path.touch(mode=0o600)
+        with _open(path, readonly=readonly, shared=shared) as connection:
+            if not readonly:
+                connection.execute("PRAGMA journal_mode=OFF")
+                connection.execute("PRAGMA synchronous=OFF")
+            connection.execute("PRAGMA schema_version")  # the file is open (and still empty)
+            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            path.unlink()
+            scratch.rmdir()
+            yield connection, fd
     finally:
         if fd >= 0:
             os.close(fd)
