@@ -128,11 +128,10 @@ def test_fresh_s3_server_push_and_empty_remote_status(
     assert status.returncode == 0, status.stderr
 
 
+@pytest.mark.parametrize("s3_server", ["moto"], indirect=True)  # one server is enough here
 def test_remote_bit_rot_push_keep_1_repairs(
     seeded_url: str, tmp_path: Path, s3_server: S3Server
 ) -> None:
-    if s3_server.kind != "moto":
-        pytest.skip("one server is enough for the repair case")
     env = {**_env(seeded_url, tmp_path), **s3_server.aws_env()}
     env["PLANCTL_BACKUP_REMOTE"] = "s3://planctl/p"
     backups = tmp_path / "backups"

@@ -101,9 +101,9 @@ def test_an_empty_planner_is_refused_even_with_the_override(synced: World) -> No
     assert synced.sync(dry_run=True).refusal is not None
 
 
+@pytest.mark.parametrize("synced", ["radicale", "xandikos"], indirect=True)  # CalDAV only
 def test_a_refused_caldav_run_creates_no_calendar(synced: World) -> None:
-    if not isinstance(synced, DavWorld):
-        pytest.skip("CalDAV only: the simulated store appears with the first write")
+    assert isinstance(synced, DavWorld)
     synced.execute("DELETE FROM sesiones WHERE id >= 12")
     nuevo = "Nuevo " + synced.store.parent.name
     synced.settings_ = replace(synced.settings_, caldav_calendar=nuevo)
