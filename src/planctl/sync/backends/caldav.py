@@ -7,6 +7,12 @@ requests so every write can be conditional: ``If-None-Match: *`` to create,
 the event since planctl read it). A listing asks only for hrefs and etags;
 event bodies are fetched (calendar-multiget) only when an etag moved.
 
+After a clean run the calendar's RFC 6578 sync token is remembered
+(:mod:`planctl.sync.checkpoints`); the next run asks with a
+``sync-collection`` REPORT for what changed since. A server without sync
+tokens gets a ``getctag`` check (unchanged: nothing changed); an expired
+token gets one full listing.
+
 Events are the iCalendar export's VEVENTs, UID ``sesion-<id>@planctl``,
 stored at ``<calendar>/<uid>.ics``, with the VTIMEZONE of their year.
 """
@@ -14,7 +20,10 @@ stored at ``<calendar>/<uid>.ics``, with the VTIMEZONE of their year.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 from xml.sax.saxutils import escape
@@ -25,6 +34,7 @@ from planctl.errors import ConfigError, SyncError
 from planctl.failures import connection_refused
 from planctl.logs import mask_url_in_text
 from planctl.sync.backend import EventPayload, Listing, RemoteEvent, StaleEtagError
+from planctl.sync.checkpoints import Checkpoint, CheckpointFile
 from planctl.sync.content import content_from_vevent, session_id_from_uid
 from planctl.text import plural
 
@@ -34,10 +44,37 @@ MULTIGET_CHUNK = 200
 MAX_REDIRECTS = 5
 DAV = "{DAV:}"
 CALDAV = "{urn:ietf:params:xml:ns:caldav}"
+CALENDARSERVER = "{http://calendarserver.org/ns/}"
 PROPFIND_ETAGS = (
     '<?xml version="1.0" encoding="utf-8"?>'
     '<d:propfind xmlns:d="DAV:"><d:prop><d:getetag/><d:resourcetype/></d:prop></d:propfind>'
 )
+PROPFIND_CTAG = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    '<d:propfind xmlns:d="DAV:" xmlns:cs="http://calendarserver.org/ns/">'
+    "<d:prop><cs:getctag/></d:prop></d:propfind>"
+)
+SYNC_PAGES = 100  # truncated sync-collection answers (RFC 6578 section 3.6) followed
+VALID_SYNC_TOKEN = f"{DAV}valid-sync-token"
+
+log = logging.getLogger("planctl.sync")
+
+
+def _sync_collection(token: str) -> str:
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        '<d:sync-collection xmlns:d="DAV:">'
+        f"<d:sync-token>{escape(token)}</d:sync-token><d:sync-level>1</d:sync-level>"
+        "<d:prop><d:getetag/></d:prop></d:sync-collection>"
+    )
+
+
+class _ExpiredToken(Exception):
+    """The server no longer accepts the sync token (DAV:valid-sync-token)."""
+
+
+class _NoSync(Exception):
+    """The server answered the sync-collection REPORT with an error: no sync tokens."""
 
 
 def _library_errors() -> tuple[type[Exception], ...]:
@@ -56,7 +93,13 @@ class CalDAVBackend:
     name = NAME
     keeps_deleted = False  # a deleted event is gone; a CANCELLED one stays (and is tracked)
 
-    def __init__(self, settings: Settings, *, create_calendar: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        create_calendar: bool = True,
+        checkpoints: Path | None = None,
+    ) -> None:
         self.url = settings.caldav_url.strip()
         self.user = settings.caldav_user.strip()
         self.password = settings.caldav_password
@@ -67,6 +110,11 @@ class CalDAVBackend:
         self._calendar_url: str | None = None
         self._looked_up = False
         self.service_url = self.url
+        #: what clean runs' listings are remembered by (None: every listing is complete)
+        self.checkpoints = CheckpointFile(checkpoints)
+        self._pending: Checkpoint | None = None  # this run's listing, for confirm()
+        self._others: dict[str, str | None] = {}  # events planctl did not make: id → etag
+        self.full_listings = 0  # for tests and the benchmark
 
     # -- connection and errors -------------------------------------------------
 
@@ -284,10 +332,142 @@ class CalDAVBackend:
         return events
 
     def list_changes(self, since: str | None) -> Listing:
-        return Listing(self.list(), complete=True)
+        """What changed since the clean run that confirmed *since*: a ``sync-collection``
+        REPORT with that run's sync token (one request when nothing changed), or for a
+        server without tokens a ``getctag`` check; else every href and etag."""
+        self._pending = None
+        calendar = self._calendar()
+        if calendar is None:
+            return Listing([], complete=True)
+        saved = self.checkpoints.get(since) if since is not None else None
+        if saved is not None and saved.calendar == calendar and saved.usable:
+            changes = self._changes(calendar, saved)
+            if changes is not None:
+                return changes
+        return self._full(calendar)
+
+    def _changes(self, calendar: str, saved: Checkpoint) -> Listing | None:
+        """The incremental listing, None when only a full one can tell."""
+        ctag = saved.ctag
+        if saved.token:
+            try:
+                changed, token = self._sync_report(calendar, saved.token)
+            except _ExpiredToken:
+                log.warning(
+                    "the calendar's sync token is no longer valid; listing the whole calendar once"
+                )
+                return None
+            except _NoSync:
+                changed, token = None, None
+            if changed is not None:
+                return self._incremental(calendar, saved, changed, token, None)
+        if not ctag:
+            return None
+        now = self._ctag(calendar)
+        if now is None or now != ctag:
+            return None
+        return self._incremental(calendar, saved, {}, None, now)
+
+    def _incremental(
+        self,
+        calendar: str,
+        saved: Checkpoint,
+        changed: dict[str, str | None],
+        token: str | None,
+        ctag: str | None,
+    ) -> Listing:
+        """Events changed (etag) or gone (None) since *saved*, plus others' events."""
+        gone = tuple(sorted(path for path, etag in changed.items() if etag is None))
+        self._others = {p: e for p, e in saved.others.items() if p not in changed}
+        events = [RemoteEvent(id=p, etag=e) for p, e in changed.items() if e is not None]
+        events += [RemoteEvent(id=p, etag=e) for p, e in self._others.items()]
+        self._pending = Checkpoint(calendar, token, ctag)
+        return Listing(events, complete=False, gone=gone)
+
+    def _full(self, calendar: str) -> Listing:
+        """Every href and etag: with a fresh sync token when the server has them (one
+        request), else the ctag first and then a PROPFIND."""
+        self.full_listings += 1
+        self._others = {}
+        try:
+            changed, token = self._sync_report(calendar, "")
+        except (_ExpiredToken, _NoSync):
+            changed, token = None, None
+        if changed is not None and token:
+            events = [RemoteEvent(id=p, etag=e) for p, e in changed.items() if e is not None]
+            self._pending = Checkpoint(calendar, token)
+            return Listing(events, complete=True)
+        ctag = self._ctag(calendar)  # before the listing: a change in between is seen next time
+        events = self.list()
+        self._pending = Checkpoint(calendar, None, ctag)
+        return Listing(events, complete=True)
+
+    def _sync_report(self, calendar: str, token: str) -> tuple[dict[str, str | None], str]:
+        """RFC 6578 ``sync-collection`` from *token* ("" for every member): id → etag of
+        what changed (None: removed), and the new token; truncated answers are followed."""
+        from caldav.lib.error import DAVError
+
+        changed: dict[str, str | None] = {}
+        own = unquote(urlsplit(calendar).path).rstrip("/")
+        for _ in range(SYNC_PAGES):
+            client = self._connect()
+            try:
+                response = client.request(
+                    calendar, "REPORT", _sync_collection(token), {"Depth": "0"}
+                )
+            except DAVError as error:
+                if VALID_SYNC_TOKEN in (error.preconditions or []):
+                    raise _ExpiredToken from error
+                log.debug("sync-collection refused: %s", self._scrub(str(error)))
+                raise _NoSync from error
+            except _library_errors() as error:
+                raise self._translate(error) from error
+            tree = response.tree
+            if response.status != 207 or tree is None:
+                if tree is not None and tree.find(f".//{VALID_SYNC_TOKEN}") is not None:
+                    raise _ExpiredToken
+                log.debug("sync-collection answered HTTP %s", response.status)
+                raise _NoSync
+            new_token = tree.findtext(f"{DAV}sync-token")
+            if not new_token:
+                raise _NoSync
+            truncated = False
+            for item in tree.iter(f"{DAV}response"):
+                path = self._path(item.findtext(f"{DAV}href") or "")
+                status = item.findtext(f"{DAV}status") or ""
+                if path.rstrip("/") == own:
+                    truncated = truncated or " 507" in status
+                    continue
+                if item.find(f".//{DAV}resourcetype/{DAV}collection") is not None:
+                    continue
+                etag = item.findtext(f".//{DAV}getetag")
+                if etag is None and " 404" not in status:
+                    continue  # a member whose etag the server did not give: not a change
+                changed[path] = etag
+            if not truncated or new_token == token:
+                return changed, new_token
+            token = new_token
+        return changed, token
+
+    def _ctag(self, calendar: str) -> str | None:
+        """The calendar's ``getctag`` (None when the server has none)."""
+        try:
+            response = self._request(calendar, "PROPFIND", PROPFIND_CTAG, {"Depth": "0"})
+        except SyncError:
+            return None
+        if response.status not in (200, 207) or response.tree is None:
+            return None
+        ctag = response.tree.findtext(f".//{CALENDARSERVER}getctag")
+        return ctag or None
 
     def confirm(self, key: str) -> None:
-        """Nothing kept yet: every listing is complete."""
+        """Remember this run's sync token (or ctag) and others' events under *key*."""
+        if self._pending is None or not self._pending.usable:
+            return
+        checkpoint = Checkpoint(
+            self._pending.calendar, self._pending.token, self._pending.ctag, dict(self._others)
+        )
+        self.checkpoints.put(key, checkpoint)
 
     def get(self, ids: Sequence[str]) -> dict[str, RemoteEvent]:
         calendar = self._calendar()
@@ -313,7 +493,12 @@ class CalDAVBackend:
                 if not data:
                     continue  # 404 inside the multistatus: gone meanwhile
                 path = self._path(item.findtext(f"{DAV}href") or "")
-                found[path] = self._parse(path, item.findtext(f".//{DAV}getetag"), data)
+                event = self._parse(path, item.findtext(f".//{DAV}getetag"), data)
+                found[path] = event
+                if event.session_id is None:
+                    self._others[path] = event.etag
+                else:
+                    self._others.pop(path, None)
         return found
 
     def _parse(self, path: str, etag: str | None, data: str) -> RemoteEvent:
@@ -382,6 +567,19 @@ class CalDAVBackend:
                 self._client = None
 
 
+def checkpoints_path(settings: Settings) -> Path:
+    """Where clean runs' sync tokens for this calendar are kept: next to the sync store
+    (config.default_sync_store: beside a SQLite database, else the per-user data
+    directory), one file per server URL, user and calendar name."""
+    key = hashlib.sha256(
+        f"{settings.caldav_url.strip()}\n{settings.caldav_user.strip()}\n"
+        f"{settings.caldav_calendar.strip()}".encode()
+    ).hexdigest()[:16]
+    return settings.sync_store.with_name(f"planctl-caldav-{key}.json")
+
+
 def open_backend(settings: Settings, *, create_calendar: bool = True) -> CalDAVBackend:
     """The CalDAV calendar of PLANCTL_CALDAV_URL/USER/PASSWORD/CALENDAR (connects lazily)."""
-    return CalDAVBackend(settings, create_calendar=create_calendar)
+    return CalDAVBackend(
+        settings, create_calendar=create_calendar, checkpoints=checkpoints_path(settings)
+    )
