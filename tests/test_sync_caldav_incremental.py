@@ -178,3 +178,21 @@ def test_a_server_without_sync_tokens_gets_a_ctag_check(
     assert synced.session(12).direccion == "Aula 9"
     assert _listings(proxied, synced, server) == 1  # the ctag moved: hrefs and etags once
     assert proxied.count("REPORT", "calendar-multiget") == 1  # the edited event only
+
+
+def test_others_events_stay_counted_and_untouched(
+    synced: DavWorld, proxied: CountingProxy, server: Radicale
+) -> None:
+    phone = _phone(synced, server)
+    phone.save_event(
+        dtstart=dt.datetime(2026, 12, 1, 8), dtend=dt.datetime(2026, 12, 1, 9),
+        summary="Dentista", uid="dentista@phone",
+    )  # fmt: skip
+    for _ in range(2):  # listed as a change, then from the checkpoint
+        report = synced.sync()
+        assert [e.content.summary for e in report.foreign if e.content] == ["Dentista"]
+        assert report.remote_writes == 0 and report.local_writes == 0
+    assert proxied.count("REPORT", "sync-collection") == 2
+    assert [str(e.icalendar_component["SUMMARY"]) for e in phone.search(uid="dentista@phone")] == [
+        "Dentista"
+    ]
