@@ -156,6 +156,8 @@ def test_a_token_the_server_no_longer_accepts_gives_one_full_listing(
     proxied.requests.clear()
     assert synced.sync().remote_writes == 0  # and the run after is incremental again
     assert proxied.count("REPORT", "sync-collection") == 1
+    # it sees the write to session 11 again (after the token), as the state row has it
+    assert proxied.count("REPORT", "calendar-multiget") == 0
 
 
 @pytest.mark.parametrize("proxied", [("sync-collection",)], indirect=True, ids=["no-sync"])

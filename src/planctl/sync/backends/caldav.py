@@ -444,10 +444,13 @@ class CalDAVBackend:
                 if etag is None and " 404" not in status:
                     continue  # a member whose etag the server did not give: not a change
                 changed[path] = etag
-            if not truncated or new_token == token:
+            if not truncated:
                 return changed, new_token
+            if new_token == token:
+                break  # truncated without a way on: what is missing cannot be asked for
             token = new_token
-        return changed, token
+        log.debug("sync-collection stayed truncated; listing in full")
+        raise _NoSync
 
     def _ctag(self, calendar: str) -> str | None:
         """The calendar's ``getctag`` (None when the server has none)."""
