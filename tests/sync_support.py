@@ -332,7 +332,8 @@ class CountingProxy:
         import re
         import threading
 
-        self.requests: list[tuple[str, str, str, str]] = []  # method, kind, depth, path
+        #: method, kind (the body's root element), Depth, path, and whether it asks for bodies
+        self.requests: list[tuple[str, str, str, str, bool]] = []
         proxy = self
         root = re.compile(rb"<(?:[A-Za-z][\w.-]*:)?([A-Za-z][\w.-]*)[\s/>]")
 
@@ -350,7 +351,8 @@ class CountingProxy:
                 found = root.search(start) if start.lstrip().startswith(b"<") else None
                 kind = found.group(1).decode() if found else ""
                 depth = self.headers.get("Depth") or ""
-                proxy.requests.append((self.command, kind, depth, unquote(self.path)))
+                data = b"calendar-data" in body
+                proxy.requests.append((self.command, kind, depth, unquote(self.path), data))
                 if self.command == "REPORT" and kind in refuse:
                     self.send_response(501)
                     self.send_header("Content-Length", "0")
@@ -382,15 +384,19 @@ class CountingProxy:
             upstream.principal,
         )  # fmt: skip
 
-    def count(self, method: str, kind: str = "", *, depth: str = "", path: str = "") -> int:
-        """Requests of *method* (and of that body root element, Depth, path)."""
+    def count(
+        self, method: str, kind: str = "", *, depth: str = "", path: str = "", data: bool = False
+    ) -> int:
+        """Requests of *method* (and of that body root element, Depth, path; with *data*,
+        only those that ask for events' bodies)."""
         return sum(
             1
-            for m, k, d, p in self.requests
+            for m, k, d, p, bodies in self.requests
             if m == method
             and (not kind or k == kind)
             and (not depth or d == depth)
             and (not path or p.rstrip("/") == path.rstrip("/"))
+            and (bodies or not data)
         )
 
     def close(self) -> None:

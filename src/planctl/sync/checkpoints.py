@@ -33,6 +33,9 @@ class Checkpoint:
     token: str | None = None  # RFC 6578 sync-token (None: the server has none)
     ctag: str | None = None  # getctag, when there is no token
     others: dict[str, str | None] = field(default_factory=dict)  # id → etag, not planctl's
+    #: events the run wrote after the token: the server may show no change for one a
+    #: phone later put back as it was at the token, so their etags are asked for again
+    written: tuple[str, ...] = ()
 
     @property
     def usable(self) -> bool:
@@ -63,32 +66,48 @@ class CheckpointFile:
             if item.get("key") != key:
                 continue
             calendar, token, ctag = item.get("calendar"), item.get("token"), item.get("ctag")
-            others = item.get("others")
+            others, written = item.get("others"), item.get("written")
             if not isinstance(calendar, str) or not isinstance(others, dict):
+                return None
+            if not isinstance(written, list):
                 return None
             return Checkpoint(
                 calendar,
                 token if isinstance(token, str) else None,
                 ctag if isinstance(ctag, str) else None,
                 {str(k): v if isinstance(v, str) else None for k, v in others.items()},
+                tuple(str(w) for w in written),
             )
         return None
 
     def put(self, key: str, checkpoint: Checkpoint) -> None:
         """Remember *checkpoint* under *key*, durably (the newest :data:`KEEP` stay)."""
-        if self.path is None:
-            return
-        from planctl.fsutil import atomic_write
-
         kept = [c for c in self._read() if c.get("key") != key][: KEEP - 1]
-        item = {
+        item: dict[str, object] = {
             "key": key,
             "calendar": checkpoint.calendar,
             "token": checkpoint.token,
             "ctag": checkpoint.ctag,
             "others": checkpoint.others,
+            "written": list(checkpoint.written),
         }
-        data = json.dumps({"version": VERSION, "checkpoints": [item, *kept]}, indent=1)
+        self._write([item, *kept])
+
+    def forget(self, calendar: str) -> None:
+        """Drop every checkpoint of *calendar*: a run is writing to it, and a run that does
+        not end clean must not leave a token older than its writes (the next run lists
+        in full; a clean one confirms anew)."""
+        found = self._read()
+        kept = [c for c in found if c.get("calendar") != calendar]
+        if len(kept) != len(found):
+            self._write(kept)
+
+    def _write(self, items: list[dict[str, object]]) -> None:
+        if self.path is None:
+            return
+        from planctl.fsutil import atomic_write
+
+        data = json.dumps({"version": VERSION, "checkpoints": items}, indent=1)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with atomic_write(self.path, name=str(self.path)) as out:
             out.write(data.encode("utf-8"))

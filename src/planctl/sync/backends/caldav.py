@@ -114,6 +114,7 @@ class CalDAVBackend:
         self.checkpoints = CheckpointFile(checkpoints)
         self._pending: Checkpoint | None = None  # this run's listing, for confirm()
         self._others: dict[str, str | None] = {}  # events planctl did not make: id → etag
+        self._written: dict[str, None] = {}  # events this run wrote (an ordered set)
         self.full_listings = 0  # for tests and the benchmark
 
     # -- connection and errors -------------------------------------------------
@@ -336,6 +337,7 @@ class CalDAVBackend:
         REPORT with that run's sync token (one request when nothing changed), or for a
         server without tokens a ``getctag`` check; else every href and etag."""
         self._pending = None
+        self._written = {}
         calendar = self._calendar()
         if calendar is None:
             return Listing([], complete=True)
@@ -376,7 +378,11 @@ class CalDAVBackend:
         token: str | None,
         ctag: str | None,
     ) -> Listing:
-        """Events changed (etag) or gone (None) since *saved*, plus others' events."""
+        """Events changed (etag) or gone (None) since *saved*, plus others' events; the
+        events the confirming run wrote are asked for their etags again."""
+        again = [path for path in saved.written if path not in changed]
+        if again:
+            changed = {**changed, **self._etags(calendar, again)}
         gone = tuple(sorted(path for path, etag in changed.items() if etag is None))
         self._others = {p: e for p, e in saved.others.items() if p not in changed}
         events = [RemoteEvent(id=p, etag=e) for p, e in changed.items() if e is not None]
@@ -452,6 +458,30 @@ class CalDAVBackend:
         log.debug("sync-collection stayed truncated; listing in full")
         raise _NoSync
 
+    def _etags(self, calendar: str, ids: Sequence[str]) -> dict[str, str | None]:
+        """The etags of *ids* (None: gone), by calendar-multiget without their bodies."""
+        found: dict[str, str | None] = dict.fromkeys(ids)
+        for start in range(0, len(ids), MULTIGET_CHUNK):
+            response = self._multiget(calendar, ids[start : start + MULTIGET_CHUNK], data=False)
+            for item in response.tree.iter(f"{DAV}response"):
+                path = self._path(item.findtext(f"{DAV}href") or "")
+                if path in found:
+                    found[path] = item.findtext(f".//{DAV}getetag") or None
+        return found
+
+    def _multiget(self, calendar: str, ids: Sequence[str], *, data: bool) -> Any:
+        hrefs = "".join(f"<d:href>{escape(quote(i))}</d:href>" for i in ids)
+        wanted = "<d:getetag/><c:calendar-data/>" if data else "<d:getetag/>"
+        body = (
+            '<?xml version="1.0" encoding="utf-8"?>'
+            '<c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
+            f"<d:prop>{wanted}</d:prop>{hrefs}</c:calendar-multiget>"
+        )
+        response = self._request(calendar, "REPORT", body, {"Depth": "1"})
+        if response.status not in (200, 207) or response.tree is None:
+            raise SyncError(f"reading events of {self.describe()} failed (HTTP {response.status})")
+        return response
+
     def _ctag(self, calendar: str) -> str | None:
         """The calendar's ``getctag`` (None when the server has none)."""
         try:
@@ -468,7 +498,11 @@ class CalDAVBackend:
         if self._pending is None or not self._pending.usable:
             return
         checkpoint = Checkpoint(
-            self._pending.calendar, self._pending.token, self._pending.ctag, dict(self._others)
+            self._pending.calendar,
+            self._pending.token,
+            self._pending.ctag,
+            dict(self._others),
+            tuple(self._written),
         )
         self.checkpoints.put(key, checkpoint)
 
@@ -478,19 +512,7 @@ class CalDAVBackend:
             return {}
         found: dict[str, RemoteEvent] = {}
         for start in range(0, len(ids), MULTIGET_CHUNK):
-            hrefs = "".join(
-                f"<d:href>{escape(quote(i))}</d:href>" for i in ids[start : start + MULTIGET_CHUNK]
-            )
-            body = (
-                '<?xml version="1.0" encoding="utf-8"?>'
-                '<c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
-                f"<d:prop><d:getetag/><c:calendar-data/></d:prop>{hrefs}</c:calendar-multiget>"
-            )
-            response = self._request(calendar, "REPORT", body, {"Depth": "1"})
-            if response.status not in (200, 207) or response.tree is None:
-                raise SyncError(
-                    f"reading events of {self.describe()} failed (HTTP {response.status})"
-                )
+            response = self._multiget(calendar, ids[start : start + MULTIGET_CHUNK], data=True)
             for item in response.tree.iter(f"{DAV}response"):
                 data = item.findtext(f".//{CALDAV}calendar-data")
                 if not data:
@@ -528,6 +550,7 @@ class CalDAVBackend:
 
     def _put(self, event_id: str, payload: EventPayload, condition: dict[str, str]) -> RemoteEvent:
         headers = {"Content-Type": "text/calendar; charset=utf-8", **condition}
+        self._wrote(event_id)
         response = self._request(self._href(event_id), "PUT", self._body(payload), headers)
         if response.status in (404, 412):
             raise StaleEtagError(f"event {event_id}: HTTP {response.status}")
@@ -538,6 +561,12 @@ class CalDAVBackend:
             )
         etag = response.headers.get("ETag")
         return RemoteEvent(id=event_id, etag=etag, session_id=payload.session_id)
+
+    def _wrote(self, event_id: str) -> None:
+        """Before a write: the first one of a run forgets the calendar's checkpoints."""
+        if not self._written and self._calendar_url is not None:
+            self.checkpoints.forget(self._calendar_url)
+        self._written[event_id] = None
 
     def create(self, payload: EventPayload) -> RemoteEvent:
         calendar = self._calendar()
@@ -550,6 +579,7 @@ class CalDAVBackend:
 
     def delete(self, event_id: str, etag: str | None) -> None:
         headers = {"If-Match": etag} if etag else {}
+        self._wrote(event_id)
         response = self._request(self._href(event_id), "DELETE", "", headers)
         if response.status == 412:
             raise StaleEtagError(f"event {event_id}: HTTP 412")
