@@ -220,3 +220,15 @@ def test_a_phone_that_puts_back_what_planctl_overwrote_is_seen(
     report = synced.sync()
     assert {a.session_id: a.kind for a in report.actions} == {12: Kind.CANCEL_LOCAL}
     assert synced.session(12).estado == "cancelada"
+
+
+def test_an_unreadable_token_file_is_a_full_listing_and_is_rewritten(
+    synced: DavWorld, proxied: CountingProxy, server: Radicale
+) -> None:
+    synced.checkpoints.write_text("{not json", encoding="utf-8")
+    _phone(synced, server).event_by_uid("sesion-13@planctl").delete()
+    report = synced.sync()
+    assert {a.session_id: a.kind for a in report.actions} == {13: Kind.CANCEL_LOCAL}
+    data = json.loads(synced.checkpoints.read_text(encoding="utf-8"))
+    assert len(data["checkpoints"]) == 1 and data["checkpoints"][0]["token"]
+    assert synced.checkpoints.stat().st_mode & 0o777 == 0o600
