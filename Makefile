@@ -3,10 +3,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
-# Parallel test workers (pytest-xdist): one per core; each file runs on one worker, so a
-# module's servers and sample databases are built once. Files go out in the order
-# tests/conftest.py gives them (files with `slow` tests first), not xdist's most-tests-first.
-TEST_WORKERS ?= auto
+# Parallel test workers (pytest-xdist): four, twice the cores of the 2-core machine the suite
+# is sized for, because much of a test's time is spent waiting on a child process, a server
+# or PostgreSQL (bench/RESULTS.md, "Test suite"). Each file runs on one worker, so a module's
+# servers and sample databases are built once. Files go out in the order tests/conftest.py
+# gives them (files with `slow` tests first), not xdist's most-tests-first.
+TEST_WORKERS ?= 4
 
 .PHONY: help install demo test lint bench clean
 

@@ -85,6 +85,7 @@ def bench_engine(
     label: str, url: str, env: dict[str, str], work: Path, changed: int, runs: int
 ) -> tuple[list[Row], dict[str, Any]]:
     from planctl.backup import create_backup
+    from planctl.backup.options import BackupOptions
     from planctl.target import Target
 
     backups = work / f"backups-{label}"
@@ -101,11 +102,11 @@ def bench_engine(
         delta_size.append(delta_backup["size"])
         change_sessions(url, changed, 2 * i + 1)
         started = time.perf_counter()
-        result = create_backup(Target.parse(url), backups, incremental=True)
+        result = create_backup(Target.parse(url), backups, BackupOptions(incremental=True))
         api_delta_t.append(time.perf_counter() - started)
         assert result.info.kind == "delta", result.full_because
         started = time.perf_counter()
-        create_backup(Target.parse(url), backups, fmt="logical")
+        create_backup(Target.parse(url), backups, BackupOptions(fmt="logical"))
         api_full_t.append(time.perf_counter() - started)
     restore_t = [
         run([PLANCTL, "-q", "backup", "restore", full_name, "--yes", "--no-safety-backup"], env=env)

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 
 from planctl.db.engine import connect
-from planctl.db.models import TABLE_NAMES, metadata
+from planctl.db.schema import TABLE_NAMES, metadata
 from planctl.target import Target
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import insert, select, text
 
 from planctl.config import Settings
 from planctl.db.engine import connect
-from planctl.db.models import Cliente, Contratacion, Formacion, Sesion, Tema, metadata
+from planctl.db.schema import clientes, contrataciones, formaciones, metadata, sesiones, temas
 from planctl.sync.backends.caldav import CalDAVBackend
 from planctl.sync.backends.simulated import SimulatedBackend, SimulatedCalendar
 from planctl.sync.options import SyncOptions
@@ -47,11 +47,13 @@ SESSIONS = [
 
 def make_tiny_planner(url: str) -> None:
     with connect(target_of(url)) as connection:
-        connection.execute(insert(Cliente), [{"id": 1, "empresa": "Ñandú, S.A.", "cif": "B1"}])
-        connection.execute(insert(Tema), [{"id": 1, "nombre": "Ofimática"}])
-        connection.execute(insert(Formacion), [{"id": 1, "tema_id": 1, "nombre": "Excel avanzado"}])
+        connection.execute(insert(clientes), [{"id": 1, "empresa": "Ñandú, S.A.", "cif": "B1"}])
+        connection.execute(insert(temas), [{"id": 1, "nombre": "Ofimática"}])
         connection.execute(
-            insert(Contratacion),
+            insert(formaciones), [{"id": 1, "tema_id": 1, "nombre": "Excel avanzado"}]
+        )
+        connection.execute(
+            insert(contrataciones),
             [
                 {
                     "id": 1,
@@ -64,7 +66,7 @@ def make_tiny_planner(url: str) -> None:
             ],
         )
         rows = [{"contratacion_id": 1, "estado": "programada", **s} for s in SESSIONS]
-        connection.execute(insert(Sesion), rows)
+        connection.execute(insert(sesiones), rows)
         if connection.dialect.name == "postgresql":
             connection.execute(text("SELECT setval('sesiones_id_seq', 100)"))
 
@@ -83,7 +85,7 @@ def add_sessions(url: str, count: int) -> None:
         for n in range(count)
     ]
     with connect(target_of(url)) as connection:
-        connection.execute(insert(Sesion), rows)
+        connection.execute(insert(sesiones), rows)
 
 
 @dataclass
@@ -143,7 +145,7 @@ class World:
 
     def session(self, session_id: int) -> Any:
         with connect(target_of(self.url)) as connection:
-            return connection.execute(select(Sesion).where(Sesion.id == session_id)).first()
+            return connection.execute(select(sesiones).where(sesiones.c.id == session_id)).first()
 
     def execute(self, sql: str, **params: Any) -> None:
         with connect(target_of(self.url)) as connection:
@@ -158,7 +160,9 @@ class World:
     def active_session_ids(self) -> set[int]:
         with connect(target_of(self.url)) as connection:
             return set(
-                connection.execute(select(Sesion.id).where(Sesion.estado != "cancelada")).scalars()
+                connection.execute(
+                    select(sesiones.c.id).where(sesiones.c.estado != "cancelada")
+                ).scalars()
             )
 
     def store_bytes(self) -> bytes | None:

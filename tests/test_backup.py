@@ -20,6 +20,7 @@ from planctl.backup import (
 )
 from planctl.backup.catalog import BackupSet, prune_plan
 from planctl.backup.compress import Compression
+from planctl.backup.options import BackupOptions, RestoreOptions
 from planctl.backup.store import BackupInfo
 from planctl.db import migrate
 from planctl.db.engine import connect
@@ -48,7 +49,7 @@ def test_backup_change_restore_gives_back_every_row(
 ) -> None:
     backups = tmp_path / "backups"
     before = table_contents(seeded_url)
-    result = create_backup(target_of(seeded_url), backups, compress=compress)
+    result = create_backup(target_of(seeded_url), backups, BackupOptions(compress=compress))
     assert result.info.row_counts["sesiones"] == len(before["sesiones"])
     assert result.info.revision == migrate.head_revision()
     _change_everything(seeded_url)
@@ -60,13 +61,17 @@ def test_backup_change_restore_gives_back_every_row(
     assert restored.safety is not None and restored.safety.reason == "pre-restore"
     assert not restored.needs_upgrade
     # the safety backup holds the changed state and can itself be restored
-    restore_backup(target_of(seeded_url), backups, restored.safety.name, safety_backup=False)
+    restore_backup(
+        target_of(seeded_url), backups, restored.safety.name, RestoreOptions(safety_backup=False)
+    )
     assert len(table_contents(seeded_url)["temas"]) == len(before["temas"]) + 1
 
 
 def test_files_metadata_and_permissions(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
-    info = create_backup(target_of(seeded_url), backups, label="Antes de la migración", keep=3).info
+    info = create_backup(
+        target_of(seeded_url), backups, BackupOptions(label="Antes de la migración", keep=3)
+    ).info
     assert stat.S_IMODE(backups.stat().st_mode) == 0o700
     data, meta = backups / info.data_file, backups / f"{info.name}.json"
     for path in (data, meta):
@@ -97,7 +102,10 @@ def test_password_is_masked_in_metadata(
 
 def test_rotation_keeps_the_newest(migrated_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "b"
-    names = [create_backup(target_of(migrated_url), backups, keep=3).info.name for _ in range(5)]
+    names = [
+        create_backup(target_of(migrated_url), backups, BackupOptions(keep=3)).info.name
+        for _ in range(5)
+    ]
     assert [i.name for i in list_backups(backups)] == list(reversed(names[-3:]))
     assert sorted(p.name for p in backups.iterdir() if not p.name.startswith(".")) == sorted(
         [f"{n}.json" for n in names[-3:]] + [i.data_file for i in list_backups(backups)]
@@ -135,7 +143,7 @@ def test_group_options_are_applied_or_refused_never_dropped(
 @pytest.mark.parametrize("keep", [0, -1])
 def test_keep_must_be_positive(migrated_url: str, tmp_path: Path, keep: int, cli: Cli) -> None:
     with pytest.raises(UsageError):
-        create_backup(target_of(migrated_url), tmp_path / "b", keep=keep)
+        create_backup(target_of(migrated_url), tmp_path / "b", BackupOptions(keep=keep))
     run = cli("backup", "--keep", str(keep), "--dir", str(tmp_path / "c"), url=migrated_url)
     assert run.exit_code == 2
     assert run.stderr.startswith("error: --keep must be at least 1")
@@ -144,7 +152,9 @@ def test_keep_must_be_positive(migrated_url: str, tmp_path: Path, keep: int, cli
 
 def test_verify_detects_a_flipped_byte(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "b"
-    info = create_backup(target_of(seeded_url), backups, compress=Compression.NONE).info
+    info = create_backup(
+        target_of(seeded_url), backups, BackupOptions(compress=Compression.NONE)
+    ).info
     assert verify_backup(backups, info.name)[0].ok
     data = backups / info.data_file
     raw = bytearray(data.read_bytes())
@@ -162,7 +172,9 @@ def test_verify_detects_a_flipped_byte(seeded_url: str, tmp_path: Path) -> None:
 def test_engine_check_catches_damage_the_checksum_cannot(seeded_url: str, tmp_path: Path) -> None:
     """A file whose metadata was rewritten to match still fails the engine's own check."""
     backups = tmp_path / "b"
-    info = create_backup(target_of(seeded_url), backups, compress=Compression.NONE).info
+    info = create_backup(
+        target_of(seeded_url), backups, BackupOptions(compress=Compression.NONE)
+    ).info
     data = backups / info.data_file
     data.write_bytes(data.read_bytes()[: info.size // 3])  # truncated
     import dataclasses
@@ -226,7 +238,7 @@ def test_lock_is_exclusive(migrated_url: str, tmp_path: Path) -> None:
 
     backups = prepare_dir(tmp_path / "b")
     with backup_lock(backups), pytest.raises(LockedError):
-        create_backup(target_of(migrated_url), backups, lock_timeout=0.2)
+        create_backup(target_of(migrated_url), backups, BackupOptions(lock_timeout=0.2))
     assert list_backups(backups) == []
 
 
@@ -427,9 +439,9 @@ def test_engine_check_runs_before_rotation(seeded_url: str, tmp_path: Path) -> N
     backups = tmp_path / "b"
     plain = create_backup(target_of(seeded_url), backups).info
     assert plain.verified_at is None
-    checked = create_backup(target_of(seeded_url), backups, keep=5).info
+    checked = create_backup(target_of(seeded_url), backups, BackupOptions(keep=5)).info
     assert checked.verified_at is not None
-    forced = create_backup(target_of(seeded_url), backups, verify=True).info
+    forced = create_backup(target_of(seeded_url), backups, BackupOptions(verify=True)).info
     assert forced.verified_at is not None
     [result] = verify_backup(backups, plain.name)
     assert result.ok and result.info.verified_at is not None
@@ -447,7 +459,7 @@ def test_sqlite_paths_with_uri_characters(tmp_path: Path) -> None:
     migrate.upgrade(target_of(url))
     seed(target_of(url))
     before = table_contents(url)
-    info = create_backup(target_of(url), odd / "backups#1", keep=2).info
+    info = create_backup(target_of(url), odd / "backups#1", BackupOptions(keep=2)).info
     assert info.row_counts["sesiones"] == 320 and info.revision == migrate.head_revision()
     with connect(target_of(url)) as connection:
         connection.execute(text("DELETE FROM sesiones"))
@@ -472,11 +484,11 @@ def test_damaged_metadata_is_reported_not_deleted(
 
 def test_safety_copies_do_not_push_real_backups_out(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "b"
-    day1 = create_backup(target_of(seeded_url), backups, label="day1").info
-    day2 = create_backup(target_of(seeded_url), backups, label="day2").info
+    day1 = create_backup(target_of(seeded_url), backups, BackupOptions(label="day1")).info
+    day2 = create_backup(target_of(seeded_url), backups, BackupOptions(label="day2")).info
     for _ in range(3):
         restore_backup(target_of(seeded_url), backups, "latest")
-    latest = create_backup(target_of(seeded_url), backups, keep=3).info
+    latest = create_backup(target_of(seeded_url), backups, BackupOptions(keep=3)).info
     names = {i.name for i in list_backups(backups)}
     assert {day1.name, day2.name, latest.name} <= names
     assert len([n for n in names if "pre-restore" in n]) == 3
@@ -493,7 +505,9 @@ def test_postgres_restore_leaves_other_applications_tables(
     with connect(target_of(pg_database)) as connection:
         connection.execute(text("CREATE TABLE other_app_invoices (id int primary key)"))
         connection.execute(text("INSERT INTO other_app_invoices VALUES (1)"))
-    restore_backup(target_of(pg_database), tmp_path / "b", safety_backup=False)
+    restore_backup(
+        target_of(pg_database), tmp_path / "b", options=RestoreOptions(safety_backup=False)
+    )
     with connect(target_of(pg_database)) as connection:
         assert connection.execute(text("SELECT count(*) FROM other_app_invoices")).scalar() == 1
 

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from planctl.backup import create_backup, load_set
 from planctl.backup.catalog import Owner
 from planctl.backup.compress import Compression
+from planctl.backup.options import BackupOptions, RestoreOptions
 from planctl.db import migrate
 from planctl.db.engine import connect
 from planctl.db.seed import seed
@@ -218,9 +219,7 @@ def test_streamed_encrypted_backup_restores(seeded_url: str, tmp_path: Path, com
     info = create_backup(
         target_of(seeded_url),
         backups,
-        keep=1,
-        compress=Compression(compress),
-        recipients=recipients,
+        BackupOptions(keep=1, compress=Compression(compress), recipients=recipients),
     ).info
     assert info.data_file.endswith(".age") and info.verified_at
     data = (backups / info.data_file).read_bytes()
@@ -230,5 +229,7 @@ def test_streamed_encrypted_backup_restores(seeded_url: str, tmp_path: Path, com
     with connect(target_of(seeded_url)) as connection:  # something for the restore to undo
         connection.execute(text("DELETE FROM sesiones WHERE id IN (1, 2, 3)"))
     assert table_contents(seeded_url) != expected
-    restore_backup(target_of(seeded_url), backups, info.name, identity=key, safety_backup=False)
+    restore_backup(
+        target_of(seeded_url), backups, info.name, RestoreOptions(identity=key, safety_backup=False)
+    )
     assert table_contents(seeded_url) == expected

@@ -26,6 +26,7 @@ from planctl.backup import (
     rotate,
     verify_backup,
 )
+from planctl.backup.options import BackupOptions, RestoreOptions
 from planctl.db import changelog, migrate
 from planctl.db.engine import connect
 from planctl.errors import NothingToDoError, UsageError, VerificationError
@@ -94,12 +95,12 @@ def change_some_rows(url: str, rng: random.Random) -> None:
 def test_every_point_of_a_chain_restores_exactly(seeded_url: str, tmp_path: Path) -> None:
     rng = random.Random(5)
     backups = tmp_path / "backups"
-    first = create_backup(target_of(seeded_url), backups, incremental=True)
+    first = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True))
     assert first.info.kind == "full" and first.full_because == "no full backup yet"
     snapshots = {first.info.name: table_contents(seeded_url)}
     for round_ in range(4):
         change_some_rows(seeded_url, rng)
-        result = create_backup(target_of(seeded_url), backups, incremental=True)
+        result = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True))
         assert result.info.kind == "delta", result.full_because
         assert result.deltas_since_full == round_ + 1
         snapshots[result.info.name] = table_contents(seeded_url)
@@ -108,18 +109,20 @@ def test_every_point_of_a_chain_restores_exactly(seeded_url: str, tmp_path: Path
     names = [i.name for i in reversed(list_backups(backups))]
     assert names == list(snapshots)
     for name in reversed(names):  # newest first, so each restore really changes the data
-        restored = restore_backup(target_of(seeded_url), backups, name, safety_backup=False)
+        restored = restore_backup(
+            target_of(seeded_url), backups, name, RestoreOptions(safety_backup=False)
+        )
         assert [link.name for link in restored.chain] == names[: names.index(name) + 1]
         assert table_contents(seeded_url) == snapshots[name], f"state after restoring {name}"
 
 
 def test_delta_holds_only_the_changed_rows(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
-    create_backup(target_of(seeded_url), backups, incremental=True)
+    create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True))
     with connect(target_of(seeded_url)) as c:
         c.execute(text("UPDATE sesiones SET notas = 'cambio' WHERE id IN (1, 2, 3)"))
         c.execute(text("DELETE FROM sesiones WHERE id = 4"))
-    info = create_backup(target_of(seeded_url), backups, incremental=True).info
+    info = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info
     assert info.kind == "delta" and info.row_counts == {"sesiones": 4}
     assert info.extra["changes"] == {"sesiones": {"upserts": 3, "deletes": 1}}
     from planctl.backup.delta import read
@@ -138,19 +141,27 @@ def test_delta_holds_only_the_changed_rows(seeded_url: str, tmp_path: Path) -> N
 def test_point_in_time_restore(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
     rng = random.Random(9)
-    full = create_backup(target_of(seeded_url), backups, incremental=True).info
+    full = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info
     states = [table_contents(seeded_url)]
     infos = [full]
     for _ in range(2):
         change_some_rows(seeded_url, rng)
-        infos.append(create_backup(target_of(seeded_url), backups, incremental=True).info)
+        infos.append(
+            create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info
+        )
         states.append(table_contents(seeded_url))
     change_some_rows(seeded_url, rng)
     between = infos[1].created_at + (infos[2].created_at - infos[1].created_at) / 2
     assert find_at(backups, between).name == infos[1].name
-    restore_backup(target_of(seeded_url), backups, at=between, safety_backup=False)
+    restore_backup(
+        target_of(seeded_url), backups, options=RestoreOptions(at=between, safety_backup=False)
+    )
     assert table_contents(seeded_url) == states[1]
-    restore_backup(target_of(seeded_url), backups, at=infos[2].created_at, safety_backup=False)
+    restore_backup(
+        target_of(seeded_url),
+        backups,
+        options=RestoreOptions(at=infos[2].created_at, safety_backup=False),
+    )
     assert table_contents(seeded_url) == states[2]
     with pytest.raises(NothingToDoError, match="at or before"):
         find_at(backups, full.created_at - dt.timedelta(seconds=1))
@@ -166,10 +177,10 @@ def test_parse_moment() -> None:
 
 def _three_links(url: str, backups: Path) -> list[Any]:
     rng = random.Random(3)
-    infos = [create_backup(target_of(url), backups, incremental=True).info]
+    infos = [create_backup(target_of(url), backups, BackupOptions(incremental=True)).info]
     for _ in range(3):
         change_some_rows(url, rng)
-        infos.append(create_backup(target_of(url), backups, incremental=True).info)
+        infos.append(create_backup(target_of(url), backups, BackupOptions(incremental=True)).info)
     return infos
 
 
@@ -185,10 +196,10 @@ def test_corrupted_delta_breaks_the_chain_by_name(seeded_url: str, tmp_path: Pat
     assert results[full.name].ok and results[d1.name].ok
     assert not results[d2.name].ok and d2.data_file in (results[d2.name].problem or "")
     with pytest.raises(VerificationError, match=d2.data_file):
-        restore_backup(target_of(seeded_url), backups, d3.name, safety_backup=False)
+        restore_backup(target_of(seeded_url), backups, d3.name, RestoreOptions(safety_backup=False))
     assert table_contents(seeded_url) == before  # refused before any write
     # The links before the damage still restore.
-    restore_backup(target_of(seeded_url), backups, d1.name, safety_backup=False)
+    restore_backup(target_of(seeded_url), backups, d1.name, RestoreOptions(safety_backup=False))
 
 
 def test_missing_delta_breaks_the_chain_by_name(seeded_url: str, tmp_path: Path) -> None:
@@ -198,14 +209,14 @@ def test_missing_delta_breaks_the_chain_by_name(seeded_url: str, tmp_path: Path)
     (backups / d2.data_file).unlink()
     before = table_contents(seeded_url)
     with pytest.raises(VerificationError, match=f"parent {d2.name} is missing"):
-        restore_backup(target_of(seeded_url), backups, d3.name, safety_backup=False)
+        restore_backup(target_of(seeded_url), backups, d3.name, RestoreOptions(safety_backup=False))
     assert table_contents(seeded_url) == before
     bad = [r for r in verify_backup(backups, all_backups=True) if not r.ok]
     assert [r.info.name for r in bad] == [d3.name]
     # A missing data file (metadata still there) is named too.
     (backups / d1.data_file).unlink()
     with pytest.raises(VerificationError, match=d1.data_file):
-        restore_backup(target_of(seeded_url), backups, d1.name, safety_backup=False)
+        restore_backup(target_of(seeded_url), backups, d1.name, RestoreOptions(safety_backup=False))
 
 
 def test_max_deltas_then_full_resets_the_count(seeded_url: str, tmp_path: Path) -> None:
@@ -214,7 +225,9 @@ def test_max_deltas_then_full_resets_the_count(seeded_url: str, tmp_path: Path) 
     for i in range(7):
         with connect(target_of(seeded_url)) as c:
             c.execute(text("UPDATE sesiones SET notas = :n WHERE id = 1"), {"n": str(i)})
-        result = create_backup(target_of(seeded_url), backups, incremental=True, max_deltas=2)
+        result = create_backup(
+            target_of(seeded_url), backups, BackupOptions(incremental=True, max_deltas=2)
+        )
         kinds.append((result.info.kind, result.deltas_since_full))
     assert kinds == [
         ("full", 0),
@@ -227,20 +240,23 @@ def test_max_deltas_then_full_resets_the_count(seeded_url: str, tmp_path: Path) 
     ]
     assert "--max-deltas 2" in (result.full_because or "")
     with pytest.raises(UsageError):
-        create_backup(target_of(seeded_url), backups, incremental=True, max_deltas=0)
+        create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True, max_deltas=0))
 
 
 def test_anything_but_the_newest_backup_as_anchor_means_a_full(
     seeded_url: str, tmp_path: Path
 ) -> None:
     backups, elsewhere = tmp_path / "backups", tmp_path / "elsewhere"
-    create_backup(target_of(seeded_url), backups, incremental=True)
+    create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True))
     create_backup(target_of(seeded_url), elsewhere)  # a full elsewhere moves the anchor away
-    result = create_backup(target_of(seeded_url), backups, incremental=True)
+    result = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True))
     assert result.info.kind == "full" and "not to the newest backup" in (result.full_because or "")
-    assert create_backup(target_of(seeded_url), backups, incremental=True).info.kind == "delta"
-    restore_backup(target_of(seeded_url), backups, "latest", safety_backup=False)
-    after_restore = create_backup(target_of(seeded_url), backups, incremental=True)
+    assert (
+        create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info.kind
+        == "delta"
+    )
+    restore_backup(target_of(seeded_url), backups, "latest", RestoreOptions(safety_backup=False))
+    after_restore = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True))
     assert after_restore.info.kind == "full" and "after a restore" in (
         after_restore.full_because or ""
     )
@@ -252,34 +268,40 @@ def test_plain_full_backups_keep_the_change_log_small(seeded_url: str, tmp_path:
     create_backup(target_of(seeded_url), tmp_path / "b")
     with connect(target_of(seeded_url)) as c:
         assert c.execute(text(f"SELECT count(*) FROM {changelog.LOG_TABLE}")).scalar_one() == 0
-    create_backup(target_of(seeded_url), tmp_path / "b", fmt="logical")  # the logical full too
+    create_backup(
+        target_of(seeded_url), tmp_path / "b", BackupOptions(fmt="logical")
+    )  # the logical full too
     with connect(target_of(seeded_url)) as c:
         c.execute(text("UPDATE temas SET nombre = nombre || '!' WHERE id = 1"))
-    delta = create_backup(target_of(seeded_url), tmp_path / "b", incremental=True).info
+    delta = create_backup(
+        target_of(seeded_url), tmp_path / "b", BackupOptions(incremental=True)
+    ).info
     assert delta.kind == "delta" and delta.row_counts == {"temas": 1}
 
 
 def test_logical_full_at_the_root_of_a_chain(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
-    create_backup(target_of(seeded_url), backups, incremental=True, fmt="logical")
+    create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True, fmt="logical"))
     change_some_rows(seeded_url, random.Random(1))
-    info = create_backup(target_of(seeded_url), backups, incremental=True).info
+    info = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info
     expected = table_contents(seeded_url)
     change_some_rows(seeded_url, random.Random(2))
-    result = restore_backup(target_of(seeded_url), backups, info.name, safety_backup=False)
+    result = restore_backup(
+        target_of(seeded_url), backups, info.name, RestoreOptions(safety_backup=False)
+    )
     assert result.chain[0].engine == "logical"
     assert table_contents(seeded_url) == expected
 
 
 def test_apply_delta_api(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
-    full = create_backup(target_of(seeded_url), backups, incremental=True).info
+    full = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info
     with connect(target_of(seeded_url)) as c:
         c.execute(text("UPDATE sesiones SET notas = 'api' WHERE id IN (1, 2)"))
         c.execute(text("DELETE FROM sesiones WHERE id = 3"))
-    delta = create_backup(target_of(seeded_url), backups, incremental=True).info
+    delta = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info
     expected = table_contents(seeded_url)
-    restore_backup(target_of(seeded_url), backups, full.name, safety_backup=False)
+    restore_backup(target_of(seeded_url), backups, full.name, RestoreOptions(safety_backup=False))
     assert table_contents(seeded_url) != expected
     assert apply_delta(target_of(seeded_url), backups / delta.data_file) == 3
     assert table_contents(seeded_url) == expected
@@ -291,7 +313,7 @@ def test_a_delta_that_swaps_unique_values_restores(seeded_url: str, tmp_path: Pa
     """Two clients exchange their CIF, two topics their names, two contracts their
     expediente: upserted row by row, the first row would collide with the second."""
     backups = tmp_path / "backups"
-    full = create_backup(target_of(seeded_url), backups, incremental=True).info
+    full = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info
     swaps = [("clientes", "cif"), ("temas", "nombre"), ("contrataciones", "expediente")]
     with connect(target_of(seeded_url)) as c:
         c.execute(text("UPDATE formaciones SET nivel = NULL WHERE id IN (1, 2)"))
@@ -305,12 +327,12 @@ def test_a_delta_that_swaps_unique_values_restores(seeded_url: str, tmp_path: Pa
         c.execute(text("UPDATE formaciones SET nombre = '~' WHERE id = 1"))
         c.execute(text("UPDATE formaciones SET nombre = :v WHERE id = 2"), {"v": n1[0]})
         c.execute(text("UPDATE formaciones SET nombre = :v WHERE id = 1"), {"v": n2[0]})
-    delta = create_backup(target_of(seeded_url), backups, incremental=True).info
+    delta = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info
     assert delta.kind == "delta"
     expected = table_contents(seeded_url)
-    restore_backup(target_of(seeded_url), backups, full.name, safety_backup=False)
+    restore_backup(target_of(seeded_url), backups, full.name, RestoreOptions(safety_backup=False))
     assert table_contents(seeded_url) != expected
-    restore_backup(target_of(seeded_url), backups, delta.name, safety_backup=False)
+    restore_backup(target_of(seeded_url), backups, delta.name, RestoreOptions(safety_backup=False))
     assert table_contents(seeded_url) == expected
 
 
@@ -319,7 +341,7 @@ def test_rotation_keeps_and_drops_chains_whole(seeded_url: str, tmp_path: Path) 
     for i in range(5):  # chains: full+delta, full+delta, full
         with connect(target_of(seeded_url)) as c:
             c.execute(text("UPDATE temas SET nombre = :n WHERE id = 1"), {"n": f"t{i}"})
-        create_backup(target_of(seeded_url), backups, incremental=True, max_deltas=1)
+        create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True, max_deltas=1))
     removed = rotate(backups, 2)
     assert [i.kind for i in removed] == ["delta", "full"]  # the oldest chain, deltas first
     kinds = [i.kind for i in reversed(list_backups(backups))]
@@ -329,27 +351,30 @@ def test_rotation_keeps_and_drops_chains_whole(seeded_url: str, tmp_path: Path) 
 
 def test_schema_change_or_truncate_forces_a_full(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
-    create_backup(target_of(seeded_url), backups, incremental=True)
+    create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True))
     migrate.downgrade(
         target_of(seeded_url), "4150a15fd00a"
     )  # the change log goes with its revision
     with connect(target_of(seeded_url)) as c:
         assert not changelog.installed(c)
-    result = create_backup(target_of(seeded_url), backups, incremental=True)
+    result = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True))
     assert result.info.kind == "full" and "no change log" in (result.full_because or "")
     migrate.upgrade(target_of(seeded_url))
     with connect(target_of(seeded_url)) as c:
         assert changelog.installed(c)
     create_backup(
-        target_of(seeded_url), backups, incremental=True
+        target_of(seeded_url), backups, BackupOptions(incremental=True)
     )  # full: the anchor restarted empty
     with connect(target_of(seeded_url)) as c:
         c.execute(text("UPDATE sesiones SET notas = 'after upgrade' WHERE id = 1"))
-    assert create_backup(target_of(seeded_url), backups, incremental=True).info.kind == "delta"
+    assert (
+        create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info.kind
+        == "delta"
+    )
     if seeded_url.startswith("postgresql"):
         with connect(target_of(seeded_url)) as c:
             c.execute(text("TRUNCATE adjuntos"))
-        result = create_backup(target_of(seeded_url), backups, incremental=True)
+        result = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True))
         assert result.info.kind == "full" and "TRUNCATE" in (result.full_because or "")
 
 
@@ -433,10 +458,12 @@ def test_killed_delta_run_leaves_a_valid_set_and_a_full_next(
     # The delta was published before the kill, the log was not consumed: the set
     # is valid, and the next run cannot chain on a log it never emptied.
     assert all(r.ok for r in verify_backup(backups, all_backups=True))
-    nxt = create_backup(target_of(seeded_url), backups, incremental=True)
+    nxt = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True))
     assert nxt.info.kind == "full" and "not to the newest backup" in (nxt.full_because or "")
     crashed_delta = next(i for i in list_backups(backups) if i.kind == "delta")
-    restore_backup(target_of(seeded_url), backups, crashed_delta.name, safety_backup=False)
+    restore_backup(
+        target_of(seeded_url), backups, crashed_delta.name, RestoreOptions(safety_backup=False)
+    )
     assert table_contents(seeded_url) == expected
 
 
@@ -453,7 +480,7 @@ def test_postgres_commit_during_a_delta_waits_for_the_next(
     migrate.upgrade(target_of(pg_database))
     seed(target_of(pg_database))
     backups = tmp_path / "backups"
-    create_backup(target_of(pg_database), backups, incremental=True)
+    create_backup(target_of(pg_database), backups, BackupOptions(incremental=True))
     with connect(target_of(pg_database)) as c:
         c.execute(text("UPDATE sesiones SET notas = 'in the delta' WHERE id = 1"))
     env = planctl_env(pg_database, backups, tmp_path / "logs")
@@ -472,7 +499,7 @@ def test_postgres_commit_during_a_delta_waits_for_the_next(
     assert process.returncode == 0, err
     first = next(i for i in list_infos(backups) if i.kind == "delta")
     assert first.row_counts == {"sesiones": 1}
-    second = create_backup(target_of(pg_database), backups, incremental=True).info
+    second = create_backup(target_of(pg_database), backups, BackupOptions(incremental=True)).info
     assert second.kind == "delta" and second.row_counts == {"sesiones": 1}
     from planctl.backup.delta import read
 

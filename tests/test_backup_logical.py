@@ -18,14 +18,17 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, text
 
-from planctl.backup import codec, logical_engine
+from planctl.backup import codec
 from planctl.backup.compress import Compression
+from planctl.backup.logical_engine import LogicalEngine, read_header
+from planctl.backup.options import BackupOptions
 from planctl.backup.store import BackupError
 from planctl.db import migrate
 from planctl.db.engine import connect
-from planctl.db.models import TABLE_NAMES, metadata
+from planctl.db.schema import TABLE_NAMES, metadata
 from planctl.db.seed import seed
 from planctl.errors import VerificationError
+from planctl.hooks import Hooks
 
 from .helpers import table_contents, target_of
 
@@ -37,12 +40,18 @@ def _dump(
     url: str, path: Path, compressed: Compression = Compression.NONE
 ) -> tuple[str | None, dict[str, int]]:
     path.touch()  # the caller (the backup service) hands over an existing empty file
-    result = logical_engine.dump(target_of(url), path, compressed)
-    return result.revision, result.row_counts
+    dumped = LogicalEngine().dump(target_of(url), path, compressed=compressed, verify=False)
+    return dumped.result.revision, dumped.result.row_counts
 
 
 def _restore(url: str, path: Path, compressed: Compression = Compression.NONE) -> None:
-    logical_engine.restore(target_of(url), path, compressed, NAME)
+    with open(path, "rb") as source:
+        LogicalEngine().restore(target_of(url), source, compressed, NAME)
+
+
+def _check(path: Path, compressed: Compression) -> None:
+    with open(path, "rb") as source:
+        LogicalEngine().check(source, compressed, NAME)
 
 
 def _sqlite_url(path: Path) -> str:
@@ -102,12 +111,12 @@ def test_dump_change_restore_gives_back_every_row(
     seeded_url: str, tmp_path: Path, compressed: Compression
 ) -> None:
     before = table_contents(seeded_url)
-    path = tmp_path / ("dump" + logical_engine.data_suffix(compressed))
+    path = tmp_path / ("dump" + LogicalEngine().data_suffix(compressed))
     revision, counts = _dump(seeded_url, path, compressed)
     assert revision == migrate.head_revision()
     assert counts == {name: len(rows) for name, rows in before.items()}
     assert counts["sesiones"] == 320
-    logical_engine.check(path, compressed, tmp_path, NAME)
+    _check(path, compressed)
 
     _change_everything(seeded_url)
     assert table_contents(seeded_url) != before
@@ -116,8 +125,8 @@ def test_dump_change_restore_gives_back_every_row(
 
 
 def test_data_suffix() -> None:
-    assert logical_engine.data_suffix(Compression.GZIP) == ".jsonl.gz"
-    assert logical_engine.data_suffix(Compression.NONE) == ".jsonl"
+    assert LogicalEngine().data_suffix(Compression.GZIP) == ".jsonl.gz"
+    assert LogicalEngine().data_suffix(Compression.NONE) == ".jsonl"
 
 
 def test_sqlite_to_postgresql_and_back(tmp_path: Path, pg_database: str, pg_admin_url: str) -> None:
@@ -323,9 +332,9 @@ def test_dump_is_one_snapshot(
 
     path = tmp_path / "dump.jsonl"
     path.touch()
-    counts = logical_engine.dump(
-        target_of(seeded_url), path, Compression.NONE, checkpoint=write_meanwhile
-    ).row_counts
+    engine = LogicalEngine(Hooks(checkpoint=write_meanwhile))
+    dumped = engine.dump(target_of(seeded_url), path, compressed=Compression.NONE, verify=False)
+    counts = dumped.result.row_counts
     assert written  # the other connection did commit in the middle of the dump
     assert counts["sesiones"] == 320 and counts["temas"] == len(before["temas"])
     _restore(seeded_url, path)
@@ -362,7 +371,7 @@ def test_file_is_json_lines_and_no_pickle(seeded_url: str, tmp_path: Path) -> No
         _lines(packed, compressed=Compression.GZIP)[1:-1] == values[1:-1]
     )  # all but created, digest
     assert packed.read_bytes()[3] & 0x08 == 0  # FNAME flag unset
-    assert logical_engine.read_header(packed, Compression.GZIP, NAME).tables == TABLE_NAMES
+    assert read_header(packed, Compression.GZIP, NAME).tables == TABLE_NAMES
 
 
 # --- codec ------------------------------------------------------------------------------------
@@ -481,7 +490,7 @@ def test_a_logical_backup_from_before_the_english_bookkeeping_restores(
     assert isinstance(before, str)
     migrate.downgrade(target_of(seeded_url), before)
     backups = tmp_path / "backups"
-    info = create_backup(target_of(seeded_url), backups, fmt="logical").info
+    info = create_backup(target_of(seeded_url), backups, BackupOptions(fmt="logical")).info
     assert info.revision == before and set(info.row_counts) == set(TABLE_NAMES)
     expected = table_contents(seeded_url)
     migrate.upgrade(target_of(seeded_url))
@@ -618,10 +627,10 @@ def test_check_catches_damage(sample: Path, tmp_path: Path, case: str) -> None:
     compressed, damage, problem = DAMAGE[case]
     path = tmp_path / ("copy.jsonl.gz" if compressed is Compression.GZIP else "copy.jsonl")
     shutil.copy(sample / path.name.replace("copy", "demo"), path)
-    logical_engine.check(path, compressed, tmp_path, NAME)  # intact
+    _check(path, compressed)  # intact
     damage(path)
     with pytest.raises(VerificationError) as caught:
-        logical_engine.check(path, compressed, tmp_path, NAME)
+        _check(path, compressed)
     assert f"backup {NAME}" in caught.value.message
     assert problem in caught.value.message
     assert caught.value.hint
@@ -658,11 +667,12 @@ def test_killed_restore_leaves_the_database_unchanged(seeded_url: str, tmp_path:
     changed = table_contents(seeded_url)
     code = (
         "import os, signal, sys; from pathlib import Path; "
-        "from planctl.backup import logical_engine as l; from planctl.target import Target; "
+        "from planctl.backup.logical_engine import LogicalEngine; "
+        "from planctl.target import Target; from planctl.hooks import Hooks; "
         "from planctl.backup.compress import Compression; "
         "crash = lambda stage: stage == 'logical-restored' and os.kill(os.getpid(), 9); "
-        "l.restore(Target.parse(sys.argv[1]), Path(sys.argv[2]), Compression.NONE, 'x', "
-        "checkpoint=crash)"
+        "LogicalEngine(Hooks(crash)).restore(Target.parse(sys.argv[1]), open(sys.argv[2], 'rb'), "
+        "Compression.NONE, 'x')"
     )
     done = subprocess.run([sys.executable, "-c", code, seeded_url, str(path)], capture_output=True)
     assert done.returncode == -9, done.stderr
@@ -684,10 +694,12 @@ def test_dump_memory_stays_flat(tmp_path: Path) -> None:
         target.touch()
         code = (
             "import resource, sys; from pathlib import Path; "
-            "from planctl.backup import logical_engine as l; from planctl.target import Target; "
+            "from planctl.backup.logical_engine import LogicalEngine; "
+            "from planctl.target import Target; "
             "from planctl.backup.compress import Compression; "
             "target = Target.parse(sys.argv[1]); "
-            "print(l.dump(target, Path(sys.argv[2]), Compression.GZIP).row_counts['sesiones']); "
+            "done = LogicalEngine().dump(target, Path(sys.argv[2]), compressed=Compression.GZIP, "
+            "verify=False); print(done.result.row_counts['sesiones']); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
         )
         done = subprocess.run(
@@ -699,5 +711,5 @@ def test_dump_memory_stays_flat(tmp_path: Path) -> None:
         dumped, peak = (int(v) for v in done.stdout.split())
         assert dumped == scale
         peaks.append(peak)
-        logical_engine.check(target, Compression.GZIP, tmp_path, NAME)
+        _check(target, Compression.GZIP)
     assert peaks[1] < peaks[0] * 1.15, peaks  # kB; 10x the rows, about the same memory

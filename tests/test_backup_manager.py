@@ -15,6 +15,8 @@ import pytest
 from sqlalchemy import text
 
 from planctl.backup import BackupManager, list_backups
+from planctl.backup.manager import Schedule
+from planctl.backup.options import BackupOptions, RestoreOptions
 from planctl.db.engine import connect
 from planctl.errors import PlanctlError
 from tests.helpers import planctl_env, spawn_planctl, table_contents, wait_until
@@ -43,9 +45,8 @@ def test_interval_and_min_interval_throttling(seeded_url: str, tmp_path: Path) -
     manager = BackupManager(
         target_of(seeded_url),
         tmp_path / "b",
-        backup_interval=300,
-        min_backup_interval=5.0,
-        incremental=True,
+        BackupOptions(incremental=True),
+        Schedule(interval=300, min_interval=5.0),
         clock=clock,
     )
     first = manager.run_pending()  # nothing yet: due at once
@@ -80,8 +81,7 @@ def test_max_deltas_before_full(seeded_url: str, tmp_path: Path) -> None:
     manager = BackupManager(
         target_of(seeded_url),
         tmp_path / "b",
-        incremental=True,
-        max_deltas_before_full=2,
+        BackupOptions(incremental=True, max_deltas=2),
         clock=FakeClock(),
     )
     kinds = []
@@ -103,8 +103,7 @@ def test_failure_callback_counts_and_backs_off(tmp_path: Path) -> None:
     manager = BackupManager(
         target_of(missing),
         tmp_path / "b",
-        backup_interval=60,
-        min_backup_interval=2,
+        schedule=Schedule(interval=60, min_interval=2),
         on_backup_failure=lambda error, count: calls.append((str(error), count)),
         clock=clock,
     )
@@ -156,10 +155,8 @@ def test_thread_notices_changes_by_itself(seeded_url: str, tmp_path: Path) -> No
     manager = BackupManager(
         target_of(seeded_url),
         tmp_path / "b",
-        backup_interval=3600,
-        min_backup_interval=0.2,
-        incremental=True,
-        poll_interval=0.1,
+        BackupOptions(incremental=True),
+        Schedule(interval=3600, min_interval=0.2, poll_interval=0.1),
     )
     manager.start()
     try:
@@ -237,7 +234,7 @@ def test_watch_process(tmp_path: Path, signum: int) -> None:
     # The chain restores to the state the delta saw.
     from planctl.backup import restore_backup
 
-    restore_backup(target_of(url), backups, delta.name, safety_backup=False)
+    restore_backup(target_of(url), backups, delta.name, RestoreOptions(safety_backup=False))
     assert table_contents(url) == expected
 
 

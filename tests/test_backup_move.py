@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import text
 
 from planctl.backup import create_backup, list_backups, restore_backup, verify_backup
+from planctl.backup.options import BackupOptions
 from planctl.db import migrate
 from planctl.db.engine import connect
 from planctl.db.seed import seed
@@ -74,7 +75,7 @@ def test_logical_backup_moves_sqlite_to_postgresql(
 def test_logical_restore_into_the_same_database(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "b"
     before = table_contents(seeded_url)
-    info = create_backup(target_of(seeded_url), backups, fmt="logical", keep=2).info
+    info = create_backup(target_of(seeded_url), backups, BackupOptions(fmt="logical", keep=2)).info
     assert info.verified_at is not None
     with connect(target_of(seeded_url)) as connection:
         connection.execute(text("DELETE FROM sesiones WHERE id > 10"))
@@ -90,7 +91,7 @@ def test_password_in_target_is_warned_and_masked(
     seed(target_of(source))
     migrate.upgrade(target_of(pg_database))
     backups = tmp_path / "b"
-    create_backup(target_of(source), backups, fmt="logical")
+    create_backup(target_of(source), backups, BackupOptions(fmt="logical"))
     target = pg_database.replace(
         "postgres@", "postgres:VisibleSecret1@", 1
     )  # trust auth ignores it
@@ -124,7 +125,7 @@ def test_target_at_another_revision_is_refused_before_any_write(
     migrate.upgrade(target_of(source))
     seed(target_of(source))
     backups = tmp_path / "b"
-    create_backup(target_of(source), backups, fmt="logical")
+    create_backup(target_of(source), backups, BackupOptions(fmt="logical"))
     run = cli(
         "backup", "restore", "--target", pg_database, "--yes", "--dir", str(backups), url=source
     )

@@ -18,6 +18,7 @@ import pytest
 
 from planctl.backup import list_backups, verify_backup
 from planctl.backup.catalog import CHECKSUM_CACHE, LAST_RUN_FILE
+from planctl.backup.options import RestoreOptions
 from planctl.backup.store import LOCK_NAME
 from planctl.db import migrate
 from planctl.db.seed import seed
@@ -273,7 +274,7 @@ def test_sqlite_restore_leaves_no_stale_wal_to_replay(tmp_path: Path) -> None:
     holder.execute("UPDATE clientes SET empresa = 'Cambiada'")
     assert Path(f"{db}-wal").stat().st_size > 0
 
-    restore_backup(target_of(url), backups, safety_backup=False)
+    restore_backup(target_of(url), backups, options=RestoreOptions(safety_backup=False))
     assert table_contents(url) == expected
     # the program that held the database open sees the restored data too
     assert holder.execute("SELECT count(*) FROM sesiones").fetchone()[0] == len(

@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from planctl.backup import create_backup, load_set, restore_backup, verify_backup
 from planctl.backup.compress import Compression
+from planctl.backup.options import BackupOptions, RestoreOptions
 from planctl.db.engine import connect
 
 from .helpers import planctl_env, run_planctl, spawn_planctl, table_contents, target_of
@@ -56,13 +57,13 @@ def _add_sync_state(url: str, session: int, remote: str) -> None:
 
 def _chain(url: str, backups: Path) -> tuple[str, dict[str, list[tuple[object, ...]]]]:
     """A full and two deltas; the name of the last delta and the state it holds."""
-    create_backup(target_of(url), backups, incremental=True)
+    create_backup(target_of(url), backups, BackupOptions(incremental=True))
     _touch_sessions(url, "first delta")
     _add_sync_state(url, 1, "evento-1")
-    create_backup(target_of(url), backups, incremental=True)
+    create_backup(target_of(url), backups, BackupOptions(incremental=True))
     _touch_sessions(url, "second delta", "4, 5")
     _add_sync_state(url, 2, "evento-2")
-    last = create_backup(target_of(url), backups, incremental=True).info
+    last = create_backup(target_of(url), backups, BackupOptions(incremental=True)).info
     assert last.kind == "delta"
     return last.name, table_contents(url)
 
@@ -161,7 +162,7 @@ def test_incremental_keep_1_on_a_damaged_full_keeps_a_restorable_backup(
     newest = backups_set.newest_restorable()
     assert newest is not None and newest.kind == "full" and newest.name != full.name
     _touch_sessions(seeded_url, "to be undone")
-    restore_backup(target_of(seeded_url), backups, "latest", safety_backup=False)
+    restore_backup(target_of(seeded_url), backups, "latest", RestoreOptions(safety_backup=False))
     assert table_contents(seeded_url) == expected
 
 
@@ -172,7 +173,7 @@ def test_rotation_counts_only_restorable_chains(seeded_url: str, tmp_path: Path)
     garbled = create_backup(target_of(seeded_url), backups).info
     _corrupt(backups / damaged.data_file)
     (backups / f"{garbled.name}.json").write_text("{not json")
-    create_backup(target_of(seeded_url), backups, keep=2)
+    create_backup(target_of(seeded_url), backups, BackupOptions(keep=2))
     names = {i.name for i in load_set(backups).infos}
     assert good.name in names  # the second restorable chain: kept
     assert load_set(backups).restorable_chains() == 2
@@ -182,9 +183,9 @@ def test_rotation_counts_only_restorable_chains(seeded_url: str, tmp_path: Path)
 
 def test_cleanup_keeps_a_data_file_that_deltas_still_need(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
-    full = create_backup(target_of(seeded_url), backups, incremental=True).info
+    full = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info
     _touch_sessions(seeded_url, "d1")
-    create_backup(target_of(seeded_url), backups, incremental=True)
+    create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True))
     (backups / f"{full.name}.json").unlink()  # the full's metadata is lost
     result = create_backup(target_of(seeded_url), backups)
     assert (backups / full.data_file).exists()
@@ -199,10 +200,12 @@ def test_safety_copies_are_never_rotated_out(seeded_url: str, tmp_path: Path) ->
     assert first_safety is not None
     for _ in range(3):
         restore_backup(target_of(seeded_url), backups, "latest")
-        create_backup(target_of(seeded_url), backups, keep=1)
+        create_backup(target_of(seeded_url), backups, BackupOptions(keep=1))
     assert first_safety.name in {i.name for i in load_set(backups).infos}
     _touch_sessions(seeded_url, "gone")
-    restore_backup(target_of(seeded_url), backups, first_safety.name, safety_backup=False)
+    restore_backup(
+        target_of(seeded_url), backups, first_safety.name, RestoreOptions(safety_backup=False)
+    )
     assert table_contents(seeded_url) == original
 
 
@@ -248,7 +251,7 @@ def test_a_backup_of_another_database_is_refused(
     before = table_contents(seeded_url)
     env = _env(seeded_url, tmp_path)
     if foreign.engine != load_set(backups).infos[0].engine:
-        foreign = create_backup(target_of(other), backups, fmt="logical").info
+        foreign = create_backup(target_of(other), backups, BackupOptions(fmt="logical")).info
 
     done = run_planctl("backup", "restore", foreign.name, "--yes", env=env)
     assert done.returncode == 1 and "another database" in done.stderr
@@ -414,7 +417,7 @@ def test_sqlite_restore_gives_up_on_a_lock_holder_and_names_the_cause(tmp_path: 
     migrate.upgrade(target_of(url))
     seed(target_of(url))
     backups = tmp_path / "backups"
-    info = create_backup(target_of(url), backups, compress=Compression.NONE).info
+    info = create_backup(target_of(url), backups, BackupOptions(compress=Compression.NONE)).info
     _touch_sessions(url, "held")
     before = table_contents(url)
     holder = subprocess.Popen(
@@ -432,9 +435,12 @@ def test_sqlite_restore_gives_up_on_a_lock_holder_and_names_the_cause(tmp_path: 
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         started = time.monotonic()
         expected = f"gave up after waiting 2 s(.|\n)*pid {holder.pid} .*holds the write lock"
-        with pytest.raises(LockedError, match=expected):
+        with (
+            pytest.raises(LockedError, match=expected),
+            open(backups / info.data_file, "rb") as source,
+        ):
             SqliteEngine(lock_deadline=2).restore(
-                target_of(url), backups / info.data_file, Compression.NONE, info.name
+                target_of(url), source, Compression.NONE, info.name
             )
         assert time.monotonic() - started < 15
     finally:
@@ -479,9 +485,9 @@ def test_damaged_metadata_is_a_verification_failure(seeded_url: str, tmp_path: P
 
 def test_verify_all_names_a_delta_whose_full_is_damaged(seeded_url: str, tmp_path: Path) -> None:
     backups = tmp_path / "backups"
-    full = create_backup(target_of(seeded_url), backups, incremental=True).info
+    full = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info
     _touch_sessions(seeded_url, "d1")
-    child = create_backup(target_of(seeded_url), backups, incremental=True).info
+    child = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info
     _corrupt(backups / full.data_file)
     done = run_planctl("backup", "verify", "--all", env=_env(seeded_url, tmp_path))
     assert done.returncode == 5

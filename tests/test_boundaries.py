@@ -202,3 +202,112 @@ def test_the_url_rule_sees_a_database_url_parameter() -> None:
         "c(db_url: ?)",
     ]
     assert url_parameters("def e(url: str) -> None: ...\n", "planctl/backup/remote/s3.py") == []
+
+
+# --- no import cycle among the backup modules -------------------------------------------------
+
+
+def runtime_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """The import statements that run: everywhere (functions included) except inside an
+    ``if TYPE_CHECKING:`` block, which only the type checker reads."""
+    found: list[ast.Import | ast.ImportFrom] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for branch in node.orelse:
+                visit(branch)
+            return
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found.append(node)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def module_edges(package: str) -> dict[str, set[str]]:
+    """``module -> the modules of *package* it imports`` when it runs (lazy imports
+    included, type-only ones not).
+
+    ``from a import b`` is an edge to ``a.b`` when that is a module, else to ``a``.
+    A package's ``__init__`` importing its own submodules (re-exports, dispatch to
+    an implementation) is the package's API, not a dependency: no edge.
+    """
+    directory = PACKAGE_ROOT.joinpath(*package.split(".")[1:])
+    paths = {module_name(path): path for path in sorted(directory.rglob("*.py"))}
+    edges: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        targets: set[str] = set()
+        for node in runtime_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package_of(path).rsplit(".", node.level - 1)[0]
+                    base = f"{anchor}.{base}" if base else anchor
+                for alias in node.names:
+                    child = f"{base}.{alias.name}"
+                    targets.add(child if child in paths else base)
+        own_package = path.name == "__init__.py"
+        edges[name] = {
+            target
+            for target in targets & paths.keys()
+            if target != name and not (own_package and target.startswith(name + "."))
+        }
+    return edges
+
+
+def import_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Each cycle found by a depth-first walk, as ``[a, b, …, a]``."""
+    cycles: list[list[str]] = []
+    state: dict[str, str] = {}  # "open" on the current path, "done" when fully walked
+    path: list[str] = []
+
+    def walk(node: str) -> None:
+        state[node] = "open"
+        path.append(node)
+        for target in sorted(edges.get(node, ())):
+            if state.get(target) == "open":
+                cycles.append([*path[path.index(target) :], target])
+            elif target not in state:
+                walk(target)
+        path.pop()
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            walk(node)
+    return cycles
+
+
+def test_the_backup_modules_import_no_cycle() -> None:
+    """create, restore, verify, offsite, cron and the engines form a layered graph (issue
+    19: create ↔ offsite ↔ verify was a circle), lazy imports included."""
+    edges = module_edges("planctl.backup")
+    assert {"planctl.backup.create", "planctl.backup.offsite", "planctl.backup.verify"} <= set(
+        edges
+    )
+    assert import_cycles(edges) == []
+
+
+def test_the_cycle_check_finds_a_cycle_and_resolves_submodules() -> None:
+    """The checker itself: a lazy import closing a circle is found; ``from pkg import mod``
+    points at the module, not at the package."""
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []
+    edges = module_edges("planctl.backup")
+    assert (
+        "planctl.backup.delta" in edges["planctl.backup.create"]
+    )  # from planctl.backup import delta
+    assert "planctl.backup" not in edges["planctl.backup.create"]
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from planctl.backup.remote import RemoteStore\n"
+        "def later():\n"
+        "    from planctl.backup import delta\n"
+    )
+    names = {n.module for n in runtime_imports(ast.parse(source)) if isinstance(n, ast.ImportFrom)}
+    assert names == {"typing", "planctl.backup"}

@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from planctl.db import migrate
 from planctl.db.bulk import load_rows, raw_cursor
 from planctl.db.engine import connect, make_engine
-from planctl.db.models import metadata
+from planctl.db.schema import metadata
 from planctl.errors import DatabaseError
 from planctl.failures import Failure, classify
 

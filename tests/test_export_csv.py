@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import insert, text
 
 from planctl.db.engine import connect
-from planctl.db.models import TABLE_NAMES, Cliente, metadata
+from planctl.db.schema import TABLE_NAMES, clientes, metadata
 from planctl.errors import UnknownTableError, UsageError
 from planctl.export.csv import CsvOptions, export_table
 
@@ -144,7 +144,7 @@ def test_every_path_writes_what_csv_writer_writes(seeded_url: str) -> None:
 def test_formula_injection_is_neutralised_but_numbers_are_not(migrated_url: str) -> None:
     with connect(target_of(migrated_url)) as connection:
         connection.execute(
-            insert(Cliente),
+            insert(clientes),
             [
                 {
                     "id": 1,
@@ -432,7 +432,7 @@ def test_postgres_copy_is_utf8_on_a_latin1_database(pg_admin_url: str) -> None:
     try:
         migrate.upgrade(target_of(url))
         with connect(target_of(url)) as connection:
-            connection.execute(insert(Cliente), [{"empresa": "Ñandú Formación", "cif": "Q1"}])
+            connection.execute(insert(clientes), [{"empresa": "Ñandú Formación", "cif": "Q1"}])
         fast = export(url, "clientes", fast_path=True)
         assert fast == export(url, "clientes", fast_path=False)
         assert parse(fast)[0]["empresa"] == "Ñandú Formación"

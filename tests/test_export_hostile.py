@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from planctl.db import migrate
-from planctl.db.models import TABLE_NAMES
+from planctl.db.schema import TABLE_NAMES
 from planctl.db.seed import seed
 from planctl.export.csv import export_table
 from planctl.export.csv_common import FORMULA_STARTS, TABLES, CsvOptions
@@ -204,13 +204,13 @@ def test_postgres_neutralises_full_width_too(pg_database: str) -> None:
     from sqlalchemy import insert
 
     from planctl.db.engine import connect
-    from planctl.db.models import Cliente
+    from planctl.db.schema import clientes
 
     migrated_url = pg_database
     migrate.upgrade(target_of(migrated_url))
     with connect(target_of(migrated_url)) as connection:
         connection.execute(
-            insert(Cliente),
+            insert(clientes),
             [
                 {"empresa": "＝SUM(A1)", "cif": "Q1", "notas": "＠x"},
                 {"empresa": "－5", "cif": "Q2", "notas": "＋1"},
@@ -239,7 +239,7 @@ def test_postgres_copy_path_writes_the_exact_paths_bytes_on_hostile_values(
     from sqlalchemy import insert, update
 
     from planctl.db.engine import connect
-    from planctl.db.models import Cliente, Contratacion, Formacion, Sesion, Tema
+    from planctl.db.schema import clientes, contrataciones, formaciones, sesiones, temas
 
     migrate.upgrade(target_of(pg_database))
     seed(target_of(pg_database))
@@ -253,28 +253,28 @@ def test_postgres_copy_path_writes_the_exact_paths_bytes_on_hostile_values(
     ]
     with connect(target_of(pg_database)) as connection:
         tema = connection.execute(
-            insert(Tema).returning(Tema.id), [{"nombre": "hostil"}]
+            insert(temas).returning(temas.c.id), [{"nombre": "hostil"}]
         ).scalar_one()
         for index, text in enumerate(texts):
             connection.execute(
-                insert(Cliente),
+                insert(clientes),
                 [{"empresa": f"{text}#{index}", "cif": f"H{index}", "notas": text or None}],
             )
             connection.execute(
-                insert(Formacion),
+                insert(formaciones),
                 [{"tema_id": tema, "nombre": text + str(index), "descripcion": text}],
             )
-        ids = [row[0] for row in connection.execute(Sesion.__table__.select().limit(len(moments)))]
+        ids = [row[0] for row in connection.execute(sesiones.select().limit(len(moments)))]
         for session, moment in zip(ids, moments, strict=True):
             connection.execute(
-                update(Sesion)
-                .where(Sesion.id == session)
+                update(sesiones)
+                .where(sesiones.c.id == session)
                 .values(created_at=moment, updated_at=moment, notas=texts[session % len(texts)])
             )
         for price in (Decimal("0.00"), Decimal("0.01"), Decimal("99999999.99")):
             connection.execute(
-                update(Contratacion)
-                .where(Contratacion.id == int(price * 100) % 5 + 1)
+                update(contrataciones)
+                .where(contrataciones.c.id == int(price * 100) % 5 + 1)
                 .values(precio_hora=price)
             )
     for delimiter in (",", "\t", ";", "-"):

@@ -26,13 +26,13 @@ from planctl import __version__
 from planctl.calendar.events import session_to_event, session_uid
 from planctl.calendar.sessions import SessionFilter, SessionView
 from planctl.db.engine import connect
-from planctl.db.models import (
+from planctl.db.schema import (
     ESTADOS_SESION,
-    Cliente,
-    Contratacion,
-    Formacion,
-    Sesion,
-    Tema,
+    clientes,
+    contrataciones,
+    formaciones,
+    sesiones,
+    temas,
 )
 from planctl.errors import ConfigError, PlanctlError, UsageError
 from planctl.export.ical import write_calendar
@@ -243,31 +243,31 @@ def session_rows(url: str) -> list[Any]:
     """Every session joined with its contract, client, course and topic."""
     query = (
         select(
-            Sesion.id,
-            Sesion.fecha,
-            Sesion.hora_inicio,
-            Sesion.hora_fin,
-            Sesion.estado,
-            Sesion.notas,
-            Sesion.created_at,
-            Sesion.updated_at,
-            func.coalesce(Sesion.direccion, Contratacion.direccion).label("direccion"),
-            func.coalesce(Sesion.enlace_vc, Contratacion.enlace_vc).label("enlace_vc"),
-            Contratacion.expediente,
-            Contratacion.modalidad,
-            Contratacion.persona_responsable,
-            Contratacion.telefono_responsable,
-            Contratacion.email_responsable,
-            Contratacion.cliente_id,
-            Cliente.empresa,
-            Formacion.nombre.label("formacion"),
-            Tema.nombre.label("tema"),
+            sesiones.c.id,
+            sesiones.c.fecha,
+            sesiones.c.hora_inicio,
+            sesiones.c.hora_fin,
+            sesiones.c.estado,
+            sesiones.c.notas,
+            sesiones.c.created_at,
+            sesiones.c.updated_at,
+            func.coalesce(sesiones.c.direccion, contrataciones.c.direccion).label("direccion"),
+            func.coalesce(sesiones.c.enlace_vc, contrataciones.c.enlace_vc).label("enlace_vc"),
+            contrataciones.c.expediente,
+            contrataciones.c.modalidad,
+            contrataciones.c.persona_responsable,
+            contrataciones.c.telefono_responsable,
+            contrataciones.c.email_responsable,
+            contrataciones.c.cliente_id,
+            clientes.c.empresa,
+            formaciones.c.nombre.label("formacion"),
+            temas.c.nombre.label("tema"),
         )
-        .join(Contratacion, Sesion.contratacion_id == Contratacion.id)
-        .join(Cliente, Contratacion.cliente_id == Cliente.id)
-        .join(Formacion, Contratacion.formacion_id == Formacion.id)
-        .join(Tema, Formacion.tema_id == Tema.id)
-        .order_by(Sesion.id)
+        .join(contrataciones, sesiones.c.contratacion_id == contrataciones.c.id)
+        .join(clientes, contrataciones.c.cliente_id == clientes.c.id)
+        .join(formaciones, contrataciones.c.formacion_id == formaciones.c.id)
+        .join(temas, formaciones.c.tema_id == temas.c.id)
+        .order_by(sesiones.c.id)
     )
     with connect(target_of(url)) as connection:
         return list(connection.execute(query))
@@ -279,21 +279,22 @@ def database_events(url: str) -> dict[str, Event]:
 
 def id_of(connection: Connection, model: Any, **values: Any) -> int:
     """The id of the row of *model* with *values*, inserted if missing."""
-    found = connection.execute(select(model.id).filter_by(**values)).scalar()
+    found = connection.execute(select(model.c.id).filter_by(**values)).scalar()
     if found is not None:
         return int(found)
-    return int(connection.execute(insert(model).values(**values).returning(model.id)).scalar_one())
+    inserted = insert(model).values(**values).returning(model.c.id)
+    return int(connection.execute(inserted).scalar_one())
 
 
 def insert_session(connection: Connection, **fields: Any) -> int:
     """One session with its own contract (client, course and topic found by name)."""
     f = {**DEFAULTS, **fields}
-    tema_id = id_of(connection, Tema, nombre=f["tema"])
-    formacion_id = id_of(connection, Formacion, nombre=f["formacion"], tema_id=tema_id)
-    cliente_id = id_of(connection, Cliente, empresa=f["cliente"])
-    number = connection.execute(select(func.count()).select_from(Contratacion)).scalar_one()
+    tema_id = id_of(connection, temas, nombre=f["tema"])
+    formacion_id = id_of(connection, formaciones, nombre=f["formacion"], tema_id=tema_id)
+    cliente_id = id_of(connection, clientes, empresa=f["cliente"])
+    number = connection.execute(select(func.count()).select_from(contrataciones)).scalar_one()
     contract = connection.execute(
-        insert(Contratacion)
+        insert(contrataciones)
         .values(
             cliente_id=cliente_id,
             formacion_id=formacion_id,
@@ -306,11 +307,11 @@ def insert_session(connection: Connection, **fields: Any) -> int:
             email_responsable=f["email"],
             estado="confirmado",
         )
-        .returning(Contratacion.id)
+        .returning(contrataciones.c.id)
     ).scalar_one()
     return int(
         connection.execute(
-            insert(Sesion)
+            insert(sesiones)
             .values(
                 contratacion_id=contract,
                 fecha=f["fecha"],
@@ -319,7 +320,7 @@ def insert_session(connection: Connection, **fields: Any) -> int:
                 estado=f["estado"],
                 notas=f["notas"],
             )
-            .returning(Sesion.id)
+            .returning(sesiones.c.id)
         ).scalar_one()
     )
 
@@ -552,10 +553,12 @@ def test_stamps_are_utc_and_sequence_counts_seconds_since_creation(
 def test_an_edit_raises_the_sequence_and_stamps_of_that_event_only(seeded_url: str) -> None:
     _, before = export(seeded_url)
     with connect(target_of(seeded_url)) as connection:
-        created = connection.execute(select(Sesion.created_at).where(Sesion.id == 1)).scalar_one()
+        created = connection.execute(
+            select(sesiones.c.created_at).where(sesiones.c.id == 1)
+        ).scalar_one()
         connection.execute(
-            update(Sesion)
-            .where(Sesion.id == 1)
+            update(sesiones)
+            .where(sesiones.c.id == 1)
             .values(estado="cancelada", updated_at=created + dt.timedelta(seconds=90))
         )
     _, after = export(seeded_url)

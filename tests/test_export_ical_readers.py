@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 
 from planctl.db import migrate
 from planctl.db.engine import connect
-from planctl.db.models import Cliente, Contratacion, Formacion, Sesion
+from planctl.db.schema import clientes, contrataciones, formaciones, sesiones
 from planctl.export.ical import write_calendar
 
 from .helpers import target_of
@@ -155,7 +155,7 @@ def test_madrid_vtimezone_is_two_yearly_rules(sqlite_url: str) -> None:
 
 @pytest.mark.parametrize(
     ("model", "column", "value"),
-    [(Cliente, "empresa", "Academia Renombrada"), (Formacion, "nombre", "Excel renombrado")],
+    [(clientes, "empresa", "Academia Renombrada"), (formaciones, "nombre", "Excel renombrado")],
 )
 def test_renaming_a_client_or_course_changes_dtstamp_and_sequence(
     sqlite_url: str, model: Any, column: str, value: str
@@ -166,19 +166,19 @@ def test_renaming_a_client_or_course_changes_dtstamp_and_sequence(
             connection, fecha=dt.date(2026, 6, 2), cliente="Otra", formacion="Otra"
         )
         created = connection.execute(
-            select(Sesion.created_at).where(Sesion.id == first)
+            select(sesiones.c.created_at).where(sesiones.c.id == first)
         ).scalar_one()
     before = icalendar.Calendar.from_ical(export(sqlite_url, "Europe/Madrid"))
     with connect(target_of(sqlite_url)) as connection:
-        link = Contratacion.cliente_id if model is Cliente else Contratacion.formacion_id
+        link = contrataciones.c.cliente_id if model is clientes else contrataciones.c.formacion_id
         row_id = connection.execute(
             select(link)
-            .join(Sesion, Sesion.contratacion_id == Contratacion.id)
-            .where(Sesion.id == first)
+            .join(sesiones, sesiones.c.contratacion_id == contrataciones.c.id)
+            .where(sesiones.c.id == first)
         ).scalar_one()
         connection.execute(
             update(model)
-            .where(model.id == row_id)
+            .where(model.c.id == row_id)
             .values({column: value, "updated_at": created + dt.timedelta(seconds=75)})
         )
     after = icalendar.Calendar.from_ical(export(sqlite_url, "Europe/Madrid"))

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from planctl.calendar.sessions import SessionFilter
 from planctl.db.engine import connect
-from planctl.db.models import metadata
+from planctl.db.schema import metadata
 from planctl.errors import ConfigError, UsageError
 from planctl.export import pdf as pdf_module
 from planctl.export.fonts import FontFiles, ReportFont, find_font_files

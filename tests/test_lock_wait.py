@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from planctl.backup.compress import Compression
+from planctl.backup.options import BackupOptions, RestoreOptions
 from planctl.db.lockwait import Blocker, LockSubject, LockTimedOut, LockWait, duration, retry
 from planctl.errors import LockedError
 
@@ -273,11 +274,16 @@ def _prepare(kind: str, url: str, tmp_path: Path) -> list[str]:
     backups = tmp_path / "backups"
     if kind == "migration":
         return ["db-downgrade", "--yes"]
-    create_backup(target_of(url), backups, fmt="logical" if kind == "logical" else "native")
+    create_backup(
+        target_of(url), backups, BackupOptions(fmt="logical" if kind == "logical" else "native")
+    )
     if kind == "chain":
         with connect(target_of(url)) as connection:
             connection.exec_driver_sql("UPDATE sesiones SET notas = 'after the full' WHERE id = 1")
-        assert create_backup(target_of(url), backups, incremental=True).info.kind == "delta"
+        assert (
+            create_backup(target_of(url), backups, BackupOptions(incremental=True)).info.kind
+            == "delta"
+        )
     if kind == "at":
         time.sleep(1.05 - time.time() % 1)  # --at has whole seconds: the next one
         return ["backup", "restore", "--yes", "--at", time.strftime("%Y-%m-%dT%H:%M:%S%z")]
@@ -481,17 +487,20 @@ def _planctl_waiting(url: str) -> list[int]:
 def test_a_pg_restore_script_cut_short_is_never_committed(pg_seeded: str, tmp_path: Path) -> None:
     """The restore streams pg_restore into psql; COMMIT is sent only after pg_restore
     wrote everything, so a damaged data section leaves the database as it was."""
-    from planctl.backup import create_backup, postgres_engine
+    from planctl.backup import create_backup
+    from planctl.backup.postgres_engine import PostgresEngine
     from planctl.backup.store import BackupError
 
     url = pg_seeded
-    info = create_backup(target_of(url), tmp_path / "backups", compress=Compression.NONE).info
+    info = create_backup(
+        target_of(url), tmp_path / "backups", BackupOptions(compress=Compression.NONE)
+    ).info
     whole = (tmp_path / "backups" / info.data_file).read_bytes()
     cut = tmp_path / "cut.dump"
     cut.write_bytes(whole[: len(whole) * 2 // 3])  # the table of contents is intact
     before = table_contents(url)
-    with pytest.raises(BackupError, match="pg_restore failed"):
-        postgres_engine.restore(target_of(url), cut, Compression.NONE, tmp_path, "cut")
+    with pytest.raises(BackupError, match="pg_restore failed"), open(cut, "rb") as source:
+        PostgresEngine().restore(target_of(url), source, Compression.NONE, "cut")
     assert table_contents(url) == before
 
 
@@ -604,9 +613,8 @@ def test_the_safety_copy_before_a_restore_waits_within_the_budget(
     ]
     if url.startswith("sqlite"):  # the safety copy itself, the id read behind it
         with pytest.raises(LockedError) as raised:
-            pre_restore_copy(
-                target_of(url), load_set(backups), None, lock_wait=LockWait(budget=1, attempt=0.3)
-            )
+            restoring = RestoreOptions(lock_wait=LockWait(budget=1, attempt=0.3))
+            pre_restore_copy(target_of(url), load_set(backups), restoring)
         assert str(raised.value).startswith(
             "backup of the current state: gave up after waiting 1 s"
         )

@@ -100,11 +100,14 @@ def test_a_failed_watch_run_logs_its_traceback_with_passwords_masked(tmp_path: P
     """``backup watch`` keeps going after a failure, and backup.log shows what happened:
     the one-line message and the traceback with its cause, the password masked."""
     from planctl.backup import BackupManager
+    from planctl.backup.manager import Schedule
 
     url = "postgresql://planner:Sekr3t-pw@127.0.0.1:1/planner"  # nothing listens on port 1
     logger = service_logger("backup", tmp_path / "logs", secrets=("Sekr3t-pw",))
     try:
-        manager = BackupManager(target_of(url), tmp_path / "backups", watch_changes=False)
+        manager = BackupManager(
+            target_of(url), tmp_path / "backups", schedule=Schedule(watch_changes=False)
+        )
         assert manager.run_pending() is None and manager.consecutive_failures == 1
     finally:
         close_service_loggers()

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Column, MetaData, String, inspect, text
 
+from planctl.backup.options import BackupOptions
 from planctl.db import changelog, legacy, migrate
 from planctl.db.engine import connect
-from planctl.db.models import TABLE_NAMES, metadata
+from planctl.db.schema import TABLE_NAMES, metadata
 from planctl.errors import VerificationError
 
 from .conftest import Cli, ScramServer
@@ -277,12 +278,15 @@ def test_a_backup_chain_from_before_the_rename_restores_then_upgrades(
     migrate.downgrade(target_of(seeded_url), before)
     _insert_old_sync_rows(seeded_url)
     backups = tmp_path / "backups"
-    assert create_backup(target_of(seeded_url), backups, incremental=True).info.kind == "full"
+    assert (
+        create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info.kind
+        == "full"
+    )
     with connect(target_of(seeded_url)) as connection:
         connection.execute(text("UPDATE estados_sincronizacion SET etag = '\"99\"' WHERE id = 3"))
         connection.execute(text("DELETE FROM ejecuciones_sincronizacion WHERE id = 9"))
         connection.execute(text("UPDATE sesiones SET notas = 'antes del cambio' WHERE id = 1"))
-    last = create_backup(target_of(seeded_url), backups, incremental=True).info
+    last = create_backup(target_of(seeded_url), backups, BackupOptions(incremental=True)).info
     assert last.kind == "delta" and last.revision == before
     changes = delta.read(backups / last.data_file).tables
     assert set(changes) == {"sesiones", *legacy.SYNC_TABLE_NAMES}

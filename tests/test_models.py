@@ -12,7 +12,7 @@ from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from planctl.db.engine import connect
-from planctl.db.models import TABLE_NAMES, Cliente, Contratacion, Sesion, Tema, metadata
+from planctl.db.schema import TABLE_NAMES, clientes, contrataciones, metadata, sesiones, temas
 from planctl.errors import DatabaseError
 
 from .helpers import target_of
@@ -51,11 +51,11 @@ def test_all_ten_tables_and_named_constraints() -> None:
 
 
 def _base_rows(connection: Connection) -> None:
-    connection.execute(insert(Cliente), [{"id": 1, "empresa": "Ñandú, S.A.", "cif": "B1"}])
-    connection.execute(insert(Tema), [{"id": 1, "nombre": "Ofimática"}])
+    connection.execute(insert(clientes), [{"id": 1, "empresa": "Ñandú, S.A.", "cif": "B1"}])
+    connection.execute(insert(temas), [{"id": 1, "nombre": "Ofimática"}])
     connection.execute(text("INSERT INTO formaciones (id, tema_id, nombre) VALUES (1, 1, 'Excel')"))
     connection.execute(
-        insert(Contratacion), [{"id": 1, "cliente_id": 1, "formacion_id": 1, "expediente": "E1"}]
+        insert(contrataciones), [{"id": 1, "cliente_id": 1, "formacion_id": 1, "expediente": "E1"}]
     )
 
 
@@ -80,17 +80,17 @@ def test_session_constraints(migrated_url: str, bad: dict[str, object]) -> None:
     with connect(target_of(migrated_url)) as connection:
         _base_rows(connection)
     with violates(), connect(target_of(migrated_url)) as connection:
-        connection.execute(insert(Sesion), [{**SESSION, **bad}])
+        connection.execute(insert(sesiones), [{**SESSION, **bad}])
     with connect(target_of(migrated_url)) as connection:
-        assert connection.execute(select(Sesion.id)).all() == []
+        assert connection.execute(select(sesiones.c.id)).all() == []
 
 
 def test_defaults_and_timestamps(migrated_url: str) -> None:
     with connect(target_of(migrated_url)) as connection:
         _base_rows(connection)
-        connection.execute(insert(Sesion), [SESSION])
-        row = connection.execute(select(Sesion)).one()
-        contract = connection.execute(select(Contratacion)).one()
+        connection.execute(insert(sesiones), [SESSION])
+        row = connection.execute(select(sesiones)).one()
+        contract = connection.execute(select(contrataciones)).one()
     assert row.estado == "programada"
     assert contract.estado == "tentativo" and contract.prioridad == "media"
     assert isinstance(row.created_at, dt.datetime)
@@ -100,17 +100,17 @@ def test_unique_cif_and_expediente(migrated_url: str) -> None:
     with connect(target_of(migrated_url)) as connection:
         _base_rows(connection)
     with violates(), connect(target_of(migrated_url)) as connection:
-        connection.execute(insert(Cliente), [{"empresa": "Otra", "cif": "B1"}])
+        connection.execute(insert(clientes), [{"empresa": "Otra", "cif": "B1"}])
     with violates(), connect(target_of(migrated_url)) as connection:
         connection.execute(
-            insert(Contratacion), [{"cliente_id": 1, "formacion_id": 1, "expediente": "E1"}]
+            insert(contrataciones), [{"cliente_id": 1, "formacion_id": 1, "expediente": "E1"}]
         )
 
 
 def test_on_delete_behaviour(migrated_url: str) -> None:
     with connect(target_of(migrated_url)) as connection:
         _base_rows(connection)
-        connection.execute(insert(Sesion), [SESSION])
+        connection.execute(insert(sesiones), [SESSION])
         connection.execute(text("INSERT INTO clientes_finales (id, empresa) VALUES (1, 'Final')"))
         connection.execute(
             text("INSERT INTO participantes (cliente_final_id, nombre) VALUES (1, 'Ana')")

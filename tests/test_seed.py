@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, text
 
 from planctl.db.engine import connect
-from planctl.db.models import ESTADOS_SESION, TABLE_NAMES, metadata
+from planctl.db.schema import ESTADOS_SESION, TABLE_NAMES, metadata
 from planctl.db.seed import DEMO_SESSIONS, seed
 from planctl.errors import SeedError
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from planctl.db.engine import connect
-from planctl.db.models import metadata
+from planctl.db.schema import metadata
 from planctl.errors import DatabaseError
 from planctl.sync.backends.simulated import InjectedFault, SimulatedBackend
 from planctl.sync.engine import COMMIT_EVERY, MAX_RETRIES, Kind, SyncOptions, SyncReport, run_sync

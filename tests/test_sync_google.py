@@ -25,7 +25,7 @@ from sqlalchemy import insert
 
 from planctl.config import Settings
 from planctl.db.engine import connect
-from planctl.db.models import Sesion
+from planctl.db.schema import sesiones
 from planctl.errors import SyncError
 from planctl.sync.backends.google import GoogleBackend, open_backend, pick_calendar
 from planctl.sync.engine import Kind, SyncOptions, SyncReport, UnsafeRunError, run_sync
@@ -151,7 +151,7 @@ def _add_sessions(url: str, count: int, first_id: int = 10) -> None:
         for n in range(count)
     ]
     with connect(target_of(url)) as connection:
-        connection.execute(insert(Sesion), rows)
+        connection.execute(insert(sesiones), rows)
 
 
 # -- OAuth -----------------------------------------------------------------------
@@ -311,7 +311,7 @@ def test_phone_edits_with_google_api_python_client_come_back(world: GWorld) -> N
     report, _ = world.sync()
     assert report.summary()["planner_updated"] == 1 and report.summary()["planner_cancelled"] == 1
     with connect(target_of(world.url)) as connection:
-        rows = {r.id: r for r in connection.execute(Sesion.__table__.select())}
+        rows = {r.id: r for r in connection.execute(sesiones.select())}
     assert (rows[2].hora_inicio, rows[2].hora_fin) == (dt.time(10), dt.time(14))
     assert rows[3].estado == "cancelada"
     assert (
@@ -342,7 +342,7 @@ def test_a_phone_edit_racing_an_update_is_a_412_decided_by_the_policy(world: GWo
     world.sync()
     with connect(target_of(world.url)) as connection:
         connection.execute(
-            Sesion.__table__.update().where(Sesion.id == 1).values(hora_fin=dt.time(14))
+            sesiones.update().where(sesiones.c.id == 1).values(hora_fin=dt.time(14))
         )
     (event,) = world.events_by_session()[1]
     phone, calendar_id = world.phone(), world.calendar_id()
@@ -565,7 +565,7 @@ def test_cancelling_many_sessions_in_the_planner_is_refused_then_allowed(world: 
     world.sync()
     with connect(target_of(world.url)) as connection:
         connection.execute(
-            Sesion.__table__.update().where(Sesion.id >= 10).values(estado="cancelada")
+            sesiones.update().where(sesiones.c.id >= 10).values(estado="cancelada")
         )
     ids_before = {e["id"]: e["etag"] for e in world.events()}
     with pytest.raises(UnsafeRunError, match="allow-mass-delete"):

@@ -109,20 +109,27 @@ def two_clients(synced: World) -> World:
     from sqlalchemy import insert
 
     from planctl.db.engine import connect
-    from planctl.db.models import Cliente, ClienteFinal, Contratacion, Formacion, Sesion, Tema
+    from planctl.db.schema import (
+    clientes,
+    clientes_finales,
+    contrataciones,
+    formaciones,
+    sesiones,
+    temas,
+)
 
     with connect(target_of(synced.url)) as connection:
-        connection.execute(insert(Cliente), [{"id": 2, "empresa": "Otra, S.L.", "cif": "B2"}])
-        connection.execute(insert(ClienteFinal), [{"id": 1, "empresa": "Planta Norte"}])
-        connection.execute(insert(Tema), [{"id": 2, "nombre": "Datos"}])
-        connection.execute(insert(Formacion), [{"id": 2, "tema_id": 2, "nombre": "SQL"}])
+        connection.execute(insert(clientes), [{"id": 2, "empresa": "Otra, S.L.", "cif": "B2"}])
+        connection.execute(insert(clientes_finales), [{"id": 1, "empresa": "Planta Norte"}])
+        connection.execute(insert(temas), [{"id": 2, "nombre": "Datos"}])
+        connection.execute(insert(formaciones), [{"id": 2, "tema_id": 2, "nombre": "SQL"}])
         connection.execute(
-            insert(Contratacion),
+            insert(contrataciones),
             [{"id": 2, "cliente_id": 2, "cliente_final_id": 1, "formacion_id": 2,
               "expediente": "EXP-2", "modalidad": "online"}],
         )  # fmt: skip
         connection.execute(
-            insert(Sesion),
+            insert(sesiones),
             [
                 {"id": 200 + n, "contratacion_id": 2, "fecha": dt.date(2027, 1, 4 + n),
                  "hora_inicio": dt.time(16), "hora_fin": dt.time(18), "estado": "programada"}

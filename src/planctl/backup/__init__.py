@@ -8,7 +8,8 @@ The public API mirrors the ``planctl backup`` commands one to one.
 from planctl.backup.catalog import BackupSet, Chain, PrunePlan, load_set
 from planctl.backup.create import BackupResult, create_backup
 from planctl.backup.delta import apply_delta
-from planctl.backup.manager import BackupManager
+from planctl.backup.manager import BackupManager, Schedule
+from planctl.backup.options import BackupOptions, RestoreOptions
 from planctl.backup.restore import (
     RestoreResult,
     chain_of,
@@ -25,11 +26,14 @@ from planctl.backup.verify import VerifyResult, verify_backup
 __all__ = [
     "BackupInfo",
     "BackupManager",
+    "BackupOptions",
     "BackupResult",
     "BackupSet",
     "Chain",
     "PrunePlan",
+    "RestoreOptions",
     "RestoreResult",
+    "Schedule",
     "VerifyResult",
     "apply_delta",
     "chain_of",

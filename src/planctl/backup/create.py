@@ -10,10 +10,11 @@ set plus one complete new backup.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,16 +32,21 @@ from planctl.backup.catalog import (
 )
 from planctl.backup.compress import Compression
 from planctl.backup.engines import engine_for
+from planctl.backup.options import (
+    DEFAULT_COMPRESSION,
+    FORMATS,
+    MAX_DELTAS,
+    BackupOptions,
+    RestoreOptions,
+)
 from planctl.backup.pipeline import ENCRYPTED_SUFFIX
 from planctl.backup.store import (
     BackupError,
     BackupInfo,
-    Checkpoint,
     backup_lock,
     digest_and_sync,
     disk_error,
     new_name,
-    no_checkpoint,
     prepare_dir,
     publish,
     temp_path,
@@ -50,51 +56,23 @@ from planctl.backup.store import (
 from planctl.db import changelog
 from planctl.errors import DatabaseError, UsageError
 from planctl.failures import Failure
+from planctl.hooks import NO_HOOKS, Hooks
 from planctl.target import Target
 from planctl.text import plural
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from planctl.backup.crypto import Recipient
     from planctl.db.lockwait import LockWait
 
 log = logging.getLogger("planctl.backup")
 
-#: Deltas per chain before ``--incremental`` takes a full backup again.
-MAX_DELTAS = 10
 #: More changed rows than this since the last backup: a full backup is cheaper to
 #: write and to restore than a delta holding a good part of the database.
 DELTA_MAX_CHANGES = 200_000
-FORMATS = ("native", "logical")
 #: A delta on a SQLite database whose app holds the write lock: attempts, each
 #: waiting up to the busy timeout, with a random backoff between them.
 BUSY_ATTEMPTS = 4
-
-
-#: The compression of a backup unless told otherwise: zstd, faster and smaller than gzip
-#: on the benchmark database (bench/RESULTS.md), where the engine can write it (pg_dump
-#: 15 writes gzip: see :func:`create_full_locked`).
-DEFAULT_COMPRESSION = Compression.ZSTD
-
-
-@dataclass(frozen=True)
-class BackupOptions:
-    """How to take one backup: what ``planctl backup``, ``backup watch`` and a Python
-    caller pass as one typed value (see :func:`create_backup`)."""
-
-    keep: int | None = None
-    compress: Compression = DEFAULT_COMPRESSION
-    label: str | None = None
-    reason: str = "manual"
-    lock_timeout: float = 0.0
-    pg_bindir: Path | None = None
-    verify: bool | None = None
-    fmt: str = "native"
-    incremental: bool = False
-    max_deltas: int = MAX_DELTAS
-    recipients: Sequence[Recipient] = ()
-    checkpoint: Checkpoint = no_checkpoint
 
 
 @dataclass
@@ -112,94 +90,51 @@ def create_backup(
     target: Target,
     backup_dir: Path,
     options: BackupOptions | None = None,
-    *,
-    keep: int | None = None,
-    compress: Compression = DEFAULT_COMPRESSION,
-    label: str | None = None,
-    reason: str = "manual",
-    lock_timeout: float = 0.0,
-    pg_bindir: Path | None = None,
-    verify: bool | None = None,
-    fmt: str = "native",
-    incremental: bool = False,
-    max_deltas: int = MAX_DELTAS,
-    recipients: Sequence[Recipient] = (),
-    checkpoint: Checkpoint = no_checkpoint,
+    hooks: Hooks = NO_HOOKS,
 ) -> BackupResult:
-    """One backup, then rotation to the newest *keep* restorable chains.
+    """One backup, then rotation to the newest ``options.keep`` restorable chains.
 
-    A full backup (native or logical by *fmt*), or with *incremental* a delta
-    on top of the newest backup when that is possible; otherwise a full one,
-    with the reason in ``full_because``. When *keep* is given the new backup
-    is always checked (SQLite ``quick_check``, ``pg_restore --list``, a delta
-    parsed back) before anything may be rotated out. With *recipients*, the data
-    file is encrypted with age as it is written (no plaintext file). *options* (a
-    :class:`BackupOptions`) replaces the keyword arguments when given.
+    A full backup (native or logical by ``fmt``), or with ``incremental`` a
+    delta on top of the newest backup when that is possible; otherwise a full
+    one, with the reason in ``full_because``. When ``keep`` is given the new
+    backup is always checked (SQLite ``quick_check``, ``pg_restore --list``, a
+    delta parsed back) before anything may be rotated out. With ``recipients``,
+    the data file is encrypted with age as it is written (no plaintext file).
     """
-    if options is not None:
-        keep, compress, label, reason = (
-            options.keep,
-            options.compress,
-            options.label,
-            options.reason,
-        )
-        lock_timeout, pg_bindir, verify, fmt = (
-            options.lock_timeout,
-            options.pg_bindir,
-            options.verify,
-            options.fmt,
-        )
-        incremental, max_deltas = options.incremental, options.max_deltas
-        recipients, checkpoint = options.recipients, options.checkpoint
-    if keep is not None and keep < 1:
-        raise UsageError(f"--keep must be at least 1, got {keep}", "keep at least the new backup")
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown backup format '{fmt}'", "use native or logical")
-    if max_deltas < 1:
-        raise UsageError(f"--max-deltas must be at least 1, got {max_deltas}")
-    if keep is not None:
-        verify = True  # a backup must be proven readable before it pushes others out
-    elif verify is None:
-        verify = False
+    options = resolved(options or BackupOptions())
     backup_dir = prepare_dir(Path(backup_dir))
-    with backup_lock(backup_dir, lock_timeout):
+    with backup_lock(backup_dir, options.lock_timeout):
         backups = load_set(backup_dir)
         cleaned = clean_leftovers(backups)
         info, because = None, None
-        if incremental:
-            info, because = _delta_with_retries(
-                target,
-                backups,
-                compress,
-                label,
-                reason,
-                max_deltas,
-                verify,
-                checkpoint,
-                recipients,
-            )
+        if options.incremental:
+            info, because = _delta_with_retries(target, backups, options, hooks)
             if info is None:
                 log.info("full backup instead of a delta: %s", because)
         if info is None:
-            info = create_full_locked(
-                target,
-                backups,
-                compress=compress,
-                label=label,
-                reason=reason,
-                pg_bindir=pg_bindir,
-                verify=verify,
-                fmt=fmt,
-                anchor=True,
-                checkpoint=checkpoint,
-                recipients=recipients,
-            )
+            info = create_full_locked(target, backups, options, hooks, anchor=True)
         # Rotation counts this database's chains only (its id, its engine).
         backups = load_set(backup_dir, Owner(info.database_id, target.engine))
         deltas = len(backups.chain_of(backups.by_name[info.name])) - 1
+        keep = options.keep
         removed = rotate_locked(backups, keep) if keep is not None else []
         backups.cache.save()
     return BackupResult(info, removed, cleaned, because, deltas)
+
+
+def resolved(options: BackupOptions) -> BackupOptions:
+    """*options* checked, with ``verify`` decided: a
+    backup must be proven readable before it pushes others out (``keep``)."""
+    if options.keep is not None and options.keep < 1:
+        raise UsageError(
+            f"--keep must be at least 1, got {options.keep}", "keep at least the new backup"
+        )
+    if options.fmt not in FORMATS:
+        raise UsageError(f"unknown backup format '{options.fmt}'", "use native or logical")
+    if options.max_deltas < 1:
+        raise UsageError(f"--max-deltas must be at least 1, got {options.max_deltas}")
+    verify = True if options.keep is not None else bool(options.verify)
+    return dataclasses.replace(options, verify=verify)
 
 
 def rotate_locked(backups: BackupSet, keep: int) -> list[BackupInfo]:
@@ -246,31 +181,13 @@ def _delta_refusal(
 
 
 def _delta_with_retries(
-    target: Target,
-    backups: BackupSet,
-    compress: Compression,
-    label: str | None,
-    reason: str,
-    max_deltas: int,
-    verify: bool,
-    checkpoint: Checkpoint,
-    recipients: Sequence[Recipient] = (),
+    target: Target, backups: BackupSet, options: BackupOptions, hooks: Hooks
 ) -> tuple[BackupInfo | None, str | None]:
     """A SQLite app that commits every few ms can hold the lock past one busy timeout:
     try again with a random backoff, then say what happened."""
     for attempt in range(1, BUSY_ATTEMPTS + 1):
         try:
-            return _create_delta_locked(
-                target,
-                backups,
-                compress,
-                label,
-                reason,
-                max_deltas,
-                verify,
-                checkpoint,
-                recipients,
-            )
+            return _create_delta_locked(target, backups, options, hooks)
         except DatabaseError as error:
             if error.failure is not Failure.LOCKED or attempt == BUSY_ATTEMPTS:
                 raise
@@ -280,15 +197,7 @@ def _delta_with_retries(
 
 
 def _create_delta_locked(
-    target: Target,
-    backups: BackupSet,
-    compress: Compression,
-    label: str | None,
-    reason: str,
-    max_deltas: int,
-    verify: bool,
-    checkpoint: Checkpoint,
-    recipients: Sequence[Recipient] = (),
+    target: Target, backups: BackupSet, options: BackupOptions, hooks: Hooks
 ) -> tuple[BackupInfo | None, str | None]:
     """Write a delta in one transaction that also empties the change log it consumed.
 
@@ -301,6 +210,7 @@ def _create_delta_locked(
     from planctl.db.engine import connect
 
     backup_dir = backups.path
+    compress, recipients, verify = options.compress, options.recipients, bool(options.verify)
     with connect(target, immediate=True, snapshot=True) as connection:
         if not changelog.installed(connection):
             return None, "the database has no change log (run planctl db-upgrade)"
@@ -310,7 +220,9 @@ def _create_delta_locked(
         ]
         if unlogged:
             return None, f"the change log does not cover {', '.join(unlogged)} (run db-upgrade)"
-        parent, because = _delta_refusal(changelog.read_anchor(connection), backups, max_deltas)
+        parent, because = _delta_refusal(
+            changelog.read_anchor(connection), backups, options.max_deltas
+        )
         if parent is None:
             return None, because
         revision = delta.current_revision(connection)
@@ -329,7 +241,7 @@ def _create_delta_locked(
                 f"(a delta holds up to {DELTA_MAX_CHANGES})",
             )
         created = utc_now()
-        name = new_name(created, "delta", label, backup_dir)
+        name = new_name(created, "delta", options.label, backup_dir)
         log.info("delta %s of %s on top of %s started", name, target.masked, parent.name)
         tables = delta.collect(connection, changelog.changed_ids(connection))
         temp = temp_path(backup_dir, ".data")
@@ -370,8 +282,8 @@ def _create_delta_locked(
                 row_counts={t: c["upserts"] + c["deletes"] for t, c in counts.items()},
                 compressed=compress,
                 parent=parent.name,
-                label=label,
-                reason=reason,
+                label=options.label,
+                reason=options.reason,
                 verified_at=created.isoformat() if verify else None,
                 planctl_version=__version__,
                 sequence=backups.next_sequence(),
@@ -380,7 +292,7 @@ def _create_delta_locked(
                 extra={"parent_sha256": parent.sha256, "changes": counts, "base": parent.engine},
             )
             record(backup_dir, info)
-            checkpoint("delta-published")
+            hooks.checkpoint("delta-published")
         finally:
             temp.unlink(missing_ok=True)
         # Same transaction: the log rows this delta holds go, the anchor moves to it.
@@ -475,31 +387,27 @@ def _timed(what: str, name: str) -> Iterator[None]:
 def create_full_locked(
     target: Target,
     backups: BackupSet,
+    options: BackupOptions,
+    hooks: Hooks = NO_HOOKS,
     *,
-    compress: Compression,
-    label: str | None,
-    reason: str,
-    pg_bindir: Path | None,
-    verify: bool,
-    fmt: str = "native",
     anchor: bool = False,
-    checkpoint: Checkpoint = no_checkpoint,
-    recipients: Sequence[Recipient] = (),
     lock_wait: LockWait | None = None,
 ) -> BackupInfo:
-    """A full backup into the set (its lock held by the caller); encrypted to *recipients*.
+    """A full backup into the set (its lock held by the caller) by *options* as
+    :func:`resolved` returns them.
 
     With *lock_wait*, the dump's waits for the database's locks are short attempts
     within its budget (planctl.db.lockwait); without, each engine's own default."""
     backup_dir = backups.path
-    name_of_engine = "logical" if fmt == "logical" else target.engine
+    compress, recipients, verify = options.compress, options.recipients, bool(options.verify)
+    name_of_engine = "logical" if options.fmt == "logical" else target.engine
     engine = engine_for(
-        name_of_engine, pg_bindir=pg_bindir, checkpoint=checkpoint, lock_wait=lock_wait
+        name_of_engine, pg_bindir=options.pg_bindir, hooks=hooks, lock_wait=lock_wait
     )
     if engine.name == "postgresql" and compress is not Compression.NONE:
         compress = Compression.GZIP  # pg_dump's own compression
     created = utc_now()
-    name = new_name(created, "full", label, backup_dir)
+    name = new_name(created, "full", options.label, backup_dir)
     moves = _Anchor(target, name, created.isoformat(), lock_wait) if anchor else None
     data_file = name + engine.data_suffix(compress) + (ENCRYPTED_SUFFIX if recipients else "")
     log.info("backup %s of %s started", name, target.masked)
@@ -519,12 +427,12 @@ def create_full_locked(
                     recipients=recipients,
                 )
             sha, size = dumped.sha256, dumped.size
-            checkpoint("data-written")
+            hooks.checkpoint("data-written")
             with _timed("fsync + rename", name):
                 publish(temp, backup_dir / data_file)
         except OSError as error:
             raise disk_error(error, backup_dir) from error
-        checkpoint("data-published")
+        hooks.checkpoint("data-published")
         info = BackupInfo(
             name=name,
             kind="full",
@@ -537,8 +445,8 @@ def create_full_locked(
             revision=dumped.result.revision,
             row_counts=dumped.result.row_counts,
             compressed=compress,
-            label=label,
-            reason=reason,
+            label=options.label,
+            reason=options.reason,
             verified_at=utc_now().isoformat() if verify else None,
             planctl_version=__version__,
             sequence=backups.next_sequence(),
@@ -546,7 +454,7 @@ def create_full_locked(
             encrypted_for=[r.fingerprint for r in recipients],
         )
         record(backup_dir, info)
-        checkpoint("metadata-published")
+        hooks.checkpoint("metadata-published")
         if moves:
             moves.after_publish(dumped.result.log_mark)
     finally:
@@ -574,25 +482,22 @@ def record(backup_dir: Path, info: BackupInfo) -> None:
 def pre_restore_copy(
     target: Target,
     backups: BackupSet,
-    pg_bindir: Path | None,
-    checkpoint: Checkpoint = no_checkpoint,
-    recipients: Sequence[Recipient] = (),
-    lock_wait: LockWait | None = None,
+    restoring: RestoreOptions | None = None,
+    hooks: Hooks = NO_HOOKS,
 ) -> BackupInfo:
-    """The safety copy of the current state taken before a restore (never rotated out);
-    its lock waits are bounded by the restore's own *lock_wait* budget."""
-    return create_full_locked(
-        target,
-        backups,
+    """The safety copy of the current state taken before a restore (never rotated out),
+    with the restore's client tools and recipients; its lock waits are bounded by the
+    restore's own ``lock_wait`` budget."""
+    restoring = restoring or RestoreOptions()
+    options = BackupOptions(
         compress=DEFAULT_COMPRESSION,  # like every other backup
         label=PRE_RESTORE,
         reason=PRE_RESTORE,
-        pg_bindir=pg_bindir,
+        pg_bindir=restoring.pg_bindir,
         verify=True,
-        checkpoint=checkpoint,
-        recipients=recipients,
-        lock_wait=lock_wait,
+        recipients=restoring.recipients,
     )
+    return create_full_locked(target, backups, options, hooks, lock_wait=restoring.lock_wait)
 
 
 __all__ = [

@@ -13,11 +13,13 @@ from planctl.backup.catalog import ANYONE, Owner, load_set
 from planctl.backup.offsite import open_store, push, remote_catalog
 from planctl.backup.store import BackupInfo, utc_now
 from planctl.errors import PlanctlError
+from planctl.hooks import NO_HOOKS, Hooks
 from planctl.target import Target
 
 if TYPE_CHECKING:
-    from planctl.backup.create import BackupOptions, BackupResult
+    from planctl.backup.create import BackupResult
     from planctl.backup.monitor import LastRun
+    from planctl.backup.options import BackupOptions
 
 
 @dataclass
@@ -35,6 +37,7 @@ def backup_and_ship(
     backup_dir: Path,
     options: BackupOptions,
     *,
+    hooks: Hooks = NO_HOOKS,
     recipients_text: str = "",
     remote_url: str = "",
     remote_keep: int | None = None,
@@ -61,7 +64,7 @@ def backup_and_ship(
         recipients = parse_recipients(recipients_text) if recipients_text else []
         store = open_store(remote_url, remote_timeout) if remote_url else None
         result = create_backup(
-            target, backup_dir, dataclasses.replace(options, recipients=recipients)
+            target, backup_dir, dataclasses.replace(options, recipients=recipients), hooks
         )
         shipped = ShippedBackup(result)
         if store is not None:

@@ -27,7 +27,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sqlalchemy import Table, select, text
 from sqlalchemy.engine import Connection
@@ -164,14 +164,22 @@ def _fail(name: str, problem: str) -> VerificationError:
 
 def read(path: Path, name: str | None = None) -> Delta:
     """Parse and type-check a delta file completely; VerificationError naming it if it is bad."""
-    from planctl.db.changelog import logged_table, logged_tables
-
     label = name or path.name
     try:
         with open(path, "rb") as handle:
-            document = json.loads(decompressing(handle).read())
+            return parse(handle, label)
     except FileNotFoundError as error:
         raise VerificationError(f"delta file {path} is missing", DAMAGED_HINT) from error
+    except OSError as error:
+        raise _fail(label, f"cannot read it ({error})") from error
+
+
+def parse(source: BinaryIO, label: str) -> Delta:
+    """A delta from the stream *source* (its decrypted bytes, from the start)."""
+    from planctl.db.changelog import logged_table, logged_tables
+
+    try:
+        document = json.loads(decompressing(source).read())
     except (OSError, EOFError, ValueError, RecursionError, CompressionError) as error:
         raise _fail(label, f"cannot read it ({error})") from error
     if not isinstance(document, dict) or document.get("format") != FORMAT:
@@ -337,22 +345,28 @@ def apply_deltas(target: Target, deltas: Iterable[tuple[str, Delta]]) -> int:
     """Apply deltas in order, in one transaction (all or nothing)."""
     from planctl.db.engine import connect
 
-    touched = 0
     with connect(target, foreign_keys=False, immediate=True) as connection:
-        revision = current_revision(connection)
-        for name, delta in deltas:
-            if delta.revision != revision:
-                raise BackupError(
-                    f"delta {name} is at schema revision {delta.revision or '<none>'}; "
-                    f"{target.masked} is at {revision or '<none>'}",
-                    f"run planctl db-upgrade {delta.revision} (or db-downgrade) on it first",
-                )
-            try:
-                touched += apply(connection, delta, name)
-            except DBAPIError as error:
-                reason = " ".join(str(error.orig).split())[:300]
-                raise BackupError(
-                    f"applying delta {name} to {target.masked} failed: {reason}",
-                    "the database was left unchanged",
-                ) from error
+        return apply_all(connection, deltas, target.masked)
+
+
+def apply_all(connection: Connection, deltas: Iterable[tuple[str, Delta]], where: str) -> int:
+    """Apply deltas in order inside *connection*'s transaction (*where*: the database as
+    messages name it); the rows touched."""
+    touched = 0
+    revision = current_revision(connection)
+    for name, delta in deltas:
+        if delta.revision != revision:
+            raise BackupError(
+                f"delta {name} is at schema revision {delta.revision or '<none>'}; "
+                f"{where} is at {revision or '<none>'}",
+                f"run planctl db-upgrade {delta.revision} (or db-downgrade) on it first",
+            )
+        try:
+            touched += apply(connection, delta, name)
+        except DBAPIError as error:
+            reason = " ".join(str(error.orig).split())[:300]
+            raise BackupError(
+                f"applying delta {name} to {where} failed: {reason}",
+                "the database was left unchanged",
+            ) from error
     return touched

@@ -44,7 +44,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sqlalchemy import (
     Table,
@@ -65,10 +65,17 @@ from planctl.backup.compress import (
     decompressing,
     detect,
 )
-from planctl.backup.store import BackupError, Checkpoint, DumpResult, no_checkpoint, utc_now
+from planctl.backup.store import (
+    BackupError,
+    Dumped,
+    DumpResult,
+    digest_and_sync,
+    utc_now,
+)
 from planctl.db import changelog
 from planctl.db.bulk import load_rows
 from planctl.errors import VerificationError
+from planctl.hooks import NO_HOOKS, Hooks
 from planctl.target import Target
 from planctl.text import plural
 
@@ -76,6 +83,8 @@ if TYPE_CHECKING:
     from planctl.backup.crypto import Recipient
     from planctl.backup.delta import Delta
     from planctl.db.lockwait import LockWait
+
+    Deltas = Sequence[tuple[str, Delta]]
 
 NAME = "logical"
 FORMAT = "planctl-logical"
@@ -94,10 +103,6 @@ READ_CHUNK = 1 << 20
 #: the default 2 MiB cache (64 MiB halves the load time of 1M sessions).
 SQLITE_CACHE_KIB = 65536
 DAMAGED_HINT = "restore another backup (planctl backup list)"
-
-
-def data_suffix(compressed: Compression) -> str:
-    return ".jsonl" + SUFFIXES[compressed]
 
 
 # --- dump -----------------------------------------------------------------------------------
@@ -163,68 +168,6 @@ def _sink(
             yield packed.write
 
 
-def dump(
-    target: Target,
-    into: Path,
-    compressed: Compression,
-    in_snapshot: Callable[[Connection], None] | None = None,
-    checkpoint: Checkpoint = no_checkpoint,
-    recipients: Sequence[Recipient] = (),
-) -> DumpResult:
-    """Write every planner table to *into* from one snapshot (encrypted to *recipients*
-    as it is written); what was read there.
-
-    *in_snapshot(connection)* runs at the end, inside the snapshot's transaction.
-    """
-    from planctl.db import identity
-    from planctl.db.engine import connect
-    from planctl.db.schema import TABLE_NAMES, metadata
-
-    counts: dict[str, int] = {}
-    with connect(target, snapshot=True, read_only=in_snapshot is None) as connection:
-        engine = connection.dialect.name
-        # SQLite: the BEGIN planctl's engine emits plus this first read pin the snapshot.
-        revision = _schema(connection, target)
-        database_id = identity.read(connection)
-        digest = hashlib.sha256()
-        with _sink(into, compressed, recipients) as write:
-
-            def emit(data: bytes) -> None:
-                digest.update(data)
-                write(data)
-
-            emit(
-                _line(
-                    {
-                        "format": FORMAT,
-                        "version": VERSION,
-                        "revision": revision,
-                        "created": utc_now().isoformat(),
-                        "engine": engine,
-                        "tables": list(TABLE_NAMES),
-                    }
-                )
-            )
-            for name in TABLE_NAMES:
-                table = metadata.tables[name]
-                codec = codec_for(table)
-                emit(_line({"table": name, "columns": list(codec.columns)}))
-                query = select(table).order_by(table.c.id)
-                result = connection.execute(query, execution_options={"yield_per": BATCH})
-                count = 0
-                for rows in result.partitions():
-                    lines = [JSON.encode(codec.encode(row)) for row in rows]
-                    emit(("\n".join(lines) + "\n").encode("utf-8"))
-                    count += len(lines)
-                emit(_line({"end": name, "rows": count}))
-                counts[name] = count
-                checkpoint("logical-table-dumped")
-            write(_line({"end": True, "sha256": digest.hexdigest()}))
-        if in_snapshot is not None:
-            in_snapshot(connection)
-    return DumpResult(revision, counts, database_id)
-
-
 # --- reading --------------------------------------------------------------------------------
 
 
@@ -236,16 +179,12 @@ class Header:
 
 
 @contextlib.contextmanager
-def _lines(data_path: Path, compressed: Compression, name: str) -> Iterator[Iterator[bytes]]:
-    """The file's lines as bytes; open, read and gzip errors become VerificationError."""
-    try:
-        raw = open(data_path, "rb")  # noqa: SIM115 (closed below)
-    except OSError as error:
-        raise VerificationError(
-            f"backup {name}: cannot open {data_path.name}: {error.strerror or error}",
-            DAMAGED_HINT,
-        ) from error
-    with raw:
+def _lines(source: BinaryIO, name: str) -> Iterator[Iterator[bytes]]:
+    """The lines of the stream *source* (from its start) as bytes; read and decompression
+    errors become VerificationError."""
+    from planctl.backup.pipeline import reading
+
+    with reading(source) as raw:
         handle: Any = raw
         head = raw.read(4)
         raw.seek(0)
@@ -259,8 +198,21 @@ def _lines(data_path: Path, compressed: Compression, name: str) -> Iterator[Iter
         except (EOFError, OSError, zlib.error, CompressionError) as error:
             what = "cannot be decompressed" if found is not Compression.NONE else "cannot be read"
             raise VerificationError(
-                f"backup {name}: {data_path.name} {what}: {error}", DAMAGED_HINT
+                f"backup {name}: the data {what}: {error}", DAMAGED_HINT
             ) from error
+
+
+@contextlib.contextmanager
+def _opened(data_path: Path, name: str) -> Iterator[BinaryIO]:
+    try:
+        handle = open(data_path, "rb")  # noqa: SIM115 (closed below)
+    except OSError as error:
+        raise VerificationError(
+            f"backup {name}: cannot open {data_path.name}: {error.strerror or error}",
+            DAMAGED_HINT,
+        ) from error
+    with handle:
+        yield handle
 
 
 class _Reader:
@@ -419,15 +371,8 @@ class _Reader:
 
 def read_header(data_path: Path, compressed: Compression, name: str) -> Header:
     """Only the header: format version, revision, creation time, tables."""
-    with _lines(data_path, compressed, name) as lines:
+    with _opened(data_path, name) as source, _lines(source, name) as lines:
         return _Reader(lines, name).header
-
-
-def check(data_path: Path, compressed: Compression, workdir: Path, name: str) -> None:
-    """Parse and decode the whole file; VerificationError naming *name* if it is not complete."""
-    with _lines(data_path, compressed, name) as lines:
-        for _ in _Reader(lines, name).batches():
-            pass
 
 
 # --- restore --------------------------------------------------------------------------------
@@ -453,77 +398,178 @@ def _require_revision(connection: Connection, header: Header, target: Target, na
         )
 
 
-def restore(
-    target: Target,
-    data_path: Path,
-    compressed: Compression,
-    name: str,
-    deltas: Sequence[tuple[str, Delta]] = (),
-    checkpoint: Checkpoint = no_checkpoint,
-    lock_wait: LockWait | None = None,
-) -> int:
-    """Replace the planner tables' rows with the backup's, then apply *deltas*, all in one
-    transaction on either engine; the rows the deltas touched. The transaction is an
-    attempt of planctl.db.lockwait: its lock waits are short, retried per *lock_wait*."""
-    from planctl.db import lockwait
+class LogicalEngine:
+    """The planner's tables as JSON Lines: dumped from either engine's snapshot, checked
+    by parsing every line, restored in one transaction into either engine."""
 
-    def attempt(seconds: float) -> int:
-        return _restore_once(target, data_path, compressed, name, deltas, checkpoint, seconds)
+    name = NAME
 
-    subject = lockwait.subject_for(target)
-    return lockwait.retry(lock_wait or lockwait.LockWait(), subject, f"restore of {name}", attempt)
+    def __init__(self, hooks: Hooks = NO_HOOKS, lock_wait: LockWait | None = None) -> None:
+        self.checkpoint = hooks.checkpoint
+        self.lock_wait = lock_wait
 
+    def data_suffix(self, compressed: Compression) -> str:
+        return ".jsonl" + SUFFIXES[compressed]
 
-def _restore_once(
-    target: Target,
-    data_path: Path,
-    compressed: Compression,
-    name: str,
-    deltas: Sequence[tuple[str, Delta]],
-    checkpoint: Checkpoint,
-    lock_timeout: float,
-) -> int:
-    from planctl.backup import delta as delta_module
-    from planctl.db.engine import connect
+    def dump(
+        self,
+        target: Target,
+        into: Path,
+        *,
+        compressed: Compression,
+        verify: bool,
+        in_snapshot: Callable[[Connection], None] | None = None,
+        recipients: Sequence[Recipient] = (),
+    ) -> Dumped:
+        result = self._write(target, into, compressed, in_snapshot, recipients)
+        if verify and not recipients:  # encrypted: the writer's own end marker and sha256
+            with _opened(into, into.name) as written:
+                self.check(written, compressed, into.name)
+        self.checkpoint("verified")
+        sha, size = digest_and_sync(into)
+        return Dumped(result, sha, size)
 
-    # SQLite: foreign keys are checked once at the end instead of row by row,
-    # which also lets SQLite empty a table without visiting its rows.
-    touched = 0
-    with (
-        _lines(data_path, compressed, name) as lines,
-        connect(
-            target, foreign_keys=False, immediate=True, lock_timeout=lock_timeout
-        ) as connection,
-    ):
-        reader = _Reader(lines, name)
-        _require_revision(connection, reader.header, target, name)
-        postgres = connection.dialect.name == "postgresql"
-        logged = changelog.installed(connection)
-        try:
-            if not postgres:
-                connection.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
-            if logged:  # a restore is not a change to log row by row: the log restarts after it
-                changelog.drop_triggers(connection, reader.header.tables)
-            tables.empty(connection, reader.header.tables)
-            groups = itertools.groupby(reader.batches(), key=operator.itemgetter(0, 1))
-            for (table, columns), group in groups:
-                load_rows(connection, table, columns, (rows for _, _, rows in group))
-            if postgres:
-                tables.continue_sequences(connection, reader.header.tables)
-            else:
-                tables.check_foreign_keys(connection, name)
-            checkpoint("logical-loaded")
-            for delta_name, delta in deltas:
-                touched += delta_module.apply(connection, delta, delta_name)
-                checkpoint("delta-applied")
-            if logged:
-                changelog.install_triggers(connection, reader.header.tables)
-                changelog.move_anchor(connection, None, None)
-        except DBAPIError as error:
-            reason = " ".join(str(error.orig).split())[:300]
-            raise BackupError(
-                f"restore of backup {name} into {target.masked} failed: {reason}",
-                "the database was left unchanged",
-            ) from error
-        checkpoint("logical-restored")
-    return touched
+    def _write(
+        self,
+        target: Target,
+        into: Path,
+        compressed: Compression,
+        in_snapshot: Callable[[Connection], None] | None = None,
+        recipients: Sequence[Recipient] = (),
+    ) -> DumpResult:
+        """Write every planner table to *into* from one snapshot (encrypted to *recipients*
+        as it is written); what was read there.
+
+        *in_snapshot(connection)* runs at the end, inside the snapshot's transaction.
+        """
+        from planctl.db import identity
+        from planctl.db.engine import connect
+        from planctl.db.schema import TABLE_NAMES, metadata
+
+        counts: dict[str, int] = {}
+        with connect(target, snapshot=True, read_only=in_snapshot is None) as connection:
+            engine = connection.dialect.name
+            # SQLite: the BEGIN planctl's engine emits plus this first read pin the snapshot.
+            revision = _schema(connection, target)
+            database_id = identity.read(connection)
+            digest = hashlib.sha256()
+            with _sink(into, compressed, recipients) as write:
+
+                def emit(data: bytes) -> None:
+                    digest.update(data)
+                    write(data)
+
+                emit(
+                    _line(
+                        {
+                            "format": FORMAT,
+                            "version": VERSION,
+                            "revision": revision,
+                            "created": utc_now().isoformat(),
+                            "engine": engine,
+                            "tables": list(TABLE_NAMES),
+                        }
+                    )
+                )
+                for name in TABLE_NAMES:
+                    table = metadata.tables[name]
+                    codec = codec_for(table)
+                    emit(_line({"table": name, "columns": list(codec.columns)}))
+                    query = select(table).order_by(table.c.id)
+                    result = connection.execute(query, execution_options={"yield_per": BATCH})
+                    count = 0
+                    for rows in result.partitions():
+                        lines = [JSON.encode(codec.encode(row)) for row in rows]
+                        emit(("\n".join(lines) + "\n").encode("utf-8"))
+                        count += len(lines)
+                    emit(_line({"end": name, "rows": count}))
+                    counts[name] = count
+                    self.checkpoint("logical-table-dumped")
+                write(_line({"end": True, "sha256": digest.hexdigest()}))
+            if in_snapshot is not None:
+                in_snapshot(connection)
+        return DumpResult(revision, counts, database_id)
+
+    def check(
+        self,
+        source: BinaryIO,
+        compressed: Compression,
+        name: str,
+        *,
+        deep: bool = True,
+        workdir: Path | None = None,
+    ) -> None:
+        """Parse and decode the whole stream; VerificationError naming *name* if incomplete."""
+        with _lines(source, name) as lines:
+            for _ in _Reader(lines, name).batches():
+                pass
+
+    def restore(
+        self,
+        target: Target,
+        source: BinaryIO,
+        compressed: Compression,
+        name: str,
+        deltas: Deltas = (),
+        *,
+        workdir: Path | None = None,
+    ) -> int:
+        """Replace the planner tables' rows with the backup's, then apply *deltas*, all in one
+        transaction on either engine; the rows the deltas touched. The transaction is an
+        attempt of planctl.db.lockwait: its lock waits are short, retried per *lock_wait*."""
+        from planctl.db import lockwait
+
+        def attempt(seconds: float) -> int:
+            return self._restore_once(target, source, name, deltas, seconds)
+
+        subject = lockwait.subject_for(target)
+        wait = self.lock_wait or lockwait.LockWait()
+        return lockwait.retry(wait, subject, f"restore of {name}", attempt)
+
+    def _restore_once(
+        self, target: Target, source: BinaryIO, name: str, deltas: Deltas, lock_timeout: float
+    ) -> int:
+        from planctl.backup import delta as delta_module
+        from planctl.db.engine import connect
+
+        # SQLite: foreign keys are checked once at the end instead of row by row,
+        # which also lets SQLite empty a table without visiting its rows.
+        touched = 0
+        with (
+            _lines(source, name) as lines,
+            connect(
+                target, foreign_keys=False, immediate=True, lock_timeout=lock_timeout
+            ) as connection,
+        ):
+            reader = _Reader(lines, name)
+            _require_revision(connection, reader.header, target, name)
+            postgres = connection.dialect.name == "postgresql"
+            logged = changelog.installed(connection)
+            try:
+                if not postgres:
+                    connection.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+                if logged:  # a restore is not a change to log row by row: the log restarts after it
+                    changelog.drop_triggers(connection, reader.header.tables)
+                tables.empty(connection, reader.header.tables)
+                groups = itertools.groupby(reader.batches(), key=operator.itemgetter(0, 1))
+                for (table, columns), group in groups:
+                    load_rows(connection, table, columns, (rows for _, _, rows in group))
+                if postgres:
+                    tables.continue_sequences(connection, reader.header.tables)
+                else:
+                    tables.check_foreign_keys(connection, name)
+                self.checkpoint("logical-loaded")
+                for delta_name, delta in deltas:
+                    touched += delta_module.apply(connection, delta, delta_name)
+                    self.checkpoint("delta-applied")
+                if logged:
+                    changelog.install_triggers(connection, reader.header.tables)
+                    changelog.move_anchor(connection, None, None)
+            except DBAPIError as error:
+                reason = " ".join(str(error.orig).split())[:300]
+                raise BackupError(
+                    f"restore of backup {name} into {target.masked} failed: {reason}",
+                    "the database was left unchanged",
+                ) from error
+            self.checkpoint("logical-restored")
+        return touched

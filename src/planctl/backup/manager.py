@@ -2,13 +2,17 @@
 
 The scheduling rule, in one place (:meth:`BackupManager.next_due`):
 
-- a backup every ``backup_interval`` seconds after the previous one;
+- a backup every ``schedule.interval`` seconds after the previous one;
 - sooner when the data changes (:meth:`notify_change`, or the change log
   growing, which the thread polls): at the change, but never less than
-  ``min_backup_interval`` after the previous backup;
-- after a failure, retries back off from ``min_backup_interval`` doubling up
-  to ``backup_interval``; each failure calls ``on_backup_failure(error,
+  ``schedule.min_interval`` after the previous backup;
+- after a failure, retries back off from ``schedule.min_interval`` doubling
+  up to ``schedule.interval``; each failure calls ``on_backup_failure(error,
   consecutive_failures)`` and the manager keeps going.
+
+What each backup is (keep, format, compression, incremental, …) is one
+:class:`~planctl.backup.options.BackupOptions`; when it runs, one
+:class:`Schedule`.
 
 Time comes from an injectable ``clock`` (``time.monotonic`` by default), so
 the throttling is tested by moving a fake clock and calling
@@ -32,15 +36,32 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from planctl.backup.compress import Compression
-from planctl.backup.create import DEFAULT_COMPRESSION, MAX_DELTAS, BackupOptions, create_backup
-from planctl.backup.store import BackupInfo, Checkpoint, no_checkpoint
+from planctl.backup.create import create_backup
+from planctl.backup.options import BackupOptions
+from planctl.backup.store import BackupInfo
 from planctl.errors import PlanctlError
+from planctl.hooks import NO_HOOKS, Hooks
 from planctl.target import Target
 
 log = logging.getLogger("planctl.backup")
 
 FailureCallback = Callable[[BaseException, int], Any]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When the manager backs up: every *interval* seconds, sooner after a change but
+    never less than *min_interval* after the previous backup; with *watch_changes*, the
+    change log is polled every *poll_interval* seconds."""
+
+    interval: float = 300
+    min_interval: float = 5.0
+    poll_interval: float = 1.0
+    watch_changes: bool = True
+
+
+#: What ``backup watch`` takes by default: wait for the set's lock up to 30 s.
+SCHEDULED = BackupOptions(reason="scheduled", lock_timeout=30.0)
 
 
 @dataclass(frozen=True)
@@ -59,62 +80,38 @@ class BackupManager:
         self,
         target: Target,
         backup_dir: Path | str,
-        backup_interval: float = 300,
-        min_backup_interval: float = 5.0,
-        on_backup_failure: FailureCallback | None = None,
-        incremental: bool = False,
-        max_deltas_before_full: int = MAX_DELTAS,
+        options: BackupOptions = SCHEDULED,
+        schedule: Schedule | None = None,
         *,
-        keep: int | None = None,
-        fmt: str = "native",
-        compress: Compression = DEFAULT_COMPRESSION,
-        pg_bindir: Path | None = None,
-        lock_timeout: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-        poll_interval: float = 1.0,
-        watch_changes: bool = True,
         on_backup: Callable[[BackupInfo], Any] | None = None,
+        on_backup_failure: FailureCallback | None = None,
         on_failure_command: str | None = None,
-        checkpoint: Checkpoint = no_checkpoint,
-        options: BackupOptions | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        hooks: Hooks = NO_HOOKS,
     ) -> None:
-        """*options* (one typed value: keep, format, compression, …) replaces the loose
-        backup keywords when given; the scheduling ones stay arguments."""
-        if options is not None:
-            keep, fmt, compress = options.keep, options.fmt, options.compress
-            pg_bindir, lock_timeout = options.pg_bindir, options.lock_timeout
-            checkpoint, max_deltas_before_full = options.checkpoint, options.max_deltas
-        if backup_interval <= 0 or min_backup_interval < 0:
-            raise ValueError("backup_interval must be > 0 and min_backup_interval >= 0")
-        if max_deltas_before_full < 1:
-            raise ValueError("max_deltas_before_full must be at least 1")
+        """*options*: what each backup is (its ``reason`` is always ``scheduled``);
+        *schedule*: when. *on_backup(info)* runs after each backup, *on_backup_failure(error,
+        consecutive_failures)* and the shell command *on_failure_command* after each
+        failure. *clock* is injectable so the throttling is tested without sleeping."""
+        schedule = schedule or Schedule()
+        if schedule.interval <= 0 or schedule.min_interval < 0:
+            raise ValueError("interval must be > 0 and min_interval >= 0")
+        if options.max_deltas < 1:
+            raise ValueError("max_deltas must be at least 1")
         self.target = target
         self.backup_dir = Path(backup_dir)
-        self.backup_interval = float(backup_interval)
-        self.min_backup_interval = float(min_backup_interval)
+        self.backup_interval = float(schedule.interval)
+        self.min_backup_interval = float(schedule.min_interval)
         self.on_backup_failure = on_backup_failure
         self.on_failure_command = on_failure_command
-        self.checkpoint = checkpoint
+        self.hooks = hooks
         self._stopping = threading.Event()
         self.on_backup = on_backup
-        self.incremental = incremental
-        self.max_deltas_before_full = max_deltas_before_full
-        self.keep, self.fmt, self.compress = keep, fmt, compress
-        self.pg_bindir, self.lock_timeout = pg_bindir, lock_timeout
+        self.incremental = options.incremental
         self.clock = clock
-        self.poll_interval = poll_interval
-        self.watch_changes = watch_changes
-        self.options = BackupOptions(
-            keep=keep,
-            compress=compress,
-            reason="scheduled",
-            lock_timeout=lock_timeout,
-            pg_bindir=pg_bindir,
-            fmt=fmt,
-            max_deltas=max_deltas_before_full,
-            recipients=options.recipients if options is not None else (),
-            checkpoint=checkpoint,
-        )
+        self.poll_interval = schedule.poll_interval
+        self.watch_changes = schedule.watch_changes
+        self.options = dataclasses.replace(options, reason="scheduled")
 
         self.consecutive_failures = 0
         self.deltas_since_full = 0
@@ -182,6 +179,7 @@ class BackupManager:
                     self.target,
                     self.backup_dir,
                     dataclasses.replace(self.options, incremental=incremental),
+                    self.hooks,
                 )
             except Exception as error:  # keep going: count, report, retry later
                 self._failed(error)

@@ -5,8 +5,13 @@ With age recipients set, no readable plaintext of the database ever has a name
 on disk: the engines write into :func:`sealed` (an age encryptor over the
 temporary data file), pg_dump and the logical dump stream into it, and
 SQLite's backup API writes into a file whose name is unlinked before the
-first page is copied (:func:`planctl.backup.sqlite_engine.unnamed_snapshot`).
+first page is copied (``SqliteEngine._unnamed_snapshot``).
 A kill -9 at any instant leaves at most ciphertext or an empty scratch file.
+
+Reading back is the same in reverse (:func:`opened`): an encrypted data file
+is decrypted into a file without a name, and the engines read that stream
+(pg_restore and psql on their stdin, the logical loader line by line, SQLite
+through another unnamed file: ``SqliteEngine._unnamed_copy``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from planctl.backup.store import BackupInfo, temp_path
+from planctl.backup.store import TEMP_PREFIX, BackupInfo, disk_error
 from planctl.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -71,12 +76,15 @@ def alongside(check: Callable[[], None] | None) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def plaintext(directory: Path, info: BackupInfo, identity: Path | None) -> Iterator[Path]:
-    """The data file of *info* as plaintext: the file itself, or decrypted into a temp file
-    beside it (removed afterwards) with the identity."""
+def opened(directory: Path, info: BackupInfo, identity: Path | None) -> Iterator[BinaryIO]:
+    """The data file of *info* as a seekable stream of its plaintext (compressed as it was
+    written): the file itself, or, encrypted, decrypted with *identity* into a file that
+    never has a name (:func:`unnamed_file`): a kill -9 at any instant leaves nothing
+    readable behind."""
     path = directory / info.data_file
     if not info.encrypted_for:
-        yield path
+        with open(path, "rb") as data:
+            yield data
         return
     from planctl.backup.crypto import decrypt_to
 
@@ -85,22 +93,46 @@ def plaintext(directory: Path, info: BackupInfo, identity: Path | None) -> Itera
             f"backup {info.name} is encrypted and no identity is configured",
             "set PLANCTL_BACKUP_IDENTITY to the age identity file",
         )
-    workdir = directory if os.access(directory, os.W_OK) else Path(tempfile.gettempdir())
-    temp = temp_path(workdir, ".plain")
-    try:
-        with open(path, "rb") as sealed_file, open(temp, "wb") as out:
-            decrypt_to(sealed_file, identity, out)
-        plain = temp.with_name(temp.name.removesuffix(".plain") + _plain_suffix(info))
-        # Renaming a scratch file for its suffix, removed below: nothing durable to publish.
-        os.replace(temp, plain)
-        temp = plain
+    workdir = scratch_dir(directory)
+    with open(path, "rb") as sealed_file, unnamed_file(workdir) as plain:
+        try:
+            decrypt_to(sealed_file, identity, plain)
+        except OSError as error:  # writing the plaintext: the scratch place is full
+            raise disk_error(error, workdir, "the decrypted backup") from error
+        plain.seek(0)
         yield plain
-    finally:
-        temp.unlink(missing_ok=True)
 
 
-def _plain_suffix(info: BackupInfo) -> str:
-    """The data file's own suffix without ``.age`` (engines recognise some by it)."""
-    name = info.data_file.removesuffix(ENCRYPTED_SUFFIX)
-    stem = info.name
-    return name[len(stem) :] if name.startswith(stem) else ""
+def scratch_dir(directory: Path) -> Path:
+    """Where scratch copies of a backup go: its own directory, else TMPDIR."""
+    return directory if os.access(directory, os.W_OK) else Path(tempfile.gettempdir())
+
+
+@contextlib.contextmanager
+def unnamed_file(directory: Path) -> Iterator[BinaryIO]:
+    """A read-write file without a name in *directory*: ``O_TMPFILE`` where the file
+    system has it (Python's ``TemporaryFile``), else created and unlinked at once, before
+    a byte is written. Its blocks are freed when it is closed, or the process dies."""
+    try:
+        handle = tempfile.TemporaryFile(dir=directory, prefix=TEMP_PREFIX)  # noqa: SIM115
+    except OSError as error:
+        raise disk_error(error, directory, "a scratch copy of the backup") from error
+    with handle:
+        yield handle
+
+
+def rewound(source: BinaryIO) -> int:
+    """The descriptor of *source* at its start, for a child process's stdin. Readers share
+    the offset (pg_restore runs several times over one archive): each one rewinds."""
+    source.flush()
+    os.lseek(source.fileno(), 0, os.SEEK_SET)
+    return source.fileno()
+
+
+@contextlib.contextmanager
+def reading(source: BinaryIO) -> Iterator[BinaryIO]:
+    """A fresh buffered reader of *source* from its start (over a duplicate of its
+    descriptor: no stale buffer after a child process moved the shared offset)."""
+    handle = open(os.dup(rewound(source)), "rb")  # noqa: SIM115 - closed below
+    with handle:
+        yield handle

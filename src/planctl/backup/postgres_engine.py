@@ -22,28 +22,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from planctl.backup.compress import Compression
+from planctl.backup.pipeline import rewound, scratch_dir, sealed, unnamed_file
 from planctl.backup.store import (
     BackupError,
-    Checkpoint,
+    Dumped,
     DumpResult,
+    PendingDigest,
+    digest_and_sync,
     disk_error,
-    no_checkpoint,
-    temp_path,
 )
 from planctl.errors import VerificationError
 from planctl.failures import tool_out_of_space
+from planctl.hooks import NO_HOOKS, Hooks
 from planctl.target import Target
 
 if TYPE_CHECKING:
+    from planctl.backup.crypto import Recipient
     from planctl.backup.delta import Delta
     from planctl.db.lockwait import LockWait
 
+    InSnapshot = Callable[[Any], None]
+    Deltas = Sequence[tuple[str, Delta]]
+
 NAME = "postgresql"
 log = logging.getLogger("planctl.backup")
-
-
-def data_suffix(compressed: Compression) -> str:
-    return ".dump"
 
 
 @contextlib.contextmanager
@@ -212,100 +214,6 @@ def server_facts(connection: Any) -> tuple[int, set[str]]:
     return major, tables
 
 
-def dump(
-    target: Target,
-    into: Path,
-    compressed: Compression,
-    bindir: Path | None = None,
-    in_snapshot: Callable[[Any], None] | None = None,
-    on_dumped: Callable[[], None] | None = None,
-    checkpoint: Checkpoint = no_checkpoint,
-    out: BinaryIO | None = None,
-    verify: bool = False,
-    lock_wait: LockWait | None = None,
-) -> DumpResult:
-    """pg_dump into *into* from one snapshot; what that snapshot holds.
-
-    With *lock_wait*, pg_dump waits at most one attempt's time for its table locks
-    (``--lock-wait-timeout``; an app's ACCESS EXCLUSIVE lock would hold it
-    indefinitely) and is run again, in the same snapshot, within the budget.
-
-    With *out*, the archive streams from pg_dump's stdout into *out* instead
-    (an encryptor: no plaintext file), and with *verify* its table of contents
-    is read by ``pg_restore --list`` from the same stream as it passes.
-
-    *on_dumped()* runs as soon as the archive is complete.
-
-    *in_snapshot(connection)* runs after pg_dump succeeded, still inside the
-    transaction whose snapshot pg_dump used (it may write: the change log is
-    emptied there of exactly what the dump holds).
-    """
-    from sqlalchemy import text
-
-    from planctl.db import identity, lockwait
-    from planctl.db.engine import connect
-    from planctl.db.schema import TABLE_NAMES
-
-    with connect(target, snapshot=True, read_only=in_snapshot is None) as connection:
-        snapshot = connection.execute(text("SELECT pg_export_snapshot()")).scalar_one()
-        server_major, existing = server_facts(connection)
-        pg_dump = find_tool("pg_dump", server_major, bindir)
-        check_tool_version(pg_dump, server_major)
-        command = [
-            str(pg_dump),
-            "--format=custom",
-            *([] if out is not None else [f"--file={into}"]),
-            f"--snapshot={snapshot}",
-            "--no-password",
-            f"--compress={0 if compressed is Compression.NONE else 6}",
-        ]
-        with libpq_env(target) as env:
-            checkpoint("pg-dump-start")
-            wanted = verify and out is not None
-            lister = find_tool("pg_restore", server_major, bindir) if wanted else None
-
-            def attempt(seconds: float | None) -> None:
-                timed = [*command]
-                if seconds is not None:
-                    timed.append(f"--lock-wait-timeout={max(1, int(seconds * 1000))}")
-                # Its own session (a Ctrl-C meant for `backup watch` must not kill the
-                # dump in progress) that dies with planctl.
-                written = _Counting(out) if out is not None else None
-                try:
-                    if written is None:
-                        run_tool(timed, env, "pg_dump", into.parent)
-                    else:
-                        _stream_dump(timed, env, cast(BinaryIO, written), lister, into)
-                except BackupError as error:
-                    # pg_dump bounds its LOCK TABLE with statement_timeout; nothing was
-                    # written yet (it locks every table before the first byte of data).
-                    nothing_out = written is None or written.count == 0
-                    if seconds is not None and _DUMP_LOCK_TIMEOUT in str(error) and nothing_out:
-                        raise lockwait.LockTimedOut(str(error)) from error
-                    raise
-
-            if lock_wait is None:
-                attempt(None)
-            else:
-                subject = lockwait.subject_for(target)
-                lockwait.retry(lock_wait, subject, "backup of the current state", attempt)
-        if on_dumped is not None:
-            on_dumped()  # e.g. hash the archive while the rows are counted below
-        # Counted after pg_dump, in its snapshot: counting alongside would take CPU from it.
-        counts = {
-            name: connection.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
-            for name in TABLE_NAMES
-            if name in existing
-        }
-        revision = None
-        if "alembic_version" in existing:
-            revision = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        database_id = identity.read(connection)
-        if in_snapshot is not None:
-            in_snapshot(connection)
-    return DumpResult(revision, counts, database_id)
-
-
 #: What pg_dump prints when its ``--lock-wait-timeout`` ends a LOCK TABLE.
 _DUMP_LOCK_TIMEOUT = "canceling statement due to statement timeout"
 
@@ -373,11 +281,12 @@ def _stream_dump(
     listing.close()
 
 
-def list_contents(data_path: Path, name: str, bindir: Path | None = None) -> list[str]:
-    """``pg_restore --list``: the archive's table of contents (raises VerificationError)."""
+def list_contents(source: BinaryIO, name: str, bindir: Path | None = None) -> list[str]:
+    """``pg_restore --list`` of the archive *source* (on its stdin): its table of contents
+    (raises VerificationError)."""
     pg_restore = find_tool("pg_restore", None, bindir)
     done = subprocess.run(
-        [str(pg_restore), "--list", str(data_path)], capture_output=True, text=True
+        [str(pg_restore), "--list"], stdin=rewound(source), capture_output=True, text=True
     )
     if done.returncode != 0 or "TABLE DATA" not in done.stdout:
         reason = " ".join(done.stderr.split())[:300] or "no table data in the archive"
@@ -386,80 +295,6 @@ def list_contents(data_path: Path, name: str, bindir: Path | None = None) -> lis
             "restore another backup (planctl backup list)",
         )
     return done.stdout.splitlines()
-
-
-def check(
-    data_path: Path,
-    compressed: Compression,
-    workdir: Path,
-    name: str,
-    bindir: Path | None = None,
-    *,
-    full: bool = True,
-) -> None:
-    """``pg_restore --list``; with *full*, also read every data block (``--file=/dev/null``).
-
-    The table of contents sits at the start of the archive, so ``--list`` alone
-    misses a truncated or damaged data section; the full read does not.
-    """
-    list_contents(data_path, name, bindir)
-    if not full:
-        return
-    pg_restore = find_tool("pg_restore", None, bindir)
-    done = subprocess.run(
-        [str(pg_restore), "--file=/dev/null", str(data_path)], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        reason = " ".join(done.stderr.split())[:300]
-        raise VerificationError(
-            f"backup {name} has unreadable data: {reason}",
-            "restore another backup (planctl backup list)",
-        )
-
-
-def restore(
-    target: Target,
-    data_path: Path,
-    compressed: Compression,
-    workdir: Path,
-    name: str,
-    bindir: Path | None = None,
-    deltas: Sequence[tuple[str, Delta]] = (),
-    checkpoint: Checkpoint = no_checkpoint,
-    lock_wait: LockWait | None = None,
-) -> int:
-    """Replace the database with the archive (and *deltas* applied) in one transaction.
-
-    Without deltas: ``pg_restore --clean --if-exists`` streamed into psql in one
-    transaction (:func:`_apply_script`).
-    With deltas, the archive is first restored into a scratch database, the
-    deltas applied there, and that database dumped and restored into the live
-    one in a single transaction: the live database only ever holds its old
-    state or the restore point. Returns the rows the deltas touched. Its lock
-    waits follow *lock_wait* (short attempts, retried; planctl.db.lockwait).
-    """
-    if not deltas:
-        _restore_archive(target, data_path, name, bindir, lock_wait)
-        checkpoint("pg-restored")
-        return 0
-    from planctl.backup.delta import apply_deltas
-
-    with scratch_database(target) as scratch:
-        _restore_archive(scratch, data_path, name, bindir)
-        touched = apply_deltas(scratch, deltas)
-        checkpoint("deltas-applied")
-        directory = workdir if os.access(workdir, os.W_OK) else Path(tempfile.gettempdir())
-        final = temp_path(directory, ".dump")
-        try:
-            dump(scratch, final, Compression.NONE, bindir)
-            checkpoint("restore-point-dumped")
-            _restore_archive(target, final, name, bindir, lock_wait)
-        except OSError as error:
-            raise disk_error(error, directory, "the restore point") from error
-        finally:
-            final.unlink(missing_ok=True)
-    checkpoint("pg-restored")
-    return touched
 
 
 SCRATCH_PREFIX = "planctl_restore_"
@@ -527,67 +362,6 @@ def _first_line(error: BaseException) -> str:
     return " ".join(str(original).split())[:200]
 
 
-def _restore_archive(
-    target: Target,
-    data_path: Path,
-    name: str,
-    bindir: Path | None,
-    lock_wait: LockWait | None = None,
-) -> None:
-    """pg_restore --clean --if-exists --no-owner into the database in one transaction,
-    in attempts whose lock waits are short (see :func:`_prelude`), retried per *lock_wait*."""
-    from planctl.db import changelog, lockwait
-    from planctl.db.engine import connect
-    from planctl.db.schema import metadata
-
-    contents = list_contents(data_path, name, bindir)
-    dumped = {m.group(1) for line in contents if (m := re.search(r" TABLE \S+ (\S+) ", line))}
-    with connect(target) as connection:
-        server_major, live = server_facts(connection)
-        schema = str(connection.exec_driver_sql("SELECT current_schema()").scalar_one())
-    pg_restore = find_tool("pg_restore", server_major, bindir)
-    check_tool_version(pg_restore, server_major)
-    from planctl.db import identity
-
-    # Everything planctl's migrations create: planner and sync tables (under their names
-    # at any revision), the change log.
-    owned = {
-        *metadata.tables,
-        *changelog.sync_tables(),
-        "alembic_version",
-        changelog.LOG_TABLE,
-        changelog.ANCHOR_TABLE,
-        changelog.READERS_TABLE,
-        identity.TABLE,
-    }
-    extra = sorted((live & owned) - dumped)  # never touch tables planctl does not own
-    # Lock what the restore drops or rewrites up front: pg_restore's script sets
-    # lock_timeout = 0 itself, so the attempt's short wait has to come before it.
-    locked = sorted(live & (owned | dumped))
-    generate = [
-        str(pg_restore),
-        "--clean",
-        "--if-exists",
-        "--no-owner",
-        "--file=-",
-        str(data_path),
-    ]
-
-    def attempt(seconds: float) -> None:
-        with libpq_env(target) as env:
-            settings = lockwait.pg_settings(seconds, server_major)
-            prelude = _prelude(settings, schema, locked, extra)
-            try:
-                _apply_script(generate, env, prelude, target)
-            except BackupError as error:
-                if lockwait.LOCK_SQLSTATE in str(error):
-                    raise lockwait.LockTimedOut(str(error)) from error
-                raise
-
-    subject = lockwait.subject_for(target)
-    lockwait.retry(lock_wait or lockwait.LockWait(), subject, f"restore of {name}", attempt)
-
-
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -610,8 +384,11 @@ def _prelude(settings: dict[str, str], schema: str, locked: list[str], extra: li
     return sql
 
 
-def _apply_script(generate: list[str], env: dict[str, str], prelude: str, target: Target) -> None:
-    """Stream pg_restore's SQL through psql after *prelude*, in ONE transaction that is
+def _apply_script(
+    generate: list[str], source: BinaryIO, env: dict[str, str], prelude: str, target: Target
+) -> None:
+    """Stream pg_restore's SQL (the archive *source* on its stdin) through psql after
+    *prelude*, in ONE transaction that is
     committed only when pg_restore wrote its whole script (else psql's connection ends
     inside the transaction and the server rolls it back)."""
     psql = find_tool("psql", None, Path(generate[0]).parent)
@@ -628,7 +405,14 @@ def _apply_script(generate: list[str], env: dict[str, str], prelude: str, target
         target.database or "",
     ]
     with tempfile.TemporaryFile() as generate_errors, tempfile.TemporaryFile() as apply_errors:
-        generator = spawn(generate, env, text=False, stdout=subprocess.PIPE, stderr=generate_errors)
+        generator = spawn(
+            generate,
+            env,
+            text=False,
+            stdin=rewound(source),
+            stdout=subprocess.PIPE,
+            stderr=generate_errors,
+        )
         applier = spawn(
             apply,
             env,
@@ -663,3 +447,292 @@ def _apply_script(generate: list[str], env: dict[str, str], prelude: str, target
 def _read(errors: Any) -> str:
     errors.seek(0)
     return str(errors.read().decode("utf-8", errors="replace"))
+
+
+class PostgresEngine:
+    """Dumps with ``pg_dump --format=custom`` from one exported snapshot, checks with
+    ``pg_restore --list`` (deep: every data block read), restores through psql in one
+    transaction (a chain: through a scratch database)."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        bindir: Path | None = None,
+        hooks: Hooks = NO_HOOKS,
+        lock_wait: LockWait | None = None,
+    ) -> None:
+        self.bindir = bindir
+        self.checkpoint = hooks.checkpoint
+        self.lock_wait = lock_wait
+
+    def data_suffix(self, compressed: Compression) -> str:
+        return ".dump"
+
+    def dump(
+        self,
+        target: Target,
+        into: Path,
+        *,
+        compressed: Compression,
+        verify: bool,
+        in_snapshot: InSnapshot | None = None,
+        recipients: Sequence[Recipient] = (),
+    ) -> Dumped:
+        """pg_dump into *into*; with *recipients* its stdout straight into the encryptor."""
+        if recipients:
+            with sealed(into, recipients) as out:
+                result = self._pg_dump(
+                    target,
+                    into,
+                    compressed,
+                    in_snapshot,
+                    out=out,
+                    verify=verify,
+                    lock_wait=self.lock_wait,
+                )
+            self.checkpoint("verified")
+            sha, size = digest_and_sync(into)
+            return Dumped(result, sha, size)
+        digest = PendingDigest(into)
+        try:
+            result = self._pg_dump(
+                target,
+                into,
+                compressed,
+                in_snapshot,
+                digest.start,
+                lock_wait=self.lock_wait,
+            )
+            if verify:  # the TOC here; `backup verify` also reads every data block
+                with open(into, "rb") as written:
+                    self.check(written, compressed, into.name, deep=False)
+            self.checkpoint("verified")
+            sha, size = digest.result()
+        finally:
+            digest.close()
+        return Dumped(result, sha, size)
+
+    def _pg_dump(
+        self,
+        target: Target,
+        into: Path,
+        compressed: Compression,
+        in_snapshot: Callable[[Any], None] | None = None,
+        on_dumped: Callable[[], None] | None = None,
+        out: BinaryIO | None = None,
+        verify: bool = False,
+        lock_wait: LockWait | None = None,
+    ) -> DumpResult:
+        """pg_dump into *into* from one snapshot; what that snapshot holds.
+
+        With *lock_wait*, pg_dump waits at most one attempt's time for its table locks
+        (``--lock-wait-timeout``; an app's ACCESS EXCLUSIVE lock would hold it
+        indefinitely) and is run again, in the same snapshot, within the budget.
+
+        With *out*, the archive streams from pg_dump's stdout into *out* instead
+        (an encryptor: no plaintext file), and with *verify* its table of contents
+        is read by ``pg_restore --list`` from the same stream as it passes.
+
+        *on_dumped()* runs as soon as the archive is complete.
+
+        *in_snapshot(connection)* runs after pg_dump succeeded, still inside the
+        transaction whose snapshot pg_dump used (it may write: the change log is
+        emptied there of exactly what the dump holds).
+        """
+        from sqlalchemy import text
+
+        from planctl.db import identity, lockwait
+        from planctl.db.engine import connect
+        from planctl.db.schema import TABLE_NAMES
+
+        with connect(target, snapshot=True, read_only=in_snapshot is None) as connection:
+            snapshot = connection.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+            server_major, existing = server_facts(connection)
+            pg_dump = find_tool("pg_dump", server_major, self.bindir)
+            check_tool_version(pg_dump, server_major)
+            command = [
+                str(pg_dump),
+                "--format=custom",
+                *([] if out is not None else [f"--file={into}"]),
+                f"--snapshot={snapshot}",
+                "--no-password",
+                f"--compress={0 if compressed is Compression.NONE else 6}",
+            ]
+            with libpq_env(target) as env:
+                self.checkpoint("pg-dump-start")
+                wanted = verify and out is not None
+                lister = find_tool("pg_restore", server_major, self.bindir) if wanted else None
+
+                def attempt(seconds: float | None) -> None:
+                    timed = [*command]
+                    if seconds is not None:
+                        timed.append(f"--lock-wait-timeout={max(1, int(seconds * 1000))}")
+                    # Its own session (a Ctrl-C meant for `backup watch` must not kill the
+                    # dump in progress) that dies with planctl.
+                    written = _Counting(out) if out is not None else None
+                    try:
+                        if written is None:
+                            run_tool(timed, env, "pg_dump", into.parent)
+                        else:
+                            _stream_dump(timed, env, cast(BinaryIO, written), lister, into)
+                    except BackupError as error:
+                        # pg_dump bounds its LOCK TABLE with statement_timeout; nothing was
+                        # written yet (it locks every table before the first byte of data).
+                        nothing_out = written is None or written.count == 0
+                        if seconds is not None and _DUMP_LOCK_TIMEOUT in str(error) and nothing_out:
+                            raise lockwait.LockTimedOut(str(error)) from error
+                        raise
+
+                if lock_wait is None:
+                    attempt(None)
+                else:
+                    subject = lockwait.subject_for(target)
+                    lockwait.retry(lock_wait, subject, "backup of the current state", attempt)
+            if on_dumped is not None:
+                on_dumped()  # e.g. hash the archive while the rows are counted below
+            # Counted after pg_dump, in its snapshot: counting alongside would take CPU from it.
+            counts = {
+                name: connection.execute(text(f'SELECT count(*) FROM "{name}"')).scalar_one()
+                for name in TABLE_NAMES
+                if name in existing
+            }
+            revision = None
+            if "alembic_version" in existing:
+                revision = connection.execute(
+                    text("SELECT version_num FROM alembic_version")
+                ).scalar()
+            database_id = identity.read(connection)
+            if in_snapshot is not None:
+                in_snapshot(connection)
+        return DumpResult(revision, counts, database_id)
+
+    def check(
+        self,
+        source: BinaryIO,
+        compressed: Compression,
+        name: str,
+        *,
+        deep: bool = True,
+        workdir: Path | None = None,
+    ) -> None:
+        """``pg_restore --list``; with *deep*, also read every data block (``--file=/dev/null``),
+        the archive on pg_restore's stdin.
+
+        The table of contents sits at the start of the archive, so ``--list`` alone
+        misses a truncated or damaged data section; the full read does not.
+        """
+        list_contents(source, name, self.bindir)
+        if not deep:
+            return
+        pg_restore = find_tool("pg_restore", None, self.bindir)
+        done = subprocess.run(
+            [str(pg_restore), "--file=/dev/null"],
+            stdin=rewound(source),
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            reason = " ".join(done.stderr.split())[:300]
+            raise VerificationError(
+                f"backup {name} has unreadable data: {reason}",
+                "restore another backup (planctl backup list)",
+            )
+
+    def restore(
+        self,
+        target: Target,
+        source: BinaryIO,
+        compressed: Compression,
+        name: str,
+        deltas: Deltas = (),
+        *,
+        workdir: Path | None = None,
+    ) -> int:
+        """Replace the database with the archive (and *deltas* applied) in one transaction.
+
+        Without deltas: ``pg_restore --clean --if-exists`` streamed into psql in one
+        transaction (:func:`_apply_script`).
+        With deltas, the archive is first restored into a scratch database, the
+        deltas applied there, and that database dumped and restored into the live
+        one in a single transaction: the live database only ever holds its old
+        state or the restore point (dumped into a file without a name). Returns the
+        rows the deltas touched. Its lock waits follow the engine's *lock_wait* (short
+        attempts, retried; planctl.db.lockwait).
+        """
+        if not deltas:
+            self._restore_archive(target, source, name, self.lock_wait)
+            self.checkpoint("pg-restored")
+            return 0
+        from planctl.backup.delta import apply_deltas
+
+        directory = scratch_dir(workdir or Path(tempfile.gettempdir()))
+        with scratch_database(target) as scratch:
+            self._restore_archive(scratch, source, name)
+            touched = apply_deltas(scratch, deltas)
+            self.checkpoint("deltas-applied")
+            with unnamed_file(directory) as final:
+                try:
+                    self._pg_dump(scratch, directory / name, Compression.NONE, out=final)
+                except OSError as error:
+                    raise disk_error(error, directory, "the restore point") from error
+                self.checkpoint("restore-point-dumped")
+                self._restore_archive(target, final, name, self.lock_wait)
+        self.checkpoint("pg-restored")
+        return touched
+
+    def _restore_archive(
+        self, target: Target, source: BinaryIO, name: str, lock_wait: LockWait | None = None
+    ) -> None:
+        """pg_restore --clean --if-exists --no-owner (the archive *source* on its stdin) into
+        the database in one transaction, in attempts whose lock waits are short (see
+        :func:`_prelude`), retried per *lock_wait*."""
+        from planctl.db import changelog, lockwait
+        from planctl.db.engine import connect
+        from planctl.db.schema import metadata
+
+        contents = list_contents(source, name, self.bindir)
+        dumped = {m.group(1) for line in contents if (m := re.search(r" TABLE \S+ (\S+) ", line))}
+        with connect(target) as connection:
+            server_major, live = server_facts(connection)
+            schema = str(connection.exec_driver_sql("SELECT current_schema()").scalar_one())
+        pg_restore = find_tool("pg_restore", server_major, self.bindir)
+        check_tool_version(pg_restore, server_major)
+        from planctl.db import identity
+
+        # Everything planctl's migrations create: planner and sync tables (under their names
+        # at any revision), the change log.
+        owned = {
+            *metadata.tables,
+            *changelog.sync_tables(),
+            "alembic_version",
+            changelog.LOG_TABLE,
+            changelog.ANCHOR_TABLE,
+            changelog.READERS_TABLE,
+            identity.TABLE,
+        }
+        extra = sorted((live & owned) - dumped)  # never touch tables planctl does not own
+        # Lock what the restore drops or rewrites up front: pg_restore's script sets
+        # lock_timeout = 0 itself, so the attempt's short wait has to come before it.
+        locked = sorted(live & (owned | dumped))
+        generate = [
+            str(pg_restore),
+            "--clean",
+            "--if-exists",
+            "--no-owner",
+            "--file=-",
+        ]
+
+        def attempt(seconds: float) -> None:
+            with libpq_env(target) as env:
+                settings = lockwait.pg_settings(seconds, server_major)
+                prelude = _prelude(settings, schema, locked, extra)
+                try:
+                    _apply_script(generate, source, env, prelude, target)
+                except BackupError as error:
+                    if lockwait.LOCK_SQLSTATE in str(error):
+                        raise lockwait.LockTimedOut(str(error)) from error
+                    raise
+
+        subject = lockwait.subject_for(target)
+        lockwait.retry(lock_wait or lockwait.LockWait(), subject, f"restore of {name}", attempt)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,23 +22,22 @@ from planctl.backup import delta
 from planctl.backup.catalog import BackupSet, Owner, load_set
 from planctl.backup.create import pre_restore_copy
 from planctl.backup.engines import engine_for
+from planctl.backup.options import RestoreOptions
 from planctl.backup.owner import has_database, live_identity
-from planctl.backup.pipeline import plaintext
+from planctl.backup.pipeline import opened
 from planctl.backup.store import (
     BackupError,
     BackupInfo,
-    Checkpoint,
     backup_lock,
-    no_checkpoint,
     prepare_dir,
 )
 from planctl.db import changelog
 from planctl.errors import UsageError, VerificationError
+from planctl.hooks import NO_HOOKS, Hooks
 from planctl.target import Target
 from planctl.text import plural
 
 if TYPE_CHECKING:
-    from planctl.backup.crypto import Recipient
     from planctl.db.lockwait import LockWait
 
 log = logging.getLogger("planctl.backup")
@@ -121,33 +119,26 @@ def restore_backup(
     target: Target,
     backup_dir: Path,
     name: str = "latest",
-    *,
-    at: dt.datetime | None = None,
-    safety_backup: bool = True,
-    lock_timeout: float = 0.0,
-    pg_bindir: Path | None = None,
-    allow_foreign: bool = False,
-    identity: Path | None = None,
-    recipients: Sequence[Recipient] = (),
-    safety_dir: Path | None = None,
-    checkpoint: Checkpoint = no_checkpoint,
-    lock_wait: LockWait | None = None,
+    options: RestoreOptions | None = None,
+    hooks: Hooks = NO_HOOKS,
 ) -> RestoreResult:
     """Verify, refuse the wrong engine, database or a newer schema, take a safety backup,
     then restore the backup (a delta: its whole chain) all or nothing.
 
-    Waits for the database's locks follow *lock_wait* (planctl.db.lockwait: short
-    attempts within a budget, blockers named; default 2 s attempts within 60 s).
+    Waits for the database's locks follow ``options.lock_wait`` (planctl.db.lockwait:
+    short attempts within a budget, blockers named; default 2 s attempts within 60 s).
 
-    With *at* (an aware datetime), the newest restorable backup taken at or before it.
-    Encrypted backups are decrypted with *identity* into temp files first; the
-    safety copy goes to *safety_dir* (default: the backup's own set), encrypted
-    to *recipients* when given.
+    With ``options.at`` (an aware datetime), the newest restorable backup taken at or
+    before it. Encrypted backups are decrypted with ``options.identity``; the safety
+    copy goes to ``options.safety_dir`` (default: the backup's own set), encrypted to
+    ``options.recipients`` when given.
     """
+    options = options or RestoreOptions()
+    at, lock_wait, allow_foreign = options.at, options.lock_wait, options.allow_foreign
     backup_dir = Path(backup_dir)
     _existing_set(backup_dir)
     engine = target.engine
-    with backup_lock(backup_dir, lock_timeout):
+    with backup_lock(backup_dir, options.lock_timeout):
         live = None if allow_foreign else live_identity(target, lock_wait)
         backups = load_set(backup_dir, Owner(live, engine))
         info = backups.find_at(at) if at is not None else backups.find(name)
@@ -167,26 +158,30 @@ def restore_backup(
         if root.engine == "logical":
             _check_target_revision(target, root)
         with contextlib.ExitStack() as stack:
-            plain = [stack.enter_context(plaintext(backup_dir, link, identity)) for link in links]
+            # Decrypted (if need be) into files without a name: nothing readable is left
+            # behind by a kill -9 at any instant.
+            sources = [
+                stack.enter_context(opened(backup_dir, link, options.identity)) for link in links
+            ]
             deltas = [
-                (link.name, delta.read(path, link.name))
-                for link, path in zip(links[1:], plain[1:], strict=True)
+                (link.name, delta.parse(source, link.name))
+                for link, source in zip(links[1:], sources[1:], strict=True)
             ]
             restorer = engine_for(
-                root.engine, pg_bindir=pg_bindir, checkpoint=checkpoint, lock_wait=lock_wait
+                root.engine, pg_bindir=options.pg_bindir, hooks=hooks, lock_wait=lock_wait
             )
-            restorer.check(plain[0], root.compressed, root.name, deep=False)
+            restorer.check(sources[0], root.compressed, root.name, deep=False, workdir=backup_dir)
             safety, no_safety = None, None
-            if safety_backup and not _holds_data(target):
+            if options.safety_backup and not _holds_data(target):
                 no_safety = "the target database is empty: no safety copy of nothing"
                 log.info("no safety backup before restoring %s: %s", info.name, no_safety)
-            elif safety_backup:
-                safety = _safety_copy(
-                    target, backups, safety_dir, pg_bindir, checkpoint, recipients, lock_wait
-                )
+            elif options.safety_backup:
+                safety = _safety_copy(target, backups, options, hooks)
                 log.info("safety backup %s taken before restoring %s", safety.name, info.name)
-            checkpoint("before-restore")
-            touched = restorer.restore(target, plain[0], root.compressed, root.name, deltas)
+            hooks.checkpoint("before-restore")
+            touched = restorer.restore(
+                target, sources[0], root.compressed, root.name, deltas, workdir=backup_dir
+            )
         _restart_change_log(target, lock_wait)
         backups.cache.save()
     log.info(
@@ -200,23 +195,17 @@ def restore_backup(
 
 
 def _safety_copy(
-    target: Target,
-    backups: BackupSet,
-    safety_dir: Path | None,
-    pg_bindir: Path | None,
-    checkpoint: Checkpoint,
-    recipients: Sequence[Recipient],
-    lock_wait: LockWait | None = None,
+    target: Target, backups: BackupSet, options: RestoreOptions, hooks: Hooks
 ) -> BackupInfo:
     """The pre-restore copy, in the backup's own set or (a restore from a remote) in
-    *safety_dir*, under that set's lock; its lock waits within the restore's budget."""
+    ``options.safety_dir``, under that set's lock; its lock waits within the restore's
+    budget."""
+    safety_dir = options.safety_dir
     if safety_dir is None or Path(safety_dir).resolve() == backups.path.resolve():
-        return pre_restore_copy(target, backups, pg_bindir, checkpoint, recipients, lock_wait)
+        return pre_restore_copy(target, backups, options, hooks)
     directory = prepare_dir(Path(safety_dir))
     with backup_lock(directory):
-        return pre_restore_copy(
-            target, load_set(directory), pg_bindir, checkpoint, recipients, lock_wait
-        )
+        return pre_restore_copy(target, load_set(directory), options, hooks)
 
 
 def chain_of(backup_dir: Path, info: BackupInfo) -> list[BackupInfo]:

@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,14 +100,13 @@ class DumpResult:
     log_mark: int | None = None
 
 
-#: A named point in a backup or restore (``"data-written"``, …). Production
-#: passes :func:`no_checkpoint`; reliability tests inject one that kills the
-#: process there (as a power cut would) or pauses.
-Checkpoint = Callable[[str], None]
+@dataclass
+class Dumped:
+    """A finished data file: what its snapshot held, its sha256 and size."""
 
-
-def no_checkpoint(stage: str) -> None:
-    """The default checkpoint: nothing happens."""
+    result: DumpResult
+    sha256: str
+    size: int
 
 
 def disk_error(error: OSError, directory: Path, what: str = "the backup") -> BackupError:

@@ -10,7 +10,7 @@ from pathlib import Path
 from planctl.backup import delta
 from planctl.backup.catalog import ANYONE, BackupSet, Owner, load_set
 from planctl.backup.engines import engine_for
-from planctl.backup.pipeline import plaintext
+from planctl.backup.pipeline import opened
 from planctl.backup.store import (
     BackupInfo,
     backup_lock,
@@ -53,15 +53,16 @@ def verify_info(
     if info.encrypted_for and identity is None:
         note = "checksum only: encrypted, no PLANCTL_BACKUP_IDENTITY for the deep check"
     elif info.kind == "delta":
-        with plaintext(backups.path, info, identity) as path:
-            parsed = delta.read(path, info.name)
+        with opened(backups.path, info, identity) as source:
+            parsed = delta.parse(source, info.name)
         if parsed.parent != info.parent or parsed.parent_sha256 != info.extra.get("parent_sha256"):
             raise VerificationError(
                 f"backup {info.name}: its file and metadata name different parents"
             )
     elif info.engine in ("sqlite", "postgresql", "logical"):
-        with plaintext(backups.path, info, identity) as path:
-            engine_for(info.engine, pg_bindir=pg_bindir).check(path, info.compressed, info.name)
+        engine = engine_for(info.engine, pg_bindir=pg_bindir)
+        with opened(backups.path, info, identity) as source:  # decrypted: without a name
+            engine.check(source, info.compressed, info.name, workdir=backups.path)
     else:
         raise VerificationError(f"backup {info.name}: unknown engine '{info.engine}'")
     if database_id is not None and info.database_id not in (None, database_id):

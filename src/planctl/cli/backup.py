@@ -139,8 +139,8 @@ def backup(
         route_group_options(ctx)
         return
     from planctl.backup.compress import Compression, parse_compression
-    from planctl.backup.create import BackupOptions
     from planctl.backup.cron import backup_and_ship
+    from planctl.backup.options import BackupOptions
 
     if keep is not None and keep < 1:
         raise UsageError(f"--keep must be at least 1, got {keep}", "keep at least the new backup")
@@ -169,12 +169,12 @@ def backup(
         fmt=fmt,
         incremental=incremental,
         max_deltas=max_deltas,
-        checkpoint=state.hooks.checkpoint,
     )
     shipped = backup_and_ship(
         settings.target,
         _dir(state, directory),
         options,
+        hooks=state.hooks,
         recipients_text=settings.backup_recipients,
         remote_url=settings.backup_remote,
         remote_keep=remote_keep if remote_keep is not None else keep,
@@ -615,6 +615,7 @@ def _restore(
     lock_wait: LockWait,
 ) -> None:
     from planctl.backup import open_set, parse_moment, restore_backup
+    from planctl.backup.options import RestoreOptions
 
     if at is not None and name != "latest":
         raise UsageError("give either a backup name or --at, not both")
@@ -657,10 +658,7 @@ def _restore(
             abort=True,
         )
     log = state.service_logger("backup")
-    result = restore_backup(
-        into,
-        backup_dir,
-        info.name,
+    options = RestoreOptions(
         lock_timeout=lock_timeout,
         pg_bindir=state.settings.pg_bindir,
         safety_backup=safety_backup,
@@ -668,9 +666,9 @@ def _restore(
         identity=state.settings.backup_identity,
         recipients=_recipients(state),
         safety_dir=safety_dir,
-        checkpoint=state.hooks.checkpoint,
         lock_wait=lock_wait,
     )
+    result = restore_backup(into, backup_dir, info.name, options, state.hooks)
     log.info("restore of %s done", info.name)
     if result.safety:
         state.say(f"Safety backup of the previous state: {result.safety.name}")
@@ -743,7 +741,8 @@ def watch_command(
 ) -> None:
     """Back up every --interval and soon after the data changes, until SIGTERM or Ctrl-C."""
     from planctl.backup import BackupManager
-    from planctl.backup.create import FORMATS
+    from planctl.backup.manager import Schedule
+    from planctl.backup.options import FORMATS, BackupOptions
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown backup format '{fmt}'", "use native or logical")
@@ -770,26 +769,23 @@ def watch_command(
             soft_wrap=True,
         )
 
-    from planctl.backup.create import BackupOptions
-
     options = BackupOptions(
         keep=keep,
         lock_timeout=30.0,
         pg_bindir=state.settings.pg_bindir,
         fmt=fmt,
+        incremental=incremental,
         max_deltas=max_deltas,
-        checkpoint=state.hooks.checkpoint,
     )
     manager = BackupManager(
         state.settings.target,
         backup_dir,
-        backup_interval=interval,
-        min_backup_interval=min_interval,
-        on_backup_failure=on_backup_failure,
-        incremental=incremental,
+        options,
+        Schedule(interval=interval, min_interval=min_interval),
         on_backup=on_backup,
+        on_backup_failure=on_backup_failure,
         on_failure_command=on_failure,
-        options=options,
+        hooks=state.hooks,
     )
     log.info(
         "watch started: %s every %ss (min %ss)%s into %s",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from planctl.errors import UsageError
+from planctl.hooks import Hooks
 
 if TYPE_CHECKING:
     import logging
@@ -52,18 +53,6 @@ def narrow_table(title: str) -> Table:
         pad_edge=False,
         collapse_padding=True,
     )
-
-
-def _no_checkpoint(stage: str) -> None:
-    """Production's checkpoint: nothing happens at the named stages."""
-
-
-@dataclass(frozen=True)
-class Hooks:
-    """What a caller may inject into a run (``app(args, obj=Hooks(...))``): the reliability
-    tests pass a checkpoint that kills or pauses the process at a named stage."""
-
-    checkpoint: Callable[[str], None] = _no_checkpoint
 
 
 @dataclass

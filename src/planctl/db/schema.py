@@ -1,9 +1,10 @@
 """The planner's schema as SQLAlchemy Core tables
 (docs/architecture.md#schema-first-revision).
 
-The commands that only read and write rows (backups, deltas, ``db-info``,
-exports) use these tables and never import the ORM, which costs a short
-command about 0.07 s; :mod:`planctl.db.models` maps its classes onto them.
+This module is the schema, stated once: every query (sync, exports, backups, the
+seed, tests) is SQLAlchemy Core over these tables. There is no ORM layer: no command
+reads rows as objects, and ORM classes would re-state every column (and cost a short
+command about 0.07 s of imports).
 
 Enumerations are CHECK constraints over short strings (portable, and readable in
 a CSV); every constraint is named through :data:`NAMING_CONVENTION` so SQLite

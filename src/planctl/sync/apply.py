@@ -18,7 +18,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Connection
 
 from planctl.calendar.sessions import SessionFilter, iter_sessions
-from planctl.db.models import Sesion
+from planctl.db.schema import sesiones
 from planctl.sync import state as sync_state
 from planctl.sync.backend import Backend, RemoteEvent, StaleEtagError
 from planctl.sync.content import EventContent, session_changes
@@ -128,7 +128,8 @@ class Applier:
         elif kind is Kind.CANCEL_LOCAL:
             assert local is not None
             if local.active:
-                self._write_local(update(Sesion).where(Sesion.id == sid).values(estado="cancelada"))
+                cancel = update(sesiones).where(sesiones.c.id == sid).values(estado="cancelada")
+                self._write_local(cancel)
                 action.wrote_local = True
                 self.local_writes += 1
             self.log.info("session %d: cancelled (%s)", sid, action.reason)
@@ -163,7 +164,7 @@ class Applier:
         assert local is not None and remote is not None and remote.content is not None
         changes = session_changes(local.view, remote.content, self.options.timezone)
         if changes:
-            self._write_local(update(Sesion).where(Sesion.id == sid).values(changes))
+            self._write_local(update(sesiones).where(sesiones.c.id == sid).values(changes))
             action.wrote_local = True
             self.local_writes += 1
         self.log.info(

@@ -27,10 +27,10 @@ from sqlalchemy.engine import Connection
 from planctl import __version__
 from planctl.calendar.sessions import RELATED_TABLES, sessions_showing
 from planctl.db import changelog, identity
-from planctl.db.models import Sesion
+from planctl.db.schema import sesiones
 from planctl.sync.options import SyncOptions
 
-SESSIONS = str(Sesion.__table__.name)
+SESSIONS = str(sesiones.name)
 
 
 def reader(backend: str) -> str:

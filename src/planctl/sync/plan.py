@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from planctl.calendar.sessions import SessionFilter, iter_sessions
-from planctl.db.models import Sesion
+from planctl.db.schema import sesiones
 from planctl.sync import cursor
 from planctl.sync import state as sync_state
 from planctl.sync.backend import Backend, Listing, RemoteEvent
@@ -153,7 +153,7 @@ def _out_of_range(connection: Connection, ids: Sequence[int]) -> set[int]:
     chunk = 500
     for start in range(0, len(ids), chunk):
         part = list(ids[start : start + chunk])
-        found.update(connection.execute(select(Sesion.id).where(Sesion.id.in_(part))).scalars())
+        found.update(connection.execute(select(sesiones.c.id).where(sesiones.c.id.in_(part))).scalars())
     return found
 
 
@@ -175,11 +175,11 @@ def _older_rows(states: dict[int, StateRow]) -> set[int]:
 
 
 def _ids_in_range(connection: Connection, options: SyncOptions) -> list[int]:
-    query = select(Sesion.id)
+    query = select(sesiones.c.id)
     if options.since is not None:
-        query = query.where(Sesion.fecha >= options.since)
+        query = query.where(sesiones.c.fecha >= options.since)
     if options.until is not None:
-        query = query.where(Sesion.fecha <= options.until)
+        query = query.where(sesiones.c.fecha <= options.until)
     return list(connection.execute(query).scalars())
 
 
@@ -201,7 +201,7 @@ def make_plan(connection: Connection, backend: Backend, options: SyncOptions) ->
     """
     scope = cursor.scope(connection, backend.name, options)
     tracked = sync_state.count_states(connection, backend.name)
-    sessions = connection.execute(select(func.count()).select_from(Sesion)).scalar_one()
+    sessions = connection.execute(select(func.count()).select_from(sesiones)).scalar_one()
     if scope.changed is None:  # the ids only: the sessions are read a batch at a time
         local_ids = set(_ids_in_range(connection, options))
     connection.rollback()  # no transaction stays open while the calendar is listed
