@@ -355,8 +355,8 @@ class CountingProxy:
                 found = root.search(start) if start.lstrip().startswith(b"<") else None
                 kind = found.group(1).decode() if found else ""
                 depth = self.headers.get("Depth") or ""
-                data = b"calendar-data" in body
-                proxy.requests.append((self.command, kind, depth, unquote(self.path), data))
+                bodies = b"calendar-data" in body
+                proxy.requests.append((self.command, kind, depth, unquote(self.path), bodies))
                 if self.command == "REPORT" and kind in refuse:
                     self.send_response(501)
                     self.send_header("Content-Length", "0")
