@@ -304,9 +304,12 @@ def caldav_rows(work: Path, sessions: int) -> list[str]:
         _, loop_after = bare_caldav_loop(dav, "Reference after")
         loop = (loop_before + loop_after) / 2
         before = caldav_snapshot(dav)
-        second = timed([PLANCTL, "-q", "sync"], dav)
+        second = timed([PLANCTL, "-q", "sync"], dav)  # lists in full (no key yet), confirms
         cpu_second = CPU[-1]
+        third = timed([PLANCTL, "-q", "sync"], dav)  # after a clean run: sync-collection
+        cpu_third = CPU[-1]
         listing = bare_listing(dav)
+        cpu_listing = min(CPU[-3:])
         after = caldav_snapshot(dav)
         rewritten = sum(1 for href, etag in after.items() if before.get(href) != etag)
         rewritten += len(set(before) - set(after))
@@ -316,7 +319,10 @@ def caldav_rows(work: Path, sessions: int) -> list[str]:
             f"{first:.2f} (CPU {cpu_first:.2f}) | {second:.2f} (CPU {cpu_second:.2f}) | "
             f"bare caldav PUT loop {loop_before:.2f} s before, {loop_after:.2f} s after "
             f"→ **{first / loop:.2f}×** their mean; no-op vs one bare listing process "
-            f"(caldav import + PROPFIND, best of 3) {listing:.2f} s → **{second / listing:.2f}×**"
+            f"(caldav import + PROPFIND, best of 3) {listing:.2f} s (CPU {cpu_listing:.2f}) "
+            f"→ **{second / listing:.2f}×**"
+            f"; the run after that (incremental, one sync-collection REPORT) {third:.2f} s "
+            f"(CPU {cpu_third:.2f}) → **{third / listing:.2f}×**"
             f" | {rewritten} |"
         ]
     finally:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from sqlalchemy import insert, select, text
@@ -295,8 +296,15 @@ def caldav_settings(url: str, server: Radicale, calendar: str) -> Settings:
 class DavWorld(World):
     settings_: Settings
 
+    @property
+    def checkpoints(self) -> Path:
+        """Where the backend remembers clean runs' sync tokens (as open_backend does)."""
+        return self.store.with_name("caldav-checkpoints.json")
+
     def sync(self, *, dry_run: bool = False, **options: Any) -> SyncReport:
-        backend = CalDAVBackend(self.settings_, create_calendar=not dry_run)
+        backend = CalDAVBackend(
+            self.settings_, create_calendar=not dry_run, checkpoints=self.checkpoints
+        )
         try:
             return run_sync(
                 target_of(self.url), backend, SyncOptions(timezone=TZ, **options), dry_run=dry_run
@@ -312,3 +320,90 @@ def dav(migrated_url: str, server: Radicale, tmp_path: Path) -> DavWorld:
         migrated_url, server, f"Planificador {next(_calendar_names)} {tmp_path.name}"
     )
     return DavWorld(migrated_url, tmp_path / "unused.json", settings)
+
+
+class CountingProxy:
+    """A reverse proxy on loopback in front of a CalDAV server: records every request
+    planctl really sends (method, the XML body's root element) and forwards it.
+
+    *refuse* names REPORT kinds (root elements, e.g. ``sync-collection``) answered
+    ``501 Not Implemented``, as a server without them would.
+    """
+
+    def __init__(self, upstream: Radicale, refuse: tuple[str, ...] = ()) -> None:
+        import http.client
+        import http.server
+        import re
+        import threading
+
+        #: method, kind (the body's root element), Depth, path, and whether it asks for bodies
+        self.requests: list[tuple[str, str, str, str, bool]] = []
+        proxy = self
+        root = re.compile(rb"<(?:[A-Za-z][\w.-]*:)?([A-Za-z][\w.-]*)[\s/>]")
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                start = body.lstrip()
+                if start.startswith(b"<?xml"):
+                    start = start[start.index(b"?>") + 2 :]
+                found = root.search(start) if start.lstrip().startswith(b"<") else None
+                kind = found.group(1).decode() if found else ""
+                depth = self.headers.get("Depth") or ""
+                bodies = b"calendar-data" in body
+                proxy.requests.append((self.command, kind, depth, unquote(self.path), bodies))
+                if self.command == "REPORT" and kind in refuse:
+                    self.send_response(501)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                connection = http.client.HTTPConnection("127.0.0.1", upstream.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                connection.request(self.command, self.path, body=body, headers=headers)
+                answer = connection.getresponse()
+                data = answer.read()
+                self.send_response(answer.status, answer.reason)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                connection.close()
+
+            do_GET = do_PUT = do_DELETE = do_PROPFIND = do_REPORT = _forward
+            do_OPTIONS = do_MKCALENDAR = do_PROPPATCH = do_MKCOL = do_HEAD = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.dav = Radicale(
+            f"http://127.0.0.1:{self.port}/", self.port, upstream.user, upstream.password,
+            upstream.principal,
+        )  # fmt: skip
+
+    def count(
+        self, method: str, kind: str = "", *, depth: str = "", path: str = "", data: bool = False
+    ) -> int:
+        """Requests of *method* (and of that body root element, Depth, path; with *data*,
+        only those that ask for events' bodies)."""
+        return sum(
+            1
+            for m, k, d, p, bodies in self.requests
+            if m == method
+            and (not kind or k == kind)
+            and (not depth or d == depth)
+            and (not path or p.rstrip("/") == path.rstrip("/"))
+            and (bodies or not data)
+        )
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
