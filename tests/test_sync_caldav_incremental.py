@@ -232,3 +232,34 @@ def test_an_unreadable_token_file_is_a_full_listing_and_is_rewritten(
     data = json.loads(synced.checkpoints.read_text(encoding="utf-8"))
     assert len(data["checkpoints"]) == 1 and data["checkpoints"][0]["token"]
     assert synced.checkpoints.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_fifo_or_a_stranger_where_the_token_file_should_be_is_a_full_listing(
+    tmp_path: Path,
+) -> None:
+    """The token file is a cache: a FIFO planted in its place never hangs the run (nothing
+    remembered: a full listing), a directory or bad JSON is ignored too, and the next
+    clean run replaces the FIFO with the file (0600) it reads back."""
+    import os
+    import threading
+
+    from planctl.sync.checkpoints import Checkpoint, CheckpointFile
+
+    path = tmp_path / "planctl-caldav-x.json"
+    os.mkfifo(path)
+    found: list[object] = []
+    reader = threading.Thread(target=lambda: found.append(CheckpointFile(path).get("k")))
+    reader.start()
+    reader.join(timeout=5)
+    assert not reader.is_alive(), "reading the token file hung on a FIFO"
+    assert found == [None]
+    CheckpointFile(path).put("k", Checkpoint("http://dav/cal/", token="t1"))
+    assert path.is_file() and path.stat().st_mode & 0o777 == 0o600
+    remembered = CheckpointFile(path).get("k")
+    assert remembered is not None and remembered.token == "t1"
+    path.unlink()
+    path.mkdir()
+    assert CheckpointFile(path).get("k") is None
+    path.rmdir()
+    path.write_text("{not json", encoding="utf-8")
+    assert CheckpointFile(path).get("k") is None

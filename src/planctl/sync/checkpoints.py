@@ -19,6 +19,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from planctl.fsutil import open_regular
+
 KEEP = 8
 VERSION = 1
 
@@ -49,10 +51,11 @@ class CheckpointFile:
         self.path = path
 
     def _read(self) -> list[dict[str, object]]:
-        if self.path is None or not self.path.is_file():
+        if self.path is None or not self.path.exists():
             return []
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+        try:  # a regular file only: a FIFO planted there must not hang a cron sync
+            with open_regular(self.path, follow_symlinks=True) as file:
+                data = json.loads(file.read().decode("utf-8"))
         except (OSError, ValueError) as error:  # a cache: an unreadable one is started over
             log.debug("ignoring unreadable %s: %s", self.path, error)
             return []
